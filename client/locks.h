@@ -1,0 +1,155 @@
+/*
+ * liblocks: a client for locksd, the named-lock broker.
+ *
+ * Every call is blocking.  A locks_conn is not thread-safe: use one
+ * connection per thread (or guard one with your own mutex).  Distinct
+ * connections are independent and may be used from different threads.
+ *
+ * Locks live as long as the connection: locks_close() (or the death of
+ * the process) releases everything the connection held or awaited.
+ *
+ * Functions that can fail return LOCKS_OK (0) or a negative locks_error.
+ * Output parameters (ret_*) are untouched on failure.  Destructors
+ * accept NULL.
+ */
+#ifndef LOCKS_H
+#define LOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with hidden visibility; only this API is exported. */
+#pragma GCC visibility push(default)
+
+/*
+ * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_INTERNAL map one-to-one
+ * onto the protocol's error codes; the rest are the library's own.
+ */
+enum locks_error {
+	LOCKS_OK = 0,
+	LOCKS_E_BAD_JSON = -1,		/* "bad_json" */
+	LOCKS_E_BAD_REQUEST = -2,	/* "bad_request" */
+	LOCKS_E_UNKNOWN_OP = -3,	/* "unknown_op" */
+	LOCKS_E_INVALID_NAME = -4,	/* "invalid_name" */
+	LOCKS_E_ALREADY_HELD = -5,	/* "already_held" */
+	LOCKS_E_NOT_HELD = -6,		/* "not_held" */
+	LOCKS_E_TIMEOUT = -7,		/* "timeout" */
+	LOCKS_E_CANCELLED = -8,		/* "cancelled" */
+	LOCKS_E_TOO_LARGE = -9,		/* "too_large" */
+	LOCKS_E_LIMIT = -10,		/* "limit" */
+	LOCKS_E_PERMISSION_DENIED = -11, /* "permission_denied" */
+	LOCKS_E_INTERNAL = -12,		/* "internal" */
+	LOCKS_E_CONNECT = -100,		/* could not reach the daemon */
+	LOCKS_E_LOST = -101,		/* the connection broke */
+	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */
+	LOCKS_E_NOMEM = -103,		/* out of memory */
+	LOCKS_E_INVAL = -104		/* bad argument to the library */
+};
+
+enum locks_mode {
+	LOCKS_EXCLUSIVE = 0,
+	LOCKS_SHARED = 1
+};
+
+typedef struct locks_conn locks_conn;
+typedef struct locks_lock locks_lock;
+typedef struct locks_holder locks_holder;
+typedef struct locks_list locks_list;
+typedef struct locks_status locks_status;
+
+/* The protocol code of an error ("timeout"), or the library's own name. */
+const char	*locks_error_code(int);
+/* A one-line description of an error, for people. */
+const char	*locks_strerror(int);
+/* The daemon's (or library's) message for this connection's last error. */
+const char	*locks_last_message(const locks_conn *);
+
+/*
+ * The socket path used when none is given: $LOCKS_SOCKET, else
+ * /run/locksd/locksd.sock as root, else $XDG_RUNTIME_DIR/locksd/locksd.sock,
+ * else /tmp/locksd-$UID/locksd.sock.  Returns the length written (as
+ * snprintf does).
+ */
+int		 locks_default_socket(char *, size_t);
+
+/*
+ * Connect to the daemon at path (NULL: the default) and say hello with the
+ * label client (NULL: the program's name).
+ */
+int		 locks_connect(const char *, const char *, locks_conn **);
+void		 locks_close(locks_conn *);
+/* The socket path this connection was made to. */
+const char	*locks_socket_path(const locks_conn *);
+
+/* Called once if an acquire is still waiting notify_after seconds on. */
+typedef void (*locks_blocking_cb)(const locks_lock *, int, void *);
+
+struct locks_acquire_opts {
+	enum locks_mode	 mode;		/* LOCKS_EXCLUSIVE by default */
+	double		 timeout;	/* < 0: forever; 0: try once */
+	double		 notify_after;	/* seconds before on_blocking */
+	const char	*owner;		/* free text, at most 256 bytes */
+	locks_blocking_cb on_blocking;	/* may be NULL */
+	void		*arg;		/* passed to on_blocking */
+};
+
+#define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL }
+
+/*
+ * Take the named lock; opts may be NULL for an exclusive lock waited for
+ * forever.  On success *ret_token (may be NULL) is the fencing token.
+ */
+int		 locks_acquire(locks_conn *, const char *,
+		    const struct locks_acquire_opts *, int64_t *);
+int		 locks_release(locks_conn *, const char *);
+int		 locks_ping(locks_conn *);
+
+/* One lock in a listing or a blocking notice: its name, holders, waiters. */
+const char	*locks_lock_name(const locks_lock *);
+size_t		 locks_lock_nholders(const locks_lock *);
+const locks_holder *locks_lock_holder(const locks_lock *, size_t);
+size_t		 locks_lock_nwaiters(const locks_lock *);
+const locks_holder *locks_lock_waiter(const locks_lock *, size_t);
+
+/* One holder or waiter.  Strings are never NULL. */
+int		 locks_holder_external(const locks_holder *);
+pid_t		 locks_holder_pid(const locks_holder *);
+uid_t		 locks_holder_uid(const locks_holder *);
+gid_t		 locks_holder_gid(const locks_holder *);
+const char	*locks_holder_client(const locks_holder *);
+const char	*locks_holder_owner(const locks_holder *);
+const char	*locks_holder_command(const locks_holder *);
+enum locks_mode	 locks_holder_mode(const locks_holder *);
+double		 locks_holder_since(const locks_holder *);
+int64_t		 locks_holder_token(const locks_holder *);	/* 0: waiter */
+
+/* List the locks with holders or waiters; name NULL means all. */
+int		 locks_list_get(locks_conn *, const char *, locks_list **);
+size_t		 locks_list_count(const locks_list *);
+const locks_lock *locks_list_lock(const locks_list *, size_t);
+/* The daemon's reply, as one line of JSON. */
+const char	*locks_list_json(const locks_list *);
+void		 locks_list_free(locks_list *);
+
+int		 locks_status_get(locks_conn *, locks_status **);
+const char	*locks_status_version(const locks_status *);
+double		 locks_status_uptime(const locks_status *);
+int64_t		 locks_status_connections(const locks_status *);
+int64_t		 locks_status_locks_held(const locks_status *);
+int64_t		 locks_status_waiters(const locks_status *);
+int64_t		 locks_status_acquired_total(const locks_status *);
+const char	*locks_status_json(const locks_status *);
+void		 locks_status_free(locks_status *);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOCKS_H */

@@ -1,0 +1,126 @@
+/*
+ * locksd internals, grouped by the file that implements them.
+ */
+#ifndef LOCKSD_DAEMON_H
+#define LOCKSD_DAEMON_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+
+#include "protocol.h"
+
+#define LOCKSD_VERSION "0.1.0"
+
+/* log.c */
+void	 log_init(int);
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	 fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * locktab.c: the lock table.  Pure grant logic over names, FIFO queues,
+ * modes, fencing tokens and the flock(2)ed lock files; no sockets, no JSON.
+ *
+ * A lock_req is one acquire: it waits in its lock's queue, then holds.
+ * Grants are reported through the granted callback, also for a request
+ * granted at once inside locktab_acquire.
+ */
+struct locktab;
+struct lock;
+struct lock_req;
+
+typedef void (*locktab_granted_cb)(struct lock_req *, void *);
+typedef double (*locktab_clock)(void);
+
+struct locktab	*locktab_new(int, int64_t, locktab_granted_cb,
+		    locktab_clock);
+void		 locktab_free(struct locktab *);
+int		 locktab_acquire(struct locktab *, const char *,
+		    enum proto_mode, int, void *, struct lock_req **);
+void		 locktab_release(struct locktab *, struct lock_req *);
+void		 locktab_retry(struct locktab *);
+size_t		 locktab_nblocked(const struct locktab *);
+size_t		 locktab_nheld(const struct locktab *);
+size_t		 locktab_nwaiting(const struct locktab *);
+uint64_t	 locktab_granted_total(const struct locktab *);
+int64_t		 locktab_next_token(const struct locktab *);
+
+struct lock	*locktab_find(struct locktab *, const char *);
+struct lock	*locktab_first(struct locktab *);
+struct lock	*locktab_next(struct lock *);
+const char	*lock_name(const struct lock *);
+int		 lock_fd(const struct lock *);
+struct lock_req	*lock_first_holder(struct lock *);
+struct lock_req	*lock_first_waiter(struct lock *);
+
+struct lock_req	*lock_req_next(struct lock_req *);
+int		 lock_req_held(const struct lock_req *);
+enum proto_mode	 lock_req_mode(const struct lock_req *);
+int64_t		 lock_req_token(const struct lock_req *);
+double		 lock_req_since(const struct lock_req *);
+int		 lock_req_position(const struct lock_req *);
+struct lock	*lock_req_lock(struct lock_req *);
+const char	*lock_req_name(const struct lock_req *);
+void		*lock_req_arg(const struct lock_req *);
+
+/* token.c */
+int64_t	 token_seed(int, double);
+void	 token_reserve(int, int64_t);
+
+/* conn.c: one client connection, its framing and its output. */
+struct server;
+struct conn;
+struct acquire;
+TAILQ_HEAD(conn_list, conn);
+TAILQ_HEAD(acquire_list, acquire);
+
+struct peer {
+	pid_t		 pid;
+	uid_t		 uid;
+	gid_t		 gid;
+};
+
+void		 conn_accept(struct server *, int);
+void		 conn_send(struct conn *, struct json_object *);
+void		 conn_free_all(struct conn_list *);
+struct server	*conn_server(struct conn *);
+const struct peer *conn_peer(const struct conn *);
+const char	*conn_client(const struct conn *);
+int		 conn_set_client(struct conn *, const char *);
+struct acquire_list *conn_acquires(struct conn *);
+
+/* request.c: decode and answer requests; a connection's acquires. */
+void		 request_dispatch(struct conn *, struct json_object *);
+void		 request_drop_all(struct conn *);
+void		 request_granted(struct lock_req *, void *);
+
+/* server.c: the listening socket, signals, timers and shared state. */
+struct server_config {
+	const char	*socket_path;
+	const char	*lock_dir;
+};
+
+struct server	*server_new(struct event_base *, const struct server_config *);
+void		 server_free(struct server *);
+struct event_base *server_base(struct server *);
+struct locktab	*server_locktab(struct server *);
+struct conn_list *server_conns(struct server *);
+size_t		 server_nconns(const struct server *);
+void		 server_conn_opened(struct server *);
+void		 server_conn_closed(struct server *);
+double		 server_uptime(const struct server *);
+void		 server_locks_changed(struct server *);
+
+/* clock.c */
+double		 clock_realtime(void);
+double		 clock_monotonic(void);
+
+#endif /* LOCKSD_DAEMON_H */

@@ -1,0 +1,137 @@
+/*
+ * locksd: the named-lock broker.  Parses options, picks the socket and
+ * lock directory, and runs the event loop until SIGTERM or SIGINT.
+ */
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "daemon.h"
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: locksd [--socket PATH] [--lock-dir DIR] [-v|--verbose] "
+	    "[--version] [--help]\n"
+	    "\n"
+	    "  --socket PATH   listen on PATH (default: $LOCKS_SOCKET, else\n"
+	    "                  /run/locksd/locksd.sock as root, else\n"
+	    "                  $XDG_RUNTIME_DIR/locksd/locksd.sock, else\n"
+	    "                  /tmp/locksd-$UID/locksd.sock)\n"
+	    "  --lock-dir DIR  lock files live here (default: locks/ beside "
+	    "the socket)\n"
+	    "  -v, --verbose   log every connection\n"
+	    "  --version       print the version and exit\n"
+	    "  --help          print this help and exit\n");
+}
+
+/* Create the socket's directory if it is missing (one level only). */
+static void
+make_parent_dir(const char *path)
+{
+	char	 dir[PATH_MAX];
+	char	*slash;
+
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+		fatalx("path too long: %s", path);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+		fatal("mkdir %s", dir);
+}
+
+/* The lock dir defaults to locks/ beside the socket. */
+static void
+default_lock_dir(const char *socket_path, char *buf, size_t size)
+{
+	const char	*slash = strrchr(socket_path, '/');
+	int		 dirlen;
+
+	dirlen = slash == NULL ? 0 : (int)(slash - socket_path);
+	if (slash == NULL)
+		snprintf(buf, size, "locks");
+	else if (snprintf(buf, size, "%.*s/locks", dirlen, socket_path) >=
+	    (int)size)
+		fatalx("path too long: %s", socket_path);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "lock-dir", required_argument, NULL, 'd' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct server_config	 config = { NULL, NULL };
+	struct event_base	*base;
+	struct server		*srv;
+	char			 socket_buf[PATH_MAX], lock_dir_buf[PATH_MAX];
+	int			 ch, verbose = 0;
+
+	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			config.socket_path = optarg;
+			break;
+		case 'd':
+			config.lock_dir = optarg;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'V':
+			printf("locksd %s (protocol %d)\n", LOCKSD_VERSION,
+			    PROTO_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init(verbose);
+	if (config.socket_path == NULL) {
+		if (proto_default_socket(socket_buf, sizeof socket_buf) >=
+		    (int)sizeof socket_buf)
+			fatalx("default socket path too long");
+		config.socket_path = socket_buf;
+	}
+	if (config.lock_dir == NULL) {
+		default_lock_dir(config.socket_path, lock_dir_buf,
+		    sizeof lock_dir_buf);
+		config.lock_dir = lock_dir_buf;
+	}
+	/* Lock files are 0644 and the lock dir 0755, whatever we inherit. */
+	umask(022);
+	make_parent_dir(config.socket_path);
+
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	srv = server_new(base, &config);
+	event_base_dispatch(base);
+	server_free(srv);
+	event_base_free(base);
+	log_info("stopped");
+	return 0;
+}

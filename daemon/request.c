@@ -1,0 +1,455 @@
+/*
+ * Answering requests: decode, dispatch, and one connection's acquires
+ * (their waits, timers, grants and releases).  The grant rules themselves
+ * live in locktab.c; this file turns them into protocol messages.
+ */
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define MAX_ACQUIRES_PER_CONN	4096	/* names one connection may hold */
+
+/* One acquire of a connection: waiting in a queue, then holding. */
+struct acquire {
+	TAILQ_ENTRY(acquire)	 entry;
+	struct conn		*conn;
+	struct lock_req		*req;
+	struct json_object	*id;		/* the acquire's id (owned) */
+	struct event		*timeout_ev;
+	struct event		*notify_ev;
+	double			 started;	/* monotonic */
+	char			*owner;
+	int			 held;
+};
+
+static size_t
+acquire_count(struct conn *conn)
+{
+	struct acquire	*a;
+	size_t		 n = 0;
+
+	TAILQ_FOREACH(a, conn_acquires(conn), entry)
+		n++;
+	return n;
+}
+
+/* Find the connection's acquire of name, waiting or held. */
+static struct acquire *
+acquire_find(struct conn *conn, const char *name)
+{
+	struct acquire	*a;
+
+	TAILQ_FOREACH(a, conn_acquires(conn), entry) {
+		if (a->req != NULL && strcmp(lock_req_name(a->req), name) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+/* Stop the acquire's timers; it no longer waits. */
+static void
+acquire_stop_timers(struct acquire *a)
+{
+	if (a->timeout_ev != NULL) {
+		event_free(a->timeout_ev);
+		a->timeout_ev = NULL;
+	}
+	if (a->notify_ev != NULL) {
+		event_free(a->notify_ev);
+		a->notify_ev = NULL;
+	}
+}
+
+/* Unlink and free an acquire whose lock_req is already gone. */
+static void
+acquire_free(struct acquire *a)
+{
+	TAILQ_REMOVE(conn_acquires(a->conn), a, entry);
+	acquire_stop_timers(a);
+	json_object_put(a->id);
+	free(a->owner);
+	free(a);
+}
+
+/* Release or cancel the acquire in the lock table, then free it. */
+static void
+acquire_drop(struct acquire *a)
+{
+	struct server	*srv = conn_server(a->conn);
+	struct lock_req	*req = a->req;
+
+	/* Unlink first: releasing may grant others, never this acquire. */
+	a->req = NULL;
+	acquire_free(a);
+	locktab_release(server_locktab(srv), req);
+}
+
+/* Describe one holder or waiter as the protocol shows it. */
+static struct json_object *
+holder_encode(struct lock_req *req)
+{
+	struct acquire		*a = lock_req_arg(req);
+	const struct peer	*peer = conn_peer(a->conn);
+	struct proto_holder	 h;
+
+	memset(&h, 0, sizeof h);
+	h.pid = peer->pid;
+	h.uid = peer->uid;
+	h.gid = peer->gid;
+	h.client = conn_client(a->conn);
+	h.owner = a->owner;
+	h.mode = lock_req_mode(req);
+	h.since = lock_req_since(req);
+	h.token = lock_req_held(req) ? lock_req_token(req) : 0;
+	return proto_holder_encode(&h);
+}
+
+/* Encode a list of holders or waiters, starting from first. */
+static struct json_object *
+holders_encode(struct lock_req *first)
+{
+	struct json_object	*array = json_object_new_array();
+	struct lock_req		*req;
+
+	for (req = first; req != NULL; req = lock_req_next(req))
+		json_object_array_add(array, holder_encode(req));
+	return array;
+}
+
+/* Send the one blocking event of a waiting acquire. */
+static void
+acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct acquire		*a = arg;
+	struct json_object	*event;
+
+	(void)fd;
+	(void)events;
+	event = proto_event_new(a->id, "blocking");
+	json_object_object_add(event, "name",
+	    json_object_new_string(lock_req_name(a->req)));
+	json_object_object_add(event, "holders",
+	    holders_encode(lock_first_holder(lock_req_lock(a->req))));
+	json_object_object_add(event, "position",
+	    json_object_new_int(lock_req_position(a->req)));
+	conn_send(a->conn, event);
+}
+
+/* The acquire waited out its timeout: cancel it and say so. */
+static void
+acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct acquire	*a = arg;
+	struct conn	*conn = a->conn;
+
+	(void)fd;
+	(void)events;
+	conn_send(conn, proto_reply_error(a->id, PROTO_E_TIMEOUT,
+	    "timed out waiting for the lock"));
+	acquire_drop(a);
+	server_locks_changed(conn_server(conn));
+}
+
+/* The lock table granted an acquire: reply with its token. */
+void
+request_granted(struct lock_req *req, void *arg)
+{
+	struct acquire		*a = arg;
+	struct json_object	*reply;
+
+	a->req = req;
+	a->held = 1;
+	acquire_stop_timers(a);
+	reply = proto_reply_new(a->id, 1);
+	json_object_object_add(reply, "name",
+	    json_object_new_string(lock_req_name(req)));
+	json_object_object_add(reply, "mode",
+	    json_object_new_string(proto_mode_name(lock_req_mode(req))));
+	json_object_object_add(reply, "token",
+	    json_object_new_int64(lock_req_token(req)));
+	json_object_object_add(reply, "waited",
+	    json_object_new_double(clock_monotonic() - a->started));
+	conn_send(a->conn, reply);
+}
+
+static struct timeval
+seconds_to_tv(double seconds)
+{
+	struct timeval	 tv;
+
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - floor(seconds)) * 1e6);
+	return tv;
+}
+
+/* Arm the timeout and blocking-notice timers of a queued acquire. */
+static int
+acquire_arm_timers(struct acquire *a, const struct proto_request *r)
+{
+	struct event_base	*base = server_base(conn_server(a->conn));
+	struct timeval		 tv;
+
+	if (r->timeout > 0) {
+		a->timeout_ev = evtimer_new(base, acquire_timeout_cb, a);
+		tv = seconds_to_tv(r->timeout);
+		if (a->timeout_ev == NULL || evtimer_add(a->timeout_ev, &tv))
+			return -1;
+	}
+	if (r->timeout < 0 || r->notify_after < r->timeout) {
+		a->notify_ev = evtimer_new(base, acquire_notify_cb, a);
+		tv = seconds_to_tv(r->notify_after);
+		if (a->notify_ev == NULL || evtimer_add(a->notify_ev, &tv))
+			return -1;
+	}
+	return 0;
+}
+
+/* Reply to an acquire the lock table refused with errno -rc. */
+static void
+acquire_failed(struct conn *conn, struct json_object *id, int rc)
+{
+	char	 msg[256];
+
+	if (rc == -EWOULDBLOCK) {
+		conn_send(conn, proto_reply_error(id, PROTO_E_TIMEOUT,
+		    "the lock is held"));
+	} else if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
+		snprintf(msg, sizeof msg, "cannot open the lock file: %s",
+		    strerror(-rc));
+		conn_send(conn, proto_reply_error(id, PROTO_E_LIMIT, msg));
+	} else {
+		snprintf(msg, sizeof msg, "cannot open the lock file: %s%s",
+		    strerror(-rc), rc == -ELOOP ? " (it is a symlink)" : "");
+		conn_send(conn, proto_reply_error(id, PROTO_E_INTERNAL, msg));
+	}
+}
+
+static struct acquire *
+acquire_new(struct conn *conn, const struct proto_request *r)
+{
+	struct acquire	*a;
+
+	if ((a = calloc(1, sizeof *a)) == NULL)
+		return NULL;
+	if ((a->owner = strdup(r->owner)) == NULL) {
+		free(a);
+		return NULL;
+	}
+	a->conn = conn;
+	a->id = json_object_get(r->id);
+	a->started = clock_monotonic();
+	TAILQ_INSERT_TAIL(conn_acquires(conn), a, entry);
+	return a;
+}
+
+static void
+handle_acquire(struct conn *conn, const struct proto_request *r)
+{
+	struct server	*srv = conn_server(conn);
+	struct acquire	*a;
+	struct lock_req	*req;
+	int		 rc;
+
+	if (acquire_find(conn, r->name) != NULL) {
+		conn_send(conn, proto_reply_error(r->id, PROTO_E_ALREADY_HELD,
+		    "this connection already holds or awaits that name"));
+		return;
+	}
+	if (acquire_count(conn) >= MAX_ACQUIRES_PER_CONN) {
+		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
+		    "too many locks held or awaited by this connection"));
+		return;
+	}
+	if ((a = acquire_new(conn, r)) == NULL) {
+		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
+		    "out of memory"));
+		return;
+	}
+	rc = locktab_acquire(server_locktab(srv), r->name, r->mode,
+	    r->timeout == 0, a, &req);
+	if (rc != 0) {
+		acquire_failed(conn, r->id, rc);
+		acquire_free(a);
+		return;
+	}
+	a->req = req;
+	if (!a->held && acquire_arm_timers(a, r) == -1) {
+		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
+		    "out of memory"));
+		acquire_drop(a);
+	}
+	server_locks_changed(srv);
+}
+
+static void
+handle_release(struct conn *conn, const struct proto_request *r)
+{
+	struct acquire	*a;
+
+	if ((a = acquire_find(conn, r->name)) == NULL) {
+		conn_send(conn, proto_reply_error(r->id, PROTO_E_NOT_HELD,
+		    "this connection neither holds nor awaits that name"));
+		return;
+	}
+	if (!a->held)
+		conn_send(conn, proto_reply_error(a->id, PROTO_E_CANCELLED,
+		    "the wait was cancelled by a release"));
+	acquire_drop(a);
+	server_locks_changed(conn_server(conn));
+	conn_send(conn, proto_reply_new(r->id, 1));
+}
+
+static int
+lock_cmp(const void *a, const void *b)
+{
+	return strcmp(lock_name(*(struct lock *const *)a),
+	    lock_name(*(struct lock *const *)b));
+}
+
+/* Collect the locks to list (one name, or all), sorted by name. */
+static size_t
+list_collect(struct locktab *tab, const char *name, struct lock ***ret)
+{
+	struct lock	**locks, *lock;
+	size_t		  n = 0;
+
+	*ret = NULL;
+	if (name != NULL) {
+		if ((lock = locktab_find(tab, name)) == NULL)
+			return 0;
+		if ((*ret = malloc(sizeof *locks)) == NULL)
+			return 0;
+		(*ret)[0] = lock;
+		return 1;
+	}
+	for (lock = locktab_first(tab); lock != NULL; lock = locktab_next(lock))
+		n++;
+	if (n == 0 || (locks = calloc(n, sizeof *locks)) == NULL)
+		return 0;
+	n = 0;
+	for (lock = locktab_first(tab); lock != NULL; lock = locktab_next(lock))
+		locks[n++] = lock;
+	qsort(locks, n, sizeof *locks, lock_cmp);
+	*ret = locks;
+	return n;
+}
+
+static void
+handle_list(struct conn *conn, const struct proto_request *r)
+{
+	struct json_object	*reply, *array, *entry;
+	struct lock		**locks;
+	size_t			  i, n;
+
+	n = list_collect(server_locktab(conn_server(conn)), r->name, &locks);
+	array = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		entry = json_object_new_object();
+		json_object_object_add(entry, "name",
+		    json_object_new_string(lock_name(locks[i])));
+		json_object_object_add(entry, "holders",
+		    holders_encode(lock_first_holder(locks[i])));
+		json_object_object_add(entry, "waiters",
+		    holders_encode(lock_first_waiter(locks[i])));
+		json_object_array_add(array, entry);
+	}
+	free(locks);
+	reply = proto_reply_new(r->id, 1);
+	json_object_object_add(reply, "locks", array);
+	conn_send(conn, reply);
+}
+
+static void
+handle_status(struct conn *conn, const struct proto_request *r)
+{
+	struct server		*srv = conn_server(conn);
+	struct locktab		*tab = server_locktab(srv);
+	struct json_object	*reply;
+
+	reply = proto_reply_new(r->id, 1);
+	json_object_object_add(reply, "version",
+	    json_object_new_string(LOCKSD_VERSION));
+	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
+	json_object_object_add(reply, "uptime",
+	    json_object_new_double(server_uptime(srv)));
+	json_object_object_add(reply, "connections",
+	    json_object_new_int64((int64_t)server_nconns(srv)));
+	json_object_object_add(reply, "locks_held",
+	    json_object_new_int64((int64_t)locktab_nheld(tab)));
+	json_object_object_add(reply, "waiters",
+	    json_object_new_int64((int64_t)locktab_nwaiting(tab)));
+	json_object_object_add(reply, "acquired_total",
+	    json_object_new_int64((int64_t)locktab_granted_total(tab)));
+	conn_send(conn, reply);
+}
+
+static void
+handle_hello(struct conn *conn, const struct proto_request *r)
+{
+	struct json_object	*reply;
+
+	if (conn_set_client(conn, r->client) == -1) {
+		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
+		    "out of memory"));
+		return;
+	}
+	reply = proto_reply_new(r->id, 1);
+	json_object_object_add(reply, "server",
+	    json_object_new_string("locksd"));
+	json_object_object_add(reply, "version",
+	    json_object_new_string(LOCKSD_VERSION));
+	json_object_object_add(reply, "protocol",
+	    json_object_new_int(PROTO_VERSION));
+	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
+	conn_send(conn, reply);
+}
+
+/* Decode one parsed request and answer it. */
+void
+request_dispatch(struct conn *conn, struct json_object *obj)
+{
+	struct proto_request	 r;
+	enum proto_error	 error;
+	const char		*msg;
+
+	if ((error = proto_request_decode(obj, &r, &msg)) != PROTO_OK) {
+		conn_send(conn, proto_reply_error(r.id, error, msg));
+		return;
+	}
+	switch (r.op) {
+	case PROTO_OP_HELLO:
+		handle_hello(conn, &r);
+		break;
+	case PROTO_OP_PING:
+		conn_send(conn, proto_reply_new(r.id, 1));
+		break;
+	case PROTO_OP_ACQUIRE:
+		handle_acquire(conn, &r);
+		break;
+	case PROTO_OP_RELEASE:
+		handle_release(conn, &r);
+		break;
+	case PROTO_OP_LIST:
+		handle_list(conn, &r);
+		break;
+	case PROTO_OP_STATUS:
+		handle_status(conn, &r);
+		break;
+	}
+}
+
+/* Release every lock and cancel every wait of a closing connection. */
+void
+request_drop_all(struct conn *conn)
+{
+	struct acquire	*a;
+
+	while ((a = TAILQ_FIRST(conn_acquires(conn))) != NULL)
+		acquire_drop(a);
+	server_locks_changed(conn_server(conn));
+}

@@ -1,0 +1,365 @@
+/*
+ * The server: the listening socket, signals, periodic timers, and the
+ * state every connection shares (the lock table and the connection list).
+ */
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "daemon.h"
+
+#define TOKEN_RESERVE	1000000000LL	/* tokens reserved on disk ahead */
+#define RETRY_USEC	50000		/* poll for outside holders (50 ms) */
+
+struct server {
+	struct event_base	*base;
+	struct evconnlistener	*listener;
+	char			*socket_path;
+	int			 lock_dirfd;
+	struct locktab		*locktab;
+	struct conn_list	 conns;
+	size_t			 nconns;
+	double			 started;
+	int64_t			 token_ceiling;
+	struct event		*sigterm_ev;
+	struct event		*sigint_ev;
+	struct event		*sighup_ev;
+	struct event		*tick_ev;
+	struct event		*retry_ev;
+	struct event		*resume_ev;
+};
+
+/* Return 1 if a daemon answers on path. */
+static int
+socket_is_live(const struct sockaddr_un *sun)
+{
+	int	 fd, live;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		fatal("socket");
+	live = connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0;
+	close(fd);
+	return live;
+}
+
+/*
+ * Make path free for bind: refuse if a live daemon owns it or it is not a
+ * socket, and unlink only a stale socket left by a dead daemon.
+ */
+static void
+socket_claim(const struct sockaddr_un *sun)
+{
+	struct stat	 sb;
+
+	if (lstat(sun->sun_path, &sb) == -1) {
+		if (errno == ENOENT)
+			return;
+		fatal("%s", sun->sun_path);
+	}
+	if (!S_ISSOCK(sb.st_mode))
+		fatalx("%s exists and is not a socket; refusing to remove it",
+		    sun->sun_path);
+	if (socket_is_live(sun))
+		fatalx("another locksd is already running on %s",
+		    sun->sun_path);
+	log_info("removing stale socket %s", sun->sun_path);
+	if (unlink(sun->sun_path) == -1)
+		fatal("unlink %s", sun->sun_path);
+}
+
+/* Create, bind and listen on the control socket. */
+static int
+socket_listen(const char *path)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path)
+		fatalx("socket path too long: %s", path);
+	strcpy(sun.sun_path, path);
+	socket_claim(&sun);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1)
+		fatal("socket");
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1)
+		fatal("bind %s", path);
+	/* Who may use the broker is the daemon's call, not the file mode's. */
+	if (chmod(path, 0666) == -1)
+		fatal("chmod %s", path);
+	if (listen(fd, SOMAXCONN) == -1)
+		fatal("listen %s", path);
+	return fd;
+}
+
+/* Open (creating if missing) the lock directory. */
+static int
+lock_dir_open(const char *path)
+{
+	int	 fd;
+
+	if (mkdir(path, 0755) == -1 && errno != EEXIST)
+		fatal("mkdir %s", path);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1)
+		fatal("open lock dir %s", path);
+	return fd;
+}
+
+/* Hand each accepted socket to a new connection. */
+static void
+server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	(void)listener;
+	(void)sa;
+	(void)salen;
+	conn_accept(arg, fd);
+}
+
+/* Resume accepting after a pause for lack of descriptors. */
+static void
+server_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct server	*srv = arg;
+
+	(void)fd;
+	(void)events;
+	evconnlistener_enable(srv->listener);
+}
+
+/*
+ * On EMFILE/ENFILE stop accepting for a moment, so the loop does not spin
+ * on a listener it cannot serve; a closing connection resumes it sooner.
+ */
+static void
+server_accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+	struct server	*srv = arg;
+	struct timeval	 tv = { 1, 0 };
+
+	log_warn("accept");
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+	    errno == ENOMEM) {
+		evconnlistener_disable(listener);
+		evtimer_add(srv->resume_ev, &tv);
+	}
+}
+
+/* SIGTERM and SIGINT stop the loop; main then shuts down cleanly. */
+static void
+server_stop_cb(evutil_socket_t sig, short events, void *arg)
+{
+	struct server	*srv = arg;
+
+	(void)events;
+	log_info("received signal %d, shutting down", (int)sig);
+	event_base_loopexit(srv->base, NULL);
+}
+
+/* SIGHUP: there is no configuration file to re-read yet. */
+static void
+server_hup_cb(evutil_socket_t sig, short events, void *arg)
+{
+	(void)sig;
+	(void)events;
+	(void)arg;
+	log_info("SIGHUP: no configuration file to reload; ignored");
+}
+
+/* Keep the on-disk token ceiling well ahead of the tokens handed out. */
+static void
+server_reserve_tokens(struct server *srv)
+{
+	int64_t	 next = locktab_next_token(srv->locktab);
+
+	if (next + TOKEN_RESERVE / 2 < srv->token_ceiling)
+		return;
+	srv->token_ceiling = next + TOKEN_RESERVE;
+	token_reserve(srv->lock_dirfd, srv->token_ceiling);
+}
+
+/* Once a second: housekeeping that need not be immediate. */
+static void
+server_tick_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	server_reserve_tokens(arg);
+}
+
+/* Retry locks that a process outside the broker holds. */
+static void
+server_retry_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct server	*srv = arg;
+
+	(void)fd;
+	(void)events;
+	locktab_retry(srv->locktab);
+	server_locks_changed(srv);
+}
+
+/* Arm the outside-holder poll only while some lock needs it. */
+void
+server_locks_changed(struct server *srv)
+{
+	struct timeval	 tv = { 0, RETRY_USEC };
+
+	if (locktab_nblocked(srv->locktab) == 0)
+		evtimer_del(srv->retry_ev);
+	else if (!evtimer_pending(srv->retry_ev, NULL))
+		evtimer_add(srv->retry_ev, &tv);
+}
+
+static void
+server_signals(struct server *srv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	srv->sigterm_ev = evsignal_new(srv->base, SIGTERM, server_stop_cb, srv);
+	srv->sigint_ev = evsignal_new(srv->base, SIGINT, server_stop_cb, srv);
+	srv->sighup_ev = evsignal_new(srv->base, SIGHUP, server_hup_cb, srv);
+	if (srv->sigterm_ev == NULL || srv->sigint_ev == NULL ||
+	    srv->sighup_ev == NULL)
+		fatalx("cannot set up signals");
+	evsignal_add(srv->sigterm_ev, NULL);
+	evsignal_add(srv->sigint_ev, NULL);
+	evsignal_add(srv->sighup_ev, NULL);
+}
+
+static void
+server_timers(struct server *srv)
+{
+	struct timeval	 second = { 1, 0 };
+
+	srv->tick_ev = event_new(srv->base, -1, EV_PERSIST, server_tick_cb,
+	    srv);
+	srv->retry_ev = evtimer_new(srv->base, server_retry_cb, srv);
+	srv->resume_ev = evtimer_new(srv->base, server_resume_cb, srv);
+	if (srv->tick_ev == NULL || srv->retry_ev == NULL ||
+	    srv->resume_ev == NULL)
+		fatalx("cannot set up timers");
+	evtimer_add(srv->tick_ev, &second);
+}
+
+/* Set up the lock table, the socket, signals and timers. */
+struct server *
+server_new(struct event_base *base, const struct server_config *config)
+{
+	struct server	*srv;
+	int		 fd;
+
+	if ((srv = calloc(1, sizeof *srv)) == NULL)
+		fatal("calloc");
+	srv->base = base;
+	srv->started = clock_monotonic();
+	TAILQ_INIT(&srv->conns);
+	srv->lock_dirfd = lock_dir_open(config->lock_dir);
+	srv->locktab = locktab_new(srv->lock_dirfd,
+	    token_seed(srv->lock_dirfd, clock_realtime()), request_granted,
+	    clock_realtime);
+	if (srv->locktab == NULL)
+		fatal("locktab_new");
+	server_reserve_tokens(srv);
+	if ((srv->socket_path = strdup(config->socket_path)) == NULL)
+		fatal("strdup");
+	fd = socket_listen(srv->socket_path);
+	srv->listener = evconnlistener_new(base, server_accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (srv->listener == NULL)
+		fatalx("cannot listen on %s", srv->socket_path);
+	evconnlistener_set_error_cb(srv->listener, server_accept_error_cb);
+	server_signals(srv);
+	server_timers(srv);
+	log_info("listening on %s, locks in %s", srv->socket_path,
+	    config->lock_dir);
+	return srv;
+}
+
+/* Close every connection, release every lock and remove the socket. */
+void
+server_free(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	conn_free_all(&srv->conns);
+	evconnlistener_free(srv->listener);
+	if (unlink(srv->socket_path) == -1)
+		log_warn("unlink %s", srv->socket_path);
+	server_reserve_tokens(srv);
+	locktab_free(srv->locktab);
+	close(srv->lock_dirfd);
+	event_free(srv->sigterm_ev);
+	event_free(srv->sigint_ev);
+	event_free(srv->sighup_ev);
+	event_free(srv->tick_ev);
+	event_free(srv->retry_ev);
+	event_free(srv->resume_ev);
+	free(srv->socket_path);
+	free(srv);
+}
+
+/* The event loop connections register with. */
+struct event_base *
+server_base(struct server *srv)
+{
+	return srv->base;
+}
+
+/* The one lock table. */
+struct locktab *
+server_locktab(struct server *srv)
+{
+	return srv->locktab;
+}
+
+/* All open connections. */
+struct conn_list *
+server_conns(struct server *srv)
+{
+	return &srv->conns;
+}
+
+/* How many connections are open. */
+size_t
+server_nconns(const struct server *srv)
+{
+	return srv->nconns;
+}
+
+/* Count a new connection. */
+void
+server_conn_opened(struct server *srv)
+{
+	srv->nconns++;
+}
+
+/* Count a closed connection, and accept again if descriptors ran out. */
+void
+server_conn_closed(struct server *srv)
+{
+	srv->nconns--;
+	if (evtimer_pending(srv->resume_ev, NULL)) {
+		evtimer_del(srv->resume_ev);
+		evconnlistener_enable(srv->listener);
+	}
+}
+
+/* Seconds since the server started. */
+double
+server_uptime(const struct server *srv)
+{
+	return clock_monotonic() - srv->started;
+}

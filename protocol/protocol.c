@@ -1,0 +1,601 @@
+/*
+ * Encode and decode of locks protocol messages (see PROTOCOL.md).
+ */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+static const char *error_codes[PROTO_E_COUNT] = {
+	[PROTO_OK] = "ok",
+	[PROTO_E_BAD_JSON] = "bad_json",
+	[PROTO_E_BAD_REQUEST] = "bad_request",
+	[PROTO_E_UNKNOWN_OP] = "unknown_op",
+	[PROTO_E_INVALID_NAME] = "invalid_name",
+	[PROTO_E_ALREADY_HELD] = "already_held",
+	[PROTO_E_NOT_HELD] = "not_held",
+	[PROTO_E_TIMEOUT] = "timeout",
+	[PROTO_E_CANCELLED] = "cancelled",
+	[PROTO_E_TOO_LARGE] = "too_large",
+	[PROTO_E_LIMIT] = "limit",
+	[PROTO_E_PERMISSION_DENIED] = "permission_denied",
+	[PROTO_E_INTERNAL] = "internal",
+};
+
+static const char *op_names[] = {
+	[PROTO_OP_HELLO] = "hello",
+	[PROTO_OP_PING] = "ping",
+	[PROTO_OP_ACQUIRE] = "acquire",
+	[PROTO_OP_RELEASE] = "release",
+	[PROTO_OP_LIST] = "list",
+	[PROTO_OP_STATUS] = "status",
+};
+
+#define NOPS (sizeof op_names / sizeof op_names[0])
+
+/* Return the wire code of an error, such as "bad_json". */
+const char *
+proto_error_code(enum proto_error error)
+{
+	if ((unsigned)error >= PROTO_E_COUNT)
+		return "unknown";
+	return error_codes[error];
+}
+
+/* Map a wire code back to its error; PROTO_E_COUNT when unknown. */
+enum proto_error
+proto_error_from_code(const char *code)
+{
+	int	 i;
+
+	for (i = 0; i < PROTO_E_COUNT; i++) {
+		if (strcmp(error_codes[i], code) == 0)
+			return i;
+	}
+	return PROTO_E_COUNT;
+}
+
+/* Return "exclusive" or "shared". */
+const char *
+proto_mode_name(enum proto_mode mode)
+{
+	return mode == PROTO_SHARED ? "shared" : "exclusive";
+}
+
+/* Parse a mode name; returns 0 on success and -1 for anything else. */
+int
+proto_mode_parse(const char *text, enum proto_mode *ret_mode)
+{
+	if (strcmp(text, "exclusive") == 0)
+		*ret_mode = PROTO_EXCLUSIVE;
+	else if (strcmp(text, "shared") == 0)
+		*ret_mode = PROTO_SHARED;
+	else
+		return -1;
+	return 0;
+}
+
+/* Return the wire name of an op. */
+const char *
+proto_op_name(enum proto_op op)
+{
+	if ((size_t)op >= NOPS)
+		return "unknown";
+	return op_names[op];
+}
+
+static int
+name_char_valid(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return 1;
+	return strchr("._:@+-", c) != NULL && c != '\0';
+}
+
+/*
+ * A name is 1 to PROTO_MAX_NAME bytes of [A-Za-z0-9._:@+-] not starting
+ * with '.', so it can never be a path, "..", or a hidden daemon file.
+ */
+int
+proto_name_valid(const char *name, size_t len)
+{
+	size_t	 i;
+
+	if (name == NULL || len == 0 || len > PROTO_MAX_NAME)
+		return 0;
+	if (name[0] == '.')
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (!name_char_valid((unsigned char)name[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Write the default socket path, shared by daemon and clients:
+ * $LOCKS_SOCKET, else /run/locksd/locksd.sock for root, else
+ * $XDG_RUNTIME_DIR/locksd/locksd.sock, else /tmp/locksd-$UID/locksd.sock.
+ * Returns what snprintf returns.
+ */
+int
+proto_default_socket(char *buf, size_t size)
+{
+	const char	*env;
+
+	if ((env = getenv("LOCKS_SOCKET")) != NULL && *env != '\0')
+		return snprintf(buf, size, "%s", env);
+	if (geteuid() == 0)
+		return snprintf(buf, size, "/run/locksd/locksd.sock");
+	if ((env = getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
+		return snprintf(buf, size, "%s/locksd/locksd.sock", env);
+	return snprintf(buf, size, "/tmp/locksd-%ld/locksd.sock",
+	    (long)geteuid());
+}
+
+/* Make a strict tokener with the protocol's depth limit. */
+struct json_tokener *
+proto_tokener_new(void)
+{
+	struct json_tokener	*tok;
+
+	tok = json_tokener_new_ex(PROTO_MAX_DEPTH);
+	if (tok != NULL)
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	return tok;
+}
+
+static int
+only_space(const char *text, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++) {
+		if (strchr(" \t\r", text[i]) == NULL || text[i] == '\0')
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Parse one complete line as one JSON value; NULL if it is not exactly
+ * one valid value (trailing garbage, NUL bytes and truncation included).
+ */
+struct json_object *
+proto_parse_line(struct json_tokener *tok, const char *line, size_t len)
+{
+	struct json_object	*obj;
+	size_t			 end;
+
+	json_tokener_reset(tok);
+	obj = json_tokener_parse_ex(tok, line, (int)len);
+	if (obj == NULL) {
+		/* An unfinished value gets one more chance to end at EOF. */
+		if (json_tokener_get_error(tok) != json_tokener_continue)
+			return NULL;
+		obj = json_tokener_parse_ex(tok, "", 1);
+		if (obj == NULL)
+			return NULL;
+		end = len;
+	} else
+		end = json_tokener_get_parse_end(tok);
+	if (end > len || !only_space(line + end, len - end)) {
+		json_object_put(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+/* Serialise a message as one line of plain JSON, without the newline. */
+const char *
+proto_serialize(struct json_object *obj, size_t *ret_len)
+{
+	return json_object_to_json_string_length(obj,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, ret_len);
+}
+
+static int
+is_scalar(struct json_object *value)
+{
+	switch (json_object_get_type(value)) {
+	case json_type_null:
+	case json_type_boolean:
+	case json_type_int:
+	case json_type_double:
+	case json_type_string:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int
+is_number(struct json_object *value)
+{
+	return json_object_is_type(value, json_type_int) ||
+	    json_object_is_type(value, json_type_double);
+}
+
+/* Read an optional non-negative number of seconds; absent or null gives dflt. */
+static int
+get_seconds(struct json_object *req, const char *key, double dflt,
+    double *ret_seconds)
+{
+	struct json_object	*value;
+	double			 seconds;
+
+	if (!json_object_object_get_ex(req, key, &value) ||
+	    json_object_is_type(value, json_type_null)) {
+		*ret_seconds = dflt;
+		return 0;
+	}
+	if (!is_number(value))
+		return -1;
+	seconds = json_object_get_double(value);
+	if (!isfinite(seconds) || seconds < 0 || seconds > PROTO_MAX_SECONDS)
+		return -1;
+	*ret_seconds = seconds;
+	return 0;
+}
+
+/* Read an optional string of at most max bytes with no NUL; absent is "". */
+static int
+get_label(struct json_object *req, const char *key, size_t max,
+    const char **ret_label)
+{
+	struct json_object	*value;
+	const char		*text;
+	size_t			 len;
+
+	if (!json_object_object_get_ex(req, key, &value) ||
+	    json_object_is_type(value, json_type_null)) {
+		*ret_label = "";
+		return 0;
+	}
+	if (!json_object_is_type(value, json_type_string))
+		return -1;
+	text = json_object_get_string(value);
+	len = (size_t)json_object_get_string_len(value);
+	if (len > max || strlen(text) != len)
+		return -1;
+	*ret_label = text;
+	return 0;
+}
+
+/* Read the name field; required says whether absence is an error. */
+static enum proto_error
+get_name(struct json_object *req, int required, const char **ret_name,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(req, "name", &value) ||
+	    json_object_is_type(value, json_type_null)) {
+		if (!required)
+			return PROTO_OK;
+		*ret_msg = "missing field: name";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (!json_object_is_type(value, json_type_string)) {
+		*ret_msg = "name must be a string";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (!proto_name_valid(json_object_get_string(value),
+	    (size_t)json_object_get_string_len(value))) {
+		*ret_msg = "name must be 1 to 200 bytes of [A-Za-z0-9._:@+-], "
+		    "not starting with '.'";
+		return PROTO_E_INVALID_NAME;
+	}
+	*ret_name = json_object_get_string(value);
+	return PROTO_OK;
+}
+
+static enum proto_error
+decode_acquire(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+	enum proto_error	 error;
+
+	if ((error = get_name(obj, 1, &req->name, ret_msg)) != PROTO_OK)
+		return error;
+	if (json_object_object_get_ex(obj, "mode", &value) &&
+	    !json_object_is_type(value, json_type_null)) {
+		if (!json_object_is_type(value, json_type_string) ||
+		    proto_mode_parse(json_object_get_string(value),
+		    &req->mode) != 0) {
+			*ret_msg = "mode must be \"exclusive\" or \"shared\"";
+			return PROTO_E_BAD_REQUEST;
+		}
+	}
+	if (get_seconds(obj, "timeout", -1, &req->timeout) != 0) {
+		*ret_msg = "timeout must be null or a number of seconds "
+		    "from 0 to 1e9";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (get_seconds(obj, "notify_after", 0, &req->notify_after) != 0) {
+		*ret_msg = "notify_after must be a number of seconds "
+		    "from 0 to 1e9";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (get_label(obj, "owner", PROTO_MAX_LABEL, &req->owner) != 0) {
+		*ret_msg = "owner must be a string of at most 256 bytes "
+		    "without NUL";
+		return PROTO_E_BAD_REQUEST;
+	}
+	return PROTO_OK;
+}
+
+static enum proto_error
+decode_op(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+	size_t			 i;
+
+	if (!json_object_object_get_ex(obj, "op", &value)) {
+		*ret_msg = "missing field: op";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (!json_object_is_type(value, json_type_string)) {
+		*ret_msg = "op must be a string";
+		return PROTO_E_BAD_REQUEST;
+	}
+	for (i = 0; i < NOPS; i++) {
+		if (strcmp(json_object_get_string(value), op_names[i]) == 0) {
+			req->op = i;
+			return PROTO_OK;
+		}
+	}
+	*ret_msg = "unknown op";
+	return PROTO_E_UNKNOWN_OP;
+}
+
+/*
+ * Decode a parsed request.  On failure *ret_msg is a static message, and
+ * req->id is still set when the id itself was valid, so it can be echoed.
+ */
+enum proto_error
+proto_request_decode(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+	enum proto_error	 error;
+
+	memset(req, 0, sizeof *req);
+	req->timeout = -1;
+	req->owner = req->client = "";
+	if (!json_object_is_type(obj, json_type_object)) {
+		*ret_msg = "request must be a JSON object";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (json_object_object_get_ex(obj, "id", &value)) {
+		if (!is_scalar(value)) {
+			*ret_msg = "id must be a JSON scalar";
+			return PROTO_E_BAD_REQUEST;
+		}
+		req->id = value;
+	}
+	if ((error = decode_op(obj, req, ret_msg)) != PROTO_OK)
+		return error;
+	switch (req->op) {
+	case PROTO_OP_HELLO:
+		if (get_label(obj, "client", PROTO_MAX_LABEL,
+		    &req->client) != 0) {
+			*ret_msg = "client must be a string of at most 256 "
+			    "bytes without NUL";
+			return PROTO_E_BAD_REQUEST;
+		}
+		return PROTO_OK;
+	case PROTO_OP_ACQUIRE:
+		return decode_acquire(obj, req, ret_msg);
+	case PROTO_OP_RELEASE:
+		return get_name(obj, 1, &req->name, ret_msg);
+	case PROTO_OP_LIST:
+		return get_name(obj, 0, &req->name, ret_msg);
+	case PROTO_OP_PING:
+	case PROTO_OP_STATUS:
+		return PROTO_OK;
+	}
+	*ret_msg = "unknown op";
+	return PROTO_E_UNKNOWN_OP;
+}
+
+/* Build the wire form of a request, with an integer id (as a client sends). */
+struct json_object *
+proto_request_encode(const struct proto_request *req, int64_t id)
+{
+	struct json_object	*obj;
+
+	obj = json_object_new_object();
+	json_object_object_add(obj, "id", json_object_new_int64(id));
+	json_object_object_add(obj, "op",
+	    json_object_new_string(proto_op_name(req->op)));
+	if (req->name != NULL)
+		json_object_object_add(obj, "name",
+		    json_object_new_string(req->name));
+	switch (req->op) {
+	case PROTO_OP_HELLO:
+		json_object_object_add(obj, "client",
+		    json_object_new_string(req->client ? req->client : ""));
+		break;
+	case PROTO_OP_ACQUIRE:
+		json_object_object_add(obj, "mode",
+		    json_object_new_string(proto_mode_name(req->mode)));
+		if (req->timeout >= 0)
+			json_object_object_add(obj, "timeout",
+			    json_object_new_double(req->timeout));
+		json_object_object_add(obj, "notify_after",
+		    json_object_new_double(req->notify_after));
+		json_object_object_add(obj, "owner",
+		    json_object_new_string(req->owner ? req->owner : ""));
+		break;
+	default:
+		break;
+	}
+	return obj;
+}
+
+/* Start a final reply: {"id":id,"ok":ok}; id is borrowed (NULL is null). */
+struct json_object *
+proto_reply_new(struct json_object *id, int ok)
+{
+	struct json_object	*obj;
+
+	obj = json_object_new_object();
+	json_object_object_add(obj, "id", json_object_get(id));
+	json_object_object_add(obj, "ok", json_object_new_boolean(ok));
+	return obj;
+}
+
+/* Build a failure reply with its error code and message. */
+struct json_object *
+proto_reply_error(struct json_object *id, enum proto_error error,
+    const char *message)
+{
+	struct json_object	*obj, *err;
+
+	obj = proto_reply_new(id, 0);
+	err = json_object_new_object();
+	json_object_object_add(err, "code",
+	    json_object_new_string(proto_error_code(error)));
+	json_object_object_add(err, "message",
+	    json_object_new_string(message));
+	json_object_object_add(obj, "error", err);
+	return obj;
+}
+
+/* Start an interim event: {"id":id,"event":name}. */
+struct json_object *
+proto_event_new(struct json_object *id, const char *event)
+{
+	struct json_object	*obj;
+
+	obj = json_object_new_object();
+	json_object_object_add(obj, "id", json_object_get(id));
+	json_object_object_add(obj, "event", json_object_new_string(event));
+	return obj;
+}
+
+/* A final reply carries "ok"; an event does not. */
+int
+proto_reply_is_final(struct json_object *reply)
+{
+	struct json_object	*value;
+
+	return json_object_object_get_ex(reply, "ok", &value) &&
+	    json_object_is_type(value, json_type_boolean);
+}
+
+/*
+ * Return the error of a final reply (PROTO_OK when ok is true), and its
+ * message in *ret_msg; a malformed failure counts as bad_request.
+ */
+enum proto_error
+proto_reply_error_decode(struct json_object *reply, const char **ret_msg)
+{
+	struct json_object	*value, *err, *code, *msg;
+	enum proto_error	 error;
+
+	*ret_msg = "";
+	if (json_object_object_get_ex(reply, "ok", &value) &&
+	    json_object_get_boolean(value))
+		return PROTO_OK;
+	if (!json_object_object_get_ex(reply, "error", &err) ||
+	    !json_object_object_get_ex(err, "code", &code) ||
+	    !json_object_is_type(code, json_type_string)) {
+		*ret_msg = "malformed error reply";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (json_object_object_get_ex(err, "message", &msg) &&
+	    json_object_is_type(msg, json_type_string))
+		*ret_msg = json_object_get_string(msg);
+	error = proto_error_from_code(json_object_get_string(code));
+	return error == PROTO_E_COUNT ? PROTO_E_BAD_REQUEST : error;
+}
+
+/* Encode a holder or waiter; a token of 0 (a waiter) is left out. */
+struct json_object *
+proto_holder_encode(const struct proto_holder *h)
+{
+	struct json_object	*obj;
+
+	obj = json_object_new_object();
+	if (h->external)
+		json_object_object_add(obj, "external",
+		    json_object_new_boolean(1));
+	json_object_object_add(obj, "pid", json_object_new_int64(h->pid));
+	if (!h->external) {
+		json_object_object_add(obj, "uid",
+		    json_object_new_int64(h->uid));
+		json_object_object_add(obj, "gid",
+		    json_object_new_int64(h->gid));
+		json_object_object_add(obj, "client",
+		    json_object_new_string(h->client ? h->client : ""));
+		json_object_object_add(obj, "owner",
+		    json_object_new_string(h->owner ? h->owner : ""));
+	}
+	if (h->command != NULL)
+		json_object_object_add(obj, "command",
+		    json_object_new_string(h->command));
+	json_object_object_add(obj, "mode",
+	    json_object_new_string(proto_mode_name(h->mode)));
+	if (!h->external)
+		json_object_object_add(obj, "since",
+		    json_object_new_double(h->since));
+	if (h->token > 0)
+		json_object_object_add(obj, "token",
+		    json_object_new_int64(h->token));
+	return obj;
+}
+
+static int64_t
+get_int(struct json_object *obj, const char *key)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, key, &value) || !is_number(value))
+		return 0;
+	return json_object_get_int64(value);
+}
+
+static const char *
+get_string(struct json_object *obj, const char *key)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, key, &value) ||
+	    !json_object_is_type(value, json_type_string))
+		return "";
+	return json_object_get_string(value);
+}
+
+/* Decode a holder or waiter; strings stay owned by obj.  -1 if not one. */
+int
+proto_holder_decode(struct json_object *obj, struct proto_holder *h)
+{
+	struct json_object	*value;
+
+	if (!json_object_is_type(obj, json_type_object))
+		return -1;
+	memset(h, 0, sizeof *h);
+	h->external = json_object_object_get_ex(obj, "external", &value) &&
+	    json_object_get_boolean(value);
+	h->pid = (pid_t)get_int(obj, "pid");
+	h->uid = (uid_t)get_int(obj, "uid");
+	h->gid = (gid_t)get_int(obj, "gid");
+	h->token = get_int(obj, "token");
+	h->client = get_string(obj, "client");
+	h->owner = get_string(obj, "owner");
+	h->command = get_string(obj, "command");
+	if (proto_mode_parse(get_string(obj, "mode"), &h->mode) != 0)
+		return -1;
+	if (json_object_object_get_ex(obj, "since", &value) && is_number(value))
+		h->since = json_object_get_double(value);
+	return 0;
+}

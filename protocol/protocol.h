@@ -1,0 +1,116 @@
+/*
+ * The locks wire format, shared by locksd and liblocks.  No I/O lives here:
+ * only limits, name rules, and the encode/decode of messages as json-c
+ * objects.  protocol/PROTOCOL.md is the specification this code follows.
+ */
+#ifndef LOCKS_PROTOCOL_H
+#define LOCKS_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+/*
+ * Protocol version sent in the hello reply.  Whoever changes the meaning
+ * or shape of any message must bump this and update PROTOCOL.md.
+ */
+#define PROTO_VERSION 1
+
+#define PROTO_MAX_LINE 65536	/* bytes in one request line, without LF */
+#define PROTO_MAX_NAME 200	/* bytes in a lock name */
+#define PROTO_MAX_LABEL 256	/* bytes in an owner or client label */
+#define PROTO_MAX_DEPTH 8	/* JSON nesting depth accepted in a request */
+#define PROTO_MAX_SECONDS 1e9	/* largest timeout or notify_after */
+
+/* protocol.c */
+
+enum proto_error {
+	PROTO_OK = 0,
+	PROTO_E_BAD_JSON,
+	PROTO_E_BAD_REQUEST,
+	PROTO_E_UNKNOWN_OP,
+	PROTO_E_INVALID_NAME,
+	PROTO_E_ALREADY_HELD,
+	PROTO_E_NOT_HELD,
+	PROTO_E_TIMEOUT,
+	PROTO_E_CANCELLED,
+	PROTO_E_TOO_LARGE,
+	PROTO_E_LIMIT,
+	PROTO_E_PERMISSION_DENIED,
+	PROTO_E_INTERNAL,
+	PROTO_E_COUNT
+};
+
+enum proto_mode {
+	PROTO_EXCLUSIVE = 0,
+	PROTO_SHARED
+};
+
+enum proto_op {
+	PROTO_OP_HELLO,
+	PROTO_OP_PING,
+	PROTO_OP_ACQUIRE,
+	PROTO_OP_RELEASE,
+	PROTO_OP_LIST,
+	PROTO_OP_STATUS
+};
+
+/* One decoded request; strings are borrowed from the json object. */
+struct proto_request {
+	enum proto_op		 op;
+	struct json_object	*id;		/* NULL when absent */
+	const char		*name;		/* NULL when absent */
+	enum proto_mode		 mode;
+	double			 timeout;	/* < 0 means wait forever */
+	double			 notify_after;
+	const char		*owner;		/* "" when absent */
+	const char		*client;	/* "" when absent */
+};
+
+/* One holder or waiter as it travels in list and blocking messages. */
+struct proto_holder {
+	int			 external;	/* held outside the broker */
+	pid_t			 pid;
+	uid_t			 uid;
+	gid_t			 gid;
+	const char		*client;
+	const char		*owner;
+	const char		*command;	/* external holders only */
+	enum proto_mode		 mode;
+	double			 since;		/* unix time, seconds */
+	int64_t			 token;		/* 0 for waiters */
+};
+
+const char	*proto_error_code(enum proto_error);
+enum proto_error proto_error_from_code(const char *);
+const char	*proto_mode_name(enum proto_mode);
+int		 proto_mode_parse(const char *, enum proto_mode *);
+const char	*proto_op_name(enum proto_op);
+int		 proto_name_valid(const char *, size_t);
+int		 proto_default_socket(char *, size_t);
+
+struct json_tokener *proto_tokener_new(void);
+struct json_object *proto_parse_line(struct json_tokener *, const char *,
+		    size_t);
+const char	*proto_serialize(struct json_object *, size_t *);
+
+enum proto_error proto_request_decode(struct json_object *,
+		    struct proto_request *, const char **);
+struct json_object *proto_request_encode(const struct proto_request *,
+		    int64_t);
+
+struct json_object *proto_reply_new(struct json_object *, int);
+struct json_object *proto_reply_error(struct json_object *, enum proto_error,
+		    const char *);
+struct json_object *proto_event_new(struct json_object *, const char *);
+int		 proto_reply_is_final(struct json_object *);
+enum proto_error proto_reply_error_decode(struct json_object *,
+		    const char **);
+
+struct json_object *proto_holder_encode(const struct proto_holder *);
+int		 proto_holder_decode(struct json_object *,
+		    struct proto_holder *);
+
+#endif /* LOCKS_PROTOCOL_H */

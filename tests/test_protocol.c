@@ -1,0 +1,382 @@
+/*
+ * Unit tests for the protocol codec and the name rules (protocol.c).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "protocol.h"
+
+/* Parse a line and decode it; returns the error and fills r. */
+static enum proto_error
+decode(const char *line, struct json_object **ret_obj,
+    struct proto_request *r, const char **ret_msg)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+
+	*ret_obj = proto_parse_line(tok, line, strlen(line));
+	json_tokener_free(tok);
+	ck_assert_ptr_nonnull(*ret_obj);
+	return proto_request_decode(*ret_obj, r, ret_msg);
+}
+
+static enum proto_error
+decode_error(const char *line)
+{
+	struct json_object	*obj;
+	struct proto_request	 r;
+	const char		*msg = NULL;
+	enum proto_error	 error;
+
+	error = decode(line, &obj, &r, &msg);
+	if (error != PROTO_OK)
+		ck_assert_ptr_nonnull(msg);
+	json_object_put(obj);
+	return error;
+}
+
+static int
+parses(const char *line, size_t len)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct json_object	*obj;
+
+	obj = proto_parse_line(tok, line, len);
+	json_tokener_free(tok);
+	json_object_put(obj);
+	return obj != NULL;
+}
+
+START_TEST(test_name_accepts_allowed_characters)
+{
+	const char	*name = "Ab9._:@+-z";
+	char		 longest[PROTO_MAX_NAME + 1];
+
+	ck_assert(proto_name_valid(name, strlen(name)));
+	ck_assert(proto_name_valid("a", 1));
+	memset(longest, 'x', PROTO_MAX_NAME);
+	ck_assert(proto_name_valid(longest, PROTO_MAX_NAME));
+}
+END_TEST
+
+START_TEST(test_name_rejects_paths_and_bad_bytes)
+{
+	const char	*bad[] = { "", ".", "..", ".hidden", "a/b", "/etc",
+	    "../x", "a b", "caf\xc3\xa9", "a*", "a\\b", "tab\there", "x\n" };
+	char		 toolong[PROTO_MAX_NAME + 1];
+	size_t		 i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(!proto_name_valid(bad[i], strlen(bad[i])),
+		    "accepted \"%s\"", bad[i]);
+	ck_assert(!proto_name_valid("a\0b", 3));
+	ck_assert(!proto_name_valid(NULL, 0));
+	memset(toolong, 'x', sizeof toolong);
+	ck_assert(!proto_name_valid(toolong, sizeof toolong));
+	ck_assert(proto_name_valid("a..b", 4));
+}
+END_TEST
+
+START_TEST(test_parse_line_rejects_garbage)
+{
+	ck_assert(parses("{\"op\":\"ping\"}", 13));
+	ck_assert(parses("{\"op\":\"ping\"}  \r", 16));
+	ck_assert(parses("42", 2));
+	ck_assert(!parses("{\"op\":\"ping\"} x", 15));
+	ck_assert(!parses("{\"op\":\"ping\"}{}", 15));
+	ck_assert(!parses("{\"op\":", 6));
+	ck_assert(!parses("not json", 8));
+	ck_assert(!parses("{'op':'ping'}", 13));
+	ck_assert(!parses("{\"op\":\"ping\"}\0garbage", 21));
+	ck_assert(!parses("\0", 1));
+}
+END_TEST
+
+START_TEST(test_parse_line_limits_depth)
+{
+	char	 deep[64];
+	int	 i, depth = PROTO_MAX_DEPTH + 1;
+
+	for (i = 0; i < depth; i++)
+		deep[i] = '[';
+	for (i = 0; i < depth; i++)
+		deep[depth + i] = ']';
+	ck_assert(!parses(deep, 2 * (size_t)depth));
+	ck_assert(parses(deep + 1, 2 * (size_t)depth - 2));
+}
+END_TEST
+
+START_TEST(test_decode_acquire_defaults)
+{
+	struct json_object	*obj;
+	struct proto_request	 r;
+	const char		*msg;
+
+	ck_assert_int_eq(decode("{\"op\":\"acquire\",\"name\":\"db\"}", &obj,
+	    &r, &msg), PROTO_OK);
+	ck_assert_int_eq(r.op, PROTO_OP_ACQUIRE);
+	ck_assert_str_eq(r.name, "db");
+	ck_assert_int_eq(r.mode, PROTO_EXCLUSIVE);
+	ck_assert(r.timeout < 0);
+	ck_assert(r.notify_after == 0);
+	ck_assert_str_eq(r.owner, "");
+	ck_assert_ptr_null(r.id);
+	json_object_put(obj);
+}
+END_TEST
+
+START_TEST(test_decode_acquire_all_fields)
+{
+	struct json_object	*obj;
+	struct proto_request	 r;
+	const char		*msg;
+
+	ck_assert_int_eq(decode("{\"id\":\"a1\",\"op\":\"acquire\","
+	    "\"name\":\"db\",\"mode\":\"shared\",\"timeout\":1.5,"
+	    "\"notify_after\":2,\"owner\":\"me\",\"extra\":[1]}", &obj, &r,
+	    &msg), PROTO_OK);
+	ck_assert_str_eq(json_object_get_string(r.id), "a1");
+	ck_assert_int_eq(r.mode, PROTO_SHARED);
+	ck_assert(r.timeout == 1.5);
+	ck_assert(r.notify_after == 2);
+	ck_assert_str_eq(r.owner, "me");
+	json_object_put(obj);
+}
+END_TEST
+
+START_TEST(test_decode_null_timeout_waits_forever)
+{
+	struct json_object	*obj;
+	struct proto_request	 r;
+	const char		*msg;
+
+	ck_assert_int_eq(decode("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"timeout\":null}", &obj, &r, &msg), PROTO_OK);
+	ck_assert(r.timeout < 0);
+	json_object_put(obj);
+	ck_assert_int_eq(decode("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"timeout\":0}", &obj, &r, &msg), PROTO_OK);
+	ck_assert(r.timeout == 0);
+	json_object_put(obj);
+}
+END_TEST
+
+START_TEST(test_decode_rejects_bad_fields)
+{
+	char	 line[600];
+
+	ck_assert_int_eq(decode_error("[1,2]"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("\"ping\""), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":7}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"fly\"}"), PROTO_E_UNKNOWN_OP);
+	ck_assert_int_eq(decode_error("{\"op\":\"ping\",\"id\":[1]}"),
+	    PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\"}"),
+	    PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":5}"),
+	    PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a/b\"}"),
+	    PROTO_E_INVALID_NAME);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\\u0000b\"}"),
+	    PROTO_E_INVALID_NAME);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"mode\":\"both\"}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"timeout\":-1}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"timeout\":\"5\"}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"timeout\":1e300}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"notify_after\":-0.5}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"owner\":7}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"release\"}"),
+	    PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"list\",\"name\":\"..\"}"),
+	    PROTO_E_INVALID_NAME);
+	ck_assert_int_eq(decode_error("{\"op\":\"hello\",\"client\":false}"),
+	    PROTO_E_BAD_REQUEST);
+	snprintf(line, sizeof line, "{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"owner\":\"%0257d\"}", 0);
+	ck_assert_int_eq(decode_error(line), PROTO_E_BAD_REQUEST);
+	snprintf(line, sizeof line, "{\"op\":\"acquire\",\"name\":\"a\","
+	    "\"owner\":\"%0256d\"}", 0);
+	ck_assert_int_eq(decode_error(line), PROTO_OK);
+}
+END_TEST
+
+START_TEST(test_decode_keeps_valid_id_on_error)
+{
+	struct json_object	*obj;
+	struct proto_request	 r;
+	const char		*msg;
+
+	ck_assert_int_eq(decode("{\"id\":17,\"op\":\"nope\"}", &obj, &r,
+	    &msg), PROTO_E_UNKNOWN_OP);
+	ck_assert_int_eq(json_object_get_int(r.id), 17);
+	json_object_put(obj);
+}
+END_TEST
+
+START_TEST(test_request_encode_round_trips)
+{
+	struct proto_request	 in, out;
+	struct json_object	*obj, *parsed;
+	struct json_tokener	*tok = proto_tokener_new();
+	const char		*text, *msg;
+	size_t			 len;
+
+	memset(&in, 0, sizeof in);
+	in.op = PROTO_OP_ACQUIRE;
+	in.name = "jobs:nightly";
+	in.mode = PROTO_SHARED;
+	in.timeout = 2.5;
+	in.notify_after = 0.25;
+	in.owner = "cron";
+	obj = proto_request_encode(&in, 9);
+	text = proto_serialize(obj, &len);
+	ck_assert_ptr_null(memchr(text, '\n', len));
+	parsed = proto_parse_line(tok, text, len);
+	ck_assert_ptr_nonnull(parsed);
+	ck_assert_int_eq(proto_request_decode(parsed, &out, &msg), PROTO_OK);
+	ck_assert_int_eq(out.op, PROTO_OP_ACQUIRE);
+	ck_assert_str_eq(out.name, "jobs:nightly");
+	ck_assert_int_eq(out.mode, PROTO_SHARED);
+	ck_assert(out.timeout == 2.5);
+	ck_assert(out.notify_after == 0.25);
+	ck_assert_str_eq(out.owner, "cron");
+	ck_assert_int_eq(json_object_get_int64(out.id), 9);
+	json_object_put(parsed);
+	json_object_put(obj);
+	json_tokener_free(tok);
+}
+END_TEST
+
+START_TEST(test_error_reply_round_trips)
+{
+	struct json_object	*reply, *id = json_object_new_string("x");
+	const char		*msg;
+	int			 e;
+
+	for (e = PROTO_E_BAD_JSON; e < PROTO_E_COUNT; e++) {
+		ck_assert_int_eq(proto_error_from_code(proto_error_code(e)), e);
+		reply = proto_reply_error(id, e, "why");
+		ck_assert(proto_reply_is_final(reply));
+		ck_assert_int_eq(proto_reply_error_decode(reply, &msg), e);
+		ck_assert_str_eq(msg, "why");
+		json_object_put(reply);
+	}
+	ck_assert_int_eq(proto_error_from_code("nonsense"), PROTO_E_COUNT);
+	reply = proto_reply_new(NULL, 1);
+	ck_assert_int_eq(proto_reply_error_decode(reply, &msg), PROTO_OK);
+	ck_assert_str_eq(proto_serialize(reply, NULL),
+	    "{\"id\":null,\"ok\":true}");
+	json_object_put(reply);
+	reply = proto_event_new(id, "blocking");
+	ck_assert(!proto_reply_is_final(reply));
+	json_object_put(reply);
+	json_object_put(id);
+}
+END_TEST
+
+START_TEST(test_holder_round_trips)
+{
+	struct proto_holder	 in, out;
+	struct json_object	*obj;
+
+	memset(&in, 0, sizeof in);
+	in.pid = 42;
+	in.uid = 1000;
+	in.gid = 100;
+	in.client = "backup";
+	in.owner = "nightly";
+	in.mode = PROTO_SHARED;
+	in.since = 1764253000.5;
+	in.token = 1764253000123456LL;
+	obj = proto_holder_encode(&in);
+	ck_assert_int_eq(proto_holder_decode(obj, &out), 0);
+	ck_assert_int_eq(out.pid, 42);
+	ck_assert_int_eq(out.uid, 1000);
+	ck_assert_int_eq(out.gid, 100);
+	ck_assert_str_eq(out.client, "backup");
+	ck_assert_str_eq(out.owner, "nightly");
+	ck_assert_int_eq(out.mode, PROTO_SHARED);
+	ck_assert(out.since == 1764253000.5);
+	ck_assert(out.token == 1764253000123456LL);
+	ck_assert(!out.external);
+	json_object_put(obj);
+}
+END_TEST
+
+START_TEST(test_waiter_has_no_token)
+{
+	struct proto_holder	 in;
+	struct json_object	*obj, *value;
+
+	memset(&in, 0, sizeof in);
+	in.client = in.owner = "";
+	obj = proto_holder_encode(&in);
+	ck_assert(!json_object_object_get_ex(obj, "token", &value));
+	ck_assert(json_object_object_get_ex(obj, "since", &value));
+	json_object_put(obj);
+}
+END_TEST
+
+START_TEST(test_default_socket_follows_environment)
+{
+	char	 buf[256];
+
+	setenv("LOCKS_SOCKET", "/x/y.sock", 1);
+	proto_default_socket(buf, sizeof buf);
+	ck_assert_str_eq(buf, "/x/y.sock");
+	unsetenv("LOCKS_SOCKET");
+	setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+	proto_default_socket(buf, sizeof buf);
+	if (geteuid() == 0)
+		ck_assert_str_eq(buf, "/run/locksd/locksd.sock");
+	else
+		ck_assert_str_eq(buf, "/run/user/7/locksd/locksd.sock");
+}
+END_TEST
+
+static Suite *
+protocol_suite(void)
+{
+	Suite	*s = suite_create("protocol");
+	TCase	*tc = tcase_create("codec");
+
+	tcase_add_test(tc, test_name_accepts_allowed_characters);
+	tcase_add_test(tc, test_name_rejects_paths_and_bad_bytes);
+	tcase_add_test(tc, test_parse_line_rejects_garbage);
+	tcase_add_test(tc, test_parse_line_limits_depth);
+	tcase_add_test(tc, test_decode_acquire_defaults);
+	tcase_add_test(tc, test_decode_acquire_all_fields);
+	tcase_add_test(tc, test_decode_null_timeout_waits_forever);
+	tcase_add_test(tc, test_decode_rejects_bad_fields);
+	tcase_add_test(tc, test_decode_keeps_valid_id_on_error);
+	tcase_add_test(tc, test_request_encode_round_trips);
+	tcase_add_test(tc, test_error_reply_round_trips);
+	tcase_add_test(tc, test_holder_round_trips);
+	tcase_add_test(tc, test_waiter_has_no_token);
+	tcase_add_test(tc, test_default_socket_follows_environment);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(protocol_suite());
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
