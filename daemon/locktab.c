@@ -1,0 +1,620 @@
+/*
+ * The lock table: named locks, their holders and FIFO queues of waiters,
+ * fencing tokens, and the flock(2) on each lock file that makes broker
+ * grants visible to programs outside the broker.  Pure logic: no sockets,
+ * no JSON, no event loop.
+ *
+ * Grant rules.  A request is granted at once only if its lock's queue is
+ * empty and it is compatible with the holders (none, or all shared and the
+ * request shared); otherwise it joins the tail of the queue.  Whenever the
+ * holders or the queue change, the head of the queue is granted if it can
+ * be: a shared head brings along the whole run of shared waiters behind
+ * it, an exclusive head goes alone, and a shared request never overtakes
+ * a queued exclusive one, so writers do not starve.
+ *
+ * Lock files.  Each lock owns one fd on <dir>/<name>, which carries the
+ * flock of all broker holders of that name: LOCK_EX under an exclusive
+ * holder, LOCK_SH under shared ones.  Before a grant the fd's flock is
+ * made to match with LOCK_NB; if that fails, a process outside the broker
+ * holds the file, and the lock is "blocked": its waiters stay queued until
+ * locktab_retry (or a change to the queue) finds the file free.  An
+ * exclusive-to-exclusive handoff keeps the flock, so no outsider can slip
+ * in between two broker holders.
+ *
+ * Reentrancy.  Grants are reported through granted_cb only after every
+ * grant of the operation has been applied and the table is consistent;
+ * callbacks run from a table-wide pending list, one at a time, in grant
+ * order.  A callback may call any locktab_ or lock_ function except
+ * locktab_free: it may acquire, retry, or release any request, including
+ * the one just granted.  A request released before its callback ran gets
+ * no callback.  The callback must not keep lock or lock_req pointers that
+ * a release it makes may free.
+ */
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+/*
+ * O_NONBLOCK keeps a FIFO planted in the lock directory from hanging the
+ * daemon in open; it changes nothing for regular files.
+ */
+#define LOCK_OPEN_FLAGS \
+	(O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
+#define LOCK_FILE_MODE 0644
+
+/* The flock(2) state of a lock's fd. */
+enum lock_flock {
+	LOCK_FLOCK_NONE,
+	LOCK_FLOCK_SH,
+	LOCK_FLOCK_EX
+};
+
+struct lock_req {
+	struct lock		*lock;
+	enum proto_mode		 mode;
+	int			 held;
+	int			 pending;	/* callback not yet run */
+	int64_t			 token;		/* 0 while waiting */
+	double			 since;
+	void			*arg;
+	TAILQ_ENTRY(lock_req)	 entry;		/* holders or waiters */
+	TAILQ_ENTRY(lock_req)	 pending_entry;
+};
+TAILQ_HEAD(lock_reqs, lock_req);
+
+struct lock {
+	const char		*name;		/* first: lock_cmp */
+	struct locktab		*tab;
+	int			 fd;
+	enum lock_flock		 flock;
+	int			 blocked;	/* by an outsider */
+	struct lock_reqs	 holders;	/* grant order */
+	struct lock_reqs	 waiters;	/* FIFO */
+	size_t			 nholders;
+	size_t			 nwaiters;
+	TAILQ_ENTRY(lock)	 entry;
+	TAILQ_ENTRY(lock)	 blocked_entry;
+	char			 namebuf[];
+};
+TAILQ_HEAD(locks, lock);
+
+struct locktab {
+	int			 dirfd;
+	int64_t			 next_token;
+	locktab_granted_cb	 granted_cb;
+	locktab_clock		 clock;
+	void			*root;		/* tsearch(3) tree */
+	struct locks		 locks;
+	struct locks		 blocked;
+	struct lock_reqs	 pending;	/* to report */
+	size_t			 nblocked;
+	size_t			 nheld;
+	size_t			 nwaiting;
+	uint64_t		 granted_total;
+};
+
+/* Return the realtime clock in seconds, the default clock. */
+static double
+locktab_realtime(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Order locks by name.  A lock's first member is its name pointer, so a
+ * pointer to a lock and a pointer to a name pointer are both valid keys.
+ */
+static int
+lock_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Create a lock entry for name and open its lock file. */
+static int
+lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
+{
+	struct lock	*lock;
+	size_t		 len;
+	int		 error;
+
+	len = strlen(name);
+	if ((lock = calloc(1, sizeof *lock + len + 1)) == NULL)
+		return -ENOMEM;
+	memcpy(lock->namebuf, name, len + 1);
+	lock->name = lock->namebuf;
+	lock->tab = tab;
+	lock->flock = LOCK_FLOCK_NONE;
+	TAILQ_INIT(&lock->holders);
+	TAILQ_INIT(&lock->waiters);
+
+	lock->fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, LOCK_FILE_MODE);
+	if (lock->fd == -1) {
+		error = -errno;
+		free(lock);
+		return error;
+	}
+	if (tsearch(lock, &tab->root, lock_cmp) == NULL) {
+		close(lock->fd);
+		free(lock);
+		return -ENOMEM;
+	}
+	TAILQ_INSERT_TAIL(&tab->locks, lock, entry);
+	*ret_lock = lock;
+	return 0;
+}
+
+/* Mark a lock blocked by an outside holder, or no longer blocked. */
+static void
+lock_set_blocked(struct lock *lock, int blocked)
+{
+	struct locktab	*tab = lock->tab;
+
+	if (lock->blocked == blocked)
+		return;
+	lock->blocked = blocked;
+	if (blocked) {
+		TAILQ_INSERT_TAIL(&tab->blocked, lock, blocked_entry);
+		tab->nblocked++;
+	} else {
+		TAILQ_REMOVE(&tab->blocked, lock, blocked_entry);
+		tab->nblocked--;
+	}
+}
+
+/* Remove an empty lock from the table, unlock and close its file. */
+static void
+lock_free(struct lock *lock)
+{
+	struct locktab	*tab = lock->tab;
+
+	lock_set_blocked(lock, 0);
+	tdelete(lock, &tab->root, lock_cmp);
+	TAILQ_REMOVE(&tab->locks, lock, entry);
+	if (lock->flock != LOCK_FLOCK_NONE)
+		flock(lock->fd, LOCK_UN);
+	close(lock->fd);
+	free(lock);
+}
+
+/* Make the lock file's flock match mode; -errno if an outsider has it. */
+static int
+lock_flock_set(struct lock *lock, enum proto_mode mode)
+{
+	enum lock_flock	 want;
+	int		 op, error;
+
+	if (mode == PROTO_SHARED) {
+		want = LOCK_FLOCK_SH;
+		op = LOCK_SH;
+	} else {
+		want = LOCK_FLOCK_EX;
+		op = LOCK_EX;
+	}
+	if (lock->flock == want)
+		return 0;
+	if (flock(lock->fd, op | LOCK_NB) == -1) {
+		/* A failed conversion may have dropped the lock we had. */
+		error = errno;
+		lock->flock = LOCK_FLOCK_NONE;
+		return -error;
+	}
+	lock->flock = want;
+	return 0;
+}
+
+/* Return nonzero if a request of mode may join the holders right now. */
+static int
+lock_compatible(struct lock *lock, enum proto_mode mode)
+{
+	struct lock_req	*holder;
+
+	if ((holder = TAILQ_FIRST(&lock->holders)) == NULL)
+		return 1;
+	return holder->mode == PROTO_SHARED && mode == PROTO_SHARED;
+}
+
+/* Append a request to the lock's queue. */
+static void
+lock_enqueue(struct lock *lock, struct lock_req *req)
+{
+	req->held = 0;
+	req->token = 0;
+	req->since = lock->tab->clock();
+	TAILQ_INSERT_TAIL(&lock->waiters, req, entry);
+	lock->nwaiters++;
+	lock->tab->nwaiting++;
+}
+
+/* Take a request out of the lock's queue. */
+static void
+lock_dequeue(struct lock *lock, struct lock_req *req)
+{
+	TAILQ_REMOVE(&lock->waiters, req, entry);
+	lock->nwaiters--;
+	lock->tab->nwaiting--;
+}
+
+/* Make a request a holder and queue its granted callback. */
+static void
+lock_hold(struct lock *lock, struct lock_req *req)
+{
+	struct locktab	*tab = lock->tab;
+
+	req->held = 1;
+	req->token = tab->next_token++;
+	req->since = tab->clock();
+	TAILQ_INSERT_TAIL(&lock->holders, req, entry);
+	lock->nholders++;
+	tab->nheld++;
+	tab->granted_total++;
+	req->pending = 1;
+	TAILQ_INSERT_TAIL(&tab->pending, req, pending_entry);
+}
+
+/*
+ * Grant what the head of the queue allows.  One batch is all there can
+ * be: after an exclusive grant nothing else fits, and a shared grant takes
+ * every shared waiter up to the next exclusive one, which must then wait.
+ * Only the callbacks are left for locktab_dispatch.
+ */
+static void
+lock_grant(struct lock *lock)
+{
+	struct lock_req	*req;
+	enum proto_mode	 mode;
+
+	if ((req = TAILQ_FIRST(&lock->waiters)) == NULL)
+		return;
+	if (!lock_compatible(lock, req->mode))
+		return;
+	mode = req->mode;
+	if (lock_flock_set(lock, mode) != 0) {
+		lock_set_blocked(lock, 1);
+		return;
+	}
+	lock_set_blocked(lock, 0);
+	do {
+		lock_dequeue(lock, req);
+		lock_hold(lock, req);
+	} while (mode == PROTO_SHARED &&
+	    (req = TAILQ_FIRST(&lock->waiters)) != NULL &&
+	    req->mode == PROTO_SHARED);
+}
+
+/* Run the granted callbacks of every pending grant, in grant order. */
+static void
+locktab_dispatch(struct locktab *tab)
+{
+	struct lock_req	*req;
+
+	/* Reread the head each time: a callback may change the list. */
+	while ((req = TAILQ_FIRST(&tab->pending)) != NULL) {
+		TAILQ_REMOVE(&tab->pending, req, pending_entry);
+		req->pending = 0;
+		if (tab->granted_cb != NULL)
+			tab->granted_cb(req, req->arg);
+	}
+}
+
+/* Create an empty lock table over an open lock directory. */
+struct locktab *
+locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
+    locktab_clock clock)
+{
+	struct locktab	*tab;
+
+	if ((tab = calloc(1, sizeof *tab)) == NULL)
+		return NULL;
+	tab->dirfd = dirfd;
+	tab->next_token = first_token;
+	tab->granted_cb = granted_cb;
+	tab->clock = clock != NULL ? clock : locktab_realtime;
+	tab->root = NULL;
+	TAILQ_INIT(&tab->locks);
+	TAILQ_INIT(&tab->blocked);
+	TAILQ_INIT(&tab->pending);
+	return tab;
+}
+
+/* Free a lock table, its locks and requests, without any callback. */
+void
+locktab_free(struct locktab *tab)
+{
+	struct lock	*lock;
+	struct lock_req	*req;
+
+	if (tab == NULL)
+		return;
+	while ((lock = TAILQ_FIRST(&tab->locks)) != NULL) {
+		while ((req = TAILQ_FIRST(&lock->holders)) != NULL) {
+			TAILQ_REMOVE(&lock->holders, req, entry);
+			free(req);
+		}
+		while ((req = TAILQ_FIRST(&lock->waiters)) != NULL) {
+			TAILQ_REMOVE(&lock->waiters, req, entry);
+			free(req);
+		}
+		lock_free(lock);
+	}
+	free(tab);
+}
+
+/*
+ * Ask for name in mode.  Returns 0 and sets *ret_req, granted or queued;
+ * an immediate grant's callback has run by then (with *ret_req already
+ * set, so a callback that releases the request leaves it dangling).
+ * With try_only, -EWOULDBLOCK if it cannot be granted at once; -errno if
+ * the lock file cannot be opened or locked.  Nothing is left behind on
+ * failure.
+ */
+int
+locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
+    int try_only, void *arg, struct lock_req **ret_req)
+{
+	struct lock	*lock;
+	struct lock_req	*req;
+	int		 error;
+
+	if ((req = calloc(1, sizeof *req)) == NULL)
+		return -ENOMEM;
+	if ((lock = locktab_find(tab, name)) == NULL) {
+		if ((error = lock_new(tab, name, &lock)) != 0) {
+			free(req);
+			return error;
+		}
+	}
+	req->lock = lock;
+	req->mode = mode;
+	req->arg = arg;
+
+	if (TAILQ_EMPTY(&lock->waiters) && lock_compatible(lock, mode)) {
+		/* Under shared holders the fd is already LOCK_SH: no call. */
+		error = lock_flock_set(lock, mode);
+		if (error == 0) {
+			lock_hold(lock, req);
+			*ret_req = req;
+			locktab_dispatch(tab);
+			return 0;
+		}
+		if (try_only || error != -EWOULDBLOCK) {
+			free(req);
+			if (lock->nholders == 0 && lock->nwaiters == 0)
+				lock_free(lock);
+			return error;
+		}
+		lock_enqueue(lock, req);
+		lock_set_blocked(lock, 1);
+	} else if (try_only) {
+		/* The lock has holders or waiters, so it stays. */
+		free(req);
+		return -EWOULDBLOCK;
+	} else
+		lock_enqueue(lock, req);
+	*ret_req = req;
+	return 0;
+}
+
+/*
+ * Release a held request or cancel a waiting one, grant whatever that
+ * lets through, and free the request.
+ */
+void
+locktab_release(struct locktab *tab, struct lock_req *req)
+{
+	struct lock	*lock;
+
+	if (req == NULL)
+		return;
+	lock = req->lock;
+	if (req->pending) {
+		TAILQ_REMOVE(&tab->pending, req, pending_entry);
+		req->pending = 0;
+	}
+	if (req->held) {
+		TAILQ_REMOVE(&lock->holders, req, entry);
+		lock->nholders--;
+		tab->nheld--;
+	} else
+		lock_dequeue(lock, req);
+	free(req);
+
+	/*
+	 * With waiters left, keep the flock and hand it straight over, so an
+	 * outsider cannot slip in on an exclusive handoff.
+	 */
+	if (lock->nholders == 0 && lock->nwaiters == 0)
+		lock_free(lock);
+	else
+		lock_grant(lock);
+	locktab_dispatch(tab);
+}
+
+/* Try again to grant every lock blocked by an outside holder. */
+void
+locktab_retry(struct locktab *tab)
+{
+	struct lock	*lock, *next;
+
+	/* lock_grant may unlink lock from the blocked list, never free it. */
+	for (lock = TAILQ_FIRST(&tab->blocked); lock != NULL; lock = next) {
+		next = TAILQ_NEXT(lock, blocked_entry);
+		lock_grant(lock);
+	}
+	locktab_dispatch(tab);
+}
+
+/* Return how many locks wait for an outside holder. */
+size_t
+locktab_nblocked(const struct locktab *tab)
+{
+	return tab->nblocked;
+}
+
+/* Return how many grants are held, each shared holder counting one. */
+size_t
+locktab_nheld(const struct locktab *tab)
+{
+	return tab->nheld;
+}
+
+/* Return how many requests are queued. */
+size_t
+locktab_nwaiting(const struct locktab *tab)
+{
+	return tab->nwaiting;
+}
+
+/* Return how many grants the table has ever made. */
+uint64_t
+locktab_granted_total(const struct locktab *tab)
+{
+	return tab->granted_total;
+}
+
+/* Return the token the next grant will get. */
+int64_t
+locktab_next_token(const struct locktab *tab)
+{
+	return tab->next_token;
+}
+
+/* Return the lock of that name, or NULL if nobody holds or waits for it. */
+struct lock *
+locktab_find(struct locktab *tab, const char *name)
+{
+	void	*node;
+
+	if ((node = tfind(&name, &tab->root, lock_cmp)) == NULL)
+		return NULL;
+	return *(struct lock **)node;
+}
+
+/* Return the first lock of the table, in no particular order. */
+struct lock *
+locktab_first(struct locktab *tab)
+{
+	return TAILQ_FIRST(&tab->locks);
+}
+
+/* Return the lock after this one, or NULL. */
+struct lock *
+locktab_next(struct lock *lock)
+{
+	return TAILQ_NEXT(lock, entry);
+}
+
+/* Return a lock's name. */
+const char *
+lock_name(const struct lock *lock)
+{
+	return lock->name;
+}
+
+/* Return the fd of a lock's file. */
+int
+lock_fd(const struct lock *lock)
+{
+	return lock->fd;
+}
+
+/* Return the first holder of a lock, in grant order. */
+struct lock_req *
+lock_first_holder(struct lock *lock)
+{
+	return TAILQ_FIRST(&lock->holders);
+}
+
+/* Return the first waiter of a lock, in queue order. */
+struct lock_req *
+lock_first_waiter(struct lock *lock)
+{
+	return TAILQ_FIRST(&lock->waiters);
+}
+
+/* Return the next request in the same list, holders or waiters. */
+struct lock_req *
+lock_req_next(struct lock_req *req)
+{
+	return TAILQ_NEXT(req, entry);
+}
+
+/* Return nonzero if the request holds its lock. */
+int
+lock_req_held(const struct lock_req *req)
+{
+	return req->held;
+}
+
+/* Return the mode asked for. */
+enum proto_mode
+lock_req_mode(const struct lock_req *req)
+{
+	return req->mode;
+}
+
+/* Return the fencing token of a grant, 0 while waiting. */
+int64_t
+lock_req_token(const struct lock_req *req)
+{
+	return req->token;
+}
+
+/* Return when the request was granted, or queued if it waits. */
+double
+lock_req_since(const struct lock_req *req)
+{
+	return req->since;
+}
+
+/* Return the 1-based place of a waiter in its queue, 0 if held. */
+int
+lock_req_position(const struct lock_req *req)
+{
+	const struct lock_req	*w;
+	int			 position = 1;
+
+	if (req->held)
+		return 0;
+	TAILQ_FOREACH(w, &req->lock->waiters, entry) {
+		if (w == req)
+			break;
+		position++;
+	}
+	return position;
+}
+
+/* Return the lock a request is for. */
+struct lock *
+lock_req_lock(struct lock_req *req)
+{
+	return req->lock;
+}
+
+/* Return the name of the lock a request is for. */
+const char *
+lock_req_name(const struct lock_req *req)
+{
+	return req->lock->name;
+}
+
+/* Return the caller's argument given to locktab_acquire. */
+void *
+lock_req_arg(const struct lock_req *req)
+{
+	return req->arg;
+}

@@ -1,0 +1,929 @@
+/*
+ * Unit tests of the lock table (daemon/locktab.c): grant order, shared
+ * batching, cancellation, counters and the real flock(2) on lock files.
+ */
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define FIRST_TOKEN 1000
+#define MAX_GRANTS 256
+
+/* One granted callback, as the test saw it. */
+struct grant {
+	struct lock_req	*req;
+	intptr_t	 id;
+	int64_t		 token;
+	int		 held;
+};
+
+static char		 lockdir[PATH_MAX];
+static int		 dirfd_;
+static struct locktab	*tab;
+static double		 fake_now;
+static struct grant	 grants[MAX_GRANTS];
+static size_t		 ngrants;
+
+/*
+ * What the granted callback does besides recording: release the request
+ * of id cb_release_self_id, and on the grant of id cb_release_other_id
+ * release cb_release_other.
+ */
+static intptr_t		 cb_release_self_id;
+static intptr_t		 cb_release_other_id;
+static struct lock_req	*cb_release_other;
+
+/* The injected clock. */
+static double
+fake_clock(void)
+{
+	return fake_now;
+}
+
+/* Record a grant, then do what the test asked of the callback. */
+static void
+record_grant(struct lock_req *req, void *arg)
+{
+	intptr_t	 id = (intptr_t)arg;
+	struct lock_req	*other;
+
+	ck_assert_uint_lt(ngrants, MAX_GRANTS);
+	grants[ngrants].req = req;
+	grants[ngrants].id = id;
+	grants[ngrants].token = lock_req_token(req);
+	grants[ngrants].held = lock_req_held(req);
+	ngrants++;
+
+	if (cb_release_other != NULL && id == cb_release_other_id) {
+		other = cb_release_other;
+		cb_release_other = NULL;
+		locktab_release(tab, other);
+	}
+	if (id == cb_release_self_id)
+		locktab_release(tab, req);
+}
+
+/* Make a fresh lock directory and table. */
+static void
+setup(void)
+{
+	snprintf(lockdir, sizeof lockdir, "%s/locktab.XXXXXX", TEST_TMPDIR);
+	ck_assert_ptr_nonnull(mkdtemp(lockdir));
+	dirfd_ = open(lockdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(dirfd_, 0);
+	fake_now = 1700000000.0;
+	ngrants = 0;
+	cb_release_self_id = -1;
+	cb_release_other_id = -1;
+	cb_release_other = NULL;
+	tab = locktab_new(dirfd_, FIRST_TOKEN, record_grant, fake_clock);
+	ck_assert_ptr_nonnull(tab);
+}
+
+/* Free the table and remove the lock directory. */
+static void
+teardown(void)
+{
+	DIR		*dir;
+	struct dirent	*de;
+
+	locktab_free(tab);
+	tab = NULL;
+	if ((dir = fdopendir(dirfd_)) == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd_, de->d_name, 0) == -1)
+			unlinkat(dirfd_, de->d_name, AT_REMOVEDIR);
+	}
+	closedir(dir);
+	rmdir(lockdir);
+}
+
+/* Acquire name, which must succeed, for the caller's id. */
+static struct lock_req *
+acq(const char *name, enum proto_mode mode, intptr_t id)
+{
+	struct lock_req	*req = NULL;
+
+	ck_assert_int_eq(locktab_acquire(tab, name, mode, 0, (void *)id, &req),
+	    0);
+	ck_assert_ptr_nonnull(req);
+	return req;
+}
+
+/* Open the lock file as a process outside the broker would. */
+static int
+outsider_open(const char *name)
+{
+	int	 fd;
+
+	fd = openat(dirfd_, name, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+/* Try a non-blocking flock on a separate open file; 0 or errno. */
+static int
+outsider_try(const char *name, int op)
+{
+	int	 fd, error = 0;
+
+	fd = outsider_open(name);
+	if (flock(fd, op | LOCK_NB) == -1)
+		error = errno;
+	close(fd);
+	return error;
+}
+
+/* Assert the id of the n-th granted callback. */
+static void
+assert_granted(size_t n, intptr_t id)
+{
+	ck_assert_uint_gt(ngrants, n);
+	ck_assert_int_eq(grants[n].id, id);
+}
+
+START_TEST(test_exclusive_granted_at_once_with_first_token)
+{
+	struct lock_req	*a;
+
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN);
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert_ptr_eq(grants[0].req, a);
+	ck_assert(grants[0].held);
+	ck_assert_int_eq(grants[0].token, FIRST_TOKEN);
+	ck_assert(lock_req_held(a));
+	ck_assert_int_eq(lock_req_token(a), FIRST_TOKEN);
+	ck_assert_int_eq(lock_req_mode(a), PROTO_EXCLUSIVE);
+	ck_assert_double_eq(lock_req_since(a), fake_now);
+	ck_assert_int_eq(lock_req_position(a), 0);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN + 1);
+	locktab_release(tab, a);
+	ck_assert_uint_eq(ngrants, 1);
+}
+END_TEST
+
+START_TEST(test_second_exclusive_queues_until_release)
+{
+	struct lock_req	*a, *b;
+	double		 queued_at;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	fake_now += 5;
+	queued_at = fake_now;
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert(!lock_req_held(b));
+	ck_assert_int_eq(lock_req_token(b), 0);
+	ck_assert_int_eq(lock_req_position(b), 1);
+	ck_assert_double_eq(lock_req_since(b), queued_at);
+
+	fake_now += 5;
+	locktab_release(tab, a);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(1, 2);
+	ck_assert_ptr_eq(grants[1].req, b);
+	ck_assert(lock_req_held(b));
+	ck_assert_int_gt(lock_req_token(b), FIRST_TOKEN);
+	ck_assert_double_eq(lock_req_since(b), fake_now);
+	locktab_release(tab, b);
+}
+END_TEST
+
+START_TEST(test_exclusive_waiters_granted_in_fifo_order)
+{
+	struct lock_req	*reqs[10];
+	int		 i;
+
+	for (i = 0; i < 10; i++)
+		reqs[i] = acq("db", PROTO_EXCLUSIVE, i);
+	ck_assert_uint_eq(ngrants, 1);
+	for (i = 1; i < 10; i++)
+		ck_assert_int_eq(lock_req_position(reqs[i]), i);
+	for (i = 0; i < 10; i++) {
+		ck_assert_uint_eq(ngrants, (size_t)i + 1);
+		assert_granted(i, i);
+		ck_assert_int_eq(grants[i].token, FIRST_TOKEN + i);
+		ck_assert_uint_eq(locktab_nheld(tab), 1);
+		locktab_release(tab, reqs[i]);
+	}
+	ck_assert_uint_eq(ngrants, 10);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+}
+END_TEST
+
+START_TEST(test_consecutive_shared_waiters_granted_together)
+{
+	struct lock_req	*x, *s[3], *e, *s5, *h;
+	struct lock	*lock;
+	int		 i;
+
+	x = acq("db", PROTO_EXCLUSIVE, 10);
+	for (i = 0; i < 3; i++)
+		s[i] = acq("db", PROTO_SHARED, i);
+	e = acq("db", PROTO_EXCLUSIVE, 4);
+	s5 = acq("db", PROTO_SHARED, 5);
+	ck_assert_uint_eq(ngrants, 1);
+
+	locktab_release(tab, x);
+	ck_assert_uint_eq(ngrants, 4);
+	for (i = 0; i < 3; i++) {
+		assert_granted(i + 1, i);
+		ck_assert(lock_req_held(s[i]));
+		ck_assert_int_eq(lock_req_token(s[i]), FIRST_TOKEN + 1 + i);
+	}
+	ck_assert(!lock_req_held(e));
+	ck_assert(!lock_req_held(s5));
+	ck_assert_int_eq(lock_req_position(e), 1);
+	ck_assert_int_eq(lock_req_position(s5), 2);
+	ck_assert_uint_eq(locktab_nheld(tab), 3);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+
+	/* Holders come in grant order. */
+	lock = locktab_find(tab, "db");
+	ck_assert_ptr_nonnull(lock);
+	h = lock_first_holder(lock);
+	for (i = 0; i < 3; i++) {
+		ck_assert_ptr_eq(h, s[i]);
+		h = lock_req_next(h);
+	}
+	ck_assert_ptr_null(h);
+
+	/* The exclusive waiter gets it only when every shared holder left. */
+	locktab_release(tab, s[0]);
+	locktab_release(tab, s[1]);
+	ck_assert(!lock_req_held(e));
+	locktab_release(tab, s[2]);
+	ck_assert(lock_req_held(e));
+	ck_assert(!lock_req_held(s5));
+	locktab_release(tab, e);
+	ck_assert(lock_req_held(s5));
+	ck_assert_uint_eq(ngrants, 6);
+	locktab_release(tab, s5);
+}
+END_TEST
+
+START_TEST(test_shared_granted_at_once_beside_shared_holders)
+{
+	struct lock_req	*a, *b;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	ck_assert_uint_eq(ngrants, 2);
+	ck_assert(lock_req_held(a));
+	ck_assert(lock_req_held(b));
+	ck_assert_int_ne(lock_req_token(a), lock_req_token(b));
+	ck_assert_uint_eq(locktab_nheld(tab), 2);
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+}
+END_TEST
+
+START_TEST(test_shared_waits_behind_queued_exclusive)
+{
+	struct lock_req	*s1, *e2, *s3, *r = NULL;
+
+	s1 = acq("db", PROTO_SHARED, 1);
+	e2 = acq("db", PROTO_EXCLUSIVE, 2);
+	s3 = acq("db", PROTO_SHARED, 3);
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert(!lock_req_held(s3));
+	ck_assert_int_eq(lock_req_position(s3), 2);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_SHARED, 1,
+	    (void *)4, &r), -EWOULDBLOCK);
+	ck_assert_ptr_null(r);
+
+	locktab_release(tab, s1);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(1, 2);
+	locktab_release(tab, e2);
+	ck_assert_uint_eq(ngrants, 3);
+	assert_granted(2, 3);
+	locktab_release(tab, s3);
+}
+END_TEST
+
+START_TEST(test_try_only_on_held_lock_would_block)
+{
+	struct lock_req	*a, *r = NULL;
+	struct lock	*lock;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)2, &r), -EWOULDBLOCK);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_SHARED, 1,
+	    (void *)3, &r), -EWOULDBLOCK);
+	ck_assert_ptr_null(r);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	lock = locktab_find(tab, "db");
+	ck_assert_ptr_nonnull(lock);
+	ck_assert_ptr_null(lock_first_waiter(lock));
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN + 1);
+	locktab_release(tab, a);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+}
+END_TEST
+
+START_TEST(test_try_only_on_free_lock_is_granted)
+{
+	struct lock_req	*r = NULL;
+
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)1, &r), 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(lock_req_held(r));
+	ck_assert_uint_eq(ngrants, 1);
+	locktab_release(tab, r);
+}
+END_TEST
+
+START_TEST(test_cancel_waiter_removes_it_from_queue)
+{
+	struct lock_req	*a, *b, *c, *d;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	c = acq("db", PROTO_EXCLUSIVE, 3);
+	d = acq("db", PROTO_EXCLUSIVE, 4);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 3);
+
+	locktab_release(tab, c);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+	ck_assert_ptr_eq(lock_first_waiter(locktab_find(tab, "db")), b);
+	ck_assert_ptr_eq(lock_req_next(b), d);
+	ck_assert_ptr_null(lock_req_next(d));
+	ck_assert_int_eq(lock_req_position(d), 2);
+	ck_assert_uint_eq(ngrants, 1);
+
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+	ck_assert_uint_eq(ngrants, 3);
+	assert_granted(1, 2);
+	assert_granted(2, 4);
+	locktab_release(tab, d);
+}
+END_TEST
+
+START_TEST(test_cancel_exclusive_head_lets_shared_run_join_holders)
+{
+	struct lock_req	*s1, *e2, *s3, *s4, *e5, *s6;
+
+	s1 = acq("db", PROTO_SHARED, 1);
+	e2 = acq("db", PROTO_EXCLUSIVE, 2);
+	s3 = acq("db", PROTO_SHARED, 3);
+	s4 = acq("db", PROTO_SHARED, 4);
+	e5 = acq("db", PROTO_EXCLUSIVE, 5);
+	s6 = acq("db", PROTO_SHARED, 6);
+	ck_assert_uint_eq(ngrants, 1);
+
+	locktab_release(tab, e2);
+	ck_assert_uint_eq(ngrants, 3);
+	assert_granted(1, 3);
+	assert_granted(2, 4);
+	ck_assert(lock_req_held(s3));
+	ck_assert(lock_req_held(s4));
+	ck_assert(!lock_req_held(e5));
+	ck_assert(!lock_req_held(s6));
+	ck_assert_int_eq(lock_req_position(e5), 1);
+	ck_assert_uint_eq(locktab_nheld(tab), 3);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+	/* The file is still shared among the broker's holders. */
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+
+	locktab_release(tab, s1);
+	locktab_release(tab, s3);
+	locktab_release(tab, s4);
+	ck_assert(lock_req_held(e5));
+	locktab_release(tab, e5);
+	ck_assert(lock_req_held(s6));
+	locktab_release(tab, s6);
+}
+END_TEST
+
+START_TEST(test_lock_entry_disappears_when_empty)
+{
+	struct lock_req	*a, *b;
+
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_ptr_nonnull(locktab_find(tab, "db"));
+	locktab_release(tab, b);
+	ck_assert_ptr_nonnull(locktab_find(tab, "db"));
+	locktab_release(tab, a);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_ptr_null(locktab_first(tab));
+}
+END_TEST
+
+START_TEST(test_exclusive_holder_flocks_file_exclusively)
+{
+	struct lock_req	*a;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_int_ge(lock_fd(locktab_find(tab, "db")), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
+	locktab_release(tab, a);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+}
+END_TEST
+
+START_TEST(test_shared_holders_flock_file_shared)
+{
+	struct lock_req	*a, *b;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, a);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, b);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+}
+END_TEST
+
+START_TEST(test_exclusive_handoff_keeps_file_locked)
+{
+	struct lock_req	*a, *b;
+	int		 fd;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	fd = lock_fd(locktab_find(tab, "db"));
+	locktab_release(tab, a);
+	ck_assert(lock_req_held(b));
+	ck_assert_int_eq(lock_fd(locktab_find(tab, "db")), fd);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	locktab_release(tab, b);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+}
+END_TEST
+
+START_TEST(test_handoff_from_exclusive_to_shared_converts_flock)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	c = acq("db", PROTO_SHARED, 3);
+	locktab_release(tab, a);
+	ck_assert(lock_req_held(b));
+	ck_assert(lock_req_held(c));
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, b);
+	locktab_release(tab, c);
+}
+END_TEST
+
+START_TEST(test_outside_holder_blocks_acquire_until_retry)
+{
+	struct lock_req	*a, *r = NULL;
+	int		 fd;
+
+	fd = outsider_open("db");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert(!lock_req_held(a));
+	ck_assert_int_eq(lock_req_position(a), 1);
+	ck_assert_uint_eq(locktab_nblocked(tab), 1);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 1);
+	ck_assert_ptr_null(lock_first_holder(locktab_find(tab, "db")));
+
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)2, &r), -EWOULDBLOCK);
+	ck_assert_ptr_null(r);
+
+	locktab_retry(tab);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert_uint_eq(locktab_nblocked(tab), 1);
+
+	ck_assert_int_eq(flock(fd, LOCK_UN), 0);
+	locktab_retry(tab);
+	ck_assert_uint_eq(ngrants, 1);
+	assert_granted(0, 1);
+	ck_assert(lock_req_held(a));
+	ck_assert_int_eq(lock_req_token(a), FIRST_TOKEN);
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), -1);
+	ck_assert_int_eq(errno, EWOULDBLOCK);
+
+	locktab_release(tab, a);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_try_only_with_outside_holder_leaves_nothing)
+{
+	struct lock_req	*r = NULL;
+	int		 fd;
+
+	fd = outsider_open("db");
+	ck_assert_int_eq(flock(fd, LOCK_SH | LOCK_NB), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)1, &r), -EWOULDBLOCK);
+	ck_assert_ptr_null(r);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_outside_shared_holder_blocks_only_exclusive)
+{
+	struct lock_req	*s, *e;
+	int		 fd;
+
+	fd = outsider_open("db");
+	ck_assert_int_eq(flock(fd, LOCK_SH | LOCK_NB), 0);
+	s = acq("db", PROTO_SHARED, 1);
+	ck_assert(lock_req_held(s));
+	e = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert(!lock_req_held(e));
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+
+	/* The conversion to LOCK_EX fails while the outsider shares it. */
+	locktab_release(tab, s);
+	ck_assert(!lock_req_held(e));
+	ck_assert_uint_eq(locktab_nblocked(tab), 1);
+	ck_assert_uint_eq(ngrants, 1);
+
+	ck_assert_int_eq(flock(fd, LOCK_UN), 0);
+	locktab_retry(tab);
+	ck_assert(lock_req_held(e));
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
+	locktab_release(tab, e);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_cancel_blocked_waiter_frees_lock)
+{
+	struct lock_req	*a, *b;
+	int		 fd;
+
+	fd = outsider_open("db");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	ck_assert_uint_eq(locktab_nblocked(tab), 1);
+	ck_assert_int_eq(lock_req_position(b), 2);
+	locktab_release(tab, a);
+	ck_assert_uint_eq(locktab_nblocked(tab), 1);
+	ck_assert_int_eq(lock_req_position(b), 1);
+	locktab_release(tab, b);
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	locktab_retry(tab);
+	ck_assert_uint_eq(ngrants, 0);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_counters_track_holders_waiters_and_grants)
+{
+	struct lock_req	*a, *b, *c, *d;
+
+	ck_assert_uint_eq(locktab_nheld(tab), 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	ck_assert_uint_eq(locktab_granted_total(tab), 0);
+
+	a = acq("one", PROTO_SHARED, 1);
+	b = acq("one", PROTO_SHARED, 2);
+	c = acq("one", PROTO_EXCLUSIVE, 3);
+	d = acq("two", PROTO_EXCLUSIVE, 4);
+	ck_assert_uint_eq(locktab_nheld(tab), 3);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 1);
+	ck_assert_uint_eq(locktab_granted_total(tab), 3);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN + 3);
+
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+	ck_assert_uint_eq(locktab_nheld(tab), 2);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	ck_assert_uint_eq(locktab_granted_total(tab), 4);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN + 4);
+
+	locktab_release(tab, c);
+	locktab_release(tab, d);
+	ck_assert_uint_eq(locktab_nheld(tab), 0);
+	ck_assert_uint_eq(locktab_granted_total(tab), 4);
+}
+END_TEST
+
+START_TEST(test_tokens_strictly_increase_across_names)
+{
+	struct lock_req	*r;
+	int64_t		 last = 0;
+	size_t		 i;
+
+	for (i = 0; i < 20; i++) {
+		r = acq(i % 2 ? "odd" : "even",
+		    i % 3 ? PROTO_SHARED : PROTO_EXCLUSIVE, (intptr_t)i);
+		ck_assert(lock_req_held(r));
+		ck_assert_int_gt(lock_req_token(r), last);
+		last = lock_req_token(r);
+		locktab_release(tab, r);
+	}
+	ck_assert_uint_eq(ngrants, 20);
+	ck_assert_uint_eq(locktab_granted_total(tab), 20);
+}
+END_TEST
+
+START_TEST(test_lock_files_are_never_unlinked)
+{
+	struct lock_req	*a, *b;
+	struct stat	 st;
+
+	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), -1);
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	locktab_release(tab, a);
+	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), 0);
+	ck_assert(S_ISREG(st.st_mode));
+
+	/* Reusing the existing file works as well. */
+	b = acq("db", PROTO_SHARED, 2);
+	ck_assert(lock_req_held(b));
+	locktab_release(tab, b);
+	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), 0);
+}
+END_TEST
+
+START_TEST(test_symlink_name_is_refused_with_eloop)
+{
+	struct lock_req	*r = NULL;
+	struct stat	 st;
+
+	ck_assert_int_eq(symlinkat("target", dirfd_, "link"), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "link", PROTO_EXCLUSIVE, 0,
+	    (void *)1, &r), -ELOOP);
+	ck_assert_ptr_null(r);
+	ck_assert_ptr_null(locktab_find(tab, "link"));
+	ck_assert_int_eq(fstatat(dirfd_, "target", &st, 0), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+}
+END_TEST
+
+START_TEST(test_directory_name_is_refused_with_eisdir)
+{
+	struct lock_req	*r = NULL;
+
+	ck_assert_int_eq(mkdirat(dirfd_, "dir", 0755), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "dir", PROTO_SHARED, 0,
+	    (void *)1, &r), -EISDIR);
+	ck_assert_ptr_null(r);
+	ck_assert_ptr_null(locktab_find(tab, "dir"));
+}
+END_TEST
+
+START_TEST(test_granted_cb_may_release_just_granted_req)
+{
+	struct lock_req	*a, *b, *c;
+
+	/* At once, inside locktab_acquire. */
+	cb_release_self_id = 1;
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	(void)a;
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert_uint_eq(locktab_nheld(tab), 0);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+
+	/* On handoff, inside locktab_release: the next waiter follows. */
+	cb_release_self_id = 3;
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	acq("db", PROTO_EXCLUSIVE, 3);
+	c = acq("db", PROTO_EXCLUSIVE, 4);
+	ck_assert_uint_eq(ngrants, 2);
+	locktab_release(tab, b);
+	ck_assert_uint_eq(ngrants, 4);
+	assert_granted(2, 3);
+	assert_granted(3, 4);
+	ck_assert(lock_req_held(c));
+	ck_assert_uint_eq(locktab_nheld(tab), 1);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	locktab_release(tab, c);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+}
+END_TEST
+
+START_TEST(test_granted_cb_may_release_another_of_its_batch)
+{
+	struct lock_req	*x, *s1, *s2, *s3;
+
+	x = acq("db", PROTO_EXCLUSIVE, 10);
+	s1 = acq("db", PROTO_SHARED, 1);
+	s2 = acq("db", PROTO_SHARED, 2);
+	s3 = acq("db", PROTO_SHARED, 3);
+	cb_release_other_id = 1;
+	cb_release_other = s2;
+	locktab_release(tab, x);
+	/* s2 was released before its callback ran, so it gets none. */
+	ck_assert_uint_eq(ngrants, 3);
+	assert_granted(1, 1);
+	assert_granted(2, 3);
+	ck_assert_uint_eq(locktab_nheld(tab), 2);
+	ck_assert_ptr_eq(lock_first_holder(locktab_find(tab, "db")), s1);
+	ck_assert_ptr_eq(lock_req_next(s1), s3);
+	locktab_release(tab, s1);
+	locktab_release(tab, s3);
+}
+END_TEST
+
+START_TEST(test_granted_cb_may_release_a_holder_of_another_lock)
+{
+	struct lock_req	*a, *b, *c, *d;
+
+	a = acq("one", PROTO_EXCLUSIVE, 1);
+	b = acq("one", PROTO_EXCLUSIVE, 2);
+	c = acq("two", PROTO_EXCLUSIVE, 3);
+	d = acq("two", PROTO_EXCLUSIVE, 4);
+	/* d's callback releases a, whose handoff grants b, nested. */
+	cb_release_other_id = 4;
+	cb_release_other = a;
+	locktab_release(tab, c);
+	ck_assert_uint_eq(ngrants, 4);
+	assert_granted(2, 4);
+	assert_granted(3, 2);
+	ck_assert(lock_req_held(b));
+	ck_assert(lock_req_held(d));
+	ck_assert_int_gt(lock_req_token(b), lock_req_token(d));
+	ck_assert_uint_eq(locktab_nheld(tab), 2);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	locktab_release(tab, b);
+	locktab_release(tab, d);
+	ck_assert_ptr_null(locktab_first(tab));
+}
+END_TEST
+
+START_TEST(test_iteration_visits_every_lock_and_request)
+{
+	static const char	*names[] = { "alpha", "beta", "gamma" };
+	struct lock_req		*h, *w;
+	struct lock		*lock;
+	int			 seen[3] = { 0 }, i, nlocks = 0;
+
+	for (i = 0; i < 3; i++) {
+		acq(names[i], PROTO_EXCLUSIVE, i);
+		acq(names[i], PROTO_SHARED, 10 + i);
+	}
+	for (lock = locktab_first(tab); lock != NULL;
+	    lock = locktab_next(lock)) {
+		nlocks++;
+		for (i = 0; i < 3; i++) {
+			if (strcmp(lock_name(lock), names[i]) == 0)
+				seen[i]++;
+		}
+		ck_assert_ptr_eq(locktab_find(tab, lock_name(lock)), lock);
+		h = lock_first_holder(lock);
+		w = lock_first_waiter(lock);
+		ck_assert_ptr_nonnull(h);
+		ck_assert_ptr_nonnull(w);
+		ck_assert_ptr_null(lock_req_next(h));
+		ck_assert_ptr_null(lock_req_next(w));
+		ck_assert_ptr_eq(lock_req_lock(h), lock);
+		ck_assert_ptr_eq(lock_req_lock(w), lock);
+		ck_assert_str_eq(lock_req_name(w), lock_name(lock));
+		ck_assert_int_eq((intptr_t)lock_req_arg(w),
+		    (intptr_t)lock_req_arg(h) + 10);
+		ck_assert_int_eq(lock_req_mode(w), PROTO_SHARED);
+	}
+	ck_assert_int_eq(nlocks, 3);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(seen[i], 1);
+	/* locktab_free in teardown frees held and queued requests alike. */
+}
+END_TEST
+
+START_TEST(test_free_drops_flocks_without_callbacks)
+{
+	acq("db", PROTO_EXCLUSIVE, 1);
+	acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	locktab_free(tab);
+	tab = NULL;
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+}
+END_TEST
+
+START_TEST(test_default_clock_is_realtime)
+{
+	struct locktab	*rt;
+	struct lock_req	*r;
+	struct timespec	 ts;
+	double		 before, after;
+
+	locktab_free(tab);
+	tab = NULL;
+	rt = locktab_new(dirfd_, 1, NULL, NULL);
+	ck_assert_ptr_nonnull(rt);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	before = ts.tv_sec + ts.tv_nsec / 1e9;
+	ck_assert_int_eq(locktab_acquire(rt, "db", PROTO_SHARED, 0, NULL, &r),
+	    0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	after = ts.tv_sec + ts.tv_nsec / 1e9;
+	ck_assert(lock_req_held(r));
+	ck_assert_int_eq(lock_req_token(r), 1);
+	ck_assert_double_ge(lock_req_since(r), before - 0.001);
+	ck_assert_double_le(lock_req_since(r), after + 0.001);
+	locktab_release(rt, r);
+	locktab_free(rt);
+}
+END_TEST
+
+/* Collect the lock table tests into one suite. */
+static Suite *
+locktab_suite(void)
+{
+	Suite	*s;
+	TCase	*tc;
+
+	s = suite_create("locktab");
+	tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_exclusive_granted_at_once_with_first_token);
+	tcase_add_test(tc, test_second_exclusive_queues_until_release);
+	tcase_add_test(tc, test_exclusive_waiters_granted_in_fifo_order);
+	tcase_add_test(tc, test_consecutive_shared_waiters_granted_together);
+	tcase_add_test(tc, test_shared_granted_at_once_beside_shared_holders);
+	tcase_add_test(tc, test_shared_waits_behind_queued_exclusive);
+	tcase_add_test(tc, test_try_only_on_held_lock_would_block);
+	tcase_add_test(tc, test_try_only_on_free_lock_is_granted);
+	tcase_add_test(tc, test_cancel_waiter_removes_it_from_queue);
+	tcase_add_test(tc,
+	    test_cancel_exclusive_head_lets_shared_run_join_holders);
+	tcase_add_test(tc, test_lock_entry_disappears_when_empty);
+	tcase_add_test(tc, test_exclusive_holder_flocks_file_exclusively);
+	tcase_add_test(tc, test_shared_holders_flock_file_shared);
+	tcase_add_test(tc, test_exclusive_handoff_keeps_file_locked);
+	tcase_add_test(tc,
+	    test_handoff_from_exclusive_to_shared_converts_flock);
+	tcase_add_test(tc, test_outside_holder_blocks_acquire_until_retry);
+	tcase_add_test(tc, test_try_only_with_outside_holder_leaves_nothing);
+	tcase_add_test(tc, test_outside_shared_holder_blocks_only_exclusive);
+	tcase_add_test(tc, test_cancel_blocked_waiter_frees_lock);
+	tcase_add_test(tc, test_counters_track_holders_waiters_and_grants);
+	tcase_add_test(tc, test_tokens_strictly_increase_across_names);
+	tcase_add_test(tc, test_lock_files_are_never_unlinked);
+	tcase_add_test(tc, test_symlink_name_is_refused_with_eloop);
+	tcase_add_test(tc, test_directory_name_is_refused_with_eisdir);
+	tcase_add_test(tc, test_granted_cb_may_release_just_granted_req);
+	tcase_add_test(tc, test_granted_cb_may_release_another_of_its_batch);
+	tcase_add_test(tc,
+	    test_granted_cb_may_release_a_holder_of_another_lock);
+	tcase_add_test(tc, test_iteration_visits_every_lock_and_request);
+	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
+	tcase_add_test(tc, test_default_clock_is_realtime);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 nfailed;
+
+	sr = srunner_create(locktab_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	nfailed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
