@@ -106,6 +106,7 @@ void		 request_granted(struct lock_req *, void *);
 struct server_config {
 	const char	*socket_path;
 	const char	*lock_dir;
+	size_t		 max_locks_per_client;
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);
@@ -114,6 +115,7 @@ struct event_base *server_base(struct server *);
 struct locktab	*server_locktab(struct server *);
 struct conn_list *server_conns(struct server *);
 size_t		 server_nconns(const struct server *);
+size_t		 server_max_locks_per_client(const struct server *);
 void		 server_conn_opened(struct server *);
 void		 server_conn_closed(struct server *);
 double		 server_uptime(const struct server *);

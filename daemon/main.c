@@ -3,6 +3,7 @@
  * lock directory, and runs the event loop until SIGTERM or SIGINT.
  */
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -17,12 +18,15 @@
 
 #include "daemon.h"
 
+#define DEFAULT_MAX_LOCKS_PER_CLIENT	4096
+
 static void
 usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: locksd [--socket PATH] [--lock-dir DIR] [-v|--verbose] "
-	    "[--version] [--help]\n"
+	    "[--max-locks-per-client N]\n"
+	    "              [--version] [--help]\n"
 	    "\n"
 	    "  --socket PATH   listen on PATH (default: $LOCKS_SOCKET, else\n"
 	    "                  /run/locksd/locksd.sock as root, else\n"
@@ -30,9 +34,44 @@ usage(FILE *out)
 	    "                  /tmp/locksd-$UID/locksd.sock)\n"
 	    "  --lock-dir DIR  lock files live here (default: locks/ beside "
 	    "the socket)\n"
+	    "  --max-locks-per-client N\n"
+	    "                  names one connection may hold or await at once\n"
+	    "                  (default %d)\n"
 	    "  -v, --verbose   log every connection\n"
 	    "  --version       print the version and exit\n"
-	    "  --help          print this help and exit\n");
+	    "  --help          print this help and exit\n",
+	    DEFAULT_MAX_LOCKS_PER_CLIENT);
+}
+
+/* Parse a positive count option, or exit with a usage error. */
+static size_t
+parse_count(const char *text)
+{
+	char		*end;
+	unsigned long	 value;
+
+	errno = 0;
+	value = strtoul(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || value == 0 ||
+	    value > 1000000 || text[0] == '-') {
+		fprintf(stderr, "locksd: not a count from 1 to 1000000: %s\n",
+		    text);
+		exit(2);
+	}
+	return value;
+}
+
+/* Every lock and every client costs a descriptor: use all we may have. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit");
+	}
 }
 
 /* Create the socket's directory if it is missing (one level only). */
@@ -72,12 +111,14 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "lock-dir", required_argument, NULL, 'd' },
+		{ "max-locks-per-client", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct server_config	 config = { NULL, NULL };
+	struct server_config	 config = { NULL, NULL,
+	    DEFAULT_MAX_LOCKS_PER_CLIENT };
 	struct event_base	*base;
 	struct server		*srv;
 	char			 socket_buf[PATH_MAX], lock_dir_buf[PATH_MAX];
@@ -90,6 +131,9 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			config.lock_dir = optarg;
+			break;
+		case 'L':
+			config.max_locks_per_client = parse_count(optarg);
 			break;
 		case 'v':
 			verbose = 1;
@@ -122,6 +166,7 @@ main(int argc, char **argv)
 		    sizeof lock_dir_buf);
 		config.lock_dir = lock_dir_buf;
 	}
+	raise_fd_limit();
 	/* Lock files are 0644 and the lock dir 0755, whatever we inherit. */
 	umask(022);
 	make_parent_dir(config.socket_path);

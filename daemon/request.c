@@ -12,8 +12,6 @@
 
 #include "daemon.h"
 
-#define MAX_ACQUIRES_PER_CONN	4096	/* names one connection may hold */
-
 /* One acquire of a connection: waiting in a queue, then holding. */
 struct acquire {
 	TAILQ_ENTRY(acquire)	 entry;
@@ -260,7 +258,7 @@ handle_acquire(struct conn *conn, const struct proto_request *r)
 		    "this connection already holds or awaits that name"));
 		return;
 	}
-	if (acquire_count(conn) >= MAX_ACQUIRES_PER_CONN) {
+	if (acquire_count(conn) >= server_max_locks_per_client(srv)) {
 		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
 		    "too many locks held or awaited by this connection"));
 		return;

@@ -29,6 +29,7 @@ struct server {
 	struct locktab		*locktab;
 	struct conn_list	 conns;
 	size_t			 nconns;
+	size_t			 max_locks_per_client;
 	double			 started;
 	int64_t			 token_ceiling;
 	struct event		*sigterm_ev;
@@ -264,6 +265,7 @@ server_new(struct event_base *base, const struct server_config *config)
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
 		fatal("calloc");
 	srv->base = base;
+	srv->max_locks_per_client = config->max_locks_per_client;
 	srv->started = clock_monotonic();
 	TAILQ_INIT(&srv->conns);
 	srv->lock_dirfd = lock_dir_open(config->lock_dir);
@@ -337,6 +339,13 @@ size_t
 server_nconns(const struct server *srv)
 {
 	return srv->nconns;
+}
+
+/* How many names one connection may hold or await at once. */
+size_t
+server_max_locks_per_client(const struct server *srv)
+{
+	return srv->max_locks_per_client;
 }
 
 /* Count a new connection. */
