@@ -78,6 +78,12 @@ const char	*locks_last_message(const locks_conn *);
 int		 locks_default_socket(char *, size_t);
 
 /*
+ * Return 1 if name is a valid lock name: 1 to 200 bytes of
+ * [A-Za-z0-9._:@+-], not starting with '.'; 0 otherwise.
+ */
+int		 locks_name_valid(const char *);
+
+/*
  * Connect to the daemon at path (NULL: the default) and say hello with the
  * label client (NULL: the program's name).
  */

@@ -12,7 +12,7 @@
 
 #include "protocol.h"
 
-#define LOCKSD_VERSION "0.1.0"
+#define LOCKSD_VERSION LOCKS_VERSION	/* from CMake's project() */
 
 /* log.c */
 void	 log_init(int);

@@ -128,11 +128,11 @@ proto_default_socket(char *buf, size_t size)
 {
 	const char	*env;
 
-	if ((env = getenv("LOCKS_SOCKET")) != NULL && *env != '\0')
+	if ((env = secure_getenv("LOCKS_SOCKET")) != NULL && *env != '\0')
 		return snprintf(buf, size, "%s", env);
 	if (geteuid() == 0)
 		return snprintf(buf, size, "/run/locksd/locksd.sock");
-	if ((env = getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
+	if ((env = secure_getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
 		return snprintf(buf, size, "%s/locksd/locksd.sock", env);
 	return snprintf(buf, size, "/tmp/locksd-%ld/locksd.sock",
 	    (long)geteuid());

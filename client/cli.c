@@ -1,0 +1,884 @@
+/*
+ * locks(1): run a command under a named lock held by locksd, and show the
+ * daemon's locks and counters.  Built on liblocks alone.  The options of
+ * "run" follow util-linux flock(1).
+ */
+
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "locks.h"
+
+#ifndef LOCKS_VERSION
+#define LOCKS_VERSION "0.1.0"
+#endif
+
+#define EXIT_CONFLICT	1	/* the lock was taken: timed out or -n */
+#define EXIT_USAGE	2	/* bad command line */
+#define EXIT_NOTFOUND	127	/* the command was not found */
+#define EXIT_NOEXEC	126	/* the command could not be executed */
+
+#define MAX_OWNER	256	/* bytes the daemon takes in an owner */
+
+#define NAME_RULES	"a name is 1 to 200 bytes of [A-Za-z0-9._:@+-] " \
+			"and does not start with '.'"
+
+/* Long options with no short letter. */
+enum {
+	OPT_SOCKET = 256,
+	OPT_NOTIFY_AFTER,
+	OPT_JSON
+};
+
+/* What the blocking notice needs to know. */
+struct run_ctx {
+	int		 quiet;
+};
+
+/* The running command, for the signal handler to forward signals to. */
+static volatile sig_atomic_t child_pid;
+
+static const char usage_text[] =
+    "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] "
+    "[--notify-after SECS]\n"
+    "                 [-o OWNER] [-E CODE] [-q] NAME -- COMMAND [ARGS...]\n"
+    "       locks [--socket PATH] list [--json] [NAME]\n"
+    "       locks [--socket PATH] status [--json]\n"
+    "       locks --help | --version\n";
+
+static const char help_text[] =
+    "\n"
+    "Run a command while holding a named lock from locksd, or show the\n"
+    "daemon's locks.\n"
+    "\n"
+    "Commands:\n"
+    "  run NAME -- COMMAND [ARGS...]\n"
+    "                      take lock NAME, run COMMAND with LOCKS_NAME and\n"
+    "                      LOCKS_TOKEN (the fencing token) in its\n"
+    "                      environment, release the lock when it exits\n"
+    "  list [NAME]         show holders and waiters (of NAME only)\n"
+    "  status              show the daemon's version and counters\n"
+    "\n"
+    "Options:\n"
+    "  --socket PATH       the daemon's socket (default: $LOCKS_SOCKET,\n"
+    "                      /run/locksd/locksd.sock as root, else\n"
+    "                      $XDG_RUNTIME_DIR/locksd/locksd.sock, else\n"
+    "                      /tmp/locksd-$UID/locksd.sock)\n"
+    "  -h, --help          show this help\n"
+    "  -V, --version       show the version\n"
+    "\n"
+    "Options of run:\n"
+    "  -s, --shared        take a shared lock\n"
+    "  -x, -e, --exclusive take an exclusive lock (the default)\n"
+    "  -n, --nonblock      fail at once if the lock is taken\n"
+    "  -w, --timeout SECS  give up after SECS seconds (default: wait forever)\n"
+    "  --notify-after SECS say who holds the lock once blocked this long\n"
+    "                      (default 0)\n"
+    "  -o, --owner TEXT    text shown in listings (default: the command\n"
+    "                      line, cut to 256 bytes)\n"
+    "  -E, --conflict-exit-code CODE\n"
+    "                      exit status when the lock is taken (default 1)\n"
+    "  -q, --quiet         say nothing about waiting or giving up\n"
+    "\n"
+    "Options of list and status:\n"
+    "  --json              print the daemon's reply as one line of JSON\n"
+    "\n"
+    "A name is 1 to 200 bytes of [A-Za-z0-9._:@+-] not starting with '.'.\n"
+    "\n"
+    "Exit status:\n"
+    "  0      success (list, status)\n"
+    "  N      run: the command's status, or 128+SIG if a signal killed it\n"
+    "  1      run: the lock is taken (-n) or the wait timed out (see -E);\n"
+    "         other commands: a daemon timeout\n"
+    "  2      usage error, including an invalid lock name\n"
+    "  69     cannot reach the daemon, or the connection was lost\n"
+    "  70     the daemon refused the request, or its reply made no sense\n"
+    "  71     cannot fork\n"
+    "  75     the daemon hit a resource limit; try again later\n"
+    "  126    run: the command cannot be executed\n"
+    "  127    run: the command was not found\n";
+
+/* Say what went wrong with the command line and exit. */
+static void __attribute__((noreturn, format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (fmt != NULL) {
+		fputs("locks: ", stderr);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
+	fputs(usage_text, stderr);
+	exit(EXIT_USAGE);
+}
+
+/* Print the help and exit. */
+static void __attribute__((noreturn))
+help(void)
+{
+	fputs(usage_text, stdout);
+	fputs(help_text, stdout);
+	exit(0);
+}
+
+/* Print a message for a fatal local failure and exit with code. */
+static void __attribute__((noreturn, format(printf, 2, 3)))
+die(int code, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fputs("locks: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+/* Allocate or exit. */
+static void *
+xmalloc(size_t size)
+{
+	void	*p;
+
+	if ((p = malloc(size)) == NULL)
+		die(EX_OSERR, "out of memory");
+	return p;
+}
+
+/*
+ * Copy text for a terminal: control characters (C0, DEL and C1) become
+ * \xNN, and when quoted is set, " and \ are escaped too.
+ */
+static char *
+clean(const char *text, int quoted)
+{
+	const unsigned char	*s = (const unsigned char *)text;
+	char			*out, *p;
+
+	p = out = xmalloc(strlen(text) * 4 + 1);
+	for (; *s != '\0'; s++) {
+		if (*s < 0x20 || *s == 0x7f)
+			p += sprintf(p, "\\x%02x", *s);
+		else if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
+			p += sprintf(p, "\\x%02x", s[1]);
+			s++;
+		} else if (quoted && (*s == '"' || *s == '\\')) {
+			*p++ = '\\';
+			*p++ = (char)*s;
+		} else
+			*p++ = (char)*s;
+	}
+	*p = '\0';
+	return out;
+}
+
+/* Format a unix time as HH:MM:SS today, or with the date otherwise. */
+static void
+format_since(double since, char *buf, size_t size)
+{
+	struct tm	 tm, now_tm;
+	time_t		 t, now;
+
+	if (since <= 0 || !isfinite(since)) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	t = (time_t)since;
+	now = time(NULL);
+	if (localtime_r(&t, &tm) == NULL ||
+	    localtime_r(&now, &now_tm) == NULL) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	if (tm.tm_year == now_tm.tm_year && tm.tm_yday == now_tm.tm_yday)
+		strftime(buf, size, "%H:%M:%S", &tm);
+	else
+		strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* Parse a number of seconds from 0 to 1e9 for option opt. */
+static double
+parse_seconds(const char *text, const char *opt)
+{
+	char	*end;
+	double	 value;
+
+	errno = 0;
+	value = strtod(text, &end);
+	if (errno != 0 || end == text || *end != '\0' || !isfinite(value) ||
+	    value < 0 || value > 1e9)
+		usage_error("%s wants a number of seconds from 0 to 1e9, "
+		    "not \"%s\"", opt, text);
+	return value;
+}
+
+/* Parse an exit code from 0 to 255 for -E. */
+static int
+parse_exit_code(const char *text)
+{
+	char	*end;
+	long	 value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || value < 0 ||
+	    value > 255)
+		usage_error("-E wants an exit code from 0 to 255, not \"%s\"",
+		    text);
+	return (int)value;
+}
+
+/* Resolve the socket path: the one given, or the library's default. */
+static const char *
+socket_path(const char *given, char *buf, size_t size)
+{
+	int	 n;
+
+	if (given != NULL)
+		return given;
+	n = locks_default_socket(buf, size);
+	if (n < 0 || (size_t)n >= size)
+		die(EX_UNAVAILABLE, "default socket path too long");
+	return buf;
+}
+
+/*
+ * Report a library error and return the exit status it deserves.  An
+ * unreachable daemon is one line naming the socket.
+ */
+static int
+report(int error, locks_conn *conn, const char *path)
+{
+	const char	*msg, *reason;
+	size_t		 plen;
+
+	msg = locks_last_message(conn);
+	if (*msg == '\0')
+		msg = locks_strerror(error);
+	switch (error) {
+	case LOCKS_E_CONNECT:
+	case LOCKS_E_LOST:
+		/* The library says "cannot connect to PATH: REASON". */
+		reason = msg;
+		plen = strlen(path);
+		if (strncmp(msg, "cannot connect to ", 18) == 0 &&
+		    strncmp(msg + 18, path, plen) == 0 &&
+		    strncmp(msg + 18 + plen, ": ", 2) == 0)
+			reason = msg + 18 + plen + 2;
+		fprintf(stderr, "locks: cannot connect to locksd at %s: %s\n",
+		    path, reason);
+		return EX_UNAVAILABLE;
+	}
+	fprintf(stderr, "locks: %s: %s\n", locks_error_code(error), msg);
+	switch (error) {
+	case LOCKS_E_TIMEOUT:
+		return EXIT_CONFLICT;
+	case LOCKS_E_LIMIT:
+		return EX_TEMPFAIL;
+	}
+	return EX_SOFTWARE;
+}
+
+/* Connect with the given client label, or exit saying why not. */
+static locks_conn *
+connect_or_exit(const char *given, const char *label)
+{
+	char		 buf[PATH_MAX];
+	const char	*path;
+	locks_conn	*conn;
+	int		 error;
+
+	path = socket_path(given, buf, sizeof buf);
+	if ((error = locks_connect(path, label, &conn)) != LOCKS_OK)
+		exit(report(error, NULL, path));
+	return conn;
+}
+
+/* Join the command line with spaces, cut to 256 bytes on a UTF-8 boundary. */
+static char *
+default_owner(char **argv)
+{
+	char	*owner;
+	size_t	 len = 0, size = 1;
+	int	 i;
+
+	for (i = 0; argv[i] != NULL; i++)
+		size += strlen(argv[i]) + 1;
+	owner = xmalloc(size);
+	for (i = 0; argv[i] != NULL; i++) {
+		if (i > 0)
+			owner[len++] = ' ';
+		memcpy(owner + len, argv[i], strlen(argv[i]));
+		len += strlen(argv[i]);
+	}
+	owner[len] = '\0';
+	if (len > MAX_OWNER) {
+		/* Never end inside a character: back up to its lead byte. */
+		len = MAX_OWNER;
+		while (len > 0 && ((unsigned char)owner[len] & 0xc0) == 0x80)
+			len--;
+		owner[len] = '\0';
+	}
+	return owner;
+}
+
+/* Print one "held by" line for a holder of a lock we wait for. */
+static void
+print_holder(const char *name, const locks_holder *h, int position)
+{
+	char	 since[64];
+	char	*client, *owner, *command;
+
+	if (locks_holder_external(h)) {
+		command = clean(locks_holder_command(h), 1);
+		fprintf(stderr, "locks: %s is held by pid %ld (outside the "
+		    "broker%s%s%s) %s; waiting at position %d\n", name,
+		    (long)locks_holder_pid(h),
+		    *command != '\0' ? ", command \"" : "", command,
+		    *command != '\0' ? "\"" : "",
+		    locks_holder_mode(h) == LOCKS_SHARED ? "shared" :
+		    "exclusive", position);
+		free(command);
+		return;
+	}
+	client = clean(locks_holder_client(h), 1);
+	owner = clean(locks_holder_owner(h), 1);
+	format_since(locks_holder_since(h), since, sizeof since);
+	fprintf(stderr, "locks: %s is held by pid %ld (client \"%s\", owner "
+	    "\"%s\") %s since %s; waiting at position %d\n", name,
+	    (long)locks_holder_pid(h), client, owner,
+	    locks_holder_mode(h) == LOCKS_SHARED ? "shared" : "exclusive",
+	    since, position);
+	free(client);
+	free(owner);
+}
+
+/* The on_blocking callback of run: say who holds the lock. */
+static void
+blocking_notice(const locks_lock *lock, int position, void *arg)
+{
+	const struct run_ctx	*ctx = arg;
+	size_t			 i, n;
+
+	if (ctx->quiet)
+		return;
+	n = locks_lock_nholders(lock);
+	if (n == 0)
+		fprintf(stderr, "locks: %s is held outside the broker; "
+		    "waiting at position %d\n", locks_lock_name(lock),
+		    position);
+	for (i = 0; i < n; i++)
+		print_holder(locks_lock_name(lock), locks_lock_holder(lock, i),
+		    position);
+}
+
+/* Forward a signal to the running command. */
+static void
+forward_signal(int sig)
+{
+	int	 saved = errno;
+
+	if (child_pid > 0)
+		kill((pid_t)child_pid, sig);
+	errno = saved;
+}
+
+/* In the forked child: set the lock's environment and exec the command. */
+static void __attribute__((noreturn))
+exec_command(char **argv, const char *name, int64_t token,
+    const sigset_t *mask)
+{
+	char	 buf[32];
+
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	snprintf(buf, sizeof buf, "%" PRId64, token);
+	if (setenv("LOCKS_NAME", name, 1) == -1 ||
+	    setenv("LOCKS_TOKEN", buf, 1) == -1) {
+		fprintf(stderr, "locks: setenv: %s\n", strerror(errno));
+		_exit(EXIT_NOEXEC);
+	}
+	execvp(argv[0], argv);
+	fprintf(stderr, "locks: cannot run %s: %s\n", argv[0],
+	    strerror(errno));
+	_exit(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+}
+
+/*
+ * Run the command and wait for it.  Terminal signals (SIGINT, SIGQUIT)
+ * reach the command through the process group, so we ignore them;
+ * SIGTERM and SIGHUP are sent to us alone, so we pass them on.  They stay
+ * blocked from before fork until the child's pid is known.
+ */
+static int
+run_command(char **argv, const char *name, int64_t token)
+{
+	struct sigaction	 sa;
+	sigset_t		 block, orig;
+	pid_t			 pid;
+	int			 status;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &orig);
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		die(EX_OSERR, "fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_command(argv, name, token, &orig);
+
+	child_pid = pid;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = forward_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+
+	while (waitpid(pid, &status, 0) == -1) {
+		if (errno != EINTR)
+			die(EX_OSERR, "waitpid: %s", strerror(errno));
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* A bad name is a usage error, found before reaching for the daemon. */
+static void
+check_name(const char *name)
+{
+	if (locks_name_valid(name))
+		return;
+	fprintf(stderr, "locks: invalid lock name \"%s\": " NAME_RULES "\n",
+	    name);
+	fputs(usage_text, stderr);
+	exit(EXIT_USAGE);
+}
+
+/* locks run: take a lock, run a command under it, release it. */
+static int
+cmd_run(int argc, char **argv, const char *sock)
+{
+	static const struct option longopts[] = {
+		{ "shared", no_argument, NULL, 's' },
+		{ "exclusive", no_argument, NULL, 'x' },
+		{ "nonblock", no_argument, NULL, 'n' },
+		{ "nb", no_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 'w' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "conflict-exit-code", required_argument, NULL, 'E' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct locks_acquire_opts opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct run_ctx	 ctx = { 0 };
+	locks_conn	*conn;
+	const char	*name;
+	char		*owner = NULL, **command;
+	int64_t		 token;
+	int		 ch, error, nonblock = 0, conflict = EXIT_CONFLICT;
+	int		 status;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+sxenw:o:E:qh", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			opts.mode = LOCKS_SHARED;
+			break;
+		case 'x':
+		case 'e':
+			opts.mode = LOCKS_EXCLUSIVE;
+			break;
+		case 'n':
+			nonblock = 1;
+			break;
+		case 'w':
+			opts.timeout = parse_seconds(optarg, "-w");
+			break;
+		case OPT_NOTIFY_AFTER:
+			opts.notify_after = parse_seconds(optarg,
+			    "--notify-after");
+			break;
+		case 'o':
+			if (strlen(optarg) > MAX_OWNER)
+				usage_error("-o wants at most %d bytes",
+				    MAX_OWNER);
+			opts.owner = optarg;
+			break;
+		case 'E':
+			conflict = parse_exit_code(optarg);
+			break;
+		case 'q':
+			ctx.quiet = 1;
+			break;
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (optind >= argc)
+		usage_error("run wants a lock name");
+	name = argv[optind++];
+	check_name(name);
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (optind >= argc)
+		usage_error("run wants a command after the lock name");
+	command = argv + optind;
+	if (nonblock)
+		opts.timeout = 0;
+	opts.on_blocking = blocking_notice;
+	opts.arg = &ctx;
+
+	conn = connect_or_exit(sock, "locks run");
+	if (opts.owner == NULL)
+		opts.owner = owner = default_owner(command);
+	error = locks_acquire(conn, name, &opts, &token);
+	free(owner);
+	if (error == LOCKS_E_TIMEOUT) {
+		if (!ctx.quiet && opts.timeout == 0)
+			fprintf(stderr, "locks: %s is held\n", name);
+		else if (!ctx.quiet)
+			fprintf(stderr, "locks: %s is held; timed out after "
+			    "%g seconds\n", name, opts.timeout);
+		locks_close(conn);
+		return conflict;
+	}
+	if (error != LOCKS_OK) {
+		status = report(error, conn, locks_socket_path(conn));
+		locks_close(conn);
+		return status;
+	}
+	status = run_command(command, name, token);
+	locks_close(conn);
+	return status;
+}
+
+/* A table of strings, row by row, for list. */
+struct table {
+	char		**cells;
+	size_t		  ncols;
+	size_t		  nrows;
+	size_t		  cap;
+};
+
+/* Add a row of t->ncols strings, copied and made safe to print. */
+static void
+table_add(struct table *t, const char **row)
+{
+	size_t	 i;
+
+	if (t->nrows == t->cap) {
+		t->cap = t->cap == 0 ? 16 : t->cap * 2;
+		t->cells = realloc(t->cells,
+		    t->cap * t->ncols * sizeof *t->cells);
+		if (t->cells == NULL)
+			die(EX_OSERR, "out of memory");
+	}
+	for (i = 0; i < t->ncols; i++)
+		t->cells[t->nrows * t->ncols + i] =
+		    clean(*row[i] != '\0' ? row[i] : "-", 0);
+	t->nrows++;
+}
+
+/* Print the table with aligned columns, then free its cells. */
+static void
+table_print(struct table *t)
+{
+	size_t	 widths[16] = { 0 };
+	size_t	 r, c, n;
+	char	*cell;
+
+	for (r = 0; r < t->nrows; r++) {
+		for (c = 0; c < t->ncols; c++) {
+			n = strlen(t->cells[r * t->ncols + c]);
+			if (n > widths[c])
+				widths[c] = n;
+		}
+	}
+	for (r = 0; r < t->nrows; r++) {
+		for (c = 0; c < t->ncols; c++) {
+			cell = t->cells[r * t->ncols + c];
+			if (c + 1 < t->ncols)
+				printf("%-*s  ", (int)widths[c], cell);
+			else
+				printf("%s\n", cell);
+			free(cell);
+		}
+	}
+	free(t->cells);
+}
+
+/* Add a row for one holder or waiter of lock. */
+static void
+list_add_holder(struct table *t, const char *name, const locks_holder *h,
+    int waiting)
+{
+	char		 pid[32], uid[32], since[64];
+	const char	*row[8];
+
+	snprintf(pid, sizeof pid, "%ld", (long)locks_holder_pid(h));
+	snprintf(uid, sizeof uid, "%lu", (unsigned long)locks_holder_uid(h));
+	format_since(locks_holder_since(h), since, sizeof since);
+	row[0] = name;
+	row[1] = waiting ? "waiting" : "held";
+	row[2] = locks_holder_mode(h) == LOCKS_SHARED ? "shared" :
+	    "exclusive";
+	row[3] = pid;
+	row[4] = uid;
+	row[5] = locks_holder_client(h);
+	row[6] = since;
+	row[7] = locks_holder_owner(h);
+	if (locks_holder_external(h)) {
+		/* Outside the broker: no uid, label or time; the command. */
+		row[1] = "external";
+		row[4] = row[5] = row[6] = "";
+		row[7] = locks_holder_command(h);
+	}
+	table_add(t, row);
+}
+
+/* Print the locks of a listing as a table; nothing at all when empty. */
+static void
+list_print(const locks_list *list)
+{
+	static const char *header[8] = { "NAME", "STATE", "MODE", "PID",
+	    "UID", "CLIENT", "SINCE", "OWNER" };
+	static const char *outside[8] = { NULL, "external", "", "", "", "",
+	    "", "" };
+	struct table		 t = { NULL, 8, 0, 0 };
+	const locks_lock	*lock;
+	size_t			 i, j;
+
+	if (locks_list_count(list) == 0)
+		return;
+	table_add(&t, header);
+	for (i = 0; i < locks_list_count(list); i++) {
+		lock = locks_list_lock(list, i);
+		for (j = 0; j < locks_lock_nholders(lock); j++)
+			list_add_holder(&t, locks_lock_name(lock),
+			    locks_lock_holder(lock, j), 0);
+		if (locks_lock_nholders(lock) == 0) {
+			/* Waiters and no holder: someone outside has it. */
+			outside[0] = locks_lock_name(lock);
+			table_add(&t, outside);
+		}
+		for (j = 0; j < locks_lock_nwaiters(lock); j++)
+			list_add_holder(&t, locks_lock_name(lock),
+			    locks_lock_waiter(lock, j), 1);
+	}
+	table_print(&t);
+}
+
+/* locks list: show holders and waiters. */
+static int
+cmd_list(int argc, char **argv, const char *sock)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	locks_conn	*conn;
+	locks_list	*list;
+	const char	*name = NULL;
+	int		 ch, error, json = 0, status;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_JSON:
+			json = 1;
+			break;
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (argc - optind > 1)
+		usage_error("list takes at most one lock name");
+	if (optind < argc)
+		check_name(name = argv[optind]);
+
+	conn = connect_or_exit(sock, "locks list");
+	if ((error = locks_list_get(conn, name, &list)) != LOCKS_OK) {
+		status = report(error, conn, locks_socket_path(conn));
+		locks_close(conn);
+		return status;
+	}
+	if (json)
+		printf("%s\n", locks_list_json(list));
+	else
+		list_print(list);
+	locks_list_free(list);
+	locks_close(conn);
+	return 0;
+}
+
+/* Format a duration in seconds as "1d 2h 3m 4s", leading zeros left out. */
+static void
+format_uptime(double seconds, char *buf, size_t size)
+{
+	long long	 s;
+
+	s = seconds > 0 && seconds < 1e15 ? (long long)seconds : 0;
+	if (s >= 86400)
+		snprintf(buf, size, "%lldd %lldh %lldm %llds", s / 86400,
+		    s / 3600 % 24, s / 60 % 60, s % 60);
+	else if (s >= 3600)
+		snprintf(buf, size, "%lldh %lldm %llds", s / 3600,
+		    s / 60 % 60, s % 60);
+	else if (s >= 60)
+		snprintf(buf, size, "%lldm %llds", s / 60, s % 60);
+	else
+		snprintf(buf, size, "%llds", s);
+}
+
+/* locks status: show the daemon's version and counters. */
+static int
+cmd_status(int argc, char **argv, const char *sock)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	locks_conn	*conn;
+	locks_status	*st;
+	char		 uptime[64], *version;
+	int		 ch, error, json = 0, status;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_JSON:
+			json = 1;
+			break;
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (optind < argc)
+		usage_error("status takes no arguments");
+
+	conn = connect_or_exit(sock, "locks status");
+	if ((error = locks_status_get(conn, &st)) != LOCKS_OK) {
+		status = report(error, conn, locks_socket_path(conn));
+		locks_close(conn);
+		return status;
+	}
+	if (json)
+		printf("%s\n", locks_status_json(st));
+	else {
+		version = clean(locks_status_version(st), 0);
+		format_uptime(locks_status_uptime(st), uptime, sizeof uptime);
+		printf("socket: %s\n", locks_socket_path(conn));
+		printf("version: %s\n", version);
+		printf("uptime: %s\n", uptime);
+		printf("connections: %" PRId64 "\n",
+		    locks_status_connections(st));
+		printf("locks held: %" PRId64 "\n",
+		    locks_status_locks_held(st));
+		printf("waiters: %" PRId64 "\n", locks_status_waiters(st));
+		printf("acquired total: %" PRId64 "\n",
+		    locks_status_acquired_total(st));
+		free(version);
+	}
+	locks_status_free(st);
+	locks_close(conn);
+	return 0;
+}
+
+/* Parse the global options, then hand the rest to the subcommand. */
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char	*sock = NULL, *cmd;
+	int		 ch, status;
+
+	while ((ch = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		case 'V':
+			printf("locks %s\n", LOCKS_VERSION);
+			return 0;
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (optind >= argc)
+		usage_error("missing command");
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	/* getopt names argv[0] in its messages: make that "locks". */
+	argv[0] = (char *)"locks";
+
+	if (strcmp(cmd, "run") == 0)
+		status = cmd_run(argc, argv, sock);
+	else if (strcmp(cmd, "list") == 0)
+		status = cmd_list(argc, argv, sock);
+	else if (strcmp(cmd, "status") == 0)
+		status = cmd_status(argc, argv, sock);
+	else
+		usage_error("unknown command \"%s\"", cmd);
+	fflush(stdout);
+	if (ferror(stdout))
+		die(EX_OSERR, "error writing output");
+	return status;
+}
