@@ -533,7 +533,8 @@ conn_transact(locks_conn *conn, const struct proto_request *req,
 			return error;
 		if (line_blank(line, len))
 			continue;
-		reply = proto_parse_line(conn->tok, line, len);
+		if (proto_parse_line(conn->tok, line, len, &reply) == -1)
+			reply = NULL;
 		if (reply == NULL ||
 		    !json_object_is_type(reply, json_type_object)) {
 			json_object_put(reply);

@@ -177,8 +177,7 @@ conn_handle_line(struct conn *conn, const char *line, size_t len)
 
 	if (len == 0 || strspn(line, " \t\r") >= len)
 		return;
-	request = proto_parse_line(conn->tok, line, len);
-	if (request == NULL) {
+	if (proto_parse_line(conn->tok, line, len, &request) == -1) {
 		conn_send(conn, proto_reply_error(NULL, PROTO_E_BAD_JSON,
 		    "line is not one valid JSON value"));
 		return;

@@ -162,33 +162,65 @@ only_space(const char *text, size_t len)
 	return 1;
 }
 
-/*
- * Parse one complete line as one JSON value; NULL if it is not exactly
- * one valid value (trailing garbage, NUL bytes and truncation included).
- */
-struct json_object *
-proto_parse_line(struct json_tokener *tok, const char *line, size_t len)
+/* Return 1 if any number inside value is NaN or infinite (json-c takes them). */
+static int
+has_nonfinite(struct json_object *value)
 {
-	struct json_object	*obj;
+	struct json_object_iterator	 it, end;
+	size_t				 i, n;
+
+	switch (json_object_get_type(value)) {
+	case json_type_double:
+		return !isfinite(json_object_get_double(value));
+	case json_type_array:
+		n = json_object_array_length(value);
+		for (i = 0; i < n; i++) {
+			if (has_nonfinite(json_object_array_get_idx(value, i)))
+				return 1;
+		}
+		return 0;
+	case json_type_object:
+		it = json_object_iter_begin(value);
+		end = json_object_iter_end(value);
+		for (; !json_object_iter_equal(&it, &end);
+		    json_object_iter_next(&it)) {
+			if (has_nonfinite(json_object_iter_peek_value(&it)))
+				return 1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Parse one complete line as exactly one JSON value.  Returns 0 and the
+ * value in *ret_value (NULL for JSON null), or -1 for anything else:
+ * trailing garbage, NUL bytes, truncation, NaN or Infinity.
+ */
+int
+proto_parse_line(struct json_tokener *tok, const char *line, size_t len,
+    struct json_object **ret_value)
+{
+	struct json_object	*value;
 	size_t			 end;
 
 	json_tokener_reset(tok);
-	obj = json_tokener_parse_ex(tok, line, (int)len);
-	if (obj == NULL) {
-		/* An unfinished value gets one more chance to end at EOF. */
-		if (json_tokener_get_error(tok) != json_tokener_continue)
-			return NULL;
-		obj = json_tokener_parse_ex(tok, "", 1);
-		if (obj == NULL)
-			return NULL;
+	value = json_tokener_parse_ex(tok, line, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	if (json_tokener_get_error(tok) == json_tokener_continue) {
+		/* A bare number can only end at end of input. */
+		value = json_tokener_parse_ex(tok, "", 1);
 		end = len;
-	} else
-		end = json_tokener_get_parse_end(tok);
-	if (end > len || !only_space(line + end, len - end)) {
-		json_object_put(obj);
-		return NULL;
 	}
-	return obj;
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    end > len || !only_space(line + end, len - end) ||
+	    has_nonfinite(value)) {
+		json_object_put(value);
+		return -1;
+	}
+	*ret_value = value;
+	return 0;
 }
 
 /* Serialise a message as one line of plain JSON, without the newline. */

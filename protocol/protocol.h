@@ -92,8 +92,8 @@ int		 proto_name_valid(const char *, size_t);
 int		 proto_default_socket(char *, size_t);
 
 struct json_tokener *proto_tokener_new(void);
-struct json_object *proto_parse_line(struct json_tokener *, const char *,
-		    size_t);
+int		 proto_parse_line(struct json_tokener *, const char *, size_t,
+		    struct json_object **);
 const char	*proto_serialize(struct json_object *, size_t *);
 
 enum proto_error proto_request_decode(struct json_object *,

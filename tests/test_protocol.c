@@ -18,9 +18,8 @@ decode(const char *line, struct json_object **ret_obj,
 {
 	struct json_tokener	*tok = proto_tokener_new();
 
-	*ret_obj = proto_parse_line(tok, line, strlen(line));
+	ck_assert_int_eq(proto_parse_line(tok, line, strlen(line), ret_obj), 0);
 	json_tokener_free(tok);
-	ck_assert_ptr_nonnull(*ret_obj);
 	return proto_request_decode(*ret_obj, r, ret_msg);
 }
 
@@ -43,12 +42,13 @@ static int
 parses(const char *line, size_t len)
 {
 	struct json_tokener	*tok = proto_tokener_new();
-	struct json_object	*obj;
+	struct json_object	*obj = NULL;
+	int			 rc;
 
-	obj = proto_parse_line(tok, line, len);
+	rc = proto_parse_line(tok, line, len, &obj);
 	json_tokener_free(tok);
 	json_object_put(obj);
-	return obj != NULL;
+	return rc == 0;
 }
 
 START_TEST(test_name_accepts_allowed_characters)
@@ -93,6 +93,11 @@ START_TEST(test_parse_line_rejects_garbage)
 	ck_assert(!parses("{'op':'ping'}", 13));
 	ck_assert(!parses("{\"op\":\"ping\"}\0garbage", 21));
 	ck_assert(!parses("\0", 1));
+	ck_assert(parses("null", 4));
+	ck_assert(!parses("null x", 6));
+	ck_assert(!parses("{\"id\":NaN}", 11));
+	ck_assert(!parses("[1,-Infinity]", 13));
+	ck_assert(!parses("{\"a\":{\"b\":[Infinity]}}", 23));
 }
 END_TEST
 
@@ -170,6 +175,7 @@ START_TEST(test_decode_rejects_bad_fields)
 	char	 line[600];
 
 	ck_assert_int_eq(decode_error("[1,2]"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("null"), PROTO_E_BAD_REQUEST);
 	ck_assert_int_eq(decode_error("\"ping\""), PROTO_E_BAD_REQUEST);
 	ck_assert_int_eq(decode_error("{}"), PROTO_E_BAD_REQUEST);
 	ck_assert_int_eq(decode_error("{\"op\":7}"), PROTO_E_BAD_REQUEST);
@@ -242,7 +248,7 @@ START_TEST(test_request_encode_round_trips)
 	obj = proto_request_encode(&in, 9);
 	text = proto_serialize(obj, &len);
 	ck_assert_ptr_null(memchr(text, '\n', len));
-	parsed = proto_parse_line(tok, text, len);
+	ck_assert_int_eq(proto_parse_line(tok, text, len, &parsed), 0);
 	ck_assert_ptr_nonnull(parsed);
 	ck_assert_int_eq(proto_request_decode(parsed, &out, &msg), PROTO_OK);
 	ck_assert_int_eq(out.op, PROTO_OP_ACQUIRE);
