@@ -1,0 +1,123 @@
+/*
+ * The integration test harness: a real locksd on a temporary socket, raw
+ * protocol connections, helper processes and shell commands.
+ *
+ * Harness functions never call ck_assert, so they work in Check's
+ * unchecked fixtures (which run in the runner's own process) as well as in
+ * tests.  They return -1 or NULL on failure and leave a message for
+ * h_error().
+ */
+#ifndef LOCKS_TEST_HARNESS_H
+#define LOCKS_TEST_HARNESS_H
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "locks.h"
+
+#ifndef LOCKSD_PATH
+#define LOCKSD_PATH "locksd"
+#endif
+#ifndef TEST_TMPDIR
+#define TEST_TMPDIR "/tmp"
+#endif
+
+/* How long a daemon may take to listen or to exit, in seconds. */
+#define H_START_SECS	5.0
+#define H_SLOW_SECS	60.0	/* the same under $LOCKSD_WRAPPER */
+/* How long to wait for a reply that must come. */
+#define H_REPLY_SECS	5.0
+
+/* One locksd process and its files. */
+struct h_daemon {
+	pid_t		 pid;		/* 0 when not running */
+	char		 dir[128];	/* everything lives here */
+	char		 socket_path[108];
+	char		 lock_dir[160];	/* <dir>/locks */
+	char		 log_path[160];	/* its stderr */
+	rlim_t		 nofile;	/* RLIMIT_NOFILE; 0: inherit */
+	int		 env_only;	/* use $LOCKS_SOCKET, no options */
+	const char	*extra[4];	/* more options; NULL ends */
+};
+
+/* A raw protocol connection that reads one JSON line at a time. */
+struct h_conn {
+	int			 fd;
+	char			*buf;
+	size_t			 len;
+	size_t			 cap;
+	struct json_tokener	*tok;
+	struct json_object	**objs;	/* freed at close */
+	size_t			 nobjs;
+};
+
+/* A process outside the test that holds a lock through liblocks. */
+struct h_holder {
+	pid_t		 pid;
+	int		 ctl;	/* closing it makes the holder let go */
+	int64_t		 token;
+};
+
+/* harness.c */
+const char	*h_error(void);
+double		 h_now(void);
+double		 h_slow(double);
+void		 h_sleep(double);
+int		 h_init(void);
+const char	*h_run_dir(void);
+void		 h_finish(int);
+
+int		 h_daemon_paths(struct h_daemon *, const char *);
+int		 h_daemon_start(struct h_daemon *);
+int		 h_daemon_start_in(struct h_daemon *, const char *);
+int		 h_daemon_restart(struct h_daemon *);
+pid_t		 h_daemon_spawn(const struct h_daemon *);
+int		 h_daemon_wait_ready(struct h_daemon *, pid_t);
+int		 h_daemon_stop(struct h_daemon *);
+int		 h_daemon_signal_stop(struct h_daemon *, int);
+void		 h_daemon_kill(struct h_daemon *);
+int		 h_wait_exit(pid_t, double, int *);
+void		 h_daemon_dump_log(const struct h_daemon *);
+
+struct h_conn	*h_conn_open(const char *);
+void		 h_conn_close(struct h_conn *);
+int		 h_send_raw(struct h_conn *, const void *, size_t);
+int		 h_send(struct h_conn *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+struct json_object *h_recv(struct h_conn *, double);
+struct json_object *h_request(struct h_conn *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+int		 h_recv_closed(struct h_conn *, double);
+int		 h_quiet(struct h_conn *, double);
+
+struct json_object *h_get(struct json_object *, const char *);
+struct json_object *h_idx(struct json_object *, size_t);
+size_t		 h_len(struct json_object *, const char *);
+int		 h_is(struct json_object *, const char *, json_type);
+const char	*h_str(struct json_object *, const char *);
+int64_t		 h_int(struct json_object *, const char *);
+double		 h_num(struct json_object *, const char *);
+int		 h_ok(struct json_object *);
+int		 h_is_event(struct json_object *, const char *);
+const char	*h_err(struct json_object *);
+const char	*h_json(struct json_object *);
+
+int		 h_holder_spawn(struct h_holder *, const char *,
+		    const char *, enum locks_mode, const char *, const char *);
+int		 h_holder_spawn_as(struct h_holder *, uid_t, gid_t,
+		    const char *, const char *, enum locks_mode, const char *,
+		    const char *);
+int		 h_holder_release(struct h_holder *);
+int		 h_holder_kill(struct h_holder *);
+
+int		 h_system(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+int		 h_file_mode(const char *, const char *);
+
+#endif /* LOCKS_TEST_HARNESS_H */

@@ -1,0 +1,513 @@
+#!/usr/bin/env bash
+#
+# Integration tests of the locks CLI against a real locksd on a temporary
+# socket.  Prints one "ok N - ..." or "not ok N - ..." line per test (TAP)
+# and exits non-zero if any failed.
+#
+# usage: test_cli.sh LOCKSD LOCKS_CLI
+#
+# $LOCKSD_WRAPPER, if set, is a command the daemon runs under (such as
+# valgrind); time bounds are stretched tenfold then.
+
+set -u
+export LC_ALL=C
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 LOCKSD LOCKS_CLI" >&2
+	exit 2
+fi
+LOCKSD=$1
+LOCKS=$2
+for tool in python3 flock; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "Bail out! these tests need $tool"
+		exit 1
+	fi
+done
+WRAPPER=${LOCKSD_WRAPPER:-}
+SLOW=1
+[ -n "$WRAPPER" ] && SLOW=10
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-cli.XXXXXX") || exit 1
+SOCK=$TMP/locksd.sock
+LOCKDIR=$TMP/locks
+DPID=
+failed=0
+n=0
+
+# Stop the daemon (it must exit 0 and remove its socket) and clean up,
+# whatever happened.
+teardown() {
+	local rc=$? status desc
+	trap - EXIT
+	if [ -n "$DPID" ]; then
+		kill -TERM "$DPID" 2>/dev/null
+		wait "$DPID"
+		status=$?
+		n=$((n + 1))
+		desc="SIGTERM: locksd exits 0 and removes its socket"
+		if [ "$status" -eq 0 ] && [ ! -e "$SOCK" ]; then
+			echo "ok $n - $desc"
+		else
+			echo "not ok $n - $desc"
+			echo "# exit status $status"
+			[ -e "$SOCK" ] && echo "# the socket is still there"
+			sed 's/^/# locksd: /' "$TMP/locksd.log"
+			failed=$((failed + 1))
+		fi
+	fi
+	echo "1..$n"
+	rm -rf "$TMP"
+	if [ "$failed" -ne 0 ]; then
+		echo "# $failed of $n failed"
+		exit 1
+	fi
+	exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# Milliseconds on a monotonic-enough clock.
+ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo $((t / 1000))
+}
+
+# Run the CLI against the test daemon.
+lk() {
+	"$LOCKS" --socket "$SOCK" "$@"
+}
+
+# Retry a command for up to 5 s (stretched under a wrapper).
+wait_until() {
+	local deadline=$(($(ms) + 5000 * SLOW))
+	until "$@"; do
+		[ "$(ms)" -gt "$deadline" ] && return 1
+		sleep 0.02
+	done
+}
+
+# Fail the current test with a message.  Tests run in a subshell (see t),
+# so this ends only the test.
+fail() {
+	echo "# $*"
+	exit 1
+}
+
+# End the background processes of a test: SIGTERM makes "locks run" stop
+# its command too.  A subshell's job table starts as a copy of its
+# parent's, so leave the daemon alone.
+reap() {
+	local pid
+	for pid in $(jobs -p); do
+		[ "$pid" = "$DPID" ] || kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in $(jobs -p); do
+		[ "$pid" = "$DPID" ] || wait "$pid" 2>/dev/null
+	done
+}
+
+# Run one test function in a subshell; report it as ok or not ok, with its
+# output as comments.
+t() {
+	local desc=$1 out
+	shift
+	n=$((n + 1))
+	if out=$(trap reap EXIT; "$@" 2>&1); then
+		echo "ok $n - $desc"
+	else
+		failed=$((failed + 1))
+		echo "not ok $n - $desc"
+		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^#* \{0,1\}/# /'
+	fi
+}
+
+# hold NAME SECS [run options]: hold NAME with "locks run" in the
+# background for SECS seconds; returns once it holds.  HOLD_PID is the
+# pid of that locks process.
+hold() {
+	local name=$1 secs=$2 ready
+	shift 2
+	ready=$TMP/ready.$name.$RANDOM
+	"$LOCKS" --socket "$SOCK" run "$@" "$name" -- \
+	    sh -c 'touch "$0"; exec sleep "$1"' "$ready" "$secs" \
+	    >"$ready.out" 2>&1 &
+	HOLD_PID=$!
+	wait_until test -e "$ready" || fail "could not hold $name"
+}
+
+# Check that stdin is one valid JSON value.
+is_json() {
+	python3 -c 'import json, sys; json.load(sys.stdin)'
+}
+
+start_daemon() {
+	# shellcheck disable=SC2086
+	$WRAPPER "$LOCKSD" --socket "$SOCK" --lock-dir "$LOCKDIR" \
+	    2>"$TMP/locksd.log" &
+	DPID=$!
+	if ! wait_until "$LOCKS" --socket "$SOCK" status >/dev/null 2>&1; then
+		echo "Bail out! locksd did not start"
+		sed 's/^/# locksd: /' "$TMP/locksd.log"
+		failed=$((failed + 1))
+		exit 1
+	fi
+}
+
+#
+# The tests.
+#
+
+test_run_gives_the_command_name_and_token() {
+	local out rc t1 t2
+	out=$(lk run cli-env -- sh -c 'echo $LOCKS_NAME $LOCKS_TOKEN')
+	rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc"
+	[[ $out =~ ^cli-env\ [0-9]+$ ]] || fail "printed: $out"
+	t1=${out#* }
+	t2=$(lk run cli-env -- sh -c 'echo $LOCKS_TOKEN')
+	[ "$t2" -gt "$t1" ] || fail "token $t2 after $t1"
+}
+
+test_run_propagates_the_command_status() {
+	local rc
+	lk run cli-status -- sh -c 'exit 7'
+	rc=$?
+	[ "$rc" -eq 7 ] || fail "exit 7 became $rc"
+	lk run cli-status -- sh -c 'kill -TERM $$'
+	rc=$?
+	[ "$rc" -eq 143 ] || fail "death by SIGTERM became $rc, not 143"
+	lk run cli-status -- false
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "false became $rc"
+	# The lock went with the command.
+	lk run -n cli-status -- true || fail "lock still held after the command"
+}
+
+test_nonblock_on_held_lock_exits_1_without_running() {
+	local rc start took
+	hold cli-nb 3 || return 1
+	start=$(ms)
+	lk run -n cli-nb -- touch "$TMP/ran.nb" 2>"$TMP/err.nb"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 1 ] || fail "exit $rc, not 1"
+	[ ! -e "$TMP/ran.nb" ] || fail "the command ran"
+	[ "$took" -lt $((2000 * SLOW)) ] || fail "-n waited ${took} ms"
+	grep -q 'cli-nb' "$TMP/err.nb" ||
+	    fail "no message: $(cat "$TMP/err.nb")"
+}
+
+test_conflict_exit_code_replaces_1() {
+	local rc
+	hold cli-e 3 || return 1
+	lk run -E 42 -n cli-e -- touch "$TMP/ran.e"
+	rc=$?
+	[ "$rc" -eq 42 ] || fail "exit $rc, not 42"
+	[ ! -e "$TMP/ran.e" ] || fail "the command ran"
+	lk run --conflict-exit-code 9 -w 0.1 cli-e -- true
+	rc=$?
+	[ "$rc" -eq 9 ] || fail "exit $rc after -w, not 9"
+}
+
+test_wait_timeout_exits_1_after_the_timeout() {
+	local rc start took
+	hold cli-w 3 || return 1
+	start=$(ms)
+	lk run -w 0.3 cli-w -- touch "$TMP/ran.w" 2>/dev/null
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 1 ] || fail "exit $rc, not 1"
+	[ ! -e "$TMP/ran.w" ] || fail "the command ran"
+	[ "$took" -ge 250 ] || fail "gave up after ${took} ms, before 0.3 s"
+	[ "$took" -lt $((3000 * SLOW)) ] || fail "gave up after ${took} ms"
+}
+
+test_blocked_run_names_the_holder_then_succeeds() {
+	local rc start took
+	hold cli-who 1.5 -o holder-owner || return 1
+	start=$(ms)
+	lk run cli-who -- touch "$TMP/ran.who" 2>"$TMP/err.who"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 0 ] || fail "exit $rc"
+	[ -e "$TMP/ran.who" ] || fail "the command did not run"
+	[ "$took" -ge 500 ] || fail "did not wait for the holder (${took} ms)"
+	grep 'cli-who' "$TMP/err.who" | grep 'holder-owner' |
+	    grep -w "$HOLD_PID" | grep -q 'locks run' ||
+	    fail "no line naming pid $HOLD_PID, client and owner:" \
+	    "$(cat "$TMP/err.who")"
+}
+
+test_quiet_says_nothing_while_blocked() {
+	local rc
+	hold cli-q 1 || return 1
+	lk run -q cli-q -- true 2>"$TMP/err.q"
+	rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc"
+	[ ! -s "$TMP/err.q" ] || fail "stderr: $(cat "$TMP/err.q")"
+	hold cli-q 3 || return 1
+	lk run -q -n cli-q -- true 2>"$TMP/err.q"
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "-q -n exit $rc"
+	[ ! -s "$TMP/err.q" ] || fail "stderr: $(cat "$TMP/err.q")"
+}
+
+test_notify_after_delays_the_notice() {
+	hold cli-na 1.5 || return 1
+	lk run --notify-after 5 cli-na -- true 2>"$TMP/err.na" ||
+	    fail "exit $?"
+	[ ! -s "$TMP/err.na" ] || fail "noticed early: $(cat "$TMP/err.na")"
+}
+
+test_shared_runs_hold_the_lock_together() {
+	local a=$TMP/shared.a b=$TMP/shared.b pid rc
+	# Each waits for the other to start: both must run at once.
+	lk run -s cli-sh -- sh -c \
+	    'touch "$0"; i=0; while [ ! -e "$1" ] && [ $i -lt 100 ]; do
+	    sleep 0.05; i=$((i+1)); done; [ -e "$1" ]' "$a" "$b" \
+	    >/dev/null 2>&1 &
+	pid=$!
+	wait_until test -e "$a" || fail "first shared run did not start"
+	lk run -s -n cli-sh -- sh -c \
+	    'touch "$0"; [ -e "$1" ]' "$b" "$a" ||
+	    fail "second shared run refused: exit $?"
+	lk run -n cli-sh -- true 2>/dev/null &&
+	    fail "an exclusive run got in beside a shared one"
+	wait "$pid" || fail "first shared run failed"
+}
+
+# Succeed once "locks list" shows a waiter for NAME.
+list_shows_waiter() {
+	lk list "$1" | grep -q waiting
+}
+
+test_list_shows_holder_and_waiter_rows() {
+	local out wpid
+	hold cli-list 1.5 -o list-owner || return 1
+	"$LOCKS" --socket "$SOCK" run -q -o list-waiter cli-list -- true \
+	    >/dev/null 2>&1 &
+	wpid=$!
+	wait_until list_shows_waiter cli-list || fail "no waiter listed"
+	out=$(lk list)
+	echo "$out" | head -1 | grep -q NAME || fail "no header: $out"
+	echo "$out" | grep 'cli-list' | grep -w held | grep -w exclusive |
+	    grep -w "$HOLD_PID" | grep -q 'list-owner' ||
+	    fail "no holder row: $out"
+	echo "$out" | grep 'cli-list' | grep -w waiting | grep -w "$wpid" |
+	    grep -q 'list-waiter' || fail "no waiter row: $out"
+	out=$(lk list cli-list)
+	[ "$(echo "$out" | grep -c cli-list)" -eq 2 ] ||
+	    fail "list NAME: $out"
+	out=$(lk list cli-nothing-here)
+	[ -z "$out" ] || fail "list of a free name printed: $out"
+	wait "$wpid" || fail "the waiter failed"
+}
+
+test_list_json_is_the_daemons_reply() {
+	local out
+	hold cli-json 3 -o json-owner || return 1
+	out=$(lk list --json) || fail "exit $?"
+	echo "$out" | is_json || fail "not JSON: $out"
+	echo "$out" | grep -q '"cli-json"' || fail "name missing: $out"
+	out=$(lk list --json cli-json) || fail "exit $?"
+	echo "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["ok"] is True, r
+[lock] = r["locks"]
+assert lock["name"] == "cli-json", lock
+assert lock["holders"][0]["owner"] == "json-owner", lock
+assert lock["waiters"] == [], lock
+' || fail "bad reply: $out"
+}
+
+test_status_shows_the_counters() {
+	local out
+	hold cli-status-x 3 || return 1
+	out=$(lk status) || fail "exit $?"
+	for field in 'version: ' 'uptime: ' 'connections: ' 'locks held: ' \
+	    'waiters: ' 'acquired total: '; do
+		echo "$out" | grep -q "^$field" || fail "no $field: $out"
+	done
+	echo "$out" | grep -q "^locks held: [1-9]" || fail "nothing held: $out"
+	out=$(lk status --json) || fail "exit $?"
+	echo "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["ok"] is True, r
+for k in ("connections", "locks_held", "waiters", "acquired_total"):
+    assert type(r[k]) is int, (k, r)
+assert isinstance(r["uptime"], (int, float)), r
+assert isinstance(r["version"], str), r
+assert r["locks_held"] >= 1, r
+' || fail "bad status: $out"
+}
+
+test_socket_option_and_environment_choose_the_daemon() {
+	LOCKS_SOCKET=$SOCK "$LOCKS" status >/dev/null ||
+	    fail "LOCKS_SOCKET not used"
+	LOCKS_SOCKET=$TMP/nowhere.sock "$LOCKS" --socket "$SOCK" status \
+	    >/dev/null || fail "--socket does not override LOCKS_SOCKET"
+	LOCKS_SOCKET=$TMP/nowhere.sock "$LOCKS" status --socket "$SOCK" \
+	    >/dev/null || fail "--socket after the command not taken"
+	LOCKS_SOCKET=$SOCK "$LOCKS" run cli-env-sock -- true ||
+	    fail "run with LOCKS_SOCKET"
+	LOCKS_SOCKET=$TMP/nowhere.sock "$LOCKS" list >/dev/null 2>&1
+	[ $? -eq 69 ] || fail "LOCKS_SOCKET to nowhere not used"
+}
+
+test_unreachable_daemon_exits_69_with_one_line() {
+	local cmd rc nowhere=$TMP/nowhere.sock
+	for cmd in "run cli-x -- touch $TMP/ran.69" "list" "status" \
+	    "status --json"; do
+		# shellcheck disable=SC2086
+		"$LOCKS" --socket "$nowhere" $cmd >"$TMP/out.69" 2>"$TMP/err.69"
+		rc=$?
+		[ "$rc" -eq 69 ] || fail "$cmd: exit $rc, not 69"
+		[ "$(wc -l <"$TMP/err.69")" -eq 1 ] ||
+		    fail "$cmd: stderr is not one line: $(cat "$TMP/err.69")"
+		grep -qF "$nowhere" "$TMP/err.69" ||
+		    fail "$cmd: path not named: $(cat "$TMP/err.69")"
+		[ ! -s "$TMP/out.69" ] || fail "$cmd: printed to stdout"
+	done
+	[ ! -e "$TMP/ran.69" ] || fail "the command ran"
+}
+
+test_usage_errors_exit_2() {
+	local args rc
+	while IFS= read -r args; do
+		# shellcheck disable=SC2086
+		lk $args >/dev/null 2>"$TMP/err.2"
+		rc=$?
+		[ "$rc" -eq 2 ] || fail "locks $args: exit $rc, not 2"
+		[ -s "$TMP/err.2" ] || fail "locks $args: no message"
+	done <<EOF
+run
+run cli-usage
+run cli-usage --
+run --bogus cli-usage -- touch $TMP/ran.2
+run a/b -- touch $TMP/ran.2
+run .hidden -- touch $TMP/ran.2
+run -w abc cli-usage -- touch $TMP/ran.2
+run -w -1 cli-usage -- touch $TMP/ran.2
+run -E 300 -n cli-usage -- touch $TMP/ran.2
+frobnicate
+list a b
+list --bogus
+status extra
+EOF
+	"$LOCKS" >/dev/null 2>&1
+	rc=$?
+	[ "$rc" -eq 2 ] || fail "locks with no command: exit $rc"
+	# A bad name is a usage error even with no daemon to ask.
+	"$LOCKS" --socket "$TMP/nowhere.sock" run a/b -- true 2>/dev/null
+	rc=$?
+	[ "$rc" -eq 2 ] || fail "a/b with no daemon: exit $rc, not 2"
+	[ ! -e "$TMP/ran.2" ] || fail "a command ran"
+}
+
+test_flock_cannot_take_a_lock_run_holds() {
+	local rc
+	hold cli-fl 1 || return 1
+	flock -n "$LOCKDIR/cli-fl" true
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "flock -n got the lock: exit $rc"
+	flock -s -n "$LOCKDIR/cli-fl" true && fail "flock -s -n got the lock"
+	wait "$HOLD_PID"
+	flock -n "$LOCKDIR/cli-fl" true || fail "flock -n failed after release"
+	hold cli-fl 1 -s || return 1
+	flock -s -n "$LOCKDIR/cli-fl" true || fail "flock -s -n refused"
+	flock -x -n "$LOCKDIR/cli-fl" true && fail "flock -x -n got the lock"
+	return 0
+}
+
+test_run_waits_for_an_outside_flock() {
+	local rc start took ready=$TMP/ready.flock
+	flock "$LOCKDIR/cli-out" sh -c 'touch "$0"; exec sleep 1' "$ready" \
+	    >/dev/null 2>&1 &
+	wait_until test -e "$ready" || fail "flock(1) did not start"
+	start=$(ms)
+	lk run -w 10 cli-out -- true 2>"$TMP/err.out"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 0 ] || fail "exit $rc"
+	[ "$took" -ge 500 ] || fail "ran while flock(1) held it (${took} ms)"
+	[ "$took" -lt $((4000 * SLOW)) ] || fail "waited ${took} ms"
+	grep -q 'cli-out' "$TMP/err.out" ||
+	    fail "no notice: $(cat "$TMP/err.out")"
+}
+
+test_sigterm_reaches_the_command_and_frees_the_lock() {
+	local rc
+	hold cli-term 10 || return 1
+	kill -TERM "$HOLD_PID"
+	wait "$HOLD_PID"
+	rc=$?
+	[ "$rc" -eq 143 ] || fail "exit $rc, not 143"
+	lk run -w 2 cli-term -- true || fail "lock not released"
+}
+
+test_kill_9_of_locks_run_frees_the_lock() {
+	local rc start pidfile=$TMP/pid.k9
+	"$LOCKS" --socket "$SOCK" run cli-k9 -- \
+	    sh -c 'echo $$ >"$0"; exec sleep 10' "$pidfile" >/dev/null 2>&1 &
+	HOLD_PID=$!
+	wait_until test -s "$pidfile" || fail "did not run"
+	kill -9 "$HOLD_PID"
+	start=$(ms)
+	lk run -w 5 cli-k9 -- true
+	rc=$?
+	kill -9 "$(cat "$pidfile")" 2>/dev/null
+	[ "$rc" -eq 0 ] || fail "exit $rc"
+	[ $(($(ms) - start)) -lt $((2000 * SLOW)) ] || fail "release was slow"
+}
+
+test_lock_files_stay_after_release() {
+	lk run cli-file -- true || fail "exit $?"
+	[ -f "$LOCKDIR/cli-file" ] || fail "lock file gone"
+	[ "$(stat -c %a "$LOCKDIR/cli-file")" = 644 ] ||
+	    fail "mode $(stat -c %a "$LOCKDIR/cli-file")"
+}
+
+start_daemon
+t "run gives the command LOCKS_NAME and a numeric LOCKS_TOKEN" \
+    test_run_gives_the_command_name_and_token
+t "run exits with the command's status" \
+    test_run_propagates_the_command_status
+t "-n on a held lock exits 1 without running the command" \
+    test_nonblock_on_held_lock_exits_1_without_running
+t "-E CODE replaces exit status 1 on conflict" \
+    test_conflict_exit_code_replaces_1
+t "-w 0.3 on a held lock exits 1 after about 0.3 s" \
+    test_wait_timeout_exits_1_after_the_timeout
+t "a blocked run names the holder's pid, client and owner, then runs" \
+    test_blocked_run_names_the_holder_then_succeeds
+t "-q says nothing while blocked or on conflict" \
+    test_quiet_says_nothing_while_blocked
+t "--notify-after delays the notice past a short wait" \
+    test_notify_after_delays_the_notice
+t "two -s runs hold the lock together" \
+    test_shared_runs_hold_the_lock_together
+t "list shows holder and waiter rows" \
+    test_list_shows_holder_and_waiter_rows
+t "list --json prints the daemon's reply as valid JSON" \
+    test_list_json_is_the_daemons_reply
+t "status and status --json show the counters" \
+    test_status_shows_the_counters
+t "--socket and LOCKS_SOCKET choose the daemon" \
+    test_socket_option_and_environment_choose_the_daemon
+t "an unreachable daemon: exit 69 and one line naming the socket" \
+    test_unreachable_daemon_exits_69_with_one_line
+t "usage errors exit 2" \
+    test_usage_errors_exit_2
+t "flock(1) cannot take a lock that locks run holds" \
+    test_flock_cannot_take_a_lock_run_holds
+t "run waits for a lock flock(1) holds outside the broker" \
+    test_run_waits_for_an_outside_flock
+t "SIGTERM to locks run reaches the command and frees the lock" \
+    test_sigterm_reaches_the_command_and_frees_the_lock
+t "kill -9 of locks run frees the lock at once" \
+    test_kill_9_of_locks_run_frees_the_lock
+t "lock files stay, mode 0644, after release" \
+    test_lock_files_stay_after_release

@@ -1,0 +1,2729 @@
+/*
+ * Integration tests: a real locksd on a temporary socket, driven through
+ * the raw protocol and through liblocks, with flock(1) on its lock files.
+ * Each test proves one rule of protocol/PROTOCOL.md.
+ *
+ * Why the daemon lives in an unchecked fixture: Check runs each test in a
+ * forked child, and in that mode a checked teardown does not run at all
+ * after a failed test, which would leave the daemon running.  Unchecked
+ * fixtures run in the runner process itself, once per TCase, so one
+ * daemon serves a whole TCase and is stopped (and its exit checked) even
+ * when tests fail.  Tests therefore share a daemon: each uses lock names
+ * of its own, and every connection a test opens dies with its forked
+ * child, which is itself the broker's guarantee.  Tests that need a
+ * daemon to themselves (restarts, counters, descriptor limits) start one
+ * inside the test; the harness makes it die with the test's process.
+ *
+ * Time bounds are generous on purpose (CI machines are noisy), and
+ * stretched further when $LOCKSD_WRAPPER (say, valgrind) slows the daemon.
+ */
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "harness.h"
+#include "protocol.h"
+
+#define MAX_SAFE_INTEGER	9007199254740992LL	/* 2^53 */
+
+static struct h_daemon	 srv;		/* the TCase's daemon */
+static int		 fixture_failures;
+
+/* Each macro evaluates its message argument once: it may be a read. */
+#define EXPECT_OK(r) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_ok(r_), "expected ok:true, got %s", h_json(r_)); \
+} while (0)
+#define EXPECT_ERROR(r, code) do {					\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_err(r_) != NULL && strcmp(h_err(r_), (code)) == 0, \
+	    "expected error %s, got %s", (code), h_json(r_));		\
+} while (0)
+#define EXPECT_BLOCKING(r) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_is_event(r_, "blocking"),			\
+	    "expected a blocking event, got %s", h_json(r_));		\
+} while (0)
+#define EXPECT_ID(r, want) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_int(r_, "id") == (want),			\
+	    "expected id %lld, got %s", (long long)(want), h_json(r_));	\
+} while (0)
+#define EXPECT_NULL_ID(r) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_is(r_, "id", json_type_null),			\
+	    "expected \"id\": null, got %s", h_json(r_));		\
+} while (0)
+#define EXPECT_QUIET(c, secs)						\
+	ck_assert_msg(h_quiet((c), (secs)), "%s", h_error())
+
+/* Start the TCase's daemon; a failure fails every test of the TCase. */
+static void
+daemon_setup(void)
+{
+	memset(&srv, 0, sizeof srv);
+	if (h_daemon_start(&srv) == -1) {
+		fprintf(stderr, "fixture: cannot start locksd: %s\n",
+		    h_error());
+		fixture_failures++;
+	}
+}
+
+/* Stop it: SIGTERM must make it exit 0 and remove its socket. */
+static void
+daemon_teardown(void)
+{
+	if (srv.pid > 0 && h_daemon_stop(&srv) == -1) {
+		fprintf(stderr, "fixture: %s\n", h_error());
+		fixture_failures++;
+	}
+}
+
+/* Wall-clock time, as "since" uses. */
+static double
+wall_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Open a raw connection to the daemon at path. */
+static struct h_conn *
+conn_to(const char *path)
+{
+	struct h_conn	*c;
+
+	c = h_conn_open(path);
+	ck_assert_msg(c != NULL, "%s", h_error());
+	return c;
+}
+
+/* Open a raw connection to the TCase's daemon. */
+static struct h_conn *
+conn(void)
+{
+	ck_assert_msg(srv.pid > 0, "locksd did not start (see above)");
+	return conn_to(srv.socket_path);
+}
+
+/* Open a raw connection and say hello with the label client. */
+static struct h_conn *
+conn_hello(const char *client)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", client);
+	EXPECT_OK(r);
+	return c;
+}
+
+/* Take name in mode at once (timeout 0) and return the grant. */
+static struct json_object *
+take(struct h_conn *c, const char *name, const char *mode)
+{
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":0,\"name\":\"%s\","
+	    "\"mode\":\"%s\",\"timeout\":0}", name, mode);
+	EXPECT_OK(r);
+	EXPECT_ID(r, 0);
+	return r;
+}
+
+/* Queue an acquire with this id and owner, and read its blocking event. */
+static struct json_object *
+queue(struct h_conn *c, const char *name, const char *mode, int id,
+    const char *owner)
+{
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":%d,\"name\":\"%s\","
+	    "\"mode\":\"%s\",\"owner\":\"%s\"}", id, name, mode, owner);
+	EXPECT_BLOCKING(r);
+	EXPECT_ID(r, id);
+	return r;
+}
+
+/* Release name on c. */
+static void
+drop(struct h_conn *c, const char *name)
+{
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"release\",\"id\":\"rel\",\"name\":\"%s\"}",
+	    name);
+	EXPECT_OK(r);
+}
+
+/* Read the grant that must now come for the acquire with this id. */
+static struct json_object *
+granted(struct h_conn *c, int id, double secs)
+{
+	struct json_object	*r;
+
+	r = h_recv(c, h_slow(secs));
+	EXPECT_OK(r);
+	EXPECT_ID(r, id);
+	ck_assert_msg(h_is(r, "token", json_type_int), "no token: %s",
+	    h_json(r));
+	return r;
+}
+
+/* The list entry for name, or NULL when the daemon lists nothing. */
+static struct json_object *
+listed(struct h_conn *c, const char *name)
+{
+	struct json_object	*r, *entry;
+
+	r = h_request(c, "{\"op\":\"list\",\"name\":\"%s\"}", name);
+	EXPECT_OK(r);
+	ck_assert_msg(h_is(r, "locks", json_type_array), "no locks: %s",
+	    h_json(r));
+	ck_assert_msg(h_len(r, "locks") <= 1, "more than %s: %s", name,
+	    h_json(r));
+	if ((entry = h_idx(h_get(r, "locks"), 0)) == NULL)
+		return NULL;
+	ck_assert_str_eq(h_str(entry, "name"), name);
+	ck_assert_msg(h_is(entry, "holders", json_type_array) &&
+	    h_is(entry, "waiters", json_type_array),
+	    "entry without holders and waiters: %s", h_json(entry));
+	return entry;
+}
+
+/* Holder or waiter i of a list entry or event. */
+static struct json_object *
+member(struct json_object *obj, const char *key, size_t i)
+{
+	struct json_object	*m = h_idx(h_get(obj, key), i);
+
+	ck_assert_msg(m != NULL, "no %s[%zu] in %s", key, i, h_json(obj));
+	return m;
+}
+
+/* Check a holder's fields: the peer's credentials, labels, mode, since. */
+static void
+check_holder(struct json_object *h, pid_t pid, const char *client,
+    const char *owner, const char *mode)
+{
+	double	 since = h_num(h, "since");
+
+	ck_assert_msg(h_int(h, "pid") == pid, "pid %ld expected: %s",
+	    (long)pid, h_json(h));
+	ck_assert_msg(h_int(h, "uid") == getuid(), "uid: %s", h_json(h));
+	ck_assert_msg(h_int(h, "gid") == getgid(), "gid: %s", h_json(h));
+	ck_assert_str_eq(h_str(h, "client"), client);
+	ck_assert_str_eq(h_str(h, "owner"), owner);
+	ck_assert_str_eq(h_str(h, "mode"), mode);
+	ck_assert_msg(since > wall_now() - 60 && since <= wall_now() + 1,
+	    "since is not a recent unix time: %s", h_json(h));
+}
+
+/* A string of n copies of c, for padding. */
+static char *
+filled(size_t n, char c)
+{
+	char	*s = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* The failed cases of a table-driven test, reported all together. */
+struct misses {
+	char	 text[8192];
+	int	 n;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+miss(struct misses *m, const char *fmt, ...)
+{
+	va_list	 ap;
+	size_t	 len = strlen(m->text);
+
+	m->n++;
+	if (len + 4 >= sizeof m->text)
+		return;
+	strcat(m->text, "\n  ");
+	va_start(ap, fmt);
+	vsnprintf(m->text + len + 3, sizeof m->text - len - 3, fmt, ap);
+	va_end(ap);
+}
+
+#define EXPECT_NO_MISSES(m)						\
+	ck_assert_msg((m)->n == 0, "%d case(s) failed:%s", (m)->n,	\
+	    (m)->text)
+
+/* Whether a reply has error code and the id whose JSON text is id. */
+static int
+error_with_id(struct json_object *r, const char *code, const char *id)
+{
+	struct json_object	*want, *value;
+	int			 same;
+
+	if (h_err(r) == NULL || strcmp(h_err(r), code) != 0 ||
+	    h_str(h_get(r, "error"), "message") == NULL)
+		return 0;
+	/* json-c represents a JSON null as NULL: look for the key itself. */
+	if (!json_object_object_get_ex(r, "id", &value))
+		return 0;
+	want = json_tokener_parse(id);
+	same = json_object_equal(value, want);
+	json_object_put(want);
+	return same;
+}
+
+/*
+ * Session basics: hello, ping, ids, framing.
+ */
+
+START_TEST(test_hello_reports_server_version_protocol_and_pid)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r, *st;
+	unsigned		 major, minor, patch;
+	int			 end = 0;
+
+	r = h_request(c, "{\"op\":\"hello\",\"client\":\"itest\",\"id\":1}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+	ck_assert_str_eq(h_str(r, "server"), "locksd");
+	ck_assert_ptr_nonnull(h_str(r, "version"));
+	ck_assert_msg(sscanf(h_str(r, "version"), "%u.%u.%u%n", &major,
+	    &minor, &patch, &end) == 3 &&
+	    (size_t)end == strlen(h_str(r, "version")),
+	    "version is not semver: %s", h_json(r));
+	ck_assert_int_eq(h_int(r, "protocol"), 1);
+	ck_assert_int_eq(h_int(r, "pid"), srv.pid);
+
+	st = h_request(c, "{\"op\":\"status\"}");
+	EXPECT_OK(st);
+	ck_assert_str_eq(h_str(st, "version"), h_str(r, "version"));
+	ck_assert_int_eq(h_int(st, "pid"), srv.pid);
+	h_conn_close(c);
+}
+END_TEST
+
+START_TEST(test_hello_is_optional_and_sets_the_client_label)
+{
+	struct h_conn		*anon = conn(), *named, *c = conn();
+	struct json_object	*entry;
+
+	take(anon, "hello-anon", "exclusive");
+	entry = listed(c, "hello-anon");
+	ck_assert_ptr_nonnull(entry);
+	ck_assert_str_eq(h_str(member(entry, "holders", 0), "client"), "");
+
+	named = conn_hello("label-one");
+	EXPECT_OK(h_request(named,
+	    "{\"op\":\"hello\",\"client\":\"label-two\"}"));
+	take(named, "hello-named", "exclusive");
+	entry = listed(c, "hello-named");
+	ck_assert_ptr_nonnull(entry);
+	ck_assert_str_eq(h_str(member(entry, "holders", 0), "client"),
+	    "label-two");
+}
+END_TEST
+
+START_TEST(test_ping_replies_ok_and_nothing_else)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"ping\",\"id\":3}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 3);
+	ck_assert_int_eq(json_object_object_length(r), 2);
+	EXPECT_QUIET(c, 0.1);
+}
+END_TEST
+
+START_TEST(test_replies_echo_every_kind_of_scalar_id)
+{
+	static const char *ids[] = { "\"abc\"", "\"\"", "42", "-7", "1.5",
+	    "true", "false", "null", "\"caf\\u00e9\"" };
+	struct h_conn		*c = conn();
+	struct json_object	*r, *want;
+	size_t			 i;
+
+	for (i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		want = json_tokener_parse(ids[i]);
+		r = h_request(c, "{\"id\":%s,\"op\":\"ping\"}", ids[i]);
+		EXPECT_OK(r);
+		ck_assert_msg(h_get(r, "id") != NULL || want == NULL,
+		    "no id in %s", h_json(r));
+		ck_assert_msg(json_object_equal(h_get(r, "id"), want),
+		    "id %s not echoed: %s", ids[i], h_json(r));
+		json_object_put(want);
+
+		/* Failures echo the id too. */
+		r = h_request(c, "{\"id\":%s,\"op\":\"no-such-op\"}", ids[i]);
+		EXPECT_ERROR(r, "unknown_op");
+		want = json_tokener_parse(ids[i]);
+		ck_assert_msg(json_object_equal(h_get(r, "id"), want),
+		    "id %s not echoed: %s", ids[i], h_json(r));
+		json_object_put(want);
+	}
+	r = h_request(c, "{\"op\":\"ping\"}");
+	EXPECT_OK(r);
+	EXPECT_NULL_ID(r);
+	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"id-absent\"}");
+	EXPECT_OK(r);
+	EXPECT_NULL_ID(r);
+}
+END_TEST
+
+START_TEST(test_blank_lines_are_ignored)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+
+	ck_assert_int_eq(h_send_raw(c, "\n   \n\t\n\n", 8), 0);
+	EXPECT_QUIET(c, 0.2);
+	r = h_request(c, "{\"op\":\"ping\",\"id\":1}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+	EXPECT_QUIET(c, 0.1);
+}
+END_TEST
+
+START_TEST(test_unknown_request_fields_are_ignored)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"ping\",\"id\":1,\"extra\":{\"a\":[1,2]},"
+	    "\"zz\":null}");
+	EXPECT_OK(r);
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":2,\"name\":\"unk-x\","
+	    "\"colour\":\"blue\",\"priority\":99}");
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "name"), "unk-x");
+}
+END_TEST
+
+/*
+ * Depth as PROTOCOL.md counts it: a top-level value is at depth 1 and each
+ * value inside a container one deeper, so the 1 in {"x":[[[[[[1]]]]]]}
+ * (an object and 6 arrays) is at depth 8.
+ */
+START_TEST(test_nesting_depth_of_eight_is_accepted_and_nine_is_not)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"ping\",\"id\":1,"
+	    "\"x\":[[[[[[1]]]]]]}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+	r = h_request(c, "{\"op\":\"ping\",\"id\":2,"
+	    "\"x\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":1}}}}}}}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 2);
+	/* One level more puts the 1 at depth 9. */
+	r = h_request(c, "{\"op\":\"ping\",\"id\":3,"
+	    "\"x\":[[[[[[[1]]]]]]]}");
+	EXPECT_ERROR(r, "bad_json");
+	EXPECT_NULL_ID(r);
+	r = h_request(c, "{\"op\":\"ping\",\"id\":4,"
+	    "\"x\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":"
+	    "{\"g\":1}}}}}}}}");
+	EXPECT_ERROR(r, "bad_json");
+	EXPECT_NULL_ID(r);
+	r = h_request(c, "{\"op\":\"ping\",\"id\":5}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 5);
+}
+END_TEST
+
+/*
+ * acquire and release.
+ */
+
+START_TEST(test_acquire_grant_reports_name_mode_token_and_waited)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	int64_t			 token;
+
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":\"g1\","
+	    "\"name\":\"grant-x\"}");
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "id"), "g1");
+	ck_assert_str_eq(h_str(r, "name"), "grant-x");
+	ck_assert_str_eq(h_str(r, "mode"), "exclusive");
+	token = h_int(r, "token");
+	ck_assert_msg(token > 0 && token < MAX_SAFE_INTEGER,
+	    "token is not an integer in (0, 2^53): %s", h_json(r));
+	ck_assert_msg(h_num(r, "waited") >= 0 && h_num(r, "waited") < 1,
+	    "waited is not a small number of seconds: %s", h_json(r));
+
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":\"g2\","
+	    "\"name\":\"grant-s\",\"mode\":\"shared\",\"timeout\":null,"
+	    "\"owner\":\"me\"}");
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "name"), "grant-s");
+	ck_assert_str_eq(h_str(r, "mode"), "shared");
+	ck_assert_int_gt(h_int(r, "token"), token);
+}
+END_TEST
+
+START_TEST(test_tokens_strictly_increase_across_grants)
+{
+	struct h_conn		*a = conn(), *b = conn(), *s = conn();
+	struct json_object	*r;
+	int64_t			 last = 0, t;
+	char			 name[32];
+	int			 i;
+
+	for (i = 0; i < 10; i++) {
+		snprintf(name, sizeof name, "tok-%d", i % 3);
+		t = h_int(take(a, name, "exclusive"), "token");
+		ck_assert_int_gt(t, last);
+		last = t;
+		/* b queues, then gets the lock by handoff. */
+		ck_assert_int_eq(h_send(b, "{\"op\":\"acquire\",\"id\":%d,"
+		    "\"name\":\"%s\",\"notify_after\":60}", i, name), 0);
+		EXPECT_OK(h_request(b, "{\"op\":\"ping\"}"));
+		drop(a, name);
+		t = h_int(granted(b, i, 2), "token");
+		ck_assert_int_gt(t, last);
+		last = t;
+		drop(b, name);
+		/* Shared holders each get a token of their own. */
+		t = h_int(take(a, "tok-shared", "shared"), "token");
+		ck_assert_int_gt(t, last);
+		last = t;
+		t = h_int(take(s, "tok-shared", "shared"), "token");
+		ck_assert_int_gt(t, last);
+		last = t;
+		drop(a, "tok-shared");
+		drop(s, "tok-shared");
+	}
+	r = h_request(a, "{\"op\":\"acquire\",\"name\":\"tok-last\"}");
+	ck_assert_int_gt(h_int(r, "token"), last);
+}
+END_TEST
+
+START_TEST(test_exclusive_holder_blocks_second_with_blocking_event)
+{
+	struct h_holder		 holder;
+	struct h_conn		*c = conn();
+	struct json_object	*r, *h;
+	double			 t0;
+
+	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "blk-x",
+	    LOCKS_EXCLUSIVE, "holder-client", "holder-owner") == 0, "%s",
+	    h_error());
+	t0 = h_now();
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":\"w1\","
+	    "\"name\":\"blk-x\"}");
+	EXPECT_BLOCKING(r);
+	ck_assert_str_eq(h_str(r, "id"), "w1");
+	ck_assert_str_eq(h_str(r, "name"), "blk-x");
+	ck_assert_int_eq(h_int(r, "position"), 1);
+	ck_assert_int_eq(h_len(r, "holders"), 1);
+	h = member(r, "holders", 0);
+	check_holder(h, holder.pid, "holder-client", "holder-owner",
+	    "exclusive");
+	ck_assert_int_eq(h_int(h, "token"), holder.token);
+
+	EXPECT_QUIET(c, 0.2);
+	ck_assert_msg(h_holder_release(&holder) == 0, "%s", h_error());
+	r = h_recv(c, h_slow(2));
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "id"), "w1");
+	ck_assert_int_gt(h_int(r, "token"), holder.token);
+	ck_assert_msg(h_num(r, "waited") >= 0.15 &&
+	    h_num(r, "waited") <= h_now() - t0 + 0.05,
+	    "waited does not match the wait: %s", h_json(r));
+}
+END_TEST
+
+START_TEST(test_blocking_event_reports_queue_position)
+{
+	struct h_conn	*h = conn(), *w1 = conn(), *w2 = conn();
+	struct h_conn	*w3 = conn();
+
+	take(h, "pos-x", "exclusive");
+	ck_assert_int_eq(h_int(queue(w1, "pos-x", "exclusive", 1, "w1"),
+	    "position"), 1);
+	ck_assert_int_eq(h_int(queue(w2, "pos-x", "shared", 2, "w2"),
+	    "position"), 2);
+	ck_assert_int_eq(h_int(queue(w3, "pos-x", "exclusive", 3, "w3"),
+	    "position"), 3);
+	/* Leaving the queue moves those behind up. */
+	h_conn_close(w1);
+	h_conn_close(w2);
+	EXPECT_OK(h_request(h, "{\"op\":\"ping\"}"));
+	h_conn_close(h);
+	granted(w3, 3, 2);
+}
+END_TEST
+
+START_TEST(test_notify_after_delays_the_single_blocking_event)
+{
+	struct h_conn		*h = conn(), *w = conn(), *late = conn();
+	struct json_object	*r;
+	double			 t0, waited;
+
+	take(h, "notify-x", "exclusive");
+	t0 = h_now();
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"notify-x\",\"notify_after\":0.5}"), 0);
+	EXPECT_QUIET(w, 0.3);
+	r = h_recv(w, h_slow(3));
+	waited = h_now() - t0;
+	EXPECT_BLOCKING(r);
+	EXPECT_ID(r, 1);
+	ck_assert_msg(waited >= 0.45, "event after %.3f s, not 0.5", waited);
+	ck_assert_int_eq(h_int(r, "position"), 1);
+	/* One event only, however long the wait. */
+	EXPECT_QUIET(w, 0.8);
+
+	/* A wait shorter than notify_after sends no event at all. */
+	ck_assert_int_eq(h_send(late, "{\"op\":\"acquire\",\"id\":2,"
+	    "\"name\":\"notify-x\",\"notify_after\":30}"), 0);
+	EXPECT_OK(h_request(late, "{\"op\":\"ping\",\"id\":3}"));
+	drop(h, "notify-x");
+	granted(w, 1, 2);
+	drop(w, "notify-x");
+	r = h_recv(late, h_slow(2));
+	EXPECT_OK(r);
+	EXPECT_ID(r, 2);
+}
+END_TEST
+
+START_TEST(test_timeout_fails_the_acquire_and_leaves_nothing_queued)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r, *entry;
+	double			 t0, took;
+
+	take(h, "to-x", "exclusive");
+	t0 = h_now();
+	/* The timeout passes before notify_after: no event. */
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":5,"
+	    "\"name\":\"to-x\",\"timeout\":0.3,\"notify_after\":1}"), 0);
+	r = h_recv(w, h_slow(3));
+	took = h_now() - t0;
+	EXPECT_ERROR(r, "timeout");
+	EXPECT_ID(r, 5);
+	ck_assert_msg(took >= 0.25 && took < h_slow(3),
+	    "timeout after %.3f s, not 0.3", took);
+	EXPECT_QUIET(w, 1.0);
+
+	entry = listed(w, "to-x");
+	ck_assert_ptr_nonnull(entry);
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	ck_assert_int_eq(h_len(entry, "waiters"), 0);
+	drop(h, "to-x");
+	ck_assert_ptr_null(listed(w, "to-x"));
+	EXPECT_QUIET(w, 0.2);
+	/* Nothing of the failed acquire is left: the name is free to take. */
+	take(w, "to-x", "exclusive");
+}
+END_TEST
+
+START_TEST(test_timeout_after_the_event_still_fails)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r;
+
+	take(h, "to-late", "exclusive");
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"to-late\",\"timeout\":0.4,\"notify_after\":0.1}"), 0);
+	r = h_recv(w, h_slow(3));
+	EXPECT_BLOCKING(r);
+	r = h_recv(w, h_slow(3));
+	EXPECT_ERROR(r, "timeout");
+	EXPECT_ID(r, 1);
+	ck_assert_int_eq(h_len(listed(w, "to-late"), "waiters"), 0);
+}
+END_TEST
+
+START_TEST(test_timeout_zero_fails_at_once_without_event)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r;
+	double			 t0;
+
+	take(h, "tz-x", "exclusive");
+	t0 = h_now();
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"tz-x\",\"timeout\":0}\n{\"op\":\"ping\",\"id\":2}"),
+	    0);
+	r = h_recv(w, h_slow(2));
+	EXPECT_ERROR(r, "timeout");
+	EXPECT_ID(r, 1);
+	ck_assert_msg(h_now() - t0 < h_slow(1), "timeout 0 waited");
+	r = h_recv(w, h_slow(2));
+	EXPECT_OK(r);
+	EXPECT_ID(r, 2);
+	ck_assert_int_eq(h_len(listed(w, "tz-x"), "waiters"), 0);
+
+	/* On a free name, timeout 0 is granted. */
+	r = h_request(w, "{\"op\":\"acquire\",\"id\":3,\"name\":\"tz-free\","
+	    "\"timeout\":0}");
+	EXPECT_OK(r);
+	EXPECT_QUIET(w, 0.1);
+}
+END_TEST
+
+START_TEST(test_release_hands_off_to_next_waiter_at_once)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r;
+	double			 t0;
+
+	take(h, "handoff-x", "exclusive");
+	queue(w, "handoff-x", "exclusive", 7, "next");
+	h_sleep(0.2);
+	t0 = h_now();
+	drop(h, "handoff-x");
+	r = granted(w, 7, 2);
+	ck_assert_msg(h_now() - t0 < h_slow(2), "handoff took %.3f s",
+	    h_now() - t0);
+	ck_assert_msg(h_num(r, "waited") >= 0.15, "waited: %s", h_json(r));
+	ck_assert_str_eq(h_str(member(listed(h, "handoff-x"), "holders", 0),
+	    "owner"), "next");
+}
+END_TEST
+
+START_TEST(test_release_of_waiting_name_cancels_the_wait_first)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r;
+
+	take(h, "cancel-x", "exclusive");
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":\"a\","
+	    "\"name\":\"cancel-x\",\"notify_after\":60}"), 0);
+	EXPECT_OK(h_request(w, "{\"op\":\"ping\"}"));
+	ck_assert_int_eq(h_send(w, "{\"op\":\"release\",\"id\":\"r\","
+	    "\"name\":\"cancel-x\"}"), 0);
+	r = h_recv(w, h_slow(2));
+	EXPECT_ERROR(r, "cancelled");
+	ck_assert_str_eq(h_str(r, "id"), "a");
+	r = h_recv(w, h_slow(2));
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "id"), "r");
+
+	ck_assert_int_eq(h_len(listed(w, "cancel-x"), "waiters"), 0);
+	drop(h, "cancel-x");
+	EXPECT_QUIET(w, 0.3);
+	ck_assert_ptr_null(listed(w, "cancel-x"));
+}
+END_TEST
+
+START_TEST(test_release_of_name_not_held_is_not_held)
+{
+	struct h_conn		*h = conn(), *other = conn();
+	struct json_object	*r;
+
+	r = h_request(other, "{\"op\":\"release\",\"id\":4,"
+	    "\"name\":\"nh-never\"}");
+	EXPECT_ERROR(r, "not_held");
+	EXPECT_ID(r, 4);
+	ck_assert_ptr_nonnull(h_str(h_get(r, "error"), "message"));
+
+	/* Another connection's lock is not ours to release. */
+	take(h, "nh-x", "exclusive");
+	EXPECT_ERROR(h_request(other, "{\"op\":\"release\","
+	    "\"name\":\"nh-x\"}"), "not_held");
+	ck_assert_int_eq(h_len(listed(other, "nh-x"), "holders"), 1);
+
+	drop(h, "nh-x");
+	EXPECT_ERROR(h_request(h, "{\"op\":\"release\",\"name\":\"nh-x\"}"),
+	    "not_held");
+}
+END_TEST
+
+START_TEST(test_already_held_for_held_and_waiting_names)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r, *entry;
+	int64_t			 token;
+
+	token = h_int(take(h, "ah-x", "exclusive"), "token");
+	r = h_request(h, "{\"op\":\"acquire\",\"id\":2,\"name\":\"ah-x\"}");
+	EXPECT_ERROR(r, "already_held");
+	EXPECT_ID(r, 2);
+	r = h_request(h, "{\"op\":\"acquire\",\"id\":3,\"name\":\"ah-x\","
+	    "\"mode\":\"shared\",\"timeout\":0}");
+	EXPECT_ERROR(r, "already_held");
+	entry = listed(h, "ah-x");
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	ck_assert_int_eq(h_int(member(entry, "holders", 0), "token"), token);
+
+	queue(w, "ah-x", "exclusive", 10, "");
+	r = h_request(w, "{\"op\":\"acquire\",\"id\":11,\"name\":\"ah-x\"}");
+	EXPECT_ERROR(r, "already_held");
+	EXPECT_ID(r, 11);
+	ck_assert_int_eq(h_len(listed(w, "ah-x"), "waiters"), 1);
+	/* The first wait goes on and is granted. */
+	drop(h, "ah-x");
+	granted(w, 10, 2);
+}
+END_TEST
+
+START_TEST(test_waiting_acquire_does_not_hold_up_pipelined_requests)
+{
+	struct h_conn		*h = conn(), *w = conn();
+	struct json_object	*r, *entry;
+	int			 i;
+
+	take(h, "pipe-x", "exclusive");
+	ck_assert_int_eq(h_send(w,
+	    "{\"op\":\"acquire\",\"id\":1,\"name\":\"pipe-x\","
+	    "\"notify_after\":60}\n"
+	    "{\"op\":\"ping\",\"id\":2}\n"
+	    "{\"op\":\"list\",\"id\":3,\"name\":\"pipe-x\"}\n"
+	    "{\"op\":\"acquire\",\"id\":4,\"name\":\"pipe-y\"}\n"
+	    "{\"op\":\"status\",\"id\":5}\n"
+	    "{\"op\":\"release\",\"id\":6,\"name\":\"pipe-y\"}"), 0);
+	for (i = 2; i <= 6; i++) {
+		r = h_recv(w, h_slow(2));
+		EXPECT_OK(r);
+		EXPECT_ID(r, i);
+		if (i == 3) {
+			entry = member(r, "locks", 0);
+			ck_assert_int_eq(h_len(entry, "waiters"), 1);
+		}
+	}
+	drop(h, "pipe-x");
+	granted(w, 1, 2);
+}
+END_TEST
+
+START_TEST(test_waiters_are_granted_in_fifo_order)
+{
+	enum { N = 20 };
+	struct h_conn		*h = conn(), *w[N];
+	struct json_object	*entry, *r;
+	char			 owner[16];
+	int64_t			 last;
+	int			 i, j;
+
+	last = h_int(take(h, "fifo-x", "exclusive"), "token");
+	for (i = 0; i < N; i++) {
+		w[i] = conn();
+		snprintf(owner, sizeof owner, "w%02d", i);
+		r = queue(w[i], "fifo-x", i % 2 ? "shared" : "exclusive", i,
+		    owner);
+		ck_assert_int_eq(h_int(r, "position"), i + 1);
+	}
+	entry = listed(h, "fifo-x");
+	for (i = 0; i < N; i++) {
+		snprintf(owner, sizeof owner, "w%02d", i);
+		ck_assert_str_eq(h_str(member(entry, "waiters", (size_t)i),
+		    "owner"), owner);
+	}
+	drop(h, "fifo-x");
+	for (i = 0; i < N; i++) {
+		r = granted(w[i], i, 2);
+		ck_assert_int_gt(h_int(r, "token"), last);
+		last = h_int(r, "token");
+		entry = listed(h, "fifo-x");
+		snprintf(owner, sizeof owner, "w%02d", i);
+		ck_assert_int_eq(h_len(entry, "holders"), 1);
+		ck_assert_str_eq(h_str(member(entry, "holders", 0), "owner"),
+		    owner);
+		ck_assert_int_eq(h_len(entry, "waiters"), N - 1 - i);
+		for (j = i + 1; j < N && j < i + 3; j++)
+			EXPECT_QUIET(w[j], 0);
+		drop(w[i], "fifo-x");
+	}
+}
+END_TEST
+
+START_TEST(test_shared_run_at_queue_head_is_granted_together)
+{
+	struct h_conn		*h = conn(), *x = conn(), *s4 = conn();
+	struct h_conn		*s[3];
+	struct json_object	*entry;
+	int64_t			 last, t;
+	char			 owner[8];
+	int			 i;
+
+	last = h_int(take(h, "run-x", "exclusive"), "token");
+	for (i = 0; i < 3; i++) {
+		s[i] = conn();
+		snprintf(owner, sizeof owner, "s%d", i);
+		queue(s[i], "run-x", "shared", i, owner);
+	}
+	queue(x, "run-x", "exclusive", 10, "x");
+	queue(s4, "run-x", "shared", 11, "s4");
+
+	drop(h, "run-x");
+	for (i = 0; i < 3; i++) {
+		t = h_int(granted(s[i], i, 2), "token");
+		ck_assert_int_gt(t, last);
+		last = t;
+	}
+	entry = listed(h, "run-x");
+	ck_assert_int_eq(h_len(entry, "holders"), 3);
+	for (i = 0; i < 3; i++) {
+		snprintf(owner, sizeof owner, "s%d", i);
+		ck_assert_str_eq(h_str(member(entry, "holders", (size_t)i),
+		    "owner"), owner);
+		ck_assert_str_eq(h_str(member(entry, "holders", (size_t)i),
+		    "mode"), "shared");
+	}
+	ck_assert_int_eq(h_len(entry, "waiters"), 2);
+	ck_assert_str_eq(h_str(member(entry, "waiters", 0), "owner"), "x");
+	ck_assert_str_eq(h_str(member(entry, "waiters", 1), "owner"), "s4");
+	EXPECT_QUIET(x, 0.2);
+	EXPECT_QUIET(s4, 0);
+
+	drop(s[0], "run-x");
+	drop(s[1], "run-x");
+	EXPECT_QUIET(x, 0.2);
+	drop(s[2], "run-x");
+	granted(x, 10, 2);
+	EXPECT_QUIET(s4, 0.2);
+	drop(x, "run-x");
+	granted(s4, 11, 2);
+}
+END_TEST
+
+START_TEST(test_shared_waits_behind_queued_exclusive)
+{
+	struct h_conn		*s1 = conn(), *x = conn(), *s2 = conn();
+	struct json_object	*entry;
+
+	take(s1, "wq-x", "shared");
+	ck_assert_int_eq(h_int(queue(x, "wq-x", "exclusive", 1, "x"),
+	    "position"), 1);
+	/* Compatible with the holder, but a writer is queued first. */
+	ck_assert_int_eq(h_int(queue(s2, "wq-x", "shared", 2, "s2"),
+	    "position"), 2);
+	entry = listed(s1, "wq-x");
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	ck_assert_int_eq(h_len(entry, "waiters"), 2);
+
+	drop(s1, "wq-x");
+	granted(x, 1, 2);
+	EXPECT_QUIET(s2, 0.2);
+	drop(x, "wq-x");
+	granted(s2, 2, 2);
+}
+END_TEST
+
+START_TEST(test_shared_joins_shared_holders_when_nobody_waits)
+{
+	struct h_conn		*s1 = conn(), *s2 = conn(), *x = conn();
+	struct json_object	*entry;
+
+	take(s1, "sj-x", "shared");
+	take(s2, "sj-x", "shared");
+	EXPECT_ERROR(h_request(x, "{\"op\":\"acquire\",\"name\":\"sj-x\","
+	    "\"timeout\":0}"), "timeout");
+	entry = listed(x, "sj-x");
+	ck_assert_int_eq(h_len(entry, "holders"), 2);
+	ck_assert_int_lt(h_int(member(entry, "holders", 0), "token"),
+	    h_int(member(entry, "holders", 1), "token"));
+}
+END_TEST
+
+/*
+ * A lock lives as long as its connection.
+ */
+
+START_TEST(test_closing_connection_releases_locks_and_cancels_waits)
+{
+	struct h_conn		*a = conn(), *other = conn(), *w = conn();
+	struct json_object	*entry;
+
+	take(a, "close-x", "exclusive");
+	take(other, "close-y", "exclusive");
+	queue(a, "close-y", "exclusive", 1, "a");
+	queue(w, "close-x", "exclusive", 2, "w");
+	h_conn_close(a);
+	granted(w, 2, 2);
+	entry = listed(w, "close-y");
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	ck_assert_int_eq(h_len(entry, "waiters"), 0);
+}
+END_TEST
+
+START_TEST(test_kill_9_of_holder_process_releases_its_lock)
+{
+	struct h_holder		 holder;
+	struct h_conn		*w = conn();
+	double			 t0;
+
+	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "k9-x",
+	    LOCKS_EXCLUSIVE, "victim", "") == 0, "%s", h_error());
+	queue(w, "k9-x", "exclusive", 1, "");
+	t0 = h_now();
+	h_holder_kill(&holder);
+	granted(w, 1, 2);
+	ck_assert_msg(h_now() - t0 < h_slow(2), "release took %.3f s",
+	    h_now() - t0);
+	ck_assert_int_eq(h_len(listed(w, "k9-x"), "holders"), 1);
+}
+END_TEST
+
+START_TEST(test_half_written_request_then_disconnect_releases_everything)
+{
+	static const char	 half[] = "{\"op\":\"acquire\",\"na";
+	struct h_conn		*a = conn(), *w = conn(), *w2 = conn();
+
+	take(a, "half-x", "exclusive");
+	take(w2, "half-z", "exclusive");
+	queue(a, "half-z", "exclusive", 1, "");
+	ck_assert_int_eq(h_send_raw(a, half, sizeof half - 1), 0);
+	queue(w, "half-x", "exclusive", 2, "");
+	/* A partial line alone releases nothing. */
+	EXPECT_QUIET(w, 0.3);
+	ck_assert_int_eq(h_len(listed(w, "half-x"), "holders"), 1);
+	h_conn_close(a);
+	granted(w, 2, 2);
+	ck_assert_int_eq(h_len(listed(w, "half-z"), "waiters"), 0);
+}
+END_TEST
+
+/*
+ * list and status.
+ */
+
+START_TEST(test_list_shows_only_locks_with_holders_or_waiters_sorted)
+{
+	struct h_conn		*c = conn(), *w = conn();
+	struct json_object	*r, *locks, *entry;
+	const char		*prev = "", *name;
+	static const char	*want[] = { "ls-a", "ls-b", "ls-c" };
+	size_t			 i, n, k = 0;
+
+	take(c, "ls-c", "exclusive");
+	take(c, "ls-a", "shared");
+	take(c, "ls-b", "exclusive");
+	take(c, "ls-d", "exclusive");
+	drop(c, "ls-d");
+	queue(w, "ls-b", "exclusive", 1, "");
+
+	r = h_request(c, "{\"op\":\"list\",\"id\":9}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 9);
+	locks = h_get(r, "locks");
+	n = json_object_array_length(locks);
+	for (i = 0; i < n; i++) {
+		entry = h_idx(locks, i);
+		name = h_str(entry, "name");
+		ck_assert_ptr_nonnull(name);
+		ck_assert_msg(strcmp(prev, name) < 0, "not sorted: %s",
+		    h_json(r));
+		ck_assert_msg(h_len(entry, "holders") +
+		    h_len(entry, "waiters") > 0, "empty lock listed: %s",
+		    h_json(entry));
+		if (strncmp(name, "ls-", 3) == 0) {
+			ck_assert_msg(k < 3, "extra lock %s listed", name);
+			ck_assert_str_eq(name, want[k]);
+			k++;
+		}
+		prev = name;
+	}
+	ck_assert_int_eq(k, 3);
+
+	entry = listed(c, "ls-b");
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	ck_assert_int_eq(h_len(entry, "waiters"), 1);
+	ck_assert_ptr_null(listed(c, "ls-d"));
+	ck_assert_ptr_null(listed(c, "ls-never-used"));
+	EXPECT_ERROR(h_request(c, "{\"op\":\"list\",\"name\":\"a/b\"}"),
+	    "invalid_name");
+}
+END_TEST
+
+START_TEST(test_list_reports_holder_and_waiter_fields)
+{
+	struct h_holder		 holder;
+	struct h_conn		*w1 = conn_hello("lf-waiter");
+	struct h_conn		*w2 = conn();
+	struct json_object	*entry, *h, *wt;
+	double			 before = wall_now();
+
+	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "lf-x",
+	    LOCKS_EXCLUSIVE, "lf-client", "lf-owner") == 0, "%s", h_error());
+	/* Claims about the peer in a request are ignored. */
+	EXPECT_BLOCKING(h_request(w1, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"lf-x\",\"mode\":\"shared\",\"owner\":\"lf-wowner\","
+	    "\"pid\":1,\"uid\":4242,\"gid\":4242,\"token\":5}"));
+	queue(w2, "lf-x", "exclusive", 2, "second");
+
+	entry = listed(w2, "lf-x");
+	ck_assert_ptr_nonnull(entry);
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	h = member(entry, "holders", 0);
+	check_holder(h, holder.pid, "lf-client", "lf-owner", "exclusive");
+	ck_assert_int_eq(h_int(h, "token"), holder.token);
+	ck_assert_msg(h_num(h, "since") >= before - 1, "since: %s",
+	    h_json(h));
+
+	ck_assert_int_eq(h_len(entry, "waiters"), 2);
+	wt = member(entry, "waiters", 0);
+	check_holder(wt, getpid(), "lf-waiter", "lf-wowner", "shared");
+	ck_assert_msg(h_get(wt, "token") == NULL, "waiter with a token: %s",
+	    h_json(wt));
+	wt = member(entry, "waiters", 1);
+	check_holder(wt, getpid(), "", "second", "exclusive");
+	ck_assert_msg(h_get(wt, "token") == NULL, "waiter with a token: %s",
+	    h_json(wt));
+	ck_assert_msg(h_num(member(entry, "waiters", 0), "since") <=
+	    h_num(wt, "since"), "waiters not in queue order: %s",
+	    h_json(entry));
+	h_holder_kill(&holder);
+}
+END_TEST
+
+START_TEST(test_holder_credentials_come_from_the_socket_peer)
+{
+	struct h_holder		 holder;
+	struct h_conn		*c = conn();
+	struct json_object	*h;
+
+	if (getuid() != 0)
+		return;		/* only root can be someone else */
+	if (h_holder_spawn_as(&holder, 65534, 65534, srv.socket_path,
+	    "cred-x", LOCKS_EXCLUSIVE, "nobody", "") == -1) {
+		/* A build tree nobody may enter is no failure of locksd. */
+		ck_assert_msg(strstr(h_error(), "connect_failed") != NULL,
+		    "%s", h_error());
+		fprintf(stderr, "skipped: nobody cannot reach %s\n",
+		    srv.socket_path);
+		return;
+	}
+	h = member(listed(c, "cred-x"), "holders", 0);
+	ck_assert_int_eq(h_int(h, "pid"), holder.pid);
+	ck_assert_int_eq(h_int(h, "uid"), 65534);
+	ck_assert_int_eq(h_int(h, "gid"), 65534);
+	h_holder_kill(&holder);
+}
+END_TEST
+
+/* Wait until status shows this many connections (others may be closing). */
+static struct json_object *
+status_settled(struct h_conn *c, int64_t connections)
+{
+	struct json_object	*r;
+	double			 deadline = h_now() + h_slow(2);
+
+	for (;;) {
+		r = h_request(c, "{\"op\":\"status\",\"id\":1}");
+		EXPECT_OK(r);
+		if (h_int(r, "connections") == connections ||
+		    h_now() > deadline)
+			return r;
+		h_sleep(0.01);
+	}
+}
+
+START_TEST(test_status_reports_counts)
+{
+	struct h_daemon		 d;
+	struct h_conn		*c1, *c2, *c3;
+	struct json_object	*r;
+	double			 uptime;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	c1 = conn_to(d.socket_path);
+	r = status_settled(c1, 1);
+	EXPECT_ID(r, 1);
+	ck_assert_str_eq(h_str(r, "version"), "0.1.0");
+	ck_assert_int_eq(h_int(r, "pid"), d.pid);
+	ck_assert_msg(h_is(r, "connections", json_type_int) &&
+	    h_is(r, "locks_held", json_type_int) &&
+	    h_is(r, "waiters", json_type_int) &&
+	    h_is(r, "acquired_total", json_type_int),
+	    "counts are not integers: %s", h_json(r));
+	ck_assert_int_eq(h_int(r, "connections"), 1);
+	ck_assert_int_eq(h_int(r, "locks_held"), 0);
+	ck_assert_int_eq(h_int(r, "waiters"), 0);
+	ck_assert_int_eq(h_int(r, "acquired_total"), 0);
+	uptime = h_num(r, "uptime");
+	ck_assert_msg(uptime >= 0 && uptime < h_slow(30), "uptime: %s",
+	    h_json(r));
+
+	c2 = conn_to(d.socket_path);
+	c3 = conn_to(d.socket_path);
+	take(c1, "st-x", "exclusive");
+	take(c2, "st-s", "shared");
+	take(c3, "st-s", "shared");
+	queue(c2, "st-x", "exclusive", 1, "");
+	h_sleep(0.05);
+	r = status_settled(c1, 3);
+	ck_assert_int_eq(h_int(r, "connections"), 3);
+	ck_assert_int_eq(h_int(r, "locks_held"), 3);
+	ck_assert_int_eq(h_int(r, "waiters"), 1);
+	ck_assert_int_eq(h_int(r, "acquired_total"), 3);
+	ck_assert_msg(h_num(r, "uptime") > uptime, "uptime did not grow: %s",
+	    h_json(r));
+
+	drop(c1, "st-x");
+	granted(c2, 1, 2);
+	r = h_request(c1, "{\"op\":\"status\"}");
+	ck_assert_int_eq(h_int(r, "locks_held"), 3);
+	ck_assert_int_eq(h_int(r, "waiters"), 0);
+	ck_assert_int_eq(h_int(r, "acquired_total"), 4);
+
+	h_conn_close(c3);
+	r = status_settled(c1, 2);
+	ck_assert_int_eq(h_int(r, "connections"), 2);
+	ck_assert_int_eq(h_int(r, "locks_held"), 2);
+	ck_assert_int_eq(h_int(r, "acquired_total"), 4);
+	h_conn_close(c1);
+	h_conn_close(c2);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+/*
+ * Every error code.
+ */
+
+START_TEST(test_bad_json_replies_null_id_and_keeps_the_connection)
+{
+	static const char *lines[] = { "{", "}", "nope", "{'op':'ping'}",
+	    "{\"op\":\"ping\",\"id\":1} x", "{\"op\":\"ping\",\"id\":2}}",
+	    "{\"op\":\"ping\",\"id\":3,}", "[1,2", "\"unterminated",
+	    "{\"op\":\"ping\",\"id\":4}{\"op\":\"ping\",\"id\":5}",
+	    "{\"op\":\"ping\" \"id\":6}", "{\"op\":\"ping\",\"id\":07}",
+	    "{\"op\":\"ping\",\"id\":NaN}",
+	    "{\"op\":\"ping\",\"id\":Infinity}",
+	    "{\"op\":\"ping\",\"id\":-Infinity}" };
+	static const char	 nul[] = "{\"op\":\"ping\",\"id\":8}\0\n";
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	struct misses		 m;
+	size_t			 i;
+
+	memset(&m, 0, sizeof m);
+	for (i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+		r = h_request(c, "%s", lines[i]);
+		ck_assert_msg(r != NULL, "%s: %s", lines[i], h_error());
+		if (!error_with_id(r, "bad_json", "null"))
+			miss(&m, "%s -> %s", lines[i], h_json(r));
+	}
+	ck_assert_int_eq(h_send_raw(c, nul, sizeof nul - 1), 0);
+	r = h_recv(c, h_slow(2));
+	ck_assert_msg(r != NULL, "%s", h_error());
+	if (!error_with_id(r, "bad_json", "null"))
+		miss(&m, "line with a NUL byte -> %s", h_json(r));
+	EXPECT_NO_MISSES(&m);
+
+	r = h_request(c, "{\"op\":\"ping\",\"id\":9}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 9);
+	EXPECT_QUIET(c, 0.1);
+}
+END_TEST
+
+START_TEST(test_bad_request_for_malformed_requests)
+{
+	/* Each line and the id its reply must carry. */
+	static const struct {
+		const char	*line;
+		const char	*id;
+	} bad[] = {
+		{ "[]", "null" },
+		{ "[{\"op\":\"ping\",\"id\":1}]", "null" },
+		{ "\"ping\"", "null" },
+		{ "42", "null" },
+		{ "null", "null" },
+		{ "true", "null" },
+		{ "{}", "null" },
+		{ "{\"id\":1}", "1" },
+		{ "{\"id\":2,\"op\":1}", "2" },
+		{ "{\"id\":3,\"op\":null}", "3" },
+		{ "{\"id\":4,\"op\":[\"ping\"]}", "4" },
+		{ "{\"id\":5,\"op\":\"acquire\"}", "5" },
+		{ "{\"id\":6,\"op\":\"acquire\",\"name\":7}", "6" },
+		{ "{\"id\":7,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"mode\":\"bogus\"}", "7" },
+		{ "{\"id\":8,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"mode\":1}", "8" },
+		{ "{\"id\":9,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"timeout\":\"1\"}", "9" },
+		{ "{\"id\":10,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"timeout\":-1}", "10" },
+		{ "{\"id\":11,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"timeout\":1e10}", "11" },
+		{ "{\"id\":12,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"timeout\":true}", "12" },
+		{ "{\"id\":13,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"notify_after\":-0.5}", "13" },
+		{ "{\"id\":14,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"notify_after\":\"x\"}", "14" },
+		{ "{\"id\":15,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"owner\":5}", "15" },
+		{ "{\"id\":16,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"owner\":\"a\\u0000b\"}", "16" },
+		{ "{\"id\":17,\"op\":\"release\"}", "17" },
+		{ "{\"id\":18,\"op\":\"release\",\"name\":1}", "18" },
+		{ "{\"id\":19,\"op\":\"list\",\"name\":5}", "19" },
+		{ "{\"id\":20,\"op\":\"hello\",\"client\":5}", "20" },
+		{ "{\"id\":21,\"op\":\"hello\",\"client\":\"a\\u0000b\"}",
+		    "21" },
+		{ "{\"id\":22,\"op\":\"acquire\",\"name\":\"br-x\","
+		    "\"notify_after\":1e10}", "22" },
+		{ "{\"op\":\"ping\",\"id\":[1]}", "null" },
+		{ "{\"op\":\"ping\",\"id\":{\"a\":1}}", "null" },
+	};
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	struct misses		 m;
+	char			*label;
+	size_t			 i;
+
+	memset(&m, 0, sizeof m);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		r = h_request(c, "%s", bad[i].line);
+		ck_assert_msg(r != NULL, "%s: %s", bad[i].line, h_error());
+		if (!error_with_id(r, "bad_request", bad[i].id))
+			miss(&m, "%s -> %s (want bad_request, id %s)",
+			    bad[i].line, h_json(r), bad[i].id);
+	}
+	EXPECT_NO_MISSES(&m);
+	/* None of those acquires left anything behind. */
+	ck_assert_ptr_null(listed(c, "br-x"));
+
+	/* Labels: 256 bytes are fine, 257 are not. */
+	label = filled(257, 'o');
+	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"br-long\","
+	    "\"owner\":\"%s\"}", label);
+	EXPECT_ERROR(r, "bad_request");
+	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", label);
+	EXPECT_ERROR(r, "bad_request");
+	label[256] = '\0';
+	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"br-long\","
+	    "\"owner\":\"%s\"}", label);
+	EXPECT_OK(r);
+	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", label);
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(member(listed(c, "br-long"), "holders", 0),
+	    "owner"), label);
+	free(label);
+
+	/* Seconds: up to 1e9 is fine. */
+	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"br-max\","
+	    "\"timeout\":1e9,\"notify_after\":1e9}");
+	EXPECT_OK(r);
+	r = h_request(c, "{\"op\":\"ping\",\"id\":99}");
+	EXPECT_OK(r);
+}
+END_TEST
+
+START_TEST(test_unknown_op_is_reported_with_its_id)
+{
+	static const char	*ops[] = { "frobnicate", "", "PING", "Acquire",
+	    "ping " };
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	size_t			 i;
+
+	for (i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+		r = h_request(c, "{\"op\":\"%s\",\"id\":%zu}", ops[i], i);
+		EXPECT_ERROR(r, "unknown_op");
+		EXPECT_ID(r, (int64_t)i);
+	}
+	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
+}
+END_TEST
+
+START_TEST(test_invalid_name_rejects_paths_and_bad_bytes)
+{
+	static const char	*bad[] = { "a/b", "..", ".", ".x", ".tokens",
+	    "", "a\\u0000b", "a b", "caf\\u00e9", "/etc/passwd", "../x",
+	    "x\\n", "*", "a\\\\b", "tab\\there" };
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	struct misses		 m;
+	char			*name, path[PATH_MAX];
+	struct stat		 sb;
+	size_t			 i;
+
+	memset(&m, 0, sizeof m);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		r = h_request(c, "{\"op\":\"acquire\",\"id\":1,"
+		    "\"name\":\"%s\"}", bad[i]);
+		if (!error_with_id(r, "invalid_name", "1"))
+			miss(&m, "acquire \"%s\" -> %s", bad[i], h_json(r));
+		r = h_request(c, "{\"op\":\"release\",\"id\":2,"
+		    "\"name\":\"%s\"}", bad[i]);
+		if (!error_with_id(r, "invalid_name", "2"))
+			miss(&m, "release \"%s\" -> %s", bad[i], h_json(r));
+		r = h_request(c, "{\"op\":\"list\",\"id\":3,"
+		    "\"name\":\"%s\"}", bad[i]);
+		if (!error_with_id(r, "invalid_name", "3"))
+			miss(&m, "list \"%s\" -> %s", bad[i], h_json(r));
+	}
+	EXPECT_NO_MISSES(&m);
+	name = filled(201, 'n');
+	EXPECT_ERROR(h_request(c, "{\"op\":\"acquire\",\"name\":\"%s\"}",
+	    name), "invalid_name");
+	name[200] = '\0';
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"%s\"}", name));
+	ck_assert_int_eq(h_file_mode(srv.lock_dir, name), 0644);
+	free(name);
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\","
+	    "\"name\":\"Ab9._:@+-z\"}"));
+	ck_assert_int_eq(h_file_mode(srv.lock_dir, "Ab9._:@+-z"), 0644);
+
+	/* Nothing was created for the bad names. */
+	snprintf(path, sizeof path, "%s/.x", srv.lock_dir);
+	ck_assert_int_eq(lstat(path, &sb), -1);
+	snprintf(path, sizeof path, "%s/a", srv.lock_dir);
+	ck_assert_int_eq(lstat(path, &sb), -1);
+	snprintf(path, sizeof path, "%s/x", srv.dir);
+	ck_assert_int_eq(lstat(path, &sb), -1);
+}
+END_TEST
+
+START_TEST(test_too_large_line_is_refused_and_the_connection_closed)
+{
+	struct h_conn		*big = conn(), *w = conn(), *nonl = conn();
+	struct json_object	*r;
+	char			*line;
+	size_t			 len;
+
+	take(big, "big-x", "exclusive");
+	queue(w, "big-x", "exclusive", 1, "");
+
+	/* 65537 bytes, then the newline. */
+	line = filled(PROTO_MAX_LINE + 1, ' ');
+	memcpy(line, "{\"op\":\"ping\",\"id\":1}", 20);
+	len = strlen(line);
+	ck_assert_int_eq(len, 65537);
+	/*
+	 * The daemon may answer and close before it has read it all, so a
+	 * failed write is no failure here.
+	 */
+	(void)h_send(big, "%s", line);
+	r = h_recv(big, h_slow(2));
+	EXPECT_ERROR(r, "too_large");
+	EXPECT_NULL_ID(r);
+	ck_assert_msg(h_recv_closed(big, h_slow(2)), "%s", h_error());
+	/* Closing released everything the connection had. */
+	granted(w, 1, 2);
+
+	/* 65537 bytes without a newline are already too many. */
+	(void)h_send_raw(nonl, line, len);
+	r = h_recv(nonl, h_slow(2));
+	EXPECT_ERROR(r, "too_large");
+	EXPECT_NULL_ID(r);
+	ck_assert_msg(h_recv_closed(nonl, h_slow(2)), "%s", h_error());
+	free(line);
+}
+END_TEST
+
+START_TEST(test_line_of_exactly_65536_bytes_is_accepted)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	char			*line, *two;
+	size_t			 len;
+	int			 n;
+
+	/* A ping padded with spaces. */
+	line = filled(PROTO_MAX_LINE, ' ');
+	memcpy(line, "{\"op\":\"ping\",\"id\":1}", 20);
+	ck_assert_int_eq(strlen(line), 65536);
+	r = h_request(c, "%s", line);
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+
+	/* A long unknown field. */
+	memset(line, 'p', PROTO_MAX_LINE);
+	n = snprintf(line, 32, "{\"op\":\"ping\",\"id\":2,\"pad\":\"");
+	line[n] = 'p';
+	memcpy(line + PROTO_MAX_LINE - 2, "\"}", 2);
+	ck_assert_int_eq(strlen(line), 65536);
+	r = h_request(c, "%s", line);
+	EXPECT_OK(r);
+	EXPECT_ID(r, 2);
+
+	/* Two of them in one write, then a ping. */
+	len = 2 * (PROTO_MAX_LINE + 1);
+	two = malloc(len + 1);
+	ck_assert_ptr_nonnull(two);
+	memcpy(two, line, PROTO_MAX_LINE);
+	two[PROTO_MAX_LINE] = '\n';
+	memcpy(two + PROTO_MAX_LINE + 1, line, PROTO_MAX_LINE);
+	two[len - 1] = '\n';
+	ck_assert_int_eq(h_send_raw(c, two, len), 0);
+	EXPECT_ID(h_recv(c, h_slow(2)), 2);
+	EXPECT_ID(h_recv(c, h_slow(2)), 2);
+	r = h_request(c, "{\"op\":\"ping\",\"id\":3}");
+	EXPECT_OK(r);
+	EXPECT_ID(r, 3);
+	free(two);
+	free(line);
+}
+END_TEST
+
+START_TEST(test_limit_when_a_connection_takes_too_many_names)
+{
+	enum { N = 4097 };
+	struct h_conn		*c = conn(), *other;
+	struct json_object	*r;
+	char			*batch, *p;
+	int			 i, first_limit = -1;
+
+	batch = malloc(N * 64);
+	ck_assert_ptr_nonnull(batch);
+	p = batch;
+	for (i = 0; i < N; i++)
+		p += sprintf(p, "{\"op\":\"acquire\",\"id\":%d,"
+		    "\"name\":\"cap-%04d\",\"timeout\":0}\n", i, i);
+	ck_assert_int_eq(h_send_raw(c, batch, (size_t)(p - batch)), 0);
+	free(batch);
+	for (i = 0; i < N; i++) {
+		r = h_recv(c, h_slow(10));
+		ck_assert_msg(r != NULL, "reply %d: %s", i, h_error());
+		EXPECT_ID(r, i);
+		if (h_ok(r))
+			ck_assert_msg(first_limit == -1,
+			    "granted %d after a limit at %d", i, first_limit);
+		else {
+			EXPECT_ERROR(r, "limit");
+			if (first_limit == -1)
+				first_limit = i;
+		}
+	}
+	ck_assert_msg(first_limit != -1, "4097 names and no limit");
+	/* The daemon still serves everyone, and this connection too. */
+	other = conn();
+	EXPECT_OK(h_request(other, "{\"op\":\"acquire\",\"name\":\"cap-o\"}"));
+	drop(c, "cap-0000");
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"cap-again\","
+	    "\"timeout\":0}"));
+}
+END_TEST
+
+START_TEST(test_limit_when_the_daemon_runs_out_of_descriptors)
+{
+	struct h_daemon		 d;
+	struct h_conn		*c, *late;
+	struct json_object	*r = NULL;
+	char			 name[32];
+	int			 i, n;
+
+	memset(&d, 0, sizeof d);
+	d.nofile = 64;
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	c = conn_to(d.socket_path);
+	for (n = 0; n < 64; n++) {
+		snprintf(name, sizeof name, "fd-%d", n);
+		r = h_request(c, "{\"op\":\"acquire\",\"id\":%d,"
+		    "\"name\":\"%s\",\"timeout\":0}", n, name);
+		if (!h_ok(r))
+			break;
+	}
+	EXPECT_ERROR(r, "limit");
+	EXPECT_ID(r, n);
+	ck_assert_ptr_null(listed(c, name));
+
+	/*
+	 * A client that comes now is served once descriptors come back.
+	 * Valgrind closes descriptors past its own reserve as accept returns
+	 * them, so under a wrapper that part proves nothing.
+	 */
+	if (getenv("LOCKSD_WRAPPER") != NULL) {
+		h_conn_close(c);
+		ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+		return;
+	}
+	late = conn_to(d.socket_path);
+	ck_assert_int_eq(h_send(late, "{\"op\":\"ping\",\"id\":1}"), 0);
+	for (i = 0; i < 8; i++) {
+		snprintf(name, sizeof name, "fd-%d", i);
+		drop(c, name);
+	}
+	r = h_recv(late, h_slow(5));
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"fd-new\","
+	    "\"timeout\":0}"));
+	h_conn_close(c);
+	h_conn_close(late);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_limit_at_max_locks_per_client_counts_holds_and_waits)
+{
+	struct h_daemon		 d;
+	struct h_conn		*c, *other;
+	struct json_object	*r;
+
+	memset(&d, 0, sizeof d);
+	d.extra[0] = "--max-locks-per-client";
+	d.extra[1] = "3";
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	c = conn_to(d.socket_path);
+	other = conn_to(d.socket_path);
+	take(other, "max-busy", "exclusive");
+	take(c, "max-1", "exclusive");
+	take(c, "max-2", "shared");
+	queue(c, "max-busy", "exclusive", 3, "");	/* a wait counts too */
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":4,"
+	    "\"name\":\"max-4\"}");
+	EXPECT_ERROR(r, "limit");
+	EXPECT_ID(r, 4);
+	ck_assert_ptr_null(listed(c, "max-4"));
+	/* Another connection has a bound of its own. */
+	take(other, "max-4", "exclusive");
+
+	drop(c, "max-1");
+	take(c, "max-5", "exclusive");
+	EXPECT_ERROR(h_request(c, "{\"op\":\"acquire\",\"name\":\"max-6\"}"),
+	    "limit");
+	/* A cancelled wait frees its place. */
+	ck_assert_int_eq(h_send(c, "{\"op\":\"release\",\"id\":7,"
+	    "\"name\":\"max-busy\"}"), 0);
+	EXPECT_ERROR(h_recv(c, h_slow(2)), "cancelled");
+	EXPECT_OK(h_recv(c, h_slow(2)));
+	take(c, "max-6", "exclusive");
+	h_conn_close(c);
+	h_conn_close(other);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	char			 path[PATH_MAX], target[PATH_MAX];
+	struct stat		 sb;
+
+	/* A directory where the lock file should be. */
+	snprintf(path, sizeof path, "%s/int-dir", srv.lock_dir);
+	ck_assert_int_eq(mkdir(path, 0755), 0);
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":1,\"name\":\"int-dir\"}");
+	EXPECT_ERROR(r, "internal");
+	EXPECT_ID(r, 1);
+	ck_assert_msg(strlen(h_str(h_get(r, "error"), "message")) > 0,
+	    "no message: %s", h_json(r));
+	ck_assert_ptr_null(listed(c, "int-dir"));
+
+	/* A symlink is never followed. */
+	snprintf(path, sizeof path, "%s/int-link", srv.lock_dir);
+	snprintf(target, sizeof target, "%s/int-target", srv.dir);
+	ck_assert_int_eq(symlink(target, path), 0);
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":2,"
+	    "\"name\":\"int-link\"}");
+	EXPECT_ERROR(r, "internal");
+	ck_assert_int_eq(lstat(target, &sb), -1);
+	ck_assert_ptr_null(listed(c, "int-link"));
+	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
+}
+END_TEST
+
+/*
+ * Lock files and plain flock(1).
+ */
+
+START_TEST(test_exclusive_grant_excludes_flock)
+{
+	struct h_conn	*c = conn();
+
+	take(c, "fl-x", "exclusive");
+	ck_assert_int_eq(h_system("flock -n '%s/fl-x' true",
+	    srv.lock_dir), 1);
+	ck_assert_int_eq(h_system("flock -s -n '%s/fl-x' true",
+	    srv.lock_dir), 1);
+	drop(c, "fl-x");
+	ck_assert_int_eq(h_system("flock -n '%s/fl-x' true",
+	    srv.lock_dir), 0);
+	ck_assert_int_eq(h_system("flock -s -n '%s/fl-x' true",
+	    srv.lock_dir), 0);
+}
+END_TEST
+
+START_TEST(test_shared_grant_admits_only_shared_flock)
+{
+	struct h_conn	*c = conn(), *d = conn();
+
+	take(c, "fl-s", "shared");
+	take(d, "fl-s", "shared");
+	ck_assert_int_eq(h_system("flock -s -n '%s/fl-s' true",
+	    srv.lock_dir), 0);
+	ck_assert_int_eq(h_system("flock -x -n '%s/fl-s' true",
+	    srv.lock_dir), 1);
+	ck_assert_int_eq(h_system("flock -n '%s/fl-s' true",
+	    srv.lock_dir), 1);
+	drop(c, "fl-s");
+	ck_assert_int_eq(h_system("flock -x -n '%s/fl-s' true",
+	    srv.lock_dir), 1);
+	drop(d, "fl-s");
+	ck_assert_int_eq(h_system("flock -x -n '%s/fl-s' true",
+	    srv.lock_dir), 0);
+}
+END_TEST
+
+START_TEST(test_handoff_between_broker_clients_keeps_the_flock)
+{
+	struct h_conn	*a = conn(), *b = conn();
+	int		 i;
+
+	take(a, "fl-hand", "exclusive");
+	for (i = 0; i < 5; i++) {
+		queue(b, "fl-hand", "exclusive", i, "");
+		drop(a, "fl-hand");
+		granted(b, i, 2);
+		ck_assert_int_eq(h_system("flock -n '%s/fl-hand' true",
+		    srv.lock_dir), 1);
+		queue(a, "fl-hand", "exclusive", 0, "");
+		drop(b, "fl-hand");
+		granted(a, 0, 2);
+		ck_assert_int_eq(h_system("flock -n '%s/fl-hand' true",
+		    srv.lock_dir), 1);
+	}
+}
+END_TEST
+
+/* Start flock(1) on lock dir/name holding for secs; returns once it holds. */
+static FILE *
+outside_flock(const char *flag, const char *name, double secs)
+{
+	char	 cmd[PATH_MAX + 128], line[32];
+	FILE	*fp;
+
+	snprintf(cmd, sizeof cmd, "exec flock %s '%s/%s' sh -c "
+	    "'echo locked; exec sleep %.1f'", flag, srv.lock_dir, name, secs);
+	fp = popen(cmd, "r");
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_msg(fgets(line, sizeof line, fp) != NULL &&
+	    strcmp(line, "locked\n") == 0, "flock(1) did not start");
+	return fp;
+}
+
+START_TEST(test_outside_flock_holder_makes_acquire_wait)
+{
+	struct h_conn		*c = conn(), *t = conn();
+	struct json_object	*r, *entry;
+	FILE			*fp;
+	double			 t0;
+
+	fp = outside_flock("-x", "fl-out", 1.0);
+	t0 = h_now();
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":1,\"name\":\"fl-out\"}");
+	EXPECT_BLOCKING(r);
+	ck_assert_int_eq(h_int(r, "position"), 1);
+	ck_assert_msg(h_is(r, "holders", json_type_array), "holders: %s",
+	    h_json(r));
+
+	/* Shown while a broker client waits: the waiter, no holders. */
+	entry = listed(t, "fl-out");
+	ck_assert_ptr_nonnull(entry);
+	ck_assert_int_eq(h_len(entry, "holders"), 0);
+	ck_assert_int_eq(h_len(entry, "waiters"), 1);
+	EXPECT_ERROR(h_request(t, "{\"op\":\"acquire\",\"name\":\"fl-out\","
+	    "\"timeout\":0}"), "timeout");
+
+	r = h_recv(c, h_slow(3));
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+	ck_assert_msg(h_now() - t0 >= 0.5, "granted while flock(1) held it");
+	ck_assert_msg(h_num(r, "waited") >= 0.5, "waited: %s", h_json(r));
+	ck_assert_int_eq(pclose(fp), 0);
+	ck_assert_int_eq(h_system("flock -n '%s/fl-out' true",
+	    srv.lock_dir), 1);
+}
+END_TEST
+
+START_TEST(test_outside_flock_holder_fails_timeout_zero_at_once)
+{
+	struct h_conn		*c = conn();
+	struct json_object	*r;
+	FILE			*fp;
+
+	fp = outside_flock("-x", "fl-try", 0.5);
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":1,\"name\":\"fl-try\","
+	    "\"timeout\":0}");
+	EXPECT_ERROR(r, "timeout");
+	ck_assert_ptr_null(listed(c, "fl-try"));
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":2,\"name\":\"fl-try\","
+	    "\"timeout\":0.2,\"notify_after\":5}");
+	EXPECT_ERROR(r, "timeout");
+	ck_assert_ptr_null(listed(c, "fl-try"));
+	ck_assert_int_eq(pclose(fp), 0);
+}
+END_TEST
+
+START_TEST(test_outside_shared_flock_blocks_only_exclusive)
+{
+	struct h_conn		*s = conn(), *x = conn();
+	struct json_object	*r;
+	FILE			*fp;
+
+	fp = outside_flock("-s", "fl-osh", 1.0);
+	take(s, "fl-osh", "shared");
+	EXPECT_ERROR(h_request(x, "{\"op\":\"acquire\",\"name\":\"fl-osh\","
+	    "\"timeout\":0}"), "timeout");
+	ck_assert_int_eq(h_send(x, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"fl-osh\",\"notify_after\":30}"), 0);
+	drop(s, "fl-osh");
+	r = h_recv(x, h_slow(3));
+	EXPECT_OK(r);
+	EXPECT_ID(r, 1);
+	ck_assert_int_eq(pclose(fp), 0);
+}
+END_TEST
+
+START_TEST(test_lock_files_are_0644_and_never_unlinked)
+{
+	struct h_conn	*c = conn();
+	char		 path[PATH_MAX];
+	struct stat	 sb;
+	ino_t		 ino;
+
+	snprintf(path, sizeof path, "%s/file-x", srv.lock_dir);
+	take(c, "file-x", "exclusive");
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert_msg(S_ISREG(sb.st_mode), "not a regular file");
+	ck_assert_int_eq(sb.st_mode & 07777, 0644);
+	ino = sb.st_ino;
+	drop(c, "file-x");
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_ino, ino);
+
+	take(c, "file-x", "shared");
+	h_conn_close(c);
+	c = conn();
+	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_ino, ino);
+}
+END_TEST
+
+START_TEST(test_lock_dir_is_created_0755)
+{
+	ck_assert_msg(srv.pid > 0, "locksd did not start");
+	/* The daemon runs with umask 077: it sets the mode itself. */
+	ck_assert_int_eq(h_file_mode(srv.lock_dir, NULL), 0755);
+}
+END_TEST
+
+/*
+ * liblocks.
+ */
+
+/* What the on_blocking callback saw. */
+struct seen {
+	int		 calls;
+	int		 position;
+	char		 name[64];
+	size_t		 nholders;
+	size_t		 nwaiters;
+	int		 external;
+	pid_t		 pid;
+	uid_t		 uid;
+	gid_t		 gid;
+	char		 client[64];
+	char		 owner[64];
+	char		 command[64];
+	enum locks_mode	 mode;
+	double		 since;
+	int64_t		 token;
+	int		 past_end_null;
+	struct h_holder	*release;	/* let this holder go, if set */
+};
+
+static void
+on_blocking(const locks_lock *lock, int position, void *arg)
+{
+	struct seen		*seen = arg;
+	const locks_holder	*h;
+
+	seen->calls++;
+	seen->position = position;
+	snprintf(seen->name, sizeof seen->name, "%s", locks_lock_name(lock));
+	seen->nholders = locks_lock_nholders(lock);
+	seen->nwaiters = locks_lock_nwaiters(lock);
+	if ((h = locks_lock_holder(lock, 0)) != NULL) {
+		seen->external = locks_holder_external(h);
+		seen->pid = locks_holder_pid(h);
+		seen->uid = locks_holder_uid(h);
+		seen->gid = locks_holder_gid(h);
+		snprintf(seen->client, sizeof seen->client, "%s",
+		    locks_holder_client(h));
+		snprintf(seen->owner, sizeof seen->owner, "%s",
+		    locks_holder_owner(h));
+		snprintf(seen->command, sizeof seen->command, "%s",
+		    locks_holder_command(h));
+		seen->mode = locks_holder_mode(h);
+		seen->since = locks_holder_since(h);
+		seen->token = locks_holder_token(h);
+	}
+	seen->past_end_null = locks_lock_holder(lock, seen->nholders) ==
+	    NULL;
+	if (seen->release != NULL)
+		h_holder_release(seen->release);
+}
+
+/* Connect through liblocks to the TCase's daemon. */
+static locks_conn *
+lib_conn(const char *client)
+{
+	locks_conn	*c = NULL;
+	int		 rc;
+
+	ck_assert_msg(srv.pid > 0, "locksd did not start");
+	rc = locks_connect(srv.socket_path, client, &c);
+	ck_assert_msg(rc == LOCKS_OK, "locks_connect: %s: %s",
+	    locks_error_code(rc), locks_last_message(NULL));
+	return c;
+}
+
+START_TEST(test_liblocks_connect_without_label_uses_program_name)
+{
+	locks_conn	*c = lib_conn(NULL);
+	struct h_conn	*raw = conn();
+	int64_t		 token = 0;
+
+	ck_assert_str_eq(locks_socket_path(c), srv.socket_path);
+	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire(c, "ll-anon", NULL, &token), LOCKS_OK);
+	ck_assert_int_gt(token, 0);
+	ck_assert_str_eq(h_str(member(listed(raw, "ll-anon"), "holders", 0),
+	    "client"), program_invocation_short_name);
+	locks_close(c);
+	locks_close(NULL);
+}
+END_TEST
+
+START_TEST(test_liblocks_acquire_reports_holders_to_on_blocking)
+{
+	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct h_holder			 holder;
+	struct seen			 seen;
+	struct h_conn			*raw = conn();
+	locks_conn			*c = lib_conn("ll-me");
+	int64_t				 token = 0;
+	double				 t0;
+	pid_t				 holder_pid;
+	int				 rc;
+
+	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "ll-blk",
+	    LOCKS_EXCLUSIVE, "ll-holder", "ll-owner") == 0, "%s", h_error());
+	holder_pid = holder.pid;
+	memset(&seen, 0, sizeof seen);
+	seen.release = &holder;
+	opts.notify_after = 0.2;
+	opts.owner = "ll-waiter";
+	opts.on_blocking = on_blocking;
+	opts.arg = &seen;
+	t0 = h_now();
+	rc = locks_acquire(c, "ll-blk", &opts, &token);
+	ck_assert_msg(rc == LOCKS_OK, "locks_acquire: %s: %s",
+	    locks_error_code(rc), locks_last_message(c));
+	ck_assert_msg(h_now() - t0 >= 0.15, "granted before notify_after");
+	ck_assert_int_gt(token, holder.token);
+
+	ck_assert_int_eq(seen.calls, 1);
+	ck_assert_str_eq(seen.name, "ll-blk");
+	ck_assert_int_eq(seen.position, 1);
+	ck_assert_int_eq(seen.nholders, 1);
+	ck_assert_int_eq(seen.external, 0);
+	ck_assert_int_eq(seen.pid, holder_pid);
+	ck_assert_int_eq(seen.uid, getuid());
+	ck_assert_int_eq(seen.gid, getgid());
+	ck_assert_str_eq(seen.client, "ll-holder");
+	ck_assert_str_eq(seen.owner, "ll-owner");
+	ck_assert_str_eq(seen.command, "");
+	ck_assert_int_eq(seen.mode, LOCKS_EXCLUSIVE);
+	ck_assert_msg(seen.since > wall_now() - 60 &&
+	    seen.since <= wall_now(), "since %f", seen.since);
+	ck_assert_int_eq(seen.token, holder.token);
+	ck_assert(seen.past_end_null);
+
+	ck_assert_str_eq(h_str(member(listed(raw, "ll-blk"), "holders", 0),
+	    "owner"), "ll-waiter");
+	ck_assert_int_eq(locks_release(c, "ll-blk"), LOCKS_OK);
+	locks_close(c);
+}
+END_TEST
+
+START_TEST(test_liblocks_acquire_times_out_and_tries_once)
+{
+	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct h_holder			 holder;
+	struct seen			 seen;
+	locks_conn			*c = lib_conn("ll-to");
+	int64_t				 token = -1;
+	double				 t0;
+
+	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "ll-to",
+	    LOCKS_SHARED, "ll-holder", "") == 0, "%s", h_error());
+	memset(&seen, 0, sizeof seen);
+	opts.timeout = 0;
+	opts.on_blocking = on_blocking;
+	opts.arg = &seen;
+	t0 = h_now();
+	ck_assert_int_eq(locks_acquire(c, "ll-to", &opts, &token),
+	    LOCKS_E_TIMEOUT);
+	ck_assert_msg(h_now() - t0 < h_slow(1), "timeout 0 waited");
+	ck_assert_int_eq(token, -1);
+	ck_assert_int_gt(strlen(locks_last_message(c)), 0);
+
+	opts.timeout = 0.3;
+	opts.notify_after = 10;
+	t0 = h_now();
+	ck_assert_int_eq(locks_acquire(c, "ll-to", &opts, &token),
+	    LOCKS_E_TIMEOUT);
+	ck_assert_msg(h_now() - t0 >= 0.25, "timed out early");
+	ck_assert_int_eq(seen.calls, 0);
+	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
+
+	/* Shared beside a shared holder is granted at once. */
+	opts.mode = LOCKS_SHARED;
+	opts.timeout = 0;
+	ck_assert_int_eq(locks_acquire(c, "ll-to", &opts, &token), LOCKS_OK);
+	ck_assert_int_gt(token, holder.token);
+	h_holder_kill(&holder);
+	locks_close(c);
+}
+END_TEST
+
+START_TEST(test_liblocks_release_and_refusals)
+{
+	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
+	locks_conn			*c = lib_conn("ll-rel");
+	char				*owner;
+	int64_t				 token = 0;
+
+	ck_assert_int_eq(locks_acquire(c, "ll-rel", NULL, &token), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire(c, "ll-rel", NULL, NULL),
+	    LOCKS_E_ALREADY_HELD);
+	ck_assert_int_gt(strlen(locks_last_message(c)), 0);
+	ck_assert_int_eq(locks_release(c, "ll-rel"), LOCKS_OK);
+	ck_assert_int_eq(locks_release(c, "ll-rel"), LOCKS_E_NOT_HELD);
+	ck_assert_int_eq(locks_acquire(c, "a/b", NULL, NULL),
+	    LOCKS_E_INVALID_NAME);
+	ck_assert_int_eq(locks_release(c, ".."), LOCKS_E_INVALID_NAME);
+	ck_assert_int_eq(locks_acquire(NULL, "ll-rel", NULL, NULL),
+	    LOCKS_E_INVAL);
+
+	owner = filled(257, 'o');
+	opts.owner = owner;
+	ck_assert_int_eq(locks_acquire(c, "ll-rel", &opts, NULL),
+	    LOCKS_E_INVAL);
+	owner[256] = '\0';
+	ck_assert_int_eq(locks_acquire(c, "ll-rel", &opts, NULL), LOCKS_OK);
+	free(owner);
+	opts.owner = NULL;
+	opts.timeout = NAN;
+	ck_assert_int_eq(locks_acquire(c, "ll-rel2", &opts, NULL),
+	    LOCKS_E_INVAL);
+	opts.timeout = -1;
+	opts.notify_after = -1;
+	ck_assert_int_eq(locks_acquire(c, "ll-rel2", &opts, NULL),
+	    LOCKS_E_INVAL);
+	opts.notify_after = 0;
+	opts.mode = (enum locks_mode)7;
+	ck_assert_int_eq(locks_acquire(c, "ll-rel2", &opts, NULL),
+	    LOCKS_E_INVAL);
+	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
+	locks_close(c);
+}
+END_TEST
+
+START_TEST(test_liblocks_name_valid_follows_the_name_rules)
+{
+	static const char	*good[] = { "a", "db", "Ab9._:@+-z", "a..b",
+	    "x.", "1" };
+	static const char	*bad[] = { "", ".", "..", ".x", "a/b", "/etc",
+	    "a b", "caf\xc3\xa9", "a*", "x\n", "tab\there" };
+	char			*name;
+	size_t			 i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++)
+		ck_assert_msg(locks_name_valid(good[i]), "refused %s",
+		    good[i]);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(!locks_name_valid(bad[i]), "accepted \"%s\"",
+		    bad[i]);
+	name = filled(201, 'n');
+	ck_assert(!locks_name_valid(name));
+	name[200] = '\0';
+	ck_assert(locks_name_valid(name));
+	free(name);
+}
+END_TEST
+
+START_TEST(test_liblocks_list_accessors)
+{
+	struct h_holder		 holder;
+	struct h_conn		*w = conn_hello("ll-w-client");
+	locks_conn		*c = lib_conn("ll-lister");
+	locks_list		*list = NULL;
+	const locks_lock	*lock;
+	const locks_holder	*h;
+	struct json_object	*json;
+	size_t			 i;
+	int			 found = 0;
+
+	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "ll-list",
+	    LOCKS_EXCLUSIVE, "ll-h-client", "ll-h-owner") == 0, "%s",
+	    h_error());
+	queue(w, "ll-list", "shared", 1, "ll-w-owner");
+
+	ck_assert_int_eq(locks_list_get(c, "ll-list", &list), LOCKS_OK);
+	ck_assert_int_eq(locks_list_count(list), 1);
+	lock = locks_list_lock(list, 0);
+	ck_assert_ptr_nonnull(lock);
+	ck_assert_ptr_null(locks_list_lock(list, 1));
+	ck_assert_str_eq(locks_lock_name(lock), "ll-list");
+	ck_assert_int_eq(locks_lock_nholders(lock), 1);
+	h = locks_lock_holder(lock, 0);
+	ck_assert_int_eq(locks_holder_pid(h), holder.pid);
+	ck_assert_int_eq(locks_holder_uid(h), getuid());
+	ck_assert_int_eq(locks_holder_gid(h), getgid());
+	ck_assert_str_eq(locks_holder_client(h), "ll-h-client");
+	ck_assert_str_eq(locks_holder_owner(h), "ll-h-owner");
+	ck_assert_int_eq(locks_holder_mode(h), LOCKS_EXCLUSIVE);
+	ck_assert_int_eq(locks_holder_token(h), holder.token);
+	ck_assert_int_eq(locks_holder_external(h), 0);
+	ck_assert(locks_holder_since(h) > wall_now() - 60);
+	ck_assert_int_eq(locks_lock_nwaiters(lock), 1);
+	h = locks_lock_waiter(lock, 0);
+	ck_assert_ptr_null(locks_lock_waiter(lock, 1));
+	ck_assert_int_eq(locks_holder_pid(h), getpid());
+	ck_assert_str_eq(locks_holder_client(h), "ll-w-client");
+	ck_assert_str_eq(locks_holder_owner(h), "ll-w-owner");
+	ck_assert_int_eq(locks_holder_mode(h), LOCKS_SHARED);
+	ck_assert_int_eq(locks_holder_token(h), 0);
+	ck_assert(locks_holder_since(h) > wall_now() - 60);
+
+	json = json_tokener_parse(locks_list_json(list));
+	ck_assert_msg(json != NULL && h_ok(json), "list json: %s",
+	    locks_list_json(list));
+	ck_assert_ptr_nonnull(strstr(locks_list_json(list), "\"ll-list\""));
+	json_object_put(json);
+	locks_list_free(list);
+
+	list = NULL;
+	ck_assert_int_eq(locks_list_get(c, NULL, &list), LOCKS_OK);
+	for (i = 0; i < locks_list_count(list); i++) {
+		lock = locks_list_lock(list, i);
+		if (strcmp(locks_lock_name(lock), "ll-list") == 0)
+			found++;
+		if (i > 0)
+			ck_assert(strcmp(locks_lock_name(locks_list_lock(list,
+			    i - 1)), locks_lock_name(lock)) < 0);
+	}
+	ck_assert_int_eq(found, 1);
+	locks_list_free(list);
+
+	list = NULL;
+	ck_assert_int_eq(locks_list_get(c, "ll-none", &list), LOCKS_OK);
+	ck_assert_int_eq(locks_list_count(list), 0);
+	locks_list_free(list);
+	locks_list_free(NULL);
+	ck_assert_int_eq(locks_list_get(c, "a/b", &list),
+	    LOCKS_E_INVALID_NAME);
+	h_holder_kill(&holder);
+	locks_close(c);
+}
+END_TEST
+
+START_TEST(test_liblocks_status_accessors)
+{
+	locks_conn		*c = lib_conn("ll-status");
+	locks_status		*st = NULL;
+	struct json_object	*json;
+	struct h_conn		*raw = conn();
+	struct json_object	*hello;
+
+	hello = h_request(raw, "{\"op\":\"hello\"}");
+	ck_assert_int_eq(locks_acquire(c, "ll-st", NULL, NULL), LOCKS_OK);
+	ck_assert_int_eq(locks_status_get(c, &st), LOCKS_OK);
+	ck_assert_str_eq(locks_status_version(st), h_str(hello, "version"));
+	ck_assert(locks_status_uptime(st) >= 0);
+	ck_assert_int_ge(locks_status_connections(st), 2);
+	ck_assert_int_ge(locks_status_locks_held(st), 1);
+	ck_assert_int_ge(locks_status_waiters(st), 0);
+	ck_assert_int_ge(locks_status_acquired_total(st),
+	    locks_status_locks_held(st));
+	json = json_tokener_parse(locks_status_json(st));
+	ck_assert_msg(json != NULL && h_ok(json), "status json: %s",
+	    locks_status_json(st));
+	ck_assert_int_eq(h_int(json, "acquired_total"),
+	    locks_status_acquired_total(st));
+	json_object_put(json);
+	locks_status_free(st);
+	locks_status_free(NULL);
+	locks_close(c);
+}
+END_TEST
+
+START_TEST(test_liblocks_names_every_error)
+{
+	static const struct {
+		int		 error;
+		const char	*code;
+	} proto[] = {
+		{ LOCKS_E_BAD_JSON, "bad_json" },
+		{ LOCKS_E_BAD_REQUEST, "bad_request" },
+		{ LOCKS_E_UNKNOWN_OP, "unknown_op" },
+		{ LOCKS_E_INVALID_NAME, "invalid_name" },
+		{ LOCKS_E_ALREADY_HELD, "already_held" },
+		{ LOCKS_E_NOT_HELD, "not_held" },
+		{ LOCKS_E_TIMEOUT, "timeout" },
+		{ LOCKS_E_CANCELLED, "cancelled" },
+		{ LOCKS_E_TOO_LARGE, "too_large" },
+		{ LOCKS_E_LIMIT, "limit" },
+		{ LOCKS_E_PERMISSION_DENIED, "permission_denied" },
+		{ LOCKS_E_INTERNAL, "internal" },
+	};
+	static const int	 own[] = { LOCKS_E_CONNECT, LOCKS_E_LOST,
+	    LOCKS_E_PROTOCOL, LOCKS_E_NOMEM, LOCKS_E_INVAL };
+	const char		*codes[32], *texts[32];
+	size_t			 i, j, n = 0;
+
+	for (i = 0; i < sizeof proto / sizeof proto[0]; i++) {
+		ck_assert_str_eq(locks_error_code(proto[i].error),
+		    proto[i].code);
+		codes[n] = locks_error_code(proto[i].error);
+		texts[n++] = locks_strerror(proto[i].error);
+	}
+	for (i = 0; i < sizeof own / sizeof own[0]; i++) {
+		codes[n] = locks_error_code(own[i]);
+		texts[n++] = locks_strerror(own[i]);
+	}
+	for (i = 0; i < n; i++) {
+		ck_assert_int_gt(strlen(codes[i]), 0);
+		ck_assert_int_gt(strlen(texts[i]), 0);
+		ck_assert_str_ne(texts[i], locks_strerror(-999));
+		for (j = 0; j < i; j++) {
+			ck_assert_str_ne(codes[i], codes[j]);
+			ck_assert_str_ne(texts[i], texts[j]);
+		}
+	}
+	ck_assert_int_gt(strlen(locks_strerror(LOCKS_OK)), 0);
+}
+END_TEST
+
+START_TEST(test_liblocks_connect_to_missing_socket_fails)
+{
+	locks_conn	*c = (locks_conn *)&c;
+	char		 path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/no-such.sock", h_run_dir());
+	ck_assert_int_eq(locks_connect(path, "x", &c), LOCKS_E_CONNECT);
+	ck_assert_ptr_eq(c, (locks_conn *)&c);
+	ck_assert_msg(strstr(locks_last_message(NULL), path) != NULL,
+	    "message does not name the socket: %s",
+	    locks_last_message(NULL));
+}
+END_TEST
+
+START_TEST(test_liblocks_uses_locks_socket_when_path_is_null)
+{
+	locks_conn	*c = NULL;
+	char		 buf[PATH_MAX];
+
+	ck_assert_msg(srv.pid > 0, "locksd did not start");
+	setenv("LOCKS_SOCKET", srv.socket_path, 1);
+	ck_assert_int_eq(locks_default_socket(buf, sizeof buf),
+	    (int)strlen(srv.socket_path));
+	ck_assert_str_eq(buf, srv.socket_path);
+	ck_assert_int_eq(locks_connect(NULL, "env", &c), LOCKS_OK);
+	ck_assert_str_eq(locks_socket_path(c), srv.socket_path);
+	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
+	locks_close(c);
+}
+END_TEST
+
+/* Compare the library's default socket path with the daemon's and want. */
+static int
+default_socket_is(const char *want)
+{
+	char	 lib[PATH_MAX], daemon[PATH_MAX];
+
+	locks_default_socket(lib, sizeof lib);
+	proto_default_socket(daemon, sizeof daemon);
+	if (strcmp(lib, daemon) != 0) {
+		fprintf(stderr, "liblocks says %s, locksd says %s\n", lib,
+		    daemon);
+		return 0;
+	}
+	if (want != NULL && strcmp(lib, want) != 0) {
+		fprintf(stderr, "default socket %s, not %s\n", lib, want);
+		return 0;
+	}
+	return 1;
+}
+
+START_TEST(test_default_socket_path_follows_the_documented_order)
+{
+	pid_t	 pid;
+	int	 status, bad = 0;
+
+	setenv("LOCKS_SOCKET", "/x/y.sock", 1);
+	setenv("XDG_RUNTIME_DIR", "/xdg", 1);
+	ck_assert(default_socket_is("/x/y.sock"));
+	unsetenv("LOCKS_SOCKET");
+	if (getuid() != 0) {
+		ck_assert(default_socket_is(NULL));
+		return;
+	}
+	ck_assert(default_socket_is("/run/locksd/locksd.sock"));
+
+	/* The rest of the rule is for users other than root. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgid(65534) == -1 || setuid(65534) == -1)
+			_exit(100);
+		bad += !default_socket_is("/xdg/locksd/locksd.sock");
+		unsetenv("XDG_RUNTIME_DIR");
+		bad += !default_socket_is("/tmp/locksd-65534/locksd.sock");
+		setenv("XDG_RUNTIME_DIR", "", 1);
+		bad += !default_socket_is("/tmp/locksd-65534/locksd.sock");
+		/* Not in the rule, but client and daemon must agree. */
+		setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
+		bad += !default_socket_is(NULL);
+		_exit(bad);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "%d case(s) differ (see stderr)", WEXITSTATUS(status));
+}
+END_TEST
+
+/*
+ * The daemon's life: start, refuse, restart, stop.
+ */
+
+/* Take name on a fresh daemon connection and return its token. */
+static int64_t
+token_from(struct h_daemon *d, const char *name)
+{
+	struct h_conn	*c = conn_to(d->socket_path);
+	int64_t		 token;
+
+	token = h_int(take(c, name, "exclusive"), "token");
+	h_conn_close(c);
+	return token;
+}
+
+START_TEST(test_tokens_increase_across_daemon_restarts)
+{
+	struct h_daemon	 d;
+	int64_t		 last = 0, t;
+	int		 i;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	for (i = 0; i < 3; i++) {
+		t = token_from(&d, "restart-x");
+		ck_assert_int_gt(t, last);
+		last = t;
+	}
+	for (i = 0; i < 3; i++) {
+		ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+		ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
+		t = token_from(&d, "restart-x");
+		ck_assert_msg(t > last, "token %lld after restart, not above "
+		    "%lld", (long long)t, (long long)last);
+		ck_assert_int_lt(t, MAX_SAFE_INTEGER);
+		last = t;
+	}
+	/* A crash too. */
+	h_daemon_kill(&d);
+	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
+	t = token_from(&d, "restart-x");
+	ck_assert_msg(t > last, "token %lld after kill -9, not above %lld",
+	    (long long)t, (long long)last);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+/*
+ * White-box: token.c keeps a reserved ceiling in <lock-dir>/.tokens so
+ * that a clock set backwards cannot make a restart reuse tokens.  Faking
+ * a ceiling far above the clock stands in for that clock step.
+ */
+START_TEST(test_restart_starts_above_the_reserved_token_ceiling)
+{
+	struct h_daemon	 d;
+	char		 path[PATH_MAX];
+	int64_t		 t1, t2, ceiling;
+	FILE		*fp;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	t1 = token_from(&d, "ceiling-x");
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+
+	snprintf(path, sizeof path, "%s/.tokens", d.lock_dir);
+	fp = fopen(path, "r");
+	ck_assert_msg(fp != NULL, "no %s", path);
+	ck_assert_int_eq(fscanf(fp, "%" SCNd64, &ceiling), 1);
+	fclose(fp);
+	ck_assert_int_gt(ceiling, t1);
+
+	ceiling = t1 + 5000000000000LL;		/* 58 days ahead */
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	fprintf(fp, "%" PRId64 "\n", ceiling);
+	fclose(fp);
+	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
+	t2 = token_from(&d, "ceiling-x");
+	ck_assert_msg(t2 > ceiling, "token %lld below the ceiling %lld",
+	    (long long)t2, (long long)ceiling);
+	ck_assert_int_lt(t2, MAX_SAFE_INTEGER);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_daemon_defaults_to_locks_socket_and_a_lock_dir_beside_it)
+{
+	struct h_daemon	 d;
+	locks_conn	*c = NULL;
+	char		 dir[128];
+
+	snprintf(dir, sizeof dir, "%s/env-XXXXXX", h_run_dir());
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	memset(&d, 0, sizeof d);
+	d.env_only = 1;
+	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
+	setenv("LOCKS_SOCKET", d.socket_path, 1);
+	ck_assert_int_eq(locks_connect(NULL, "env", &c), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire(c, "env-x", NULL, NULL), LOCKS_OK);
+	ck_assert_int_eq(h_file_mode(dir, "locks"), 0755);
+	ck_assert_int_eq(h_file_mode(d.lock_dir, "env-x"), 0644);
+	locks_close(c);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_sigterm_exits_zero_and_removes_socket)
+{
+	struct h_daemon	 d;
+	struct h_conn	*h, *w;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	h = conn_to(d.socket_path);
+	w = conn_to(d.socket_path);
+	take(h, "term-x", "exclusive");
+	queue(w, "term-x", "exclusive", 1, "");
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+	ck_assert_msg(h_recv_closed(h, 2), "%s", h_error());
+	ck_assert_msg(h_recv_closed(w, 2), "%s", h_error());
+	/* Its locks went with it; its lock files stay. */
+	ck_assert_int_eq(h_file_mode(d.lock_dir, "term-x"), 0644);
+	ck_assert_int_eq(h_system("flock -n '%s/term-x' true", d.lock_dir),
+	    0);
+}
+END_TEST
+
+START_TEST(test_sigint_exits_zero_and_removes_socket)
+{
+	struct h_daemon	 d;
+	struct h_conn	*h;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	h = conn_to(d.socket_path);
+	take(h, "int-x", "exclusive");
+	ck_assert_msg(h_daemon_signal_stop(&d, SIGINT) == 0, "%s",
+	    h_error());
+	ck_assert_msg(h_recv_closed(h, 2), "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_second_daemon_on_live_socket_refuses_to_start)
+{
+	struct h_daemon	 d, second;
+	struct h_conn	*before, *after;
+	struct stat	 sb;
+	pid_t		 pid;
+	int		 status;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	before = conn_to(d.socket_path);
+	take(before, "live-x", "exclusive");
+
+	second = d;
+	snprintf(second.lock_dir, sizeof second.lock_dir, "%s/locks2", d.dir);
+	snprintf(second.log_path, sizeof second.log_path, "%s/second.log",
+	    d.dir);
+	pid = h_daemon_spawn(&second);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_msg(h_wait_exit(pid, h_slow(5), &status) == 0, "%s",
+	    h_error());
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0,
+	    "the second locksd did not fail: status %#x", status);
+
+	/* The first one is untouched. */
+	ck_assert_int_eq(lstat(d.socket_path, &sb), 0);
+	EXPECT_OK(h_request(before, "{\"op\":\"ping\"}"));
+	after = conn_to(d.socket_path);
+	EXPECT_ERROR(h_request(after, "{\"op\":\"acquire\","
+	    "\"name\":\"live-x\",\"timeout\":0}"), "timeout");
+	h_conn_close(before);
+	h_conn_close(after);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_stale_socket_file_is_removed_at_start)
+{
+	struct h_daemon		 d;
+	struct sockaddr_un	 sun;
+	struct h_conn		*c;
+	char			 dir[128];
+	int			 fd;
+
+	snprintf(dir, sizeof dir, "%s/stale-XXXXXX", h_run_dir());
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	memset(&d, 0, sizeof d);
+	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, d.socket_path, sizeof sun.sun_path);
+	/* A socket nobody listens on, as a crashed daemon leaves. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	close(fd);
+
+	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
+	c = conn_to(d.socket_path);
+	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
+	h_conn_close(c);
+
+	/* And after kill -9. */
+	h_daemon_kill(&d);
+	ck_assert_int_ge(h_file_mode(d.socket_path, NULL), 0);
+	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
+	c = conn_to(d.socket_path);
+	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
+	h_conn_close(c);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_file_that_is_not_a_socket_is_never_removed)
+{
+	struct h_daemon	 d;
+	char		 dir[128];
+	pid_t		 pid;
+	int		 status;
+	FILE		*fp;
+
+	snprintf(dir, sizeof dir, "%s/notsock-XXXXXX", h_run_dir());
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	memset(&d, 0, sizeof d);
+	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
+	fp = fopen(d.socket_path, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs("precious\n", fp);
+	fclose(fp);
+
+	pid = h_daemon_spawn(&d);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_msg(h_wait_exit(pid, h_slow(5), &status) == 0, "%s",
+	    h_error());
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0,
+	    "locksd started over a regular file: status %#x", status);
+	ck_assert_int_eq(h_system("grep -qx precious '%s'", d.socket_path), 0);
+}
+END_TEST
+
+START_TEST(test_liblocks_reports_a_lost_connection)
+{
+	struct h_daemon	 d;
+	locks_conn	*c = NULL;
+
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	ck_assert_int_eq(locks_connect(d.socket_path, "lost", &c), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire(c, "lost-x", NULL, NULL), LOCKS_OK);
+	h_daemon_kill(&d);
+	ck_assert_int_eq(locks_ping(c), LOCKS_E_LOST);
+	ck_assert_int_gt(strlen(locks_last_message(c)), 0);
+	/* The connection stays unusable. */
+	ck_assert_int_eq(locks_ping(c), LOCKS_E_LOST);
+	locks_close(c);
+}
+END_TEST
+
+/* A TCase with its own daemon and a timeout for slow machines. */
+static TCase *
+daemon_tcase(const char *name)
+{
+	TCase	*tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
+	tcase_set_timeout(tc, 60);
+	return tc;
+}
+
+static Suite *
+integration_suite(void)
+{
+	Suite	*s = suite_create("integration");
+	TCase	*tc;
+
+	tc = daemon_tcase("session");
+	tcase_add_test(tc, test_hello_reports_server_version_protocol_and_pid);
+	tcase_add_test(tc, test_hello_is_optional_and_sets_the_client_label);
+	tcase_add_test(tc, test_ping_replies_ok_and_nothing_else);
+	tcase_add_test(tc, test_replies_echo_every_kind_of_scalar_id);
+	tcase_add_test(tc, test_blank_lines_are_ignored);
+	tcase_add_test(tc, test_unknown_request_fields_are_ignored);
+	tcase_add_test(tc,
+	    test_nesting_depth_of_eight_is_accepted_and_nine_is_not);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("acquire");
+	tcase_add_test(tc,
+	    test_acquire_grant_reports_name_mode_token_and_waited);
+	tcase_add_test(tc, test_tokens_strictly_increase_across_grants);
+	tcase_add_test(tc,
+	    test_exclusive_holder_blocks_second_with_blocking_event);
+	tcase_add_test(tc, test_blocking_event_reports_queue_position);
+	tcase_add_test(tc, test_notify_after_delays_the_single_blocking_event);
+	tcase_add_test(tc,
+	    test_timeout_fails_the_acquire_and_leaves_nothing_queued);
+	tcase_add_test(tc, test_timeout_after_the_event_still_fails);
+	tcase_add_test(tc, test_timeout_zero_fails_at_once_without_event);
+	tcase_add_test(tc, test_release_hands_off_to_next_waiter_at_once);
+	tcase_add_test(tc,
+	    test_release_of_waiting_name_cancels_the_wait_first);
+	tcase_add_test(tc, test_release_of_name_not_held_is_not_held);
+	tcase_add_test(tc, test_already_held_for_held_and_waiting_names);
+	tcase_add_test(tc,
+	    test_waiting_acquire_does_not_hold_up_pipelined_requests);
+	tcase_add_test(tc, test_waiters_are_granted_in_fifo_order);
+	tcase_add_test(tc, test_shared_run_at_queue_head_is_granted_together);
+	tcase_add_test(tc, test_shared_waits_behind_queued_exclusive);
+	tcase_add_test(tc, test_shared_joins_shared_holders_when_nobody_waits);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("lifetime");
+	tcase_add_test(tc,
+	    test_closing_connection_releases_locks_and_cancels_waits);
+	tcase_add_test(tc, test_kill_9_of_holder_process_releases_its_lock);
+	tcase_add_test(tc,
+	    test_half_written_request_then_disconnect_releases_everything);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("list");
+	tcase_add_test(tc,
+	    test_list_shows_only_locks_with_holders_or_waiters_sorted);
+	tcase_add_test(tc, test_list_reports_holder_and_waiter_fields);
+	tcase_add_test(tc, test_holder_credentials_come_from_the_socket_peer);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("errors");
+	tcase_add_test(tc,
+	    test_bad_json_replies_null_id_and_keeps_the_connection);
+	tcase_add_test(tc, test_bad_request_for_malformed_requests);
+	tcase_add_test(tc, test_unknown_op_is_reported_with_its_id);
+	tcase_add_test(tc, test_invalid_name_rejects_paths_and_bad_bytes);
+	tcase_add_test(tc,
+	    test_too_large_line_is_refused_and_the_connection_closed);
+	tcase_add_test(tc, test_line_of_exactly_65536_bytes_is_accepted);
+	tcase_add_test(tc, test_limit_when_a_connection_takes_too_many_names);
+	tcase_add_test(tc, test_internal_when_the_lock_file_cannot_be_opened);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("flock");
+	tcase_add_test(tc, test_exclusive_grant_excludes_flock);
+	tcase_add_test(tc, test_shared_grant_admits_only_shared_flock);
+	tcase_add_test(tc, test_handoff_between_broker_clients_keeps_the_flock);
+	tcase_add_test(tc, test_outside_flock_holder_makes_acquire_wait);
+	tcase_add_test(tc,
+	    test_outside_flock_holder_fails_timeout_zero_at_once);
+	tcase_add_test(tc, test_outside_shared_flock_blocks_only_exclusive);
+	tcase_add_test(tc, test_lock_files_are_0644_and_never_unlinked);
+	tcase_add_test(tc, test_lock_dir_is_created_0755);
+	suite_add_tcase(s, tc);
+
+	tc = daemon_tcase("liblocks");
+	tcase_add_test(tc,
+	    test_liblocks_connect_without_label_uses_program_name);
+	tcase_add_test(tc,
+	    test_liblocks_acquire_reports_holders_to_on_blocking);
+	tcase_add_test(tc, test_liblocks_acquire_times_out_and_tries_once);
+	tcase_add_test(tc, test_liblocks_release_and_refusals);
+	tcase_add_test(tc, test_liblocks_name_valid_follows_the_name_rules);
+	tcase_add_test(tc, test_liblocks_list_accessors);
+	tcase_add_test(tc, test_liblocks_status_accessors);
+	tcase_add_test(tc, test_liblocks_names_every_error);
+	tcase_add_test(tc, test_liblocks_connect_to_missing_socket_fails);
+	tcase_add_test(tc, test_liblocks_uses_locks_socket_when_path_is_null);
+	tcase_add_test(tc,
+	    test_default_socket_path_follows_the_documented_order);
+	suite_add_tcase(s, tc);
+
+	/* These start daemons of their own. */
+	tc = tcase_create("daemon");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_status_reports_counts);
+	tcase_add_test(tc, test_limit_when_the_daemon_runs_out_of_descriptors);
+	tcase_add_test(tc,
+	    test_limit_at_max_locks_per_client_counts_holds_and_waits);
+	tcase_add_test(tc, test_tokens_increase_across_daemon_restarts);
+	tcase_add_test(tc,
+	    test_restart_starts_above_the_reserved_token_ceiling);
+	tcase_add_test(tc,
+	    test_daemon_defaults_to_locks_socket_and_a_lock_dir_beside_it);
+	tcase_add_test(tc, test_sigterm_exits_zero_and_removes_socket);
+	tcase_add_test(tc, test_sigint_exits_zero_and_removes_socket);
+	tcase_add_test(tc, test_second_daemon_on_live_socket_refuses_to_start);
+	tcase_add_test(tc, test_stale_socket_file_is_removed_at_start);
+	tcase_add_test(tc, test_file_that_is_not_a_socket_is_never_removed);
+	tcase_add_test(tc, test_liblocks_reports_a_lost_connection);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 nfailed;
+
+	if (h_init() == -1) {
+		fprintf(stderr, "harness: %s\n", h_error());
+		return EXIT_FAILURE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sr = srunner_create(integration_suite());
+	/* Tests must be forked: see the comment at the top. */
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	nfailed = srunner_ntests_failed(sr) + fixture_failures;
+	srunner_free(sr);
+	h_finish(nfailed != 0);
+	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
