@@ -296,8 +296,8 @@ conn_read_line(locks_conn *conn, const char **ret_line, size_t *ret_len)
 	int	 error;
 
 	for (;;) {
-		nl = memchr(conn->buf + conn->scan, '\n',
-		    conn->len - conn->scan);
+		nl = conn->len > conn->scan ? memchr(conn->buf + conn->scan,
+		    '\n', conn->len - conn->scan) : NULL;
 		if (nl != NULL) {
 			*ret_line = conn->buf + conn->off;
 			*ret_len = (size_t)(nl - *ret_line);

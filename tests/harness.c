@@ -448,6 +448,9 @@ h_daemon_dump_log(const struct h_daemon *d)
 	fclose(fp);
 }
 
+/* Open connections, closed after each passing test so sanitizers see no leak. */
+static TAILQ_HEAD(, h_conn) h_conns = TAILQ_HEAD_INITIALIZER(h_conns);
+
 /* Connect a raw protocol connection to the socket at path. */
 struct h_conn *
 h_conn_open(const char *path)
@@ -467,6 +470,7 @@ h_conn_open(const char *path)
 		return NULL;
 	}
 	c->fd = fd;
+	TAILQ_INSERT_TAIL(&h_conns, c, entry);
 	return c;
 }
 
@@ -478,6 +482,7 @@ h_conn_close(struct h_conn *c)
 
 	if (c == NULL)
 		return;
+	TAILQ_REMOVE(&h_conns, c, entry);
 	if (c->fd != -1)
 		close(c->fd);
 	for (i = 0; i < c->nobjs; i++)
@@ -486,6 +491,14 @@ h_conn_close(struct h_conn *c)
 	free(c->buf);
 	json_tokener_free(c->tok);
 	free(c);
+}
+
+/* Close every connection still open (a checked teardown). */
+void
+h_conn_close_all(void)
+{
+	while (!TAILQ_EMPTY(&h_conns))
+		h_conn_close(TAILQ_FIRST(&h_conns));
 }
 
 /* Send bytes as they are. */

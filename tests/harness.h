@@ -11,6 +11,7 @@
 #define LOCKS_TEST_HARNESS_H
 
 #include <sys/resource.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include <limits.h>
@@ -55,6 +56,7 @@ struct h_conn {
 	struct json_tokener	*tok;
 	struct json_object	**objs;	/* freed at close */
 	size_t			 nobjs;
+	TAILQ_ENTRY(h_conn)	 entry;	/* every open connection */
 };
 
 /* A process outside the test that holds a lock through liblocks. */
@@ -87,6 +89,7 @@ void		 h_daemon_dump_log(const struct h_daemon *);
 
 struct h_conn	*h_conn_open(const char *);
 void		 h_conn_close(struct h_conn *);
+void		 h_conn_close_all(void);
 int		 h_send_raw(struct h_conn *, const void *, size_t);
 int		 h_send(struct h_conn *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));

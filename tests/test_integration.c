@@ -2582,6 +2582,7 @@ daemon_tcase(const char *name)
 	TCase	*tc = tcase_create(name);
 
 	tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
+	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
 	tcase_set_timeout(tc, 60);
 	return tc;
 }
@@ -2687,6 +2688,7 @@ integration_suite(void)
 
 	/* These start daemons of their own. */
 	tc = tcase_create("daemon");
+	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_status_reports_counts);
 	tcase_add_test(tc, test_limit_when_the_daemon_runs_out_of_descriptors);
