@@ -704,9 +704,12 @@ list_print(const locks_list *list)
 	table_print(&t);
 }
 
-/* locks list: show holders and waiters. */
+/*
+ * Parse the options list and status share (--json, --socket, --help);
+ * returns whether --json was given and leaves optind at the operands.
+ */
 static int
-cmd_list(int argc, char **argv, const char *sock)
+parse_view_options(int argc, char **argv, const char **sock)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -714,10 +717,7 @@ cmd_list(int argc, char **argv, const char *sock)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	locks_conn	*conn;
-	locks_list	*list;
-	const char	*name = NULL;
-	int		 ch, error, json = 0, status;
+	int	 ch, json = 0;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -726,7 +726,7 @@ cmd_list(int argc, char **argv, const char *sock)
 			json = 1;
 			break;
 		case OPT_SOCKET:
-			sock = optarg;
+			*sock = optarg;
 			break;
 		case 'h':
 			help();
@@ -734,6 +734,19 @@ cmd_list(int argc, char **argv, const char *sock)
 			usage_error(NULL);
 		}
 	}
+	return json;
+}
+
+/* locks list: show holders and waiters. */
+static int
+cmd_list(int argc, char **argv, const char *sock)
+{
+	locks_conn	*conn;
+	locks_list	*list;
+	const char	*name = NULL;
+	int		 error, json, status;
+
+	json = parse_view_options(argc, argv, &sock);
 	if (argc - optind > 1)
 		usage_error("list takes at most one lock name");
 	if (optind < argc)
@@ -777,32 +790,12 @@ format_uptime(double seconds, char *buf, size_t size)
 static int
 cmd_status(int argc, char **argv, const char *sock)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "socket", required_argument, NULL, OPT_SOCKET },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
 	locks_conn	*conn;
 	locks_status	*st;
 	char		 uptime[64], *version;
-	int		 ch, error, json = 0, status;
+	int		 error, json, status;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case OPT_JSON:
-			json = 1;
-			break;
-		case OPT_SOCKET:
-			sock = optarg;
-			break;
-		case 'h':
-			help();
-		default:
-			usage_error(NULL);
-		}
-	}
+	json = parse_view_options(argc, argv, &sock);
 	if (optind < argc)
 		usage_error("status takes no arguments");
 
