@@ -39,6 +39,8 @@ struct lock_req;
 
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef double (*locktab_clock)(void);
+typedef void (*locktab_blocked_cb)(struct lock *, int, enum proto_mode,
+		    void *);
 
 struct locktab	*locktab_new(int, int64_t, locktab_granted_cb,
 		    locktab_clock);
@@ -47,6 +49,10 @@ int		 locktab_acquire(struct locktab *, const char *,
 		    enum proto_mode, int, void *, struct lock_req **);
 void		 locktab_release(struct locktab *, struct lock_req *);
 void		 locktab_retry(struct locktab *);
+void		 locktab_set_blocked_cb(struct locktab *, locktab_blocked_cb,
+		    void *);
+void		 locktab_adopt(struct locktab *, struct lock *, int,
+		    enum proto_mode);
 size_t		 locktab_nblocked(const struct locktab *);
 size_t		 locktab_nheld(const struct locktab *);
 size_t		 locktab_nwaiting(const struct locktab *);
@@ -58,6 +64,7 @@ struct lock	*locktab_first(struct locktab *);
 struct lock	*locktab_next(struct lock *);
 const char	*lock_name(const struct lock *);
 int		 lock_fd(const struct lock *);
+int		 lock_blocked(const struct lock *);
 struct lock_req	*lock_first_holder(struct lock *);
 struct lock_req	*lock_first_waiter(struct lock *);
 
@@ -70,6 +77,13 @@ int		 lock_req_position(const struct lock_req *);
 struct lock	*lock_req_lock(struct lock_req *);
 const char	*lock_req_name(const struct lock_req *);
 void		*lock_req_arg(const struct lock_req *);
+
+/* watch.c: threads that wait in flock(2) on outside holders. */
+struct watcher;
+
+struct watcher	*watcher_new(struct event_base *, struct locktab *, int);
+void		 watcher_free(struct watcher *);
+size_t		 watcher_nwatching(const struct watcher *);
 
 /* token.c */
 int64_t	 token_seed(int, double);

@@ -79,6 +79,7 @@ struct lock {
 	int			 fd;
 	enum lock_flock		 flock;
 	int			 blocked;	/* by an outsider */
+	enum proto_mode		 blocked_mode;	/* what the head waits for */
 	struct lock_reqs	 holders;	/* grant order */
 	struct lock_reqs	 waiters;	/* FIFO */
 	size_t			 nholders;
@@ -94,6 +95,8 @@ struct locktab {
 	int64_t			 next_token;
 	locktab_granted_cb	 granted_cb;
 	locktab_clock		 clock;
+	locktab_blocked_cb	 blocked_cb;
+	void			*blocked_arg;
 	void			*root;		/* tsearch(3) tree */
 	struct locks		 locks;
 	struct locks		 blocked;
@@ -158,22 +161,30 @@ lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 	return 0;
 }
 
-/* Mark a lock blocked by an outside holder, or no longer blocked. */
+/*
+ * Mark a lock blocked by an outside holder (with the mode its head waits
+ * for), or no longer blocked, and tell the blocked callback of a change.
+ */
 static void
-lock_set_blocked(struct lock *lock, int blocked)
+lock_set_blocked(struct lock *lock, int blocked, enum proto_mode mode)
 {
 	struct locktab	*tab = lock->tab;
 
-	if (lock->blocked == blocked)
+	if (lock->blocked == blocked && (!blocked || lock->blocked_mode == mode))
 		return;
-	lock->blocked = blocked;
-	if (blocked) {
-		TAILQ_INSERT_TAIL(&tab->blocked, lock, blocked_entry);
-		tab->nblocked++;
-	} else {
-		TAILQ_REMOVE(&tab->blocked, lock, blocked_entry);
-		tab->nblocked--;
+	if (lock->blocked != blocked) {
+		if (blocked) {
+			TAILQ_INSERT_TAIL(&tab->blocked, lock, blocked_entry);
+			tab->nblocked++;
+		} else {
+			TAILQ_REMOVE(&tab->blocked, lock, blocked_entry);
+			tab->nblocked--;
+		}
 	}
+	lock->blocked = blocked;
+	lock->blocked_mode = mode;
+	if (tab->blocked_cb != NULL)
+		tab->blocked_cb(lock, blocked, mode, tab->blocked_arg);
 }
 
 /* Remove an empty lock from the table, unlock and close its file. */
@@ -182,7 +193,7 @@ lock_free(struct lock *lock)
 {
 	struct locktab	*tab = lock->tab;
 
-	lock_set_blocked(lock, 0);
+	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
 	tdelete(lock, &tab->root, lock_cmp);
 	TAILQ_REMOVE(&tab->locks, lock, entry);
 	if (lock->flock != LOCK_FLOCK_NONE)
@@ -284,10 +295,10 @@ lock_grant(struct lock *lock)
 		return;
 	mode = req->mode;
 	if (lock_flock_set(lock, mode) != 0) {
-		lock_set_blocked(lock, 1);
+		lock_set_blocked(lock, 1, mode);
 		return;
 	}
-	lock_set_blocked(lock, 0);
+	lock_set_blocked(lock, 0, mode);
 	do {
 		lock_dequeue(lock, req);
 		lock_hold(lock, req);
@@ -398,7 +409,7 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 			return error;
 		}
 		lock_enqueue(lock, req);
-		lock_set_blocked(lock, 1);
+		lock_set_blocked(lock, 1, mode);
 	} else if (try_only) {
 		/* The lock has holders or waiters, so it stays. */
 		free(req);
@@ -442,6 +453,46 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	else
 		lock_grant(lock);
 	locktab_dispatch(tab);
+}
+
+/*
+ * Be told whenever a lock becomes blocked by an outside holder (with the
+ * mode its head waits for), changes that mode, or stops being blocked
+ * (also when it is freed).  The callback runs inside table operations and
+ * must not call back into the table.
+ */
+void
+locktab_set_blocked_cb(struct locktab *tab, locktab_blocked_cb cb, void *arg)
+{
+	tab->blocked_cb = cb;
+	tab->blocked_arg = arg;
+}
+
+/*
+ * Hand a blocked lock a descriptor of its file that already holds the
+ * flock in mode (taken by a blocking flock elsewhere), so the grant needs
+ * no second try that an outsider could race.  The table owns fd after.
+ */
+void
+locktab_adopt(struct locktab *tab, struct lock *lock, int fd,
+    enum proto_mode mode)
+{
+	if (!lock->blocked || lock->nholders != 0) {
+		close(fd);
+		return;
+	}
+	close(lock->fd);
+	lock->fd = fd;
+	lock->flock = mode == PROTO_SHARED ? LOCK_FLOCK_SH : LOCK_FLOCK_EX;
+	lock_grant(lock);
+	locktab_dispatch(tab);
+}
+
+/* Whether an outside holder keeps the lock's queue waiting. */
+int
+lock_blocked(const struct lock *lock)
+{
+	return lock->blocked;
 }
 
 /* Try again to grant every lock blocked by an outside holder. */

@@ -19,7 +19,7 @@
 #include "daemon.h"
 
 #define TOKEN_RESERVE	1000000000LL	/* tokens reserved on disk ahead */
-#define RETRY_USEC	50000		/* poll for outside holders (50 ms) */
+#define RETRY_USEC	50000		/* poll unwatched outside holders */
 
 struct server {
 	struct event_base	*base;
@@ -27,6 +27,7 @@ struct server {
 	char			*socket_path;
 	int			 lock_dirfd;
 	struct locktab		*locktab;
+	struct watcher		*watcher;
 	struct conn_list	 conns;
 	size_t			 nconns;
 	size_t			 max_locks_per_client;
@@ -213,13 +214,16 @@ server_retry_cb(evutil_socket_t fd, short events, void *arg)
 	server_locks_changed(srv);
 }
 
-/* Arm the outside-holder poll only while some lock needs it. */
+/*
+ * Poll for outside holders only while some blocked lock has no watch
+ * thread (more blocked locks than watch threads).
+ */
 void
 server_locks_changed(struct server *srv)
 {
 	struct timeval	 tv = { 0, RETRY_USEC };
 
-	if (locktab_nblocked(srv->locktab) == 0)
+	if (locktab_nblocked(srv->locktab) <= watcher_nwatching(srv->watcher))
 		evtimer_del(srv->retry_ev);
 	else if (!evtimer_pending(srv->retry_ev, NULL))
 		evtimer_add(srv->retry_ev, &tv);
@@ -274,6 +278,7 @@ server_new(struct event_base *base, const struct server_config *config)
 	    clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
+	srv->watcher = watcher_new(base, srv->locktab, srv->lock_dirfd);
 	server_reserve_tokens(srv);
 	if ((srv->socket_path = strdup(config->socket_path)) == NULL)
 		fatal("strdup");
@@ -301,6 +306,7 @@ server_free(struct server *srv)
 	if (unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);
 	server_reserve_tokens(srv);
+	watcher_free(srv->watcher);
 	locktab_free(srv->locktab);
 	close(srv->lock_dirfd);
 	event_free(srv->sigterm_ev);
