@@ -85,6 +85,17 @@ struct watcher	*watcher_new(struct event_base *, struct locktab *, int);
 void		 watcher_free(struct watcher *);
 size_t		 watcher_nwatching(const struct watcher *);
 
+/* outside.c: flocks held by processes outside the broker. */
+struct outside_holder {
+	pid_t		 pid;
+	ino_t		 ino;
+	enum proto_mode	 mode;
+	char		 command[32];
+};
+
+size_t		 outside_scan(dev_t, pid_t, struct outside_holder **);
+struct json_object *outside_encode(const struct outside_holder *);
+
 /* token.c */
 int64_t	 token_seed(int, double);
 void	 token_reserve(int, int64_t);
@@ -115,18 +126,26 @@ struct acquire_list *conn_acquires(struct conn *);
 void		 request_dispatch(struct conn *, struct json_object *);
 void		 request_drop_all(struct conn *);
 void		 request_granted(struct lock_req *, void *);
+struct json_object *request_holder_encode(struct lock_req *);
+
+/* listing.c: holders and locks as list and blocking events show them. */
+struct json_object *listing_holders(struct server *, struct lock *);
+struct json_object *listing_locks(struct server *, const char *, int);
 
 /* server.c: the listening socket, signals, timers and shared state. */
 struct server_config {
 	const char	*socket_path;
 	const char	*lock_dir;
 	size_t		 max_locks_per_client;
+	const int	*listen_fds;	/* inherited sockets, or NULL: bind */
+	size_t		 nlisten_fds;
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);
 void		 server_free(struct server *);
 struct event_base *server_base(struct server *);
 struct locktab	*server_locktab(struct server *);
+int		 server_lock_dirfd(const struct server *);
 struct conn_list *server_conns(struct server *);
 size_t		 server_nconns(const struct server *);
 size_t		 server_max_locks_per_client(const struct server *);
@@ -138,5 +157,19 @@ void		 server_locks_changed(struct server *);
 /* clock.c */
 double		 clock_realtime(void);
 double		 clock_monotonic(void);
+
+/*
+ * sd.c: socket activation and sd_notify through libsystemd.  The prefix
+ * is systemd_, as sd_ belongs to libsystemd.
+ */
+struct systemd;
+
+size_t		 systemd_listen_fds(int **);
+int		 systemd_socket_path(int, char *, size_t);
+struct systemd	*systemd_new(struct event_base *);
+void		 systemd_free(struct systemd *);
+void		 systemd_ready(struct systemd *, const char *);
+void		 systemd_status(struct systemd *, const char *);
+void		 systemd_stopping(struct systemd *);
 
 #endif /* LOCKSD_DAEMON_H */

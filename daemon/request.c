@@ -87,9 +87,9 @@ acquire_drop(struct acquire *a)
 	locktab_release(server_locktab(srv), req);
 }
 
-/* Describe one holder or waiter as the protocol shows it. */
-static struct json_object *
-holder_encode(struct lock_req *req)
+/* Describe one broker holder or waiter as the protocol shows it. */
+struct json_object *
+request_holder_encode(struct lock_req *req)
 {
 	struct acquire		*a = lock_req_arg(req);
 	const struct peer	*peer = conn_peer(a->conn);
@@ -107,18 +107,6 @@ holder_encode(struct lock_req *req)
 	return proto_holder_encode(&h);
 }
 
-/* Encode a list of holders or waiters, starting from first. */
-static struct json_object *
-holders_encode(struct lock_req *first)
-{
-	struct json_object	*array = json_object_new_array();
-	struct lock_req		*req;
-
-	for (req = first; req != NULL; req = lock_req_next(req))
-		json_object_array_add(array, holder_encode(req));
-	return array;
-}
-
 /* Send the one blocking event of a waiting acquire. */
 static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
@@ -132,7 +120,7 @@ acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 	json_object_object_add(event, "name",
 	    json_object_new_string(lock_req_name(a->req)));
 	json_object_object_add(event, "holders",
-	    holders_encode(lock_first_holder(lock_req_lock(a->req))));
+	    listing_holders(conn_server(a->conn), lock_req_lock(a->req)));
 	json_object_object_add(event, "position",
 	    json_object_new_int(lock_req_position(a->req)));
 	conn_send(a->conn, event);
@@ -302,63 +290,14 @@ handle_release(struct conn *conn, const struct proto_request *r)
 	conn_send(conn, proto_reply_new(r->id, 1));
 }
 
-static int
-lock_cmp(const void *a, const void *b)
-{
-	return strcmp(lock_name(*(struct lock *const *)a),
-	    lock_name(*(struct lock *const *)b));
-}
-
-/* Collect the locks to list (one name, or all), sorted by name. */
-static size_t
-list_collect(struct locktab *tab, const char *name, struct lock ***ret)
-{
-	struct lock	**locks, *lock;
-	size_t		  n = 0;
-
-	*ret = NULL;
-	if (name != NULL) {
-		if ((lock = locktab_find(tab, name)) == NULL)
-			return 0;
-		if ((*ret = malloc(sizeof *locks)) == NULL)
-			return 0;
-		(*ret)[0] = lock;
-		return 1;
-	}
-	for (lock = locktab_first(tab); lock != NULL; lock = locktab_next(lock))
-		n++;
-	if (n == 0 || (locks = calloc(n, sizeof *locks)) == NULL)
-		return 0;
-	n = 0;
-	for (lock = locktab_first(tab); lock != NULL; lock = locktab_next(lock))
-		locks[n++] = lock;
-	qsort(locks, n, sizeof *locks, lock_cmp);
-	*ret = locks;
-	return n;
-}
-
 static void
 handle_list(struct conn *conn, const struct proto_request *r)
 {
-	struct json_object	*reply, *array, *entry;
-	struct lock		**locks;
-	size_t			  i, n;
+	struct json_object	*reply;
 
-	n = list_collect(server_locktab(conn_server(conn)), r->name, &locks);
-	array = json_object_new_array();
-	for (i = 0; i < n; i++) {
-		entry = json_object_new_object();
-		json_object_object_add(entry, "name",
-		    json_object_new_string(lock_name(locks[i])));
-		json_object_object_add(entry, "holders",
-		    holders_encode(lock_first_holder(locks[i])));
-		json_object_object_add(entry, "waiters",
-		    holders_encode(lock_first_waiter(locks[i])));
-		json_object_array_add(array, entry);
-	}
-	free(locks);
 	reply = proto_reply_new(r->id, 1);
-	json_object_object_add(reply, "locks", array);
+	json_object_object_add(reply, "locks",
+	    listing_locks(conn_server(conn), r->name, r->all));
 	conn_send(conn, reply);
 }
 

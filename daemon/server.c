@@ -333,6 +333,13 @@ server_locktab(struct server *srv)
 	return srv->locktab;
 }
 
+/* The open lock directory. */
+int
+server_lock_dirfd(const struct server *srv)
+{
+	return srv->lock_dirfd;
+}
+
 /* All open connections. */
 struct conn_list *
 server_conns(struct server *srv)

@@ -429,6 +429,14 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	case PROTO_OP_RELEASE:
 		return get_name(obj, 1, &req->name, ret_msg);
 	case PROTO_OP_LIST:
+		if (json_object_object_get_ex(obj, "all", &value) &&
+		    !json_object_is_type(value, json_type_null)) {
+			if (!json_object_is_type(value, json_type_boolean)) {
+				*ret_msg = "all must be a boolean";
+				return PROTO_E_BAD_REQUEST;
+			}
+			req->all = json_object_get_boolean(value);
+		}
 		return get_name(obj, 0, &req->name, ret_msg);
 	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
@@ -452,6 +460,11 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		json_object_object_add(obj, "name",
 		    json_object_new_string(req->name));
 	switch (req->op) {
+	case PROTO_OP_LIST:
+		if (req->all)
+			json_object_object_add(obj, "all",
+			    json_object_new_boolean(1));
+		break;
 	case PROTO_OP_HELLO:
 		json_object_object_add(obj, "client",
 		    json_object_new_string(req->client ? req->client : ""));

@@ -67,6 +67,7 @@ struct proto_request {
 	double			 notify_after;
 	const char		*owner;		/* "" when absent */
 	const char		*client;	/* "" when absent */
+	int			 all;		/* list: outside-only locks too */
 };
 
 /* One holder or waiter as it travels in list and blocking messages. */

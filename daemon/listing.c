@@ -1,0 +1,232 @@
+/*
+ * What list and the blocking event show: each lock's broker holders and
+ * waiters, plus the processes outside the broker that flock its file.
+ * With "all", files in the lock directory held only from outside (and
+ * awaited by nobody) are listed too.
+ */
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+/* The outside flocks on the lock directory's device, read once a reply. */
+struct outside {
+	struct outside_holder	*holders;
+	size_t			 n;
+};
+
+/* One listed name: a broker lock, or a file held only from outside. */
+struct entry {
+	char			 name[PROTO_MAX_NAME + 1];
+	struct lock		*lock;		/* NULL: outside only */
+	ino_t			 ino;
+};
+
+static void
+outside_read(struct server *srv, struct outside *out)
+{
+	struct stat	 sb;
+
+	out->holders = NULL;
+	out->n = 0;
+	if (fstat(server_lock_dirfd(srv), &sb) == 0)
+		out->n = outside_scan(sb.st_dev, getpid(), &out->holders);
+}
+
+/* The inode of a lock's file (0 if unknown). */
+static ino_t
+lock_ino(struct lock *lock)
+{
+	struct stat	 sb;
+
+	return fstat(lock_fd(lock), &sb) == 0 ? sb.st_ino : 0;
+}
+
+/* Whether some outside process flocks inode ino. */
+static int
+outside_holds(const struct outside *out, ino_t ino)
+{
+	size_t	 i;
+
+	for (i = 0; i < out->n; i++) {
+		if (out->holders[i].ino == ino)
+			return 1;
+	}
+	return 0;
+}
+
+/* Append broker requests from first on, then outside holders of ino. */
+static struct json_object *
+holders_array(struct lock_req *first, const struct outside *out, ino_t ino)
+{
+	struct json_object	*array = json_object_new_array();
+	struct lock_req		*req;
+	size_t			 i;
+
+	for (req = first; req != NULL; req = lock_req_next(req))
+		json_object_array_add(array, request_holder_encode(req));
+	for (i = 0; out != NULL && ino != 0 && i < out->n; i++) {
+		if (out->holders[i].ino == ino)
+			json_object_array_add(array,
+			    outside_encode(&out->holders[i]));
+	}
+	return array;
+}
+
+/* The holders of one lock, broker and outside, for a blocking event. */
+struct json_object *
+listing_holders(struct server *srv, struct lock *lock)
+{
+	struct json_object	*array;
+	struct outside		 out;
+
+	outside_read(srv, &out);
+	array = holders_array(lock_first_holder(lock), &out,
+	    out.n > 0 ? lock_ino(lock) : 0);
+	free(out.holders);
+	return array;
+}
+
+/* Add an entry, growing the array; -1 if out of memory. */
+static int
+entry_add(struct entry **entries, size_t *n, size_t *cap, const char *name,
+    struct lock *lock, ino_t ino)
+{
+	struct entry	*grown;
+
+	if (*n == *cap) {
+		*cap = *cap == 0 ? 16 : *cap * 2;
+		if ((grown = reallocarray(*entries, *cap, sizeof **entries))
+		    == NULL)
+			return -1;
+		*entries = grown;
+	}
+	snprintf((*entries)[*n].name, sizeof (*entries)[*n].name, "%s", name);
+	(*entries)[*n].lock = lock;
+	(*entries)[*n].ino = ino;
+	(*n)++;
+	return 0;
+}
+
+/* Whether a lock file named name (of inode ino) is held only outside. */
+static int
+outside_only(struct server *srv, const struct outside *out, const char *name,
+    ino_t *ret_ino)
+{
+	struct stat	 sb;
+
+	if (!proto_name_valid(name, strlen(name)) ||
+	    locktab_find(server_locktab(srv), name) != NULL)
+		return 0;
+	if (fstatat(server_lock_dirfd(srv), name, &sb,
+	    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(sb.st_mode))
+		return 0;
+	*ret_ino = sb.st_ino;
+	return outside_holds(out, sb.st_ino);
+}
+
+/* Add the files of the lock directory held only from outside. */
+static void
+entries_add_outside(struct server *srv, const struct outside *out,
+    const char *name, struct entry **entries, size_t *n, size_t *cap)
+{
+	struct dirent	*de;
+	DIR		*dir;
+	ino_t		 ino;
+	int		 fd;
+
+	if (out->n == 0)
+		return;
+	if (name != NULL) {
+		if (outside_only(srv, out, name, &ino))
+			entry_add(entries, n, cap, name, NULL, ino);
+		return;
+	}
+	fd = openat(server_lock_dirfd(srv), ".",
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		log_warn("read lock dir");
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (outside_only(srv, out, de->d_name, &ino) &&
+		    entry_add(entries, n, cap, de->d_name, NULL, ino) == -1)
+			break;
+	}
+	closedir(dir);
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct entry *)a)->name,
+	    ((const struct entry *)b)->name);
+}
+
+/* Collect what to list: broker locks (one name, or all), then outsiders. */
+static size_t
+entries_collect(struct server *srv, const struct outside *out,
+    const char *name, int all, struct entry **ret)
+{
+	struct locktab	*tab = server_locktab(srv);
+	struct entry	*entries = NULL;
+	struct lock	*lock;
+	size_t		 n = 0, cap = 0;
+
+	if (name != NULL) {
+		if ((lock = locktab_find(tab, name)) != NULL)
+			entry_add(&entries, &n, &cap, name, lock,
+			    out->n > 0 ? lock_ino(lock) : 0);
+	} else {
+		for (lock = locktab_first(tab); lock != NULL;
+		    lock = locktab_next(lock)) {
+			if (entry_add(&entries, &n, &cap, lock_name(lock),
+			    lock, out->n > 0 ? lock_ino(lock) : 0) == -1)
+				break;
+		}
+	}
+	if (all)
+		entries_add_outside(srv, out, name, &entries, &n, &cap);
+	if (n > 0)
+		qsort(entries, n, sizeof *entries, entry_cmp);
+	*ret = entries;
+	return n;
+}
+
+/* The "locks" array of a list reply. */
+struct json_object *
+listing_locks(struct server *srv, const char *name, int all)
+{
+	struct json_object	*array, *obj;
+	struct outside		 out;
+	struct entry		*entries;
+	size_t			 i, n;
+
+	outside_read(srv, &out);
+	n = entries_collect(srv, &out, name, all, &entries);
+	array = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		obj = json_object_new_object();
+		json_object_object_add(obj, "name",
+		    json_object_new_string(entries[i].name));
+		json_object_object_add(obj, "holders", holders_array(
+		    entries[i].lock ? lock_first_holder(entries[i].lock) : NULL,
+		    &out, entries[i].ino));
+		json_object_object_add(obj, "waiters", holders_array(
+		    entries[i].lock ? lock_first_waiter(entries[i].lock) : NULL,
+		    NULL, 0));
+		json_object_array_add(array, obj);
+	}
+	free(entries);
+	free(out.holders);
+	return array;
+}
