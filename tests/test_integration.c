@@ -1734,10 +1734,14 @@ START_TEST(test_outside_flock_holder_makes_acquire_wait)
 	ck_assert_msg(h_is(r, "holders", json_type_array), "holders: %s",
 	    h_json(r));
 
-	/* Shown while a broker client waits: the waiter, no holders. */
+	/* Shown while a broker client waits: the outside holder, the waiter. */
 	entry = listed(t, "fl-out");
 	ck_assert_ptr_nonnull(entry);
-	ck_assert_int_eq(h_len(entry, "holders"), 0);
+	ck_assert_int_eq(h_len(entry, "holders"), 1);
+	ck_assert(h_is(h_idx(h_get(entry, "holders"), 0), "external",
+	    json_type_boolean));
+	ck_assert_str_eq(h_str(h_idx(h_get(entry, "holders"), 0), "command"),
+	    "flock");
 	ck_assert_int_eq(h_len(entry, "waiters"), 1);
 	EXPECT_ERROR(h_request(t, "{\"op\":\"acquire\",\"name\":\"fl-out\","
 	    "\"timeout\":0}"), "timeout");
