@@ -4,6 +4,7 @@
  * "run" follow util-linux flock(1).
  */
 
+#include <sys/signalfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -12,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +43,7 @@
 enum {
 	OPT_SOCKET = 256,
 	OPT_NOTIFY_AFTER,
+	OPT_ON_LOST,
 	OPT_JSON
 };
 
@@ -49,13 +52,11 @@ struct run_ctx {
 	int		 quiet;
 };
 
-/* The running command, for the signal handler to forward signals to. */
-static volatile sig_atomic_t child_pid;
-
 static const char usage_text[] =
     "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] "
     "[--notify-after SECS]\n"
-    "                 [-o OWNER] [-E CODE] [-q] NAME -- COMMAND [ARGS...]\n"
+    "                 [-o OWNER] [-E CODE] [-q] [--on-lost=term|ignore]\n"
+    "                 NAME -- COMMAND [ARGS...]\n"
     "       locks [--socket PATH] list [--json] [NAME]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";
@@ -93,6 +94,10 @@ static const char help_text[] =
     "  -E, --conflict-exit-code CODE\n"
     "                      exit status when the lock is taken (default 1)\n"
     "  -q, --quiet         say nothing about waiting or giving up\n"
+    "  --on-lost=term|ignore\n"
+    "                      if locksd dies while COMMAND runs, the lock is\n"
+    "                      gone: term (the default) warns, sends SIGTERM to\n"
+    "                      COMMAND and exits 75; ignore only warns\n"
     "\n"
     "Options of list and status:\n"
     "  --json              print the daemon's reply as one line of JSON\n"
@@ -108,7 +113,8 @@ static const char help_text[] =
     "  69     cannot reach the daemon, or the connection was lost\n"
     "  70     the daemon refused the request, or its reply made no sense\n"
     "  71     cannot fork\n"
-    "  75     the daemon hit a resource limit; try again later\n"
+    "  75     the daemon hit a resource limit; try again later; or run:\n"
+    "         locksd went away while the command ran (--on-lost=term)\n"
     "  126    run: the command cannot be executed\n"
     "  127    run: the command was not found\n";
 
@@ -390,17 +396,6 @@ blocking_notice(const locks_lock *lock, int position, void *arg)
 		    position);
 }
 
-/* Forward a signal to the running command. */
-static void
-forward_signal(int sig)
-{
-	int	 saved = errno;
-
-	if (child_pid > 0)
-		kill((pid_t)child_pid, sig);
-	errno = saved;
-}
-
 /* In the forked child: set the lock's environment and exec the command. */
 static void __attribute__((noreturn))
 exec_command(char **argv, const char *name, int64_t token,
@@ -421,51 +416,107 @@ exec_command(char **argv, const char *name, int64_t token,
 	_exit(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 }
 
+/* Wait for the child to finish; return its exit status, shell style. */
+static int
+wait_child(pid_t pid, int flags, int *ret_status)
+{
+	int	 status;
+	pid_t	 got;
+
+	while ((got = waitpid(pid, &status, flags)) == -1) {
+		if (errno != EINTR)
+			die(EX_OSERR, "waitpid: %s", strerror(errno));
+	}
+	if (got == 0)
+		return 0;
+	*ret_status = WIFSIGNALED(status) ? 128 + WTERMSIG(status) :
+	    WEXITSTATUS(status);
+	return 1;
+}
+
 /*
- * Run the command and wait for it.  Terminal signals (SIGINT, SIGQUIT)
- * reach the command through the process group, so we ignore them;
- * SIGTERM and SIGHUP are sent to us alone, so we pass them on.  They stay
- * blocked from before fork until the child's pid is known.
+ * The daemon went away while the command ran, so the lock is gone: say
+ * so, and with --on-lost=term stop the command and exit EX_TEMPFAIL
+ * (unless it had already finished).
  */
 static int
-run_command(char **argv, const char *name, int64_t token)
+lost_lock(locks_conn *conn, const char *name, pid_t pid, int on_lost_term,
+    int *ret_status)
 {
-	struct sigaction	 sa;
+	int	 status;
+
+	fprintf(stderr, "locks: %s; %s is no longer held%s\n",
+	    locks_last_message(conn), name,
+	    on_lost_term ? ": stopping the command" : "");
+	if (!on_lost_term)
+		return 0;
+	if (wait_child(pid, WNOHANG, &status)) {
+		*ret_status = status;
+		return 1;
+	}
+	kill(pid, SIGTERM);
+	wait_child(pid, 0, &status);
+	*ret_status = EX_TEMPFAIL;
+	return 1;
+}
+
+/*
+ * Run the command and wait for it, watching the daemon connection too.
+ * Signals arrive through a signalfd: terminal signals (SIGINT, SIGQUIT)
+ * reach the command through the process group, so we ignore them;
+ * SIGTERM and SIGHUP are sent to us alone, so we pass them on.
+ */
+static int
+run_command(char **argv, const char *name, int64_t token, locks_conn *conn,
+    int on_lost_term)
+{
+	struct signalfd_siginfo	 si;
+	struct pollfd		 pfd[2];
 	sigset_t		 block, orig;
 	pid_t			 pid;
-	int			 status;
+	int			 sfd, status, lost = 0;
 
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGQUIT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, &orig);
+	if ((sfd = signalfd(-1, &block, SFD_CLOEXEC)) == -1)
+		die(EX_OSERR, "signalfd: %s", strerror(errno));
 	fflush(NULL);
 	if ((pid = fork()) == -1)
 		die(EX_OSERR, "fork: %s", strerror(errno));
 	if (pid == 0)
 		exec_command(argv, name, token, &orig);
 
-	child_pid = pid;
-	memset(&sa, 0, sizeof sa);
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sa.sa_handler = forward_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGQUIT, &sa, NULL);
-	sigprocmask(SIG_SETMASK, &orig, NULL);
-
-	while (waitpid(pid, &status, 0) == -1) {
-		if (errno != EINTR)
-			die(EX_OSERR, "waitpid: %s", strerror(errno));
+	pfd[0].fd = sfd;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = locks_fd(conn);
+	pfd[1].events = POLLIN | POLLRDHUP;
+	for (;;) {
+		if (wait_child(pid, WNOHANG, &status))
+			break;
+		if (poll(pfd, lost ? 1 : 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			die(EX_OSERR, "poll: %s", strerror(errno));
+		}
+		if (!lost && pfd[1].revents != 0 &&
+		    locks_check(conn) == LOCKS_E_LOST) {
+			lost = 1;
+			if (lost_lock(conn, name, pid, on_lost_term, &status))
+				break;
+		}
+		if ((pfd[0].revents & POLLIN) &&
+		    read(sfd, &si, sizeof si) == (ssize_t)sizeof si &&
+		    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP))
+			kill(pid, (int)si.ssi_signo);
 	}
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return WEXITSTATUS(status);
+	close(sfd);
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+	return status;
 }
 
 /* A bad name is a usage error, found before reaching for the daemon. */
@@ -492,6 +543,7 @@ cmd_run(int argc, char **argv, const char *sock)
 		{ "timeout", required_argument, NULL, 'w' },
 		{ "wait", required_argument, NULL, 'w' },
 		{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
+		{ "on-lost", required_argument, NULL, OPT_ON_LOST },
 		{ "owner", required_argument, NULL, 'o' },
 		{ "conflict-exit-code", required_argument, NULL, 'E' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -506,6 +558,7 @@ cmd_run(int argc, char **argv, const char *sock)
 	char		*owner = NULL, **command;
 	int64_t		 token;
 	int		 ch, error, nonblock = 0, conflict = EXIT_CONFLICT;
+	int		 on_lost_term = 1;
 	int		 status;
 
 	optind = 0;
@@ -524,6 +577,14 @@ cmd_run(int argc, char **argv, const char *sock)
 			break;
 		case 'w':
 			opts.timeout = parse_seconds(optarg, "-w");
+			break;
+		case OPT_ON_LOST:
+			if (strcmp(optarg, "term") == 0)
+				on_lost_term = 1;
+			else if (strcmp(optarg, "ignore") == 0)
+				on_lost_term = 0;
+			else
+				usage_error("--on-lost wants term or ignore");
 			break;
 		case OPT_NOTIFY_AFTER:
 			opts.notify_after = parse_seconds(optarg,
@@ -583,7 +644,7 @@ cmd_run(int argc, char **argv, const char *sock)
 		locks_close(conn);
 		return status;
 	}
-	status = run_command(command, name, token);
+	status = run_command(command, name, token, conn, on_lost_term);
 	locks_close(conn);
 	return status;
 }

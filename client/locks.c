@@ -46,6 +46,9 @@ struct locks_conn {
 	size_t			 scan;		/* searched for LF up to here */
 
 	char			 msg[LOCKS_MSG_MAX];
+
+	char			**held;		/* names granted, not released */
+	size_t			 nheld;
 };
 
 struct locks_holder {
@@ -716,6 +719,9 @@ locks_close(locks_conn *conn)
 	close(conn->fd);
 	if (conn->tok != NULL)
 		json_tokener_free(conn->tok);
+	while (conn->nheld > 0)
+		free(conn->held[--conn->nheld]);
+	free(conn->held);
 	free(conn->buf);
 	free(conn->path);
 	free(conn);
@@ -767,6 +773,49 @@ check_acquire_opts(locks_conn *conn, const struct locks_acquire_opts *opts)
 	return LOCKS_OK;
 }
 
+/* Index of name among the held names, or -1. */
+static ssize_t
+held_find(const locks_conn *conn, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < conn->nheld; i++) {
+		if (strcmp(conn->held[i], name) == 0)
+			return (ssize_t)i;
+	}
+	return -1;
+}
+
+/* Remember a granted name, for locks_held. */
+static int
+held_add(locks_conn *conn, const char *name)
+{
+	char	**grown, *copy;
+
+	if ((copy = strdup(name)) == NULL)
+		return LOCKS_E_NOMEM;
+	grown = reallocarray(conn->held, conn->nheld + 1, sizeof *grown);
+	if (grown == NULL) {
+		free(copy);
+		return LOCKS_E_NOMEM;
+	}
+	conn->held = grown;
+	conn->held[conn->nheld++] = copy;
+	return LOCKS_OK;
+}
+
+/* Forget a released name. */
+static void
+held_remove(locks_conn *conn, const char *name)
+{
+	ssize_t	 i;
+
+	if ((i = held_find(conn, name)) == -1)
+		return;
+	free(conn->held[i]);
+	conn->held[i] = conn->held[--conn->nheld];
+}
+
 /* Take the named lock, waiting as opts say; the token goes to ret_token. */
 int
 locks_acquire(locks_conn *conn, const char *name,
@@ -813,6 +862,12 @@ locks_acquire(locks_conn *conn, const char *name,
 		set_msg(conn, "acquire reply has no token");
 		return conn_break(conn, LOCKS_E_PROTOCOL);
 	}
+	if (held_add(conn, name) != LOCKS_OK) {
+		/* Untracked locks would defeat locks_held: give it back. */
+		json_object_put(reply);
+		set_msg(conn, "out of memory");
+		return conn_break(conn, LOCKS_E_NOMEM);
+	}
 	if (ret_token != NULL)
 		*ret_token = json_object_get_int64(token);
 	json_object_put(reply);
@@ -835,7 +890,58 @@ locks_release(locks_conn *conn, const char *name)
 	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_RELEASE;
 	req.name = name;
-	return conn_simple(conn, &req);
+	error = conn_simple(conn, &req);
+	if (error == LOCKS_OK || error == LOCKS_E_NOT_HELD)
+		held_remove(conn, name);
+	return error;
+}
+
+/* The connection's socket, for an event loop to watch for loss. */
+int
+locks_fd(const locks_conn *conn)
+{
+	return conn != NULL ? conn->fd : -1;
+}
+
+/*
+ * Check without blocking that the connection, and so every lock it holds,
+ * is alive.  Between requests the daemon sends nothing, so EOF, a hang-up
+ * or an error on the socket means locksd is gone and the locks with it.
+ */
+int
+locks_check(locks_conn *conn)
+{
+	struct pollfd	 pfd;
+	char		 byte;
+	ssize_t		 n;
+
+	if (conn == NULL) {
+		set_msg(NULL, "no connection");
+		return LOCKS_E_INVAL;
+	}
+	if (conn->broken)
+		return LOCKS_E_LOST;
+	pfd.fd = conn->fd;
+	pfd.events = POLLIN | POLLRDHUP;
+	if (poll(&pfd, 1, 0) <= 0)
+		return LOCKS_OK;
+	if (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL))
+		goto lost;
+	n = recv(conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
+		return LOCKS_OK;
+lost:
+	set_msg(conn, "lost the connection to locksd at %s", conn->path);
+	return conn_break(conn, LOCKS_E_LOST);
+}
+
+/* Whether this connection holds name and is still alive. */
+int
+locks_held(locks_conn *conn, const char *name)
+{
+	if (conn == NULL || name == NULL || held_find(conn, name) == -1)
+		return 0;
+	return locks_check(conn) == LOCKS_OK;
 }
 
 /* Make a round trip to check the daemon is alive. */

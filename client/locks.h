@@ -115,6 +115,19 @@ int		 locks_acquire(locks_conn *, const char *,
 int		 locks_release(locks_conn *, const char *);
 int		 locks_ping(locks_conn *);
 
+/*
+ * Losing locksd.  If the daemon dies, the kernel drops every flock it held
+ * and this connection's locks are gone.  locks_fd() is the connection's
+ * socket: between requests the daemon sends nothing, so an event loop can
+ * watch it for readability (POLLIN/POLLRDHUP) and then call locks_check(),
+ * which returns LOCKS_E_LOST if the connection is gone (without blocking).
+ * locks_held() tells whether a name taken on this connection is still
+ * held: granted, not released, and the connection alive.
+ */
+int		 locks_fd(const locks_conn *);
+int		 locks_check(locks_conn *);
+int		 locks_held(locks_conn *, const char *);
+
 /* One lock in a listing or a blocking notice: its name, holders, waiters. */
 const char	*locks_lock_name(const locks_lock *);
 size_t		 locks_lock_nholders(const locks_lock *);
