@@ -115,6 +115,7 @@ static const char help_text[] =
     "  71     cannot fork\n"
     "  75     the daemon hit a resource limit; try again later; or run:\n"
     "         locksd went away while the command ran (--on-lost=term)\n"
+    "  77     the daemon does not allow this user (permission_denied)\n"
     "  126    run: the command cannot be executed\n"
     "  127    run: the command was not found\n";
 
@@ -297,6 +298,8 @@ report(int error, locks_conn *conn, const char *path)
 	switch (error) {
 	case LOCKS_E_TIMEOUT:
 		return EXIT_CONFLICT;
+	case LOCKS_E_PERMISSION_DENIED:
+		return EX_NOPERM;
 	case LOCKS_E_LIMIT:
 		return EX_TEMPFAIL;
 	}

@@ -220,9 +220,10 @@ conn_send_line(locks_conn *conn, const char *line, size_t len)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
+			/* Not broken yet: the daemon may have said why. */
 			set_msg(conn, "connection to the daemon lost: %s",
 			    strerror(errno));
-			return conn_break(conn, LOCKS_E_LOST);
+			return LOCKS_E_LOST;
 		}
 		line += n;
 		len -= (size_t)n;
@@ -351,8 +352,12 @@ reply_has_id(struct json_object *reply, int64_t id)
 {
 	struct json_object	*value;
 
-	return json_object_object_get_ex(reply, "id", &value) &&
-	    json_object_is_type(value, json_type_int) &&
+	if (!json_object_object_get_ex(reply, "id", &value))
+		return 0;
+	/* Our ids are integers: a null id is the daemon refusing us. */
+	if (json_object_is_type(value, json_type_null))
+		return proto_reply_is_final(reply);
+	return json_object_is_type(value, json_type_int) &&
 	    json_object_get_int64(value) == id;
 }
 
@@ -508,6 +513,34 @@ conn_blocking_event(locks_conn *conn, struct json_object *event,
 }
 
 /*
+ * A send failed because the daemon closed the connection: read the error
+ * line it may have sent first (permission_denied, limit), else say lost.
+ */
+static int
+conn_read_refusal(locks_conn *conn)
+{
+	struct json_object	*reply = NULL;
+	const char		*line, *msg;
+	char			 saved[LOCKS_MSG_MAX];
+	size_t			 len;
+	int			 error = LOCKS_E_LOST;
+
+	snprintf(saved, sizeof saved, "%s", conn->msg);
+	if (conn_read_line(conn, &line, &len) == LOCKS_OK &&
+	    proto_parse_line(conn->tok, line, len, &reply) == 0 &&
+	    json_object_is_type(reply, json_type_object) &&
+	    proto_reply_is_final(reply) &&
+	    (error = -(int)proto_reply_error_decode(reply, &msg)) != LOCKS_OK)
+		set_msg(conn, "%s", msg);
+	else {
+		error = LOCKS_E_LOST;
+		set_msg(conn, "%s", saved);
+	}
+	json_object_put(reply);
+	return conn_break(conn, error);
+}
+
+/*
  * Send a request and wait for its final reply, passing blocking events to
  * blk (may be NULL) and skipping lines for other ids.  On success the
  * reply is the caller's, and *ret_line (if not NULL) is its raw text,
@@ -529,8 +562,11 @@ conn_transact(locks_conn *conn, const struct proto_request *req,
 		    "earlier error");
 		return LOCKS_E_LOST;
 	}
-	if ((error = conn_send_request(conn, req, &id)) != LOCKS_OK)
+	if ((error = conn_send_request(conn, req, &id)) != LOCKS_OK) {
+		if (error == LOCKS_E_LOST)
+			return conn_read_refusal(conn);
 		return error;
+	}
 	for (;;) {
 		if ((error = conn_read_line(conn, &line, &len)) != LOCKS_OK)
 			return error;
