@@ -42,6 +42,7 @@ struct conn {
 static void	conn_read_cb(struct bufferevent *, void *);
 static void	conn_write_cb(struct bufferevent *, void *);
 static void	conn_event_cb(struct bufferevent *, short, void *);
+static void	conn_close_with(struct conn *, enum proto_error, const char *);
 
 /* Read the peer's pid, uid and gid from the kernel, not from the client. */
 static int
@@ -58,46 +59,75 @@ conn_read_peer(int fd, struct peer *ret_peer)
 	return 0;
 }
 
-/* Set up a connection for an accepted socket. */
-void
-conn_accept(struct server *srv, int fd)
+/*
+ * Set up a connection over a bufferevent (a socket's, or one end of a
+ * pair in the fuzzer); NULL if out of memory, with bev freed.
+ */
+struct conn *
+conn_new(struct server *srv, struct bufferevent *bev, const struct peer *peer)
 {
 	struct conn	*conn;
 
-	if ((conn = calloc(1, sizeof *conn)) == NULL) {
-		log_warn("calloc");
+	if ((conn = calloc(1, sizeof *conn)) == NULL ||
+	    (conn->tok = proto_tokener_new()) == NULL ||
+	    (conn->client = strdup("")) == NULL) {
+		log_warnx("out of memory accepting a connection");
+		if (conn != NULL && conn->tok != NULL)
+			json_tokener_free(conn->tok);
+		free(conn);
+		bufferevent_free(bev);
+		return NULL;
+	}
+	conn->srv = srv;
+	conn->bev = bev;
+	conn->peer = *peer;
+	TAILQ_INIT(&conn->acquires);
+	bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb,
+	    conn);
+	/* Never buffer more than one maximal line of unread input. */
+	bufferevent_setwatermark(bev, EV_READ, 0, PROTO_MAX_LINE + 2);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(server_conns(srv), conn, entry);
+	server_conn_opened(srv);
+	return conn;
+}
+
+/*
+ * Set up a connection for an accepted socket.  A peer the daemon does not
+ * admit gets one error line, and the connection closes once it is sent.
+ */
+void
+conn_accept(struct server *srv, int fd)
+{
+	struct bufferevent	*bev;
+	struct conn		*conn;
+	struct peer		 peer;
+	enum proto_error	 error;
+	const char		*msg;
+
+	if (conn_read_peer(fd, &peer) == -1) {
+		log_warn("SO_PEERCRED");
 		close(fd);
 		return;
 	}
-	if (conn_read_peer(fd, &conn->peer) == -1)
-		log_warn("SO_PEERCRED");
-	conn->srv = srv;
-	TAILQ_INIT(&conn->acquires);
-	conn->tok = proto_tokener_new();
-	conn->client = strdup("");
-	conn->bev = bufferevent_socket_new(server_base(srv), fd,
+	bev = bufferevent_socket_new(server_base(srv), fd,
 	    BEV_OPT_CLOSE_ON_FREE);
-	if (conn->tok == NULL || conn->client == NULL || conn->bev == NULL) {
+	if (bev == NULL) {
 		log_warnx("out of memory accepting a connection");
-		if (conn->bev == NULL)
-			close(fd);
-		else
-			bufferevent_free(conn->bev);
-		if (conn->tok != NULL)
-			json_tokener_free(conn->tok);
-		free(conn->client);
-		free(conn);
+		close(fd);
 		return;
 	}
-	bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb,
-	    conn_event_cb, conn);
-	/* Never buffer more than one maximal line of unread input. */
-	bufferevent_setwatermark(conn->bev, EV_READ, 0, PROTO_MAX_LINE + 2);
-	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
-	TAILQ_INSERT_TAIL(server_conns(srv), conn, entry);
-	server_conn_opened(srv);
-	log_debug("connection from pid %ld uid %ld", (long)conn->peer.pid,
-	    (long)conn->peer.uid);
+	if ((conn = conn_new(srv, bev, &peer)) == NULL)
+		return;
+	error = server_admit(srv, fd, &peer, &msg);
+	if (error != PROTO_OK) {
+		log_warnx("refused connection from uid %ld pid %ld: %s",
+		    (long)peer.uid, (long)peer.pid, msg);
+		conn_close_with(conn, error, msg);
+		return;
+	}
+	log_debug("connection from pid %ld uid %ld", (long)peer.pid,
+	    (long)peer.uid);
 }
 
 /*

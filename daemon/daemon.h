@@ -96,6 +96,16 @@ struct outside_holder {
 size_t		 outside_scan(dev_t, pid_t, struct outside_holder **);
 struct json_object *outside_encode(const struct outside_holder *);
 
+/* access.c: who may connect, from the peer's credentials. */
+struct access;
+struct peer;
+
+struct access	*access_new(void);
+void		 access_free(struct access *);
+int		 access_allow_user(struct access *, const char *);
+int		 access_allow_group(struct access *, const char *);
+int		 access_allows(const struct access *, int, const struct peer *);
+
 /* token.c */
 int64_t	 token_seed(int, double);
 void	 token_reserve(int, int64_t);
@@ -113,6 +123,9 @@ struct peer {
 	gid_t		 gid;
 };
 
+struct bufferevent;
+struct conn	*conn_new(struct server *, struct bufferevent *,
+		    const struct peer *);
 void		 conn_accept(struct server *, int);
 void		 conn_send(struct conn *, struct json_object *);
 void		 conn_free_all(struct conn_list *);
@@ -137,6 +150,8 @@ struct server_config {
 	const char	*socket_path;
 	const char	*lock_dir;
 	size_t		 max_locks_per_client;
+	size_t		 max_clients;
+	struct access	*access;	/* who may connect; owned by main */
 	const int	*listen_fds;	/* inherited sockets, or NULL: bind */
 	size_t		 nlisten_fds;
 };
@@ -149,6 +164,8 @@ int		 server_lock_dirfd(const struct server *);
 struct conn_list *server_conns(struct server *);
 size_t		 server_nconns(const struct server *);
 size_t		 server_max_locks_per_client(const struct server *);
+enum proto_error server_admit(struct server *, int, const struct peer *,
+		    const char **);
 void		 server_conn_opened(struct server *);
 void		 server_conn_closed(struct server *);
 double		 server_uptime(const struct server *);

@@ -3,40 +3,63 @@
  * "<N>" syslog priority prefix when stderr is the journal.
  */
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
 static int	 log_verbose;
 static int	 log_journal;
 
+/*
+ * Return 1 if stderr is the journal: JOURNAL_STREAM names its device and
+ * inode.  A child whose stderr was redirected may inherit the variable.
+ */
+static int
+log_stderr_is_journal(void)
+{
+	const char		*env = getenv("JOURNAL_STREAM");
+	unsigned long long	 dev, ino;
+	struct stat		 sb;
+
+	if (env == NULL || sscanf(env, "%llu:%llu", &dev, &ino) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &sb) == -1)
+		return 0;
+	return (unsigned long long)sb.st_dev == dev &&
+	    (unsigned long long)sb.st_ino == ino;
+}
+
 /* Set verbosity, and whether stderr is the systemd journal. */
 void
 log_init(int verbose)
 {
 	log_verbose = verbose;
-	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	log_journal = log_stderr_is_journal();
 }
 
+/* Write one line in a single call, so threads' lines never interleave. */
 static void
 log_vwrite(int priority, const char *errstr, const char *fmt, va_list ap)
 {
-	char	 line[1024];
+	char	 line[1024], prefix[16];
 
 	vsnprintf(line, sizeof line, fmt, ap);
 	if (log_journal)
-		fprintf(stderr, "<%d>", priority);
+		snprintf(prefix, sizeof prefix, "<%d>", priority);
 	else
-		fputs("locksd: ", stderr);
+		snprintf(prefix, sizeof prefix, "locksd: ");
 	if (errstr != NULL)
-		fprintf(stderr, "%s: %s\n", line, errstr);
+		fprintf(stderr, "%s%s: %s\n", prefix, line, errstr);
 	else
-		fprintf(stderr, "%s\n", line);
+		fprintf(stderr, "%s%s\n", prefix, line);
 }
 
 /* Log a warning with the current errno's message. */

@@ -19,28 +19,39 @@
 #include "daemon.h"
 
 #define DEFAULT_MAX_LOCKS_PER_CLIENT	4096
+#define DEFAULT_MAX_CLIENTS		10000
 
 static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: locksd [--socket PATH] [--lock-dir DIR] [-v|--verbose] "
-	    "[--max-locks-per-client N]\n"
+	    "usage: locksd [--socket PATH] [--lock-dir DIR] [-v|--verbose]\n"
+	    "              [--max-clients N] [--max-locks-per-client N]\n"
+	    "              [--allow-user USER]... [--allow-group GROUP]...\n"
 	    "              [--version] [--help]\n"
 	    "\n"
 	    "  --socket PATH   listen on PATH (default: $LOCKS_SOCKET, else\n"
 	    "                  /run/locksd/locksd.sock as root, else\n"
 	    "                  $XDG_RUNTIME_DIR/locksd/locksd.sock, else\n"
-	    "                  /tmp/locksd-$UID/locksd.sock)\n"
+	    "                  /tmp/locksd-$UID/locksd.sock); under socket\n"
+	    "                  activation (LISTEN_FDS) the inherited sockets\n"
+	    "                  are served instead\n"
 	    "  --lock-dir DIR  lock files live here (default: locks/ beside "
 	    "the socket)\n"
+	    "  --max-clients N connections served at once (default %d); one\n"
+	    "                  more gets a limit error and is closed\n"
 	    "  --max-locks-per-client N\n"
 	    "                  names one connection may hold or await at once\n"
 	    "                  (default %d)\n"
+	    "  --allow-user USER, --allow-group GROUP\n"
+	    "                  only these users (by uid) and groups (primary or\n"
+	    "                  supplementary) may connect, by name or number;\n"
+	    "                  repeatable; default: anyone who can reach the\n"
+	    "                  socket\n"
 	    "  -v, --verbose   log every connection\n"
 	    "  --version       print the version and exit\n"
 	    "  --help          print this help and exit\n",
-	    DEFAULT_MAX_LOCKS_PER_CLIENT);
+	    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LOCKS_PER_CLIENT);
 }
 
 /* Parse a positive count option, or exit with a usage error. */
@@ -59,6 +70,19 @@ parse_count(const char *text)
 		exit(2);
 	}
 	return value;
+}
+
+/* Add an --allow-user or --allow-group rule, or exit with a usage error. */
+static void
+allow(struct server_config *config, const char *who,
+    int (*add)(struct access *, const char *), const char *what)
+{
+	if (config->access == NULL)
+		config->access = access_new();
+	if (add(config->access, who) == -1) {
+		fprintf(stderr, "locksd: no such %s: %s\n", what, who);
+		exit(2);
+	}
 }
 
 /* Every lock and every client costs a descriptor: use all we may have. */
@@ -90,6 +114,18 @@ make_parent_dir(const char *path)
 		fatal("mkdir %s", dir);
 }
 
+/* The socket: an inherited one's path, else the default rule's. */
+static void
+default_socket(const int *listen_fds, size_t nlisten_fds, char *buf,
+    size_t size)
+{
+	if (nlisten_fds > 0 &&
+	    systemd_socket_path(listen_fds[0], buf, size) == 0)
+		return;
+	if (proto_default_socket(buf, size) >= (int)size)
+		fatalx("default socket path too long");
+}
+
 /* The lock dir defaults to locks/ beside the socket. */
 static void
 default_lock_dir(const char *socket_path, char *buf, size_t size)
@@ -112,16 +148,20 @@ main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "lock-dir", required_argument, NULL, 'd' },
 		{ "max-locks-per-client", required_argument, NULL, 'L' },
+		{ "max-clients", required_argument, NULL, 'C' },
+		{ "allow-user", required_argument, NULL, 'U' },
+		{ "allow-group", required_argument, NULL, 'G' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct server_config	 config = { NULL, NULL,
-	    DEFAULT_MAX_LOCKS_PER_CLIENT };
+	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_CLIENTS, NULL, NULL, 0 };
 	struct event_base	*base;
 	struct server		*srv;
 	char			 socket_buf[PATH_MAX], lock_dir_buf[PATH_MAX];
+	int			*listen_fds = NULL;
 	int			 ch, verbose = 0;
 
 	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
@@ -134,6 +174,15 @@ main(int argc, char **argv)
 			break;
 		case 'L':
 			config.max_locks_per_client = parse_count(optarg);
+			break;
+		case 'C':
+			config.max_clients = parse_count(optarg);
+			break;
+		case 'U':
+			allow(&config, optarg, access_allow_user, "user");
+			break;
+		case 'G':
+			allow(&config, optarg, access_allow_group, "group");
 			break;
 		case 'v':
 			verbose = 1;
@@ -155,10 +204,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init(verbose);
+	/* Socket activation: serve the sockets systemd passed, bind none. */
+	config.nlisten_fds = systemd_listen_fds(&listen_fds);
+	config.listen_fds = listen_fds;
 	if (config.socket_path == NULL) {
-		if (proto_default_socket(socket_buf, sizeof socket_buf) >=
-		    (int)sizeof socket_buf)
-			fatalx("default socket path too long");
+		default_socket(listen_fds, config.nlisten_fds, socket_buf,
+		    sizeof socket_buf);
 		config.socket_path = socket_buf;
 	}
 	if (config.lock_dir == NULL) {
@@ -169,14 +220,17 @@ main(int argc, char **argv)
 	raise_fd_limit();
 	/* Lock files are 0644 and the lock dir 0755, whatever we inherit. */
 	umask(022);
-	make_parent_dir(config.socket_path);
+	if (config.nlisten_fds == 0)
+		make_parent_dir(config.socket_path);
 
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	srv = server_new(base, &config);
 	event_base_dispatch(base);
 	server_free(srv);
+	access_free(config.access);
 	event_base_free(base);
+	free(listen_fds);
 	log_info("stopped");
 	return 0;
 }

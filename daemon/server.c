@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,7 +24,9 @@
 
 struct server {
 	struct event_base	*base;
-	struct evconnlistener	*listener;
+	struct evconnlistener	**listeners;
+	size_t			 nlisteners;
+	int			 own_socket;	/* bound by us: unlink at exit */
 	char			*socket_path;
 	int			 lock_dirfd;
 	struct locktab		*locktab;
@@ -31,6 +34,8 @@ struct server {
 	struct conn_list	 conns;
 	size_t			 nconns;
 	size_t			 max_locks_per_client;
+	size_t			 max_clients;
+	const struct access	*access;
 	double			 started;
 	int64_t			 token_ceiling;
 	struct event		*sigterm_ev;
@@ -39,6 +44,7 @@ struct server {
 	struct event		*tick_ev;
 	struct event		*retry_ev;
 	struct event		*resume_ev;
+	struct systemd		*sd;
 };
 
 /* Return 1 if a daemon answers on path. */
@@ -131,6 +137,16 @@ server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
 	conn_accept(arg, fd);
 }
 
+/* Accept again on every listening socket. */
+static void
+server_listeners_enable(struct server *srv)
+{
+	size_t	 i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_enable(srv->listeners[i]);
+}
+
 /* Resume accepting after a pause for lack of descriptors. */
 static void
 server_resume_cb(evutil_socket_t fd, short events, void *arg)
@@ -139,7 +155,7 @@ server_resume_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	evconnlistener_enable(srv->listener);
+	server_listeners_enable(srv);
 }
 
 /*
@@ -168,6 +184,7 @@ server_stop_cb(evutil_socket_t sig, short events, void *arg)
 
 	(void)events;
 	log_info("received signal %d, shutting down", (int)sig);
+	systemd_stopping(srv->sd);
 	event_base_loopexit(srv->base, NULL);
 }
 
@@ -193,13 +210,27 @@ server_reserve_tokens(struct server *srv)
 	token_reserve(srv->lock_dirfd, srv->token_ceiling);
 }
 
+/* A one-line summary for systemd's STATUS=. */
+static void
+server_status(const struct server *srv, char *buf, size_t size)
+{
+	snprintf(buf, size, "%zu connections, %zu locks held, %zu waiters",
+	    srv->nconns, locktab_nheld(srv->locktab),
+	    locktab_nwaiting(srv->locktab));
+}
+
 /* Once a second: housekeeping that need not be immediate. */
 static void
 server_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
+	struct server	*srv = arg;
+	char		 status[128];
+
 	(void)fd;
 	(void)events;
-	server_reserve_tokens(arg);
+	server_reserve_tokens(srv);
+	server_status(srv, status, sizeof status);
+	systemd_status(srv->sd, status);
 }
 
 /* Retry locks that a process outside the broker holds. */
@@ -259,17 +290,47 @@ server_timers(struct server *srv)
 	evtimer_add(srv->tick_ev, &second);
 }
 
+/* Listen on the sockets systemd passed us, or else bind our own. */
+static void
+server_listen(struct server *srv, const struct server_config *config)
+{
+	size_t	 i, n = config->nlisten_fds;
+	int	 fd;
+
+	srv->own_socket = n == 0;
+	if (srv->own_socket)
+		n = 1;
+	if ((srv->listeners = calloc(n, sizeof *srv->listeners)) == NULL)
+		fatal("calloc");
+	for (i = 0; i < n; i++) {
+		if (srv->own_socket)
+			fd = socket_listen(srv->socket_path);
+		else
+			fd = config->listen_fds[i];
+		srv->listeners[i] = evconnlistener_new(srv->base,
+		    server_accept_cb, srv,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (srv->listeners[i] == NULL)
+			fatalx("cannot listen on fd %d", fd);
+		evconnlistener_set_error_cb(srv->listeners[i],
+		    server_accept_error_cb);
+		srv->nlisteners++;
+	}
+}
+
 /* Set up the lock table, the socket, signals and timers. */
 struct server *
 server_new(struct event_base *base, const struct server_config *config)
 {
 	struct server	*srv;
-	int		 fd;
+	char		 status[128];
 
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
 		fatal("calloc");
 	srv->base = base;
 	srv->max_locks_per_client = config->max_locks_per_client;
+	srv->max_clients = config->max_clients;
+	srv->access = config->access;
 	srv->started = clock_monotonic();
 	TAILQ_INIT(&srv->conns);
 	srv->lock_dirfd = lock_dir_open(config->lock_dir);
@@ -282,28 +343,33 @@ server_new(struct event_base *base, const struct server_config *config)
 	server_reserve_tokens(srv);
 	if ((srv->socket_path = strdup(config->socket_path)) == NULL)
 		fatal("strdup");
-	fd = socket_listen(srv->socket_path);
-	srv->listener = evconnlistener_new(base, server_accept_cb, srv,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (srv->listener == NULL)
-		fatalx("cannot listen on %s", srv->socket_path);
-	evconnlistener_set_error_cb(srv->listener, server_accept_error_cb);
+	server_listen(srv, config);
 	server_signals(srv);
+	srv->sd = systemd_new(base);
 	server_timers(srv);
-	log_info("listening on %s, locks in %s", srv->socket_path,
-	    config->lock_dir);
+	log_info("listening on %s%s, locks in %s", srv->socket_path,
+	    srv->own_socket ? "" : " (socket activation)", config->lock_dir);
+	server_status(srv, status, sizeof status);
+	systemd_ready(srv->sd, status);
 	return srv;
 }
 
-/* Close every connection, release every lock and remove the socket. */
+/*
+ * Close every connection, release every lock, and remove the socket if we
+ * bound it (an inherited socket belongs to whoever passed it).
+ */
 void
 server_free(struct server *srv)
 {
+	size_t	 i;
+
 	if (srv == NULL)
 		return;
 	conn_free_all(&srv->conns);
-	evconnlistener_free(srv->listener);
-	if (unlink(srv->socket_path) == -1)
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i]);
+	free(srv->listeners);
+	if (srv->own_socket && unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);
 	server_reserve_tokens(srv);
 	watcher_free(srv->watcher);
@@ -315,6 +381,7 @@ server_free(struct server *srv)
 	event_free(srv->tick_ev);
 	event_free(srv->retry_ev);
 	event_free(srv->resume_ev);
+	systemd_free(srv->sd);
 	free(srv->socket_path);
 	free(srv);
 }
@@ -361,6 +428,25 @@ server_max_locks_per_client(const struct server *srv)
 	return srv->max_locks_per_client;
 }
 
+/*
+ * Decide whether a new connection (already counted) may stay: the peer
+ * must be allowed, and the daemon under --max-clients.
+ */
+enum proto_error
+server_admit(struct server *srv, int fd, const struct peer *peer,
+    const char **ret_msg)
+{
+	if (!access_allows(srv->access, fd, peer)) {
+		*ret_msg = "this user may not use the lock broker";
+		return PROTO_E_PERMISSION_DENIED;
+	}
+	if (srv->nconns > srv->max_clients) {
+		*ret_msg = "too many clients are connected";
+		return PROTO_E_LIMIT;
+	}
+	return PROTO_OK;
+}
+
 /* Count a new connection. */
 void
 server_conn_opened(struct server *srv)
@@ -375,7 +461,7 @@ server_conn_closed(struct server *srv)
 	srv->nconns--;
 	if (evtimer_pending(srv->resume_ev, NULL)) {
 		evtimer_del(srv->resume_ev);
-		evconnlistener_enable(srv->listener);
+		server_listeners_enable(srv);
 	}
 }
 
