@@ -22,6 +22,11 @@ struct outside {
 	size_t			 n;
 };
 
+#define OUTSIDE_TRIES	3	/* reads of /proc/locks per reply */
+
+static int	outside_holds(const struct outside *, ino_t);
+static ino_t	lock_ino(struct lock *);
+
 /* One listed name: a broker lock, or a file held only from outside. */
 struct entry {
 	char			 name[PROTO_MAX_NAME + 1];
@@ -29,15 +34,32 @@ struct entry {
 	ino_t			 ino;
 };
 
+/*
+ * Read the outside flocks.  A blocked lock is held outside by definition,
+ * so if the scan shows no holder of one of them (/proc/locks is only
+ * consistent a page at a time), read again, a few times at most.
+ */
 static void
-outside_read(struct server *srv, struct outside *out)
+outside_read(struct server *srv, struct outside *out, struct lock **blocked,
+    size_t nblocked)
 {
 	struct stat	 sb;
+	size_t		 i, try;
 
 	out->holders = NULL;
 	out->n = 0;
-	if (fstat(server_lock_dirfd(srv), &sb) == 0)
+	if (fstat(server_lock_dirfd(srv), &sb) == -1)
+		return;
+	for (try = 0; try < OUTSIDE_TRIES; try++) {
+		free(out->holders);
 		out->n = outside_scan(sb.st_dev, getpid(), &out->holders);
+		for (i = 0; i < nblocked; i++) {
+			if (!outside_holds(out, lock_ino(blocked[i])))
+				break;
+		}
+		if (i == nblocked)
+			return;
+	}
 }
 
 /* The inode of a lock's file (0 if unknown). */
@@ -87,7 +109,7 @@ listing_holders(struct server *srv, struct lock *lock)
 	struct json_object	*array;
 	struct outside		 out;
 
-	outside_read(srv, &out);
+	outside_read(srv, &out, &lock, lock_blocked(lock) ? 1 : 0);
 	array = holders_array(lock_first_holder(lock), &out,
 	    out.n > 0 ? lock_ino(lock) : 0);
 	free(out.holders);
@@ -202,6 +224,33 @@ entries_collect(struct server *srv, const struct outside *out,
 	return n;
 }
 
+/* The blocked locks among those listed (name, or all), for outside_read. */
+static size_t
+blocked_collect(struct server *srv, const char *name, struct lock ***ret)
+{
+	struct locktab	*tab = server_locktab(srv);
+	struct lock	*lock, **blocked;
+	size_t		 n = 0;
+
+	*ret = NULL;
+	if (name != NULL) {
+		lock = locktab_find(tab, name);
+		if (lock == NULL || !lock_blocked(lock) ||
+		    (*ret = malloc(sizeof **ret)) == NULL)
+			return 0;
+		(*ret)[0] = lock;
+		return 1;
+	}
+	if ((blocked = calloc(locktab_nblocked(tab), sizeof *blocked)) == NULL)
+		return 0;
+	for (lock = locktab_first(tab); lock != NULL; lock = locktab_next(lock)) {
+		if (lock_blocked(lock) && n < locktab_nblocked(tab))
+			blocked[n++] = lock;
+	}
+	*ret = blocked;
+	return n;
+}
+
 /* The "locks" array of a list reply. */
 struct json_object *
 listing_locks(struct server *srv, const char *name, int all)
@@ -209,9 +258,12 @@ listing_locks(struct server *srv, const char *name, int all)
 	struct json_object	*array, *obj;
 	struct outside		 out;
 	struct entry		*entries;
-	size_t			 i, n;
+	struct lock		**blocked;
+	size_t			 i, n, nblocked;
 
-	outside_read(srv, &out);
+	nblocked = blocked_collect(srv, name, &blocked);
+	outside_read(srv, &out, blocked, nblocked);
+	free(blocked);
 	n = entries_collect(srv, &out, name, all, &entries);
 	array = json_object_new_array();
 	for (i = 0; i < n; i++) {

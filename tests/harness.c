@@ -22,6 +22,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -1041,4 +1042,147 @@ h_file_mode(const char *dir, const char *name)
 		return -1;
 	}
 	return (int)(sb.st_mode & 07777);
+}
+
+/*
+ * Start "flock <flags> <path> sh -c ..." with a known pid and return once
+ * it holds the file.  The command waits on a pipe from the test, so
+ * closing h->ctl makes it exit and flock(1) let go at that moment.  flags
+ * is one option such as "-x" or "-s" (NULL: none).
+ */
+int
+h_flock_spawn(struct h_flock *h, const char *flags, const char *path)
+{
+	const char	*argv[8];
+	struct pollfd	 pfd;
+	pid_t		 parent = getpid();
+	char		 buf[16] = "";
+	size_t		 n = 0, len = 0;
+	ssize_t		 r;
+	int		 in[2], out[2];
+
+	memset(h, 0, sizeof *h);
+	h->ctl = -1;
+	argv[n++] = "flock";
+	if (flags != NULL)
+		argv[n++] = flags;
+	argv[n++] = path;
+	argv[n++] = "sh";
+	argv[n++] = "-c";
+	argv[n++] = "echo locked; read x || true";
+	argv[n] = NULL;
+	if (pipe2(in, O_CLOEXEC) == -1)
+		goto fail_pipe;
+	if (pipe2(out, O_CLOEXEC) == -1) {
+		close(in[0]);
+		close(in[1]);
+		goto fail_pipe;
+	}
+	fflush(NULL);
+	if ((h->pid = fork()) == -1) {
+		h_fail("fork: %s", strerror(errno));
+		close(in[0]);
+		close(in[1]);
+		close(out[0]);
+		close(out[1]);
+		return -1;
+	}
+	if (h->pid == 0) {
+		die_with_parent(parent);
+		if (dup2(in[0], STDIN_FILENO) == -1 ||
+		    dup2(out[1], STDOUT_FILENO) == -1)
+			_exit(127);
+		execvp("flock", (char *const *)argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	h->ctl = in[1];
+
+	/* Wait for the "locked" line, which sh prints once flock holds. */
+	pfd.fd = out[0];
+	pfd.events = POLLIN;
+	while (len < sizeof buf - 1 && memchr(buf, '\n', len) == NULL) {
+		if (poll(&pfd, 1, (int)(H_REPLY_SECS * 1000)) != 1)
+			break;
+		if ((r = read(out[0], buf + len, sizeof buf - 1 - len)) <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(out[0]);
+	buf[len] = '\0';
+	if (strcmp(buf, "locked\n") != 0) {
+		h_flock_kill(h);
+		h_fail("flock %s %s did not take the lock", flags ? flags : "",
+		    path);
+		return -1;
+	}
+	return 0;
+
+fail_pipe:
+	h_fail("pipe: %s", strerror(errno));
+	return -1;
+}
+
+/*
+ * Make the flock(1) process let go (unless h->ctl was already closed) and
+ * reap it; 0 if it exited 0.
+ */
+int
+h_flock_release(struct h_flock *h)
+{
+	int	 status;
+
+	if (h->pid <= 0)
+		return 0;
+	if (h->ctl != -1)
+		close(h->ctl);
+	h->ctl = -1;
+	if (h_wait_exit(h->pid, H_REPLY_SECS, &status) == -1) {
+		h_flock_kill(h);
+		return -1;
+	}
+	h->pid = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		h_fail("flock(1) ended with %s", status_text(status));
+		return -1;
+	}
+	return 0;
+}
+
+/* Kill the flock(1) process with SIGKILL and reap it. */
+void
+h_flock_kill(struct h_flock *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
+	}
+	if (h->ctl != -1)
+		close(h->ctl);
+	h->ctl = -1;
+	h->pid = 0;
+}
+
+/* How many entries /proc/<pid>/<dir> has ("task", "fd"), or -1. */
+int
+h_proc_count(pid_t pid, const char *dir)
+{
+	char		 path[64];
+	struct dirent	*de;
+	DIR		*d;
+	int		 n = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/%s", (long)pid, dir);
+	if ((d = opendir(path)) == NULL) {
+		h_fail("opendir %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }

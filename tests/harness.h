@@ -66,6 +66,15 @@ struct h_holder {
 	int64_t		 token;
 };
 
+/*
+ * A flock(1) process outside the broker holding a file until told: pid is
+ * flock(1)'s own, the pid /proc/locks shows for the lock.
+ */
+struct h_flock {
+	pid_t		 pid;
+	int		 ctl;	/* closing it makes flock(1) let go and exit */
+};
+
 /* harness.c */
 const char	*h_error(void);
 double		 h_now(void);
@@ -122,5 +131,10 @@ int		 h_holder_kill(struct h_holder *);
 int		 h_system(const char *, ...)
 		    __attribute__((format(printf, 1, 2)));
 int		 h_file_mode(const char *, const char *);
+
+int		 h_flock_spawn(struct h_flock *, const char *, const char *);
+int		 h_flock_release(struct h_flock *);
+void		 h_flock_kill(struct h_flock *);
+int		 h_proc_count(pid_t, const char *);
 
 #endif /* LOCKS_TEST_HARNESS_H */
