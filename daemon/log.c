@@ -46,7 +46,7 @@ log_init(int verbose)
 }
 
 /* Write one line in a single call, so threads' lines never interleave. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vwrite(int priority, const char *errstr, const char *fmt, va_list ap)
 {
 	char	 line[1024], prefix[16];

@@ -297,6 +297,9 @@ server_listen(struct server *srv, const struct server_config *config)
 	size_t	 i, n = config->nlisten_fds;
 	int	 fd;
 
+	/* No socket at all: the fuzzer hands in connections itself. */
+	if (config->socket_path == NULL && n == 0)
+		return;
 	srv->own_socket = n == 0;
 	if (srv->own_socket)
 		n = 1;
@@ -341,14 +344,17 @@ server_new(struct event_base *base, const struct server_config *config)
 		fatal("locktab_new");
 	srv->watcher = watcher_new(base, srv->locktab, srv->lock_dirfd);
 	server_reserve_tokens(srv);
-	if ((srv->socket_path = strdup(config->socket_path)) == NULL)
+	srv->socket_path = strdup(config->socket_path != NULL ?
+	    config->socket_path : "(no socket)");
+	if (srv->socket_path == NULL)
 		fatal("strdup");
 	server_listen(srv, config);
 	server_signals(srv);
 	srv->sd = systemd_new(base);
 	server_timers(srv);
 	log_info("listening on %s%s, locks in %s", srv->socket_path,
-	    srv->own_socket ? "" : " (socket activation)", config->lock_dir);
+	    srv->own_socket || srv->nlisteners == 0 ? "" :
+	    " (socket activation)", config->lock_dir);
 	server_status(srv, status, sizeof status);
 	systemd_ready(srv->sd, status);
 	return srv;
