@@ -50,6 +50,7 @@ static void __attribute__((format(printf, 3, 0)))
 log_vwrite(int priority, const char *errstr, const char *fmt, va_list ap)
 {
 	char	 line[1024], prefix[16];
+	int	 saved = errno;
 
 	vsnprintf(line, sizeof line, fmt, ap);
 	if (log_journal)
@@ -60,6 +61,8 @@ log_vwrite(int priority, const char *errstr, const char *fmt, va_list ap)
 		fprintf(stderr, "%s%s: %s\n", prefix, line, errstr);
 	else
 		fprintf(stderr, "%s%s\n", prefix, line);
+	/* A failed log write must not change what the caller acts on. */
+	errno = saved;
 }
 
 /* Log a warning with the current errno's message. */

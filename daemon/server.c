@@ -167,10 +167,11 @@ server_accept_error_cb(struct evconnlistener *listener, void *arg)
 {
 	struct server	*srv = arg;
 	struct timeval	 tv = { 1, 0 };
+	int		 error = errno;
 
 	log_warn("accept");
-	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-	    errno == ENOMEM) {
+	if (error == EMFILE || error == ENFILE || error == ENOBUFS ||
+	    error == ENOMEM) {
 		evconnlistener_disable(listener);
 		evtimer_add(srv->resume_ev, &tv);
 	}
