@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+#
+# Install the build into a temporary DESTDIR the way a package would, and
+# use only what was installed: the files are where GNUInstallDirs and
+# pkg-config's systemd say, liblocks has its SONAME, and a program built
+# with the installed locks.h and `pkg-config --cflags --libs locks` (and
+# one linked with the static liblocks.a) takes a lock from the installed
+# locksd.  Prints one "ok N - ..." or "not ok N - ..." line per test (TAP)
+# and exits non-zero if any failed.
+#
+# usage: test_install.sh CMAKE BUILD_DIR SOURCE_DIR
+#
+# The environment names the configured install locations, as CMake
+# knows them: INSTALL_PREFIX, INSTALL_SBINDIR, INSTALL_BINDIR,
+# INSTALL_LIBDIR, INSTALL_INCLUDEDIR, INSTALL_MANDIR (all absolute),
+# SYSTEMD_UNITDIR and SYSTEMD_SYSUSERSDIR; and CC and PROBE_CFLAGS, the
+# compiler and flags (such as sanitizers) liblocks was built with.
+
+set -u
+export LC_ALL=C
+
+if [ $# -ne 3 ]; then
+	echo "usage: $0 CMAKE BUILD_DIR SOURCE_DIR" >&2
+	exit 2
+fi
+CMAKE=$1
+BUILD=$2
+SRC=$3
+for var in INSTALL_PREFIX INSTALL_SBINDIR INSTALL_BINDIR INSTALL_LIBDIR \
+    INSTALL_INCLUDEDIR INSTALL_MANDIR SYSTEMD_UNITDIR SYSTEMD_SYSUSERSDIR; do
+	if [ -z "${!var:-}" ]; then
+		echo "Bail out! $var is not set (run this through ctest)"
+		exit 1
+	fi
+done
+CC=${CC:-cc}
+PROBE_CFLAGS=${PROBE_CFLAGS:-}
+for tool in "$CC" pkg-config readelf groff man; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "Bail out! these tests need $tool"
+		exit 1
+	fi
+done
+# install() puts a relative directory under the prefix.
+case $SYSTEMD_UNITDIR in
+/*) ;;
+*) SYSTEMD_UNITDIR=$INSTALL_PREFIX/$SYSTEMD_UNITDIR ;;
+esac
+case $SYSTEMD_SYSUSERSDIR in
+/*) ;;
+*) SYSTEMD_SYSUSERSDIR=$INSTALL_PREFIX/$SYSTEMD_SYSUSERSDIR ;;
+esac
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-install.XXXXXX") || exit 1
+DEST=$TMP/dest
+SOCK=$TMP/locksd.sock
+DPID=
+failed=0
+n=0
+
+# Stop the daemon and clean up, whatever happened.
+teardown() {
+	local rc=$?
+	trap - EXIT
+	if [ -n "$DPID" ]; then
+		kill -TERM "$DPID" 2>/dev/null
+		wait "$DPID" 2>/dev/null
+	fi
+	echo "1..$n"
+	rm -rf "$TMP"
+	if [ "$failed" -ne 0 ]; then
+		echo "# $failed of $n failed"
+		exit 1
+	fi
+	exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# Retry a command for up to 5 s.
+wait_until() {
+	local i
+	for ((i = 0; i < 250; i++)); do
+		"$@" && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+# Fail the current test (tests run in a subshell, see t).
+fail() {
+	echo "# $*"
+	exit 1
+}
+
+# Run one test function in a subshell; report it as ok or not ok.
+t() {
+	local desc=$1 out
+	shift
+	n=$((n + 1))
+	if out=$("$@" 2>&1); then
+		echo "ok $n - $desc"
+	else
+		failed=$((failed + 1))
+		echo "not ok $n - $desc"
+		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^#* \{0,1\}/# /'
+	fi
+}
+
+# Run an installed program with the installed library.
+installed() {
+	LD_LIBRARY_PATH=$DEST$INSTALL_LIBDIR "$@"
+}
+
+# pkg-config, seeing only the installed locks.pc.
+pc() {
+	PKG_CONFIG_PATH=$DEST$INSTALL_LIBDIR/pkgconfig \
+	    PKG_CONFIG_SYSROOT_DIR=$DEST pkg-config "$@"
+}
+
+test_cmake_install_into_destdir() {
+	DESTDIR=$DEST "$CMAKE" --install "$BUILD" --prefix "$INSTALL_PREFIX" \
+	    >"$TMP/install.log" 2>&1 || fail "exit $?: $(cat "$TMP/install.log")"
+}
+
+test_files_are_in_the_gnu_places() {
+	local f
+	for f in "$INSTALL_SBINDIR/locksd" "$INSTALL_BINDIR/locks" \
+	    "$INSTALL_LIBDIR/liblocks.so.0" "$INSTALL_LIBDIR/liblocks.so" \
+	    "$INSTALL_LIBDIR/liblocks.a" "$INSTALL_INCLUDEDIR/locks.h" \
+	    "$INSTALL_LIBDIR/pkgconfig/locks.pc" \
+	    "$SYSTEMD_UNITDIR/locksd.service" "$SYSTEMD_UNITDIR/locksd.socket" \
+	    "$SYSTEMD_SYSUSERSDIR/locksd.conf" \
+	    "$INSTALL_MANDIR/man8/locksd.8" "$INSTALL_MANDIR/man1/locks.1"; do
+		[ -f "$DEST$f" ] || fail "missing $f"
+	done
+	[ -x "$DEST$INSTALL_SBINDIR/locksd" ] || fail "locksd not executable"
+	[ -x "$DEST$INSTALL_BINDIR/locks" ] || fail "locks not executable"
+	# Nothing installed may point back into the build tree.
+	for f in "$INSTALL_SBINDIR/locksd" "$INSTALL_BINDIR/locks" \
+	    "$INSTALL_LIBDIR/liblocks.so.0"; do
+		! readelf -d "$DEST$f" | grep -E 'R(UN)?PATH' | grep -qF "$BUILD" ||
+		    fail "$f has an RPATH into the build dir"
+	done
+	for f in "$INSTALL_LIBDIR/pkgconfig/locks.pc" \
+	    "$SYSTEMD_UNITDIR/locksd.service" "$INSTALL_INCLUDEDIR/locks.h"; do
+		! grep -qF "$BUILD" "$DEST$f" || fail "$f names the build dir"
+	done
+}
+
+test_liblocks_has_its_soname() {
+	local lib=$DEST$INSTALL_LIBDIR/liblocks.so.0 soname
+	soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+	[ "$soname" = liblocks.so.0 ] || fail "SONAME is '$soname'"
+	[ -f "$(realpath "$lib")" ] && [ "$(basename "$(realpath "$lib")")" = \
+	    liblocks.so.0.1.0 ] || fail "liblocks.so.0 -> $(readlink "$lib")"
+	readelf -d "$DEST$INSTALL_BINDIR/locks" | grep -q 'NEEDED.*\[liblocks.so.0\]' ||
+	    fail "locks does not need liblocks.so.0"
+}
+
+test_installed_units_run_the_installed_locksd() {
+	local unit=$DEST$SYSTEMD_UNITDIR/locksd.service
+	grep -q "^ExecStart=$INSTALL_SBINDIR/locksd " "$unit" ||
+	    fail "ExecStart: $(grep ExecStart "$unit")"
+	# Otherwise the units are the ones in the tree.
+	sed "s|^ExecStart=$INSTALL_SBINDIR/locksd |ExecStart=/usr/local/sbin/locksd |" \
+	    "$unit" | cmp -s - "$SRC/systemd/locksd.service" ||
+	    fail "locksd.service differs from the tree's"
+	cmp -s "$DEST$SYSTEMD_UNITDIR/locksd.socket" "$SRC/systemd/locksd.socket" ||
+	    fail "locksd.socket differs from the tree's"
+}
+
+test_man_pages_render_and_are_found() {
+	local page out
+	for page in man8/locksd.8 man1/locks.1; do
+		out=$(groff -man -Tutf8 -ww -z "$DEST$INSTALL_MANDIR/$page" 2>&1)
+		[ -z "$out" ] || fail "$page: $out"
+	done
+	MANPATH=$DEST$INSTALL_MANDIR man -w locksd.8 >/dev/null ||
+	    fail "man does not find locksd(8)"
+	MANPATH=$DEST$INSTALL_MANDIR man -w locks.1 >/dev/null ||
+	    fail "man does not find locks(1)"
+}
+
+test_pkg_config_points_into_the_install() {
+	local flags
+	pc --exists locks || fail "pkg-config does not find locks"
+	[ "$(pc --modversion locks)" = "$(sed -n \
+	    's/^project(locks VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")" ] ||
+	    fail "version $(pc --modversion locks)"
+	flags=$(pc --cflags --libs locks) || fail "pkg-config failed"
+	[[ " $flags " == *" -I$DEST$INSTALL_INCLUDEDIR "* ]] ||
+	    fail "no -I into the install: $flags"
+	[[ " $flags " == *" -L$DEST$INSTALL_LIBDIR "* ]] ||
+	    fail "no -L into the install: $flags"
+	[[ " $flags " == *" -llocks "* ]] || fail "no -llocks: $flags"
+}
+
+start_installed_daemon() {
+	"$DEST$INSTALL_SBINDIR/locksd" --socket "$SOCK" --lock-dir "$TMP/locks" \
+	    2>"$TMP/locksd.log" &
+	DPID=$!
+	wait_until installed "$DEST$INSTALL_BINDIR/locks" --socket "$SOCK" \
+	    status >/dev/null 2>&1
+}
+
+test_installed_daemon_and_cli_work() {
+	local out
+	out=$(installed "$DEST$INSTALL_BINDIR/locks" --socket "$SOCK" run \
+	    install-cli -- sh -c 'echo $LOCKS_NAME') || fail "exit $?"
+	[ "$out" = install-cli ] || fail "printed: $out"
+	[ "$(installed ldd "$DEST$INSTALL_BINDIR/locks" |
+	    sed -n 's/.*liblocks.so.0 => \([^ ]*\).*/\1/p')" = \
+	    "$DEST$INSTALL_LIBDIR/liblocks.so.0" ] ||
+	    fail "locks does not use the installed liblocks"
+}
+
+test_program_built_with_pkg_config_takes_a_lock() {
+	local out
+	# shellcheck disable=SC2046,SC2086
+	"$CC" -Wall -Werror $PROBE_CFLAGS -o "$TMP/probe" \
+	    "$SRC/tests/install_probe.c" $(pc --cflags --libs locks) ||
+	    fail "does not compile"
+	[ "$(installed ldd "$TMP/probe" |
+	    sed -n 's/.*liblocks.so.0 => \([^ ]*\).*/\1/p')" = \
+	    "$DEST$INSTALL_LIBDIR/liblocks.so.0" ] ||
+	    fail "probe does not use the installed liblocks"
+	out=$(installed "$TMP/probe" "$SOCK") || fail "probe failed: $out"
+	[[ $out =~ ^acquired\ install-probe\ token\ [0-9]+$ ]] ||
+	    fail "printed: $out"
+	[ -f "$TMP/locks/install-probe" ] || fail "no lock file"
+}
+
+test_program_linked_with_liblocks_a_takes_a_lock() {
+	local out
+	# shellcheck disable=SC2046,SC2086
+	"$CC" -Wall -Werror $PROBE_CFLAGS -o "$TMP/probe-static" \
+	    "$SRC/tests/install_probe.c" $(pc --cflags locks) \
+	    "$DEST$INSTALL_LIBDIR/liblocks.a" \
+	    $(pkg-config --libs json-c) -lm || fail "does not link"
+	! readelf -d "$TMP/probe-static" | grep -q 'liblocks' ||
+	    fail "linked liblocks.so"
+	out=$("$TMP/probe-static" "$SOCK") || fail "probe failed: $out"
+	[[ $out =~ ^acquired\ install-probe\ token\ [0-9]+$ ]] ||
+	    fail "printed: $out"
+}
+
+t "cmake --install into a DESTDIR" test_cmake_install_into_destdir
+t "locksd, locks, liblocks (.so, .a), locks.h, locks.pc, units, man pages" \
+    test_files_are_in_the_gnu_places
+t "liblocks.so.0 has SONAME liblocks.so.0 and is liblocks.so.0.1.0" \
+    test_liblocks_has_its_soname
+t "the installed service runs the installed locksd" \
+    test_installed_units_run_the_installed_locksd
+t "the man pages render without warnings and man finds them" \
+    test_man_pages_render_and_are_found
+t "pkg-config --cflags --libs locks points into the install" \
+    test_pkg_config_points_into_the_install
+if ! start_installed_daemon; then
+	echo "Bail out! the installed locksd did not start"
+	sed 's/^/# locksd: /' "$TMP/locksd.log"
+	failed=$((failed + 1))
+	exit 1
+fi
+t "the installed locksd serves the installed locks CLI" \
+    test_installed_daemon_and_cli_work
+t "a program built with pkg-config and locks.h takes a lock" \
+    test_program_built_with_pkg_config_takes_a_lock
+t "a program linked with liblocks.a takes a lock" \
+    test_program_linked_with_liblocks_a_takes_a_lock
