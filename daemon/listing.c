@@ -22,7 +22,7 @@ struct outside {
 	size_t			 n;
 };
 
-#define OUTSIDE_TRIES	3	/* reads of /proc/locks per reply */
+#define OUTSIDE_TRIES	10	/* reads of /proc/locks per reply, at most */
 
 static int	outside_holds(const struct outside *, ino_t);
 static ino_t	lock_ino(struct lock *);
