@@ -511,3 +511,200 @@ t "kill -9 of locks run frees the lock at once" \
     test_kill_9_of_locks_run_frees_the_lock
 t "lock files stay, mode 0644, after release" \
     test_lock_files_stay_after_release
+
+#
+# Losing locksd, and its refusals: each test starts a daemon of its own,
+# since it kills it or gives it options.
+#
+
+# own_daemon TAG [locksd options]: start a daemon for this test alone.
+# OWN_SOCK is its socket, OWN_PID its pid, OWN_DIR holds its files and
+# OWN_DIR/locksd.log its stderr.  Ready once the CLI gets any answer from
+# it, which may be a refusal.
+own_daemon() {
+	local tag=$1
+	shift
+	OWN_DIR=$TMP/own.$tag
+	OWN_SOCK=$OWN_DIR/locksd.sock
+	mkdir -p "$OWN_DIR" || fail "cannot make $OWN_DIR"
+	# shellcheck disable=SC2086
+	$WRAPPER "$LOCKSD" --socket "$OWN_SOCK" --lock-dir "$OWN_DIR/locks" \
+	    "$@" >/dev/null 2>"$OWN_DIR/locksd.log" &
+	OWN_PID=$!
+	wait_until sh -c '"$0" --socket "$1" status >/dev/null 2>&1; \
+	    [ $? -ne 69 ]' "$LOCKS" "$OWN_SOCK" || {
+		sed 's/^/locksd: /' "$OWN_DIR/locksd.log"
+		fail "locksd $* did not start"
+	}
+}
+
+# own_run OUT ERR [run arguments]: "locks run" against the test's own
+# daemon in the background, bounded by a timeout; RUN_PID is its pid.
+own_run() {
+	local out=$1 err=$2
+	shift 2
+	timeout -k 2 $((20 * SLOW)) "$LOCKS" --socket "$OWN_SOCK" run "$@" \
+	    >"$out" 2>"$err" &
+	RUN_PID=$!
+}
+
+# A command for "locks run" that touches $0 once its trap is set, then
+# sleeps; on SIGTERM it prints got-term, stops its sleep and exits 0.
+NOTES_TERM='trap "echo got-term; kill \$! 2>/dev/null; exit 0" TERM
+	touch "$0"; sleep 30 & wait'
+
+# kill -9 the test's own daemon and reap it.
+kill_own_daemon() {
+	kill -9 "$OWN_PID"
+	wait "$OWN_PID" 2>/dev/null
+	return 0
+}
+
+test_on_lost_term_stops_the_command_and_exits_75() {
+	local rc start took out=$TMP/out.lt err=$TMP/err.lt
+	local ready=$TMP/ready.lt
+	own_daemon lost-term
+	# The command notes SIGTERM, and stops its sleep, before it exits.
+	own_run "$out" "$err" cli-lost-term -- sh -c "$NOTES_TERM" "$ready"
+	wait_until test -e "$ready" || fail "the command did not start"
+	kill_own_daemon
+	start=$(ms)
+	wait "$RUN_PID"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 75 ] || fail "exit $rc, not 75; stderr: $(cat "$err")"
+	[ "$took" -lt $((3000 * SLOW)) ] || fail "took ${took} ms to notice"
+	grep -qx got-term "$out" ||
+	    fail "the command got no SIGTERM; stdout: $(cat "$out")"
+	grep -q cli-lost-term "$err" ||
+	    fail "no warning naming the lock: $(cat "$err")"
+}
+
+test_on_lost_term_given_explicitly_does_the_same() {
+	local rc out=$TMP/out.lt2 err=$TMP/err.lt2 ready=$TMP/ready.lt2
+	own_daemon lost-term2
+	own_run "$out" "$err" --on-lost=term cli-lost-term2 -- \
+	    sh -c "$NOTES_TERM" "$ready"
+	wait_until test -e "$ready" || fail "the command did not start"
+	kill_own_daemon
+	wait "$RUN_PID"
+	rc=$?
+	[ "$rc" -eq 75 ] || fail "exit $rc, not 75; stderr: $(cat "$err")"
+	grep -qx got-term "$out" || fail "the command got no SIGTERM"
+	[ -s "$err" ] || fail "no warning"
+}
+
+test_on_lost_ignore_warns_and_lets_the_command_finish() {
+	local rc took start out=$TMP/out.li err=$TMP/err.li
+	local ready=$TMP/ready.li done=$TMP/done.li
+	own_daemon lost-ignore
+	own_run "$out" "$err" --on-lost=ignore cli-lost-ignore -- \
+	    sh -c 'trap "echo got-term" TERM; touch "$0"
+		sleep 1.5; touch "$1"; exit 3' "$ready" "$done"
+	wait_until test -e "$ready" || fail "the command did not start"
+	start=$(ms)
+	kill_own_daemon
+	wait "$RUN_PID"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 3 ] ||
+	    fail "exit $rc, not the command's 3; stderr: $(cat "$err")"
+	[ -e "$done" ] || fail "the command did not run to its end"
+	! grep -q got-term "$out" || fail "the command got SIGTERM"
+	[ "$took" -ge 700 ] || fail "returned ${took} ms after the loss"
+	grep -q cli-lost-ignore "$err" ||
+	    fail "no warning naming the lock: $(cat "$err")"
+}
+
+test_command_that_exits_around_the_loss_keeps_its_status() {
+	local rc out=$TMP/out.le err=$TMP/err.le
+	own_daemon lost-exit
+	# A normal run against a daemon that is killed afterwards.
+	"$LOCKS" --socket "$OWN_SOCK" run cli-lost-exit -- sh -c 'exit 4'
+	rc=$?
+	[ "$rc" -eq 4 ] || fail "a normal run: exit $rc, not 4"
+	# The command kills the daemon, then exits at once: the loss and the
+	# exit race, and locks must give the command's status (it had exited)
+	# or 75 (it had not), and never hang or report anything else.
+	own_run "$out" "$err" cli-lost-exit -- \
+	    sh -c 'trap "" TERM; kill -9 "$0"; exit 4' "$OWN_PID"
+	wait "$RUN_PID"
+	rc=$?
+	wait "$OWN_PID" 2>/dev/null
+	[ "$rc" -eq 4 ] || [ "$rc" -eq 75 ] ||
+	    fail "exit $rc, not 4 or 75; stderr: $(cat "$err")"
+	# The command exits first and the daemon dies just after: status 4.
+	own_daemon lost-exit2
+	own_run "$out" "$err" cli-lost-exit -- \
+	    sh -c '(sleep 0.3; kill -9 "$0") >/dev/null 2>&1 & exit 4' \
+	    "$OWN_PID"
+	wait "$RUN_PID"
+	rc=$?
+	[ "$rc" -eq 4 ] || fail "exit $rc, not 4; stderr: $(cat "$err")"
+	kill_own_daemon
+}
+
+test_on_lost_with_a_bad_value_is_a_usage_error() {
+	local rc arg
+	for arg in --on-lost=bogus "--on-lost bogus" --on-lost=; do
+		# shellcheck disable=SC2086
+		lk run $arg cli-lost-usage -- touch "$TMP/ran.lu" \
+		    >/dev/null 2>"$TMP/err.lu"
+		rc=$?
+		[ "$rc" -eq 2 ] || fail "run $arg: exit $rc, not 2"
+		[ -s "$TMP/err.lu" ] || fail "run $arg: no message"
+	done
+	[ ! -e "$TMP/ran.lu" ] || fail "the command ran"
+}
+
+test_refused_user_exits_77_with_one_line() {
+	local cmd rc other=nobody err=$TMP/err.77
+	[ "$(id -u)" -eq 0 ] || other=root
+	own_daemon refused --allow-user "$other"
+	for cmd in "run cli-refused -- touch $TMP/ran.77" "list" "status" \
+	    "status --json"; do
+		# shellcheck disable=SC2086
+		"$LOCKS" --socket "$OWN_SOCK" $cmd >"$TMP/out.77" 2>"$err"
+		rc=$?
+		[ "$rc" -eq 77 ] || fail "$cmd: exit $rc, not 77"
+		[ "$(wc -l <"$err")" -eq 1 ] ||
+		    fail "$cmd: stderr is not one line: $(cat "$err")"
+		grep -q permission_denied "$err" ||
+		    fail "$cmd: no permission_denied: $(cat "$err")"
+		[ ! -s "$TMP/out.77" ] || fail "$cmd: printed to stdout"
+	done
+	[ ! -e "$TMP/ran.77" ] || fail "the command ran"
+	grep -q "refused connection from uid $(id -u) pid" \
+	    "$OWN_DIR/locksd.log" || fail "refusal not logged"
+}
+
+test_client_past_max_clients_exits_75() {
+	local rc err=$TMP/err.mc ready=$TMP/ready.mc
+	own_daemon max-clients --max-clients 1
+	own_run /dev/null /dev/null cli-max -- \
+	    sh -c 'touch "$0"; exec sleep 10' "$ready"
+	wait_until test -e "$ready" || fail "the first client did not run"
+	"$LOCKS" --socket "$OWN_SOCK" status >/dev/null 2>"$err"
+	rc=$?
+	[ "$rc" -eq 75 ] || fail "exit $rc, not 75: $(cat "$err")"
+	grep -q limit "$err" || fail "no limit: $(cat "$err")"
+	kill -TERM "$RUN_PID"
+	wait "$RUN_PID"
+	wait_until "$LOCKS" --socket "$OWN_SOCK" status >/dev/null 2>&1 ||
+	    fail "no room after the first client left"
+}
+
+t "--on-lost=term: when locksd dies, SIGTERM to the command, exit 75" \
+    test_on_lost_term_stops_the_command_and_exits_75
+t "--on-lost=term can be given explicitly" \
+    test_on_lost_term_given_explicitly_does_the_same
+t "--on-lost=ignore: warns and exits with the command's own status" \
+    test_on_lost_ignore_warns_and_lets_the_command_finish
+t "a command that exits around the loss keeps its status" \
+    test_command_that_exits_around_the_loss_keeps_its_status
+t "--on-lost with a bad value is a usage error" \
+    test_on_lost_with_a_bad_value_is_a_usage_error
+t "a user locksd does not allow: exit 77 and one line" \
+    test_refused_user_exits_77_with_one_line
+t "past --max-clients: exit 75 until a client leaves" \
+    test_client_past_max_clients_exits_75
