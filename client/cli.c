@@ -648,6 +648,12 @@ cmd_run(int argc, char **argv, const char *sock)
 		return status;
 	}
 	status = run_command(command, name, token, conn, on_lost_term);
+	/*
+	 * Release with a round trip, not just a close, so the lock is free
+	 * by the time we exit: a script's next flock(1) must not race us.
+	 */
+	if (locks_held(conn, name))
+		locks_release(conn, name);
 	locks_close(conn);
 	return status;
 }
