@@ -625,7 +625,7 @@ cmd_run(int argc, char **argv, const char *sock)
 	command = argv + optind;
 	if (nonblock)
 		opts.timeout = 0;
-	opts.on_blocking = blocking_notice;
+	opts.on_blocking = ctx.quiet ? NULL : blocking_notice;
 	opts.arg = &ctx;
 
 	conn = connect_or_exit(sock, "locks run");

@@ -879,7 +879,9 @@ locks_acquire(locks_conn *conn, const char *name,
 	req.mode = opts->mode == LOCKS_SHARED ? PROTO_SHARED :
 	    PROTO_EXCLUSIVE;
 	req.timeout = opts->timeout < 0 ? -1 : opts->timeout;
-	req.notify_after = opts->notify_after;
+	/* Without a callback, ask for no blocking event at all. */
+	req.notify_after = opts->on_blocking != NULL ? opts->notify_after :
+	    PROTO_MAX_SECONDS;
 	req.owner = opts->owner;
 	blk.name = name;
 	blk.cb = opts->on_blocking;

@@ -122,7 +122,11 @@ entry_add(struct entry **entries, size_t *n, size_t *cap, const char *name,
     struct lock *lock, ino_t ino)
 {
 	struct entry	*grown;
+	size_t		 len = strlen(name);
 
+	/* Callers pass valid names only; never truncate one silently. */
+	if (len > PROTO_MAX_NAME)
+		return -1;
 	if (*n == *cap) {
 		*cap = *cap == 0 ? 16 : *cap * 2;
 		if ((grown = reallocarray(*entries, *cap, sizeof **entries))
@@ -130,7 +134,7 @@ entry_add(struct entry **entries, size_t *n, size_t *cap, const char *name,
 			return -1;
 		*entries = grown;
 	}
-	snprintf((*entries)[*n].name, sizeof (*entries)[*n].name, "%s", name);
+	memcpy((*entries)[*n].name, name, len + 1);
 	(*entries)[*n].lock = lock;
 	(*entries)[*n].ino = ino;
 	(*n)++;

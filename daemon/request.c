@@ -186,7 +186,9 @@ acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 		if (a->timeout_ev == NULL || evtimer_add(a->timeout_ev, &tv))
 			return -1;
 	}
-	if (r->timeout < 0 || r->notify_after < r->timeout) {
+	/* The maximum, 1e9 s, is how a client says "never tell me". */
+	if ((r->timeout < 0 || r->notify_after < r->timeout) &&
+	    r->notify_after < PROTO_MAX_SECONDS) {
 		a->notify_ev = evtimer_new(base, acquire_notify_cb, a);
 		tv = seconds_to_tv(r->notify_after);
 		if (a->notify_ev == NULL || evtimer_add(a->notify_ev, &tv))
