@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -173,6 +174,21 @@ conn_send(struct conn *conn, struct json_object *msg)
 	    evbuffer_add(output, "\n", 1) == -1)
 		log_warnx("out of memory queueing a reply");
 	json_object_put(msg);
+}
+
+/* Queue one preformatted line of output; fmt must end in a newline. */
+void
+conn_printf(struct conn *conn, const char *fmt, ...)
+{
+	struct evbuffer	*output = bufferevent_get_output(conn->bev);
+	va_list		 ap;
+	int		 rc;
+
+	va_start(ap, fmt);
+	rc = evbuffer_add_vprintf(output, fmt, ap);
+	va_end(ap);
+	if (rc == -1)
+		log_warnx("out of memory queueing a reply");
 }
 
 /*

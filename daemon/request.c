@@ -18,6 +18,7 @@ struct acquire {
 	struct conn		*conn;
 	struct lock_req		*req;
 	struct json_object	*id;		/* the acquire's id (owned) */
+	char			*id_text;	/* the id as JSON */
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
 	double			 started;	/* monotonic */
@@ -70,6 +71,7 @@ acquire_free(struct acquire *a)
 	TAILQ_REMOVE(conn_acquires(a->conn), a, entry);
 	acquire_stop_timers(a);
 	json_object_put(a->id);
+	free(a->id_text);
 	free(a->owner);
 	free(a);
 }
@@ -141,26 +143,34 @@ acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 	server_locks_changed(conn_server(conn));
 }
 
-/* The lock table granted an acquire: reply with its token. */
+/* Send a plain success reply, {"id":..,"ok":true}, without a json tree. */
+static void
+reply_ok(struct conn *conn, const char *id_text, size_t id_len)
+{
+	conn_printf(conn, "{\"id\":%.*s,\"ok\":true}\n", (int)id_len,
+	    id_text);
+}
+
+/*
+ * The lock table granted an acquire: reply with its token.  The reply is
+ * formatted directly, as names never need escaping.
+ */
 void
 request_granted(struct lock_req *req, void *arg)
 {
-	struct acquire		*a = arg;
-	struct json_object	*reply;
+	struct acquire	*a = arg;
+	double		 waited;
 
 	a->req = req;
 	a->held = 1;
 	acquire_stop_timers(a);
-	reply = proto_reply_new(a->id, 1);
-	json_object_object_add(reply, "name",
-	    json_object_new_string(lock_req_name(req)));
-	json_object_object_add(reply, "mode",
-	    json_object_new_string(proto_mode_name(lock_req_mode(req))));
-	json_object_object_add(reply, "token",
-	    json_object_new_int64(lock_req_token(req)));
-	json_object_object_add(reply, "waited",
-	    json_object_new_double(clock_monotonic() - a->started));
-	conn_send(a->conn, reply);
+	waited = clock_monotonic() - a->started;
+	if (!(waited >= 0))
+		waited = 0;
+	conn_printf(a->conn, "{\"id\":%s,\"ok\":true,\"name\":\"%s\","
+	    "\"mode\":\"%s\",\"token\":%lld,\"waited\":%.6f}\n", a->id_text,
+	    lock_req_name(req), proto_mode_name(lock_req_mode(req)),
+	    (long long)lock_req_token(req), waited);
 }
 
 static struct timeval
@@ -224,7 +234,9 @@ acquire_new(struct conn *conn, const struct proto_request *r)
 
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return NULL;
-	if ((a->owner = strdup(r->owner)) == NULL) {
+	if ((a->owner = strdup(r->owner)) == NULL ||
+	    (a->id_text = strndup(r->id_text, r->id_len)) == NULL) {
+		free(a->owner);
 		free(a);
 		return NULL;
 	}
@@ -289,7 +301,7 @@ handle_release(struct conn *conn, const struct proto_request *r)
 		    "the wait was cancelled by a release"));
 	acquire_drop(a);
 	server_locks_changed(conn_server(conn));
-	conn_send(conn, proto_reply_new(r->id, 1));
+	reply_ok(conn, r->id_text, r->id_len);
 }
 
 static void
@@ -365,7 +377,7 @@ request_dispatch(struct conn *conn, struct json_object *obj)
 		handle_hello(conn, &r);
 		break;
 	case PROTO_OP_PING:
-		conn_send(conn, proto_reply_new(r.id, 1));
+		reply_ok(conn, r.id_text, r.id_len);
 		break;
 	case PROTO_OP_ACQUIRE:
 		handle_acquire(conn, &r);

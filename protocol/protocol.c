@@ -231,6 +231,17 @@ proto_serialize(struct json_object *obj, size_t *ret_len)
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, ret_len);
 }
 
+/* The wire text of an id (NULL is "null"), owned by the id object. */
+const char *
+proto_id_text(struct json_object *id, size_t *ret_len)
+{
+	if (id == NULL) {
+		*ret_len = 4;
+		return "null";
+	}
+	return proto_serialize(id, ret_len);
+}
+
 static int
 is_scalar(struct json_object *value)
 {
@@ -402,6 +413,7 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	memset(req, 0, sizeof *req);
 	req->timeout = -1;
 	req->owner = req->client = "";
+	req->id_text = proto_id_text(NULL, &req->id_len);
 	if (!json_object_is_type(obj, json_type_object)) {
 		*ret_msg = "request must be a JSON object";
 		return PROTO_E_BAD_REQUEST;
@@ -412,6 +424,7 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 			return PROTO_E_BAD_REQUEST;
 		}
 		req->id = value;
+		req->id_text = proto_id_text(value, &req->id_len);
 	}
 	if ((error = decode_op(obj, req, ret_msg)) != PROTO_OK)
 		return error;

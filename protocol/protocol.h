@@ -61,6 +61,8 @@ enum proto_op {
 struct proto_request {
 	enum proto_op		 op;
 	struct json_object	*id;		/* NULL when absent */
+	const char		*id_text;	/* id as JSON, not NUL-ended */
+	size_t			 id_len;
 	const char		*name;		/* NULL when absent */
 	enum proto_mode		 mode;
 	double			 timeout;	/* < 0 means wait forever */
@@ -96,6 +98,7 @@ struct json_tokener *proto_tokener_new(void);
 int		 proto_parse_line(struct json_tokener *, const char *, size_t,
 		    struct json_object **);
 const char	*proto_serialize(struct json_object *, size_t *);
+const char	*proto_id_text(struct json_object *, size_t *);
 
 enum proto_error proto_request_decode(struct json_object *,
 		    struct proto_request *, const char **);
