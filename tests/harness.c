@@ -1186,3 +1186,160 @@ h_proc_count(pid_t pid, const char *dir)
 	closedir(d);
 	return n;
 }
+
+/*
+ * For tests only: Check glue that asserts (see harness.h).
+ */
+
+struct h_daemon		 h_srv;
+static int		 fixture_failures;
+
+/* Start the TCase's daemon; a failure fails every test of the TCase. */
+void
+h_daemon_setup(void)
+{
+	memset(&h_srv, 0, sizeof h_srv);
+	if (h_daemon_start(&h_srv) == -1) {
+		fprintf(stderr, "fixture: cannot start locksd: %s\n",
+		    h_error());
+		fixture_failures++;
+	}
+}
+
+/* Stop it: SIGTERM must make it exit 0 and remove its socket. */
+void
+h_daemon_teardown(void)
+{
+	if (h_srv.pid > 0 && h_daemon_stop(&h_srv) == -1) {
+		fprintf(stderr, "fixture: %s\n", h_error());
+		fixture_failures++;
+	}
+}
+
+/* Start a daemon for this test alone; it dies with the test's process. */
+void
+h_own_daemon_start(void)
+{
+	memset(&h_srv, 0, sizeof h_srv);
+	ck_assert_msg(h_daemon_start(&h_srv) == 0, "%s", h_error());
+}
+
+/* Stop the test's own daemon, which must exit 0. */
+void
+h_own_daemon_stop(void)
+{
+	h_conn_close_all();
+	ck_assert_msg(h_daemon_stop(&h_srv) == 0, "%s", h_error());
+}
+
+/* A TCase whose tests' connections are closed after each test. */
+TCase *
+h_tcase(const char *name, double timeout)
+{
+	TCase	*tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
+	tcase_set_timeout(tc, timeout);
+	return tc;
+}
+
+/* A TCase with a daemon of its own in h_srv, shared by its tests. */
+TCase *
+h_daemon_tcase(const char *name, double timeout)
+{
+	TCase	*tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, h_daemon_setup, h_daemon_teardown);
+	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
+	tcase_set_timeout(tc, timeout);
+	return tc;
+}
+
+/* Run s, each test in a forked child; main's exit status. */
+int
+h_run_suite(Suite *s)
+{
+	SRunner	*sr;
+	int	 nfailed;
+
+	if (h_init() == -1) {
+		fprintf(stderr, "harness: %s\n", h_error());
+		return EXIT_FAILURE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sr = srunner_create(s);
+	/* Tests must be forked: see the comment at the top of harness.h. */
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	nfailed = srunner_ntests_failed(sr) + fixture_failures;
+	srunner_free(sr);
+	h_finish(nfailed != 0);
+	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* Open a raw connection to the daemon at path. */
+struct h_conn *
+h_connect_to(const char *path)
+{
+	struct h_conn	*c;
+
+	c = h_conn_open(path);
+	ck_assert_msg(c != NULL, "%s", h_error());
+	return c;
+}
+
+/* Open a raw connection to the daemon in h_srv. */
+struct h_conn *
+h_connect(void)
+{
+	ck_assert_msg(h_srv.pid > 0, "locksd did not start (see above)");
+	return h_connect_to(h_srv.socket_path);
+}
+
+/* Take name in mode at once (timeout 0) and return the grant. */
+struct json_object *
+h_take(struct h_conn *c, const char *name, const char *mode)
+{
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":0,\"name\":\"%s\","
+	    "\"mode\":\"%s\",\"timeout\":0}", name, mode);
+	EXPECT_OK(r);
+	EXPECT_ID(r, 0);
+	return r;
+}
+
+/* Release name on c. */
+void
+h_drop(struct h_conn *c, const char *name)
+{
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"release\",\"id\":\"rel\",\"name\":\"%s\"}",
+	    name);
+	EXPECT_OK(r);
+}
+
+/* Read the grant that must now come for the acquire with this id. */
+struct json_object *
+h_granted(struct h_conn *c, int id, double secs)
+{
+	struct json_object	*r;
+
+	r = h_recv(c, h_slow(secs));
+	EXPECT_OK(r);
+	EXPECT_ID(r, id);
+	ck_assert_msg(h_is(r, "token", json_type_int), "no token: %s",
+	    h_json(r));
+	return r;
+}
+
+/* Holder or waiter i of a list entry or event. */
+struct json_object *
+h_member(struct json_object *obj, const char *key, size_t i)
+{
+	struct json_object	*m = h_idx(h_get(obj, key), i);
+
+	ck_assert_msg(m != NULL, "no %s[%zu] in %s", key, i, h_json(obj));
+	return m;
+}

@@ -5,7 +5,21 @@
  * Harness functions never call ck_assert, so they work in Check's
  * unchecked fixtures (which run in the runner's own process) as well as in
  * tests.  They return -1 or NULL on failure and leave a message for
- * h_error().
+ * h_error().  The exceptions are the Check glue at the end (the EXPECT_*
+ * macros and the functions under "For tests only"), which assert and so
+ * belong in tests alone.
+ *
+ * Why a shared daemon lives in an unchecked fixture: Check runs each test
+ * in a forked child, and in that mode a checked teardown does not run at
+ * all after a failed test, which would leave the daemon running.
+ * Unchecked fixtures run in the runner process itself, once per TCase, so
+ * one daemon (h_srv) serves a whole TCase and is stopped (and its exit
+ * checked) even when tests fail; h_run_suite counts such fixture failures
+ * as failures.  Tests therefore share a daemon: each uses lock names of
+ * its own, and every connection a test opens dies with its forked child,
+ * which is itself the broker's guarantee.  Tests that need a daemon to
+ * themselves start one inside the test; the harness makes it die with the
+ * test's process.
  */
 #ifndef LOCKS_TEST_HARNESS_H
 #define LOCKS_TEST_HARNESS_H
@@ -17,7 +31,9 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include <check.h>
 #include <json-c/json.h>
 
 #include "locks.h"
@@ -136,5 +152,56 @@ int		 h_flock_spawn(struct h_flock *, const char *, const char *);
 int		 h_flock_release(struct h_flock *);
 void		 h_flock_kill(struct h_flock *);
 int		 h_proc_count(pid_t, const char *);
+
+/* Each macro evaluates its message argument once: it may be a read. */
+#define EXPECT_OK(r) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_ok(r_), "expected ok:true, got %s", h_json(r_)); \
+} while (0)
+#define EXPECT_ERROR(r, code) do {					\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_err(r_) != NULL && strcmp(h_err(r_), (code)) == 0, \
+	    "expected error %s, got %s", (code), h_json(r_));		\
+} while (0)
+#define EXPECT_BLOCKING(r) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_is_event(r_, "blocking"),			\
+	    "expected a blocking event, got %s", h_json(r_));		\
+} while (0)
+#define EXPECT_ID(r, want) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_int(r_, "id") == (want),			\
+	    "expected id %lld, got %s", (long long)(want), h_json(r_));	\
+} while (0)
+#define EXPECT_NULL_ID(r) do {						\
+	struct json_object *r_ = (r);					\
+	ck_assert_msg(h_is(r_, "id", json_type_null),			\
+	    "expected \"id\": null, got %s", h_json(r_));		\
+} while (0)
+#define EXPECT_LEN(obj, key, n) do {					\
+	struct json_object *o_ = (obj);					\
+	ck_assert_msg(h_len(o_, (key)) == (n), "%d %s expected: %s",	\
+	    (int)(n), (key), h_json(o_));				\
+} while (0)
+#define EXPECT_QUIET(c, secs)						\
+	ck_assert_msg(h_quiet((c), (secs)), "%s", h_error())
+
+/* harness.c: for tests only (these assert) */
+extern struct h_daemon	 h_srv;		/* the TCase's or the test's daemon */
+
+void		 h_daemon_setup(void);
+void		 h_daemon_teardown(void);
+void		 h_own_daemon_start(void);
+void		 h_own_daemon_stop(void);
+TCase		*h_tcase(const char *, double);
+TCase		*h_daemon_tcase(const char *, double);
+int		 h_run_suite(Suite *);
+
+struct h_conn	*h_connect_to(const char *);
+struct h_conn	*h_connect(void);
+struct json_object *h_take(struct h_conn *, const char *, const char *);
+void		 h_drop(struct h_conn *, const char *);
+struct json_object *h_granted(struct h_conn *, int, double);
+struct json_object *h_member(struct json_object *, const char *, size_t);
 
 #endif /* LOCKS_TEST_HARNESS_H */

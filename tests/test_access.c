@@ -36,13 +36,7 @@
 #define SOME_GID	4242	/* a group nobody is in unless we say so */
 #define OTHER_GID	4243
 
-#define EXPECT_ERROR(r, code) do {					\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_err(r_) != NULL && strcmp(h_err(r_), (code)) == 0, \
-	    "expected error %s, got %s", (code), h_json(r_));		\
-} while (0)
-
-/* Whether nobody can reach sockets under the run's directory; see main. */
+/* Whether nobody can reach sockets under the run's directory. */
 static int	 nobody_reaches_run_dir;
 
 /* What a peer process saw. */
@@ -95,6 +89,13 @@ nobody_can_reach(const char *dir)
 	if (waitpid(pid, &status, 0) == -1)
 		return 0;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Learn, in the runner before the allow tests fork, whether nobody can. */
+static void
+probe_nobody(void)
+{
+	nobody_reaches_run_dir = nobody_can_reach(h_run_dir());
 }
 
 /* Start d with up to two options and their values. */
@@ -686,9 +687,8 @@ access_suite(void)
 	Suite	*s = suite_create("access");
 	TCase	*tc;
 
-	tc = tcase_create("allow");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("allow", 60);
+	tcase_add_unchecked_fixture(tc, probe_nobody, NULL);
 	tcase_add_test(tc, test_without_allow_options_anyone_may_connect);
 	tcase_add_test(tc,
 	    test_allow_user_by_name_admits_that_user_and_refuses_root);
@@ -704,18 +704,14 @@ access_suite(void)
 	tcase_add_test(tc, test_unknown_allow_user_or_group_exits_2);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("liblocks");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("liblocks", 60);
 	tcase_add_test(tc,
 	    test_liblocks_connect_reports_permission_denied_with_message);
 	tcase_add_test(tc,
 	    test_liblocks_connect_past_max_clients_reports_limit);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("lost");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("lost", 60);
 	tcase_add_test(tc,
 	    test_liblocks_learns_its_locks_are_lost_when_locksd_is_killed);
 	tcase_add_test(tc,
@@ -725,24 +721,9 @@ access_suite(void)
 	return s;
 }
 
+/* Each test runs in a child its daemons die with. */
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 nfailed;
-
-	if (h_init() == -1) {
-		fprintf(stderr, "harness: %s\n", h_error());
-		return EXIT_FAILURE;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	nobody_reaches_run_dir = nobody_can_reach(h_run_dir());
-	sr = srunner_create(access_suite());
-	/* Each test runs in a child its daemons die with. */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	nfailed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	h_finish(nfailed != 0);
-	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite(access_suite());
 }

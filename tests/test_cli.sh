@@ -11,19 +11,12 @@
 
 set -u
 export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 LOCKSD LOCKS_CLI" >&2
-	exit 2
-fi
+[ $# -eq 2 ] || usage LOCKSD LOCKS_CLI
 LOCKSD=$1
 LOCKS=$2
-for tool in python3 flock; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "Bail out! these tests need $tool"
-		exit 1
-	fi
-done
+need_tools python3 flock
 WRAPPER=${LOCKSD_WRAPPER:-}
 SLOW=1
 [ -n "$WRAPPER" ] && SLOW=10
@@ -32,8 +25,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-cli.XXXXXX") || exit 1
 SOCK=$TMP/locksd.sock
 LOCKDIR=$TMP/locks
 DPID=
-failed=0
-n=0
 
 # Stop the daemon (it must exit 0 and remove its socket) and clean up,
 # whatever happened.
@@ -56,13 +47,7 @@ teardown() {
 			failed=$((failed + 1))
 		fi
 	fi
-	echo "1..$n"
-	rm -rf "$TMP"
-	if [ "$failed" -ne 0 ]; then
-		echo "# $failed of $n failed"
-		exit 1
-	fi
-	exit "$rc"
+	finish "$rc"
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM
@@ -78,48 +63,14 @@ lk() {
 	"$LOCKS" --socket "$SOCK" "$@"
 }
 
-# Retry a command for up to 5 s (stretched under a wrapper).
+# Retry a command for up to 5 s (stretched under a wrapper): a wall-clock
+# deadline, in place of lib.sh's count of tries.
 wait_until() {
 	local deadline=$(($(ms) + 5000 * SLOW))
 	until "$@"; do
 		[ "$(ms)" -gt "$deadline" ] && return 1
 		sleep 0.02
 	done
-}
-
-# Fail the current test with a message.  Tests run in a subshell (see t),
-# so this ends only the test.
-fail() {
-	echo "# $*"
-	exit 1
-}
-
-# End the background processes of a test: SIGTERM makes "locks run" stop
-# its command too.  A subshell's job table starts as a copy of its
-# parent's, so leave the daemon alone.
-reap() {
-	local pid
-	for pid in $(jobs -p); do
-		[ "$pid" = "$DPID" ] || kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in $(jobs -p); do
-		[ "$pid" = "$DPID" ] || wait "$pid" 2>/dev/null
-	done
-}
-
-# Run one test function in a subshell; report it as ok or not ok, with its
-# output as comments.
-t() {
-	local desc=$1 out
-	shift
-	n=$((n + 1))
-	if out=$(trap reap EXIT; "$@" 2>&1); then
-		echo "ok $n - $desc"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $desc"
-		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^#* \{0,1\}/# /'
-	fi
 }
 
 # hold NAME SECS [run options]: hold NAME with "locks run" in the
@@ -146,12 +97,8 @@ start_daemon() {
 	$WRAPPER "$LOCKSD" --socket "$SOCK" --lock-dir "$LOCKDIR" \
 	    2>"$TMP/locksd.log" &
 	DPID=$!
-	if ! wait_until "$LOCKS" --socket "$SOCK" status >/dev/null 2>&1; then
-		echo "Bail out! locksd did not start"
-		sed 's/^/# locksd: /' "$TMP/locksd.log"
-		failed=$((failed + 1))
-		exit 1
-	fi
+	wait_until "$LOCKS" --socket "$SOCK" status >/dev/null 2>&1 ||
+	    bail_no_daemon "$TMP/locksd.log" "locksd did not start"
 }
 
 #

@@ -18,11 +18,9 @@
 
 set -u
 export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-if [ $# -ne 3 ]; then
-	echo "usage: $0 CMAKE BUILD_DIR SOURCE_DIR" >&2
-	exit 2
-fi
+[ $# -eq 3 ] || usage CMAKE BUILD_DIR SOURCE_DIR
 CMAKE=$1
 BUILD=$2
 SRC=$3
@@ -35,12 +33,7 @@ for var in INSTALL_PREFIX INSTALL_SBINDIR INSTALL_BINDIR INSTALL_LIBDIR \
 done
 CC=${CC:-cc}
 PROBE_CFLAGS=${PROBE_CFLAGS:-}
-for tool in "$CC" pkg-config readelf groff man; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "Bail out! these tests need $tool"
-		exit 1
-	fi
-done
+need_tools "$CC" pkg-config readelf groff man
 # install() puts a relative directory under the prefix.
 case $SYSTEMD_UNITDIR in
 /*) ;;
@@ -55,8 +48,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-install.XXXXXX") || exit 1
 DEST=$TMP/dest
 SOCK=$TMP/locksd.sock
 DPID=
-failed=0
-n=0
 
 # Stop the daemon and clean up, whatever happened.
 teardown() {
@@ -66,46 +57,10 @@ teardown() {
 		kill -TERM "$DPID" 2>/dev/null
 		wait "$DPID" 2>/dev/null
 	fi
-	echo "1..$n"
-	rm -rf "$TMP"
-	if [ "$failed" -ne 0 ]; then
-		echo "# $failed of $n failed"
-		exit 1
-	fi
-	exit "$rc"
+	finish "$rc"
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM
-
-# Retry a command for up to 5 s.
-wait_until() {
-	local i
-	for ((i = 0; i < 250; i++)); do
-		"$@" && return 0
-		sleep 0.02
-	done
-	return 1
-}
-
-# Fail the current test (tests run in a subshell, see t).
-fail() {
-	echo "# $*"
-	exit 1
-}
-
-# Run one test function in a subshell; report it as ok or not ok.
-t() {
-	local desc=$1 out
-	shift
-	n=$((n + 1))
-	if out=$("$@" 2>&1); then
-		echo "ok $n - $desc"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $desc"
-		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^#* \{0,1\}/# /'
-	fi
-}
 
 # Run an installed program with the installed library.
 installed() {
@@ -256,12 +211,8 @@ t "the man pages render without warnings and man finds them" \
     test_man_pages_render_and_are_found
 t "pkg-config --cflags --libs locks points into the install" \
     test_pkg_config_points_into_the_install
-if ! start_installed_daemon; then
-	echo "Bail out! the installed locksd did not start"
-	sed 's/^/# locksd: /' "$TMP/locksd.log"
-	failed=$((failed + 1))
-	exit 1
-fi
+start_installed_daemon ||
+    bail_no_daemon "$TMP/locksd.log" "the installed locksd did not start"
 t "the installed locksd serves the installed locks CLI" \
     test_installed_daemon_and_cli_work
 t "a program built with pkg-config and locks.h takes a lock" \

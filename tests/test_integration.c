@@ -3,16 +3,11 @@
  * the raw protocol and through liblocks, with flock(1) on its lock files.
  * Each test proves one rule of protocol/PROTOCOL.md.
  *
- * Why the daemon lives in an unchecked fixture: Check runs each test in a
- * forked child, and in that mode a checked teardown does not run at all
- * after a failed test, which would leave the daemon running.  Unchecked
- * fixtures run in the runner process itself, once per TCase, so one
- * daemon serves a whole TCase and is stopped (and its exit checked) even
- * when tests fail.  Tests therefore share a daemon: each uses lock names
- * of its own, and every connection a test opens dies with its forked
- * child, which is itself the broker's guarantee.  Tests that need a
- * daemon to themselves (restarts, counters, descriptor limits) start one
- * inside the test; the harness makes it die with the test's process.
+ * Most TCases share one daemon (h_srv), started in an unchecked fixture
+ * (harness.h says why), and each test uses lock names of its own.  Tests
+ * that need a daemon to themselves (restarts, counters, descriptor
+ * limits) start one inside the test; the harness makes it die with the
+ * test's process.
  *
  * Time bounds are generous on purpose (CI machines are noisy), and
  * stretched further when $LOCKSD_WRAPPER (say, valgrind) slows the daemon.
@@ -41,59 +36,6 @@
 
 #define MAX_SAFE_INTEGER	9007199254740992LL	/* 2^53 */
 
-static struct h_daemon	 srv;		/* the TCase's daemon */
-static int		 fixture_failures;
-
-/* Each macro evaluates its message argument once: it may be a read. */
-#define EXPECT_OK(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_ok(r_), "expected ok:true, got %s", h_json(r_)); \
-} while (0)
-#define EXPECT_ERROR(r, code) do {					\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_err(r_) != NULL && strcmp(h_err(r_), (code)) == 0, \
-	    "expected error %s, got %s", (code), h_json(r_));		\
-} while (0)
-#define EXPECT_BLOCKING(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_is_event(r_, "blocking"),			\
-	    "expected a blocking event, got %s", h_json(r_));		\
-} while (0)
-#define EXPECT_ID(r, want) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_int(r_, "id") == (want),			\
-	    "expected id %lld, got %s", (long long)(want), h_json(r_));	\
-} while (0)
-#define EXPECT_NULL_ID(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_is(r_, "id", json_type_null),			\
-	    "expected \"id\": null, got %s", h_json(r_));		\
-} while (0)
-#define EXPECT_QUIET(c, secs)						\
-	ck_assert_msg(h_quiet((c), (secs)), "%s", h_error())
-
-/* Start the TCase's daemon; a failure fails every test of the TCase. */
-static void
-daemon_setup(void)
-{
-	memset(&srv, 0, sizeof srv);
-	if (h_daemon_start(&srv) == -1) {
-		fprintf(stderr, "fixture: cannot start locksd: %s\n",
-		    h_error());
-		fixture_failures++;
-	}
-}
-
-/* Stop it: SIGTERM must make it exit 0 and remove its socket. */
-static void
-daemon_teardown(void)
-{
-	if (srv.pid > 0 && h_daemon_stop(&srv) == -1) {
-		fprintf(stderr, "fixture: %s\n", h_error());
-		fixture_failures++;
-	}
-}
-
 /* Wall-clock time, as "since" uses. */
 static double
 wall_now(void)
@@ -104,48 +46,16 @@ wall_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Open a raw connection to the daemon at path. */
-static struct h_conn *
-conn_to(const char *path)
-{
-	struct h_conn	*c;
-
-	c = h_conn_open(path);
-	ck_assert_msg(c != NULL, "%s", h_error());
-	return c;
-}
-
-/* Open a raw connection to the TCase's daemon. */
-static struct h_conn *
-conn(void)
-{
-	ck_assert_msg(srv.pid > 0, "locksd did not start (see above)");
-	return conn_to(srv.socket_path);
-}
-
 /* Open a raw connection and say hello with the label client. */
 static struct h_conn *
 conn_hello(const char *client)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 
 	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", client);
 	EXPECT_OK(r);
 	return c;
-}
-
-/* Take name in mode at once (timeout 0) and return the grant. */
-static struct json_object *
-take(struct h_conn *c, const char *name, const char *mode)
-{
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"acquire\",\"id\":0,\"name\":\"%s\","
-	    "\"mode\":\"%s\",\"timeout\":0}", name, mode);
-	EXPECT_OK(r);
-	EXPECT_ID(r, 0);
-	return r;
 }
 
 /* Queue an acquire with this id and owner, and read its blocking event. */
@@ -159,31 +69,6 @@ queue(struct h_conn *c, const char *name, const char *mode, int id,
 	    "\"mode\":\"%s\",\"owner\":\"%s\"}", id, name, mode, owner);
 	EXPECT_BLOCKING(r);
 	EXPECT_ID(r, id);
-	return r;
-}
-
-/* Release name on c. */
-static void
-drop(struct h_conn *c, const char *name)
-{
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"release\",\"id\":\"rel\",\"name\":\"%s\"}",
-	    name);
-	EXPECT_OK(r);
-}
-
-/* Read the grant that must now come for the acquire with this id. */
-static struct json_object *
-granted(struct h_conn *c, int id, double secs)
-{
-	struct json_object	*r;
-
-	r = h_recv(c, h_slow(secs));
-	EXPECT_OK(r);
-	EXPECT_ID(r, id);
-	ck_assert_msg(h_is(r, "token", json_type_int), "no token: %s",
-	    h_json(r));
 	return r;
 }
 
@@ -206,16 +91,6 @@ listed(struct h_conn *c, const char *name)
 	    h_is(entry, "waiters", json_type_array),
 	    "entry without holders and waiters: %s", h_json(entry));
 	return entry;
-}
-
-/* Holder or waiter i of a list entry or event. */
-static struct json_object *
-member(struct json_object *obj, const char *key, size_t i)
-{
-	struct json_object	*m = h_idx(h_get(obj, key), i);
-
-	ck_assert_msg(m != NULL, "no %s[%zu] in %s", key, i, h_json(obj));
-	return m;
 }
 
 /* Check a holder's fields: the peer's credentials, labels, mode, since. */
@@ -298,7 +173,7 @@ error_with_id(struct json_object *r, const char *code, const char *id)
 
 START_TEST(test_hello_reports_server_version_protocol_and_pid)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r, *st;
 	unsigned		 major, minor, patch;
 	int			 end = 0;
@@ -313,40 +188,40 @@ START_TEST(test_hello_reports_server_version_protocol_and_pid)
 	    (size_t)end == strlen(h_str(r, "version")),
 	    "version is not semver: %s", h_json(r));
 	ck_assert_int_eq(h_int(r, "protocol"), 1);
-	ck_assert_int_eq(h_int(r, "pid"), srv.pid);
+	ck_assert_int_eq(h_int(r, "pid"), h_srv.pid);
 
 	st = h_request(c, "{\"op\":\"status\"}");
 	EXPECT_OK(st);
 	ck_assert_str_eq(h_str(st, "version"), h_str(r, "version"));
-	ck_assert_int_eq(h_int(st, "pid"), srv.pid);
+	ck_assert_int_eq(h_int(st, "pid"), h_srv.pid);
 	h_conn_close(c);
 }
 END_TEST
 
 START_TEST(test_hello_is_optional_and_sets_the_client_label)
 {
-	struct h_conn		*anon = conn(), *named, *c = conn();
+	struct h_conn		*anon = h_connect(), *named, *c = h_connect();
 	struct json_object	*entry;
 
-	take(anon, "hello-anon", "exclusive");
+	h_take(anon, "hello-anon", "exclusive");
 	entry = listed(c, "hello-anon");
 	ck_assert_ptr_nonnull(entry);
-	ck_assert_str_eq(h_str(member(entry, "holders", 0), "client"), "");
+	ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "client"), "");
 
 	named = conn_hello("label-one");
 	EXPECT_OK(h_request(named,
 	    "{\"op\":\"hello\",\"client\":\"label-two\"}"));
-	take(named, "hello-named", "exclusive");
+	h_take(named, "hello-named", "exclusive");
 	entry = listed(c, "hello-named");
 	ck_assert_ptr_nonnull(entry);
-	ck_assert_str_eq(h_str(member(entry, "holders", 0), "client"),
+	ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "client"),
 	    "label-two");
 }
 END_TEST
 
 START_TEST(test_ping_replies_ok_and_nothing_else)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 
 	r = h_request(c, "{\"op\":\"ping\",\"id\":3}");
@@ -361,7 +236,7 @@ START_TEST(test_replies_echo_every_kind_of_scalar_id)
 {
 	static const char *ids[] = { "\"abc\"", "\"\"", "42", "-7", "1.5",
 	    "true", "false", "null", "\"caf\\u00e9\"" };
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r, *want;
 	size_t			 i;
 
@@ -394,7 +269,7 @@ END_TEST
 
 START_TEST(test_blank_lines_are_ignored)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 
 	ck_assert_int_eq(h_send_raw(c, "\n   \n\t\n\n", 8), 0);
@@ -408,7 +283,7 @@ END_TEST
 
 START_TEST(test_unknown_request_fields_are_ignored)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 
 	r = h_request(c, "{\"op\":\"ping\",\"id\":1,\"extra\":{\"a\":[1,2]},"
@@ -428,7 +303,7 @@ END_TEST
  */
 START_TEST(test_nesting_depth_of_eight_is_accepted_and_nine_is_not)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 
 	r = h_request(c, "{\"op\":\"ping\",\"id\":1,"
@@ -461,7 +336,7 @@ END_TEST
 
 START_TEST(test_acquire_grant_reports_name_mode_token_and_waited)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	int64_t			 token;
 
@@ -489,7 +364,8 @@ END_TEST
 
 START_TEST(test_tokens_strictly_increase_across_grants)
 {
-	struct h_conn		*a = conn(), *b = conn(), *s = conn();
+	struct h_conn		*a = h_connect(), *b = h_connect();
+	struct h_conn		*s = h_connect();
 	struct json_object	*r;
 	int64_t			 last = 0, t;
 	char			 name[32];
@@ -497,27 +373,27 @@ START_TEST(test_tokens_strictly_increase_across_grants)
 
 	for (i = 0; i < 10; i++) {
 		snprintf(name, sizeof name, "tok-%d", i % 3);
-		t = h_int(take(a, name, "exclusive"), "token");
+		t = h_int(h_take(a, name, "exclusive"), "token");
 		ck_assert_int_gt(t, last);
 		last = t;
 		/* b queues, then gets the lock by handoff. */
 		ck_assert_int_eq(h_send(b, "{\"op\":\"acquire\",\"id\":%d,"
 		    "\"name\":\"%s\",\"notify_after\":60}", i, name), 0);
 		EXPECT_OK(h_request(b, "{\"op\":\"ping\"}"));
-		drop(a, name);
-		t = h_int(granted(b, i, 2), "token");
+		h_drop(a, name);
+		t = h_int(h_granted(b, i, 2), "token");
 		ck_assert_int_gt(t, last);
 		last = t;
-		drop(b, name);
+		h_drop(b, name);
 		/* Shared holders each get a token of their own. */
-		t = h_int(take(a, "tok-shared", "shared"), "token");
+		t = h_int(h_take(a, "tok-shared", "shared"), "token");
 		ck_assert_int_gt(t, last);
 		last = t;
-		t = h_int(take(s, "tok-shared", "shared"), "token");
+		t = h_int(h_take(s, "tok-shared", "shared"), "token");
 		ck_assert_int_gt(t, last);
 		last = t;
-		drop(a, "tok-shared");
-		drop(s, "tok-shared");
+		h_drop(a, "tok-shared");
+		h_drop(s, "tok-shared");
 	}
 	r = h_request(a, "{\"op\":\"acquire\",\"name\":\"tok-last\"}");
 	ck_assert_int_gt(h_int(r, "token"), last);
@@ -527,11 +403,11 @@ END_TEST
 START_TEST(test_exclusive_holder_blocks_second_with_blocking_event)
 {
 	struct h_holder		 holder;
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r, *h;
 	double			 t0;
 
-	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "blk-x",
+	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "blk-x",
 	    LOCKS_EXCLUSIVE, "holder-client", "holder-owner") == 0, "%s",
 	    h_error());
 	t0 = h_now();
@@ -542,7 +418,7 @@ START_TEST(test_exclusive_holder_blocks_second_with_blocking_event)
 	ck_assert_str_eq(h_str(r, "name"), "blk-x");
 	ck_assert_int_eq(h_int(r, "position"), 1);
 	ck_assert_int_eq(h_len(r, "holders"), 1);
-	h = member(r, "holders", 0);
+	h = h_member(r, "holders", 0);
 	check_holder(h, holder.pid, "holder-client", "holder-owner",
 	    "exclusive");
 	ck_assert_int_eq(h_int(h, "token"), holder.token);
@@ -561,10 +437,10 @@ END_TEST
 
 START_TEST(test_blocking_event_reports_queue_position)
 {
-	struct h_conn	*h = conn(), *w1 = conn(), *w2 = conn();
-	struct h_conn	*w3 = conn();
+	struct h_conn	*h = h_connect(), *w1 = h_connect(), *w2 = h_connect();
+	struct h_conn	*w3 = h_connect();
 
-	take(h, "pos-x", "exclusive");
+	h_take(h, "pos-x", "exclusive");
 	ck_assert_int_eq(h_int(queue(w1, "pos-x", "exclusive", 1, "w1"),
 	    "position"), 1);
 	ck_assert_int_eq(h_int(queue(w2, "pos-x", "shared", 2, "w2"),
@@ -576,17 +452,18 @@ START_TEST(test_blocking_event_reports_queue_position)
 	h_conn_close(w2);
 	EXPECT_OK(h_request(h, "{\"op\":\"ping\"}"));
 	h_conn_close(h);
-	granted(w3, 3, 2);
+	h_granted(w3, 3, 2);
 }
 END_TEST
 
 START_TEST(test_notify_after_delays_the_single_blocking_event)
 {
-	struct h_conn		*h = conn(), *w = conn(), *late = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
+	struct h_conn		*late = h_connect();
 	struct json_object	*r;
 	double			 t0, waited;
 
-	take(h, "notify-x", "exclusive");
+	h_take(h, "notify-x", "exclusive");
 	t0 = h_now();
 	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":1,"
 	    "\"name\":\"notify-x\",\"notify_after\":0.5}"), 0);
@@ -604,9 +481,9 @@ START_TEST(test_notify_after_delays_the_single_blocking_event)
 	ck_assert_int_eq(h_send(late, "{\"op\":\"acquire\",\"id\":2,"
 	    "\"name\":\"notify-x\",\"notify_after\":30}"), 0);
 	EXPECT_OK(h_request(late, "{\"op\":\"ping\",\"id\":3}"));
-	drop(h, "notify-x");
-	granted(w, 1, 2);
-	drop(w, "notify-x");
+	h_drop(h, "notify-x");
+	h_granted(w, 1, 2);
+	h_drop(w, "notify-x");
 	r = h_recv(late, h_slow(2));
 	EXPECT_OK(r);
 	EXPECT_ID(r, 2);
@@ -615,11 +492,11 @@ END_TEST
 
 START_TEST(test_timeout_fails_the_acquire_and_leaves_nothing_queued)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r, *entry;
 	double			 t0, took;
 
-	take(h, "to-x", "exclusive");
+	h_take(h, "to-x", "exclusive");
 	t0 = h_now();
 	/* The timeout passes before notify_after: no event. */
 	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":5,"
@@ -636,20 +513,20 @@ START_TEST(test_timeout_fails_the_acquire_and_leaves_nothing_queued)
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 0);
-	drop(h, "to-x");
+	h_drop(h, "to-x");
 	ck_assert_ptr_null(listed(w, "to-x"));
 	EXPECT_QUIET(w, 0.2);
 	/* Nothing of the failed acquire is left: the name is free to take. */
-	take(w, "to-x", "exclusive");
+	h_take(w, "to-x", "exclusive");
 }
 END_TEST
 
 START_TEST(test_timeout_after_the_event_still_fails)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r;
 
-	take(h, "to-late", "exclusive");
+	h_take(h, "to-late", "exclusive");
 	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":1,"
 	    "\"name\":\"to-late\",\"timeout\":0.4,\"notify_after\":0.1}"), 0);
 	r = h_recv(w, h_slow(3));
@@ -663,11 +540,11 @@ END_TEST
 
 START_TEST(test_timeout_zero_fails_at_once_without_event)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r;
 	double			 t0;
 
-	take(h, "tz-x", "exclusive");
+	h_take(h, "tz-x", "exclusive");
 	t0 = h_now();
 	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":1,"
 	    "\"name\":\"tz-x\",\"timeout\":0}\n{\"op\":\"ping\",\"id\":2}"),
@@ -691,30 +568,30 @@ END_TEST
 
 START_TEST(test_release_hands_off_to_next_waiter_at_once)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r;
 	double			 t0;
 
-	take(h, "handoff-x", "exclusive");
+	h_take(h, "handoff-x", "exclusive");
 	queue(w, "handoff-x", "exclusive", 7, "next");
 	h_sleep(0.2);
 	t0 = h_now();
-	drop(h, "handoff-x");
-	r = granted(w, 7, 2);
+	h_drop(h, "handoff-x");
+	r = h_granted(w, 7, 2);
 	ck_assert_msg(h_now() - t0 < h_slow(2), "handoff took %.3f s",
 	    h_now() - t0);
 	ck_assert_msg(h_num(r, "waited") >= 0.15, "waited: %s", h_json(r));
-	ck_assert_str_eq(h_str(member(listed(h, "handoff-x"), "holders", 0),
+	ck_assert_str_eq(h_str(h_member(listed(h, "handoff-x"), "holders", 0),
 	    "owner"), "next");
 }
 END_TEST
 
 START_TEST(test_release_of_waiting_name_cancels_the_wait_first)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r;
 
-	take(h, "cancel-x", "exclusive");
+	h_take(h, "cancel-x", "exclusive");
 	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":\"a\","
 	    "\"name\":\"cancel-x\",\"notify_after\":60}"), 0);
 	EXPECT_OK(h_request(w, "{\"op\":\"ping\"}"));
@@ -728,7 +605,7 @@ START_TEST(test_release_of_waiting_name_cancels_the_wait_first)
 	ck_assert_str_eq(h_str(r, "id"), "r");
 
 	ck_assert_int_eq(h_len(listed(w, "cancel-x"), "waiters"), 0);
-	drop(h, "cancel-x");
+	h_drop(h, "cancel-x");
 	EXPECT_QUIET(w, 0.3);
 	ck_assert_ptr_null(listed(w, "cancel-x"));
 }
@@ -736,7 +613,7 @@ END_TEST
 
 START_TEST(test_release_of_name_not_held_is_not_held)
 {
-	struct h_conn		*h = conn(), *other = conn();
+	struct h_conn		*h = h_connect(), *other = h_connect();
 	struct json_object	*r;
 
 	r = h_request(other, "{\"op\":\"release\",\"id\":4,"
@@ -746,12 +623,12 @@ START_TEST(test_release_of_name_not_held_is_not_held)
 	ck_assert_ptr_nonnull(h_str(h_get(r, "error"), "message"));
 
 	/* Another connection's lock is not ours to release. */
-	take(h, "nh-x", "exclusive");
+	h_take(h, "nh-x", "exclusive");
 	EXPECT_ERROR(h_request(other, "{\"op\":\"release\","
 	    "\"name\":\"nh-x\"}"), "not_held");
 	ck_assert_int_eq(h_len(listed(other, "nh-x"), "holders"), 1);
 
-	drop(h, "nh-x");
+	h_drop(h, "nh-x");
 	EXPECT_ERROR(h_request(h, "{\"op\":\"release\",\"name\":\"nh-x\"}"),
 	    "not_held");
 }
@@ -759,11 +636,11 @@ END_TEST
 
 START_TEST(test_already_held_for_held_and_waiting_names)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r, *entry;
 	int64_t			 token;
 
-	token = h_int(take(h, "ah-x", "exclusive"), "token");
+	token = h_int(h_take(h, "ah-x", "exclusive"), "token");
 	r = h_request(h, "{\"op\":\"acquire\",\"id\":2,\"name\":\"ah-x\"}");
 	EXPECT_ERROR(r, "already_held");
 	EXPECT_ID(r, 2);
@@ -772,7 +649,7 @@ START_TEST(test_already_held_for_held_and_waiting_names)
 	EXPECT_ERROR(r, "already_held");
 	entry = listed(h, "ah-x");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
-	ck_assert_int_eq(h_int(member(entry, "holders", 0), "token"), token);
+	ck_assert_int_eq(h_int(h_member(entry, "holders", 0), "token"), token);
 
 	queue(w, "ah-x", "exclusive", 10, "");
 	r = h_request(w, "{\"op\":\"acquire\",\"id\":11,\"name\":\"ah-x\"}");
@@ -780,18 +657,18 @@ START_TEST(test_already_held_for_held_and_waiting_names)
 	EXPECT_ID(r, 11);
 	ck_assert_int_eq(h_len(listed(w, "ah-x"), "waiters"), 1);
 	/* The first wait goes on and is granted. */
-	drop(h, "ah-x");
-	granted(w, 10, 2);
+	h_drop(h, "ah-x");
+	h_granted(w, 10, 2);
 }
 END_TEST
 
 START_TEST(test_waiting_acquire_does_not_hold_up_pipelined_requests)
 {
-	struct h_conn		*h = conn(), *w = conn();
+	struct h_conn		*h = h_connect(), *w = h_connect();
 	struct json_object	*r, *entry;
 	int			 i;
 
-	take(h, "pipe-x", "exclusive");
+	h_take(h, "pipe-x", "exclusive");
 	ck_assert_int_eq(h_send(w,
 	    "{\"op\":\"acquire\",\"id\":1,\"name\":\"pipe-x\","
 	    "\"notify_after\":60}\n"
@@ -805,27 +682,27 @@ START_TEST(test_waiting_acquire_does_not_hold_up_pipelined_requests)
 		EXPECT_OK(r);
 		EXPECT_ID(r, i);
 		if (i == 3) {
-			entry = member(r, "locks", 0);
+			entry = h_member(r, "locks", 0);
 			ck_assert_int_eq(h_len(entry, "waiters"), 1);
 		}
 	}
-	drop(h, "pipe-x");
-	granted(w, 1, 2);
+	h_drop(h, "pipe-x");
+	h_granted(w, 1, 2);
 }
 END_TEST
 
 START_TEST(test_waiters_are_granted_in_fifo_order)
 {
 	enum { N = 20 };
-	struct h_conn		*h = conn(), *w[N];
+	struct h_conn		*h = h_connect(), *w[N];
 	struct json_object	*entry, *r;
 	char			 owner[16];
 	int64_t			 last;
 	int			 i, j;
 
-	last = h_int(take(h, "fifo-x", "exclusive"), "token");
+	last = h_int(h_take(h, "fifo-x", "exclusive"), "token");
 	for (i = 0; i < N; i++) {
-		w[i] = conn();
+		w[i] = h_connect();
 		snprintf(owner, sizeof owner, "w%02d", i);
 		r = queue(w[i], "fifo-x", i % 2 ? "shared" : "exclusive", i,
 		    owner);
@@ -834,48 +711,49 @@ START_TEST(test_waiters_are_granted_in_fifo_order)
 	entry = listed(h, "fifo-x");
 	for (i = 0; i < N; i++) {
 		snprintf(owner, sizeof owner, "w%02d", i);
-		ck_assert_str_eq(h_str(member(entry, "waiters", (size_t)i),
+		ck_assert_str_eq(h_str(h_member(entry, "waiters", (size_t)i),
 		    "owner"), owner);
 	}
-	drop(h, "fifo-x");
+	h_drop(h, "fifo-x");
 	for (i = 0; i < N; i++) {
-		r = granted(w[i], i, 2);
+		r = h_granted(w[i], i, 2);
 		ck_assert_int_gt(h_int(r, "token"), last);
 		last = h_int(r, "token");
 		entry = listed(h, "fifo-x");
 		snprintf(owner, sizeof owner, "w%02d", i);
 		ck_assert_int_eq(h_len(entry, "holders"), 1);
-		ck_assert_str_eq(h_str(member(entry, "holders", 0), "owner"),
+		ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "owner"),
 		    owner);
 		ck_assert_int_eq(h_len(entry, "waiters"), N - 1 - i);
 		for (j = i + 1; j < N && j < i + 3; j++)
 			EXPECT_QUIET(w[j], 0);
-		drop(w[i], "fifo-x");
+		h_drop(w[i], "fifo-x");
 	}
 }
 END_TEST
 
 START_TEST(test_shared_run_at_queue_head_is_granted_together)
 {
-	struct h_conn		*h = conn(), *x = conn(), *s4 = conn();
+	struct h_conn		*h = h_connect(), *x = h_connect();
+	struct h_conn		*s4 = h_connect();
 	struct h_conn		*s[3];
 	struct json_object	*entry;
 	int64_t			 last, t;
 	char			 owner[8];
 	int			 i;
 
-	last = h_int(take(h, "run-x", "exclusive"), "token");
+	last = h_int(h_take(h, "run-x", "exclusive"), "token");
 	for (i = 0; i < 3; i++) {
-		s[i] = conn();
+		s[i] = h_connect();
 		snprintf(owner, sizeof owner, "s%d", i);
 		queue(s[i], "run-x", "shared", i, owner);
 	}
 	queue(x, "run-x", "exclusive", 10, "x");
 	queue(s4, "run-x", "shared", 11, "s4");
 
-	drop(h, "run-x");
+	h_drop(h, "run-x");
 	for (i = 0; i < 3; i++) {
-		t = h_int(granted(s[i], i, 2), "token");
+		t = h_int(h_granted(s[i], i, 2), "token");
 		ck_assert_int_gt(t, last);
 		last = t;
 	}
@@ -883,34 +761,35 @@ START_TEST(test_shared_run_at_queue_head_is_granted_together)
 	ck_assert_int_eq(h_len(entry, "holders"), 3);
 	for (i = 0; i < 3; i++) {
 		snprintf(owner, sizeof owner, "s%d", i);
-		ck_assert_str_eq(h_str(member(entry, "holders", (size_t)i),
+		ck_assert_str_eq(h_str(h_member(entry, "holders", (size_t)i),
 		    "owner"), owner);
-		ck_assert_str_eq(h_str(member(entry, "holders", (size_t)i),
+		ck_assert_str_eq(h_str(h_member(entry, "holders", (size_t)i),
 		    "mode"), "shared");
 	}
 	ck_assert_int_eq(h_len(entry, "waiters"), 2);
-	ck_assert_str_eq(h_str(member(entry, "waiters", 0), "owner"), "x");
-	ck_assert_str_eq(h_str(member(entry, "waiters", 1), "owner"), "s4");
+	ck_assert_str_eq(h_str(h_member(entry, "waiters", 0), "owner"), "x");
+	ck_assert_str_eq(h_str(h_member(entry, "waiters", 1), "owner"), "s4");
 	EXPECT_QUIET(x, 0.2);
 	EXPECT_QUIET(s4, 0);
 
-	drop(s[0], "run-x");
-	drop(s[1], "run-x");
+	h_drop(s[0], "run-x");
+	h_drop(s[1], "run-x");
 	EXPECT_QUIET(x, 0.2);
-	drop(s[2], "run-x");
-	granted(x, 10, 2);
+	h_drop(s[2], "run-x");
+	h_granted(x, 10, 2);
 	EXPECT_QUIET(s4, 0.2);
-	drop(x, "run-x");
-	granted(s4, 11, 2);
+	h_drop(x, "run-x");
+	h_granted(s4, 11, 2);
 }
 END_TEST
 
 START_TEST(test_shared_waits_behind_queued_exclusive)
 {
-	struct h_conn		*s1 = conn(), *x = conn(), *s2 = conn();
+	struct h_conn		*s1 = h_connect(), *x = h_connect();
+	struct h_conn		*s2 = h_connect();
 	struct json_object	*entry;
 
-	take(s1, "wq-x", "shared");
+	h_take(s1, "wq-x", "shared");
 	ck_assert_int_eq(h_int(queue(x, "wq-x", "exclusive", 1, "x"),
 	    "position"), 1);
 	/* Compatible with the holder, but a writer is queued first. */
@@ -920,27 +799,28 @@ START_TEST(test_shared_waits_behind_queued_exclusive)
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 2);
 
-	drop(s1, "wq-x");
-	granted(x, 1, 2);
+	h_drop(s1, "wq-x");
+	h_granted(x, 1, 2);
 	EXPECT_QUIET(s2, 0.2);
-	drop(x, "wq-x");
-	granted(s2, 2, 2);
+	h_drop(x, "wq-x");
+	h_granted(s2, 2, 2);
 }
 END_TEST
 
 START_TEST(test_shared_joins_shared_holders_when_nobody_waits)
 {
-	struct h_conn		*s1 = conn(), *s2 = conn(), *x = conn();
+	struct h_conn		*s1 = h_connect(), *s2 = h_connect();
+	struct h_conn		*x = h_connect();
 	struct json_object	*entry;
 
-	take(s1, "sj-x", "shared");
-	take(s2, "sj-x", "shared");
+	h_take(s1, "sj-x", "shared");
+	h_take(s2, "sj-x", "shared");
 	EXPECT_ERROR(h_request(x, "{\"op\":\"acquire\",\"name\":\"sj-x\","
 	    "\"timeout\":0}"), "timeout");
 	entry = listed(x, "sj-x");
 	ck_assert_int_eq(h_len(entry, "holders"), 2);
-	ck_assert_int_lt(h_int(member(entry, "holders", 0), "token"),
-	    h_int(member(entry, "holders", 1), "token"));
+	ck_assert_int_lt(h_int(h_member(entry, "holders", 0), "token"),
+	    h_int(h_member(entry, "holders", 1), "token"));
 }
 END_TEST
 
@@ -950,15 +830,16 @@ END_TEST
 
 START_TEST(test_closing_connection_releases_locks_and_cancels_waits)
 {
-	struct h_conn		*a = conn(), *other = conn(), *w = conn();
+	struct h_conn		*a = h_connect(), *other = h_connect();
+	struct h_conn		*w = h_connect();
 	struct json_object	*entry;
 
-	take(a, "close-x", "exclusive");
-	take(other, "close-y", "exclusive");
+	h_take(a, "close-x", "exclusive");
+	h_take(other, "close-y", "exclusive");
 	queue(a, "close-y", "exclusive", 1, "a");
 	queue(w, "close-x", "exclusive", 2, "w");
 	h_conn_close(a);
-	granted(w, 2, 2);
+	h_granted(w, 2, 2);
 	entry = listed(w, "close-y");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 0);
@@ -968,15 +849,15 @@ END_TEST
 START_TEST(test_kill_9_of_holder_process_releases_its_lock)
 {
 	struct h_holder		 holder;
-	struct h_conn		*w = conn();
+	struct h_conn		*w = h_connect();
 	double			 t0;
 
-	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "k9-x",
+	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "k9-x",
 	    LOCKS_EXCLUSIVE, "victim", "") == 0, "%s", h_error());
 	queue(w, "k9-x", "exclusive", 1, "");
 	t0 = h_now();
 	h_holder_kill(&holder);
-	granted(w, 1, 2);
+	h_granted(w, 1, 2);
 	ck_assert_msg(h_now() - t0 < h_slow(2), "release took %.3f s",
 	    h_now() - t0);
 	ck_assert_int_eq(h_len(listed(w, "k9-x"), "holders"), 1);
@@ -986,10 +867,11 @@ END_TEST
 START_TEST(test_half_written_request_then_disconnect_releases_everything)
 {
 	static const char	 half[] = "{\"op\":\"acquire\",\"na";
-	struct h_conn		*a = conn(), *w = conn(), *w2 = conn();
+	struct h_conn		*a = h_connect(), *w = h_connect();
+	struct h_conn		*w2 = h_connect();
 
-	take(a, "half-x", "exclusive");
-	take(w2, "half-z", "exclusive");
+	h_take(a, "half-x", "exclusive");
+	h_take(w2, "half-z", "exclusive");
 	queue(a, "half-z", "exclusive", 1, "");
 	ck_assert_int_eq(h_send_raw(a, half, sizeof half - 1), 0);
 	queue(w, "half-x", "exclusive", 2, "");
@@ -997,7 +879,7 @@ START_TEST(test_half_written_request_then_disconnect_releases_everything)
 	EXPECT_QUIET(w, 0.3);
 	ck_assert_int_eq(h_len(listed(w, "half-x"), "holders"), 1);
 	h_conn_close(a);
-	granted(w, 2, 2);
+	h_granted(w, 2, 2);
 	ck_assert_int_eq(h_len(listed(w, "half-z"), "waiters"), 0);
 }
 END_TEST
@@ -1008,17 +890,17 @@ END_TEST
 
 START_TEST(test_list_shows_only_locks_with_holders_or_waiters_sorted)
 {
-	struct h_conn		*c = conn(), *w = conn();
+	struct h_conn		*c = h_connect(), *w = h_connect();
 	struct json_object	*r, *locks, *entry;
 	const char		*prev = "", *name;
 	static const char	*want[] = { "ls-a", "ls-b", "ls-c" };
 	size_t			 i, n, k = 0;
 
-	take(c, "ls-c", "exclusive");
-	take(c, "ls-a", "shared");
-	take(c, "ls-b", "exclusive");
-	take(c, "ls-d", "exclusive");
-	drop(c, "ls-d");
+	h_take(c, "ls-c", "exclusive");
+	h_take(c, "ls-a", "shared");
+	h_take(c, "ls-b", "exclusive");
+	h_take(c, "ls-d", "exclusive");
+	h_drop(c, "ls-d");
 	queue(w, "ls-b", "exclusive", 1, "");
 
 	r = h_request(c, "{\"op\":\"list\",\"id\":9}");
@@ -1058,11 +940,11 @@ START_TEST(test_list_reports_holder_and_waiter_fields)
 {
 	struct h_holder		 holder;
 	struct h_conn		*w1 = conn_hello("lf-waiter");
-	struct h_conn		*w2 = conn();
+	struct h_conn		*w2 = h_connect();
 	struct json_object	*entry, *h, *wt;
 	double			 before = wall_now();
 
-	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "lf-x",
+	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "lf-x",
 	    LOCKS_EXCLUSIVE, "lf-client", "lf-owner") == 0, "%s", h_error());
 	/* Claims about the peer in a request are ignored. */
 	EXPECT_BLOCKING(h_request(w1, "{\"op\":\"acquire\",\"id\":1,"
@@ -1073,22 +955,22 @@ START_TEST(test_list_reports_holder_and_waiter_fields)
 	entry = listed(w2, "lf-x");
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
-	h = member(entry, "holders", 0);
+	h = h_member(entry, "holders", 0);
 	check_holder(h, holder.pid, "lf-client", "lf-owner", "exclusive");
 	ck_assert_int_eq(h_int(h, "token"), holder.token);
 	ck_assert_msg(h_num(h, "since") >= before - 1, "since: %s",
 	    h_json(h));
 
 	ck_assert_int_eq(h_len(entry, "waiters"), 2);
-	wt = member(entry, "waiters", 0);
+	wt = h_member(entry, "waiters", 0);
 	check_holder(wt, getpid(), "lf-waiter", "lf-wowner", "shared");
 	ck_assert_msg(h_get(wt, "token") == NULL, "waiter with a token: %s",
 	    h_json(wt));
-	wt = member(entry, "waiters", 1);
+	wt = h_member(entry, "waiters", 1);
 	check_holder(wt, getpid(), "", "second", "exclusive");
 	ck_assert_msg(h_get(wt, "token") == NULL, "waiter with a token: %s",
 	    h_json(wt));
-	ck_assert_msg(h_num(member(entry, "waiters", 0), "since") <=
+	ck_assert_msg(h_num(h_member(entry, "waiters", 0), "since") <=
 	    h_num(wt, "since"), "waiters not in queue order: %s",
 	    h_json(entry));
 	h_holder_kill(&holder);
@@ -1098,21 +980,21 @@ END_TEST
 START_TEST(test_holder_credentials_come_from_the_socket_peer)
 {
 	struct h_holder		 holder;
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*h;
 
 	if (getuid() != 0)
 		return;		/* only root can be someone else */
-	if (h_holder_spawn_as(&holder, 65534, 65534, srv.socket_path,
+	if (h_holder_spawn_as(&holder, 65534, 65534, h_srv.socket_path,
 	    "cred-x", LOCKS_EXCLUSIVE, "nobody", "") == -1) {
 		/* A build tree nobody may enter is no failure of locksd. */
 		ck_assert_msg(strstr(h_error(), "connect_failed") != NULL,
 		    "%s", h_error());
 		fprintf(stderr, "skipped: nobody cannot reach %s\n",
-		    srv.socket_path);
+		    h_srv.socket_path);
 		return;
 	}
-	h = member(listed(c, "cred-x"), "holders", 0);
+	h = h_member(listed(c, "cred-x"), "holders", 0);
 	ck_assert_int_eq(h_int(h, "pid"), holder.pid);
 	ck_assert_int_eq(h_int(h, "uid"), 65534);
 	ck_assert_int_eq(h_int(h, "gid"), 65534);
@@ -1146,7 +1028,7 @@ START_TEST(test_status_reports_counts)
 
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	c1 = conn_to(d.socket_path);
+	c1 = h_connect_to(d.socket_path);
 	r = status_settled(c1, 1);
 	EXPECT_ID(r, 1);
 	ck_assert_str_eq(h_str(r, "version"), "0.1.0");
@@ -1164,11 +1046,11 @@ START_TEST(test_status_reports_counts)
 	ck_assert_msg(uptime >= 0 && uptime < h_slow(30), "uptime: %s",
 	    h_json(r));
 
-	c2 = conn_to(d.socket_path);
-	c3 = conn_to(d.socket_path);
-	take(c1, "st-x", "exclusive");
-	take(c2, "st-s", "shared");
-	take(c3, "st-s", "shared");
+	c2 = h_connect_to(d.socket_path);
+	c3 = h_connect_to(d.socket_path);
+	h_take(c1, "st-x", "exclusive");
+	h_take(c2, "st-s", "shared");
+	h_take(c3, "st-s", "shared");
 	queue(c2, "st-x", "exclusive", 1, "");
 	h_sleep(0.05);
 	r = status_settled(c1, 3);
@@ -1179,8 +1061,8 @@ START_TEST(test_status_reports_counts)
 	ck_assert_msg(h_num(r, "uptime") > uptime, "uptime did not grow: %s",
 	    h_json(r));
 
-	drop(c1, "st-x");
-	granted(c2, 1, 2);
+	h_drop(c1, "st-x");
+	h_granted(c2, 1, 2);
 	r = h_request(c1, "{\"op\":\"status\"}");
 	ck_assert_int_eq(h_int(r, "locks_held"), 3);
 	ck_assert_int_eq(h_int(r, "waiters"), 0);
@@ -1212,7 +1094,7 @@ START_TEST(test_bad_json_replies_null_id_and_keeps_the_connection)
 	    "{\"op\":\"ping\",\"id\":Infinity}",
 	    "{\"op\":\"ping\",\"id\":-Infinity}" };
 	static const char	 nul[] = "{\"op\":\"ping\",\"id\":8}\0\n";
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	struct misses		 m;
 	size_t			 i;
@@ -1289,7 +1171,7 @@ START_TEST(test_bad_request_for_malformed_requests)
 		{ "{\"op\":\"ping\",\"id\":[1]}", "null" },
 		{ "{\"op\":\"ping\",\"id\":{\"a\":1}}", "null" },
 	};
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	struct misses		 m;
 	char			*label;
@@ -1320,7 +1202,7 @@ START_TEST(test_bad_request_for_malformed_requests)
 	EXPECT_OK(r);
 	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", label);
 	EXPECT_OK(r);
-	ck_assert_str_eq(h_str(member(listed(c, "br-long"), "holders", 0),
+	ck_assert_str_eq(h_str(h_member(listed(c, "br-long"), "holders", 0),
 	    "owner"), label);
 	free(label);
 
@@ -1337,7 +1219,7 @@ START_TEST(test_unknown_op_is_reported_with_its_id)
 {
 	static const char	*ops[] = { "frobnicate", "", "PING", "Acquire",
 	    "ping " };
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	size_t			 i;
 
@@ -1355,7 +1237,7 @@ START_TEST(test_invalid_name_rejects_paths_and_bad_bytes)
 	static const char	*bad[] = { "a/b", "..", ".", ".x", ".tokens",
 	    "", "a\\u0000b", "a b", "caf\\u00e9", "/etc/passwd", "../x",
 	    "x\\n", "*", "a\\\\b", "tab\\there" };
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	struct misses		 m;
 	char			*name, path[PATH_MAX];
@@ -1383,30 +1265,31 @@ START_TEST(test_invalid_name_rejects_paths_and_bad_bytes)
 	    name), "invalid_name");
 	name[200] = '\0';
 	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"%s\"}", name));
-	ck_assert_int_eq(h_file_mode(srv.lock_dir, name), 0644);
+	ck_assert_int_eq(h_file_mode(h_srv.lock_dir, name), 0644);
 	free(name);
 	EXPECT_OK(h_request(c, "{\"op\":\"acquire\","
 	    "\"name\":\"Ab9._:@+-z\"}"));
-	ck_assert_int_eq(h_file_mode(srv.lock_dir, "Ab9._:@+-z"), 0644);
+	ck_assert_int_eq(h_file_mode(h_srv.lock_dir, "Ab9._:@+-z"), 0644);
 
 	/* Nothing was created for the bad names. */
-	snprintf(path, sizeof path, "%s/.x", srv.lock_dir);
+	snprintf(path, sizeof path, "%s/.x", h_srv.lock_dir);
 	ck_assert_int_eq(lstat(path, &sb), -1);
-	snprintf(path, sizeof path, "%s/a", srv.lock_dir);
+	snprintf(path, sizeof path, "%s/a", h_srv.lock_dir);
 	ck_assert_int_eq(lstat(path, &sb), -1);
-	snprintf(path, sizeof path, "%s/x", srv.dir);
+	snprintf(path, sizeof path, "%s/x", h_srv.dir);
 	ck_assert_int_eq(lstat(path, &sb), -1);
 }
 END_TEST
 
 START_TEST(test_too_large_line_is_refused_and_the_connection_closed)
 {
-	struct h_conn		*big = conn(), *w = conn(), *nonl = conn();
+	struct h_conn		*big = h_connect(), *w = h_connect();
+	struct h_conn		*nonl = h_connect();
 	struct json_object	*r;
 	char			*line;
 	size_t			 len;
 
-	take(big, "big-x", "exclusive");
+	h_take(big, "big-x", "exclusive");
 	queue(w, "big-x", "exclusive", 1, "");
 
 	/* 65537 bytes, then the newline. */
@@ -1424,7 +1307,7 @@ START_TEST(test_too_large_line_is_refused_and_the_connection_closed)
 	EXPECT_NULL_ID(r);
 	ck_assert_msg(h_recv_closed(big, h_slow(2)), "%s", h_error());
 	/* Closing released everything the connection had. */
-	granted(w, 1, 2);
+	h_granted(w, 1, 2);
 
 	/* 65537 bytes without a newline are already too many. */
 	(void)h_send_raw(nonl, line, len);
@@ -1438,7 +1321,7 @@ END_TEST
 
 START_TEST(test_line_of_exactly_65536_bytes_is_accepted)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	char			*line, *two;
 	size_t			 len;
@@ -1484,7 +1367,7 @@ END_TEST
 START_TEST(test_limit_when_a_connection_takes_too_many_names)
 {
 	enum { N = 4097 };
-	struct h_conn		*c = conn(), *other;
+	struct h_conn		*c = h_connect(), *other;
 	struct json_object	*r;
 	char			*batch, *p;
 	int			 i, first_limit = -1;
@@ -1512,9 +1395,9 @@ START_TEST(test_limit_when_a_connection_takes_too_many_names)
 	}
 	ck_assert_msg(first_limit != -1, "4097 names and no limit");
 	/* The daemon still serves everyone, and this connection too. */
-	other = conn();
+	other = h_connect();
 	EXPECT_OK(h_request(other, "{\"op\":\"acquire\",\"name\":\"cap-o\"}"));
-	drop(c, "cap-0000");
+	h_drop(c, "cap-0000");
 	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"cap-again\","
 	    "\"timeout\":0}"));
 }
@@ -1531,7 +1414,7 @@ START_TEST(test_limit_when_the_daemon_runs_out_of_descriptors)
 	memset(&d, 0, sizeof d);
 	d.nofile = 64;
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	c = conn_to(d.socket_path);
+	c = h_connect_to(d.socket_path);
 	for (n = 0; n < 64; n++) {
 		snprintf(name, sizeof name, "fd-%d", n);
 		r = h_request(c, "{\"op\":\"acquire\",\"id\":%d,"
@@ -1553,11 +1436,11 @@ START_TEST(test_limit_when_the_daemon_runs_out_of_descriptors)
 		ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
 		return;
 	}
-	late = conn_to(d.socket_path);
+	late = h_connect_to(d.socket_path);
 	ck_assert_int_eq(h_send(late, "{\"op\":\"ping\",\"id\":1}"), 0);
 	for (i = 0; i < 8; i++) {
 		snprintf(name, sizeof name, "fd-%d", i);
-		drop(c, name);
+		h_drop(c, name);
 	}
 	r = h_recv(late, h_slow(5));
 	EXPECT_OK(r);
@@ -1580,11 +1463,11 @@ START_TEST(test_limit_at_max_locks_per_client_counts_holds_and_waits)
 	d.extra[0] = "--max-locks-per-client";
 	d.extra[1] = "3";
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	c = conn_to(d.socket_path);
-	other = conn_to(d.socket_path);
-	take(other, "max-busy", "exclusive");
-	take(c, "max-1", "exclusive");
-	take(c, "max-2", "shared");
+	c = h_connect_to(d.socket_path);
+	other = h_connect_to(d.socket_path);
+	h_take(other, "max-busy", "exclusive");
+	h_take(c, "max-1", "exclusive");
+	h_take(c, "max-2", "shared");
 	queue(c, "max-busy", "exclusive", 3, "");	/* a wait counts too */
 	r = h_request(c, "{\"op\":\"acquire\",\"id\":4,"
 	    "\"name\":\"max-4\"}");
@@ -1592,10 +1475,10 @@ START_TEST(test_limit_at_max_locks_per_client_counts_holds_and_waits)
 	EXPECT_ID(r, 4);
 	ck_assert_ptr_null(listed(c, "max-4"));
 	/* Another connection has a bound of its own. */
-	take(other, "max-4", "exclusive");
+	h_take(other, "max-4", "exclusive");
 
-	drop(c, "max-1");
-	take(c, "max-5", "exclusive");
+	h_drop(c, "max-1");
+	h_take(c, "max-5", "exclusive");
 	EXPECT_ERROR(h_request(c, "{\"op\":\"acquire\",\"name\":\"max-6\"}"),
 	    "limit");
 	/* A cancelled wait frees its place. */
@@ -1603,7 +1486,7 @@ START_TEST(test_limit_at_max_locks_per_client_counts_holds_and_waits)
 	    "\"name\":\"max-busy\"}"), 0);
 	EXPECT_ERROR(h_recv(c, h_slow(2)), "cancelled");
 	EXPECT_OK(h_recv(c, h_slow(2)));
-	take(c, "max-6", "exclusive");
+	h_take(c, "max-6", "exclusive");
 	h_conn_close(c);
 	h_conn_close(other);
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
@@ -1612,13 +1495,13 @@ END_TEST
 
 START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	char			 path[PATH_MAX], target[PATH_MAX];
 	struct stat		 sb;
 
 	/* A directory where the lock file should be. */
-	snprintf(path, sizeof path, "%s/int-dir", srv.lock_dir);
+	snprintf(path, sizeof path, "%s/int-dir", h_srv.lock_dir);
 	ck_assert_int_eq(mkdir(path, 0755), 0);
 	r = h_request(c, "{\"op\":\"acquire\",\"id\":1,\"name\":\"int-dir\"}");
 	EXPECT_ERROR(r, "internal");
@@ -1628,8 +1511,8 @@ START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
 	ck_assert_ptr_null(listed(c, "int-dir"));
 
 	/* A symlink is never followed. */
-	snprintf(path, sizeof path, "%s/int-link", srv.lock_dir);
-	snprintf(target, sizeof target, "%s/int-target", srv.dir);
+	snprintf(path, sizeof path, "%s/int-link", h_srv.lock_dir);
+	snprintf(target, sizeof target, "%s/int-target", h_srv.dir);
 	ck_assert_int_eq(symlink(target, path), 0);
 	r = h_request(c, "{\"op\":\"acquire\",\"id\":2,"
 	    "\"name\":\"int-link\"}");
@@ -1646,59 +1529,59 @@ END_TEST
 
 START_TEST(test_exclusive_grant_excludes_flock)
 {
-	struct h_conn	*c = conn();
+	struct h_conn	*c = h_connect();
 
-	take(c, "fl-x", "exclusive");
+	h_take(c, "fl-x", "exclusive");
 	ck_assert_int_eq(h_system("flock -n '%s/fl-x' true",
-	    srv.lock_dir), 1);
+	    h_srv.lock_dir), 1);
 	ck_assert_int_eq(h_system("flock -s -n '%s/fl-x' true",
-	    srv.lock_dir), 1);
-	drop(c, "fl-x");
+	    h_srv.lock_dir), 1);
+	h_drop(c, "fl-x");
 	ck_assert_int_eq(h_system("flock -n '%s/fl-x' true",
-	    srv.lock_dir), 0);
+	    h_srv.lock_dir), 0);
 	ck_assert_int_eq(h_system("flock -s -n '%s/fl-x' true",
-	    srv.lock_dir), 0);
+	    h_srv.lock_dir), 0);
 }
 END_TEST
 
 START_TEST(test_shared_grant_admits_only_shared_flock)
 {
-	struct h_conn	*c = conn(), *d = conn();
+	struct h_conn	*c = h_connect(), *d = h_connect();
 
-	take(c, "fl-s", "shared");
-	take(d, "fl-s", "shared");
+	h_take(c, "fl-s", "shared");
+	h_take(d, "fl-s", "shared");
 	ck_assert_int_eq(h_system("flock -s -n '%s/fl-s' true",
-	    srv.lock_dir), 0);
+	    h_srv.lock_dir), 0);
 	ck_assert_int_eq(h_system("flock -x -n '%s/fl-s' true",
-	    srv.lock_dir), 1);
+	    h_srv.lock_dir), 1);
 	ck_assert_int_eq(h_system("flock -n '%s/fl-s' true",
-	    srv.lock_dir), 1);
-	drop(c, "fl-s");
+	    h_srv.lock_dir), 1);
+	h_drop(c, "fl-s");
 	ck_assert_int_eq(h_system("flock -x -n '%s/fl-s' true",
-	    srv.lock_dir), 1);
-	drop(d, "fl-s");
+	    h_srv.lock_dir), 1);
+	h_drop(d, "fl-s");
 	ck_assert_int_eq(h_system("flock -x -n '%s/fl-s' true",
-	    srv.lock_dir), 0);
+	    h_srv.lock_dir), 0);
 }
 END_TEST
 
 START_TEST(test_handoff_between_broker_clients_keeps_the_flock)
 {
-	struct h_conn	*a = conn(), *b = conn();
+	struct h_conn	*a = h_connect(), *b = h_connect();
 	int		 i;
 
-	take(a, "fl-hand", "exclusive");
+	h_take(a, "fl-hand", "exclusive");
 	for (i = 0; i < 5; i++) {
 		queue(b, "fl-hand", "exclusive", i, "");
-		drop(a, "fl-hand");
-		granted(b, i, 2);
+		h_drop(a, "fl-hand");
+		h_granted(b, i, 2);
 		ck_assert_int_eq(h_system("flock -n '%s/fl-hand' true",
-		    srv.lock_dir), 1);
+		    h_srv.lock_dir), 1);
 		queue(a, "fl-hand", "exclusive", 0, "");
-		drop(b, "fl-hand");
-		granted(a, 0, 2);
+		h_drop(b, "fl-hand");
+		h_granted(a, 0, 2);
 		ck_assert_int_eq(h_system("flock -n '%s/fl-hand' true",
-		    srv.lock_dir), 1);
+		    h_srv.lock_dir), 1);
 	}
 }
 END_TEST
@@ -1711,7 +1594,7 @@ outside_flock(const char *flag, const char *name, double secs)
 	FILE	*fp;
 
 	snprintf(cmd, sizeof cmd, "exec flock %s '%s/%s' sh -c "
-	    "'echo locked; exec sleep %.1f'", flag, srv.lock_dir, name, secs);
+	    "'echo locked; exec sleep %.1f'", flag, h_srv.lock_dir, name, secs);
 	fp = popen(cmd, "r");
 	ck_assert_ptr_nonnull(fp);
 	ck_assert_msg(fgets(line, sizeof line, fp) != NULL &&
@@ -1721,7 +1604,7 @@ outside_flock(const char *flag, const char *name, double secs)
 
 START_TEST(test_outside_flock_holder_makes_acquire_wait)
 {
-	struct h_conn		*c = conn(), *t = conn();
+	struct h_conn		*c = h_connect(), *t = h_connect();
 	struct json_object	*r, *entry;
 	FILE			*fp;
 	double			 t0;
@@ -1753,13 +1636,13 @@ START_TEST(test_outside_flock_holder_makes_acquire_wait)
 	ck_assert_msg(h_num(r, "waited") >= 0.5, "waited: %s", h_json(r));
 	ck_assert_int_eq(pclose(fp), 0);
 	ck_assert_int_eq(h_system("flock -n '%s/fl-out' true",
-	    srv.lock_dir), 1);
+	    h_srv.lock_dir), 1);
 }
 END_TEST
 
 START_TEST(test_outside_flock_holder_fails_timeout_zero_at_once)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	FILE			*fp;
 
@@ -1778,17 +1661,17 @@ END_TEST
 
 START_TEST(test_outside_shared_flock_blocks_only_exclusive)
 {
-	struct h_conn		*s = conn(), *x = conn();
+	struct h_conn		*s = h_connect(), *x = h_connect();
 	struct json_object	*r;
 	FILE			*fp;
 
 	fp = outside_flock("-s", "fl-osh", 1.0);
-	take(s, "fl-osh", "shared");
+	h_take(s, "fl-osh", "shared");
 	EXPECT_ERROR(h_request(x, "{\"op\":\"acquire\",\"name\":\"fl-osh\","
 	    "\"timeout\":0}"), "timeout");
 	ck_assert_int_eq(h_send(x, "{\"op\":\"acquire\",\"id\":1,"
 	    "\"name\":\"fl-osh\",\"notify_after\":30}"), 0);
-	drop(s, "fl-osh");
+	h_drop(s, "fl-osh");
 	r = h_recv(x, h_slow(3));
 	EXPECT_OK(r);
 	EXPECT_ID(r, 1);
@@ -1798,24 +1681,24 @@ END_TEST
 
 START_TEST(test_lock_files_are_0644_and_never_unlinked)
 {
-	struct h_conn	*c = conn();
+	struct h_conn	*c = h_connect();
 	char		 path[PATH_MAX];
 	struct stat	 sb;
 	ino_t		 ino;
 
-	snprintf(path, sizeof path, "%s/file-x", srv.lock_dir);
-	take(c, "file-x", "exclusive");
+	snprintf(path, sizeof path, "%s/file-x", h_srv.lock_dir);
+	h_take(c, "file-x", "exclusive");
 	ck_assert_int_eq(lstat(path, &sb), 0);
 	ck_assert_msg(S_ISREG(sb.st_mode), "not a regular file");
 	ck_assert_int_eq(sb.st_mode & 07777, 0644);
 	ino = sb.st_ino;
-	drop(c, "file-x");
+	h_drop(c, "file-x");
 	ck_assert_int_eq(lstat(path, &sb), 0);
 	ck_assert_int_eq(sb.st_ino, ino);
 
-	take(c, "file-x", "shared");
+	h_take(c, "file-x", "shared");
 	h_conn_close(c);
-	c = conn();
+	c = h_connect();
 	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
 	ck_assert_int_eq(lstat(path, &sb), 0);
 	ck_assert_int_eq(sb.st_ino, ino);
@@ -1824,9 +1707,9 @@ END_TEST
 
 START_TEST(test_lock_dir_is_created_0755)
 {
-	ck_assert_msg(srv.pid > 0, "locksd did not start");
+	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
 	/* The daemon runs with umask 077: it sets the mode itself. */
-	ck_assert_int_eq(h_file_mode(srv.lock_dir, NULL), 0755);
+	ck_assert_int_eq(h_file_mode(h_srv.lock_dir, NULL), 0755);
 }
 END_TEST
 
@@ -1894,8 +1777,8 @@ lib_conn(const char *client)
 	locks_conn	*c = NULL;
 	int		 rc;
 
-	ck_assert_msg(srv.pid > 0, "locksd did not start");
-	rc = locks_connect(srv.socket_path, client, &c);
+	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
+	rc = locks_connect(h_srv.socket_path, client, &c);
 	ck_assert_msg(rc == LOCKS_OK, "locks_connect: %s: %s",
 	    locks_error_code(rc), locks_last_message(NULL));
 	return c;
@@ -1904,14 +1787,14 @@ lib_conn(const char *client)
 START_TEST(test_liblocks_connect_without_label_uses_program_name)
 {
 	locks_conn	*c = lib_conn(NULL);
-	struct h_conn	*raw = conn();
+	struct h_conn	*raw = h_connect();
 	int64_t		 token = 0;
 
-	ck_assert_str_eq(locks_socket_path(c), srv.socket_path);
+	ck_assert_str_eq(locks_socket_path(c), h_srv.socket_path);
 	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
 	ck_assert_int_eq(locks_acquire(c, "ll-anon", NULL, &token), LOCKS_OK);
 	ck_assert_int_gt(token, 0);
-	ck_assert_str_eq(h_str(member(listed(raw, "ll-anon"), "holders", 0),
+	ck_assert_str_eq(h_str(h_member(listed(raw, "ll-anon"), "holders", 0),
 	    "client"), program_invocation_short_name);
 	locks_close(c);
 	locks_close(NULL);
@@ -1923,14 +1806,14 @@ START_TEST(test_liblocks_acquire_reports_holders_to_on_blocking)
 	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
 	struct h_holder			 holder;
 	struct seen			 seen;
-	struct h_conn			*raw = conn();
+	struct h_conn			*raw = h_connect();
 	locks_conn			*c = lib_conn("ll-me");
 	int64_t				 token = 0;
 	double				 t0;
 	pid_t				 holder_pid;
 	int				 rc;
 
-	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "ll-blk",
+	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "ll-blk",
 	    LOCKS_EXCLUSIVE, "ll-holder", "ll-owner") == 0, "%s", h_error());
 	holder_pid = holder.pid;
 	memset(&seen, 0, sizeof seen);
@@ -1963,7 +1846,7 @@ START_TEST(test_liblocks_acquire_reports_holders_to_on_blocking)
 	ck_assert_int_eq(seen.token, holder.token);
 	ck_assert(seen.past_end_null);
 
-	ck_assert_str_eq(h_str(member(listed(raw, "ll-blk"), "holders", 0),
+	ck_assert_str_eq(h_str(h_member(listed(raw, "ll-blk"), "holders", 0),
 	    "owner"), "ll-waiter");
 	ck_assert_int_eq(locks_release(c, "ll-blk"), LOCKS_OK);
 	locks_close(c);
@@ -1979,7 +1862,7 @@ START_TEST(test_liblocks_acquire_times_out_and_tries_once)
 	int64_t				 token = -1;
 	double				 t0;
 
-	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "ll-to",
+	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "ll-to",
 	    LOCKS_SHARED, "ll-holder", "") == 0, "%s", h_error());
 	memset(&seen, 0, sizeof seen);
 	opts.timeout = 0;
@@ -2089,7 +1972,7 @@ START_TEST(test_liblocks_list_accessors)
 	size_t			 i;
 	int			 found = 0;
 
-	ck_assert_msg(h_holder_spawn(&holder, srv.socket_path, "ll-list",
+	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "ll-list",
 	    LOCKS_EXCLUSIVE, "ll-h-client", "ll-h-owner") == 0, "%s",
 	    h_error());
 	queue(w, "ll-list", "shared", 1, "ll-w-owner");
@@ -2158,7 +2041,7 @@ START_TEST(test_liblocks_status_accessors)
 	locks_conn		*c = lib_conn("ll-status");
 	locks_status		*st = NULL;
 	struct json_object	*json;
-	struct h_conn		*raw = conn();
+	struct h_conn		*raw = h_connect();
 	struct json_object	*hello;
 
 	hello = h_request(raw, "{\"op\":\"hello\"}");
@@ -2249,13 +2132,13 @@ START_TEST(test_liblocks_uses_locks_socket_when_path_is_null)
 	locks_conn	*c = NULL;
 	char		 buf[PATH_MAX];
 
-	ck_assert_msg(srv.pid > 0, "locksd did not start");
-	setenv("LOCKS_SOCKET", srv.socket_path, 1);
+	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
+	setenv("LOCKS_SOCKET", h_srv.socket_path, 1);
 	ck_assert_int_eq(locks_default_socket(buf, sizeof buf),
-	    (int)strlen(srv.socket_path));
-	ck_assert_str_eq(buf, srv.socket_path);
+	    (int)strlen(h_srv.socket_path));
+	ck_assert_str_eq(buf, h_srv.socket_path);
 	ck_assert_int_eq(locks_connect(NULL, "env", &c), LOCKS_OK);
-	ck_assert_str_eq(locks_socket_path(c), srv.socket_path);
+	ck_assert_str_eq(locks_socket_path(c), h_srv.socket_path);
 	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
 	locks_close(c);
 }
@@ -2326,10 +2209,10 @@ END_TEST
 static int64_t
 token_from(struct h_daemon *d, const char *name)
 {
-	struct h_conn	*c = conn_to(d->socket_path);
+	struct h_conn	*c = h_connect_to(d->socket_path);
 	int64_t		 token;
 
-	token = h_int(take(c, name, "exclusive"), "token");
+	token = h_int(h_take(c, name, "exclusive"), "token");
 	h_conn_close(c);
 	return token;
 }
@@ -2432,9 +2315,9 @@ START_TEST(test_sigterm_exits_zero_and_removes_socket)
 
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	h = conn_to(d.socket_path);
-	w = conn_to(d.socket_path);
-	take(h, "term-x", "exclusive");
+	h = h_connect_to(d.socket_path);
+	w = h_connect_to(d.socket_path);
+	h_take(h, "term-x", "exclusive");
 	queue(w, "term-x", "exclusive", 1, "");
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
 	ck_assert_msg(h_recv_closed(h, 2), "%s", h_error());
@@ -2453,8 +2336,8 @@ START_TEST(test_sigint_exits_zero_and_removes_socket)
 
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	h = conn_to(d.socket_path);
-	take(h, "int-x", "exclusive");
+	h = h_connect_to(d.socket_path);
+	h_take(h, "int-x", "exclusive");
 	ck_assert_msg(h_daemon_signal_stop(&d, SIGINT) == 0, "%s",
 	    h_error());
 	ck_assert_msg(h_recv_closed(h, 2), "%s", h_error());
@@ -2471,8 +2354,8 @@ START_TEST(test_second_daemon_on_live_socket_refuses_to_start)
 
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	before = conn_to(d.socket_path);
-	take(before, "live-x", "exclusive");
+	before = h_connect_to(d.socket_path);
+	h_take(before, "live-x", "exclusive");
 
 	second = d;
 	snprintf(second.lock_dir, sizeof second.lock_dir, "%s/locks2", d.dir);
@@ -2488,7 +2371,7 @@ START_TEST(test_second_daemon_on_live_socket_refuses_to_start)
 	/* The first one is untouched. */
 	ck_assert_int_eq(lstat(d.socket_path, &sb), 0);
 	EXPECT_OK(h_request(before, "{\"op\":\"ping\"}"));
-	after = conn_to(d.socket_path);
+	after = h_connect_to(d.socket_path);
 	EXPECT_ERROR(h_request(after, "{\"op\":\"acquire\","
 	    "\"name\":\"live-x\",\"timeout\":0}"), "timeout");
 	h_conn_close(before);
@@ -2519,7 +2402,7 @@ START_TEST(test_stale_socket_file_is_removed_at_start)
 	close(fd);
 
 	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
-	c = conn_to(d.socket_path);
+	c = h_connect_to(d.socket_path);
 	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
 	h_conn_close(c);
 
@@ -2527,7 +2410,7 @@ START_TEST(test_stale_socket_file_is_removed_at_start)
 	h_daemon_kill(&d);
 	ck_assert_int_ge(h_file_mode(d.socket_path, NULL), 0);
 	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	c = conn_to(d.socket_path);
+	c = h_connect_to(d.socket_path);
 	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
 	h_conn_close(c);
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
@@ -2579,25 +2462,13 @@ START_TEST(test_liblocks_reports_a_lost_connection)
 }
 END_TEST
 
-/* A TCase with its own daemon and a timeout for slow machines. */
-static TCase *
-daemon_tcase(const char *name)
-{
-	TCase	*tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
-	return tc;
-}
-
 static Suite *
 integration_suite(void)
 {
 	Suite	*s = suite_create("integration");
 	TCase	*tc;
 
-	tc = daemon_tcase("session");
+	tc = h_daemon_tcase("session", 60);
 	tcase_add_test(tc, test_hello_reports_server_version_protocol_and_pid);
 	tcase_add_test(tc, test_hello_is_optional_and_sets_the_client_label);
 	tcase_add_test(tc, test_ping_replies_ok_and_nothing_else);
@@ -2608,7 +2479,7 @@ integration_suite(void)
 	    test_nesting_depth_of_eight_is_accepted_and_nine_is_not);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("acquire");
+	tc = h_daemon_tcase("acquire", 60);
 	tcase_add_test(tc,
 	    test_acquire_grant_reports_name_mode_token_and_waited);
 	tcase_add_test(tc, test_tokens_strictly_increase_across_grants);
@@ -2633,7 +2504,7 @@ integration_suite(void)
 	tcase_add_test(tc, test_shared_joins_shared_holders_when_nobody_waits);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("lifetime");
+	tc = h_daemon_tcase("lifetime", 60);
 	tcase_add_test(tc,
 	    test_closing_connection_releases_locks_and_cancels_waits);
 	tcase_add_test(tc, test_kill_9_of_holder_process_releases_its_lock);
@@ -2641,14 +2512,14 @@ integration_suite(void)
 	    test_half_written_request_then_disconnect_releases_everything);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("list");
+	tc = h_daemon_tcase("list", 60);
 	tcase_add_test(tc,
 	    test_list_shows_only_locks_with_holders_or_waiters_sorted);
 	tcase_add_test(tc, test_list_reports_holder_and_waiter_fields);
 	tcase_add_test(tc, test_holder_credentials_come_from_the_socket_peer);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("errors");
+	tc = h_daemon_tcase("errors", 60);
 	tcase_add_test(tc,
 	    test_bad_json_replies_null_id_and_keeps_the_connection);
 	tcase_add_test(tc, test_bad_request_for_malformed_requests);
@@ -2661,7 +2532,7 @@ integration_suite(void)
 	tcase_add_test(tc, test_internal_when_the_lock_file_cannot_be_opened);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("flock");
+	tc = h_daemon_tcase("flock", 60);
 	tcase_add_test(tc, test_exclusive_grant_excludes_flock);
 	tcase_add_test(tc, test_shared_grant_admits_only_shared_flock);
 	tcase_add_test(tc, test_handoff_between_broker_clients_keeps_the_flock);
@@ -2673,7 +2544,7 @@ integration_suite(void)
 	tcase_add_test(tc, test_lock_dir_is_created_0755);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("liblocks");
+	tc = h_daemon_tcase("liblocks", 60);
 	tcase_add_test(tc,
 	    test_liblocks_connect_without_label_uses_program_name);
 	tcase_add_test(tc,
@@ -2691,9 +2562,7 @@ integration_suite(void)
 	suite_add_tcase(s, tc);
 
 	/* These start daemons of their own. */
-	tc = tcase_create("daemon");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("daemon", 60);
 	tcase_add_test(tc, test_status_reports_counts);
 	tcase_add_test(tc, test_limit_when_the_daemon_runs_out_of_descriptors);
 	tcase_add_test(tc,
@@ -2713,23 +2582,9 @@ integration_suite(void)
 	return s;
 }
 
+/* The tests run forked: see harness.h. */
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 nfailed;
-
-	if (h_init() == -1) {
-		fprintf(stderr, "harness: %s\n", h_error());
-		return EXIT_FAILURE;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	sr = srunner_create(integration_suite());
-	/* Tests must be forked: see the comment at the top. */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	nfailed = srunner_ntests_failed(sr) + fixture_failures;
-	srunner_free(sr);
-	h_finish(nfailed != 0);
-	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite(integration_suite());
 }

@@ -40,100 +40,6 @@
 
 #include "harness.h"
 
-static struct h_daemon	 srv;		/* the TCase's or the test's daemon */
-static int		 fixture_failures;
-
-/* Each macro evaluates its message argument once: it may be a read. */
-#define EXPECT_OK(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_ok(r_), "expected ok:true, got %s", h_json(r_)); \
-} while (0)
-#define EXPECT_ERROR(r, code) do {					\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_err(r_) != NULL && strcmp(h_err(r_), (code)) == 0, \
-	    "expected error %s, got %s", (code), h_json(r_));		\
-} while (0)
-#define EXPECT_BLOCKING(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_is_event(r_, "blocking"),			\
-	    "expected a blocking event, got %s", h_json(r_));		\
-} while (0)
-#define EXPECT_ID(r, want) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_int(r_, "id") == (want),			\
-	    "expected id %lld, got %s", (long long)(want), h_json(r_));	\
-} while (0)
-#define EXPECT_LEN(obj, key, n) do {					\
-	struct json_object *o_ = (obj);					\
-	ck_assert_msg(h_len(o_, (key)) == (n), "%d %s expected: %s",	\
-	    (int)(n), (key), h_json(o_));				\
-} while (0)
-#define EXPECT_QUIET(c, secs)						\
-	ck_assert_msg(h_quiet((c), (secs)), "%s", h_error())
-
-/* Start the TCase's daemon; a failure fails every test of the TCase. */
-static void
-daemon_setup(void)
-{
-	memset(&srv, 0, sizeof srv);
-	if (h_daemon_start(&srv) == -1) {
-		fprintf(stderr, "fixture: cannot start locksd: %s\n",
-		    h_error());
-		fixture_failures++;
-	}
-}
-
-/* Stop it: SIGTERM must make it exit 0 and remove its socket. */
-static void
-daemon_teardown(void)
-{
-	if (srv.pid > 0 && h_daemon_stop(&srv) == -1) {
-		fprintf(stderr, "fixture: %s\n", h_error());
-		fixture_failures++;
-	}
-}
-
-/* Start a daemon for this test alone; it dies with the test's process. */
-static void
-own_daemon_start(void)
-{
-	memset(&srv, 0, sizeof srv);
-	ck_assert_msg(h_daemon_start(&srv) == 0, "%s", h_error());
-}
-
-/* Stop the test's own daemon, which must exit 0. */
-static void
-own_daemon_stop(void)
-{
-	h_conn_close_all();
-	ck_assert_msg(h_daemon_stop(&srv) == 0, "%s", h_error());
-}
-
-/* Open a raw connection to the daemon. */
-static struct h_conn *
-conn(void)
-{
-	struct h_conn	*c;
-
-	ck_assert_msg(srv.pid > 0, "locksd did not start (see above)");
-	c = h_conn_open(srv.socket_path);
-	ck_assert_msg(c != NULL, "%s", h_error());
-	return c;
-}
-
-/* Take name in mode at once (timeout 0) and return the grant. */
-static struct json_object *
-take(struct h_conn *c, const char *name, const char *mode)
-{
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"acquire\",\"id\":0,\"name\":\"%s\","
-	    "\"mode\":\"%s\",\"timeout\":0}", name, mode);
-	EXPECT_OK(r);
-	EXPECT_ID(r, 0);
-	return r;
-}
-
 /* Queue an acquire (no timeout) and return its blocking event. */
 static struct json_object *
 queue(struct h_conn *c, const char *name, const char *mode, int id)
@@ -146,17 +52,6 @@ queue(struct h_conn *c, const char *name, const char *mode, int id)
 	EXPECT_ID(r, id);
 	ck_assert_str_eq(h_str(r, "name"), name);
 	return r;
-}
-
-/* Release name on c. */
-static void
-drop(struct h_conn *c, const char *name)
-{
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"release\",\"id\":\"rel\",\"name\":\"%s\"}",
-	    name);
-	EXPECT_OK(r);
 }
 
 /* Cancel c's waiting acquire of name (with this id) by a release. */
@@ -172,20 +67,6 @@ cancel(struct h_conn *c, const char *name, int id)
 	r = h_recv(c, h_slow(H_REPLY_SECS));
 	EXPECT_OK(r);
 	ck_assert_str_eq(h_str(r, "id"), "rel");
-}
-
-/* Read the grant that must now come for the acquire with this id. */
-static struct json_object *
-granted(struct h_conn *c, int id, double secs)
-{
-	struct json_object	*r;
-
-	r = h_recv(c, h_slow(secs));
-	EXPECT_OK(r);
-	EXPECT_ID(r, id);
-	ck_assert_msg(h_is(r, "token", json_type_int), "no token: %s",
-	    h_json(r));
-	return r;
 }
 
 /* Send a list request (with all, and name unless NULL); the reply. */
@@ -238,16 +119,6 @@ listed(struct h_conn *c, const char *name)
 	return entry_of(r, name);
 }
 
-/* Holder or waiter i of a list entry or event. */
-static struct json_object *
-member(struct json_object *obj, const char *key, size_t i)
-{
-	struct json_object	*m = h_idx(h_get(obj, key), i);
-
-	ck_assert_msg(m != NULL, "no %s[%zu] in %s", key, i, h_json(obj));
-	return m;
-}
-
 /* Whether a holder is marked "external": true. */
 static int
 is_external(struct json_object *h)
@@ -265,7 +136,7 @@ nexternal(struct json_object *obj)
 	size_t	 i, n = 0;
 
 	for (i = 0; i < h_len(obj, "holders"); i++)
-		n += is_external(member(obj, "holders", i));
+		n += is_external(h_member(obj, "holders", i));
 	return n;
 }
 
@@ -319,7 +190,7 @@ outside(struct h_flock *f, const char *flags, const char *name)
 {
 	char	 path[PATH_MAX];
 
-	snprintf(path, sizeof path, "%s/%s", srv.lock_dir, name);
+	snprintf(path, sizeof path, "%s/%s", h_srv.lock_dir, name);
 	ck_assert_msg(h_flock_spawn(f, flags, path) == 0, "%s", h_error());
 }
 
@@ -336,7 +207,7 @@ flock_free(const char *name)
 {
 	int	 rc;
 
-	rc = h_system("flock -x -n '%s/%s' true", srv.lock_dir, name);
+	rc = h_system("flock -x -n '%s/%s' true", h_srv.lock_dir, name);
 	ck_assert_msg(rc == 0 || rc == 1, "flock -n exited %d", rc);
 	return rc == 0;
 }
@@ -374,8 +245,8 @@ counts_now(void)
 {
 	struct counts	 n;
 
-	n.tasks = h_proc_count(srv.pid, "task");
-	n.fds = h_proc_count(srv.pid, "fd");
+	n.tasks = h_proc_count(h_srv.pid, "task");
+	n.fds = h_proc_count(h_srv.pid, "fd");
 	ck_assert_msg(n.tasks > 0 && n.fds > 0, "%s", h_error());
 	return n;
 }
@@ -439,7 +310,7 @@ expect_counts_back(struct counts base, double secs, const char *when)
 
 START_TEST(test_outside_holder_in_blocking_event_and_grant_follows_its_exit)
 {
-	struct h_conn		*c = conn();
+	struct h_conn		*c = h_connect();
 	struct json_object	*r;
 	struct h_flock		 f;
 	char			 name[32];
@@ -452,14 +323,14 @@ START_TEST(test_outside_holder_in_blocking_event_and_grant_follows_its_exit)
 		r = queue(c, name, "exclusive", i);
 		ck_assert_int_eq(h_int(r, "position"), 1);
 		EXPECT_LEN(r, "holders", 1);
-		check_external(member(r, "holders", 0), f.pid, "exclusive");
+		check_external(h_member(r, "holders", 0), f.pid, "exclusive");
 		EXPECT_QUIET(c, 0.1);
 
 		/* sh reads EOF and exits, then flock(1) exits and lets go. */
 		t0 = h_now();
 		close(f.ctl);
 		f.ctl = -1;
-		r = granted(c, i, 5);
+		r = h_granted(c, i, 5);
 		delay = h_now() - t0;
 		outside_release(&f);
 		fprintf(stderr, "outside release -> grant: %.1f ms\n",
@@ -469,7 +340,7 @@ START_TEST(test_outside_holder_in_blocking_event_and_grant_follows_its_exit)
 		best = fmin(best, delay);
 		ck_assert_str_eq(h_str(r, "mode"), "exclusive");
 		ck_assert_msg(!flock_free(name), "the grant holds no flock");
-		drop(c, name);
+		h_drop(c, name);
 		ck_assert(flock_free(name));
 	}
 	fprintf(stderr, "outside release -> grant: best of 3 %.1f ms\n",
@@ -492,7 +363,7 @@ START_TEST(test_broker_waiters_on_outside_holder_granted_in_fifo_order)
 	outside(&f, "-x", "fifo");
 	/* One at a time, each seen queued, so the arrival order is known. */
 	for (i = 0; i < NWAITERS; i++) {
-		w[i] = conn();
+		w[i] = h_connect();
 		r = queue(w[i], "fifo", "exclusive", i);
 		ck_assert_msg(h_int(r, "position") == i + 1,
 		    "waiter %d: %s", i, h_json(r));
@@ -502,12 +373,12 @@ START_TEST(test_broker_waiters_on_outside_holder_granted_in_fifo_order)
 
 	/* Exclusive grants: reading them in arrival order proves the order. */
 	for (i = 0; i < NWAITERS; i++) {
-		r = granted(w[i], i, 5);
+		r = h_granted(w[i], i, 5);
 		token = h_int(r, "token");
 		ck_assert_msg(token > last, "waiter %d got token %" PRId64
 		    " after %" PRId64, i, token, last);
 		last = token;
-		drop(w[i], "fifo");
+		h_drop(w[i], "fifo");
 	}
 	ck_assert(flock_free("fifo"));
 }
@@ -515,7 +386,7 @@ END_TEST
 
 START_TEST(test_first_broker_waiter_wins_when_outsider_lets_go_then_fifo)
 {
-	struct h_conn		*a = conn(), *b = conn();
+	struct h_conn		*a = h_connect(), *b = h_connect();
 	struct json_object	*ra, *rb;
 	struct h_flock		 f;
 	char			 cmd[PATH_MAX + 64];
@@ -528,7 +399,7 @@ START_TEST(test_first_broker_waiter_wins_when_outsider_lets_go_then_fifo)
 	ck_assert_int_eq(h_int(queue(b, "fair", "exclusive", 2), "position"),
 	    2);
 	outside_release(&f);
-	ra = granted(a, 1, 2);
+	ra = h_granted(a, 1, 2);
 	EXPECT_QUIET(b, 0.3);
 	ck_assert_msg(!flock_free("fair"), "an outsider got in beside A");
 
@@ -537,11 +408,11 @@ START_TEST(test_first_broker_waiter_wins_when_outsider_lets_go_then_fifo)
 	 * between A and B: the handoff keeps the file locked.
 	 */
 	snprintf(cmd, sizeof cmd, "exec flock -x -w 1 '%s/fair' true",
-	    srv.lock_dir);
+	    h_srv.lock_dir);
 	rival = background(cmd);
 	h_sleep(0.3);
-	drop(a, "fair");
-	rb = granted(b, 2, 2);
+	h_drop(a, "fair");
+	rb = h_granted(b, 2, 2);
 	ck_assert_msg(h_int(rb, "token") > h_int(ra, "token"),
 	    "B's token %" PRId64 " is not above A's %" PRId64,
 	    h_int(rb, "token"), h_int(ra, "token"));
@@ -549,28 +420,29 @@ START_TEST(test_first_broker_waiter_wins_when_outsider_lets_go_then_fifo)
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 	    "the rival flock(1) got the lock between A and B (status %#x)",
 	    status);
-	drop(b, "fair");
+	h_drop(b, "fair");
 	ck_assert(flock_free("fair"));
 }
 END_TEST
 
 START_TEST(test_cancelled_exclusive_head_lets_shared_join_outside_shared)
 {
-	struct h_conn		*x = conn(), *s = conn(), *t = conn();
+	struct h_conn		*x = h_connect(), *s = h_connect();
+	struct h_conn		*t = h_connect();
 	struct json_object	*r, *entry;
 	struct h_flock		 f;
 
 	outside(&f, "-s", "mode-sh");
 	r = queue(x, "mode-sh", "exclusive", 1);
 	EXPECT_LEN(r, "holders", 1);
-	check_external(member(r, "holders", 0), f.pid, "shared");
+	check_external(h_member(r, "holders", 0), f.pid, "shared");
 	r = queue(s, "mode-sh", "shared", 2);
 	ck_assert_int_eq(h_int(r, "position"), 2);
 	/* A shared request never overtakes a queued exclusive one. */
 	EXPECT_QUIET(s, 0.2);
 
 	cancel(x, "mode-sh", 1);
-	r = granted(s, 2, 2);
+	r = h_granted(s, 2, 2);
 	ck_assert_str_eq(h_str(r, "mode"), "shared");
 
 	/* It holds beside the outsider, who never let go. */
@@ -578,10 +450,10 @@ START_TEST(test_cancelled_exclusive_head_lets_shared_join_outside_shared)
 	entry = listed(t, "mode-sh");
 	ck_assert_ptr_nonnull(entry);
 	EXPECT_LEN(entry, "holders", 2);
-	check_broker(member(entry, "holders", 0), "shared");
-	check_external(member(entry, "holders", 1), f.pid, "shared");
+	check_broker(h_member(entry, "holders", 0), "shared");
+	check_external(h_member(entry, "holders", 1), f.pid, "shared");
 	EXPECT_LEN(entry, "waiters", 0);
-	drop(s, "mode-sh");
+	h_drop(s, "mode-sh");
 	outside_release(&f);
 	ck_assert(flock_free("mode-sh"));
 }
@@ -589,7 +461,7 @@ END_TEST
 
 START_TEST(test_watch_follows_the_head_mode_after_a_cancel)
 {
-	struct h_conn		*s = conn(), *x = conn();
+	struct h_conn		*s = h_connect(), *x = h_connect();
 	struct json_object	*r;
 	struct h_flock		 f;
 
@@ -598,12 +470,12 @@ START_TEST(test_watch_follows_the_head_mode_after_a_cancel)
 	queue(x, "mode-ex", "exclusive", 2);
 	cancel(s, "mode-ex", 1);
 	outside_release(&f);
-	r = granted(x, 2, 2);
+	r = h_granted(x, 2, 2);
 	ck_assert_str_eq(h_str(r, "mode"), "exclusive");
 	/* The exclusive grant holds an exclusive flock, not a shared one. */
 	ck_assert_int_eq(h_system("flock -s -n '%s/mode-ex' true",
-	    srv.lock_dir), 1);
-	drop(x, "mode-ex");
+	    h_srv.lock_dir), 1);
+	h_drop(x, "mode-ex");
 	ck_assert(flock_free("mode-ex"));
 }
 END_TEST
@@ -614,14 +486,14 @@ END_TEST
 
 START_TEST(test_broker_shared_holder_and_outside_shared_flock_coexist)
 {
-	struct h_conn		*s = conn(), *t = conn();
+	struct h_conn		*s = h_connect(), *t = h_connect();
 	struct json_object	*entry;
 	struct h_flock		 f1, f2;
 	pid_t			 p1, p2;
 
 	/* Outside first, then the broker, then outside again. */
 	outside(&f1, "-s", "co-sh");
-	take(s, "co-sh", "shared");
+	h_take(s, "co-sh", "shared");
 	outside(&f2, "-s", "co-sh");
 
 	entry = listed(t, "co-sh");
@@ -629,42 +501,42 @@ START_TEST(test_broker_shared_holder_and_outside_shared_flock_coexist)
 	ck_assert_msg(h_len(entry, "holders") == 3, "holders: %s",
 	    h_json(entry));
 	/* The broker's holders come first, then the outside ones. */
-	check_broker(member(entry, "holders", 0), "shared");
-	p1 = (pid_t)h_int(member(entry, "holders", 1), "pid");
-	p2 = (pid_t)h_int(member(entry, "holders", 2), "pid");
+	check_broker(h_member(entry, "holders", 0), "shared");
+	p1 = (pid_t)h_int(h_member(entry, "holders", 1), "pid");
+	p2 = (pid_t)h_int(h_member(entry, "holders", 2), "pid");
 	ck_assert_msg((p1 == f1.pid && p2 == f2.pid) ||
 	    (p1 == f2.pid && p2 == f1.pid), "outside pids %ld and %ld "
 	    "expected: %s", (long)f1.pid, (long)f2.pid, h_json(entry));
-	check_external(member(entry, "holders", 1), p1, "shared");
-	check_external(member(entry, "holders", 2), p2, "shared");
+	check_external(h_member(entry, "holders", 1), p1, "shared");
+	check_external(h_member(entry, "holders", 2), p2, "shared");
 	EXPECT_LEN(entry, "waiters", 0);
 
 	/* Another broker client joins them at once. */
-	take(t, "co-sh", "shared");
-	drop(t, "co-sh");
+	h_take(t, "co-sh", "shared");
+	h_drop(t, "co-sh");
 	outside_release(&f1);
 	outside_release(&f2);
 	entry = listed(t, "co-sh");
 	EXPECT_LEN(entry, "holders", 1);
 	ck_assert_int_eq(nexternal(entry), 0);
-	drop(s, "co-sh");
+	h_drop(s, "co-sh");
 }
 END_TEST
 
 START_TEST(test_outside_exclusive_flock_fails_while_the_broker_holds)
 {
-	struct h_conn	*c = conn();
+	struct h_conn	*c = h_connect();
 
-	take(c, "co-ex", "shared");
+	h_take(c, "co-ex", "shared");
 	ck_assert_int_eq(h_system("flock -x -w 1 '%s/co-ex' true",
-	    srv.lock_dir), 1);
-	drop(c, "co-ex");
-	take(c, "co-ex", "exclusive");
+	    h_srv.lock_dir), 1);
+	h_drop(c, "co-ex");
+	h_take(c, "co-ex", "exclusive");
 	ck_assert_int_eq(h_system("flock -x -w 1 '%s/co-ex' true",
-	    srv.lock_dir), 1);
-	drop(c, "co-ex");
+	    h_srv.lock_dir), 1);
+	h_drop(c, "co-ex");
 	ck_assert_int_eq(h_system("flock -x -w 1 '%s/co-ex' true",
-	    srv.lock_dir), 0);
+	    h_srv.lock_dir), 0);
 }
 END_TEST
 
@@ -674,7 +546,7 @@ END_TEST
 
 START_TEST(test_lock_held_only_from_outside_is_listed_while_a_client_waits)
 {
-	struct h_conn		*c = conn(), *t = conn();
+	struct h_conn		*c = h_connect(), *t = h_connect();
 	struct json_object	*entry;
 	struct h_flock		 f;
 
@@ -685,31 +557,31 @@ START_TEST(test_lock_held_only_from_outside_is_listed_while_a_client_waits)
 	entry = listed(t, "l-wait");
 	ck_assert_ptr_nonnull(entry);
 	EXPECT_LEN(entry, "holders", 1);
-	check_external(member(entry, "holders", 0), f.pid, "exclusive");
+	check_external(h_member(entry, "holders", 0), f.pid, "exclusive");
 	EXPECT_LEN(entry, "waiters", 1);
-	check_broker(member(entry, "waiters", 0), "exclusive");
+	check_broker(h_member(entry, "waiters", 0), "exclusive");
 
 	/* The same entry in the list of every lock. */
 	entry = entry_of(list(t, 0, NULL), "l-wait");
 	ck_assert_ptr_nonnull(entry);
 	EXPECT_LEN(entry, "holders", 1);
-	check_external(member(entry, "holders", 0), f.pid, "exclusive");
+	check_external(h_member(entry, "holders", 0), f.pid, "exclusive");
 	EXPECT_LEN(entry, "waiters", 1);
 
 	outside_release(&f);
-	granted(c, 1, 2);
+	h_granted(c, 1, 2);
 	entry = listed(t, "l-wait");
 	EXPECT_LEN(entry, "holders", 1);
-	check_broker(member(entry, "holders", 0), "exclusive");
+	check_broker(h_member(entry, "holders", 0), "exclusive");
 	EXPECT_LEN(entry, "waiters", 0);
-	drop(c, "l-wait");
+	h_drop(c, "l-wait");
 	ck_assert_ptr_null(listed(t, "l-wait"));
 }
 END_TEST
 
 START_TEST(test_list_all_reports_files_held_only_from_outside)
 {
-	struct h_conn		*t = conn();
+	struct h_conn		*t = h_connect();
 	struct json_object	*entry;
 	struct h_flock		 f;
 
@@ -720,7 +592,7 @@ START_TEST(test_list_all_reports_files_held_only_from_outside)
 	entry = entry_of(list(t, 1, NULL), "l-only");
 	ck_assert_msg(entry != NULL, "list all misses l-only");
 	EXPECT_LEN(entry, "holders", 1);
-	check_external(member(entry, "holders", 0), f.pid, "shared");
+	check_external(h_member(entry, "holders", 0), f.pid, "shared");
 	EXPECT_LEN(entry, "waiters", 0);
 
 	/* Once it lets go the file is still there, but nobody holds it. */
@@ -731,7 +603,7 @@ END_TEST
 
 START_TEST(test_list_all_with_name_reports_only_that_file)
 {
-	struct h_conn		*t = conn();
+	struct h_conn		*t = h_connect();
 	struct json_object	*r, *entry;
 	struct h_flock		 f1, f2;
 
@@ -744,7 +616,7 @@ START_TEST(test_list_all_with_name_reports_only_that_file)
 	entry = entry_of(r, "l-one");
 	ck_assert_ptr_nonnull(entry);
 	EXPECT_LEN(entry, "holders", 1);
-	check_external(member(entry, "holders", 0), f1.pid, "exclusive");
+	check_external(h_member(entry, "holders", 0), f1.pid, "exclusive");
 	EXPECT_LEN(entry, "waiters", 0);
 
 	r = list(t, 1, "l-none");
@@ -763,12 +635,13 @@ END_TEST
 
 START_TEST(test_daemons_own_flocks_are_never_external)
 {
-	struct h_conn		*a = conn(), *b = conn(), *t = conn();
+	struct h_conn		*a = h_connect(), *b = h_connect();
+	struct h_conn		*t = h_connect();
 	struct json_object	*r, *entry;
 	struct h_flock		 f;
 
 	/* A broker holder's flock is the daemon's, so it is no outsider. */
-	take(a, "own-x", "exclusive");
+	h_take(a, "own-x", "exclusive");
 	entry = listed(t, "own-x");
 	EXPECT_LEN(entry, "holders", 1);
 	ck_assert_int_eq(nexternal(entry), 0);
@@ -777,40 +650,40 @@ START_TEST(test_daemons_own_flocks_are_never_external)
 	ck_assert_ptr_nonnull(entry);
 	EXPECT_LEN(entry, "holders", 1);
 	ck_assert_int_eq(nexternal(entry), 0);
-	ck_assert(!lists_external_pid(r, srv.pid));
+	ck_assert(!lists_external_pid(r, h_srv.pid));
 	r = queue(b, "own-x", "exclusive", 1);
 	EXPECT_LEN(r, "holders", 1);
 	ck_assert_int_eq(nexternal(r), 0);
-	drop(a, "own-x");
-	granted(b, 1, 2);
-	drop(b, "own-x");
+	h_drop(a, "own-x");
+	h_granted(b, 1, 2);
+	h_drop(b, "own-x");
 
-	take(a, "own-s", "shared");
-	take(b, "own-s", "shared");
+	h_take(a, "own-s", "shared");
+	h_take(b, "own-s", "shared");
 	entry = listed(t, "own-s");
 	EXPECT_LEN(entry, "holders", 2);
 	ck_assert_int_eq(nexternal(entry), 0);
-	drop(a, "own-s");
-	drop(b, "own-s");
+	h_drop(a, "own-s");
+	h_drop(b, "own-s");
 
 	/* A watch thread blocked in flock(2) is not a holder either. */
 	outside(&f, "-x", "own-w");
 	queue(a, "own-w", "exclusive", 2);
 	entry = listed(t, "own-w");
 	EXPECT_LEN(entry, "holders", 1);
-	check_external(member(entry, "holders", 0), f.pid, "exclusive");
-	ck_assert(!lists_external_pid(list(t, 1, NULL), srv.pid));
+	check_external(h_member(entry, "holders", 0), f.pid, "exclusive");
+	ck_assert(!lists_external_pid(list(t, 1, NULL), h_srv.pid));
 
 	/* And the flock it then takes is the client's grant. */
 	outside_release(&f);
-	granted(a, 2, 2);
+	h_granted(a, 2, 2);
 	entry = listed(t, "own-w");
 	EXPECT_LEN(entry, "holders", 1);
-	check_broker(member(entry, "holders", 0), "exclusive");
+	check_broker(h_member(entry, "holders", 0), "exclusive");
 	r = list(t, 1, NULL);
 	ck_assert_int_eq(nexternal(entry_of(r, "own-w")), 0);
-	ck_assert(!lists_external_pid(r, srv.pid));
-	drop(a, "own-w");
+	ck_assert(!lists_external_pid(r, h_srv.pid));
+	h_drop(a, "own-w");
 }
 END_TEST
 
@@ -871,7 +744,7 @@ churn_stop(pid_t pid)
 START_TEST(test_outside_holder_listed_exactly_once_while_other_flocks_churn)
 {
 	enum { NLISTS = 300, NCHURNERS = 4 };
-	struct h_conn		*c = conn(), *t = conn();
+	struct h_conn		*c = h_connect(), *t = h_connect();
 	struct json_object	*entry;
 	struct h_flock		 f;
 	cpu_set_t		 all, one;
@@ -898,7 +771,7 @@ START_TEST(test_outside_holder_listed_exactly_once_while_other_flocks_churn)
 	outside(&f, "-x", "busy");
 	ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
 	queue(c, "busy", "exclusive", 1);
-	snprintf(dir, sizeof dir, "%s/churn-%ld", srv.dir, (long)getpid());
+	snprintf(dir, sizeof dir, "%s/churn-%ld", h_srv.dir, (long)getpid());
 	ck_assert_msg(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir,
 	    strerror(errno));
 	churner[n++] = churn_start(dir, last, 150);
@@ -916,7 +789,7 @@ START_TEST(test_outside_holder_listed_exactly_once_while_other_flocks_churn)
 		else if (h_len(entry, "holders") == 0)
 			missing++;
 		else
-			check_external(member(entry, "holders", 0), f.pid,
+			check_external(h_member(entry, "holders", 0), f.pid,
 			    "exclusive");
 	}
 	for (i = 0; i < n; i++)
@@ -928,8 +801,8 @@ START_TEST(test_outside_holder_listed_exactly_once_while_other_flocks_churn)
 	    "holder, %d showed it more than once and %d not at all", NLISTS,
 	    twice, missing);
 	outside_release(&f);
-	granted(c, 1, 2);
-	drop(c, "busy");
+	h_granted(c, 1, 2);
+	h_drop(c, "busy");
 }
 END_TEST
 
@@ -945,8 +818,8 @@ START_TEST(test_timeout_on_outside_holder_comes_on_time_and_leaks_nothing)
 	struct h_flock		 f;
 	double			 t0, elapsed;
 
-	own_daemon_start();
-	c = conn();
+	h_own_daemon_start();
+	c = h_connect();
 	base = counts_baseline(c);
 	outside(&f, "-x", "timed");
 
@@ -956,7 +829,7 @@ START_TEST(test_timeout_on_outside_holder_comes_on_time_and_leaks_nothing)
 	r = h_recv(c, h_slow(H_REPLY_SECS));
 	EXPECT_BLOCKING(r);
 	EXPECT_LEN(r, "holders", 1);
-	check_external(member(r, "holders", 0), f.pid, "exclusive");
+	check_external(h_member(r, "holders", 0), f.pid, "exclusive");
 	n = counts_now();
 	ck_assert_msg(n.tasks > base.tasks, "no watch thread: %d threads, "
 	    "baseline %d", n.tasks, base.tasks);
@@ -976,7 +849,7 @@ START_TEST(test_timeout_on_outside_holder_comes_on_time_and_leaks_nothing)
 	ck_assert(!flock_free("timed"));
 	outside_release(&f);
 	ck_assert(flock_free("timed"));
-	own_daemon_stop();
+	h_own_daemon_stop();
 }
 END_TEST
 
@@ -986,8 +859,8 @@ START_TEST(test_cancel_interrupts_the_watch_while_the_outsider_holds)
 	struct counts	 base, n;
 	struct h_flock	 f;
 
-	own_daemon_start();
-	c = conn();
+	h_own_daemon_start();
+	c = h_connect();
 	base = counts_baseline(c);
 	outside(&f, "-x", "cancel");
 	queue(c, "cancel", "exclusive", 1);
@@ -1001,7 +874,7 @@ START_TEST(test_cancel_interrupts_the_watch_while_the_outsider_holds)
 	ck_assert(!flock_free("cancel"));
 	outside_release(&f);
 	ck_assert(flock_free("cancel"));
-	own_daemon_stop();
+	h_own_daemon_stop();
 }
 END_TEST
 
@@ -1016,8 +889,8 @@ START_TEST(test_thousands_of_timed_out_and_vanished_waits_leak_nothing)
 	int			 i, k, round, finals;
 	int			 timeouts = 0, vanished = 0;
 
-	own_daemon_start();
-	c = conn();
+	h_own_daemon_start();
+	c = h_connect();
 	base = counts_baseline(c);
 	for (i = 0; i < NNAMES; i++) {
 		snprintf(name[i], sizeof name[i], "many-%d", i);
@@ -1026,7 +899,7 @@ START_TEST(test_thousands_of_timed_out_and_vanished_waits_leak_nothing)
 
 	/* Waits that time out, every name pipelined on each connection. */
 	for (k = 0; k < NCONNS; k++)
-		w[k] = conn();
+		w[k] = h_connect();
 	for (round = 0; round < NROUNDS; round++) {
 		for (k = 0; k < NCONNS; k++) {
 			for (i = 0; i < NNAMES; i++)
@@ -1052,7 +925,7 @@ START_TEST(test_thousands_of_timed_out_and_vanished_waits_leak_nothing)
 	/* Waits whose clients vanish. */
 	for (round = 0; round < NROUNDS; round++) {
 		for (k = 0; k < NCONNS; k++) {
-			w[k] = conn();
+			w[k] = h_connect();
 			for (i = 0; i < NNAMES; i++)
 				ck_assert_int_eq(h_send(w[k], "{\"op\":"
 				    "\"acquire\",\"id\":%d,\"name\":\"%s\"}", i,
@@ -1080,7 +953,7 @@ START_TEST(test_thousands_of_timed_out_and_vanished_waits_leak_nothing)
 		outside_release(&f[i]);
 		ck_assert(flock_free(name[i]));
 	}
-	own_daemon_stop();
+	h_own_daemon_stop();
 }
 END_TEST
 
@@ -1092,10 +965,10 @@ START_TEST(test_outsider_letting_go_as_waits_time_out_leaks_nothing)
 	struct h_flock		 f;
 	int			 i, grants = 0, timeouts = 0;
 
-	own_daemon_start();
-	c = conn();
+	h_own_daemon_start();
+	c = h_connect();
 	base = counts_baseline(c);
-	w = conn();
+	w = h_connect();
 	for (i = 0; i < 30; i++) {
 		outside(&f, "-x", "race");
 		ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":%d,"
@@ -1110,7 +983,7 @@ START_TEST(test_outsider_letting_go_as_waits_time_out_leaks_nothing)
 		EXPECT_ID(r, i);
 		if (h_ok(r)) {
 			grants++;
-			drop(w, "race");
+			h_drop(w, "race");
 		} else {
 			EXPECT_ERROR(r, "timeout");
 			timeouts++;
@@ -1122,21 +995,9 @@ START_TEST(test_outsider_letting_go_as_waits_time_out_leaks_nothing)
 	h_conn_close(w);
 	expect_counts_back(base, 2, "after racing timeouts");
 	ck_assert(flock_free("race"));
-	own_daemon_stop();
+	h_own_daemon_stop();
 }
 END_TEST
-
-/* A TCase with its own daemon and a timeout for slow machines. */
-static TCase *
-daemon_tcase(const char *name)
-{
-	TCase	*tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
-	return tc;
-}
 
 static Suite *
 outside_suite(void)
@@ -1144,7 +1005,7 @@ outside_suite(void)
 	Suite	*s = suite_create("outside");
 	TCase	*tc;
 
-	tc = daemon_tcase("waiting");
+	tc = h_daemon_tcase("waiting", 60);
 	tcase_add_test(tc,
 	    test_outside_holder_in_blocking_event_and_grant_follows_its_exit);
 	tcase_add_test(tc,
@@ -1156,14 +1017,14 @@ outside_suite(void)
 	tcase_add_test(tc, test_watch_follows_the_head_mode_after_a_cancel);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("sharing");
+	tc = h_daemon_tcase("sharing", 60);
 	tcase_add_test(tc,
 	    test_broker_shared_holder_and_outside_shared_flock_coexist);
 	tcase_add_test(tc,
 	    test_outside_exclusive_flock_fails_while_the_broker_holds);
 	suite_add_tcase(s, tc);
 
-	tc = daemon_tcase("list");
+	tc = h_daemon_tcase("list", 60);
 	tcase_add_test(tc,
 	    test_lock_held_only_from_outside_is_listed_while_a_client_waits);
 	tcase_add_test(tc, test_list_all_reports_files_held_only_from_outside);
@@ -1174,9 +1035,7 @@ outside_suite(void)
 	suite_add_tcase(s, tc);
 
 	/* These start daemons of their own, to count threads and fds. */
-	tc = tcase_create("leaks");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("leaks", 60);
 	tcase_add_test(tc,
 	    test_timeout_on_outside_holder_comes_on_time_and_leaks_nothing);
 	tcase_add_test(tc,
@@ -1189,23 +1048,9 @@ outside_suite(void)
 	return s;
 }
 
+/* The tests run forked: see harness.h. */
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 nfailed;
-
-	if (h_init() == -1) {
-		fprintf(stderr, "harness: %s\n", h_error());
-		return EXIT_FAILURE;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	sr = srunner_create(outside_suite());
-	/* Tests must be forked: see the top of test_integration.c. */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	nfailed = srunner_ntests_failed(sr) + fixture_failures;
-	srunner_free(sr);
-	h_finish(nfailed != 0);
-	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite(outside_suite());
 }

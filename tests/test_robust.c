@@ -53,80 +53,11 @@
 
 #define MIB	(1024 * 1024)
 
-static struct h_daemon	 srv;		/* the isolation TCase's daemon */
-static int		 fixture_failures;
-
-/* Each macro evaluates its message argument once: it may be a read. */
-#define EXPECT_OK(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_ok(r_), "expected ok:true, got %s", h_json(r_)); \
-} while (0)
-#define EXPECT_ERROR(r, code) do {					\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_err(r_) != NULL && strcmp(h_err(r_), (code)) == 0, \
-	    "expected error %s, got %s", (code), h_json(r_));		\
-} while (0)
-#define EXPECT_BLOCKING(r) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_is_event(r_, "blocking"),			\
-	    "expected a blocking event, got %s", h_json(r_));		\
-} while (0)
-#define EXPECT_ID(r, want) do {						\
-	struct json_object *r_ = (r);					\
-	ck_assert_msg(h_int(r_, "id") == (want),			\
-	    "expected id %lld, got %s", (long long)(want), h_json(r_));	\
-} while (0)
-#define EXPECT_QUIET(c, secs)						\
-	ck_assert_msg(h_quiet((c), (secs)), "%s", h_error())
-
-static void
-daemon_setup(void)
-{
-	memset(&srv, 0, sizeof srv);
-	if (h_daemon_start(&srv) == -1) {
-		fprintf(stderr, "fixture: cannot start locksd: %s\n",
-		    h_error());
-		fixture_failures++;
-	}
-}
-
-static void
-daemon_teardown(void)
-{
-	if (srv.pid > 0 && h_daemon_stop(&srv) == -1) {
-		fprintf(stderr, "fixture: %s\n", h_error());
-		fixture_failures++;
-	}
-}
-
-static struct h_conn *
-conn_to(const char *path)
-{
-	struct h_conn	*c;
-
-	c = h_conn_open(path);
-	ck_assert_msg(c != NULL, "%s", h_error());
-	return c;
-}
-
-static struct h_conn *
-conn(void)
-{
-	ck_assert_msg(srv.pid > 0, "locksd did not start (see above)");
-	return conn_to(srv.socket_path);
-}
-
 /* Take name in mode at once (timeout 0); its token. */
 static int64_t
 take(struct h_conn *c, const char *name, const char *mode)
 {
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"acquire\",\"id\":0,\"name\":\"%s\","
-	    "\"mode\":\"%s\",\"timeout\":0}", name, mode);
-	EXPECT_OK(r);
-	EXPECT_ID(r, 0);
-	return h_int(r, "token");
+	return h_int(h_take(c, name, mode), "token");
 }
 
 /* Queue an acquire with this id and read its blocking event. */
@@ -149,20 +80,6 @@ release(struct h_conn *c, const char *name)
 	    "\"name\":\"%s\"}", name);
 }
 
-/* Read the grant that must now come for the acquire with this id. */
-static struct json_object *
-granted(struct h_conn *c, int id)
-{
-	struct json_object	*r;
-
-	r = h_recv(c, h_slow(2));
-	EXPECT_OK(r);
-	EXPECT_ID(r, id);
-	ck_assert_msg(h_is(r, "token", json_type_int), "no token: %s",
-	    h_json(r));
-	return r;
-}
-
 /* The list entry for name, or NULL when nothing is listed. */
 static struct json_object *
 listed(struct h_conn *c, const char *name)
@@ -174,16 +91,6 @@ listed(struct h_conn *c, const char *name)
 	ck_assert_msg(h_len(r, "locks") <= 1, "more than %s: %s", name,
 	    h_json(r));
 	return h_idx(h_get(r, "locks"), 0);
-}
-
-/* Member i of a list entry's holders or waiters. */
-static struct json_object *
-member(struct json_object *entry, const char *key, size_t i)
-{
-	struct json_object	*m = h_idx(h_get(entry, key), i);
-
-	ck_assert_msg(m != NULL, "no %s[%zu] in %s", key, i, h_json(entry));
-	return m;
 }
 
 /* The daemon's status, asked on c. */
@@ -331,7 +238,7 @@ raise_nofile(void)
 
 START_TEST(test_another_connection_cannot_release_a_held_lock)
 {
-	struct h_conn		*a = conn(), *b = conn();
+	struct h_conn		*a = h_connect(), *b = h_connect();
 	struct json_object	*entry;
 	int64_t			 token;
 
@@ -343,7 +250,7 @@ START_TEST(test_another_connection_cannot_release_a_held_lock)
 	entry = listed(b, "iso-held");
 	ck_assert_msg(entry != NULL, "iso-held is no longer listed");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
-	ck_assert_int_eq(h_int(member(entry, "holders", 0), "token"), token);
+	ck_assert_int_eq(h_int(h_member(entry, "holders", 0), "token"), token);
 	ck_assert_int_eq(h_len(listed(b, "iso-held-s"), "holders"), 1);
 	/* B cannot take it either, and A alone can give it back. */
 	EXPECT_ERROR(h_request(b, "{\"op\":\"acquire\",\"name\":\"iso-held\","
@@ -357,7 +264,8 @@ END_TEST
 
 START_TEST(test_another_connection_cannot_cancel_a_wait)
 {
-	struct h_conn		*h = conn(), *a = conn(), *b = conn();
+	struct h_conn		*h = h_connect(), *a = h_connect();
+	struct h_conn		*b = h_connect();
 	struct json_object	*entry;
 
 	take(h, "iso-wait", "exclusive");
@@ -369,14 +277,15 @@ START_TEST(test_another_connection_cannot_cancel_a_wait)
 	ck_assert_int_eq(h_len(entry, "waiters"), 1);
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	EXPECT_OK(release(h, "iso-wait"));
-	granted(a, 1);
+	h_granted(a, 1, 2);
 	EXPECT_QUIET(b, 0.1);
 }
 END_TEST
 
 START_TEST(test_acquire_of_a_name_another_connection_awaits_is_its_own_wait)
 {
-	struct h_conn		*h = conn(), *a = conn(), *b = conn();
+	struct h_conn		*h = h_connect(), *a = h_connect();
+	struct h_conn		*b = h_connect();
 	struct json_object	*r, *entry;
 
 	take(h, "iso-indep", "exclusive");
@@ -400,16 +309,17 @@ START_TEST(test_acquire_of_a_name_another_connection_awaits_is_its_own_wait)
 	r = queue(b, "iso-indep", 4);
 	ck_assert_int_eq(h_int(r, "position"), 2);
 	EXPECT_OK(release(h, "iso-indep"));
-	granted(a, 1);
+	h_granted(a, 1, 2);
 	EXPECT_QUIET(b, 0.2);
 	EXPECT_OK(release(a, "iso-indep"));
-	granted(b, 4);
+	h_granted(b, 4, 2);
 }
 END_TEST
 
 START_TEST(test_others_are_seen_only_through_list)
 {
-	struct h_conn		*h = conn(), *a = conn(), *b = conn();
+	struct h_conn		*h = h_connect(), *a = h_connect();
+	struct h_conn		*b = h_connect();
 	struct json_object	*entry;
 
 	take(h, "iso-view", "exclusive");
@@ -419,11 +329,11 @@ START_TEST(test_others_are_seen_only_through_list)
 	entry = listed(b, "iso-view");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 1);
-	ck_assert_int_eq(h_int(member(entry, "waiters", 0), "pid"), getpid());
-	ck_assert_int_eq(h_int(member(entry, "waiters", 0), "token"),
+	ck_assert_int_eq(h_int(h_member(entry, "waiters", 0), "pid"), getpid());
+	ck_assert_int_eq(h_int(h_member(entry, "waiters", 0), "token"),
 	    INT64_MIN);
 	EXPECT_OK(release(h, "iso-view"));
-	granted(a, 1);
+	h_granted(a, 1, 2);
 	EXPECT_QUIET(b, 0.2);
 	entry = listed(b, "iso-view");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
@@ -555,9 +465,9 @@ START_TEST(test_flood_of_list_requests_never_read_keeps_memory_bounded)
 	small_asan_quarantine();
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	holder = conn_to(d.socket_path);
-	waiter = conn_to(d.socket_path);
-	other = conn_to(d.socket_path);
+	holder = h_connect_to(d.socket_path);
+	waiter = h_connect_to(d.socket_path);
+	other = h_connect_to(d.socket_path);
 	/* Make every list reply big: many locks, long owners, waiters. */
 	memset(owner, 'o', sizeof owner - 1);
 	owner[sizeof owner - 1] = '\0';
@@ -632,7 +542,7 @@ START_TEST(test_flood_of_pings_is_paused_and_every_request_is_answered)
 	small_asan_quarantine();
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	other = conn_to(d.socket_path);
+	other = h_connect_to(d.socket_path);
 	ck_assert_int_ne(fd = unix_socket_to(d.socket_path), -1);
 	flood(&d, fd, ping, 2.0, other, &f);
 	fprintf(stderr, "ping flood: %zu bytes sent in 2 s; daemon RSS %ld "
@@ -747,21 +657,21 @@ exhaust_descriptors(struct h_daemon *d, const char *what)
 	long			 log0, log1, writes0, writes1;
 	int			 i, nidle = 0;
 
-	first = conn_to(d->socket_path);
+	first = h_connect_to(d->socket_path);
 	ck_assert(answers_ping(first, 0, 2));
 
 	/* Connect until one is not accepted: it waits in the listen queue. */
 	for (;;) {
 		ck_assert_msg(nidle < EMFILE_NOFILE,
 		    "%d connections and descriptors have not run out", nidle);
-		idle[nidle] = conn_to(d->socket_path);
+		idle[nidle] = h_connect_to(d->socket_path);
 		if (!answers_ping(idle[nidle], 1, 1))
 			break;
 		nidle++;
 	}
 	pending[0] = idle[nidle];
 	for (i = 1; i < EMFILE_PENDING; i++) {
-		pending[i] = conn_to(d->socket_path);
+		pending[i] = h_connect_to(d->socket_path);
 		ck_assert_int_eq(h_send(pending[i],
 		    "{\"op\":\"ping\",\"id\":1}"), 0);
 	}
@@ -807,7 +717,7 @@ exhaust_descriptors(struct h_daemon *d, const char *what)
 		EXPECT_OK(r);
 		EXPECT_ID(r, 1);
 	}
-	late = conn_to(d->socket_path);
+	late = h_connect_to(d->socket_path);
 	ck_assert(answers_ping(late, 3, 3));
 	h_conn_close_all();
 }
@@ -1009,7 +919,7 @@ START_TEST(test_five_thousand_concurrent_connections_take_and_release)
 	}
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	probe = conn_to(d.socket_path);
+	probe = h_connect_to(d.socket_path);
 	memset(&s, 0, sizeof s);
 	s.conns = calloc(STRESS_CONNS, sizeof *s.conns);
 	ck_assert_ptr_nonnull(s.conns);
@@ -1499,10 +1409,7 @@ robust_suite(void)
 	Suite	*s = suite_create("robust");
 	TCase	*tc;
 
-	tc = tcase_create("isolation");
-	tcase_add_unchecked_fixture(tc, daemon_setup, daemon_teardown);
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 30);
+	tc = h_daemon_tcase("isolation", 30);
 	tcase_add_test(tc, test_another_connection_cannot_release_a_held_lock);
 	tcase_add_test(tc, test_another_connection_cannot_cancel_a_wait);
 	tcase_add_test(tc,
@@ -1511,27 +1418,21 @@ robust_suite(void)
 	suite_add_tcase(s, tc);
 
 	/* The rest start daemons of their own. */
-	tc = tcase_create("backpressure");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("backpressure", 60);
 	tcase_add_test(tc,
 	    test_flood_of_list_requests_never_read_keeps_memory_bounded);
 	tcase_add_test(tc,
 	    test_flood_of_pings_is_paused_and_every_request_is_answered);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("descriptors");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 60);
+	tc = h_tcase("descriptors", 60);
 	tcase_add_test(tc,
 	    test_out_of_descriptors_the_loop_idles_and_accepts_again);
 	tcase_add_test(tc,
 	    test_out_of_descriptors_with_a_failing_log_the_loop_idles);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("stress");
-	tcase_add_checked_fixture(tc, NULL, h_conn_close_all);
-	tcase_set_timeout(tc, 150);
+	tc = h_tcase("stress", 150);
 	tcase_add_test(tc,
 	    test_five_thousand_concurrent_connections_take_and_release);
 	suite_add_tcase(s, tc);
@@ -1552,23 +1453,9 @@ robust_suite(void)
 	return s;
 }
 
+/* The tests run forked: see harness.h. */
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 nfailed;
-
-	if (h_init() == -1) {
-		fprintf(stderr, "harness: %s\n", h_error());
-		return EXIT_FAILURE;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	sr = srunner_create(robust_suite());
-	/* Tests must be forked: see test_integration.c. */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	nfailed = srunner_ntests_failed(sr) + fixture_failures;
-	srunner_free(sr);
-	h_finish(nfailed != 0);
-	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite(robust_suite());
 }

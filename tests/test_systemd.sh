@@ -11,21 +11,14 @@
 
 set -u
 export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-if [ $# -ne 3 ]; then
-	echo "usage: $0 LOCKSD LOCKS_CLI SOURCE_DIR" >&2
-	exit 2
-fi
+[ $# -eq 3 ] || usage LOCKSD LOCKS_CLI SOURCE_DIR
 LOCKSD=$(realpath "$1")
 LOCKS=$2
 SRC=$3
 RECV=$SRC/tests/sd_notify_recv.py
-for tool in python3 systemd-socket-activate systemd-analyze man; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "Bail out! these tests need $tool"
-		exit 1
-	fi
-done
+need_tools python3 systemd-socket-activate systemd-analyze man
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-sd.XXXXXX") || exit 1
 NOTIFY=$TMP/notify.out
@@ -33,8 +26,6 @@ NSOCK=$TMP/n/locksd.sock
 NPID=
 RPID=
 NSTATUS=
-failed=0
-n=0
 
 # Stop whatever still runs, and clean up, whatever happened.
 teardown() {
@@ -44,13 +35,7 @@ teardown() {
 		kill -TERM "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
-	echo "1..$n"
-	rm -rf "$TMP"
-	if [ "$failed" -ne 0 ]; then
-		echo "# $failed of $n failed"
-		exit 1
-	fi
-	exit "$rc"
+	finish "$rc"
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM
@@ -58,49 +43,6 @@ trap 'exit 130' INT TERM
 # Milliseconds on the clock python's time.monotonic() reads.
 ms() {
 	python3 -c 'import time; print(int(time.monotonic() * 1000))'
-}
-
-# Retry a command for up to 5 s.
-wait_until() {
-	local i
-	for ((i = 0; i < 250; i++)); do
-		"$@" && return 0
-		sleep 0.02
-	done
-	return 1
-}
-
-# Fail the current test (tests run in a subshell, see t).
-fail() {
-	echo "# $*"
-	exit 1
-}
-
-# End a test's background processes, leaving the shared daemon alone.
-reap() {
-	local pid
-	for pid in $(jobs -p); do
-		[ "$pid" = "$NPID" ] || [ "$pid" = "$RPID" ] ||
-		    kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in $(jobs -p); do
-		[ "$pid" = "$NPID" ] || [ "$pid" = "$RPID" ] ||
-		    wait "$pid" 2>/dev/null
-	done
-}
-
-# Run one test function in a subshell; report it as ok or not ok.
-t() {
-	local desc=$1 out
-	shift
-	n=$((n + 1))
-	if out=$(trap reap EXIT; "$@" 2>&1); then
-		echo "ok $n - $desc"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $desc"
-		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^#* \{0,1\}/# /'
-	fi
 }
 
 # Start a notify receiver on $1 writing to $2 for at most $3 seconds; its
