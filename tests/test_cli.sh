@@ -208,11 +208,15 @@ test_notify_after_delays_the_notice() {
 }
 
 test_shared_runs_hold_the_lock_together() {
-	local a=$TMP/shared.a b=$TMP/shared.b pid rc
-	# Each waits for the other to start: both must run at once.
+	local a=$TMP/shared.a b=$TMP/shared.b c=$TMP/shared.c pid rc
+	# Each waits for the other to start: both must run at once.  The
+	# first holds on until told (c), so the exclusive try below always
+	# meets a shared holder.
 	lk run -s cli-sh -- sh -c \
 	    'touch "$0"; i=0; while [ ! -e "$1" ] && [ $i -lt 100 ]; do
-	    sleep 0.05; i=$((i+1)); done; [ -e "$1" ]' "$a" "$b" \
+	    sleep 0.05; i=$((i+1)); done; [ -e "$1" ] || exit 1
+	    i=0; while [ ! -e "$2" ] && [ $i -lt 100 ]; do
+	    sleep 0.05; i=$((i+1)); done' "$a" "$b" "$c" \
 	    >/dev/null 2>&1 &
 	pid=$!
 	wait_until test -e "$a" || fail "first shared run did not start"
@@ -221,6 +225,7 @@ test_shared_runs_hold_the_lock_together() {
 	    fail "second shared run refused: exit $?"
 	lk run -n cli-sh -- true 2>/dev/null &&
 	    fail "an exclusive run got in beside a shared one"
+	touch "$c"
 	wait "$pid" || fail "first shared run failed"
 }
 
