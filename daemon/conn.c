@@ -219,17 +219,18 @@ conn_close_with(struct conn *conn, enum proto_error error, const char *msg)
 static void
 conn_handle_line(struct conn *conn, const char *line, size_t len)
 {
-	struct json_object	*request;
+	struct proto_scratch	 scratch;
+	struct proto_request	 r;
+	struct json_object	*obj;
+	enum proto_error	 error;
+	const char		*msg = NULL;
 
 	if (len == 0 || strspn(line, " \t\r") >= len)
 		return;
-	if (proto_parse_line(conn->tok, line, len, &request) == -1) {
-		conn_send(conn, proto_reply_error(NULL, PROTO_E_BAD_JSON,
-		    "line is not one valid JSON value"));
-		return;
-	}
-	request_dispatch(conn, request);
-	json_object_put(request);
+	error = proto_request_parse(conn->tok, line, len, &scratch, &r, &obj,
+	    &msg);
+	request_dispatch(conn, &r, error, msg);
+	json_object_put(obj);
 }
 
 /* Pause reading while the client is not reading its replies. */

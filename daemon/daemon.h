@@ -138,7 +138,8 @@ int		 conn_set_client(struct conn *, const char *);
 struct acquire_list *conn_acquires(struct conn *);
 
 /* request.c: decode and answer requests; a connection's acquires. */
-void		 request_dispatch(struct conn *, struct json_object *);
+void		 request_dispatch(struct conn *, const struct proto_request *,
+		    enum proto_error, const char *);
 void		 request_drop_all(struct conn *);
 void		 request_granted(struct lock_req *, void *);
 struct json_object *request_holder_encode(struct lock_req *);

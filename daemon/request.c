@@ -360,36 +360,33 @@ handle_hello(struct conn *conn, const struct proto_request *r)
 	conn_send(conn, reply);
 }
 
-/* Decode one parsed request and answer it. */
+/* Answer one decoded request, or the error its decoding found. */
 void
-request_dispatch(struct conn *conn, struct json_object *obj)
+request_dispatch(struct conn *conn, const struct proto_request *r,
+    enum proto_error error, const char *msg)
 {
-	struct proto_request	 r;
-	enum proto_error	 error;
-	const char		*msg;
-
-	if ((error = proto_request_decode(obj, &r, &msg)) != PROTO_OK) {
-		conn_send(conn, proto_reply_error(r.id, error, msg));
+	if (error != PROTO_OK) {
+		conn_send(conn, proto_reply_error(r->id, error, msg));
 		return;
 	}
-	switch (r.op) {
+	switch (r->op) {
 	case PROTO_OP_HELLO:
-		handle_hello(conn, &r);
+		handle_hello(conn, r);
 		break;
 	case PROTO_OP_PING:
-		reply_ok(conn, r.id_text, r.id_len);
+		reply_ok(conn, r->id_text, r->id_len);
 		break;
 	case PROTO_OP_ACQUIRE:
-		handle_acquire(conn, &r);
+		handle_acquire(conn, r);
 		break;
 	case PROTO_OP_RELEASE:
-		handle_release(conn, &r);
+		handle_release(conn, r);
 		break;
 	case PROTO_OP_LIST:
-		handle_list(conn, &r);
+		handle_list(conn, r);
 		break;
 	case PROTO_OP_STATUS:
-		handle_status(conn, &r);
+		handle_status(conn, r);
 		break;
 	}
 }

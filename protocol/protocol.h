@@ -57,7 +57,7 @@ enum proto_op {
 	PROTO_OP_STATUS
 };
 
-/* One decoded request; strings are borrowed from the json object. */
+/* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
 	enum proto_op		 op;
 	struct json_object	*id;		/* NULL when absent */
@@ -70,6 +70,12 @@ struct proto_request {
 	const char		*owner;		/* "" when absent */
 	const char		*client;	/* "" when absent */
 	int			 all;		/* list: outside-only locks too */
+};
+
+/* Room for the strings of a request decoded on the fast path. */
+struct proto_scratch {
+	char			 buf[1024];
+	size_t			 used;
 };
 
 /* One holder or waiter as it travels in list and blocking messages. */
@@ -102,6 +108,11 @@ const char	*proto_id_text(struct json_object *, size_t *);
 
 enum proto_error proto_request_decode(struct json_object *,
 		    struct proto_request *, const char **);
+int		 proto_request_scan(const char *, size_t,
+		    struct proto_scratch *, struct proto_request *);
+enum proto_error proto_request_parse(struct json_tokener *, const char *,
+		    size_t, struct proto_scratch *, struct proto_request *,
+		    struct json_object **, const char **);
 struct json_object *proto_request_encode(const struct proto_request *,
 		    int64_t);
 

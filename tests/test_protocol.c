@@ -334,6 +334,124 @@ START_TEST(test_waiter_has_no_token)
 }
 END_TEST
 
+/* Decode on the fast path only; returns what proto_request_scan returns. */
+static int
+scan(const char *line, struct proto_request *r, struct proto_scratch *sc)
+{
+	return proto_request_scan(line, strlen(line), sc, r);
+}
+
+START_TEST(test_fast_path_decodes_hot_requests)
+{
+	struct proto_scratch	 sc;
+	struct proto_request	 r;
+
+	ck_assert_int_eq(scan("{\"id\":12,\"op\":\"acquire\",\"name\":\"db\","
+	    "\"mode\":\"shared\",\"timeout\":2.5,\"notify_after\":1e9,"
+	    "\"owner\":\"me\"}", &r, &sc), 0);
+	ck_assert_int_eq(r.op, PROTO_OP_ACQUIRE);
+	ck_assert_str_eq(r.name, "db");
+	ck_assert_int_eq(r.mode, PROTO_SHARED);
+	ck_assert(r.timeout == 2.5 && r.notify_after == 1e9);
+	ck_assert_str_eq(r.owner, "me");
+	ck_assert_int_eq(json_object_get_int64(r.id), 12);
+	ck_assert_int_eq(r.id_len, 2);
+	ck_assert(memcmp(r.id_text, "12", 2) == 0);
+	json_object_put(r.id);
+
+	ck_assert_int_eq(scan("{ \"op\" : \"release\" , \"name\":\"a\","
+	    "\"extra\":[1,{\"x\":2}] }", &r, &sc), -1);
+	ck_assert_int_eq(scan("{ \"op\" : \"release\" , \"name\":\"a\","
+	    "\"extra\":-3.5e2 } \r", &r, &sc), 0);
+	ck_assert_int_eq(r.op, PROTO_OP_RELEASE);
+	ck_assert_ptr_null(r.id);
+	ck_assert(r.id_len == 4 && memcmp(r.id_text, "null", 4) == 0);
+
+	ck_assert_int_eq(scan("{\"id\":\"a/b\",\"op\":\"list\",\"all\":true,"
+	    "\"name\":null}", &r, &sc), 0);
+	ck_assert(r.all && r.name == NULL);
+	ck_assert(r.id_len == 5 && memcmp(r.id_text, "\"a/b\"", 5) == 0);
+	json_object_put(r.id);
+}
+END_TEST
+
+START_TEST(test_fast_path_declines_what_json_c_must_judge)
+{
+	struct proto_scratch	 sc;
+	struct proto_request	 r;
+	const char		*lines[] = {
+		"{\"op\":\"ping\",\"op\":\"ping\"}",	/* duplicate key */
+		"{\"op\":\"p\\u0069ng\"}",		/* escape */
+		"{\"op\":\"ping\",\"x\":\"\\n\"}",
+		"{\"op\":\"ping\",\"x\":1e999}",	/* overflows */
+		"{\"op\":\"ping\",\"x\":12345678901234567890}",
+		"{\"op\":\"ping\",\"x\":NaN}",
+		"{\"op\":\"ping\",\"x\":01}",
+		"{\"op\":\"ping\",\"x\":1.}",
+		"{\"op\":\"ping\",\"x\":True}",
+		"{\"op\":\"ping\"} x",			/* trailing garbage */
+		"{\"op\":\"ping\"",			/* truncated */
+		" {\"op\":\"ping\"}",			/* leading space */
+		"{\"op\":\t\"ping\"}",			/* tab */
+		"{\"id\":1.5,\"op\":\"ping\"}",		/* id text may change */
+		"{\"id\":-0,\"op\":\"ping\"}",
+		"{\"id\":[1],\"op\":\"ping\"}",
+		"{\"op\":\"nope\"}",			/* any error */
+		"{\"op\":\"acquire\",\"name\":\".x\"}",
+		"{\"op\":\"acquire\"}",
+		"{\"op\":\"acquire\",\"name\":\"a\",\"timeout\":-1}",
+		"{\"op\":\"acquire\",\"name\":\"a\",\"timeout\":1000000001}",
+		"{\"op\":\"acquire\",\"name\":\"a\",\"mode\":\"Shared\"}",
+		"{\"op\":\"list\",\"all\":1}",
+		"{\"op\":\"ping\",\"x\":\"\xc3\xa9\"}",	/* non-ASCII */
+		"{}",
+	};
+	size_t			 i;
+
+	for (i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+		if (scan(lines[i], &r, &sc) != -1)
+			ck_abort_msg("fast path took %s", lines[i]);
+	}
+}
+END_TEST
+
+START_TEST(test_request_parse_errors_match_json_c)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_scratch	 sc;
+	struct proto_request	 r;
+	struct json_object	*obj;
+	const char		*msg;
+	const char		*line;
+
+	line = "{\"id\":7,\"op\":\"acquire\",\"name\":\"../x\"}";
+	ck_assert_int_eq(proto_request_parse(tok, line, strlen(line), &sc, &r,
+	    &obj, &msg), PROTO_E_INVALID_NAME);
+	ck_assert_int_eq(json_object_get_int(r.id), 7);
+	ck_assert(r.id_len == 1 && r.id_text[0] == '7');
+	json_object_put(obj);
+
+	line = "{\"op\":\"ping\",\"x\":1e999}";
+	ck_assert_int_eq(proto_request_parse(tok, line, strlen(line), &sc, &r,
+	    &obj, &msg), PROTO_E_BAD_JSON);
+	ck_assert_ptr_null(r.id);
+	ck_assert_ptr_null(obj);
+
+	line = "{\"id\":\"x\",\"op\":\"ping\",\"op\":\"status\"}";
+	ck_assert_int_eq(proto_request_parse(tok, line, strlen(line), &sc, &r,
+	    &obj, &msg), PROTO_OK);
+	ck_assert_int_eq(r.op, PROTO_OP_STATUS);	/* last wins */
+	json_object_put(obj);
+
+	line = "{\"id\":1.50,\"op\":\"ping\"}";
+	ck_assert_int_eq(proto_request_parse(tok, line, strlen(line), &sc, &r,
+	    &obj, &msg), PROTO_OK);
+	ck_assert(r.id_len == 4 && memcmp(r.id_text, "1.50", 4) == 0);
+	json_object_put(obj);
+	json_tokener_free(tok);
+}
+END_TEST
+
 START_TEST(test_default_socket_follows_environment)
 {
 	char	 buf[256];
@@ -371,6 +489,9 @@ protocol_suite(void)
 	tcase_add_test(tc, test_holder_round_trips);
 	tcase_add_test(tc, test_waiter_has_no_token);
 	tcase_add_test(tc, test_default_socket_follows_environment);
+	tcase_add_test(tc, test_fast_path_decodes_hot_requests);
+	tcase_add_test(tc, test_fast_path_declines_what_json_c_must_judge);
+	tcase_add_test(tc, test_request_parse_errors_match_json_c);
 	suite_add_tcase(s, tc);
 	return s;
 }
