@@ -58,6 +58,9 @@ replay_path(const char *path)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(child, sizeof child, "%s/%s", path, de->d_name);
+		/* Subdirectories hold other targets' inputs. */
+		if (stat(child, &sb) == -1 || !S_ISREG(sb.st_mode))
+			continue;
 		if (replay_file(child) == 0)
 			n++;
 	}
