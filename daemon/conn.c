@@ -4,6 +4,11 @@
  *
  * A connection is OPEN, or CLOSING: it sent a final error (too_large),
  * reads nothing more, and is freed once its output is flushed or stalls.
+ *
+ * Replies are staged in the connection's own buffer and flushed once per
+ * pass of the event loop: with nothing else queued, one writev(2) sends
+ * them all, and the bufferevent (with its EV_WRITE bookkeeping) only gets
+ * what the socket would not take.
  */
 
 #include <sys/socket.h>
@@ -38,12 +43,16 @@ struct conn {
 	struct acquire_list	 acquires;
 	enum conn_state		 state;
 	int			 throttled;	/* reading paused for output */
+	struct evbuffer		*staged;	/* replies not yet flushed */
+	struct event		*flush_ev;	/* flushes staged, once a pass */
+	int			 flush_armed;
 };
 
 static void	conn_read_cb(struct bufferevent *, void *);
 static void	conn_write_cb(struct bufferevent *, void *);
 static void	conn_event_cb(struct bufferevent *, short, void *);
 static void	conn_close_with(struct conn *, enum proto_error, const char *);
+static void	conn_flush_cb(evutil_socket_t, short, void *);
 
 /* Read the peer's pid, uid and gid from the kernel, not from the client. */
 static int
@@ -71,10 +80,18 @@ conn_new(struct server *srv, struct bufferevent *bev, const struct peer *peer)
 
 	if ((conn = calloc(1, sizeof *conn)) == NULL ||
 	    (conn->tok = proto_tokener_new()) == NULL ||
-	    (conn->client = strdup("")) == NULL) {
+	    (conn->client = strdup("")) == NULL ||
+	    (conn->staged = evbuffer_new()) == NULL ||
+	    (conn->flush_ev = event_new(server_base(srv), -1, 0,
+	    conn_flush_cb, conn)) == NULL) {
 		log_warnx("out of memory accepting a connection");
-		if (conn != NULL && conn->tok != NULL)
-			json_tokener_free(conn->tok);
+		if (conn != NULL) {
+			if (conn->tok != NULL)
+				json_tokener_free(conn->tok);
+			if (conn->staged != NULL)
+				evbuffer_free(conn->staged);
+			free(conn->client);
+		}
 		free(conn);
 		bufferevent_free(bev);
 		return NULL;
@@ -145,6 +162,8 @@ conn_free(struct conn *conn)
 	TAILQ_REMOVE(server_conns(srv), conn, entry);
 	request_drop_all(conn);
 	bufferevent_free(conn->bev);
+	event_free(conn->flush_ev);
+	evbuffer_free(conn->staged);
 	json_tokener_free(conn->tok);
 	free(conn->client);
 	free(conn);
@@ -161,34 +180,85 @@ conn_free_all(struct conn_list *conns)
 		conn_free(conn);
 }
 
+/* Hand staged replies to the bufferevent, which will write them. */
+static void
+conn_stage_out(struct conn *conn)
+{
+	struct evbuffer	*output = bufferevent_get_output(conn->bev);
+
+	if (evbuffer_get_length(conn->staged) > 0 &&
+	    evbuffer_add_buffer(output, conn->staged) == -1)
+		log_warnx("out of memory queueing a reply");
+}
+
+/*
+ * Send the staged replies: straight to the socket in one writev when the
+ * bufferevent has nothing queued (the common case), else after what it
+ * has.  A write error is left for the bufferevent to find.
+ */
+static void
+conn_flush(struct conn *conn)
+{
+	struct evbuffer	*output = bufferevent_get_output(conn->bev);
+	evutil_socket_t	 fd = bufferevent_getfd(conn->bev);
+
+	if (evbuffer_get_length(conn->staged) == 0)
+		return;
+	if (fd != -1 && conn->state == CONN_OPEN &&
+	    evbuffer_get_length(output) == 0)
+		evbuffer_write(conn->staged, fd);
+	conn_stage_out(conn);
+}
+
+static void
+conn_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct conn	*conn = arg;
+
+	(void)fd;
+	(void)events;
+	conn->flush_armed = 0;
+	conn_flush(conn);
+}
+
+/* Flush after the current callbacks, once however many replies come. */
+static void
+conn_arm_flush(struct conn *conn)
+{
+	if (conn->flush_armed)
+		return;
+	conn->flush_armed = 1;
+	event_active(conn->flush_ev, EV_TIMEOUT, 0);
+}
+
 /* Queue one message (taking ownership of it) as one line of output. */
 void
 conn_send(struct conn *conn, struct json_object *msg)
 {
-	struct evbuffer	*output = bufferevent_get_output(conn->bev);
 	const char	*text;
 	size_t		 len;
 
 	text = proto_serialize(msg, &len);
-	if (evbuffer_add(output, text, len) == -1 ||
-	    evbuffer_add(output, "\n", 1) == -1)
+	if (evbuffer_add(conn->staged, text, len) == -1 ||
+	    evbuffer_add(conn->staged, "\n", 1) == -1)
 		log_warnx("out of memory queueing a reply");
 	json_object_put(msg);
+	conn_arm_flush(conn);
 }
 
 /* Queue one preformatted line of output; fmt must end in a newline. */
 void
 conn_printf(struct conn *conn, const char *fmt, ...)
 {
-	struct evbuffer	*output = bufferevent_get_output(conn->bev);
 	va_list		 ap;
 	int		 rc;
 
 	va_start(ap, fmt);
-	rc = evbuffer_add_vprintf(output, fmt, ap);
+	rc = evbuffer_add_vprintf(conn->staged, fmt, ap);
 	va_end(ap);
 	if (rc == -1)
 		log_warnx("out of memory queueing a reply");
+	conn_arm_flush(conn);
 }
 
 /*
@@ -200,6 +270,7 @@ conn_start_closing(struct conn *conn)
 {
 	struct timeval	 tv = { CLOSING_SECS, 0 };
 
+	conn_stage_out(conn);
 	conn->state = CONN_CLOSING;
 	bufferevent_disable(conn->bev, EV_READ);
 	bufferevent_setwatermark(conn->bev, EV_WRITE, 0, 0);
@@ -239,8 +310,11 @@ conn_throttle(struct conn *conn)
 {
 	struct evbuffer	*output = bufferevent_get_output(conn->bev);
 
-	if (evbuffer_get_length(output) <= OUTPUT_HIGH)
+	if (evbuffer_get_length(output) + evbuffer_get_length(conn->staged) <=
+	    OUTPUT_HIGH)
 		return 0;
+	/* The backlog must sit in the bufferevent to wake us when drained. */
+	conn_stage_out(conn);
 	conn->throttled = 1;
 	bufferevent_disable(conn->bev, EV_READ);
 	bufferevent_setwatermark(conn->bev, EV_WRITE, OUTPUT_LOW, 0);
@@ -311,7 +385,8 @@ conn_event_cb(struct bufferevent *bev, short events, void *arg)
 	struct conn	*conn = arg;
 
 	if ((events & BEV_EVENT_EOF) && conn->state == CONN_OPEN &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+	    evbuffer_get_length(bufferevent_get_output(bev)) +
+	    evbuffer_get_length(conn->staged) > 0) {
 		conn_start_closing(conn);
 		return;
 	}
