@@ -246,6 +246,15 @@ conn_send(struct conn *conn, struct json_object *msg)
 	conn_arm_flush(conn);
 }
 
+/* Queue bytes already formatted as whole lines. */
+void
+conn_write(struct conn *conn, const char *text, size_t len)
+{
+	if (evbuffer_add(conn->staged, text, len) == -1)
+		log_warnx("out of memory queueing a reply");
+	conn_arm_flush(conn);
+}
+
 /* Queue one preformatted line of output; fmt must end in a newline. */
 void
 conn_printf(struct conn *conn, const char *fmt, ...)
