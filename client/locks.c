@@ -541,15 +541,55 @@ conn_read_refusal(locks_conn *conn)
 }
 
 /*
+ * Recognise the daemon's plain success reply to request id without
+ * json-c: {"id":ID,"ok":true} or a grant {"id":ID,"ok":true,...,
+ * "token":T,...}.  Returns 1 and the token (0 if none) when the line is
+ * exactly such a reply; 0 sends the line through the full parser.
+ */
+static int
+fast_success(const char *line, size_t len, int64_t id, int64_t *ret_token)
+{
+	char		 head[48];
+	const char	*p, *end = line + len;
+	int		 n;
+	int64_t		 token = 0;
+
+	n = snprintf(head, sizeof head, "{\"id\":%lld,\"ok\":true",
+	    (long long)id);
+	if (n <= 0 || (size_t)n >= sizeof head || len < (size_t)n + 1 ||
+	    memcmp(line, head, (size_t)n) != 0 || line[len - 1] != '}' ||
+	    memchr(line, '\\', len) != NULL)
+		return 0;
+	if ((size_t)n + 1 == len) {
+		*ret_token = 0;
+		return 1;
+	}
+	p = memmem(line, len, ",\"token\":", 9);
+	if (p == NULL || p + 9 >= end || p[9] < '1' || p[9] > '9')
+		return 0;
+	for (p += 9; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (token > (INT64_MAX - 9) / 10)
+			return 0;
+		token = token * 10 + (*p - '0');
+	}
+	if (p >= end || (*p != ',' && *p != '}'))
+		return 0;
+	*ret_token = token;
+	return 1;
+}
+
+/*
  * Send a request and wait for its final reply, passing blocking events to
  * blk (may be NULL) and skipping lines for other ids.  On success the
  * reply is the caller's, and *ret_line (if not NULL) is its raw text,
- * valid until the next read on this connection.
+ * valid until the next read on this connection.  With ret_token, a plain
+ * success reply is taken without json-c: *ret_reply is then NULL and
+ * *ret_token the grant's token (0 for a reply without one).
  */
 static int
-conn_transact(locks_conn *conn, const struct proto_request *req,
+conn_transact_fast(locks_conn *conn, const struct proto_request *req,
     const struct blocking *blk, struct json_object **ret_reply,
-    const char **ret_line, size_t *ret_len)
+    const char **ret_line, size_t *ret_len, int64_t *ret_token)
 {
 	struct json_object	*reply;
 	const char		*line;
@@ -572,6 +612,11 @@ conn_transact(locks_conn *conn, const struct proto_request *req,
 			return error;
 		if (line_blank(line, len))
 			continue;
+		if (ret_token != NULL &&
+		    fast_success(line, len, id, ret_token)) {
+			*ret_reply = NULL;
+			return LOCKS_OK;
+		}
 		if (proto_parse_line(conn->tok, line, len, &reply) == -1)
 			reply = NULL;
 		if (reply == NULL ||
@@ -600,6 +645,16 @@ conn_transact(locks_conn *conn, const struct proto_request *req,
 	return LOCKS_OK;
 }
 
+/* conn_transact_fast, always with a parsed reply. */
+static int
+conn_transact(locks_conn *conn, const struct proto_request *req,
+    const struct blocking *blk, struct json_object **ret_reply,
+    const char **ret_line, size_t *ret_len)
+{
+	return conn_transact_fast(conn, req, blk, ret_reply, ret_line, ret_len,
+	    NULL);
+}
+
 /*
  * Turn a final reply's failure into our error, keeping the daemon's
  * message on the connection.  LOCKS_OK when the reply says ok.
@@ -622,10 +677,11 @@ static int
 conn_simple(locks_conn *conn, const struct proto_request *req)
 {
 	struct json_object	*reply;
+	int64_t			 token;
 	int			 error;
 
-	if ((error = conn_transact(conn, req, NULL, &reply, NULL,
-	    NULL)) != LOCKS_OK)
+	if ((error = conn_transact_fast(conn, req, NULL, &reply, NULL,
+	    NULL, &token)) != LOCKS_OK || reply == NULL)
 		return error;
 	error = reply_error(conn, reply);
 	json_object_put(reply);
@@ -861,6 +917,7 @@ locks_acquire(locks_conn *conn, const char *name,
 	struct proto_request	 req;
 	struct blocking		 blk;
 	struct json_object	*reply, *token;
+	int64_t			 value;
 	int			 error;
 
 	if (conn == NULL) {
@@ -886,15 +943,19 @@ locks_acquire(locks_conn *conn, const char *name,
 	blk.name = name;
 	blk.cb = opts->on_blocking;
 	blk.arg = opts->arg;
-	if ((error = conn_transact(conn, &req, &blk, &reply, NULL,
-	    NULL)) != LOCKS_OK)
+	if ((error = conn_transact_fast(conn, &req, &blk, &reply, NULL,
+	    NULL, &value)) != LOCKS_OK)
 		return error;
-	if ((error = reply_error(conn, reply)) != LOCKS_OK) {
+	if (reply != NULL && (error = reply_error(conn, reply)) != LOCKS_OK) {
 		json_object_put(reply);
 		return error;
 	}
-	if (!json_object_object_get_ex(reply, "token", &token) ||
-	    !json_object_is_type(token, json_type_int)) {
+	if (reply != NULL && (!json_object_object_get_ex(reply, "token",
+	    &token) || !json_object_is_type(token, json_type_int)))
+		value = 0;
+	else if (reply != NULL)
+		value = json_object_get_int64(token);
+	if (value <= 0) {
 		/* Granted, but unusable: give the lock back by breaking. */
 		json_object_put(reply);
 		set_msg(conn, "acquire reply has no token");
@@ -907,7 +968,7 @@ locks_acquire(locks_conn *conn, const char *name,
 		return conn_break(conn, LOCKS_E_NOMEM);
 	}
 	if (ret_token != NULL)
-		*ret_token = json_object_get_int64(token);
+		*ret_token = value;
 	json_object_put(reply);
 	return LOCKS_OK;
 }
