@@ -14,7 +14,6 @@
 #include <sys/socket.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -251,21 +250,6 @@ void
 conn_write(struct conn *conn, const char *text, size_t len)
 {
 	if (evbuffer_add(conn->staged, text, len) == -1)
-		log_warnx("out of memory queueing a reply");
-	conn_arm_flush(conn);
-}
-
-/* Queue one preformatted line of output; fmt must end in a newline. */
-void
-conn_printf(struct conn *conn, const char *fmt, ...)
-{
-	va_list		 ap;
-	int		 rc;
-
-	va_start(ap, fmt);
-	rc = evbuffer_add_vprintf(conn->staged, fmt, ap);
-	va_end(ap);
-	if (rc == -1)
 		log_warnx("out of memory queueing a reply");
 	conn_arm_flush(conn);
 }

@@ -129,8 +129,6 @@ struct conn	*conn_new(struct server *, struct bufferevent *,
 void		 conn_accept(struct server *, int);
 void		 conn_send(struct conn *, struct json_object *);
 void		 conn_write(struct conn *, const char *, size_t);
-void		 conn_printf(struct conn *, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
 void		 conn_free_all(struct conn_list *);
 struct server	*conn_server(struct conn *);
 const struct peer *conn_peer(const struct conn *);

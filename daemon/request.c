@@ -19,6 +19,7 @@ struct acquire {
 	struct lock_req		*req;
 	struct json_object	*id;		/* the acquire's id (owned) */
 	char			*id_text;	/* the id as JSON */
+	size_t			 id_len;
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
 	double			 started;	/* monotonic */
@@ -144,13 +145,12 @@ acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * A reply line built by hand: printf was a sixth of a lock cycle's cost.
- * Ids longer than LINE_MAX_ID go through conn_printf instead.
+ * Reply lines built by hand: printf was a sixth of a lock cycle's cost.
+ * The id, of any length, is written as it is; the rest of a line is
+ * bounded and goes through a small buffer.
  */
-#define LINE_MAX_ID	256
-
 struct line {
-	char	 buf[LINE_MAX_ID + PROTO_MAX_NAME + 256];
+	char	 buf[PROTO_MAX_NAME + 128];
 	size_t	 len;
 };
 
@@ -182,32 +182,29 @@ line_uint(struct line *l, uint64_t v, int width)
 		l->buf[l->len++] = digits[--n];
 }
 
+/* Start a reply line: {"id":<id>. */
+static void
+reply_start(struct conn *conn, const char *id_text, size_t id_len)
+{
+	conn_write(conn, "{\"id\":", 6);
+	conn_write(conn, id_text, id_len);
+}
+
 /* Send a plain success reply, {"id":..,"ok":true}, without a json tree. */
 static void
 reply_ok(struct conn *conn, const char *id_text, size_t id_len)
 {
-	struct line	 l = { .len = 0 };
-
-	if (id_len > LINE_MAX_ID) {
-		conn_printf(conn, "{\"id\":%.*s,\"ok\":true}\n",
-		    (int)id_len, id_text);
-		return;
-	}
-	line_str(&l, "{\"id\":");
-	line_add(&l, id_text, id_len);
-	line_str(&l, ",\"ok\":true}\n");
-	conn_write(conn, l.buf, l.len);
+	reply_start(conn, id_text, id_len);
+	conn_write(conn, ",\"ok\":true}\n", 12);
 }
 
 /* Format a grant reply by hand; names never need escaping. */
 static void
-grant_reply(struct conn *conn, const char *id_text, struct lock_req *req,
-    uint64_t waited_us)
+grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 {
 	struct line	 l = { .len = 0 };
 
-	line_str(&l, "{\"id\":");
-	line_str(&l, id_text);
+	reply_start(a->conn, a->id_text, a->id_len);
 	line_str(&l, ",\"ok\":true,\"name\":\"");
 	line_str(&l, lock_req_name(req));
 	line_str(&l, "\",\"mode\":\"");
@@ -219,7 +216,7 @@ grant_reply(struct conn *conn, const char *id_text, struct lock_req *req,
 	line_str(&l, ".");
 	line_uint(&l, waited_us % 1000000, 6);
 	line_str(&l, "}\n");
-	conn_write(conn, l.buf, l.len);
+	conn_write(a->conn, l.buf, l.len);
 }
 
 /*
@@ -238,15 +235,7 @@ request_granted(struct lock_req *req, void *arg)
 	waited = clock_monotonic() - a->started;
 	if (!(waited >= 0 && waited < PROTO_MAX_SECONDS * 10))
 		waited = 0;
-	if (strlen(a->id_text) > LINE_MAX_ID) {
-		conn_printf(a->conn, "{\"id\":%s,\"ok\":true,\"name\":\"%s\","
-		    "\"mode\":\"%s\",\"token\":%lld,\"waited\":%.6f}\n",
-		    a->id_text, lock_req_name(req),
-		    proto_mode_name(lock_req_mode(req)),
-		    (long long)lock_req_token(req), waited);
-		return;
-	}
-	grant_reply(a->conn, a->id_text, req, (uint64_t)(waited * 1e6 + 0.5));
+	grant_reply(a, req, (uint64_t)(waited * 1e6 + 0.5));
 }
 
 static struct timeval
@@ -317,6 +306,7 @@ acquire_new(struct conn *conn, const struct proto_request *r)
 		return NULL;
 	}
 	a->conn = conn;
+	a->id_len = r->id_len;
 	a->id = json_object_get(r->id);
 	a->started = clock_monotonic();
 	TAILQ_INSERT_TAIL(conn_acquires(conn), a, entry);
