@@ -49,6 +49,8 @@ int		 locktab_acquire(struct locktab *, const char *,
 		    enum proto_mode, int, void *, struct lock_req **);
 void		 locktab_release(struct locktab *, struct lock_req *);
 void		 locktab_retry(struct locktab *);
+void		 locktab_expire(struct locktab *);
+size_t		 locktab_nidle(const struct locktab *);
 void		 locktab_set_blocked_cb(struct locktab *, locktab_blocked_cb,
 		    void *);
 void		 locktab_adopt(struct locktab *, struct lock *, int,
@@ -123,9 +125,7 @@ struct peer {
 	gid_t		 gid;
 };
 
-struct bufferevent;
-struct conn	*conn_new(struct server *, struct bufferevent *,
-		    const struct peer *);
+struct conn	*conn_new(struct server *, int, const struct peer *);
 void		 conn_accept(struct server *, int);
 void		 conn_send(struct conn *, struct json_object *);
 void		 conn_write(struct conn *, const char *, size_t);

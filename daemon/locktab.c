@@ -21,6 +21,14 @@
  * exclusive-to-exclusive handoff keeps the flock, so no outsider can slip
  * in between two broker holders.
  *
+ * Idle locks.  A lock nobody holds or awaits any more drops its flock at
+ * once but keeps its open fd for a while, so a name used again soon costs
+ * no open(2) and close(2).  Idle locks are invisible to everything but
+ * the next acquire; locktab_expire closes those idle since before its
+ * previous call, and at most LOCK_IDLE_MAX stay open.  A lock left while
+ * an outsider blocked it is closed at once.  Lock files are never
+ * unlinked, so a kept fd names the same file a new open would.
+ *
  * Reentrancy.  Grants are reported through granted_cb only after every
  * grant of the operation has been applied and the table is consistent;
  * callbacks run from a table-wide pending list, one at a time, in grant
@@ -52,6 +60,7 @@
 #define LOCK_OPEN_FLAGS \
 	(O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
 #define LOCK_FILE_MODE 0644
+#define LOCK_IDLE_MAX 1024	/* idle locks whose fd stays open */
 
 /* The flock(2) state of a lock's fd. */
 enum lock_flock {
@@ -79,6 +88,8 @@ struct lock {
 	int			 fd;
 	enum lock_flock		 flock;
 	int			 blocked;	/* by an outsider */
+	int			 idle;		/* no holders, no waiters */
+	unsigned		 idle_epoch;	/* locktab epoch it went idle */
 	enum proto_mode		 blocked_mode;	/* what the head waits for */
 	struct lock_reqs	 holders;	/* grant order */
 	struct lock_reqs	 waiters;	/* FIFO */
@@ -100,7 +111,10 @@ struct locktab {
 	void			*root;		/* tsearch(3) tree */
 	struct locks		 locks;
 	struct locks		 blocked;
+	struct locks		 idle;		/* oldest first */
 	struct lock_reqs	 pending;	/* to report */
+	unsigned		 epoch;		/* locktab_expire calls */
+	size_t			 nidle;
 	size_t			 nblocked;
 	size_t			 nheld;
 	size_t			 nwaiting;
@@ -195,11 +209,63 @@ lock_free(struct lock *lock)
 
 	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
 	tdelete(lock, &tab->root, lock_cmp);
-	TAILQ_REMOVE(&tab->locks, lock, entry);
+	if (lock->idle) {
+		TAILQ_REMOVE(&tab->idle, lock, entry);
+		tab->nidle--;
+	} else
+		TAILQ_REMOVE(&tab->locks, lock, entry);
 	if (lock->flock != LOCK_FLOCK_NONE)
 		flock(lock->fd, LOCK_UN);
 	close(lock->fd);
 	free(lock);
+}
+
+/*
+ * A lock nobody holds or awaits any more: drop its flock, and keep its fd
+ * for the next acquire unless an outsider was in the way.
+ */
+static void
+lock_retire(struct lock *lock)
+{
+	struct locktab	*tab = lock->tab;
+
+	if (lock->blocked) {
+		lock_free(lock);
+		return;
+	}
+	if (lock->flock != LOCK_FLOCK_NONE) {
+		flock(lock->fd, LOCK_UN);
+		lock->flock = LOCK_FLOCK_NONE;
+	}
+	TAILQ_REMOVE(&tab->locks, lock, entry);
+	TAILQ_INSERT_TAIL(&tab->idle, lock, entry);
+	lock->idle = 1;
+	lock->idle_epoch = tab->epoch;
+	if (++tab->nidle > LOCK_IDLE_MAX)
+		lock_free(TAILQ_FIRST(&tab->idle));
+}
+
+/* Put an idle lock back in use. */
+static void
+lock_revive(struct lock *lock)
+{
+	struct locktab	*tab = lock->tab;
+
+	TAILQ_REMOVE(&tab->idle, lock, entry);
+	tab->nidle--;
+	TAILQ_INSERT_TAIL(&tab->locks, lock, entry);
+	lock->idle = 0;
+}
+
+/* Return the lock of that name, idle or not, or NULL. */
+static struct lock *
+lock_lookup(struct locktab *tab, const char *name)
+{
+	void	*node;
+
+	if ((node = tfind(&name, &tab->root, lock_cmp)) == NULL)
+		return NULL;
+	return *(struct lock **)node;
 }
 
 /* Make the lock file's flock match mode; -errno if an outsider has it. */
@@ -338,6 +404,7 @@ locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
 	tab->root = NULL;
 	TAILQ_INIT(&tab->locks);
 	TAILQ_INIT(&tab->blocked);
+	TAILQ_INIT(&tab->idle);
 	TAILQ_INIT(&tab->pending);
 	return tab;
 }
@@ -362,6 +429,8 @@ locktab_free(struct locktab *tab)
 		}
 		lock_free(lock);
 	}
+	while ((lock = TAILQ_FIRST(&tab->idle)) != NULL)
+		lock_free(lock);
 	free(tab);
 }
 
@@ -383,12 +452,13 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 
 	if ((req = calloc(1, sizeof *req)) == NULL)
 		return -ENOMEM;
-	if ((lock = locktab_find(tab, name)) == NULL) {
+	if ((lock = lock_lookup(tab, name)) == NULL) {
 		if ((error = lock_new(tab, name, &lock)) != 0) {
 			free(req);
 			return error;
 		}
-	}
+	} else if (lock->idle)
+		lock_revive(lock);
 	req->lock = lock;
 	req->mode = mode;
 	req->arg = arg;
@@ -449,10 +519,32 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	 * outsider cannot slip in on an exclusive handoff.
 	 */
 	if (lock->nholders == 0 && lock->nwaiters == 0)
-		lock_free(lock);
+		lock_retire(lock);
 	else
 		lock_grant(lock);
 	locktab_dispatch(tab);
+}
+
+/*
+ * Close the idle locks that were idle already at the previous call, so
+ * that, called every second, an unused lock file stays open 1 to 2 s.
+ */
+void
+locktab_expire(struct locktab *tab)
+{
+	struct lock	*lock;
+
+	while ((lock = TAILQ_FIRST(&tab->idle)) != NULL &&
+	    lock->idle_epoch != tab->epoch)
+		lock_free(lock);
+	tab->epoch++;
+}
+
+/* Return how many idle locks keep their fd open. */
+size_t
+locktab_nidle(const struct locktab *tab)
+{
+	return tab->nidle;
 }
 
 /*
@@ -548,11 +640,11 @@ locktab_next_token(const struct locktab *tab)
 struct lock *
 locktab_find(struct locktab *tab, const char *name)
 {
-	void	*node;
+	struct lock	*lock;
 
-	if ((node = tfind(&name, &tab->root, lock_cmp)) == NULL)
+	if ((lock = lock_lookup(tab, name)) == NULL || lock->idle)
 		return NULL;
-	return *(struct lock **)node;
+	return lock;
 }
 
 /* Return the first lock of the table, in no particular order. */

@@ -230,6 +230,7 @@ server_tick_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	server_reserve_tokens(srv);
+	locktab_expire(srv->locktab);
 	server_status(srv, status, sizeof status);
 	systemd_status(srv->sd, status);
 }

@@ -605,6 +605,8 @@ START_TEST(test_cancel_blocked_waiter_frees_lock)
 	ck_assert_uint_eq(locktab_nblocked(tab), 0);
 	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
 	ck_assert_ptr_null(locktab_find(tab, "db"));
+	/* An outsider was in the way: the fd closes at once, not idle. */
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
 	locktab_retry(tab);
 	ck_assert_uint_eq(ngrants, 0);
 	close(fd);
@@ -830,6 +832,119 @@ START_TEST(test_iteration_visits_every_lock_and_request)
 }
 END_TEST
 
+/* How many descriptors this process has open. */
+static int
+open_fds(void)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	int		 n = 0;
+
+	dir = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(dir);
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n - 1;	/* the directory's own */
+}
+
+/* Cycle name once: acquire, then release. */
+static void
+cycle(const char *name)
+{
+	locktab_release(tab, acq(name, PROTO_EXCLUSIVE, 1));
+}
+
+START_TEST(test_released_lock_drops_flock_but_keeps_fd_for_reuse)
+{
+	struct lock_req	*r;
+	int		 fds0, fd;
+
+	fds0 = open_fds();
+	r = acq("db", PROTO_EXCLUSIVE, 1);
+	fd = lock_fd(locktab_find(tab, "db"));
+	locktab_release(tab, r);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_ptr_null(locktab_first(tab));
+	ck_assert_uint_eq(locktab_nidle(tab), 1);
+	ck_assert_int_eq(open_fds(), fds0 + 1);
+
+	r = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_int_eq(lock_fd(locktab_find(tab, "db")), fd);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
+	assert_granted(1, 2);
+	locktab_release(tab, r);
+	ck_assert_int_eq(open_fds(), fds0 + 1);
+}
+END_TEST
+
+START_TEST(test_idle_fd_closes_on_the_second_expiry)
+{
+	int	 fds0;
+
+	fds0 = open_fds();
+	locktab_expire(tab);
+	cycle("db");
+	locktab_expire(tab);
+	ck_assert_uint_eq(locktab_nidle(tab), 1);
+	ck_assert_int_eq(open_fds(), fds0 + 1);
+	locktab_expire(tab);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_int_eq(open_fds(), fds0);
+	/* A lock in use is never expired. */
+	acq("db", PROTO_EXCLUSIVE, 2);
+	locktab_expire(tab);
+	locktab_expire(tab);
+	ck_assert_ptr_nonnull(locktab_find(tab, "db"));
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+}
+END_TEST
+
+START_TEST(test_idle_fds_are_capped)
+{
+	char	 name[32];
+	int	 fds0, i;
+
+	fds0 = open_fds();
+	for (i = 0; i < 1100; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		cycle(name);
+		ngrants = 0;	/* the recorder holds MAX_GRANTS */
+	}
+	ck_assert_uint_eq(locktab_nidle(tab), 1024);
+	ck_assert_int_eq(open_fds(), fds0 + 1024);
+	/* The oldest went first: the newest is still idle. */
+	cycle("n1099");
+	ck_assert_int_eq(open_fds(), fds0 + 1024);
+	locktab_free(tab);
+	tab = NULL;
+	ck_assert_int_eq(open_fds(), fds0);
+}
+END_TEST
+
+START_TEST(test_idle_lock_taken_by_outsider_is_closed)
+{
+	struct lock_req	*r = NULL;
+	int		 fds0, fd;
+
+	fds0 = open_fds();
+	cycle("db");
+	fd = outsider_open("db");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)2, &r), -EWOULDBLOCK);
+	ck_assert_ptr_null(r);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_int_eq(open_fds(), fds0 + 1);
+	close(fd);
+}
+END_TEST
+
 START_TEST(test_free_drops_flocks_without_callbacks)
 {
 	acq("db", PROTO_EXCLUSIVE, 1);
@@ -909,6 +1024,11 @@ locktab_suite(void)
 	tcase_add_test(tc,
 	    test_granted_cb_may_release_a_holder_of_another_lock);
 	tcase_add_test(tc, test_iteration_visits_every_lock_and_request);
+	tcase_add_test(tc,
+	    test_released_lock_drops_flock_but_keeps_fd_for_reuse);
+	tcase_add_test(tc, test_idle_fd_closes_on_the_second_expiry);
+	tcase_add_test(tc, test_idle_fds_are_capped);
+	tcase_add_test(tc, test_idle_lock_taken_by_outsider_is_closed);
 	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
 	tcase_add_test(tc, test_default_clock_is_realtime);
 	suite_add_tcase(s, tc);
