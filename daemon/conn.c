@@ -2,13 +2,17 @@
  * One client connection: its peer credentials, line framing, output with
  * backpressure, and its teardown.  Requests are answered in request.c.
  *
- * A connection is OPEN, or CLOSING: it sent a final error (too_large),
- * reads nothing more, and is freed once its output is flushed or stalls.
+ * A connection is OPEN, or CLOSING: it sent a final error (too_large) or
+ * saw EOF, reads nothing more, and is freed once its output is flushed or
+ * stalls.
  *
- * Replies are staged in the connection's own buffer and flushed once per
- * pass of the event loop: with nothing else queued, one writev(2) sends
- * them all, and the bufferevent (with its EV_WRITE bookkeeping) only gets
- * what the socket would not take.
+ * The socket is driven with plain events rather than a bufferevent, so a
+ * request costs one read(2) and its reply one writev(2), with no
+ * FIONREAD probe and no per-read bookkeeping.  Reads land in one buffer
+ * shared by all connections; only the unfinished tail of a line is copied
+ * to the connection.  Replies queue in the connection's output buffer:
+ * those made while handling its own input are written when that input is
+ * done, others once per pass of the event loop.
  */
 
 #include <sys/socket.h>
@@ -19,13 +23,16 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "daemon.h"
 
 #define OUTPUT_HIGH	(1024 * 1024)	/* stop reading above this backlog */
 #define OUTPUT_LOW	(256 * 1024)	/* resume reading below this */
 #define CLOSING_SECS	10		/* flush time for a closing conn */
+#define READ_SIZE	(64 * 1024)	/* most bytes taken in one read */
+#define PARTIAL_MAX	(PROTO_MAX_LINE + 1)	/* longest line and its \n */
+#define IO_RETRIABLE(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
 
 enum conn_state {
 	CONN_OPEN,
@@ -35,75 +42,96 @@ enum conn_state {
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
 	struct server		*srv;
-	struct bufferevent	*bev;
+	int			 fd;
+	struct event		*read_ev;	/* persistent while reading */
+	struct event		*write_ev;	/* while output is backed up */
+	struct event		*flush_ev;	/* flushes out, once a pass */
 	struct json_tokener	*tok;
 	struct peer		 peer;
 	char			*client;
 	struct acquire_list	 acquires;
 	enum conn_state		 state;
 	int			 throttled;	/* reading paused for output */
-	struct evbuffer		*staged;	/* replies not yet flushed */
-	struct event		*flush_ev;	/* flushes staged, once a pass */
+	int			 in_input;	/* handling its own input */
 	int			 flush_armed;
+	struct evbuffer		*out;		/* replies not yet written */
+	char			*partial;	/* input not yet handled */
+	size_t			 partial_len;
+	size_t			 partial_size;
+	size_t			 partial_scanned; /* of it, known without \n */
 };
 
-static void	conn_read_cb(struct bufferevent *, void *);
-static void	conn_write_cb(struct bufferevent *, void *);
-static void	conn_event_cb(struct bufferevent *, short, void *);
-static void	conn_close_with(struct conn *, enum proto_error, const char *);
+/* Every connection reads into this first: the loop runs one at a time. */
+static char	 conn_rbuf[READ_SIZE];
+
+static void	conn_read_cb(evutil_socket_t, short, void *);
+static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_flush_cb(evutil_socket_t, short, void *);
+static void	conn_close_with(struct conn *, enum proto_error, const char *);
 
 /* Read the peer's pid, uid and gid from the kernel, not from the client. */
 static int
-conn_read_peer(int fd, struct peer *ret_peer)
+conn_read_peer(int fd, struct ucred *ret_cred)
 {
-	struct ucred	 cred;
-	socklen_t	 len = sizeof cred;
+	socklen_t	 len = sizeof *ret_cred;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
-		return -1;
-	ret_peer->pid = cred.pid;
-	ret_peer->uid = cred.uid;
-	ret_peer->gid = cred.gid;
-	return 0;
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ret_cred, &len);
+}
+
+/* Free what conn_new allocated, whatever it got to. */
+static void
+conn_free_parts(struct conn *conn)
+{
+	if (conn->read_ev != NULL)
+		event_free(conn->read_ev);
+	if (conn->write_ev != NULL)
+		event_free(conn->write_ev);
+	if (conn->flush_ev != NULL)
+		event_free(conn->flush_ev);
+	if (conn->out != NULL)
+		evbuffer_free(conn->out);
+	if (conn->tok != NULL)
+		json_tokener_free(conn->tok);
+	free(conn->partial);
+	free(conn->client);
+	free(conn);
 }
 
 /*
- * Set up a connection over a bufferevent (a socket's, or one end of a
- * pair in the fuzzer); NULL if out of memory, with bev freed.
+ * Set up a connection over a non-blocking stream socket (accepted, or one
+ * end of a socketpair in the fuzzer), which it owns from then on; NULL if
+ * out of memory, with fd closed.
  */
 struct conn *
-conn_new(struct server *srv, struct bufferevent *bev, const struct peer *peer)
+conn_new(struct server *srv, int fd, const struct peer *peer)
 {
-	struct conn	*conn;
+	struct event_base	*base = server_base(srv);
+	struct conn		*conn;
 
-	if ((conn = calloc(1, sizeof *conn)) == NULL ||
-	    (conn->tok = proto_tokener_new()) == NULL ||
-	    (conn->client = strdup("")) == NULL ||
-	    (conn->staged = evbuffer_new()) == NULL ||
-	    (conn->flush_ev = event_new(server_base(srv), -1, 0,
-	    conn_flush_cb, conn)) == NULL) {
+	if ((conn = calloc(1, sizeof *conn)) == NULL) {
 		log_warnx("out of memory accepting a connection");
-		if (conn != NULL) {
-			if (conn->tok != NULL)
-				json_tokener_free(conn->tok);
-			if (conn->staged != NULL)
-				evbuffer_free(conn->staged);
-			free(conn->client);
-		}
-		free(conn);
-		bufferevent_free(bev);
+		close(fd);
+		return NULL;
+	}
+	if ((conn->tok = proto_tokener_new()) == NULL ||
+	    (conn->client = strdup("")) == NULL ||
+	    (conn->out = evbuffer_new()) == NULL ||
+	    (conn->read_ev = event_new(base, fd, EV_READ | EV_PERSIST,
+	    conn_read_cb, conn)) == NULL ||
+	    (conn->write_ev = event_new(base, fd, EV_WRITE, conn_write_cb,
+	    conn)) == NULL ||
+	    (conn->flush_ev = event_new(base, -1, 0, conn_flush_cb,
+	    conn)) == NULL ||
+	    event_add(conn->read_ev, NULL) == -1) {
+		log_warnx("out of memory accepting a connection");
+		conn_free_parts(conn);
+		close(fd);
 		return NULL;
 	}
 	conn->srv = srv;
-	conn->bev = bev;
+	conn->fd = fd;
 	conn->peer = *peer;
 	TAILQ_INIT(&conn->acquires);
-	bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb,
-	    conn);
-	/* Never buffer more than one maximal line of unread input. */
-	bufferevent_setwatermark(bev, EV_READ, 0, PROTO_MAX_LINE + 2);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(server_conns(srv), conn, entry);
 	server_conn_opened(srv);
 	return conn;
@@ -116,25 +144,21 @@ conn_new(struct server *srv, struct bufferevent *bev, const struct peer *peer)
 void
 conn_accept(struct server *srv, int fd)
 {
-	struct bufferevent	*bev;
 	struct conn		*conn;
+	struct ucred		 cred;
 	struct peer		 peer;
 	enum proto_error	 error;
 	const char		*msg;
 
-	if (conn_read_peer(fd, &peer) == -1) {
+	if (conn_read_peer(fd, &cred) == -1) {
 		log_warn("SO_PEERCRED");
 		close(fd);
 		return;
 	}
-	bev = bufferevent_socket_new(server_base(srv), fd,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		log_warnx("out of memory accepting a connection");
-		close(fd);
-		return;
-	}
-	if ((conn = conn_new(srv, bev, &peer)) == NULL)
+	peer.pid = cred.pid;
+	peer.uid = cred.uid;
+	peer.gid = cred.gid;
+	if ((conn = conn_new(srv, fd, &peer)) == NULL)
 		return;
 	error = server_admit(srv, fd, &peer, &msg);
 	if (error != PROTO_OK) {
@@ -148,9 +172,8 @@ conn_accept(struct server *srv, int fd)
 }
 
 /*
- * Release everything the connection held or awaited, then free it.  The
- * caller must not touch conn afterwards; bufferevent_free is safe from
- * within the bufferevent's own callbacks.
+ * Release everything the connection held or awaited, close it and free
+ * it.  The caller must not touch conn afterwards.
  */
 static void
 conn_free(struct conn *conn)
@@ -160,12 +183,8 @@ conn_free(struct conn *conn)
 	log_debug("connection from pid %ld closed", (long)conn->peer.pid);
 	TAILQ_REMOVE(server_conns(srv), conn, entry);
 	request_drop_all(conn);
-	bufferevent_free(conn->bev);
-	event_free(conn->flush_ev);
-	evbuffer_free(conn->staged);
-	json_tokener_free(conn->tok);
-	free(conn->client);
-	free(conn);
+	close(conn->fd);
+	conn_free_parts(conn);
 	server_conn_closed(srv);
 }
 
@@ -179,34 +198,34 @@ conn_free_all(struct conn_list *conns)
 		conn_free(conn);
 }
 
-/* Hand staged replies to the bufferevent, which will write them. */
-static void
-conn_stage_out(struct conn *conn)
-{
-	struct evbuffer	*output = bufferevent_get_output(conn->bev);
-
-	if (evbuffer_get_length(conn->staged) > 0 &&
-	    evbuffer_add_buffer(output, conn->staged) == -1)
-		log_warnx("out of memory queueing a reply");
-}
-
 /*
- * Send the staged replies: straight to the socket in one writev when the
- * bufferevent has nothing queued (the common case), else after what it
- * has.  A write error is left for the bufferevent to find.
+ * Write what the socket takes of the output, and wait for it to take the
+ * rest.  Returns -1 if the connection is gone: freed on a write error, or
+ * once a closing connection has sent everything.
  */
-static void
+static int
 conn_flush(struct conn *conn)
 {
-	struct evbuffer	*output = bufferevent_get_output(conn->bev);
-	evutil_socket_t	 fd = bufferevent_getfd(conn->bev);
+	struct timeval	 closing_tv = { CLOSING_SECS, 0 };
 
-	if (evbuffer_get_length(conn->staged) == 0)
-		return;
-	if (fd != -1 && conn->state == CONN_OPEN &&
-	    evbuffer_get_length(output) == 0)
-		evbuffer_write(conn->staged, fd);
-	conn_stage_out(conn);
+	if (evbuffer_get_length(conn->out) > 0 &&
+	    !event_pending(conn->write_ev, EV_WRITE, NULL) &&
+	    evbuffer_write(conn->out, conn->fd) == -1 &&
+	    !IO_RETRIABLE(errno)) {
+		conn_free(conn);
+		return -1;
+	}
+	if (evbuffer_get_length(conn->out) == 0) {
+		if (conn->state == CONN_CLOSING) {
+			conn_free(conn);
+			return -1;
+		}
+		return 0;
+	}
+	if (!event_pending(conn->write_ev, EV_WRITE, NULL))
+		event_add(conn->write_ev,
+		    conn->state == CONN_CLOSING ? &closing_tv : NULL);
+	return 0;
 }
 
 static void
@@ -220,11 +239,14 @@ conn_flush_cb(evutil_socket_t fd, short events, void *arg)
 	conn_flush(conn);
 }
 
-/* Flush after the current callbacks, once however many replies come. */
+/*
+ * Flush after the current callbacks, once however many replies come; a
+ * connection handling its own input flushes when that is done.
+ */
 static void
 conn_arm_flush(struct conn *conn)
 {
-	if (conn->flush_armed)
+	if (conn->flush_armed || conn->in_input)
 		return;
 	conn->flush_armed = 1;
 	event_active(conn->flush_ev, EV_TIMEOUT, 0);
@@ -238,8 +260,8 @@ conn_send(struct conn *conn, struct json_object *msg)
 	size_t		 len;
 
 	text = proto_serialize(msg, &len);
-	if (evbuffer_add(conn->staged, text, len) == -1 ||
-	    evbuffer_add(conn->staged, "\n", 1) == -1)
+	if (evbuffer_add(conn->out, text, len) == -1 ||
+	    evbuffer_add(conn->out, "\n", 1) == -1)
 		log_warnx("out of memory queueing a reply");
 	json_object_put(msg);
 	conn_arm_flush(conn);
@@ -249,7 +271,7 @@ conn_send(struct conn *conn, struct json_object *msg)
 void
 conn_write(struct conn *conn, const char *text, size_t len)
 {
-	if (evbuffer_add(conn->staged, text, len) == -1)
+	if (evbuffer_add(conn->out, text, len) == -1)
 		log_warnx("out of memory queueing a reply");
 	conn_arm_flush(conn);
 }
@@ -261,14 +283,16 @@ conn_write(struct conn *conn, const char *text, size_t len)
 static void
 conn_start_closing(struct conn *conn)
 {
-	struct timeval	 tv = { CLOSING_SECS, 0 };
+	struct timeval	 closing_tv = { CLOSING_SECS, 0 };
 
-	conn_stage_out(conn);
+	/* Output already stalled gets the closing deadline from now. */
+	if (event_pending(conn->write_ev, EV_WRITE, NULL))
+		event_add(conn->write_ev, &closing_tv);
 	conn->state = CONN_CLOSING;
-	bufferevent_disable(conn->bev, EV_READ);
-	bufferevent_setwatermark(conn->bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(conn->bev, NULL, &tv);
+	event_del(conn->read_ev);
+	conn->partial_len = 0;
 	request_drop_all(conn);
+	conn_arm_flush(conn);
 }
 
 /* Send a final error and close once it is flushed. */
@@ -301,90 +325,186 @@ conn_handle_line(struct conn *conn, const char *line, size_t len)
 static int
 conn_throttle(struct conn *conn)
 {
-	struct evbuffer	*output = bufferevent_get_output(conn->bev);
-
-	if (evbuffer_get_length(output) + evbuffer_get_length(conn->staged) <=
-	    OUTPUT_HIGH)
+	if (evbuffer_get_length(conn->out) <= OUTPUT_HIGH)
 		return 0;
-	/* The backlog must sit in the bufferevent to wake us when drained. */
-	conn_stage_out(conn);
 	conn->throttled = 1;
-	bufferevent_disable(conn->bev, EV_READ);
-	bufferevent_setwatermark(conn->bev, EV_WRITE, OUTPUT_LOW, 0);
+	event_del(conn->read_ev);
 	return 1;
 }
 
-/* Handle every complete line in the input, in order. */
-static void
-conn_process_input(struct conn *conn)
+/*
+ * Handle the complete lines in buf, in order, the first scanned bytes of
+ * which hold no newline; return how many bytes were used.  A line longer
+ * than the protocol allows ends the connection.
+ */
+static size_t
+conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 {
-	struct evbuffer		*input = bufferevent_get_input(conn->bev);
-	struct evbuffer_ptr	 eol;
-	unsigned char		*line;
-	size_t			 eol_len;
+	char	*line = buf, *end = buf + len, *nl;
 
 	while (conn->state == CONN_OPEN && !conn_throttle(conn)) {
-		eol = evbuffer_search_eol(input, NULL, &eol_len,
-		    EVBUFFER_EOL_LF);
-		if (eol.pos == -1) {
-			if (evbuffer_get_length(input) > PROTO_MAX_LINE)
+		nl = memchr(line + scanned, '\n', end - line - scanned);
+		scanned = 0;
+		if (nl == NULL) {
+			if (end - line <= PROTO_MAX_LINE)
 				break;
-			return;
+			nl = end;
 		}
-		if ((size_t)eol.pos > PROTO_MAX_LINE)
+		if (nl - line > PROTO_MAX_LINE) {
+			conn_close_with(conn, PROTO_E_TOO_LARGE,
+			    "request line longer than 65536 bytes");
 			break;
-		line = evbuffer_pullup(input, eol.pos + 1);
-		conn_handle_line(conn, (const char *)line, (size_t)eol.pos);
-		evbuffer_drain(input, (size_t)eol.pos + 1);
+		}
+		conn_handle_line(conn, line, nl - line);
+		line = nl + 1;
 	}
-	if (conn->state == CONN_OPEN && !conn->throttled)
-		conn_close_with(conn, PROTO_E_TOO_LARGE,
-		    "request line longer than 65536 bytes");
+	return line - buf;
 }
 
-static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+/* Keep len bytes of unhandled input in the connection; -1 if no memory. */
+static int
+conn_keep_partial(struct conn *conn, const char *bytes, size_t len)
 {
-	(void)bev;
-	conn_process_input(arg);
+	if ((conn->partial = malloc(len)) == NULL)
+		return -1;
+	memcpy(conn->partial, bytes, len);
+	conn->partial_len = conn->partial_size = len;
+	conn->partial_scanned = conn->throttled ? 0 : len;
+	return 0;
 }
 
-/* Output drained below the low mark: resume, or finish closing. */
+/* Handle the lines now complete in the kept input, keeping the rest. */
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_handle_partial(struct conn *conn)
 {
-	struct conn	*conn = arg;
+	size_t	 used;
 
-	if (conn->state == CONN_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			conn_free(conn);
+	used = conn_handle_lines(conn, conn->partial, conn->partial_len,
+	    conn->partial_scanned);
+	if (conn->state != CONN_OPEN || used == conn->partial_len) {
+		free(conn->partial);
+		conn->partial = NULL;
+		conn->partial_len = conn->partial_size = 0;
 		return;
 	}
-	if (conn->throttled) {
-		conn->throttled = 0;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		bufferevent_enable(bev, EV_READ);
-		conn_process_input(conn);
-	}
+	conn->partial_len -= used;
+	memmove(conn->partial, conn->partial + used, conn->partial_len);
+	conn->partial_scanned = conn->throttled ? 0 : conn->partial_len;
 }
 
 /*
- * EOF, error or a stalled close: the connection is gone.  After a clean
- * EOF (a half-close) its locks go at once, but pending replies still flush.
+ * Make room to read more of the line begun in the kept input: as much as
+ * a maximal line needs, growing by doubling.  Returns the room, or 0 if
+ * out of memory.
+ */
+static size_t
+conn_partial_room(struct conn *conn)
+{
+	size_t	 size = conn->partial_size;
+	char	*grown;
+
+	if (size >= PARTIAL_MAX || size - conn->partial_len >= 4096)
+		return size > conn->partial_len ? size - conn->partial_len : 0;
+	size = size * 2 > conn->partial_len + 4096 ? size * 2 :
+	    conn->partial_len + 4096;
+	if (size > PARTIAL_MAX)
+		size = PARTIAL_MAX;
+	if ((grown = realloc(conn->partial, size)) == NULL)
+		return 0;
+	conn->partial = grown;
+	conn->partial_size = size;
+	return size - conn->partial_len;
+}
+
+/*
+ * Read once and handle every complete line.  Returns what read(2) did: the
+ * byte count, 0 at EOF or -1 with errno; out of memory, the connection is
+ * closed with an error and the return is 0 bytes read, as a closed one.
+ */
+static ssize_t
+conn_read_input(struct conn *conn)
+{
+	ssize_t	 n;
+	size_t	 used, room;
+
+	if (conn->partial_len == 0) {
+		if ((n = read(conn->fd, conn_rbuf, sizeof conn_rbuf)) <= 0)
+			return n;
+		used = conn_handle_lines(conn, conn_rbuf, n, 0);
+		if (used < (size_t)n && conn->state == CONN_OPEN &&
+		    conn_keep_partial(conn, conn_rbuf + used, n - used) == -1)
+			goto nomem;
+		return n;
+	}
+	if ((room = conn_partial_room(conn)) == 0)
+		goto nomem;
+	n = read(conn->fd, conn->partial + conn->partial_len, room);
+	if (n <= 0)
+		return n;
+	conn->partial_len += n;
+	conn_handle_partial(conn);
+	return n;
+
+nomem:
+	log_warnx("out of memory reading a request");
+	conn_close_with(conn, PROTO_E_INTERNAL, "out of memory");
+	return 1;
+}
+
+/*
+ * Input: handle it, then send the replies in one write.  EOF or an error
+ * ends the connection; after a clean EOF (a half-close) its locks go at
+ * once, but pending replies still flush.
  */
 static void
-conn_event_cb(struct bufferevent *bev, short events, void *arg)
+conn_read_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct conn	*conn = arg;
+	ssize_t		 n;
+
+	(void)fd;
+	(void)events;
+	conn->in_input = 1;
+	n = conn_read_input(conn);
+	conn->in_input = 0;
+	if (n == -1 && IO_RETRIABLE(errno))
+		return;
+	if (n == -1 || (n == 0 && evbuffer_get_length(conn->out) == 0)) {
+		conn_free(conn);
+		return;
+	}
+	if (n == 0)
+		conn_start_closing(conn);
+	conn_flush(conn);
+}
+
+/*
+ * The socket takes output again: write, then resume reading once the
+ * backlog is below the low mark.  A closing connection that stalls for
+ * CLOSING_SECS is freed.
+ */
+static void
+conn_write_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct conn	*conn = arg;
 
-	if ((events & BEV_EVENT_EOF) && conn->state == CONN_OPEN &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) +
-	    evbuffer_get_length(conn->staged) > 0) {
-		conn_start_closing(conn);
+	(void)fd;
+	if (events & EV_TIMEOUT) {
+		conn_free(conn);
 		return;
 	}
-	if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-		conn_free(conn);
+	if (conn_flush(conn) == -1)
+		return;
+	if (!conn->throttled || evbuffer_get_length(conn->out) > OUTPUT_LOW)
+		return;
+	conn->throttled = 0;
+	conn->in_input = 1;
+	if (conn->partial_len > 0)
+		conn_handle_partial(conn);
+	conn->in_input = 0;
+	if (conn->state == CONN_OPEN && !conn->throttled)
+		event_add(conn->read_ev, NULL);
+	conn_flush(conn);
 }
 
 /* The server this connection belongs to. */

@@ -1,8 +1,8 @@
 /*
  * libFuzzer target: arbitrary bytes, split into arbitrary reads over two
  * connections, go through the daemon's real request path (framing in
- * conn.c, the parser, dispatch in request.c, and the lock table) on an
- * in-memory bufferevent pair, with a fake clock and no sockets.
+ * conn.c, the parser, dispatch in request.c, and the lock table) over a
+ * socketpair, with a fake clock and no listening socket.
  *
  * Input format: records of one control byte and its data.  The control
  * byte's low bit picks the connection; the rest is the chunk length - 1.
@@ -10,14 +10,14 @@
  * closed connection shows up (LeakSanitizer, and the assert below).
  */
 
+#include <sys/socket.h>
+
 #include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "daemon.h"
@@ -32,12 +32,24 @@ static char			 lock_dir[] = "/tmp/locks-fuzz-XXXXXX";
 
 /* Drop whatever the daemon answers: only its behaviour matters here. */
 static void
-client_read_cb(struct bufferevent *bev, void *arg)
+client_drain(int fd)
 {
-	struct evbuffer	*input = bufferevent_get_input(bev);
+	char	 buf[65536];
 
-	(void)arg;
-	evbuffer_drain(input, evbuffer_get_length(input));
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+}
+
+/* Send a chunk; what the socket will not take now is dropped. */
+static void
+client_send(int fd, const uint8_t *data, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0 && (n = send(fd, data, len, MSG_NOSIGNAL)) > 0) {
+		data += n;
+		len -= (size_t)n;
+	}
 }
 
 /* Remove the lock directory and the lock files the inputs made. */
@@ -76,17 +88,16 @@ fuzz_init(void)
 	srv = server_new(base, &config);
 }
 
-/* Open one in-memory connection into the daemon. */
-static struct bufferevent *
+/* Open one connection into the daemon; return the client's end. */
+static int
 fuzz_connect(int i)
 {
-	struct bufferevent	*pair[2];
-	struct peer		 peer = { 1000 + i, 1000, 1000 };
+	struct peer	 peer = { 1000 + i, 1000, 1000 };
+	int		 pair[2];
 
-	if (bufferevent_pair_new(base, 0, pair) == -1)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	    pair) == -1)
 		abort();
-	bufferevent_setcb(pair[0], client_read_cb, NULL, NULL, NULL);
-	bufferevent_enable(pair[0], EV_READ | EV_WRITE);
 	if (conn_new(srv, pair[1], &peer) == NULL)
 		abort();
 	return pair[0];
@@ -97,9 +108,9 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct bufferevent	*client[FUZZ_CONNS];
-	size_t			 i, len;
-	int			 c;
+	int		 client[FUZZ_CONNS];
+	size_t		 i, len;
+	int		 c;
 
 	if (srv == NULL)
 		fuzz_init();
@@ -111,17 +122,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		i++;
 		if (len > size - i)
 			len = size - i;
-		bufferevent_write(client[c], data + i, len);
+		client_send(client[c], data + i, len);
 		clock_fake_advance(0.01);
 		event_base_loop(base, EVLOOP_NONBLOCK);
+		client_drain(client[0]);
+		client_drain(client[1]);
 	}
-	/* EOF on each connection, let the daemon react, then free our end. */
+	/* EOF on each connection, let the daemon react, then close ours. */
 	for (c = 0; c < FUZZ_CONNS; c++) {
-		bufferevent_flush(client[c], EV_WRITE, BEV_FINISHED);
+		shutdown(client[c], SHUT_WR);
 		event_base_loop(base, EVLOOP_NONBLOCK);
+		client_drain(client[c]);
 		event_base_loop(base, EVLOOP_NONBLOCK);
-		bufferevent_free(client[c]);
+		close(client[c]);
 	}
+	/* The daemon sees the hang-up and frees both connections. */
+	for (i = 0; i < 4 && !TAILQ_EMPTY(server_conns(srv)); i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	if (!TAILQ_EMPTY(server_conns(srv)))
+		abort();
 	/* Closed connections leave nothing held and nothing waiting. */
 	if (locktab_nheld(server_locktab(srv)) != 0 ||
 	    locktab_nwaiting(server_locktab(srv)) != 0)
