@@ -10,9 +10,12 @@
  * request costs one read(2) and its reply one writev(2), with no
  * FIONREAD probe and no per-read bookkeeping.  Reads land in one buffer
  * shared by all connections; only the unfinished tail of a line is copied
- * to the connection.  Replies queue in the connection's output buffer:
- * those made while handling its own input are written when that input is
- * done, others once per pass of the event loop.
+ * to the connection.  Replies made while a connection handles its own
+ * input gather in one shared buffer too, written in one write(2) when
+ * that input is done; only what the socket will not take then is copied
+ * to the connection's output buffer.  Replies to other connections (a
+ * grant after another's release, a timeout) queue in their output buffer
+ * and are flushed once per pass of the event loop.
  */
 
 #include <sys/socket.h>
@@ -31,6 +34,7 @@
 #define OUTPUT_LOW	(256 * 1024)	/* resume reading below this */
 #define CLOSING_SECS	10		/* flush time for a closing conn */
 #define READ_SIZE	(64 * 1024)	/* most bytes taken in one read */
+#define REPLY_SIZE	(16 * 1024)	/* replies gathered for one write */
 #define PARTIAL_MAX	(PROTO_MAX_LINE + 1)	/* longest line and its \n */
 #define IO_RETRIABLE(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
 
@@ -63,6 +67,11 @@ struct conn {
 
 /* Every connection reads into this first: the loop runs one at a time. */
 static char	 conn_rbuf[READ_SIZE];
+
+/* Replies to the connection handling its input, while its output is empty. */
+static char		 conn_reply[REPLY_SIZE];
+static size_t		 conn_reply_len;
+static struct conn	*conn_reply_owner;
 
 static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
@@ -181,6 +190,8 @@ conn_free(struct conn *conn)
 	struct server	*srv = conn->srv;
 
 	log_debug("connection from pid %ld closed", (long)conn->peer.pid);
+	if (conn_reply_owner == conn)
+		conn_reply_owner = NULL;
 	TAILQ_REMOVE(server_conns(srv), conn, entry);
 	request_drop_all(conn);
 	close(conn->fd);
@@ -198,6 +209,42 @@ conn_free_all(struct conn_list *conns)
 		conn_free(conn);
 }
 
+/* Move the gathered replies of conn behind its output buffer. */
+static void
+conn_reply_to_out(struct conn *conn)
+{
+	if (conn_reply_owner != conn)
+		return;
+	if (evbuffer_add(conn->out, conn_reply, conn_reply_len) == -1)
+		log_warnx("out of memory queueing a reply");
+	conn_reply_owner = NULL;
+}
+
+/*
+ * Write the gathered replies of conn straight to the socket, keeping what
+ * it will not take; -1 on a write error.
+ */
+static int
+conn_reply_write(struct conn *conn)
+{
+	ssize_t	 n;
+
+	if (conn_reply_owner != conn)
+		return 0;
+	if ((n = write(conn->fd, conn_reply, conn_reply_len)) == -1) {
+		if (!IO_RETRIABLE(errno)) {
+			conn_reply_owner = NULL;
+			return -1;
+		}
+		n = 0;
+	}
+	conn_reply_owner = NULL;
+	if ((size_t)n < conn_reply_len && evbuffer_add(conn->out,
+	    conn_reply + n, conn_reply_len - n) == -1)
+		log_warnx("out of memory queueing a reply");
+	return 0;
+}
+
 /*
  * Write what the socket takes of the output, and wait for it to take the
  * rest.  Returns -1 if the connection is gone: freed on a write error, or
@@ -208,6 +255,10 @@ conn_flush(struct conn *conn)
 {
 	struct timeval	 closing_tv = { CLOSING_SECS, 0 };
 
+	if (conn_reply_write(conn) == -1) {
+		conn_free(conn);
+		return -1;
+	}
 	if (evbuffer_get_length(conn->out) > 0 &&
 	    !event_pending(conn->write_ev, EV_WRITE, NULL) &&
 	    evbuffer_write(conn->out, conn->fd) == -1 &&
@@ -260,17 +311,30 @@ conn_send(struct conn *conn, struct json_object *msg)
 	size_t		 len;
 
 	text = proto_serialize(msg, &len);
-	if (evbuffer_add(conn->out, text, len) == -1 ||
-	    evbuffer_add(conn->out, "\n", 1) == -1)
-		log_warnx("out of memory queueing a reply");
+	conn_write(conn, text, len);
+	conn_write(conn, "\n", 1);
 	json_object_put(msg);
-	conn_arm_flush(conn);
 }
 
-/* Queue bytes already formatted as whole lines. */
+/*
+ * Queue bytes already formatted as whole lines: gathered for one write if
+ * the connection is handling its own input and has nothing queued.
+ */
 void
 conn_write(struct conn *conn, const char *text, size_t len)
 {
+	if (conn->in_input && evbuffer_get_length(conn->out) == 0 &&
+	    (conn_reply_owner == NULL || conn_reply_owner == conn)) {
+		if (conn_reply_owner == NULL)
+			conn_reply_len = 0;
+		if (len <= sizeof conn_reply - conn_reply_len) {
+			memcpy(conn_reply + conn_reply_len, text, len);
+			conn_reply_len += len;
+			conn_reply_owner = conn;
+			return;
+		}
+	}
+	conn_reply_to_out(conn);
 	if (evbuffer_add(conn->out, text, len) == -1)
 		log_warnx("out of memory queueing a reply");
 	conn_arm_flush(conn);

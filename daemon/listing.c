@@ -108,10 +108,13 @@ listing_holders(struct server *srv, struct lock *lock)
 {
 	struct json_object	*array;
 	struct outside		 out;
+	struct lock_req		*first = lock_first_holder(lock);
 
+	/* Under an exclusive broker holder no outsider can hold the file. */
+	if (first != NULL && lock_req_mode(first) == PROTO_EXCLUSIVE)
+		return holders_array(first, NULL, 0);
 	outside_read(srv, &out, &lock, lock_blocked(lock) ? 1 : 0);
-	array = holders_array(lock_first_holder(lock), &out,
-	    out.n > 0 ? lock_ino(lock) : 0);
+	array = holders_array(first, &out, out.n > 0 ? lock_ino(lock) : 0);
 	free(out.holders);
 	return array;
 }
