@@ -18,13 +18,14 @@ struct acquire {
 	struct conn		*conn;
 	struct lock_req		*req;
 	struct json_object	*id;		/* the acquire's id (owned) */
-	char			*id_text;	/* the id as JSON */
+	const char		*id_text;	/* the id as JSON, in text */
 	size_t			 id_len;
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
 	double			 started;	/* monotonic */
-	char			*owner;
+	const char		*owner;		/* in text */
 	int			 held;
+	char			 text[];	/* owner and id_text */
 };
 
 static size_t
@@ -72,8 +73,6 @@ acquire_free(struct acquire *a)
 	TAILQ_REMOVE(conn_acquires(a->conn), a, entry);
 	acquire_stop_timers(a);
 	json_object_put(a->id);
-	free(a->id_text);
-	free(a->owner);
 	free(a);
 }
 
@@ -292,19 +291,22 @@ acquire_failed(struct conn *conn, struct json_object *id, int rc)
 	}
 }
 
+/* A new acquire, with its owner and id text in the same allocation. */
 static struct acquire *
 acquire_new(struct conn *conn, const struct proto_request *r)
 {
 	struct acquire	*a;
+	size_t		 owner_size = strlen(r->owner) + 1;
+	char		*id_text;
 
-	if ((a = calloc(1, sizeof *a)) == NULL)
+	if ((a = calloc(1, sizeof *a + owner_size + r->id_len + 1)) == NULL)
 		return NULL;
-	if ((a->owner = strdup(r->owner)) == NULL ||
-	    (a->id_text = strndup(r->id_text, r->id_len)) == NULL) {
-		free(a->owner);
-		free(a);
-		return NULL;
-	}
+	memcpy(a->text, r->owner, owner_size);
+	a->owner = a->text;
+	id_text = a->text + owner_size;
+	memcpy(id_text, r->id_text, r->id_len);
+	id_text[r->id_len] = '\0';
+	a->id_text = id_text;
 	a->conn = conn;
 	a->id_len = r->id_len;
 	a->id = json_object_get(r->id);
