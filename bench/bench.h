@@ -181,6 +181,8 @@ struct results {
 	struct load_figs pinned[SYS_COUNT];	/* scenario 1 on one CPU */
 	struct load_figs tput[NTPUT][SYS_COUNT];
 	struct load_figs cont[NCONT][SYS_COUNT];
+	struct load_figs cont_pinned[SYS_COUNT]; /* 16 on one name, one CPU */
+	struct load_figs own_pinned[SYS_COUNT];	/* 16 own names, one CPU */
 	struct figure	 rss[MAX_SCALE][SYS_COUNT];
 	struct figure	 all_in[MAX_SCALE][SYS_COUNT];
 	struct figure	 extra_p50[MAX_SCALE][SYS_COUNT];

@@ -126,6 +126,40 @@ report_throughput(const struct bench *b)
 }
 
 /* Scenario 3. */
+/*
+ * Scenario 3 again with the 16 clients and the server on one CPU, next
+ * to 16 own names on one CPU.
+ */
+static void
+report_contention_pinned(const struct bench *b)
+{
+	const struct load_figs	*f, *own;
+	int			 s;
+
+	if (b->r.cont_pinned[SYS_LOCKS].rate.n == 0 &&
+	    b->r.cont_pinned[SYS_RAW].rate.n == 0)
+		return;
+	printf("*One CPU*: the same 16 clients and the server pinned to CPU "
+	    "0, next to\n16 clients on their own names pinned alike.  No "
+	    "handoff then waits for\na halted vCPU to wake (see *This "
+	    "machine*).\n\n");
+	printf("| N, one CPU | system | handoffs/s | own names cycles/s | "
+	    "p99 wait µs | fairness max/min | vs Redis | vs own names |\n"
+	    "|---|---|---|---|---|---|---|---|\n");
+	for (s = 0; s < SYS_COUNT; s++) {
+		f = &b->r.cont_pinned[s];
+		own = &b->r.own_pinned[s];
+		if (f->rate.n == 0)
+			continue;
+		printf("| 16 | %s | %s | %s | %s | %s | %s | %s |\n",
+		    sys_name((enum sys)s), fig(&f->rate, 0),
+		    fig(&own->rate, 0), fig(&f->p99, 0), fig(&f->fair, 2),
+		    s == SYS_REDIS ? "1" : fig(&f->vs_redis, 2),
+		    fig(&f->vs_own, 2));
+	}
+	printf("\n");
+}
+
 void
 report_contention(const struct bench *b)
 {
@@ -154,6 +188,7 @@ report_contention(const struct bench *b)
 		}
 	}
 	printf("\n");
+	report_contention_pinned(b);
 	fflush(stdout);
 }
 
@@ -325,6 +360,10 @@ report_targets(const struct bench *b)
 	    &r->cont[1][SYS_LOCKS].vs_own, 0.8, 1);
 	target_row("16 on one name: handoffs/s ÷ 16 own names (raw lines)",
 	    &r->cont[1][SYS_RAW].vs_own, 0.8, 1);
+	target_row("same, one CPU (liblocks)",
+	    &r->cont_pinned[SYS_LOCKS].vs_own, 0.8, 1);
+	target_row("same, one CPU (raw lines)",
+	    &r->cont_pinned[SYS_RAW].vs_own, 0.8, 1);
 	target_row("C = 9000: daemon RSS KiB per client",
 	    scale_fig(b, 9000, SYS_RAW), 4.0, 0);
 	target_row("9000 waiters: slowest/fastest bucket (bench's own bar)",

@@ -186,13 +186,42 @@ tput_at(const struct bench *b, int n, enum sys sys)
 	return NULL;
 }
 
+/* Pair run j of one name with run j of own names: the vs_own ratios. */
+static void
+cont_pair(struct load_figs *cont, int s, const struct figure *own)
+{
+	struct load_figs	*f = &cont[s];
+	int			 j;
+
+	if (own == NULL)
+		return;
+	for (j = 0; j < f->rate.n && j < own->n; j++)
+		ratio_add(&f->vs_own, f->rate.v[j], own->v[j]);
+}
+
+/*
+ * 16 clients on one name and on their own names, all on CPU 0: what a
+ * handoff costs when no wakeup has to reach a halted vCPU.
+ */
+static void
+contention_pinned(struct bench *b)
+{
+	int	 run, s;
+
+	fprintf(stderr, "contention and own names, 16 clients on CPU 0:\n");
+	for (run = 0; run < b->o.runs; run++) {
+		load_round(b, CONT_SYSTEMS, 16, 1, run, 0, b->r.cont_pinned);
+		load_round(b, CONT_SYSTEMS, 16, 0, run, 0, b->r.own_pinned);
+	}
+	for (s = 0; s < SYS_COUNT; s++)
+		cont_pair(b->r.cont_pinned, s, &b->r.own_pinned[s].rate);
+}
+
 /* Scenario 3: 2, 16 and 64 clients on one name. */
 void
 scenario_contention(struct bench *b)
 {
-	const struct figure	*own;
-	struct load_figs	*f;
-	int			 i, j, run, s;
+	int			 i, run, s;
 
 	for (i = 0; i < NCONT; i++) {
 		if (b->o.clients != 0 && cont_clients[i] != b->o.clients)
@@ -203,14 +232,12 @@ scenario_contention(struct bench *b)
 			load_round(b, CONT_SYSTEMS, cont_clients[i], 1, run, -1,
 			    b->r.cont[i]);
 		/* Pair run j here with run j of scenario 2. */
-		for (s = 0; s < SYS_COUNT; s++) {
-			f = &b->r.cont[i][s];
-			if ((own = tput_at(b, cont_clients[i], s)) == NULL)
-				continue;
-			for (j = 0; j < f->rate.n && j < own->n; j++)
-				ratio_add(&f->vs_own, f->rate.v[j], own->v[j]);
-		}
+		for (s = 0; s < SYS_COUNT; s++)
+			cont_pair(b->r.cont[i], s,
+			    tput_at(b, cont_clients[i], s));
 	}
+	if (b->o.clients == 0 || b->o.clients == 16)
+		contention_pinned(b);
 	report_contention(b);
 }
 
