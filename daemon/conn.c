@@ -323,8 +323,9 @@ conn_send(struct conn *conn, struct json_object *msg)
 void
 conn_write(struct conn *conn, const char *text, size_t len)
 {
-	if (conn->in_input && evbuffer_get_length(conn->out) == 0 &&
-	    (conn_reply_owner == NULL || conn_reply_owner == conn)) {
+	/* Gathering already means nothing went to out since. */
+	if (conn_reply_owner == conn || (conn_reply_owner == NULL &&
+	    conn->in_input && evbuffer_get_length(conn->out) == 0)) {
 		if (conn_reply_owner == NULL)
 			conn_reply_len = 0;
 		if (len <= sizeof conn_reply - conn_reply_len) {

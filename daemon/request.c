@@ -145,11 +145,12 @@ acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 
 /*
  * Reply lines built by hand: printf was a sixth of a lock cycle's cost.
- * The id, of any length, is written as it is; the rest of a line is
- * bounded and goes through a small buffer.
+ * A line is bounded but for its id, which is written apart when long.
  */
+#define LINE_ID_MAX	64
+
 struct line {
-	char	 buf[PROTO_MAX_NAME + 128];
+	char	 buf[PROTO_MAX_NAME + LINE_ID_MAX + 128];
 	size_t	 len;
 };
 
@@ -181,20 +182,30 @@ line_uint(struct line *l, uint64_t v, int width)
 		l->buf[l->len++] = digits[--n];
 }
 
-/* Start a reply line: {"id":<id>. */
+/* Start a reply line, {"id":<id>, in l, or straight out if the id is long. */
 static void
-reply_start(struct conn *conn, const char *id_text, size_t id_len)
+reply_start(struct conn *conn, struct line *l, const char *id_text,
+    size_t id_len)
 {
-	conn_write(conn, "{\"id\":", 6);
+	line_add(l, "{\"id\":", 6);
+	if (id_len <= LINE_ID_MAX) {
+		line_add(l, id_text, id_len);
+		return;
+	}
+	conn_write(conn, l->buf, l->len);
 	conn_write(conn, id_text, id_len);
+	l->len = 0;
 }
 
 /* Send a plain success reply, {"id":..,"ok":true}, without a json tree. */
 static void
 reply_ok(struct conn *conn, const char *id_text, size_t id_len)
 {
-	reply_start(conn, id_text, id_len);
-	conn_write(conn, ",\"ok\":true}\n", 12);
+	struct line	 l = { .len = 0 };
+
+	reply_start(conn, &l, id_text, id_len);
+	line_add(&l, ",\"ok\":true}\n", 12);
+	conn_write(conn, l.buf, l.len);
 }
 
 /* Format a grant reply by hand; names never need escaping. */
@@ -203,7 +214,7 @@ grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 {
 	struct line	 l = { .len = 0 };
 
-	reply_start(a->conn, a->id_text, a->id_len);
+	reply_start(a->conn, &l, a->id_text, a->id_len);
 	line_str(&l, ",\"ok\":true,\"name\":\"");
 	line_str(&l, lock_req_name(req));
 	line_str(&l, "\",\"mode\":\"");

@@ -232,6 +232,35 @@ START_TEST(test_ping_replies_ok_and_nothing_else)
 }
 END_TEST
 
+/* Ids of 1 to 2000 characters come back whole in ok and grant replies. */
+START_TEST(test_long_ids_are_echoed_whole)
+{
+	static const size_t	 lens[] = { 1, 63, 64, 65, 200, 2000 };
+	struct h_conn		*c = h_connect();
+	struct json_object	*r;
+	char			 id[2001];
+	size_t			 i;
+
+	for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		memset(id, 'a' + (int)i, lens[i]);
+		id[lens[i]] = '\0';
+		r = h_request(c, "{\"id\":\"%s\",\"op\":\"ping\"}", id);
+		EXPECT_OK(r);
+		ck_assert_str_eq(h_str(r, "id"), id);
+		r = h_request(c, "{\"id\":\"%s\",\"op\":\"acquire\","
+		    "\"name\":\"long-id\"}", id);
+		EXPECT_OK(r);
+		ck_assert_str_eq(h_str(r, "id"), id);
+		ck_assert_str_eq(h_str(r, "name"), "long-id");
+		r = h_request(c, "{\"id\":\"%s\",\"op\":\"release\","
+		    "\"name\":\"long-id\"}", id);
+		EXPECT_OK(r);
+		ck_assert_str_eq(h_str(r, "id"), id);
+	}
+	h_conn_close(c);
+}
+END_TEST
+
 START_TEST(test_replies_echo_every_kind_of_scalar_id)
 {
 	static const char *ids[] = { "\"abc\"", "\"\"", "42", "-7", "1.5",
@@ -2473,6 +2502,7 @@ integration_suite(void)
 	tcase_add_test(tc, test_hello_is_optional_and_sets_the_client_label);
 	tcase_add_test(tc, test_ping_replies_ok_and_nothing_else);
 	tcase_add_test(tc, test_replies_echo_every_kind_of_scalar_id);
+	tcase_add_test(tc, test_long_ids_are_echoed_whole);
 	tcase_add_test(tc, test_blank_lines_are_ignored);
 	tcase_add_test(tc, test_unknown_request_fields_are_ignored);
 	tcase_add_test(tc,
