@@ -31,6 +31,7 @@ _Static_assert((int)LOCKS_EXCLUSIVE == (int)PROTO_EXCLUSIVE &&
 #define LOCKS_MAX_REPLY	(16 * 1024 * 1024)	/* bytes in one reply line */
 #define LOCKS_READ_MIN	4096			/* free space for one read */
 #define LOCKS_MSG_MAX	512			/* bytes kept of a message */
+#define LOCKS_REQ_STACK	1024			/* most request lines fit */
 
 struct locks_conn {
 	int			 fd;
@@ -231,29 +232,27 @@ conn_send_line(locks_conn *conn, const char *line, size_t len)
 	return LOCKS_OK;
 }
 
-/* Encode a request with a fresh id and send it; returns the id used. */
+/* Format a request with a fresh id and send it; returns the id used. */
 static int
 conn_send_request(locks_conn *conn, const struct proto_request *req,
     int64_t *ret_id)
 {
-	struct json_object	*obj;
-	const char		*text;
-	char			*line;
-	size_t			 len;
-	int			 error;
+	char	 stack[LOCKS_REQ_STACK], *line = stack;
+	size_t	 len;
+	int	 error;
 
-	obj = proto_request_encode(req, conn->next_id);
-	if (obj == NULL || (text = proto_serialize(obj, &len)) == NULL ||
-	    (line = malloc(len + 1)) == NULL) {
-		json_object_put(obj);
-		set_msg(conn, "out of memory");
-		return LOCKS_E_NOMEM;
+	len = proto_request_format(stack, sizeof stack, req, conn->next_id);
+	if (len > sizeof stack) {
+		/* Long names or labels, escaped: format again on the heap. */
+		if ((line = malloc(len)) == NULL) {
+			set_msg(conn, "out of memory");
+			return LOCKS_E_NOMEM;
+		}
+		proto_request_format(line, len, req, conn->next_id);
 	}
-	memcpy(line, text, len);
-	line[len] = '\n';
-	json_object_put(obj);
-	error = conn_send_line(conn, line, len + 1);
-	free(line);
+	error = conn_send_line(conn, line, len);
+	if (line != stack)
+		free(line);
 	if (error != LOCKS_OK)
 		return error;
 	*ret_id = conn->next_id++;
@@ -331,19 +330,6 @@ conn_read_line(locks_conn *conn, const char **ret_line, size_t *ret_len)
 		}
 		conn->len += (size_t)n;
 	}
-}
-
-/* Whether a line holds nothing but blanks, which the protocol ignores. */
-static int
-line_blank(const char *line, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; i < len; i++) {
-		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
-			return 0;
-	}
-	return 1;
 }
 
 /* Whether a reply or event carries the integer id we sent. */
@@ -610,7 +596,8 @@ conn_transact_fast(locks_conn *conn, const struct proto_request *req,
 	for (;;) {
 		if ((error = conn_read_line(conn, &line, &len)) != LOCKS_OK)
 			return error;
-		if (line_blank(line, len))
+		/* Blank lines are ignored, as the protocol says. */
+		if (proto_blank(line, len))
 			continue;
 		if (ret_token != NULL &&
 		    fast_success(line, len, id, ret_token)) {

@@ -88,14 +88,11 @@ proto_op_name(enum proto_op op)
 	return op_names[op];
 }
 
-static int
-name_char_valid(unsigned char c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return 1;
-	return strchr("._:@+-", c) != NULL && c != '\0';
-}
+/* The bytes a name may hold. */
+static const unsigned char name_chars[256] = {
+	['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+	['.'] = 1, ['_'] = 1, [':'] = 1, ['@'] = 1, ['+'] = 1, ['-'] = 1
+};
 
 /*
  * A name is 1 to PROTO_MAX_NAME bytes of [A-Za-z0-9._:@+-] not starting
@@ -111,7 +108,7 @@ proto_name_valid(const char *name, size_t len)
 	if (name[0] == '.')
 		return 0;
 	for (i = 0; i < len; i++) {
-		if (!name_char_valid((unsigned char)name[i]))
+		if (!name_chars[(unsigned char)name[i]])
 			return 0;
 	}
 	return 1;
@@ -150,13 +147,14 @@ proto_tokener_new(void)
 	return tok;
 }
 
-static int
-only_space(const char *text, size_t len)
+/* Whether text is only the blanks (space, tab, CR) framing allows. */
+int
+proto_blank(const char *text, size_t len)
 {
 	size_t	 i;
 
 	for (i = 0; i < len; i++) {
-		if (strchr(" \t\r", text[i]) == NULL || text[i] == '\0')
+		if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r')
 			return 0;
 	}
 	return 1;
@@ -214,7 +212,7 @@ proto_parse_line(struct json_tokener *tok, const char *line, size_t len,
 		end = len;
 	}
 	if (json_tokener_get_error(tok) != json_tokener_success ||
-	    end > len || !only_space(line + end, len - end) ||
+	    end > len || !proto_blank(line + end, len - end) ||
 	    has_nonfinite(value)) {
 		json_object_put(value);
 		return -1;
@@ -399,6 +397,16 @@ decode_op(struct json_object *obj, struct proto_request *req,
 	return PROTO_E_UNKNOWN_OP;
 }
 
+/* Empty a request: every field absent, as a line without them decodes. */
+void
+proto_request_reset(struct proto_request *req)
+{
+	memset(req, 0, sizeof *req);
+	req->timeout = -1;
+	req->owner = req->client = "";
+	req->id_text = proto_id_text(NULL, &req->id_len);
+}
+
 /*
  * Decode a parsed request.  On failure *ret_msg is a static message, and
  * req->id is still set when the id itself was valid, so it can be echoed.
@@ -410,10 +418,7 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	struct json_object	*value;
 	enum proto_error	 error;
 
-	memset(req, 0, sizeof *req);
-	req->timeout = -1;
-	req->owner = req->client = "";
-	req->id_text = proto_id_text(NULL, &req->id_len);
+	proto_request_reset(req);
 	if (!json_object_is_type(obj, json_type_object)) {
 		*ret_msg = "request must be a JSON object";
 		return PROTO_E_BAD_REQUEST;
@@ -497,6 +502,177 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		break;
 	}
 	return obj;
+}
+
+/* A line being formatted: bytes past its size are counted, not written. */
+struct line_out {
+	char	*buf;
+	size_t	 size;
+	size_t	 len;
+};
+
+static void
+out_bytes(struct line_out *out, const char *bytes, size_t n)
+{
+	size_t	 room;
+
+	if (out->len < out->size) {
+		room = out->size - out->len;
+		memcpy(out->buf + out->len, bytes, n < room ? n : room);
+	}
+	out->len += n;
+}
+
+static void
+out_text(struct line_out *out, const char *text)
+{
+	out_bytes(out, text, strlen(text));
+}
+
+/* Escape one byte as json-c does: a short form where JSON has one. */
+static void
+out_escape(struct line_out *out, unsigned char c)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	static const char	 shortened[] = "\"\\\b\f\n\r\t";
+	static const char	 short_forms[] = "\"\\bfnrt";
+	const char		*found = strchr(shortened, c);
+	char			 esc[6] = { '\\', 'u', '0', '0', hex[c >> 4],
+				    hex[c & 0xf] };
+
+	if (c != '\0' && found != NULL) {
+		esc[1] = short_forms[found - shortened];
+		out_bytes(out, esc, 2);
+	} else
+		out_bytes(out, esc, sizeof esc);
+}
+
+/* A JSON string, with quotes, backslashes and control bytes escaped. */
+static void
+out_string(struct line_out *out, const char *text)
+{
+	const char	*run = text;
+
+	out_bytes(out, "\"", 1);
+	for (; *text != '\0'; text++) {
+		if ((unsigned char)*text >= 0x20 && *text != '"' &&
+		    *text != '\\')
+			continue;
+		out_bytes(out, run, (size_t)(text - run));
+		out_escape(out, (unsigned char)*text);
+		run = text + 1;
+	}
+	out_bytes(out, run, (size_t)(text - run));
+	out_bytes(out, "\"", 1);
+}
+
+static void
+out_int64(struct line_out *out, int64_t value)
+{
+	char		 digits[20], *p = digits + sizeof digits;
+	uint64_t	 magnitude;
+
+	magnitude = value < 0 ? -(uint64_t)value : (uint64_t)value;
+	do {
+		*--p = (char)('0' + magnitude % 10);
+		magnitude /= 10;
+	} while (magnitude > 0);
+	if (value < 0)
+		*--p = '-';
+	out_bytes(out, p, (size_t)(digits + sizeof digits - p));
+}
+
+/*
+ * A double as json-c prints one: "%.17g", which reads back to the same
+ * bits, with ".0" when that looks like an integer, and '.' in any locale.
+ * Whole numbers of seconds, the common case, need no printf.
+ */
+static void
+out_double(struct line_out *out, double value)
+{
+	char	 text[32], *comma;
+	int	 len;
+
+	if (!isfinite(value)) {
+		/* Not JSON, as with json-c: the daemon refuses the line. */
+		out_text(out, isnan(value) ? "NaN" :
+		    value > 0 ? "Infinity" : "-Infinity");
+		return;
+	}
+	if (!signbit(value) && value < 1e15 &&
+	    value == (double)(int64_t)value) {
+		out_int64(out, (int64_t)value);
+		out_bytes(out, ".0", 2);
+		return;
+	}
+	len = snprintf(text, sizeof text, "%.17g", value);
+	if ((comma = strchr(text, ',')) != NULL)
+		*comma = '.';
+	out_bytes(out, text, (size_t)len);
+	if (strpbrk(text, ".e") == NULL)
+		out_bytes(out, ".0", 2);
+}
+
+/* Start a member after the first: ,"key": */
+static void
+out_key(struct line_out *out, const char *key)
+{
+	out_bytes(out, ",\"", 2);
+	out_text(out, key);
+	out_bytes(out, "\":", 2);
+}
+
+static void
+out_acquire(struct line_out *out, const struct proto_request *req)
+{
+	out_key(out, "mode");
+	out_string(out, proto_mode_name(req->mode));
+	if (req->timeout >= 0) {
+		out_key(out, "timeout");
+		out_double(out, req->timeout);
+	}
+	out_key(out, "notify_after");
+	out_double(out, req->notify_after);
+	out_key(out, "owner");
+	out_string(out, req->owner ? req->owner : "");
+}
+
+/*
+ * Write a request with an integer id as one wire line, LF included: the
+ * bytes proto_request_encode and proto_serialize make, without json-c.
+ * Returns the line's length; it is all in buf only if that is <= size.
+ */
+size_t
+proto_request_format(char *buf, size_t size, const struct proto_request *req,
+    int64_t id)
+{
+	struct line_out	 out = { buf, size, 0 };
+
+	out_text(&out, "{\"id\":");
+	out_int64(&out, id);
+	out_key(&out, "op");
+	out_string(&out, proto_op_name(req->op));
+	if (req->name != NULL) {
+		out_key(&out, "name");
+		out_string(&out, req->name);
+	}
+	switch (req->op) {
+	case PROTO_OP_LIST:
+		if (req->all)
+			out_text(&out, ",\"all\":true");
+		break;
+	case PROTO_OP_HELLO:
+		out_key(&out, "client");
+		out_string(&out, req->client ? req->client : "");
+		break;
+	case PROTO_OP_ACQUIRE:
+		out_acquire(&out, req);
+		break;
+	default:
+		break;
+	}
+	out_bytes(&out, "}\n", 2);
+	return out.len;
 }
 
 /* Start a final reply: {"id":id,"ok":ok}; id is borrowed (NULL is null). */
@@ -659,454 +835,6 @@ proto_holder_decode(struct json_object *obj, struct proto_holder *h)
 }
 
 /*
- * The fast path: a strict scanner for the common request shape, a flat
- * object whose values are plain strings (printable ASCII, no escapes),
- * numbers, true, false or null, with single spaces at most between tokens.
- * It accepts only what it can decode exactly as the json-c path would,
- * and declines anything else (duplicate known keys, odd ids, any error),
- * so the json-c path stays the one authority on what is refused.
- */
-
-enum scan_type {
-	SCAN_STRING,
-	SCAN_INT,
-	SCAN_NUMBER,
-	SCAN_TRUE,
-	SCAN_FALSE,
-	SCAN_NULL
-};
-
-enum scan_key {
-	KEY_ID,
-	KEY_OP,
-	KEY_NAME,
-	KEY_MODE,
-	KEY_TIMEOUT,
-	KEY_NOTIFY_AFTER,
-	KEY_OWNER,
-	KEY_CLIENT,
-	KEY_ALL,
-	KEY_COUNT
-};
-
-static const char *scan_keys[KEY_COUNT] = {
-	[KEY_ID] = "id",
-	[KEY_OP] = "op",
-	[KEY_NAME] = "name",
-	[KEY_MODE] = "mode",
-	[KEY_TIMEOUT] = "timeout",
-	[KEY_NOTIFY_AFTER] = "notify_after",
-	[KEY_OWNER] = "owner",
-	[KEY_CLIENT] = "client",
-	[KEY_ALL] = "all",
-};
-
-/* One scanned value: its raw text (strings without their quotes). */
-struct scan_value {
-	int		 seen;
-	enum scan_type	 type;
-	const char	*text;
-	size_t		 len;
-};
-
-struct scan {
-	const char		*p;
-	const char		*end;
-	struct scan_value	 fields[KEY_COUNT];
-	struct proto_scratch	*scratch;
-};
-
-static void
-scan_space(struct scan *s)
-{
-	while (s->p < s->end && *s->p == ' ')
-		s->p++;
-}
-
-/* A string of printable ASCII without escapes; s->p is past the quote. */
-static int
-scan_string(struct scan *s, const char **ret_text, size_t *ret_len)
-{
-	const char	*start = s->p;
-
-	while (s->p < s->end && *s->p != '"') {
-		if (*s->p < 0x20 || *s->p > 0x7e || *s->p == '\\')
-			return -1;
-		s->p++;
-	}
-	if (s->p == s->end)
-		return -1;
-	*ret_text = start;
-	*ret_len = (size_t)(s->p - start);
-	s->p++;
-	return 0;
-}
-
-static void
-scan_digits(struct scan *s)
-{
-	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-		s->p++;
-}
-
-/* A number in RFC 8259's grammar; SCAN_INT when it has no . or exponent. */
-static int
-scan_number(struct scan *s, enum scan_type *ret_type)
-{
-	const char	*digits;
-
-	*ret_type = SCAN_INT;
-	if (s->p < s->end && *s->p == '-')
-		s->p++;
-	digits = s->p;
-	scan_digits(s);
-	if (s->p == digits || (*digits == '0' && s->p - digits > 1))
-		return -1;
-	if (s->p < s->end && *s->p == '.') {
-		s->p++;
-		digits = s->p;
-		scan_digits(s);
-		if (s->p == digits)
-			return -1;
-		*ret_type = SCAN_NUMBER;
-	}
-	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-		s->p++;
-		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-			s->p++;
-		digits = s->p;
-		scan_digits(s);
-		if (s->p == digits)
-			return -1;
-		*ret_type = SCAN_NUMBER;
-	}
-	return 0;
-}
-
-/*
- * Decline numbers json-c may treat specially anywhere in a request, known
- * field or not: long integers (its int64 range rules), and numbers that
- * overflow to infinity (refused as bad_json).
- */
-static int
-scan_number_plain(const struct scan_value *v)
-{
-	char	 text[64];
-
-	if (v->type == SCAN_INT)
-		return v->len > 15 ? -1 : 0;
-	if (v->len >= sizeof text)
-		return -1;
-	memcpy(text, v->text, v->len);
-	text[v->len] = '\0';
-	return isfinite(strtod(text, NULL)) ? 0 : -1;
-}
-
-static int
-scan_literal(struct scan *s, const char *word, enum scan_type type,
-    struct scan_value *v)
-{
-	size_t	 len = strlen(word);
-
-	if ((size_t)(s->end - s->p) < len || memcmp(s->p, word, len) != 0)
-		return -1;
-	v->type = type;
-	s->p += len;
-	return 0;
-}
-
-static int
-scan_value(struct scan *s, struct scan_value *v)
-{
-	v->text = s->p;
-	if (s->p == s->end)
-		return -1;
-	switch (*s->p) {
-	case '"':
-		s->p++;
-		v->type = SCAN_STRING;
-		return scan_string(s, &v->text, &v->len);
-	case 't':
-		return scan_literal(s, "true", SCAN_TRUE, v);
-	case 'f':
-		return scan_literal(s, "false", SCAN_FALSE, v);
-	case 'n':
-		return scan_literal(s, "null", SCAN_NULL, v);
-	default:
-		if (scan_number(s, &v->type) == -1)
-			return -1;
-		v->len = (size_t)(s->p - v->text);
-		return scan_number_plain(v);
-	}
-}
-
-/* Scan one "key":value member, keeping the value if the key is known. */
-static int
-scan_member(struct scan *s)
-{
-	struct scan_value	 v;
-	const char		*key;
-	size_t			 len;
-	int			 i;
-
-	if (s->p == s->end || *s->p++ != '"' ||
-	    scan_string(s, &key, &len) == -1)
-		return -1;
-	scan_space(s);
-	if (s->p == s->end || *s->p++ != ':')
-		return -1;
-	scan_space(s);
-	memset(&v, 0, sizeof v);
-	if (scan_value(s, &v) == -1)
-		return -1;
-	v.seen = 1;
-	for (i = 0; i < KEY_COUNT; i++) {
-		if (strlen(scan_keys[i]) == len &&
-		    memcmp(scan_keys[i], key, len) == 0) {
-			/* Last wins in json-c; leave duplicates to it. */
-			if (s->fields[i].seen)
-				return -1;
-			s->fields[i] = v;
-			break;
-		}
-	}
-	return 0;
-}
-
-/* Scan the whole line as one flat object, as json-c's framing allows. */
-static int
-scan_object(struct scan *s)
-{
-	if (s->p == s->end || *s->p++ != '{')
-		return -1;
-	scan_space(s);
-	for (;;) {
-		if (scan_member(s) == -1)
-			return -1;
-		scan_space(s);
-		if (s->p == s->end)
-			return -1;
-		if (*s->p == '}')
-			break;
-		if (*s->p++ != ',')
-			return -1;
-		scan_space(s);
-	}
-	s->p++;
-	return only_space(s->p, (size_t)(s->end - s->p)) ? 0 : -1;
-}
-
-/* Copy a scanned string into the scratch space, NUL-terminated. */
-static const char *
-scan_copy(struct scan *s, const struct scan_value *v)
-{
-	struct proto_scratch	*sc = s->scratch;
-	char			*copy;
-
-	if (v->len + 1 > sizeof sc->buf - sc->used)
-		return NULL;
-	copy = sc->buf + sc->used;
-	memcpy(copy, v->text, v->len);
-	copy[v->len] = '\0';
-	sc->used += v->len + 1;
-	return copy;
-}
-
-/* An optional label: absent or null is "", else a short string. */
-static int
-scan_label(struct scan *s, enum scan_key key, const char **ret_label)
-{
-	const struct scan_value	*v = &s->fields[key];
-
-	if (!v->seen || v->type == SCAN_NULL) {
-		*ret_label = "";
-		return 0;
-	}
-	if (v->type != SCAN_STRING || v->len > PROTO_MAX_LABEL)
-		return -1;
-	return (*ret_label = scan_copy(s, v)) == NULL ? -1 : 0;
-}
-
-/* A valid name; absent or null is NULL, which only list accepts. */
-static int
-scan_name(struct scan *s, int required, const char **ret_name)
-{
-	const struct scan_value	*v = &s->fields[KEY_NAME];
-
-	if (!v->seen || v->type == SCAN_NULL) {
-		*ret_name = NULL;
-		return required ? -1 : 0;
-	}
-	if (v->type != SCAN_STRING || !proto_name_valid(v->text, v->len))
-		return -1;
-	return (*ret_name = scan_copy(s, v)) == NULL ? -1 : 0;
-}
-
-/* Seconds from 0 to PROTO_MAX_SECONDS; absent or null is dflt. */
-static int
-scan_seconds(struct scan *s, enum scan_key key, double dflt,
-    double *ret_seconds)
-{
-	const struct scan_value	*v = &s->fields[key];
-	char			 text[64];
-	double			 seconds;
-
-	if (!v->seen || v->type == SCAN_NULL) {
-		*ret_seconds = dflt;
-		return 0;
-	}
-	/* Long integers are left to json-c, with its int64 range rules. */
-	if ((v->type != SCAN_INT && v->type != SCAN_NUMBER) ||
-	    v->len >= sizeof text || (v->type == SCAN_INT && v->len > 15))
-		return -1;
-	memcpy(text, v->text, v->len);
-	text[v->len] = '\0';
-	if (v->type == SCAN_INT)
-		seconds = (double)strtoll(text, NULL, 10);
-	else
-		seconds = strtod(text, NULL);
-	if (!isfinite(seconds) || seconds < 0 || seconds > PROTO_MAX_SECONDS)
-		return -1;
-	*ret_seconds = seconds;
-	return 0;
-}
-
-static int
-scan_acquire(struct scan *s, struct proto_request *req)
-{
-	const struct scan_value	*mode = &s->fields[KEY_MODE];
-
-	if (scan_name(s, 1, &req->name) == -1)
-		return -1;
-	if (mode->seen && mode->type != SCAN_NULL) {
-		if (mode->type != SCAN_STRING)
-			return -1;
-		if (mode->len == 9 && memcmp(mode->text, "exclusive", 9) == 0)
-			req->mode = PROTO_EXCLUSIVE;
-		else if (mode->len == 6 && memcmp(mode->text, "shared", 6) == 0)
-			req->mode = PROTO_SHARED;
-		else
-			return -1;
-	}
-	if (scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
-	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1)
-		return -1;
-	return scan_label(s, KEY_OWNER, &req->owner);
-}
-
-static int
-scan_op(struct scan *s, struct proto_request *req)
-{
-	const struct scan_value	*v = &s->fields[KEY_OP];
-	size_t			 i;
-
-	if (!v->seen || v->type != SCAN_STRING)
-		return -1;
-	for (i = 0; i < NOPS; i++) {
-		if (strlen(op_names[i]) == v->len &&
-		    memcmp(op_names[i], v->text, v->len) == 0) {
-			req->op = i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
-scan_fields(struct scan *s, struct proto_request *req)
-{
-	const struct scan_value	*all = &s->fields[KEY_ALL];
-
-	if (scan_op(s, req) == -1)
-		return -1;
-	switch (req->op) {
-	case PROTO_OP_HELLO:
-		return scan_label(s, KEY_CLIENT, &req->client);
-	case PROTO_OP_ACQUIRE:
-		return scan_acquire(s, req);
-	case PROTO_OP_RELEASE:
-		return scan_name(s, 1, &req->name);
-	case PROTO_OP_LIST:
-		if (all->seen && all->type != SCAN_NULL) {
-			if (all->type != SCAN_TRUE && all->type != SCAN_FALSE)
-				return -1;
-			req->all = all->type == SCAN_TRUE;
-		}
-		return scan_name(s, 0, &req->name);
-	case PROTO_OP_PING:
-	case PROTO_OP_STATUS:
-		return 0;
-	}
-	return -1;
-}
-
-/*
- * Make the id, whose wire text is the raw text exactly when json-c would
- * print it back the same: short integers other than -0, plain strings,
- * true, false and null.  Other ids are left to json-c.
- */
-static int
-scan_id(struct scan *s, struct proto_request *req)
-{
-	const struct scan_value	*v = &s->fields[KEY_ID];
-	char			 text[32];
-
-	if (!v->seen || v->type == SCAN_NULL)
-		return 0;
-	switch (v->type) {
-	case SCAN_STRING:
-		req->id = json_object_new_string_len(v->text, (int)v->len);
-		req->id_text = v->text - 1;
-		req->id_len = v->len + 2;
-		break;
-	case SCAN_INT:
-		if (v->len > 15 || (v->len == 2 && v->text[0] == '-' &&
-		    v->text[1] == '0'))
-			return -1;
-		memcpy(text, v->text, v->len);
-		text[v->len] = '\0';
-		req->id = json_object_new_int64(strtoll(text, NULL, 10));
-		req->id_text = v->text;
-		req->id_len = v->len;
-		break;
-	case SCAN_TRUE:
-	case SCAN_FALSE:
-		req->id = json_object_new_boolean(v->type == SCAN_TRUE);
-		req->id_text = v->text;
-		req->id_len = v->type == SCAN_TRUE ? 4 : 5;
-		break;
-	default:
-		return -1;
-	}
-	return req->id == NULL ? -1 : 0;
-}
-
-/*
- * Decode a line on the fast path.  Returns 0 with req filled (its id, if
- * any, a new object the caller must put, and its strings in scratch), or
- * -1 when the line needs the json-c path, with nothing allocated.
- */
-int
-proto_request_scan(const char *line, size_t len,
-    struct proto_scratch *scratch, struct proto_request *req)
-{
-	struct scan	 s;
-
-	memset(&s, 0, sizeof s);
-	s.p = line;
-	s.end = line + len;
-	s.scratch = scratch;
-	scratch->used = 0;
-	memset(req, 0, sizeof *req);
-	req->timeout = -1;
-	req->owner = req->client = "";
-	req->id_text = proto_id_text(NULL, &req->id_len);
-	if (scan_object(&s) == -1 || scan_fields(&s, req) == -1)
-		return -1;
-	return scan_id(&s, req);
-}
-
-/*
  * Parse and decode one request line, on the fast path when it can.  The
  * caller puts *ret_obj (the parsed tree, or the id alone) when done.  On
  * failure req->id is set when the id itself was valid, as with decode.
@@ -1122,8 +850,7 @@ proto_request_parse(struct json_tokener *tok, const char *line, size_t len,
 		return PROTO_OK;
 	}
 	if (proto_parse_line(tok, line, len, ret_obj) == -1) {
-		memset(req, 0, sizeof *req);
-		req->id_text = proto_id_text(NULL, &req->id_len);
+		proto_request_reset(req);
 		*ret_msg = "line is not one valid JSON value";
 		return PROTO_E_BAD_JSON;
 	}

@@ -1,7 +1,8 @@
 /*
  * The locks wire format, shared by locksd and liblocks.  No I/O lives here:
  * only limits, name rules, and the encode/decode of messages as json-c
- * objects.  protocol/PROTOCOL.md is the specification this code follows.
+ * objects, with json-c-free paths for the hot request lines.
+ * protocol/PROTOCOL.md is the specification this code follows.
  */
 #ifndef LOCKS_PROTOCOL_H
 #define LOCKS_PROTOCOL_H
@@ -101,20 +102,22 @@ int		 proto_name_valid(const char *, size_t);
 int		 proto_default_socket(char *, size_t);
 
 struct json_tokener *proto_tokener_new(void);
+int		 proto_blank(const char *, size_t);
 int		 proto_parse_line(struct json_tokener *, const char *, size_t,
 		    struct json_object **);
 const char	*proto_serialize(struct json_object *, size_t *);
 const char	*proto_id_text(struct json_object *, size_t *);
 
+void		 proto_request_reset(struct proto_request *);
 enum proto_error proto_request_decode(struct json_object *,
 		    struct proto_request *, const char **);
-int		 proto_request_scan(const char *, size_t,
-		    struct proto_scratch *, struct proto_request *);
 enum proto_error proto_request_parse(struct json_tokener *, const char *,
 		    size_t, struct proto_scratch *, struct proto_request *,
 		    struct json_object **, const char **);
 struct json_object *proto_request_encode(const struct proto_request *,
 		    int64_t);
+size_t		 proto_request_format(char *, size_t,
+		    const struct proto_request *, int64_t);
 
 struct json_object *proto_reply_new(struct json_object *, int);
 struct json_object *proto_reply_error(struct json_object *, enum proto_error,
@@ -127,5 +130,10 @@ enum proto_error proto_reply_error_decode(struct json_object *,
 struct json_object *proto_holder_encode(const struct proto_holder *);
 int		 proto_holder_decode(struct json_object *,
 		    struct proto_holder *);
+
+/* scan.c */
+
+int		 proto_request_scan(const char *, size_t,
+		    struct proto_scratch *, struct proto_request *);
 
 #endif /* LOCKS_PROTOCOL_H */

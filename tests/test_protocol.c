@@ -2,6 +2,8 @@
  * Unit tests for the protocol codec and the name rules (protocol.c).
  */
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,8 @@
 #include <check.h>
 
 #include "protocol.h"
+
+#define NELEMS(a)	(sizeof (a) / sizeof (a)[0])
 
 /* Parse a line and decode it; returns the error and fills r. */
 static enum proto_error
@@ -452,6 +456,286 @@ START_TEST(test_request_parse_errors_match_json_c)
 }
 END_TEST
 
+START_TEST(test_fast_path_reads_numbers_as_strtod)
+{
+	const char		*numbers[] = { "0", "-0", "7", "0.5", "0.1",
+	    "-0.0", "1e9", "1E9", "1000000000.0", "2.5e+3", "25E-1", "1e-7",
+	    "0.30000000000000004", "999999999", "999999999.99999994",
+	    "9007199254740993e-10", "4.9e-324", "1e-400", "0.000001e-22",
+	    "0.1000000000000000055511151231257827",
+	    "12345678901234567890e-11" };
+	struct proto_scratch	 sc;
+	struct proto_request	 fast, slow;
+	struct json_object	*obj;
+	const char		*msg, *text;
+	char			 line[128];
+	size_t			 i;
+
+	for (i = 0; i < NELEMS(numbers); i++) {
+		text = numbers[i];
+		snprintf(line, sizeof line,
+		    "{\"op\":\"acquire\",\"name\":\"a\",\"timeout\":%s}", text);
+		ck_assert_msg(scan(line, &fast, &sc) == 0, "declined %s", text);
+		ck_assert_int_eq(decode(line, &obj, &slow, &msg), PROTO_OK);
+		ck_assert_msg(memcmp(&fast.timeout, &slow.timeout,
+		    sizeof fast.timeout) == 0, "%s: %.17g, json-c %.17g", text,
+		    fast.timeout, slow.timeout);
+		if (strpbrk(text, ".eE") != NULL)
+			ck_assert(fast.timeout == strtod(text, NULL));
+		json_object_put(obj);
+	}
+}
+END_TEST
+
+/* Decode a request line as the daemon does; the caller puts *ret_obj. */
+static enum proto_error
+parse_request(struct json_tokener *tok, const char *line, size_t len,
+    struct proto_scratch *sc, struct proto_request *r,
+    struct json_object **ret_obj)
+{
+	const char	*msg;
+
+	return proto_request_parse(tok, line, len, sc, r, ret_obj, &msg);
+}
+
+static void
+assert_same_bits(double a, double b)
+{
+	ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%.17g is not %.17g", a,
+	    b);
+}
+
+/* What a decoder must make of in: absent fields as their defaults. */
+static void
+assert_decodes_to(const struct proto_request *out,
+    const struct proto_request *in)
+{
+	ck_assert_int_eq(out->op, in->op);
+	ck_assert_pstr_eq(out->name, in->name);
+	ck_assert_int_eq(out->all, in->op == PROTO_OP_LIST && in->all);
+	ck_assert_str_eq(out->client, in->op == PROTO_OP_HELLO &&
+	    in->client != NULL ? in->client : "");
+	if (in->op != PROTO_OP_ACQUIRE)
+		return;
+	ck_assert_int_eq(out->mode, in->mode);
+	assert_same_bits(out->timeout, in->timeout < 0 ? -1 : in->timeout);
+	assert_same_bits(out->notify_after, in->notify_after);
+	ck_assert_str_eq(out->owner, in->owner != NULL ? in->owner : "");
+}
+
+/*
+ * Format a request into line: it must be one line, json-c's to the byte,
+ * and valid JSON.  Returns its length without the LF.
+ */
+static size_t
+format_as_json_c(struct json_tokener *tok, const struct proto_request *in,
+    int64_t id, char *line, size_t size)
+{
+	struct json_object	*tree, *parsed;
+	const char		*json;
+	size_t			 len, json_len;
+
+	len = proto_request_format(line, size, in, id);
+	ck_assert(len <= size && len > 0 && line[len - 1] == '\n');
+	len--;
+	ck_assert_ptr_null(memchr(line, '\n', len));
+	tree = proto_request_encode(in, id);
+	json = proto_serialize(tree, &json_len);
+	ck_assert_msg(len == json_len && memcmp(line, json, len) == 0,
+	    "formatted %.*s\nbut json-c %s", (int)len, line, json);
+	json_object_put(tree);
+	ck_assert_int_eq(proto_parse_line(tok, line, len, &parsed), 0);
+	json_object_put(parsed);
+	return len;
+}
+
+/*
+ * Format a request by hand, as json-c would, and decode it (fast path or
+ * not) back to the request it was made from, as json-c's own line does.
+ */
+static void
+check_format(struct json_tokener *tok, const struct proto_request *in,
+    int64_t id)
+{
+	struct proto_scratch	 sc_fmt, sc_json;
+	struct proto_request	 r_fmt, r_json;
+	struct json_object	*tree, *obj_fmt, *obj_json;
+	const char		*json;
+	char			 line[4096], id_text[32];
+	size_t			 len, json_len;
+
+	len = format_as_json_c(tok, in, id, line, sizeof line);
+	tree = proto_request_encode(in, id);
+	json = proto_serialize(tree, &json_len);
+
+	ck_assert_int_eq(parse_request(tok, line, len, &sc_fmt, &r_fmt,
+	    &obj_fmt), PROTO_OK);
+	ck_assert_int_eq(parse_request(tok, json, json_len, &sc_json, &r_json,
+	    &obj_json), PROTO_OK);
+	assert_decodes_to(&r_fmt, in);
+	assert_decodes_to(&r_json, in);
+	snprintf(id_text, sizeof id_text, "%lld", (long long)id);
+	ck_assert_uint_eq(r_fmt.id_len, strlen(id_text));
+	ck_assert(memcmp(r_fmt.id_text, id_text, r_fmt.id_len) == 0);
+	json_object_put(obj_fmt);
+	json_object_put(obj_json);
+	json_object_put(tree);
+}
+
+static const char *const format_labels[] = { "", "cron", "say \"hi\"",
+    "back\\slash", "a/b", "tab\tnew\nline\r\f\b", "\x01\x1f\x7f",
+    "caf\xc3\xa9 \xe2\x98\x83", "{\"id\":1}\n" };
+static const char *const format_names[] = { "a", "jobs:nightly",
+    "Ab9._:@+-z" };
+static const double format_seconds[] = { 0, 0.1, 0.25, 0.5, 1, 2.5, 30,
+    1e-7, 1e9, 999999999.99999994, 5e-324, 1.5e-10, 123456.789 };
+static const int64_t format_ids[] = { 1, 0, -1, 42, 9007199254740993LL,
+    INT64_MAX, INT64_MIN };
+
+START_TEST(test_format_matches_json_c_for_plain_requests)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_request	 req;
+	size_t			 i, j;
+
+	for (i = 0; i < NELEMS(format_ids); i++) {
+		memset(&req, 0, sizeof req);
+		req.op = i % 2 ? PROTO_OP_PING : PROTO_OP_STATUS;
+		check_format(tok, &req, format_ids[i]);
+	}
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_HELLO;
+	check_format(tok, &req, 1);
+	for (i = 0; i < NELEMS(format_labels); i++) {
+		req.client = format_labels[i];
+		check_format(tok, &req, 1);
+	}
+	for (i = 0; i < NELEMS(format_names); i++) {
+		memset(&req, 0, sizeof req);
+		req.op = PROTO_OP_RELEASE;
+		req.name = format_names[i];
+		check_format(tok, &req, (int64_t)i);
+		req.op = PROTO_OP_LIST;
+		for (j = 0; j < 4; j++) {
+			req.name = j < 2 ? NULL : format_names[i];
+			req.all = j % 2;
+			check_format(tok, &req, 5);
+		}
+	}
+	json_tokener_free(tok);
+}
+END_TEST
+
+START_TEST(test_format_matches_json_c_for_acquire)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_request	 req;
+	size_t			 t, n, k = 0;
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_ACQUIRE;
+	/* Each timeout (and none) with each notify_after; the rest cycle. */
+	for (t = 0; t <= NELEMS(format_seconds); t++) {
+		for (n = 0; n < NELEMS(format_seconds); n++, k++) {
+			req.timeout = t < NELEMS(format_seconds) ?
+			    format_seconds[t] : -1;
+			req.notify_after = format_seconds[n];
+			req.name = format_names[k % NELEMS(format_names)];
+			req.mode = k % 2 ? PROTO_SHARED : PROTO_EXCLUSIVE;
+			req.owner = k % 7 == 0 ? NULL :
+			    format_labels[k % NELEMS(format_labels)];
+			check_format(tok, &req, format_ids[k %
+			    NELEMS(format_ids)]);
+		}
+	}
+	json_tokener_free(tok);
+}
+END_TEST
+
+START_TEST(test_format_escapes_as_json_c)
+{
+	struct proto_request	 req;
+	char			 line[256];
+	size_t			 len;
+	const char		*want = "{\"id\":3,\"op\":\"hello\",\"client\":"
+	    "\"q\\\"b\\\\s/\\u0001\\u001f\\n\\t\x7f\xc3\xa9\"}\n";
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_HELLO;
+	req.client = "q\"b\\s/\x01\x1f\n\t\x7f\xc3\xa9";
+	len = proto_request_format(line, sizeof line, &req, 3);
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert(memcmp(line, want, len) == 0);
+}
+END_TEST
+
+/* Odd doubles anywhere in range read back to the same bits through json-c. */
+START_TEST(test_format_doubles_read_back_exactly)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct json_object	*obj, *value;
+	struct proto_request	 req;
+	const double		 edges[] = { -0.0, 1e15 - 1, 1e15, 1e15 + 0.5,
+	    1e17, 1e22, 1e300, -1.5, 9007199254740992.0, 0x1p63, -0x1p63,
+	    5e-324, 2.2250738585072014e-308 };
+	uint64_t		 bits = 0x9e3779b97f4a7c15ULL;
+	double			 d;
+	char			 line[256];
+	size_t			 len;
+	int			 i, n = (int)NELEMS(edges);
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_ACQUIRE;
+	req.name = "a";
+	req.timeout = -1;
+	for (i = 0; i < n + 20000; i++) {
+		/* Then random bit patterns: every exponent, denormals too. */
+		bits ^= bits << 13;
+		bits ^= bits >> 7;
+		bits ^= bits << 17;
+		if (i < n)
+			d = edges[i];
+		else
+			memcpy(&d, &bits, sizeof d);
+		if (!isfinite(d))
+			continue;
+		req.notify_after = d;
+		len = format_as_json_c(tok, &req, 1, line, sizeof line);
+		ck_assert_int_eq(proto_parse_line(tok, line, len, &obj), 0);
+		ck_assert(json_object_object_get_ex(obj, "notify_after",
+		    &value));
+		ck_assert(json_object_is_type(value, json_type_double));
+		assert_same_bits(json_object_get_double(value), d);
+		json_object_put(obj);
+	}
+	json_tokener_free(tok);
+}
+END_TEST
+
+START_TEST(test_format_counts_what_does_not_fit)
+{
+	struct proto_request	 req;
+	char			 full[256], part[256];
+	size_t			 len, size;
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_ACQUIRE;
+	req.name = "db";
+	req.timeout = 2.5;
+	req.owner = "\"quoted\"";
+	len = proto_request_format(full, sizeof full, &req, 12);
+	ck_assert_uint_lt(len, sizeof full);
+	ck_assert_uint_eq(proto_request_format(NULL, 0, &req, 12), len);
+	for (size = 1; size <= len; size++) {
+		memset(part, '#', sizeof part);
+		ck_assert_uint_eq(proto_request_format(part, size, &req, 12),
+		    len);
+		ck_assert(memcmp(part, full, size) == 0);
+		ck_assert(part[size] == '#');
+	}
+}
+END_TEST
+
 START_TEST(test_default_socket_follows_environment)
 {
 	char	 buf[256];
@@ -492,6 +776,12 @@ protocol_suite(void)
 	tcase_add_test(tc, test_fast_path_decodes_hot_requests);
 	tcase_add_test(tc, test_fast_path_declines_what_json_c_must_judge);
 	tcase_add_test(tc, test_request_parse_errors_match_json_c);
+	tcase_add_test(tc, test_fast_path_reads_numbers_as_strtod);
+	tcase_add_test(tc, test_format_matches_json_c_for_plain_requests);
+	tcase_add_test(tc, test_format_matches_json_c_for_acquire);
+	tcase_add_test(tc, test_format_escapes_as_json_c);
+	tcase_add_test(tc, test_format_doubles_read_back_exactly);
+	tcase_add_test(tc, test_format_counts_what_does_not_fit);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -2,7 +2,8 @@
  * libFuzzer target: the request fast path (proto_request_scan) against
  * the json-c path (proto_parse_line and proto_request_decode) on the same
  * line.  Whatever the fast path accepts, json-c must accept and decode to
- * the same request, with the same id text; else abort.
+ * the same request, with the same id text; and whatever json-c decodes,
+ * proto_request_format must write as json-c does, and back; else abort.
  */
 
 #include <math.h>
@@ -26,21 +27,25 @@ same_double(double a, double b)
 	return memcmp(&a, &b, sizeof a) == 0;
 }
 
-/* The two decodings must agree in every field the daemon reads. */
+/* Two decodings must agree in every field the daemon reads but the id. */
 static void
-compare(const struct proto_request *fast, const struct proto_request *slow)
+compare_fields(const struct proto_request *a, const struct proto_request *b)
+{
+	if (a->op != b->op || !same_string(a->name, b->name) ||
+	    a->mode != b->mode || !same_double(a->timeout, b->timeout) ||
+	    !same_double(a->notify_after, b->notify_after) ||
+	    !same_string(a->owner, b->owner) ||
+	    !same_string(a->client, b->client) || a->all != b->all)
+		abort();
+}
+
+/* The fast path's id must be json-c's, in type and in wire text. */
+static void
+compare_id(const struct proto_request *fast, const struct proto_request *slow)
 {
 	size_t		 len;
 	const char	*text;
 
-	if (fast->op != slow->op || !same_string(fast->name, slow->name) ||
-	    fast->mode != slow->mode ||
-	    !same_double(fast->timeout, slow->timeout) ||
-	    !same_double(fast->notify_after, slow->notify_after) ||
-	    !same_string(fast->owner, slow->owner) ||
-	    !same_string(fast->client, slow->client) ||
-	    fast->all != slow->all)
-		abort();
 	if ((fast->id == NULL) != (slow->id == NULL) ||
 	    fast->id_len != slow->id_len ||
 	    memcmp(fast->id_text, slow->id_text, fast->id_len) != 0)
@@ -55,7 +60,38 @@ compare(const struct proto_request *fast, const struct proto_request *slow)
 	}
 }
 
-/* Compare the paths on one line; both decline or both agree. */
+/*
+ * Format a decoded request as liblocks would send it: the line must be
+ * json-c's to the byte, and decode back to the same request.
+ */
+static void
+check_format(struct json_tokener *tok, const struct proto_request *req)
+{
+	struct proto_scratch	 scratch;
+	struct proto_request	 back;
+	struct json_object	*tree, *obj;
+	const char		*json, *msg;
+	char			 line[4096];
+	size_t			 len, json_len;
+
+	len = proto_request_format(line, sizeof line, req, 7);
+	tree = proto_request_encode(req, 7);
+	json = proto_serialize(tree, &json_len);
+	if (len > sizeof line || len != json_len + 1 ||
+	    memcmp(line, json, json_len) != 0 || line[json_len] != '\n')
+		abort();
+	json_object_put(tree);
+	if (proto_request_parse(tok, line, json_len, &scratch, &back, &obj,
+	    &msg) != PROTO_OK)
+		abort();
+	compare_fields(&back, req);
+	json_object_put(obj);
+}
+
+/*
+ * Compare the paths on one line: what the fast path takes, json-c must
+ * decode the same.  Then whatever json-c decodes must format back.
+ */
 static void
 check_line(struct json_tokener *tok, const char *line, size_t len)
 {
@@ -63,14 +99,20 @@ check_line(struct json_tokener *tok, const char *line, size_t len)
 	struct proto_request	 fast, slow;
 	struct json_object	*obj = NULL;
 	const char		*msg;
+	int			 fast_ok, slow_ok;
 
-	if (proto_request_scan(line, len, &scratch, &fast) == -1)
-		return;
-	if (proto_parse_line(tok, line, len, &obj) == -1 ||
-	    proto_request_decode(obj, &slow, &msg) != PROTO_OK)
+	fast_ok = proto_request_scan(line, len, &scratch, &fast) == 0;
+	slow_ok = proto_parse_line(tok, line, len, &obj) == 0 &&
+	    proto_request_decode(obj, &slow, &msg) == PROTO_OK;
+	if (fast_ok && !slow_ok)
 		abort();
-	compare(&fast, &slow);
-	json_object_put(fast.id);
+	if (fast_ok) {
+		compare_fields(&fast, &slow);
+		compare_id(&fast, &slow);
+		json_object_put(fast.id);
+	}
+	if (slow_ok)
+		check_format(tok, &slow);
 	json_object_put(obj);
 }
 
