@@ -49,12 +49,15 @@ sys_name(enum sys sys)
 	return "?";
 }
 
-/* The acquire line liblocks sends for locks_acquire(c, name, NULL, ..). */
+/*
+ * The acquire line liblocks sends for locks_acquire(c, name, NULL, ..):
+ * without a callback it asks for no blocking event (notify_after 1e9).
+ */
 int
 locks_line_acquire(char *buf, size_t size, const char *name)
 {
 	return snprintf(buf, size, "{\"id\":2,\"op\":\"acquire\",\"name\":"
-	    "\"%s\",\"mode\":\"exclusive\",\"notify_after\":0.0,"
+	    "\"%s\",\"mode\":\"exclusive\",\"notify_after\":1000000000.0,"
 	    "\"owner\":\"\"}\n", name);
 }
 

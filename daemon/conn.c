@@ -378,7 +378,7 @@ conn_handle_line(struct conn *conn, const char *line, size_t len)
 	enum proto_error	 error;
 	const char		*msg = NULL;
 
-	if (len == 0 || strspn(line, " \t\r") >= len)
+	if (proto_blank(line, len))
 		return;
 	error = proto_request_parse(conn->tok, line, len, &scratch, &r, &obj,
 	    &msg);
