@@ -17,7 +17,6 @@ struct acquire {
 	TAILQ_ENTRY(acquire)	 entry;
 	struct conn		*conn;
 	struct lock_req		*req;
-	struct json_object	*id;		/* the acquire's id (owned) */
 	const char		*id_text;	/* the id as JSON, in text */
 	size_t			 id_len;
 	struct event		*timeout_ev;
@@ -72,7 +71,6 @@ acquire_free(struct acquire *a)
 {
 	TAILQ_REMOVE(conn_acquires(a->conn), a, entry);
 	acquire_stop_timers(a);
-	json_object_put(a->id);
 	free(a);
 }
 
@@ -87,6 +85,44 @@ acquire_drop(struct acquire *a)
 	a->req = NULL;
 	acquire_free(a);
 	locktab_release(server_locktab(srv), req);
+}
+
+/* Send an error reply echoing the id whose wire text is id_text. */
+static void
+reply_error_to(struct conn *conn, const char *id_text, size_t id_len,
+    enum proto_error error, const char *msg)
+{
+	struct json_object	*id = proto_id_parse(id_text, id_len);
+
+	conn_send(conn, proto_reply_error(id, error, msg));
+	json_object_put(id);
+}
+
+/* Send an error reply to the acquire. */
+static void
+acquire_error(struct acquire *a, enum proto_error error, const char *msg)
+{
+	reply_error_to(a->conn, a->id_text, a->id_len, error, msg);
+}
+
+/* Send an error reply to a request. */
+static void
+reply_error(struct conn *conn, const struct proto_request *r,
+    enum proto_error error, const char *msg)
+{
+	reply_error_to(conn, r->id_text, r->id_len, error, msg);
+}
+
+/* Start a success reply to a request, echoing its id. */
+static struct json_object *
+reply_new(const struct proto_request *r)
+{
+	struct json_object	*id = proto_request_id(r);
+	struct json_object	*reply;
+
+	reply = proto_reply_new(id, 1);
+	json_object_put(id);
+	return reply;
 }
 
 /* Describe one broker holder or waiter as the protocol shows it. */
@@ -114,11 +150,13 @@ static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct acquire		*a = arg;
-	struct json_object	*event;
+	struct json_object	*event, *id;
 
 	(void)fd;
 	(void)events;
-	event = proto_event_new(a->id, "blocking");
+	id = proto_id_parse(a->id_text, a->id_len);
+	event = proto_event_new(id, "blocking");
+	json_object_put(id);
 	json_object_object_add(event, "name",
 	    json_object_new_string(lock_req_name(a->req)));
 	json_object_object_add(event, "holders",
@@ -137,8 +175,7 @@ acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	conn_send(conn, proto_reply_error(a->id, PROTO_E_TIMEOUT,
-	    "timed out waiting for the lock"));
+	acquire_error(a, PROTO_E_TIMEOUT, "timed out waiting for the lock");
 	acquire_drop(a);
 	server_locks_changed(conn_server(conn));
 }
@@ -284,21 +321,20 @@ acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 
 /* Reply to an acquire the lock table refused with errno -rc. */
 static void
-acquire_failed(struct conn *conn, struct json_object *id, int rc)
+acquire_failed(struct conn *conn, const struct proto_request *r, int rc)
 {
 	char	 msg[256];
 
 	if (rc == -EWOULDBLOCK) {
-		conn_send(conn, proto_reply_error(id, PROTO_E_TIMEOUT,
-		    "the lock is held"));
+		reply_error(conn, r, PROTO_E_TIMEOUT, "the lock is held");
 	} else if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s",
 		    strerror(-rc));
-		conn_send(conn, proto_reply_error(id, PROTO_E_LIMIT, msg));
+		reply_error(conn, r, PROTO_E_LIMIT, msg);
 	} else {
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s%s",
 		    strerror(-rc), rc == -ELOOP ? " (it is a symlink)" : "");
-		conn_send(conn, proto_reply_error(id, PROTO_E_INTERNAL, msg));
+		reply_error(conn, r, PROTO_E_INTERNAL, msg);
 	}
 }
 
@@ -320,7 +356,6 @@ acquire_new(struct conn *conn, const struct proto_request *r)
 	a->id_text = id_text;
 	a->conn = conn;
 	a->id_len = r->id_len;
-	a->id = json_object_get(r->id);
 	a->started = clock_monotonic();
 	TAILQ_INSERT_TAIL(conn_acquires(conn), a, entry);
 	return a;
@@ -335,31 +370,31 @@ handle_acquire(struct conn *conn, const struct proto_request *r)
 	int		 rc;
 
 	if (acquire_find(conn, r->name) != NULL) {
-		conn_send(conn, proto_reply_error(r->id, PROTO_E_ALREADY_HELD,
-		    "this connection already holds or awaits that name"));
+		reply_error(conn, r, PROTO_E_ALREADY_HELD,
+		    "this connection already holds or awaits that name");
 		return;
 	}
 	if (acquire_count(conn) >= server_max_locks_per_client(srv)) {
-		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
-		    "too many locks held or awaited by this connection"));
+		reply_error(conn, r, PROTO_E_LIMIT,
+		    "too many locks held or awaited by this connection");
 		return;
 	}
 	if ((a = acquire_new(conn, r)) == NULL) {
-		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
-		    "out of memory"));
+		reply_error(conn, r, PROTO_E_LIMIT,
+		    "out of memory");
 		return;
 	}
 	rc = locktab_acquire(server_locktab(srv), r->name, r->mode,
 	    r->timeout == 0, a, &req);
 	if (rc != 0) {
-		acquire_failed(conn, r->id, rc);
+		acquire_failed(conn, r, rc);
 		acquire_free(a);
 		return;
 	}
 	a->req = req;
 	if (!a->held && acquire_arm_timers(a, r) == -1) {
-		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
-		    "out of memory"));
+		reply_error(conn, r, PROTO_E_LIMIT,
+		    "out of memory");
 		acquire_drop(a);
 	}
 	server_locks_changed(srv);
@@ -371,13 +406,13 @@ handle_release(struct conn *conn, const struct proto_request *r)
 	struct acquire	*a;
 
 	if ((a = acquire_find(conn, r->name)) == NULL) {
-		conn_send(conn, proto_reply_error(r->id, PROTO_E_NOT_HELD,
-		    "this connection neither holds nor awaits that name"));
+		reply_error(conn, r, PROTO_E_NOT_HELD,
+		    "this connection neither holds nor awaits that name");
 		return;
 	}
 	if (!a->held)
-		conn_send(conn, proto_reply_error(a->id, PROTO_E_CANCELLED,
-		    "the wait was cancelled by a release"));
+		acquire_error(a, PROTO_E_CANCELLED,
+		    "the wait was cancelled by a release");
 	acquire_drop(a);
 	server_locks_changed(conn_server(conn));
 	reply_ok(conn, r->id_text, r->id_len);
@@ -388,7 +423,7 @@ handle_list(struct conn *conn, const struct proto_request *r)
 {
 	struct json_object	*reply;
 
-	reply = proto_reply_new(r->id, 1);
+	reply = reply_new(r);
 	json_object_object_add(reply, "locks",
 	    listing_locks(conn_server(conn), r->name, r->all));
 	conn_send(conn, reply);
@@ -401,7 +436,7 @@ handle_status(struct conn *conn, const struct proto_request *r)
 	struct locktab		*tab = server_locktab(srv);
 	struct json_object	*reply;
 
-	reply = proto_reply_new(r->id, 1);
+	reply = reply_new(r);
 	json_object_object_add(reply, "version",
 	    json_object_new_string(LOCKSD_VERSION));
 	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
@@ -424,11 +459,11 @@ handle_hello(struct conn *conn, const struct proto_request *r)
 	struct json_object	*reply;
 
 	if (conn_set_client(conn, r->client) == -1) {
-		conn_send(conn, proto_reply_error(r->id, PROTO_E_LIMIT,
-		    "out of memory"));
+		reply_error(conn, r, PROTO_E_LIMIT,
+		    "out of memory");
 		return;
 	}
-	reply = proto_reply_new(r->id, 1);
+	reply = reply_new(r);
 	json_object_object_add(reply, "server",
 	    json_object_new_string("locksd"));
 	json_object_object_add(reply, "version",
@@ -445,7 +480,7 @@ request_dispatch(struct conn *conn, const struct proto_request *r,
     enum proto_error error, const char *msg)
 {
 	if (error != PROTO_OK) {
-		conn_send(conn, proto_reply_error(r->id, error, msg));
+		reply_error(conn, r, error, msg);
 		return;
 	}
 	switch (r->op) {

@@ -240,6 +240,36 @@ proto_id_text(struct json_object *id, size_t *ret_len)
 	return proto_serialize(id, ret_len);
 }
 
+/*
+ * The id whose wire text is text, as a new object (NULL for null); NULL
+ * too if out of memory, when a reply goes out with a null id.
+ */
+struct json_object *
+proto_id_parse(const char *text, size_t len)
+{
+	struct json_tokener	*tok;
+	struct json_object	*id = NULL;
+
+	if ((tok = proto_tokener_new()) == NULL)
+		return NULL;
+	if (proto_parse_line(tok, text, len, &id) == -1)
+		id = NULL;
+	json_tokener_free(tok);
+	return id;
+}
+
+/*
+ * A request's id as a new object for a reply, whichever path decoded it:
+ * the fast path keeps only its text.
+ */
+struct json_object *
+proto_request_id(const struct proto_request *req)
+{
+	if (req->id != NULL)
+		return json_object_get(req->id);
+	return proto_id_parse(req->id_text, req->id_len);
+}
+
 static int
 is_scalar(struct json_object *value)
 {
@@ -836,8 +866,9 @@ proto_holder_decode(struct json_object *obj, struct proto_holder *h)
 
 /*
  * Parse and decode one request line, on the fast path when it can.  The
- * caller puts *ret_obj (the parsed tree, or the id alone) when done.  On
- * failure req->id is set when the id itself was valid, as with decode.
+ * caller puts *ret_obj (the parsed tree; NULL on the fast path) when
+ * done.  On failure req->id is set when the id itself was valid, as with
+ * decode.  Either way proto_request_id gives the id for a reply.
  */
 enum proto_error
 proto_request_parse(struct json_tokener *tok, const char *line, size_t len,
@@ -845,10 +876,8 @@ proto_request_parse(struct json_tokener *tok, const char *line, size_t len,
     struct json_object **ret_obj, const char **ret_msg)
 {
 	*ret_obj = NULL;
-	if (proto_request_scan(line, len, scratch, req) == 0) {
-		*ret_obj = req->id;
+	if (proto_request_scan(line, len, scratch, req) == 0)
 		return PROTO_OK;
-	}
 	if (proto_parse_line(tok, line, len, ret_obj) == -1) {
 		proto_request_reset(req);
 		*ret_msg = "line is not one valid JSON value";

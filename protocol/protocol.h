@@ -61,7 +61,7 @@ enum proto_op {
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
 	enum proto_op		 op;
-	struct json_object	*id;		/* NULL when absent */
+	struct json_object	*id;		/* NULL: see id_text */
 	const char		*id_text;	/* id as JSON, not NUL-ended */
 	size_t			 id_len;
 	const char		*name;		/* NULL when absent */
@@ -107,8 +107,10 @@ int		 proto_parse_line(struct json_tokener *, const char *, size_t,
 		    struct json_object **);
 const char	*proto_serialize(struct json_object *, size_t *);
 const char	*proto_id_text(struct json_object *, size_t *);
+struct json_object *proto_id_parse(const char *, size_t);
 
 void		 proto_request_reset(struct proto_request *);
+struct json_object *proto_request_id(const struct proto_request *);
 enum proto_error proto_request_decode(struct json_object *,
 		    struct proto_request *, const char **);
 enum proto_error proto_request_parse(struct json_tokener *, const char *,

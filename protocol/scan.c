@@ -559,9 +559,10 @@ scan_fields(struct scan *s, struct proto_request *req)
 }
 
 /*
- * Make the id, whose wire text is the raw text exactly when json-c would
- * print it back the same: short integers other than -0, plain strings,
- * true, false and null.  Other ids are left to json-c.
+ * Take the id's wire text, when it is exactly what json-c would print
+ * back: short integers other than -0, plain strings, true, false and
+ * null.  Other ids are left to json-c.  No object is made: replies that
+ * need one rebuild it from the text (proto_request_id).
  */
 static int
 scan_id(struct scan *s, struct proto_request *req)
@@ -572,31 +573,28 @@ scan_id(struct scan *s, struct proto_request *req)
 		return 0;
 	switch (v->type) {
 	case SCAN_STRING:
-		req->id = json_object_new_string_len(v->text, (int)v->len);
 		req->id_text = v->text - 1;
 		req->id_len = v->len + 2;
-		return req->id == NULL ? -1 : 0;
+		return 0;
 	case SCAN_INT:
 		if (v->len == 2 && v->text[0] == '-' && v->text[1] == '0')
 			return -1;
-		req->id = json_object_new_int64(v->integer);
 		break;
 	case SCAN_TRUE:
 	case SCAN_FALSE:
-		req->id = json_object_new_boolean(v->type == SCAN_TRUE);
 		break;
 	default:
 		return -1;
 	}
 	req->id_text = v->text;
 	req->id_len = v->len;
-	return req->id == NULL ? -1 : 0;
+	return 0;
 }
 
 /*
- * Decode a line on the fast path.  Returns 0 with req filled (its id, if
- * any, a new object the caller must put, and its strings in scratch), or
- * -1 when the line needs the json-c path, with nothing allocated.
+ * Decode a line on the fast path.  Returns 0 with req filled (its id as
+ * text only, req->id NULL, and its strings in scratch), or -1 when the
+ * line needs the json-c path.  Nothing is allocated either way.
  */
 int
 proto_request_scan(const char *line, size_t len,
