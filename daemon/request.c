@@ -208,15 +208,10 @@ line_str(struct line *l, const char *text)
 static void
 line_uint(struct line *l, uint64_t v, int width)
 {
-	char	 digits[24];
-	int	 n = 0;
+	char	 digits[PROTO_UINT_DIGITS], *end = digits + sizeof digits;
+	char	*first = proto_uint_digits(end, v, width);
 
-	do {
-		digits[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0 || n < width);
-	while (n > 0)
-		l->buf[l->len++] = digits[--n];
+	line_add(l, first, (size_t)(end - first));
 }
 
 /* Start a reply line, {"id":<id>, in l, or straight out if the id is long. */
@@ -238,8 +233,9 @@ reply_start(struct conn *conn, struct line *l, const char *id_text,
 static void
 reply_ok(struct conn *conn, const char *id_text, size_t id_len)
 {
-	struct line	 l = { .len = 0 };
+	struct line	 l;
 
+	l.len = 0;
 	reply_start(conn, &l, id_text, id_len);
 	line_add(&l, ",\"ok\":true}\n", 12);
 	conn_write(conn, l.buf, l.len);
@@ -249,8 +245,9 @@ reply_ok(struct conn *conn, const char *id_text, size_t id_len)
 static void
 grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 {
-	struct line	 l = { .len = 0 };
+	struct line	 l;
 
+	l.len = 0;
 	reply_start(a->conn, &l, a->id_text, a->id_len);
 	line_str(&l, ",\"ok\":true,\"name\":\"");
 	line_str(&l, lock_req_name(req));

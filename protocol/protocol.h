@@ -24,6 +24,7 @@
 #define PROTO_MAX_LABEL 256	/* bytes in an owner or client label */
 #define PROTO_MAX_DEPTH 8	/* JSON nesting depth accepted in a request */
 #define PROTO_MAX_SECONDS 1e9	/* largest timeout or notify_after */
+#define PROTO_UINT_DIGITS 20	/* decimal digits of any uint64_t */
 
 /* protocol.c */
 
@@ -120,6 +121,7 @@ struct json_object *proto_request_encode(const struct proto_request *,
 		    int64_t);
 size_t		 proto_request_format(char *, size_t,
 		    const struct proto_request *, int64_t);
+char		*proto_uint_digits(char *, uint64_t, int);
 
 struct json_object *proto_reply_new(struct json_object *, int);
 struct json_object *proto_reply_error(struct json_object *, enum proto_error,

@@ -345,6 +345,45 @@ scan(const char *line, struct proto_request *r, struct proto_scratch *sc)
 	return proto_request_scan(line, strlen(line), sc, r);
 }
 
+/* proto_uint_digits gives v in decimal, zero-padded to width. */
+static void
+assert_digits(uint64_t v, int width, const char *want)
+{
+	char	 buf[PROTO_UINT_DIGITS + 4], *end = buf + PROTO_UINT_DIGITS;
+	char	*first;
+
+	first = proto_uint_digits(end, v, width);
+	ck_assert_int_ge(first - buf, 0);
+	*end = '\0';
+	ck_assert_str_eq(first, want);
+}
+
+START_TEST(test_uint_digits_in_decimal_with_zero_padding)
+{
+	char	 text[32];
+	uint64_t v;
+	int	 i;
+
+	assert_digits(0, 1, "0");
+	assert_digits(7, 1, "7");
+	assert_digits(10, 1, "10");
+	assert_digits(99, 1, "99");
+	assert_digits(100, 1, "100");
+	assert_digits(1234567, 1, "1234567");
+	assert_digits(1764265830123456ULL, 1, "1764265830123456");
+	assert_digits(UINT64_MAX, 1, "18446744073709551615");
+	assert_digits(0, 6, "000000");
+	assert_digits(123, 6, "000123");
+	assert_digits(999999, 6, "999999");
+	assert_digits(1234567, 6, "1234567");
+	/* Every length, against printf. */
+	for (v = 1, i = 0; i < 20; i++, v = v * 10 + (uint64_t)i % 10) {
+		snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+		assert_digits(v, 1, text);
+	}
+}
+END_TEST
+
 START_TEST(test_fast_path_decodes_hot_requests)
 {
 	struct proto_scratch	 sc;
@@ -786,6 +825,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_holder_round_trips);
 	tcase_add_test(tc, test_waiter_has_no_token);
 	tcase_add_test(tc, test_default_socket_follows_environment);
+	tcase_add_test(tc, test_uint_digits_in_decimal_with_zero_padding);
 	tcase_add_test(tc, test_fast_path_decodes_hot_requests);
 	tcase_add_test(tc, test_fast_path_declines_what_json_c_must_judge);
 	tcase_add_test(tc, test_request_parse_errors_match_json_c);
