@@ -53,6 +53,22 @@
 
 #include "daemon.h"
 
+/* Spare requests are poisoned under ASan, so a use after release is caught. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOCKTAB_ASAN
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LOCKTAB_ASAN
+#endif
+#ifdef LOCKTAB_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size)	((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size)	((void)(addr), (void)(size))
+#endif
+
 /*
  * O_NONBLOCK keeps a FIFO planted in the lock directory from hanging the
  * daemon in open; it changes nothing for regular files.
@@ -61,6 +77,7 @@
 	(O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
 #define LOCK_FILE_MODE 0644
 #define LOCK_IDLE_MAX 1024	/* idle locks whose fd stays open */
+#define REQ_SPARE_MAX 64	/* freed requests kept for reuse */
 
 /* The flock(2) state of a lock's fd. */
 enum lock_flock {
@@ -113,6 +130,8 @@ struct locktab {
 	struct locks		 blocked;
 	struct locks		 idle;		/* oldest first */
 	struct lock_reqs	 pending;	/* to report */
+	struct lock_req		*spare[REQ_SPARE_MAX]; /* freed, for reuse */
+	size_t			 nspare;
 	unsigned		 epoch;		/* locktab_expire calls */
 	size_t			 nidle;
 	size_t			 nblocked;
@@ -388,6 +407,32 @@ locktab_dispatch(struct locktab *tab)
 	}
 }
 
+/* A zeroed request, reused if one is spare: a cycle then needs no malloc. */
+static struct lock_req *
+req_new(struct locktab *tab)
+{
+	struct lock_req	*req;
+
+	if (tab->nspare == 0)
+		return calloc(1, sizeof *req);
+	req = tab->spare[--tab->nspare];
+	ASAN_UNPOISON_MEMORY_REGION(req, sizeof *req);
+	memset(req, 0, sizeof *req);
+	return req;
+}
+
+/* Free a request, or keep it for the next acquire. */
+static void
+req_free(struct locktab *tab, struct lock_req *req)
+{
+	if (tab->nspare == REQ_SPARE_MAX) {
+		free(req);
+		return;
+	}
+	ASAN_POISON_MEMORY_REGION(req, sizeof *req);
+	tab->spare[tab->nspare++] = req;
+}
+
 /* Create an empty lock table over an open lock directory. */
 struct locktab *
 locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
@@ -431,6 +476,11 @@ locktab_free(struct locktab *tab)
 	}
 	while ((lock = TAILQ_FIRST(&tab->idle)) != NULL)
 		lock_free(lock);
+	while (tab->nspare > 0) {
+		req = tab->spare[--tab->nspare];
+		ASAN_UNPOISON_MEMORY_REGION(req, sizeof *req);
+		free(req);
+	}
 	free(tab);
 }
 
@@ -450,11 +500,11 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 	struct lock_req	*req;
 	int		 error;
 
-	if ((req = calloc(1, sizeof *req)) == NULL)
+	if ((req = req_new(tab)) == NULL)
 		return -ENOMEM;
 	if ((lock = lock_lookup(tab, name)) == NULL) {
 		if ((error = lock_new(tab, name, &lock)) != 0) {
-			free(req);
+			req_free(tab, req);
 			return error;
 		}
 	} else if (lock->idle)
@@ -473,7 +523,7 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 			return 0;
 		}
 		if (try_only || error != -EWOULDBLOCK) {
-			free(req);
+			req_free(tab, req);
 			if (lock->nholders == 0 && lock->nwaiters == 0)
 				lock_free(lock);
 			return error;
@@ -482,7 +532,7 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 		lock_set_blocked(lock, 1, mode);
 	} else if (try_only) {
 		/* The lock has holders or waiters, so it stays. */
-		free(req);
+		req_free(tab, req);
 		return -EWOULDBLOCK;
 	} else
 		lock_enqueue(lock, req);
@@ -512,7 +562,7 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 		tab->nheld--;
 	} else
 		lock_dequeue(lock, req);
-	free(req);
+	req_free(tab, req);
 
 	/*
 	 * With waiters left, keep the flock and hand it straight over, so an

@@ -43,6 +43,7 @@ struct server {
 	struct event		*sighup_ev;
 	struct event		*tick_ev;
 	struct event		*retry_ev;
+	int			 retry_armed;	/* retry_ev is pending */
 	struct event		*resume_ev;
 	struct systemd		*sd;
 };
@@ -243,6 +244,7 @@ server_retry_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	srv->retry_armed = 0;
 	locktab_retry(srv->locktab);
 	server_locks_changed(srv);
 }
@@ -256,10 +258,15 @@ server_locks_changed(struct server *srv)
 {
 	struct timeval	 tv = { 0, RETRY_USEC };
 
-	if (locktab_nblocked(srv->locktab) <= watcher_nwatching(srv->watcher))
-		evtimer_del(srv->retry_ev);
-	else if (!evtimer_pending(srv->retry_ev, NULL))
+	/* A flag, not libevent, says if it is armed: this runs per request. */
+	if (locktab_nblocked(srv->locktab) <= watcher_nwatching(srv->watcher)) {
+		if (srv->retry_armed)
+			evtimer_del(srv->retry_ev);
+		srv->retry_armed = 0;
+	} else if (!srv->retry_armed) {
 		evtimer_add(srv->retry_ev, &tv);
+		srv->retry_armed = 1;
+	}
 }
 
 static void
