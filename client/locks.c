@@ -535,18 +535,24 @@ conn_read_refusal(locks_conn *conn)
 static int
 fast_success(const char *line, size_t len, int64_t id, int64_t *ret_token)
 {
-	char		 head[48];
-	const char	*p, *end = line + len;
-	int		 n;
-	int64_t		 token = 0;
+	static const char	 open[] = "{\"id\":", ok[] = ",\"ok\":true";
+	char			 digits[PROTO_UINT_DIGITS];
+	char			*digits_end = digits + sizeof digits, *first;
+	const char		*p, *end = line + len;
+	size_t			 ndigits, n;
+	int64_t			 token = 0;
 
-	n = snprintf(head, sizeof head, "{\"id\":%lld,\"ok\":true",
-	    (long long)id);
-	if (n <= 0 || (size_t)n >= sizeof head || len < (size_t)n + 1 ||
-	    memcmp(line, head, (size_t)n) != 0 || line[len - 1] != '}' ||
-	    memchr(line, '\\', len) != NULL)
+	/* Our ids are positive: the head is {"id":<digits>,"ok":true. */
+	first = proto_uint_digits(digits_end, (uint64_t)id, 1);
+	ndigits = (size_t)(digits_end - first);
+	n = sizeof open - 1 + ndigits + sizeof ok - 1;
+	if (id <= 0 || len < n + 1 ||
+	    memcmp(line, open, sizeof open - 1) != 0 ||
+	    memcmp(line + sizeof open - 1, first, ndigits) != 0 ||
+	    memcmp(line + sizeof open - 1 + ndigits, ok, sizeof ok - 1) != 0 ||
+	    line[len - 1] != '}' || memchr(line, '\\', len) != NULL)
 		return 0;
-	if ((size_t)n + 1 == len) {
+	if (n + 1 == len) {
 		*ret_token = 0;
 		return 1;
 	}
