@@ -7,8 +7,8 @@
  * stalls.
  *
  * The socket is driven with plain events rather than a bufferevent, so a
- * request costs one read(2) and its reply one writev(2), with no
- * FIONREAD probe and no per-read bookkeeping.  Reads land in one buffer
+ * request costs one read(2) and its reply one write(2), with no FIONREAD
+ * probe and no per-read bookkeeping.  Reads land in one buffer
  * shared by all connections; only the unfinished tail of a line is copied
  * to the connection.  Replies made while a connection handles its own
  * input gather in one shared buffer too, written in one write(2) when
@@ -30,8 +30,6 @@
 
 #include "daemon.h"
 
-#define OUTPUT_HIGH	(1024 * 1024)	/* stop reading above this backlog */
-#define OUTPUT_LOW	(256 * 1024)	/* resume reading below this */
 #define CLOSING_SECS	10		/* flush time for a closing conn */
 #define READ_SIZE	(64 * 1024)	/* most bytes taken in one read */
 #define REPLY_SIZE	(16 * 1024)	/* replies gathered for one write */
@@ -188,14 +186,16 @@ static void
 conn_free(struct conn *conn)
 {
 	struct server	*srv = conn->srv;
+	int		 fd;
 
 	log_debug("connection from pid %ld closed", (long)conn->peer.pid);
 	if (conn_reply_owner == conn)
 		conn_reply_owner = NULL;
 	TAILQ_REMOVE(server_conns(srv), conn, entry);
 	request_drop_all(conn);
-	close(conn->fd);
+	fd = conn->fd;
 	conn_free_parts(conn);
+	close(fd);
 	server_conn_closed(srv);
 }
 
@@ -271,6 +271,10 @@ conn_flush(struct conn *conn)
 			conn_free(conn);
 			return -1;
 		}
+		/* Only conn_write_cb resumes a throttled connection. */
+		if (conn->throttled && !event_pending(conn->write_ev, EV_WRITE,
+		    NULL))
+			event_add(conn->write_ev, NULL);
 		return 0;
 	}
 	if (!event_pending(conn->write_ev, EV_WRITE, NULL))
@@ -390,7 +394,7 @@ conn_handle_line(struct conn *conn, const char *line, size_t len)
 static int
 conn_throttle(struct conn *conn)
 {
-	if (evbuffer_get_length(conn->out) <= OUTPUT_HIGH)
+	if (evbuffer_get_length(conn->out) <= server_output_high(conn->srv))
 		return 0;
 	conn->throttled = 1;
 	event_del(conn->read_ev);
@@ -483,8 +487,8 @@ conn_partial_room(struct conn *conn)
 
 /*
  * Read once and handle every complete line.  Returns what read(2) did: the
- * byte count, 0 at EOF or -1 with errno; out of memory, the connection is
- * closed with an error and the return is 0 bytes read, as a closed one.
+ * byte count, 0 at EOF or -1 with errno.  Out of memory, the connection is
+ * closing with an error reply, and the return is 1 so that reply flushes.
  */
 static ssize_t
 conn_read_input(struct conn *conn)
@@ -560,7 +564,8 @@ conn_write_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	if (conn_flush(conn) == -1)
 		return;
-	if (!conn->throttled || evbuffer_get_length(conn->out) > OUTPUT_LOW)
+	if (!conn->throttled || evbuffer_get_length(conn->out) >
+	    server_output_high(conn->srv) / 4)
 		return;
 	conn->throttled = 0;
 	conn->in_input = 1;

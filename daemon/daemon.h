@@ -51,6 +51,7 @@ void		 locktab_release(struct locktab *, struct lock_req *);
 void		 locktab_retry(struct locktab *);
 void		 locktab_expire(struct locktab *);
 size_t		 locktab_nidle(const struct locktab *);
+size_t		 locktab_close_idle(struct locktab *);
 void		 locktab_set_blocked_cb(struct locktab *, locktab_blocked_cb,
 		    void *);
 void		 locktab_adopt(struct locktab *, struct lock *, int,
@@ -153,6 +154,7 @@ struct server_config {
 	const char	*lock_dir;
 	size_t		 max_locks_per_client;
 	size_t		 max_clients;
+	size_t		 output_high;	/* unread reply bytes; 0: 1 MiB */
 	struct access	*access;	/* who may connect; owned by main */
 	const int	*listen_fds;	/* inherited sockets, or NULL: bind */
 	size_t		 nlisten_fds;
@@ -166,6 +168,7 @@ int		 server_lock_dirfd(const struct server *);
 struct conn_list *server_conns(struct server *);
 size_t		 server_nconns(const struct server *);
 size_t		 server_max_locks_per_client(const struct server *);
+size_t		 server_output_high(const struct server *);
 enum proto_error server_admit(struct server *, int, const struct peer *,
 		    const char **);
 void		 server_conn_opened(struct server *);

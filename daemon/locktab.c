@@ -36,7 +36,8 @@
  * locktab_free: it may acquire, retry, or release any request, including
  * the one just granted.  A request released before its callback ran gets
  * no callback.  The callback must not keep lock or lock_req pointers that
- * a release it makes may free.
+ * a release it makes may free: a released request is kept for reuse by
+ * the next acquire, so a stale pointer may name another request.
  */
 
 #include <sys/types.h>
@@ -179,6 +180,11 @@ lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 	TAILQ_INIT(&lock->waiters);
 
 	lock->fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, LOCK_FILE_MODE);
+	/* Out of descriptors: give back the idle ones and try again. */
+	if (lock->fd == -1 && (errno == EMFILE || errno == ENFILE) &&
+	    locktab_close_idle(tab) > 0)
+		lock->fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS,
+		    LOCK_FILE_MODE);
 	if (lock->fd == -1) {
 		error = -errno;
 		free(lock);
@@ -588,6 +594,17 @@ locktab_expire(struct locktab *tab)
 	    lock->idle_epoch != tab->epoch)
 		lock_free(lock);
 	tab->epoch++;
+}
+
+/* Close every idle lock's fd now; return how many were closed. */
+size_t
+locktab_close_idle(struct locktab *tab)
+{
+	size_t	 n = tab->nidle;
+
+	while (!TAILQ_EMPTY(&tab->idle))
+		lock_free(TAILQ_FIRST(&tab->idle));
+	return n;
 }
 
 /* Return how many idle locks keep their fd open. */

@@ -157,7 +157,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct server_config	 config = { NULL, NULL,
-	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_CLIENTS, NULL, NULL, 0 };
+	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_CLIENTS, 0, NULL, NULL, 0 };
 	struct event_base	*base;
 	struct server		*srv;
 	char			 socket_buf[PATH_MAX], lock_dir_buf[PATH_MAX];

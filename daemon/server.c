@@ -21,6 +21,7 @@
 
 #define TOKEN_RESERVE	1000000000LL	/* tokens reserved on disk ahead */
 #define RETRY_USEC	50000		/* poll unwatched outside holders */
+#define OUTPUT_HIGH	(1024 * 1024)	/* unread reply bytes, by default */
 
 struct server {
 	struct event_base	*base;
@@ -34,6 +35,7 @@ struct server {
 	struct conn_list	 conns;
 	size_t			 nconns;
 	size_t			 max_locks_per_client;
+	size_t			 output_high;
 	size_t			 max_clients;
 	const struct access	*access;
 	double			 started;
@@ -171,6 +173,10 @@ server_accept_error_cb(struct evconnlistener *listener, void *arg)
 	int		 error = errno;
 
 	log_warn("accept");
+	/* Idle lock files are the descriptors that can go at once. */
+	if ((error == EMFILE || error == ENFILE) &&
+	    locktab_close_idle(srv->locktab) > 0)
+		return;
 	if (error == EMFILE || error == ENFILE || error == ENOBUFS ||
 	    error == ENOMEM) {
 		evconnlistener_disable(listener);
@@ -341,6 +347,8 @@ server_new(struct event_base *base, const struct server_config *config)
 		fatal("calloc");
 	srv->base = base;
 	srv->max_locks_per_client = config->max_locks_per_client;
+	srv->output_high = config->output_high != 0 ? config->output_high :
+	    OUTPUT_HIGH;
 	srv->max_clients = config->max_clients;
 	srv->access = config->access;
 	srv->started = clock_monotonic();
@@ -441,6 +449,16 @@ size_t
 server_max_locks_per_client(const struct server *srv)
 {
 	return srv->max_locks_per_client;
+}
+
+/*
+ * How many reply bytes a client may leave unread before the daemon stops
+ * reading its requests; reading resumes below a quarter of it.
+ */
+size_t
+server_output_high(const struct server *srv)
+{
+	return srv->output_high;
 }
 
 /*

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <check.h>
@@ -945,6 +946,55 @@ START_TEST(test_idle_lock_taken_by_outsider_is_closed)
 }
 END_TEST
 
+/* The highest descriptor this process has open. */
+static int
+highest_fd(void)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	int		 fd, highest = -1;
+
+	dir = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(dir);
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] != '.' && (fd = atoi(de->d_name)) > highest &&
+		    fd != dirfd(dir))
+			highest = fd;
+	}
+	closedir(dir);
+	return highest;
+}
+
+START_TEST(test_out_of_descriptors_closes_idle_fds_and_retries)
+{
+	struct rlimit	 rl;
+	struct lock_req	*r;
+	char		 name[32];
+	int		 i, fillers[1024], nfillers = 0;
+
+	for (i = 0; i < 50; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		cycle(name);
+	}
+	ck_assert_uint_eq(locktab_nidle(tab), 50);
+	/* No descriptor is left for a new lock file: only idle ones can go. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = (rlim_t)highest_fd() + 1;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while (nfillers < 1024 && (fillers[nfillers] = open("/dev/null",
+	    O_RDONLY | O_CLOEXEC)) != -1)
+		nfillers++;
+	ck_assert_int_eq(errno, EMFILE);
+	ck_assert_int_eq(locktab_acquire(tab, "fresh", PROTO_EXCLUSIVE, 0,
+	    (void *)1, &r), 0);
+	ck_assert(lock_req_held(r));
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_int_eq(outsider_try("n0", LOCK_EX), 0);
+	while (nfillers > 0)
+		close(fillers[--nfillers]);
+}
+END_TEST
+
 START_TEST(test_free_drops_flocks_without_callbacks)
 {
 	acq("db", PROTO_EXCLUSIVE, 1);
@@ -1029,6 +1079,7 @@ locktab_suite(void)
 	tcase_add_test(tc, test_idle_fd_closes_on_the_second_expiry);
 	tcase_add_test(tc, test_idle_fds_are_capped);
 	tcase_add_test(tc, test_idle_lock_taken_by_outsider_is_closed);
+	tcase_add_test(tc, test_out_of_descriptors_closes_idle_fds_and_retries);
 	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
 	tcase_add_test(tc, test_default_clock_is_realtime);
 	suite_add_tcase(s, tc);
