@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "daemon.h"
+#include "unit.h"
 
 #define OUTPUT_HIGH_TEST	4096	/* a list of 300 locks is far over it */
 #define NLOCKS			300
@@ -195,12 +196,5 @@ conn_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 nfailed;
-
-	sr = srunner_create(conn_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	nfailed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return nfailed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run_suite(conn_suite());
 }

@@ -12,6 +12,7 @@
 #include <check.h>
 
 #include "protocol.h"
+#include "unit.h"
 
 #define NELEMS(a)	(sizeof (a) / sizeof (a)[0])
 
@@ -842,11 +843,5 @@ protocol_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(protocol_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run_suite(protocol_suite());
 }
