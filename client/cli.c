@@ -57,7 +57,7 @@ static const char usage_text[] =
     "[--notify-after SECS]\n"
     "                 [-o OWNER] [-E CODE] [-q] [--on-lost=term|ignore]\n"
     "                 NAME -- COMMAND [ARGS...]\n"
-    "       locks [--socket PATH] list [--json] [NAME]\n"
+    "       locks [--socket PATH] list [-a] [--json] [NAME]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";
 
@@ -101,6 +101,8 @@ static const char help_text[] =
     "\n"
     "Options of list and status:\n"
     "  --json              print the daemon's reply as one line of JSON\n"
+    "  -a, --all           list: also files of the lock directory held only\n"
+    "                      by programs outside the broker\n"
     "\n"
     "A name is 1 to 200 bytes of [A-Za-z0-9._:@+-] not starting with '.'.\n"
     "\n"
@@ -775,14 +777,16 @@ list_print(const locks_list *list)
 }
 
 /*
- * Parse the options list and status share (--json, --socket, --help);
- * returns whether --json was given and leaves optind at the operands.
+ * Parse the options list and status share (--json, --socket, --help, and
+ * for list, given ret_all, --all); returns whether --json was given and
+ * leaves optind at the operands.
  */
 static int
-parse_view_options(int argc, char **argv, const char **sock)
+parse_view_options(int argc, char **argv, const char **sock, int *ret_all)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "all", no_argument, NULL, 'a' },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -790,10 +794,15 @@ parse_view_options(int argc, char **argv, const char **sock)
 	int	 ch, json = 0;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "ah", longopts, NULL)) != -1) {
 		switch (ch) {
 		case OPT_JSON:
 			json = 1;
+			break;
+		case 'a':
+			if (ret_all == NULL)
+				usage_error("--all is an option of list");
+			*ret_all = 1;
 			break;
 		case OPT_SOCKET:
 			*sock = optarg;
@@ -814,16 +823,17 @@ cmd_list(int argc, char **argv, const char *sock)
 	locks_conn	*conn;
 	locks_list	*list;
 	const char	*name = NULL;
-	int		 error, json, status;
+	int		 error, json, status, all = 0;
 
-	json = parse_view_options(argc, argv, &sock);
+	json = parse_view_options(argc, argv, &sock, &all);
 	if (argc - optind > 1)
 		usage_error("list takes at most one lock name");
 	if (optind < argc)
 		check_name(name = argv[optind]);
 
 	conn = connect_or_exit(sock, "locks list");
-	if ((error = locks_list_get(conn, name, &list)) != LOCKS_OK) {
+	if ((error = locks_list_query(conn, name, all ? LOCKS_LIST_ALL : 0,
+	    &list)) != LOCKS_OK) {
 		status = report(error, conn, locks_socket_path(conn));
 		locks_close(conn);
 		return status;
@@ -865,7 +875,7 @@ cmd_status(int argc, char **argv, const char *sock)
 	char		 uptime[64], *version;
 	int		 error, json, status;
 
-	json = parse_view_options(argc, argv, &sock);
+	json = parse_view_options(argc, argv, &sock, NULL);
 	if (optind < argc)
 		usage_error("status takes no arguments");
 

@@ -1180,9 +1180,10 @@ list_decode(struct json_object *reply, locks_list *list)
 	return LOCKS_OK;
 }
 
-/* List the locks with holders or waiters (name NULL: all of them). */
+/* List the locks (name NULL: all of them); flags: LOCKS_LIST_ALL or 0. */
 int
-locks_list_get(locks_conn *conn, const char *name, locks_list **ret_list)
+locks_list_query(locks_conn *conn, const char *name, int flags,
+    locks_list **ret_list)
 {
 	struct proto_request	 req;
 	struct json_object	*reply;
@@ -1197,9 +1198,14 @@ locks_list_get(locks_conn *conn, const char *name, locks_list **ret_list)
 	}
 	if (name != NULL && (error = check_name(conn, name)) != LOCKS_OK)
 		return error;
+	if ((flags & ~LOCKS_LIST_ALL) != 0) {
+		set_msg(conn, "unknown list flags 0x%x", (unsigned)flags);
+		return LOCKS_E_INVAL;
+	}
 	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_LIST;
 	req.name = name;
+	req.all = (flags & LOCKS_LIST_ALL) != 0;
 	if ((error = conn_transact(conn, &req, NULL, &reply, &line,
 	    &len)) != LOCKS_OK)
 		return error;
@@ -1221,6 +1227,13 @@ locks_list_get(locks_conn *conn, const char *name, locks_list **ret_list)
 	}
 	*ret_list = list;
 	return LOCKS_OK;
+}
+
+/* List the locks with holders or waiters; name NULL means all. */
+int
+locks_list_get(locks_conn *conn, const char *name, locks_list **ret_list)
+{
+	return locks_list_query(conn, name, 0, ret_list);
 }
 
 /* Return how many locks the list holds. */

@@ -149,6 +149,13 @@ int64_t		 locks_holder_token(const locks_holder *);	/* 0: waiter */
 
 /* List the locks with holders or waiters; name NULL means all. */
 int		 locks_list_get(locks_conn *, const char *, locks_list **);
+/*
+ * The same, with flags: LOCKS_LIST_ALL also lists files of the lock
+ * directory held only by programs outside the broker, with no waiters.
+ */
+#define LOCKS_LIST_ALL	0x1
+int		 locks_list_query(locks_conn *, const char *, int,
+		    locks_list **);
 size_t		 locks_list_count(const locks_list *);
 const locks_lock *locks_list_lock(const locks_list *, size_t);
 /* The daemon's reply, as one line of JSON. */

@@ -348,6 +348,7 @@ frobnicate
 list a b
 list --bogus
 status extra
+status --all
 EOF
 	"$LOCKS" >/dev/null 2>&1
 	rc=$?
@@ -388,6 +389,29 @@ test_run_waits_for_an_outside_flock() {
 	[ "$took" -lt $((4000 * SLOW)) ] || fail "waited ${took} ms"
 	grep -q 'cli-out' "$TMP/err.out" ||
 	    fail "no notice: $(cat "$TMP/err.out")"
+}
+
+test_list_all_shows_files_held_only_outside() {
+	local out fpid ready=$TMP/ready.all
+	flock "$LOCKDIR/cli-all" sh -c 'touch "$0"; exec sleep 3' "$ready" \
+	    >/dev/null 2>&1 &
+	fpid=$!
+	wait_until test -e "$ready" || fail "flock(1) did not start"
+	out=$(lk list)
+	echo "$out" | grep -q cli-all && fail "plain list shows it: $out"
+	out=$(lk list --all) || fail "list --all: exit $?"
+	echo "$out" | grep 'cli-all' | grep -w external | grep -q 'flock' ||
+	    fail "list --all: no outside holder row: $out"
+	out=$(lk list -a --json cli-all) || fail "list -a --json: exit $?"
+	echo "$out" | python3 -c '
+import json, sys
+locks = json.load(sys.stdin)["locks"]
+assert [l["name"] for l in locks] == ["cli-all"], locks
+assert locks[0]["holders"][0]["external"] is True, locks' ||
+	    fail "list -a --json: $out"
+	kill "$fpid" 2>/dev/null
+	wait "$fpid" 2>/dev/null
+	return 0
 }
 
 test_sigterm_reaches_the_command_and_frees_the_lock() {
@@ -457,6 +481,8 @@ t "flock(1) cannot take a lock that locks run holds" \
     test_flock_cannot_take_a_lock_run_holds
 t "run waits for a lock flock(1) holds outside the broker" \
     test_run_waits_for_an_outside_flock
+t "list --all also shows files held only outside the broker" \
+    test_list_all_shows_files_held_only_outside
 t "SIGTERM to locks run reaches the command and frees the lock" \
     test_sigterm_reaches_the_command_and_frees_the_lock
 t "kill -9 of locks run frees the lock at once" \

@@ -13,12 +13,14 @@
  * stretched further when $LOCKSD_WRAPPER (say, valgrind) slows the daemon.
  */
 
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -2065,6 +2067,44 @@ START_TEST(test_liblocks_list_accessors)
 }
 END_TEST
 
+/* LOCKS_LIST_ALL adds files held only outside the broker; no other flag. */
+START_TEST(test_liblocks_list_all_shows_outside_only_files)
+{
+	locks_conn		*c = lib_conn("ll-all");
+	locks_list		*list = NULL;
+	const locks_lock	*lock;
+	char			 path[256];
+	int			 fd;
+
+	snprintf(path, sizeof path, "%s/ll-outside", h_srv.lock_dir);
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+
+	ck_assert_int_eq(locks_list_query(c, "ll-outside", 0, &list),
+	    LOCKS_OK);
+	ck_assert_int_eq(locks_list_count(list), 0);
+	locks_list_free(list);
+
+	list = NULL;
+	ck_assert_int_eq(locks_list_query(c, "ll-outside", LOCKS_LIST_ALL,
+	    &list), LOCKS_OK);
+	ck_assert_int_eq(locks_list_count(list), 1);
+	lock = locks_list_lock(list, 0);
+	ck_assert_str_eq(locks_lock_name(lock), "ll-outside");
+	ck_assert_int_eq(locks_lock_nholders(lock), 1);
+	ck_assert(locks_holder_external(locks_lock_holder(lock, 0)));
+	ck_assert_int_eq(locks_holder_pid(locks_lock_holder(lock, 0)),
+	    getpid());
+	locks_list_free(list);
+
+	ck_assert_int_eq(locks_list_query(c, NULL, 0x8, &list),
+	    LOCKS_E_INVAL);
+	close(fd);
+	locks_close(c);
+}
+END_TEST
+
 START_TEST(test_liblocks_status_accessors)
 {
 	locks_conn		*c = lib_conn("ll-status");
@@ -2583,6 +2623,7 @@ integration_suite(void)
 	tcase_add_test(tc, test_liblocks_release_and_refusals);
 	tcase_add_test(tc, test_liblocks_name_valid_follows_the_name_rules);
 	tcase_add_test(tc, test_liblocks_list_accessors);
+	tcase_add_test(tc, test_liblocks_list_all_shows_outside_only_files);
 	tcase_add_test(tc, test_liblocks_status_accessors);
 	tcase_add_test(tc, test_liblocks_names_every_error);
 	tcase_add_test(tc, test_liblocks_connect_to_missing_socket_fails);
