@@ -26,8 +26,9 @@
  * no open(2) and close(2).  Idle locks are invisible to everything but
  * the next acquire; locktab_expire closes those idle since before its
  * previous call, and at most LOCK_IDLE_MAX stay open.  A lock left while
- * an outsider blocked it is closed at once.  Lock files are never
- * unlinked, so a kept fd names the same file a new open would.
+ * an outsider blocked it is closed at once.  The broker never unlinks a
+ * lock file; if someone else did (or renamed another over it), the kept
+ * fd is dropped when its name is used again, and the name opened anew.
  *
  * Reentrancy.  Grants are reported through granted_cb only after every
  * grant of the operation has been applied and the table is consistent;
@@ -43,6 +44,7 @@
 #include <sys/types.h>
 #include <sys/file.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -268,6 +270,18 @@ lock_retire(struct lock *lock)
 	lock->idle_epoch = tab->epoch;
 	if (++tab->nidle > LOCK_IDLE_MAX)
 		lock_free(TAILQ_FIRST(&tab->idle));
+}
+
+/*
+ * Whether an idle lock's file was unlinked or replaced since it was
+ * opened: its flock would then exclude nobody who opens the name anew.
+ */
+static int
+lock_stale(const struct lock *lock)
+{
+	struct stat	 sb;
+
+	return fstat(lock->fd, &sb) == -1 || sb.st_nlink == 0;
 }
 
 /* Put an idle lock back in use. */
@@ -508,7 +522,12 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 
 	if ((req = req_new(tab)) == NULL)
 		return -ENOMEM;
-	if ((lock = lock_lookup(tab, name)) == NULL) {
+	if ((lock = lock_lookup(tab, name)) != NULL && lock->idle &&
+	    lock_stale(lock)) {
+		lock_free(lock);
+		lock = NULL;
+	}
+	if (lock == NULL) {
 		if ((error = lock_new(tab, name, &lock)) != 0) {
 			req_free(tab, req);
 			return error;

@@ -966,6 +966,37 @@ highest_fd(void)
 	return highest;
 }
 
+/*
+ * A lock file unlinked, or replaced by a rename, while its fd was idle:
+ * the next acquire must see the new file and whoever flocks it.
+ */
+START_TEST(test_idle_fd_of_a_replaced_file_is_not_reused)
+{
+	struct lock_req	*r = NULL;
+	int		 fd;
+
+	cycle("db");
+	ck_assert_int_eq(unlinkat(dirfd_, "db", 0), 0);
+	fd = outsider_open("db");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)2, &r), -EWOULDBLOCK);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	close(fd);
+
+	cycle("db");
+	fd = outsider_open("db.new");
+	ck_assert_int_eq(renameat(dirfd_, "db.new", dirfd_, "db"), 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)3, &r), -EWOULDBLOCK);
+	close(fd);
+	r = acq("db", PROTO_EXCLUSIVE, 4);
+	ck_assert(lock_req_held(r));
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+}
+END_TEST
+
 START_TEST(test_out_of_descriptors_closes_idle_fds_and_retries)
 {
 	struct rlimit	 rl;
@@ -1080,6 +1111,7 @@ locktab_suite(void)
 	tcase_add_test(tc, test_idle_fd_closes_on_the_second_expiry);
 	tcase_add_test(tc, test_idle_fds_are_capped);
 	tcase_add_test(tc, test_idle_lock_taken_by_outsider_is_closed);
+	tcase_add_test(tc, test_idle_fd_of_a_replaced_file_is_not_reused);
 	tcase_add_test(tc, test_out_of_descriptors_closes_idle_fds_and_retries);
 	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
 	tcase_add_test(tc, test_default_clock_is_realtime);
