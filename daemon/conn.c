@@ -209,15 +209,16 @@ conn_free_all(struct conn_list *conns)
 		conn_free(conn);
 }
 
-/* Move the gathered replies of conn behind its output buffer. */
+/* Move the gathered replies of conn, from byte from on, behind its output. */
 static void
-conn_reply_to_out(struct conn *conn)
+conn_reply_to_out(struct conn *conn, size_t from)
 {
 	if (conn_reply_owner != conn)
 		return;
-	if (evbuffer_add(conn->out, conn_reply, conn_reply_len) == -1)
-		log_warnx("out of memory queueing a reply");
 	conn_reply_owner = NULL;
+	if (from < conn_reply_len && evbuffer_add(conn->out,
+	    conn_reply + from, conn_reply_len - from) == -1)
+		log_warnx("out of memory queueing a reply");
 }
 
 /*
@@ -238,10 +239,7 @@ conn_reply_write(struct conn *conn)
 		}
 		n = 0;
 	}
-	conn_reply_owner = NULL;
-	if ((size_t)n < conn_reply_len && evbuffer_add(conn->out,
-	    conn_reply + n, conn_reply_len - n) == -1)
-		log_warnx("out of memory queueing a reply");
+	conn_reply_to_out(conn, (size_t)n);
 	return 0;
 }
 
@@ -254,30 +252,27 @@ static int
 conn_flush(struct conn *conn)
 {
 	struct timeval	 closing_tv = { CLOSING_SECS, 0 };
+	int		 waiting;
 
 	if (conn_reply_write(conn) == -1) {
 		conn_free(conn);
 		return -1;
 	}
-	if (evbuffer_get_length(conn->out) > 0 &&
-	    !event_pending(conn->write_ev, EV_WRITE, NULL) &&
+	waiting = event_pending(conn->write_ev, EV_WRITE, NULL);
+	if (evbuffer_get_length(conn->out) > 0 && !waiting &&
 	    evbuffer_write(conn->out, conn->fd) == -1 &&
 	    !IO_RETRIABLE(errno)) {
 		conn_free(conn);
 		return -1;
 	}
-	if (evbuffer_get_length(conn->out) == 0) {
-		if (conn->state == CONN_CLOSING) {
-			conn_free(conn);
-			return -1;
-		}
-		/* Only conn_write_cb resumes a throttled connection. */
-		if (conn->throttled && !event_pending(conn->write_ev, EV_WRITE,
-		    NULL))
-			event_add(conn->write_ev, NULL);
-		return 0;
+	if (evbuffer_get_length(conn->out) == 0 &&
+	    conn->state == CONN_CLOSING) {
+		conn_free(conn);
+		return -1;
 	}
-	if (!event_pending(conn->write_ev, EV_WRITE, NULL))
+	/* A throttled connection waits too: only conn_write_cb resumes it. */
+	if ((evbuffer_get_length(conn->out) > 0 || conn->throttled) &&
+	    !waiting)
 		event_add(conn->write_ev,
 		    conn->state == CONN_CLOSING ? &closing_tv : NULL);
 	return 0;
@@ -339,7 +334,7 @@ conn_write(struct conn *conn, const char *text, size_t len)
 			return;
 		}
 	}
-	conn_reply_to_out(conn);
+	conn_reply_to_out(conn, 0);
 	if (evbuffer_add(conn->out, text, len) == -1)
 		log_warnx("out of memory queueing a reply");
 	conn_arm_flush(conn);
