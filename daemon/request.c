@@ -87,22 +87,21 @@ acquire_drop(struct acquire *a)
 	locktab_release(server_locktab(srv), req);
 }
 
-/* Send an error reply echoing the id whose wire text is id_text. */
+/* Send an error reply echoing id, which it takes. */
 static void
-reply_error_to(struct conn *conn, const char *id_text, size_t id_len,
+reply_error_id(struct conn *conn, struct json_object *id,
     enum proto_error error, const char *msg)
 {
-	struct json_object	*id = proto_id_parse(id_text, id_len);
-
 	conn_send(conn, proto_reply_error(id, error, msg));
 	json_object_put(id);
 }
 
-/* Send an error reply to the acquire. */
+/* Send an error reply to the acquire, its id rebuilt from its text. */
 static void
 acquire_error(struct acquire *a, enum proto_error error, const char *msg)
 {
-	reply_error_to(a->conn, a->id_text, a->id_len, error, msg);
+	reply_error_id(a->conn, proto_id_parse(a->id_text, a->id_len), error,
+	    msg);
 }
 
 /* Send an error reply to a request. */
@@ -110,7 +109,7 @@ static void
 reply_error(struct conn *conn, const struct proto_request *r,
     enum proto_error error, const char *msg)
 {
-	reply_error_to(conn, r->id_text, r->id_len, error, msg);
+	reply_error_id(conn, proto_request_id(r), error, msg);
 }
 
 /* Start a success reply to a request, echoing its id. */
