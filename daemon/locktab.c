@@ -284,16 +284,24 @@ lock_stale(const struct lock *lock)
 	return fstat(lock->fd, &sb) == -1 || sb.st_nlink == 0;
 }
 
-/* Put an idle lock back in use. */
-static void
+/*
+ * Put an idle lock back in use, or free it if its file lost its name;
+ * returns the lock, or NULL when it was freed.
+ */
+static struct lock *
 lock_revive(struct lock *lock)
 {
 	struct locktab	*tab = lock->tab;
 
+	if (lock_stale(lock)) {
+		lock_free(lock);
+		return NULL;
+	}
 	TAILQ_REMOVE(&tab->idle, lock, entry);
 	tab->nidle--;
 	TAILQ_INSERT_TAIL(&tab->locks, lock, entry);
 	lock->idle = 0;
+	return lock;
 }
 
 /* Return the lock of that name, idle or not, or NULL. */
@@ -494,8 +502,7 @@ locktab_free(struct locktab *tab)
 		}
 		lock_free(lock);
 	}
-	while ((lock = TAILQ_FIRST(&tab->idle)) != NULL)
-		lock_free(lock);
+	locktab_close_idle(tab);
 	while (tab->nspare > 0) {
 		req = tab->spare[--tab->nspare];
 		ASAN_UNPOISON_MEMORY_REGION(req, sizeof *req);
@@ -522,18 +529,12 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 
 	if ((req = req_new(tab)) == NULL)
 		return -ENOMEM;
-	if ((lock = lock_lookup(tab, name)) != NULL && lock->idle &&
-	    lock_stale(lock)) {
-		lock_free(lock);
-		lock = NULL;
+	if ((lock = lock_lookup(tab, name)) != NULL && lock->idle)
+		lock = lock_revive(lock);
+	if (lock == NULL && (error = lock_new(tab, name, &lock)) != 0) {
+		req_free(tab, req);
+		return error;
 	}
-	if (lock == NULL) {
-		if ((error = lock_new(tab, name, &lock)) != 0) {
-			req_free(tab, req);
-			return error;
-		}
-	} else if (lock->idle)
-		lock_revive(lock);
 	req->lock = lock;
 	req->mode = mode;
 	req->arg = arg;
