@@ -288,9 +288,9 @@ h_daemon_spawn(const struct h_daemon *d)
 	_exit(127);
 }
 
-/* Try to connect to a Unix socket; the fd, or -1. */
-static int
-unix_connect(const char *path)
+/* Try to connect to a Unix socket; the blocking fd, or -1. */
+int
+h_unix_connect(const char *path)
 {
 	struct sockaddr_un	 sun;
 	int			 fd;
@@ -304,9 +304,11 @@ unix_connect(const char *path)
 	strcpy(sun.sun_path, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		close(fd);
-		return -1;
+	while (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
 	}
 	return fd;
 }
@@ -340,7 +342,7 @@ h_daemon_wait_ready(struct h_daemon *d, pid_t pid)
 			h_daemon_dump_log(d);
 			return -1;
 		}
-		if ((fd = unix_connect(d->socket_path)) != -1) {
+		if ((fd = h_unix_connect(d->socket_path)) != -1) {
 			close(fd);
 			d->pid = pid;
 			return 0;
@@ -459,7 +461,7 @@ h_conn_open(const char *path)
 	struct h_conn	*c;
 	int		 fd;
 
-	if ((fd = unix_connect(path)) == -1) {
+	if ((fd = h_unix_connect(path)) == -1) {
 		h_fail("connect %s: %s", path, strerror(errno));
 		return NULL;
 	}

@@ -112,6 +112,7 @@ void		 h_daemon_kill(struct h_daemon *);
 int		 h_wait_exit(pid_t, double, int *);
 void		 h_daemon_dump_log(const struct h_daemon *);
 
+int		 h_unix_connect(const char *);
 struct h_conn	*h_conn_open(const char *);
 void		 h_conn_close(struct h_conn *);
 void		 h_conn_close_all(void);

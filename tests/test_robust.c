@@ -167,29 +167,6 @@ proc_count_settles(pid_t pid, const char *dir, int want, double secs)
 	}
 }
 
-/* A connected, blocking Unix socket, or -1. */
-static int
-unix_socket_to(const char *path)
-{
-	struct sockaddr_un	 sun;
-	int			 fd;
-
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path)
-		return -1;
-	strcpy(sun.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	while (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		if (errno != EINTR) {
-			close(fd);
-			return -1;
-		}
-	}
-	return fd;
-}
-
 /* Size of a file in bytes, or -1. */
 static long
 file_size(const char *path)
@@ -488,7 +465,7 @@ START_TEST(test_flood_of_list_requests_never_read_keeps_memory_bounded)
 	for (i = 0; i < 50; i++)
 		EXPECT_OK(h_request(other, "{\"op\":\"list\"}"));
 
-	ck_assert_int_ne(fd = unix_socket_to(d.socket_path), -1);
+	ck_assert_int_ne(fd = h_unix_connect(d.socket_path), -1);
 	flood(&d, fd, "{\"op\":\"list\"}\n", FLOOD_SECS, other, &f);
 	fprintf(stderr, "list flood: %zu bytes sent in %.0f s (%zu requests, "
 	    "%.0f MiB of replies if all were answered); daemon RSS %ld KiB "
@@ -543,7 +520,7 @@ START_TEST(test_flood_of_pings_is_paused_and_every_request_is_answered)
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
 	other = h_connect_to(d.socket_path);
-	ck_assert_int_ne(fd = unix_socket_to(d.socket_path), -1);
+	ck_assert_int_ne(fd = h_unix_connect(d.socket_path), -1);
 	flood(&d, fd, ping, 2.0, other, &f);
 	fprintf(stderr, "ping flood: %zu bytes sent in 2 s; daemon RSS %ld "
 	    "KiB before, %ld KiB at most during; %d pings, slowest %.3f s\n",
@@ -928,7 +905,7 @@ START_TEST(test_five_thousand_concurrent_connections_take_and_release)
 	/* All of them connect first, and stay. */
 	t0 = h_now();
 	for (i = 0; i < STRESS_CONNS; i++) {
-		s.conns[i].fd = unix_socket_to(d.socket_path);
+		s.conns[i].fd = h_unix_connect(d.socket_path);
 		ck_assert_msg(s.conns[i].fd != -1, "connection %d: %s", i,
 		    strerror(errno));
 		ev.events = EPOLLIN;
