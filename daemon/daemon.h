@@ -52,6 +52,8 @@ void		 locktab_retry(struct locktab *);
 void		 locktab_expire(struct locktab *);
 size_t		 locktab_nidle(const struct locktab *);
 size_t		 locktab_close_idle(struct locktab *);
+int		 locktab_set_max_files(struct locktab *, size_t);
+size_t		 locktab_nfiles(const struct locktab *);
 void		 locktab_set_blocked_cb(struct locktab *, locktab_blocked_cb,
 		    void *);
 void		 locktab_adopt(struct locktab *, struct lock *, int,

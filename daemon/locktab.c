@@ -46,7 +46,9 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <search.h>
 #include <stdlib.h>
@@ -77,7 +79,7 @@
  * daemon in open; it changes nothing for regular files.
  */
 #define LOCK_OPEN_FLAGS \
-	(O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
+	(O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
 #define LOCK_FILE_MODE 0644
 #define LOCK_IDLE_MAX 1024	/* idle locks whose fd stays open */
 #define REQ_SPARE_MAX 64	/* freed requests kept for reuse */
@@ -137,6 +139,8 @@ struct locktab {
 	size_t			 nspare;
 	unsigned		 epoch;		/* locktab_expire calls */
 	size_t			 nidle;
+	size_t			 nfiles;	/* lock files, for max_files */
+	size_t			 max_files;
 	size_t			 nblocked;
 	size_t			 nheld;
 	size_t			 nwaiting;
@@ -163,35 +167,93 @@ lock_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/*
+ * A directory is no lock file: refuse it as open(2) with O_CREAT would.
+ * Returns fd, or -EISDIR with fd closed.
+ */
+static int
+lock_check_type(int fd)
+{
+	struct stat	 sb;
+
+	if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		close(fd);
+		return -EISDIR;
+	}
+	return fd;
+}
+
+/*
+ * Open an existing lock file, or create it while under the file bound:
+ * a file created here is counted, one created by someone else is not.
+ */
+static int
+lock_open_file(struct locktab *tab, const char *name)
+{
+	int	 fd;
+
+	fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, 0);
+	if (fd >= 0)
+		return lock_check_type(fd);
+	if (errno != ENOENT)
+		return -errno;
+	if (tab->nfiles >= tab->max_files)
+		return -EDQUOT;
+	fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS | O_CREAT | O_EXCL,
+	    LOCK_FILE_MODE);
+	if (fd >= 0) {
+		tab->nfiles++;
+		return fd;
+	}
+	/* Someone else created it in between: it is theirs, just open it. */
+	if (errno == EEXIST &&
+	    (fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, 0)) >= 0)
+		return lock_check_type(fd);
+	return -errno;
+}
+
+/*
+ * Open name's lock file, creating it if missing and --max-lock-files
+ * allows; out of descriptors, give back the idle ones and try once more.
+ * Returns the fd, -EDQUOT past the file bound, or -errno.
+ */
+static int
+lock_open(struct locktab *tab, const char *name)
+{
+	int	 fd, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if ((fd = lock_open_file(tab, name)) >= 0)
+			return fd;
+		if ((fd != -EMFILE && fd != -ENFILE) ||
+		    locktab_close_idle(tab) == 0)
+			break;
+	}
+	return fd;
+}
+
 /* Create a lock entry for name and open its lock file. */
 static int
 lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 {
 	struct lock	*lock;
 	size_t		 len;
-	int		 error;
+	int		 fd;
 
+	if ((fd = lock_open(tab, name)) < 0)
+		return fd;
 	len = strlen(name);
-	if ((lock = calloc(1, sizeof *lock + len + 1)) == NULL)
+	if ((lock = calloc(1, sizeof *lock + len + 1)) == NULL) {
+		close(fd);
 		return -ENOMEM;
+	}
 	memcpy(lock->namebuf, name, len + 1);
 	lock->name = lock->namebuf;
 	lock->tab = tab;
+	lock->fd = fd;
 	lock->flock = LOCK_FLOCK_NONE;
 	TAILQ_INIT(&lock->holders);
 	TAILQ_INIT(&lock->waiters);
-
-	lock->fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, LOCK_FILE_MODE);
-	/* Out of descriptors: give back the idle ones and try again. */
-	if (lock->fd == -1 && (errno == EMFILE || errno == ENFILE) &&
-	    locktab_close_idle(tab) > 0)
-		lock->fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS,
-		    LOCK_FILE_MODE);
-	if (lock->fd == -1) {
-		error = -errno;
-		free(lock);
-		return error;
-	}
 	if (tsearch(lock, &tab->root, lock_cmp) == NULL) {
 		close(lock->fd);
 		free(lock);
@@ -273,15 +335,38 @@ lock_retire(struct lock *lock)
 }
 
 /*
- * Whether an idle lock's file was unlinked or replaced since it was
- * opened: its flock would then exclude nobody who opens the name anew.
+ * Whether the lock's fd no longer is the file at its name: unlinked,
+ * renamed away, or replaced.  Its flock would then exclude nobody who
+ * opens the name anew.
  */
 static int
 lock_stale(const struct lock *lock)
 {
-	struct stat	 sb;
+	struct stat	 fd_sb, path_sb;
 
-	return fstat(lock->fd, &sb) == -1 || sb.st_nlink == 0;
+	if (fstat(lock->fd, &fd_sb) == -1 ||
+	    fstatat(lock->tab->dirfd, lock->name, &path_sb,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		return 1;
+	return fd_sb.st_dev != path_sb.st_dev || fd_sb.st_ino != path_sb.st_ino;
+}
+
+/*
+ * Move a lock nobody holds onto the file now at its name, dropping the
+ * old file and its flock; if that cannot be opened, the old one stays.
+ */
+static void
+lock_reopen(struct lock *lock)
+{
+	int	 fd;
+
+	if ((fd = lock_open(lock->tab, lock->name)) < 0)
+		return;
+	if (lock->flock != LOCK_FLOCK_NONE)
+		flock(lock->fd, LOCK_UN);
+	close(lock->fd);
+	lock->fd = fd;
+	lock->flock = LOCK_FLOCK_NONE;
 }
 
 /*
@@ -475,6 +560,7 @@ locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
 	tab->granted_cb = granted_cb;
 	tab->clock = clock != NULL ? clock : locktab_realtime;
 	tab->root = NULL;
+	tab->max_files = SIZE_MAX;
 	TAILQ_INIT(&tab->locks);
 	TAILQ_INIT(&tab->blocked);
 	TAILQ_INIT(&tab->idle);
@@ -592,12 +678,17 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 
 	/*
 	 * With waiters left, keep the flock and hand it straight over, so an
-	 * outsider cannot slip in on an exclusive handoff.
+	 * outsider cannot slip in on an exclusive handoff; but if the file at
+	 * the name was replaced meanwhile, the next holder must wait for a
+	 * flock on the new one.
 	 */
 	if (lock->nholders == 0 && lock->nwaiters == 0)
 		lock_retire(lock);
-	else
+	else {
+		if (lock->nholders == 0 && lock_stale(lock))
+			lock_reopen(lock);
 		lock_grant(lock);
+	}
 	locktab_dispatch(tab);
 }
 
@@ -625,6 +716,43 @@ locktab_close_idle(struct locktab *tab)
 	while (!TAILQ_EMPTY(&tab->idle))
 		lock_free(TAILQ_FIRST(&tab->idle));
 	return n;
+}
+
+/*
+ * Bound the lock files the table may create to max, counting those the
+ * directory holds already (dot-files are no lock's); -errno if it cannot
+ * be read.
+ */
+int
+locktab_set_max_files(struct locktab *tab, size_t max)
+{
+	struct dirent	*de;
+	DIR		*dir;
+	size_t		 n = 0;
+	int		 fd;
+
+	if ((fd = openat(tab->dirfd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1)
+		return -errno;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(dir);
+	tab->nfiles = n;
+	tab->max_files = max;
+	return 0;
+}
+
+/* Return how many lock files the table counts against its bound. */
+size_t
+locktab_nfiles(const struct locktab *tab)
+{
+	return tab->nfiles;
 }
 
 /* Return how many idle locks keep their fd open. */

@@ -997,6 +997,94 @@ START_TEST(test_idle_fd_of_a_replaced_file_is_not_reused)
 }
 END_TEST
 
+/*
+ * A lock file renamed away, or unlinked while a hard link keeps it alive,
+ * while its fd was idle: the old inode still has a link, yet the next
+ * acquire must flock the file now at the name.
+ */
+START_TEST(test_idle_fd_of_a_file_moved_away_is_not_reused)
+{
+	struct lock_req	*r = NULL;
+	int		 fd;
+
+	cycle("ren");
+	ck_assert_int_eq(renameat(dirfd_, "ren", dirfd_, "ren.elsewhere"), 0);
+	fd = outsider_open("ren");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "ren", PROTO_EXCLUSIVE, 1,
+	    (void *)2, &r), -EWOULDBLOCK);
+	close(fd);
+
+	cycle("lnk");
+	ck_assert_int_eq(linkat(dirfd_, "lnk", dirfd_, "lnk.other", 0), 0);
+	ck_assert_int_eq(unlinkat(dirfd_, "lnk", 0), 0);
+	fd = outsider_open("lnk");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(locktab_acquire(tab, "lnk", PROTO_EXCLUSIVE, 1,
+	    (void *)3, &r), -EWOULDBLOCK);
+	close(fd);
+	r = acq("lnk", PROTO_EXCLUSIVE, 4);
+	ck_assert_int_eq(outsider_try("lnk", LOCK_EX), EWOULDBLOCK);
+}
+END_TEST
+
+/*
+ * The file is replaced while held and an outsider flocks the new one: the
+ * waiter must not be handed the dead inode, but wait for the outsider and
+ * then hold a flock on the file now at the name.
+ */
+START_TEST(test_handoff_moves_to_a_file_replaced_while_held)
+{
+	struct lock_req	*a, *b;
+	int		 fd;
+
+	a = acq("unl", PROTO_EXCLUSIVE, 1);
+	ck_assert_int_eq(unlinkat(dirfd_, "unl", 0), 0);
+	fd = outsider_open("unl");
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	b = acq("unl", PROTO_EXCLUSIVE, 2);
+	ck_assert(!lock_req_held(b));
+	locktab_release(tab, a);
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert(!lock_req_held(b));
+	ck_assert(lock_blocked(locktab_find(tab, "unl")));
+
+	close(fd);
+	locktab_retry(tab);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(1, 2);
+	ck_assert_int_eq(outsider_try("unl", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, b);
+}
+END_TEST
+
+/* Past the lock file bound only names whose file exists still work. */
+START_TEST(test_max_files_bounds_new_lock_files_only)
+{
+	struct lock_req	*r = NULL;
+	int		 fd;
+
+	fd = outsider_open("old");
+	close(fd);
+	ck_assert_int_eq(locktab_set_max_files(tab, 2), 0);
+	ck_assert_uint_eq(locktab_nfiles(tab), 1);
+	cycle("new1");
+	ck_assert_uint_eq(locktab_nfiles(tab), 2);
+	ck_assert_int_eq(locktab_acquire(tab, "new2", PROTO_EXCLUSIVE, 0,
+	    (void *)2, &r), -EDQUOT);
+	ck_assert_int_eq(faccessat(dirfd_, "new2", F_OK, 0), -1);
+	ck_assert_ptr_null(locktab_find(tab, "new2"));
+	locktab_expire(tab);
+	locktab_expire(tab);
+	cycle("new1");
+	cycle("old");
+	fd = outsider_open("made-outside");
+	close(fd);
+	cycle("made-outside");
+	ck_assert_uint_eq(locktab_nfiles(tab), 2);
+}
+END_TEST
+
 START_TEST(test_out_of_descriptors_closes_idle_fds_and_retries)
 {
 	struct rlimit	 rl;
@@ -1112,6 +1200,9 @@ locktab_suite(void)
 	tcase_add_test(tc, test_idle_fds_are_capped);
 	tcase_add_test(tc, test_idle_lock_taken_by_outsider_is_closed);
 	tcase_add_test(tc, test_idle_fd_of_a_replaced_file_is_not_reused);
+	tcase_add_test(tc, test_idle_fd_of_a_file_moved_away_is_not_reused);
+	tcase_add_test(tc, test_handoff_moves_to_a_file_replaced_while_held);
+	tcase_add_test(tc, test_max_files_bounds_new_lock_files_only);
 	tcase_add_test(tc, test_out_of_descriptors_closes_idle_fds_and_retries);
 	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
 	tcase_add_test(tc, test_default_clock_is_realtime);
