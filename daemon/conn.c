@@ -34,6 +34,7 @@
 #define READ_SIZE	(64 * 1024)	/* most bytes taken in one read */
 #define REPLY_SIZE	(16 * 1024)	/* replies gathered for one write */
 #define PARTIAL_MAX	(PROTO_MAX_LINE + 1)	/* longest line and its \n */
+#define LINES_PER_PASS	64		/* requests handled per loop pass */
 #define IO_RETRIABLE(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
 
 enum conn_state {
@@ -48,12 +49,14 @@ struct conn {
 	struct event		*read_ev;	/* persistent while reading */
 	struct event		*write_ev;	/* while output is backed up */
 	struct event		*flush_ev;	/* flushes out, once a pass */
+	struct event		*more_ev;	/* goes on with kept input */
 	struct json_tokener	*tok;
 	struct peer		 peer;
 	char			*client;
 	struct acquire_list	 acquires;
 	enum conn_state		 state;
 	int			 throttled;	/* reading paused for output */
+	int			 more;		/* lines left for a later pass */
 	int			 in_input;	/* handling its own input */
 	int			 flush_armed;
 	struct evbuffer		*out;		/* replies not yet written */
@@ -74,6 +77,7 @@ static struct conn	*conn_reply_owner;
 static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_flush_cb(evutil_socket_t, short, void *);
+static void	conn_more_cb(evutil_socket_t, short, void *);
 static void	conn_close_with(struct conn *, enum proto_error, const char *);
 
 /* Read the peer's pid, uid and gid from the kernel, not from the client. */
@@ -95,6 +99,8 @@ conn_free_parts(struct conn *conn)
 		event_free(conn->write_ev);
 	if (conn->flush_ev != NULL)
 		event_free(conn->flush_ev);
+	if (conn->more_ev != NULL)
+		event_free(conn->more_ev);
 	if (conn->out != NULL)
 		evbuffer_free(conn->out);
 	if (conn->tok != NULL)
@@ -129,6 +135,7 @@ conn_new(struct server *srv, int fd, const struct peer *peer)
 	    conn)) == NULL ||
 	    (conn->flush_ev = event_new(base, -1, 0, conn_flush_cb,
 	    conn)) == NULL ||
+	    (conn->more_ev = evtimer_new(base, conn_more_cb, conn)) == NULL ||
 	    event_add(conn->read_ev, NULL) == -1) {
 		log_warnx("out of memory accepting a connection");
 		conn_free_parts(conn);
@@ -354,6 +361,8 @@ conn_start_closing(struct conn *conn)
 		event_add(conn->write_ev, &closing_tv);
 	conn->state = CONN_CLOSING;
 	event_del(conn->read_ev);
+	evtimer_del(conn->more_ev);
+	conn->more = 0;
 	conn->partial_len = 0;
 	request_drop_all(conn);
 	conn_arm_flush(conn);
@@ -398,15 +407,22 @@ conn_throttle(struct conn *conn)
 
 /*
  * Handle the complete lines in buf, in order, the first scanned bytes of
- * which hold no newline; return how many bytes were used.  A line longer
- * than the protocol allows ends the connection.
+ * which hold no newline; return how many bytes were used.  At most
+ * LINES_PER_PASS lines are handled, so one client's pipeline cannot hold
+ * up the loop; past that, more is set and the rest waits for a later
+ * pass.  A line longer than the protocol allows ends the connection.
  */
 static size_t
 conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 {
 	char	*line = buf, *end = buf + len, *nl;
+	int	 budget = LINES_PER_PASS;
 
 	while (conn->state == CONN_OPEN && !conn_throttle(conn)) {
+		if (budget-- == 0) {
+			conn->more = 1;
+			break;
+		}
 		nl = memchr(line + scanned, '\n', end - line - scanned);
 		scanned = 0;
 		if (nl == NULL) {
@@ -433,7 +449,7 @@ conn_keep_partial(struct conn *conn, const char *bytes, size_t len)
 		return -1;
 	memcpy(conn->partial, bytes, len);
 	conn->partial_len = conn->partial_size = len;
-	conn->partial_scanned = conn->throttled ? 0 : len;
+	conn->partial_scanned = conn->throttled || conn->more ? 0 : len;
 	return 0;
 }
 
@@ -453,7 +469,8 @@ conn_handle_partial(struct conn *conn)
 	}
 	conn->partial_len -= used;
 	memmove(conn->partial, conn->partial + used, conn->partial_len);
-	conn->partial_scanned = conn->throttled ? 0 : conn->partial_len;
+	conn->partial_scanned = conn->throttled || conn->more ? 0 :
+	    conn->partial_len;
 }
 
 /*
@@ -516,6 +533,39 @@ nomem:
 }
 
 /*
+ * After a pass over its input, decide how the connection goes on: with
+ * the lines left over on a later pass (a zero timer runs only after the
+ * loop polled everyone else), by reading again, or not at all while it
+ * is throttled (conn_write_cb resumes it) or closing.
+ */
+static void
+conn_input_next(struct conn *conn)
+{
+	static const struct timeval	 next_pass = { 0, 0 };
+
+	if (conn->state != CONN_OPEN || conn->throttled)
+		return;
+	if (conn->more) {
+		event_del(conn->read_ev);
+		evtimer_add(conn->more_ev, &next_pass);
+	} else
+		event_add(conn->read_ev, NULL);
+}
+
+/* Handle the kept input (one pass's worth), then go on and flush. */
+static void
+conn_handle_kept(struct conn *conn)
+{
+	conn->more = 0;
+	conn->in_input = 1;
+	if (conn->partial_len > 0)
+		conn_handle_partial(conn);
+	conn->in_input = 0;
+	conn_input_next(conn);
+	conn_flush(conn);
+}
+
+/*
  * Input: handle it, then send the replies in one write.  EOF or an error
  * ends the connection; after a clean EOF (a half-close) its locks go at
  * once, but pending replies still flush.
@@ -531,6 +581,8 @@ conn_read_cb(evutil_socket_t fd, short events, void *arg)
 	conn->in_input = 1;
 	n = conn_read_input(conn);
 	conn->in_input = 0;
+	if (conn->more)
+		conn_input_next(conn);
 	if (n == -1 && IO_RETRIABLE(errno))
 		return;
 	if (n == -1 || (n == 0 && evbuffer_get_length(conn->out) == 0)) {
@@ -563,13 +615,18 @@ conn_write_cb(evutil_socket_t fd, short events, void *arg)
 	    server_output_high(conn->srv) / 4)
 		return;
 	conn->throttled = 0;
-	conn->in_input = 1;
-	if (conn->partial_len > 0)
-		conn_handle_partial(conn);
-	conn->in_input = 0;
-	if (conn->state == CONN_OPEN && !conn->throttled)
-		event_add(conn->read_ev, NULL);
-	conn_flush(conn);
+	conn_handle_kept(conn);
+}
+
+/* A later pass: go on with the lines a pipeline left in the kept input. */
+static void
+conn_more_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct conn	*conn = arg;
+
+	(void)fd;
+	(void)events;
+	conn_handle_kept(conn);
 }
 
 /* The server this connection belongs to. */

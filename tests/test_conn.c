@@ -27,8 +27,9 @@ static struct event_base	*base;
 static struct server		*srv;
 static char			 lock_dir[64];
 
+/* Set up a daemon whose unread-output bound is output_high bytes. */
 static void
-setup(void)
+setup_with(size_t output_high)
 {
 	struct server_config	 config;
 
@@ -39,9 +40,22 @@ setup(void)
 	config.lock_dir = lock_dir;
 	config.max_locks_per_client = 4096;
 	config.max_clients = 16;
-	config.output_high = OUTPUT_HIGH_TEST;
+	config.output_high = output_high;
 	ck_assert_ptr_nonnull(base = event_base_new());
 	ck_assert_ptr_nonnull(srv = server_new(base, &config));
+}
+
+static void
+setup(void)
+{
+	setup_with(OUTPUT_HIGH_TEST);
+}
+
+/* The default bound, far above what the fairness test's replies need. */
+static void
+setup_default_bound(void)
+{
+	setup_with(0);
 }
 
 static void
@@ -179,6 +193,51 @@ START_TEST(test_pipelined_request_behind_a_big_reply_is_answered)
 }
 END_TEST
 
+/* Count the lines the daemon has written to fd so far, without the loop. */
+static int
+client_count_lines(int fd)
+{
+	char	 buf[1 << 16];
+	ssize_t	 got, i;
+	int	 lines = 0;
+
+	while ((got = read(fd, buf, sizeof buf)) > 0) {
+		for (i = 0; i < got; i++)
+			lines += buf[i] == '\n';
+	}
+	return lines;
+}
+
+/*
+ * One client pipelining many requests gets a bounded share of a loop
+ * pass: another client is answered in the same pass, and the pipeline is
+ * still answered whole, in order, over the following passes.
+ */
+START_TEST(test_a_long_pipeline_is_served_a_share_per_pass)
+{
+	static char	 pipeline[1000 * 40];
+	char		 last[512];
+	size_t		 len = 0;
+	int		 a = client_new(), b = client_new(), i, got;
+
+	for (i = 0; i < 1000; i++)
+		len += snprintf(pipeline + len, sizeof pipeline - len,
+		    "{\"id\":%d,\"op\":\"ping\"}\n", i);
+	client_send(a, pipeline);
+	client_send(b, "{\"id\":\"B\",\"op\":\"ping\"}\n");
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	got = client_count_lines(a);
+	ck_assert_int_gt(got, 0);
+	ck_assert_int_lt(got, 1000);
+	ck_assert_int_eq(client_count_lines(b), 1);
+	ck_assert_int_eq(client_read_lines(a, 1000 - got, last, sizeof last),
+	    1000 - got);
+	ck_assert_str_eq(last, "{\"id\":999,\"ok\":true}");
+	close(b);
+	client_close_and_check(a);
+}
+END_TEST
+
 static Suite *
 conn_suite(void)
 {
@@ -189,6 +248,10 @@ conn_suite(void)
 	tcase_add_test(tc, test_throttled_connection_resumes_when_output_drains);
 	tcase_add_test(tc,
 	    test_pipelined_request_behind_a_big_reply_is_answered);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("fairness");
+	tcase_add_checked_fixture(tc, setup_default_bound, teardown);
+	tcase_add_test(tc, test_a_long_pipeline_is_served_a_share_per_pass);
 	suite_add_tcase(s, tc);
 	return s;
 }
