@@ -95,11 +95,16 @@ struct outside_holder {
 	pid_t		 pid;
 	ino_t		 ino;
 	enum proto_mode	 mode;
-	char		 command[32];
+	char		 command[32];	/* "" until read for encoding */
 };
+struct outside_cache;
 
-size_t		 outside_scan(dev_t, pid_t, struct outside_holder **);
-struct json_object *outside_encode(const struct outside_holder *);
+struct outside_cache *outside_cache_new(void);
+void		 outside_cache_free(struct outside_cache *);
+size_t		 outside_get(struct outside_cache *, dev_t, int,
+		    struct outside_holder **);
+struct outside_holder *outside_find(struct outside_holder *, size_t, ino_t);
+struct json_object *outside_encode(struct outside_holder *);
 
 /* access.c: who may connect, from the peer's credentials. */
 struct access;
@@ -166,6 +171,7 @@ struct server	*server_new(struct event_base *, const struct server_config *);
 void		 server_free(struct server *);
 struct event_base *server_base(struct server *);
 struct locktab	*server_locktab(struct server *);
+struct outside_cache *server_outside(struct server *);
 int		 server_lock_dirfd(const struct server *);
 struct conn_list *server_conns(struct server *);
 size_t		 server_nconns(const struct server *);

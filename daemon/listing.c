@@ -16,13 +16,16 @@
 
 #include "daemon.h"
 
-/* The outside flocks on the lock directory's device, read once a reply. */
+/*
+ * The outside flocks on the lock directory's device, borrowed from the
+ * server's cache of /proc/locks (at most 100 ms old), sorted by inode.
+ */
 struct outside {
 	struct outside_holder	*holders;
 	size_t			 n;
 };
 
-#define OUTSIDE_TRIES	10	/* reads of /proc/locks per reply, at most */
+#define OUTSIDE_TRIES	4	/* looks at /proc/locks per reply, at most */
 
 static int	outside_holds(const struct outside *, ino_t);
 static ino_t	lock_ino(struct lock *);
@@ -35,24 +38,25 @@ struct entry {
 };
 
 /*
- * Read the outside flocks.  A blocked lock is held outside by definition,
- * so if the scan shows no holder of one of them (/proc/locks is only
- * consistent a page at a time), read again, a few times at most.
+ * Get the outside flocks, if needed at all.  A blocked lock is held
+ * outside by definition, so if the scan shows no holder of one of them
+ * (/proc/locks is only consistent a page at a time), ask for a new read,
+ * which the cache allows a few times per scan.
  */
 static void
 outside_read(struct server *srv, struct outside *out, struct lock **blocked,
-    size_t nblocked)
+    size_t nblocked, int needed)
 {
 	struct stat	 sb;
 	size_t		 i, try;
 
 	out->holders = NULL;
 	out->n = 0;
-	if (fstat(server_lock_dirfd(srv), &sb) == -1)
+	if (!needed || fstat(server_lock_dirfd(srv), &sb) == -1)
 		return;
 	for (try = 0; try < OUTSIDE_TRIES; try++) {
-		free(out->holders);
-		out->n = outside_scan(sb.st_dev, getpid(), &out->holders);
+		out->n = outside_get(server_outside(srv), sb.st_dev, try > 0,
+		    &out->holders);
 		for (i = 0; i < nblocked; i++) {
 			if (!outside_holds(out, lock_ino(blocked[i])))
 				break;
@@ -75,13 +79,21 @@ lock_ino(struct lock *lock)
 static int
 outside_holds(const struct outside *out, ino_t ino)
 {
-	size_t	 i;
+	return outside_find(out->holders, out->n, ino) != NULL;
+}
 
-	for (i = 0; i < out->n; i++) {
-		if (out->holders[i].ino == ino)
-			return 1;
-	}
-	return 0;
+/*
+ * Whether a process outside the broker may flock the lock's file: only
+ * if it is blocked, or the broker holds it shared, which an outside
+ * shared flock can join.
+ */
+static int
+lock_may_have_outsiders(struct lock *lock)
+{
+	struct lock_req	*first = lock_first_holder(lock);
+
+	return lock_blocked(lock) ||
+	    (first != NULL && lock_req_mode(first) == PROTO_SHARED);
 }
 
 /* Append broker requests from first on, then outside holders of ino. */
@@ -89,16 +101,16 @@ static struct json_object *
 holders_array(struct lock_req *first, const struct outside *out, ino_t ino)
 {
 	struct json_object	*array = json_object_new_array();
+	struct outside_holder	*h, *end;
 	struct lock_req		*req;
-	size_t			 i;
 
 	for (req = first; req != NULL; req = lock_req_next(req))
 		json_object_array_add(array, request_holder_encode(req));
-	for (i = 0; out != NULL && ino != 0 && i < out->n; i++) {
-		if (out->holders[i].ino == ino)
-			json_object_array_add(array,
-			    outside_encode(&out->holders[i]));
-	}
+	if (out == NULL || ino == 0 ||
+	    (h = outside_find(out->holders, out->n, ino)) == NULL)
+		return array;
+	for (end = out->holders + out->n; h < end && h->ino == ino; h++)
+		json_object_array_add(array, outside_encode(h));
 	return array;
 }
 
@@ -106,17 +118,13 @@ holders_array(struct lock_req *first, const struct outside *out, ino_t ino)
 struct json_object *
 listing_holders(struct server *srv, struct lock *lock)
 {
-	struct json_object	*array;
 	struct outside		 out;
 	struct lock_req		*first = lock_first_holder(lock);
 
-	/* Under an exclusive broker holder no outsider can hold the file. */
-	if (first != NULL && lock_req_mode(first) == PROTO_EXCLUSIVE)
+	if (!lock_may_have_outsiders(lock))
 		return holders_array(first, NULL, 0);
-	outside_read(srv, &out, &lock, lock_blocked(lock) ? 1 : 0);
-	array = holders_array(first, &out, out.n > 0 ? lock_ino(lock) : 0);
-	free(out.holders);
-	return array;
+	outside_read(srv, &out, &lock, lock_blocked(lock) ? 1 : 0, 1);
+	return holders_array(first, &out, out.n > 0 ? lock_ino(lock) : 0);
 }
 
 /* Add an entry, growing the array; -1 if out of memory. */
@@ -231,19 +239,25 @@ entries_collect(struct server *srv, const struct outside *out,
 	return n;
 }
 
-/* The blocked locks among those listed (name, or all), for outside_read. */
+/*
+ * The blocked locks among those listed (name, or all), for outside_read;
+ * *ret_outsiders says whether any listed lock may have outside holders.
+ */
 static size_t
-blocked_collect(struct server *srv, const char *name, struct lock ***ret)
+blocked_collect(struct server *srv, const char *name, struct lock ***ret,
+    int *ret_outsiders)
 {
 	struct locktab	*tab = server_locktab(srv);
 	struct lock	*lock, **blocked;
 	size_t		 n = 0;
 
 	*ret = NULL;
+	*ret_outsiders = 0;
 	if (name != NULL) {
-		lock = locktab_find(tab, name);
-		if (lock == NULL || !lock_blocked(lock) ||
-		    (*ret = malloc(sizeof **ret)) == NULL)
+		if ((lock = locktab_find(tab, name)) == NULL)
+			return 0;
+		*ret_outsiders = lock_may_have_outsiders(lock);
+		if (!lock_blocked(lock) || (*ret = malloc(sizeof **ret)) == NULL)
 			return 0;
 		(*ret)[0] = lock;
 		return 1;
@@ -253,9 +267,25 @@ blocked_collect(struct server *srv, const char *name, struct lock ***ret)
 	for (lock = locktab_first(tab); lock != NULL; lock = locktab_next(lock)) {
 		if (lock_blocked(lock) && n < locktab_nblocked(tab))
 			blocked[n++] = lock;
+		if (!*ret_outsiders)
+			*ret_outsiders = lock_may_have_outsiders(lock);
 	}
 	*ret = blocked;
 	return n;
+}
+
+/*
+ * The holders of a listed entry; a cached scan may be up to 100 ms old,
+ * so outsiders are shown only where the broker's own holds allow them.
+ */
+static struct json_object *
+entry_holders(const struct entry *entry, const struct outside *out)
+{
+	if (entry->lock == NULL)
+		return holders_array(NULL, out, entry->ino);
+	if (!lock_may_have_outsiders(entry->lock))
+		return holders_array(lock_first_holder(entry->lock), NULL, 0);
+	return holders_array(lock_first_holder(entry->lock), out, entry->ino);
 }
 
 /* The "locks" array of a list reply. */
@@ -267,9 +297,10 @@ listing_locks(struct server *srv, const char *name, int all)
 	struct entry		*entries;
 	struct lock		**blocked;
 	size_t			 i, n, nblocked;
+	int			 outsiders;
 
-	nblocked = blocked_collect(srv, name, &blocked);
-	outside_read(srv, &out, blocked, nblocked);
+	nblocked = blocked_collect(srv, name, &blocked, &outsiders);
+	outside_read(srv, &out, blocked, nblocked, all || outsiders);
 	free(blocked);
 	n = entries_collect(srv, &out, name, all, &entries);
 	array = json_object_new_array();
@@ -277,15 +308,13 @@ listing_locks(struct server *srv, const char *name, int all)
 		obj = json_object_new_object();
 		json_object_object_add(obj, "name",
 		    json_object_new_string(entries[i].name));
-		json_object_object_add(obj, "holders", holders_array(
-		    entries[i].lock ? lock_first_holder(entries[i].lock) : NULL,
-		    &out, entries[i].ino));
+		json_object_object_add(obj, "holders", entry_holders(&entries[i],
+		    &out));
 		json_object_object_add(obj, "waiters", holders_array(
 		    entries[i].lock ? lock_first_waiter(entries[i].lock) : NULL,
 		    NULL, 0));
 		json_object_array_add(array, obj);
 	}
 	free(entries);
-	free(out.holders);
 	return array;
 }

@@ -21,6 +21,8 @@
 #define OUTSIDE_MAX	65536	/* entries kept at most, bounding memory */
 #define OUTSIDE_READ	65536	/* bytes asked of each read(2) */
 #define OUTSIDE_MAX_BYTES (64 * 1024 * 1024)	/* of /proc/locks read */
+#define OUTSIDE_FRESH_SECS 0.1	/* a scan serves all requests this long */
+#define OUTSIDE_REREADS	3	/* more reads of one scan's time, at most */
 
 /* Parse one /proc/locks line; 1 if it is a granted FLOCK on dev. */
 static int
@@ -99,28 +101,44 @@ outside_slurp(void)
 	return buf;
 }
 
-/* Whether h is already collected (the kernel's view can repeat lines). */
+/* Order holders by inode, then pid and mode, so one file's are adjacent. */
 static int
-outside_seen(const struct outside_holder *holders, size_t n,
-    const struct outside_holder *h)
+outside_cmp(const void *a, const void *b)
 {
-	size_t	 i;
+	const struct outside_holder	*x = a, *y = b;
 
-	for (i = 0; i < n; i++) {
-		if (holders[i].ino == h->ino && holders[i].pid == h->pid &&
-		    holders[i].mode == h->mode)
-			return 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return (int)x->mode - (int)y->mode;
+}
+
+/* Sort holders and drop repeats (the kernel's view can repeat lines). */
+static size_t
+outside_sort_unique(struct outside_holder *holders, size_t n)
+{
+	size_t	 i, kept = 0;
+
+	if (n == 0)
+		return 0;
+	qsort(holders, n, sizeof *holders, outside_cmp);
+	for (i = 1; i < n; i++) {
+		if (outside_cmp(&holders[kept], &holders[i]) != 0)
+			holders[++kept] = holders[i];
 	}
-	return 0;
+	return kept + 1;
 }
 
 /*
- * Collect the flocks held on device dev by processes other than self.
- * Returns the count and an array to free (NULL when none or on error).
- * /proc/locks is only consistent a page at a time, so a busy machine can
- * still hide a holder; callers that know a lock is held outside retry.
+ * Collect the flocks held on device dev by processes other than self,
+ * sorted by inode.  Returns the count and an array to free (NULL when
+ * none or on error).  /proc/locks is only consistent a page at a time, so
+ * a busy machine can still hide a holder; callers that know a lock is
+ * held outside retry.  Command names are read later, for the holders
+ * shown (outside_encode), not for every flock on the machine.
  */
-size_t
+static size_t
 outside_scan(dev_t dev, pid_t self, struct outside_holder **ret)
 {
 	struct outside_holder	*holders = NULL, *grown, h;
@@ -134,8 +152,7 @@ outside_scan(dev_t dev, pid_t self, struct outside_holder **ret)
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
 		memset(&h, 0, sizeof h);
-		if (!outside_parse(line, dev, &h) || h.pid == self ||
-		    outside_seen(holders, n, &h))
+		if (!outside_parse(line, dev, &h) || h.pid == self)
 			continue;
 		if (n == cap) {
 			cap = cap == 0 ? 16 : cap * 2;
@@ -144,20 +161,103 @@ outside_scan(dev_t dev, pid_t self, struct outside_holder **ret)
 				break;
 			holders = grown;
 		}
-		outside_command(h.pid, h.command, sizeof h.command);
 		holders[n++] = h;
 	}
 	free(text);
 	*ret = holders;
-	return n;
+	return outside_sort_unique(holders, n);
+}
+
+/*
+ * One scan, shared by every request within OUTSIDE_FRESH_SECS of it: any
+ * local user can make /proc/locks long, so however many requests ask, it
+ * is read at most 1 + OUTSIDE_REREADS times in that time.
+ */
+struct outside_cache {
+	struct outside_holder	*holders;
+	size_t			 n;
+	dev_t			 dev;
+	double			 read_at;	/* monotonic; < 0: never */
+	int			 rereads;	/* left until the next read */
+};
+
+struct outside_cache *
+outside_cache_new(void)
+{
+	struct outside_cache	*cache;
+
+	if ((cache = calloc(1, sizeof *cache)) == NULL)
+		return NULL;
+	cache->read_at = -1;
+	return cache;
+}
+
+void
+outside_cache_free(struct outside_cache *cache)
+{
+	if (cache == NULL)
+		return;
+	free(cache->holders);
+	free(cache);
+}
+
+/* Replace the cached scan with a new one of device dev. */
+static void
+outside_cache_read(struct outside_cache *cache, dev_t dev)
+{
+	free(cache->holders);
+	cache->n = outside_scan(dev, getpid(), &cache->holders);
+	cache->dev = dev;
+	cache->read_at = clock_monotonic();
+}
+
+/*
+ * The outside flocks on device dev, sorted by inode, at most
+ * OUTSIDE_FRESH_SECS old; the array belongs to the cache and lives until
+ * the next call.  With reread set (the caller knows a holder the scan
+ * missed, as /proc/locks is consistent only a page at a time), read again
+ * if this scan's rereads are not used up.
+ */
+size_t
+outside_get(struct outside_cache *cache, dev_t dev, int reread,
+    struct outside_holder **ret)
+{
+	if (cache->read_at < 0 || cache->dev != dev ||
+	    clock_monotonic() - cache->read_at >= OUTSIDE_FRESH_SECS) {
+		outside_cache_read(cache, dev);
+		cache->rereads = OUTSIDE_REREADS;
+	} else if (reread && cache->rereads > 0) {
+		outside_cache_read(cache, dev);
+		cache->rereads--;
+	}
+	*ret = cache->holders;
+	return cache->n;
+}
+
+/* The first of the n sorted holders that flocks inode ino, or NULL. */
+struct outside_holder *
+outside_find(struct outside_holder *holders, size_t n, ino_t ino)
+{
+	size_t	 lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (holders[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && holders[lo].ino == ino ? &holders[lo] : NULL;
 }
 
 /* Describe an outside holder as the protocol shows it. */
 struct json_object *
-outside_encode(const struct outside_holder *h)
+outside_encode(struct outside_holder *h)
 {
 	struct proto_holder	 ph;
 
+	if (h->command[0] == '\0')
+		outside_command(h->pid, h->command, sizeof h->command);
 	memset(&ph, 0, sizeof ph);
 	ph.external = 1;
 	ph.pid = h->pid;

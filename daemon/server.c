@@ -32,6 +32,7 @@ struct server {
 	int			 lock_dirfd;
 	struct locktab		*locktab;
 	struct watcher		*watcher;
+	struct outside_cache	*outside;	/* the last /proc/locks scan */
 	struct conn_list	 conns;
 	size_t			 nconns;
 	size_t			 max_locks_per_client;
@@ -360,6 +361,8 @@ server_new(struct event_base *base, const struct server_config *config)
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
 	srv->watcher = watcher_new(base, srv->locktab, srv->lock_dirfd);
+	if ((srv->outside = outside_cache_new()) == NULL)
+		fatal("outside_cache_new");
 	server_reserve_tokens(srv);
 	srv->socket_path = strdup(config->socket_path != NULL ?
 	    config->socket_path : "(no socket)");
@@ -397,6 +400,7 @@ server_free(struct server *srv)
 	server_reserve_tokens(srv);
 	watcher_free(srv->watcher);
 	locktab_free(srv->locktab);
+	outside_cache_free(srv->outside);
 	close(srv->lock_dirfd);
 	event_free(srv->sigterm_ev);
 	event_free(srv->sigint_ev);
@@ -421,6 +425,13 @@ struct locktab *
 server_locktab(struct server *srv)
 {
 	return srv->locktab;
+}
+
+/* The cached scan of outside flocks. */
+struct outside_cache *
+server_outside(struct server *srv)
+{
+	return srv->outside;
 }
 
 /* The open lock directory. */

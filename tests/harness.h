@@ -48,6 +48,11 @@
 /* How long a daemon may take to listen or to exit, in seconds. */
 #define H_START_SECS	5.0
 #define H_SLOW_SECS	60.0	/* the same under $LOCKSD_WRAPPER */
+/*
+ * How long after an outside flock changes list is sure to show it: the
+ * daemon reads /proc/locks at most every 100 ms (PROTOCOL.md).
+ */
+#define H_OUTSIDE_STALE_SECS	0.15
 /* How long to wait for a reply that must come. */
 #define H_REPLY_SECS	5.0
 

@@ -192,6 +192,7 @@ outside(struct h_flock *f, const char *flags, const char *name)
 
 	snprintf(path, sizeof path, "%s/%s", h_srv.lock_dir, name);
 	ck_assert_msg(h_flock_spawn(f, flags, path) == 0, "%s", h_error());
+	h_sleep(H_OUTSIDE_STALE_SECS);
 }
 
 /* Make the outside flock(1) let go; it must exit 0. */
@@ -199,6 +200,7 @@ static void
 outside_release(struct h_flock *f)
 {
 	ck_assert_msg(h_flock_release(f) == 0, "%s", h_error());
+	h_sleep(H_OUTSIDE_STALE_SECS);
 }
 
 /* Whether an outside process could flock name exclusively right now. */

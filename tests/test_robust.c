@@ -21,6 +21,7 @@
  */
 
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -30,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1379,6 +1381,99 @@ START_TEST(test_chaos_check_passes_a_valid_log_and_finds_planted_faults)
 }
 END_TEST
 
+/*
+ * A stall: many unrelated flocks on the machine make every read of
+ * /proc/locks slow, and one client pipelines list requests that each
+ * want it.  Others must still be served, and SIGTERM acted on.
+ */
+#define STALL_FLOCKS	15000
+#define STALL_LISTS	1500
+
+/*
+ * Fork children that together hold n flocks on files in dir (on the lock
+ * dir's device, so the daemon must parse them all); each writes a byte to
+ * the pipe once it holds its share, then waits to be killed.  Returns how
+ * many children were forked into pids.
+ */
+static int
+stall_flocks_start(const char *dir, int n, pid_t *pids, int maxpids)
+{
+	struct rlimit	 rl;
+	char		 path[PATH_MAX + 16], c = 'x';
+	int		 pipefd[2], per, nchildren = 0, first, i, fd;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	per = rl.rlim_max > (rlim_t)n + 64 ? n : (int)rl.rlim_max - 64;
+	ck_assert_int_gt(per, 0);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	for (first = 0; first < n && nchildren < maxpids; first += per) {
+		ck_assert_int_ne(pids[nchildren] = fork(), -1);
+		if (pids[nchildren++] > 0)
+			continue;
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		for (i = first; i < n && i < first + per; i++) {
+			snprintf(path, sizeof path, "%s/f%d", dir, i);
+			if ((fd = open(path, O_RDONLY | O_CREAT, 0644)) == -1 ||
+			    flock(fd, LOCK_EX | LOCK_NB) == -1)
+				_exit(1);
+		}
+		if (write(pipefd[1], &c, 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pipefd[1]);
+	for (i = 0; i < nchildren; i++)
+		ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	close(pipefd[0]);
+	return nchildren;
+}
+
+START_TEST(test_pipelined_lists_under_many_flocks_do_not_stall_others)
+{
+	static char		 lists[STALL_LISTS * 32];
+	struct h_daemon		 d;
+	struct h_conn		*other;
+	char			 dir[PATH_MAX];
+	pid_t			 pids[64];
+	size_t			 len = 0;
+	double			 t0;
+	int			 i, n, fd;
+
+	if (skip_under_wrapper(__func__))
+		return;
+	snprintf(dir, sizeof dir, "%s/stall-XXXXXX", h_run_dir());
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	n = stall_flocks_start(dir, STALL_FLOCKS, pids, 64);
+	memset(&d, 0, sizeof d);
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	other = h_connect_to(d.socket_path);
+	for (i = 0; i < STALL_LISTS; i++)
+		len += snprintf(lists + len, sizeof lists - len,
+		    "{\"op\":\"list\",\"all\":true}\n");
+	ck_assert_int_ne(fd = h_unix_connect(d.socket_path), -1);
+	ck_assert_int_eq(write(fd, lists, len), (ssize_t)len);
+
+	t0 = h_now();
+	EXPECT_OK(h_request(other, "{\"op\":\"ping\"}"));
+	ck_assert_msg(h_now() - t0 < 1, "a ping took %.3f s", h_now() - t0);
+	t0 = h_now();
+	EXPECT_OK(h_request(other, "{\"op\":\"acquire\",\"name\":\"stall\"}"));
+	ck_assert_msg(h_now() - t0 < 1, "an acquire took %.3f s",
+	    h_now() - t0);
+	t0 = h_now();
+	ck_assert_msg(h_daemon_signal_stop(&d, SIGTERM) == 0, "%s",
+	    h_error());
+	ck_assert_msg(h_now() - t0 < 5, "SIGTERM took %.3f s", h_now() - t0);
+	close(fd);
+	for (i = 0; i < n; i++) {
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], NULL, 0);
+	}
+}
+END_TEST
+
 static Suite *
 robust_suite(void)
 {
@@ -1399,6 +1494,11 @@ robust_suite(void)
 	    test_flood_of_list_requests_never_read_keeps_memory_bounded);
 	tcase_add_test(tc,
 	    test_flood_of_pings_is_paused_and_every_request_is_answered);
+	suite_add_tcase(s, tc);
+
+	tc = h_tcase("stall", 60);
+	tcase_add_test(tc,
+	    test_pipelined_lists_under_many_flocks_do_not_stall_others);
 	suite_add_tcase(s, tc);
 
 	tc = h_tcase("descriptors", 60);
