@@ -112,7 +112,8 @@ static const char help_text[] =
     "  1      run: the lock is taken (-n) or the wait timed out (see -E);\n"
     "         other commands: a daemon timeout\n"
     "  2      usage error, including an invalid lock name\n"
-    "  69     cannot reach the daemon, or the connection was lost\n"
+    "  69     cannot reach the daemon, or the connection was lost, or the\n"
+    "         default socket is not the user's own (see locks(1))\n"
     "  70     the daemon refused the request, or its reply made no sense\n"
     "  71     cannot fork\n"
     "  75     the daemon hit a resource limit; try again later; or run:\n"
@@ -295,6 +296,10 @@ report(int error, locks_conn *conn, const char *path)
 		fprintf(stderr, "locks: cannot connect to locksd at %s: %s\n",
 		    path, reason);
 		return EX_UNAVAILABLE;
+	case LOCKS_E_UNTRUSTED:
+		/* The library names the directory or socket and why. */
+		fprintf(stderr, "locks: %s\n", msg);
+		return EX_UNAVAILABLE;
 	}
 	fprintf(stderr, "locks: %s: %s\n", locks_error_code(error), msg);
 	switch (error) {
@@ -317,8 +322,9 @@ connect_or_exit(const char *given, const char *label)
 	locks_conn	*conn;
 	int		 error;
 
+	/* Given NULL, the library checks a per-user default before use. */
 	path = socket_path(given, buf, sizeof buf);
-	if ((error = locks_connect(path, label, &conn)) != LOCKS_OK)
+	if ((error = locks_connect(given, label, &conn)) != LOCKS_OK)
 		exit(report(error, NULL, path));
 	return conn;
 }

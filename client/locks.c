@@ -4,9 +4,11 @@
  */
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -129,6 +131,8 @@ locks_error_code(int error)
 		return "no_memory";
 	case LOCKS_E_INVAL:
 		return "invalid_argument";
+	case LOCKS_E_UNTRUSTED:
+		return "untrusted_socket";
 	}
 	return "unknown";
 }
@@ -174,6 +178,8 @@ locks_strerror(int error)
 		return "Out of memory";
 	case LOCKS_E_INVAL:
 		return "Invalid argument";
+	case LOCKS_E_UNTRUSTED:
+		return "The lock daemon's socket is not trustworthy";
 	}
 	return "Unknown error";
 }
@@ -718,6 +724,87 @@ socket_connect(int fd, const char *path)
 	return 0;
 }
 
+/*
+ * Whether the default socket is a per-user one that must be checked:
+ * neither $LOCKS_SOCKET (the user's choice) nor root's system socket,
+ * whose directory belongs to the locksd user.  Mirrors
+ * proto_default_socket.
+ */
+static int
+default_is_per_user(void)
+{
+	const char	*env;
+
+	if ((env = secure_getenv("LOCKS_SOCKET")) != NULL && *env != '\0')
+		return 0;
+	return geteuid() != 0;
+}
+
+/*
+ * Check the directory of a per-user socket, as tmux does: a directory,
+ * not a link to one, owned by us and writable by no one else.  Anyone who
+ * could create entries in it could put their own socket there.
+ */
+static int
+check_socket_dir(const char *path)
+{
+	char		 dir[PATH_MAX];
+	const char	*slash;
+	struct stat	 sb;
+	long		 me = (long)geteuid();
+
+	if ((slash = strrchr(path, '/')) == NULL ||
+	    (size_t)(slash - path) >= sizeof dir) {
+		set_msg(NULL, "cannot check the directory of %s", path);
+		return LOCKS_E_UNTRUSTED;
+	}
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if (lstat(*dir != '\0' ? dir : "/", &sb) == -1) {
+		set_msg(NULL, "cannot connect to %s: %s", path,
+		    strerror(errno));
+		return LOCKS_E_CONNECT;
+	}
+	if (S_ISLNK(sb.st_mode))
+		set_msg(NULL, "%s is a symbolic link, not a directory; "
+		    "refusing to use its socket", dir);
+	else if (!S_ISDIR(sb.st_mode))
+		set_msg(NULL, "%s is not a directory; refusing to use its "
+		    "socket", dir);
+	else if ((long)sb.st_uid != me)
+		set_msg(NULL, "%s is owned by uid %ld, not you (%ld); "
+		    "refusing to use its socket", dir, (long)sb.st_uid, me);
+	else if ((sb.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		set_msg(NULL, "%s is writable by %s (mode %04o); refusing to "
+		    "use its socket", dir, (sb.st_mode & S_IWOTH) != 0 ?
+		    "others" : "its group", (unsigned)(sb.st_mode & 07777));
+	else
+		return LOCKS_OK;
+	return LOCKS_E_UNTRUSTED;
+}
+
+/* Check that the daemon on a per-user socket is us or root. */
+static int
+check_peer(int fd, const char *path)
+{
+	struct ucred	 cred;
+	socklen_t	 len = sizeof cred;
+	long		 me = (long)geteuid();
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		set_msg(NULL, "cannot learn who serves %s: %s", path,
+		    strerror(errno));
+		return LOCKS_E_UNTRUSTED;
+	}
+	if ((long)cred.uid != me && cred.uid != 0) {
+		set_msg(NULL, "%s is served by uid %ld (pid %ld), not by you "
+		    "(%ld) or root; refusing to talk to it", path,
+		    (long)cred.uid, (long)cred.pid, me);
+		return LOCKS_E_UNTRUSTED;
+	}
+	return LOCKS_OK;
+}
+
 /* Allocate a connection around a connected socket. */
 static int
 conn_new(int fd, const char *path, locks_conn **ret_conn)
@@ -750,13 +837,13 @@ conn_hello(locks_conn *conn, const char *client)
 	return conn_simple(conn, &req);
 }
 
-/* Connect to the daemon at path (NULL: the default) and say hello. */
+/* Connect to the daemon at path (NULL: the default, checked) and say hello. */
 int
 locks_connect(const char *path, const char *client, locks_conn **ret_conn)
 {
 	char		 dflt[4096];
 	locks_conn	*conn;
-	int		 fd, error, n;
+	int		 fd, error, n, per_user = 0;
 
 	if (client == NULL)
 		client = program_invocation_short_name;
@@ -772,7 +859,10 @@ locks_connect(const char *path, const char *client, locks_conn **ret_conn)
 			return LOCKS_E_CONNECT;
 		}
 		path = dflt;
+		per_user = default_is_per_user();
 	}
+	if (per_user && (error = check_socket_dir(path)) != LOCKS_OK)
+		return error;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 || socket_connect(fd, path) == -1) {
 		set_msg(NULL, "cannot connect to %s: %s", path,
@@ -780,6 +870,11 @@ locks_connect(const char *path, const char *client, locks_conn **ret_conn)
 		if (fd != -1)
 			close(fd);
 		return LOCKS_E_CONNECT;
+	}
+	/* Before hello: a stranger learns nothing, not even our label. */
+	if (per_user && (error = check_peer(fd, path)) != LOCKS_OK) {
+		close(fd);
+		return error;
 	}
 	if ((error = conn_new(fd, path, &conn)) != LOCKS_OK) {
 		set_msg(NULL, "out of memory");

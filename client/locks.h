@@ -48,7 +48,8 @@ enum locks_error {
 	LOCKS_E_LOST = -101,		/* the connection broke */
 	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */
 	LOCKS_E_NOMEM = -103,		/* out of memory */
-	LOCKS_E_INVAL = -104		/* bad argument to the library */
+	LOCKS_E_INVAL = -104,		/* bad argument to the library */
+	LOCKS_E_UNTRUSTED = -105	/* the default socket is not safe */
 };
 
 enum locks_mode {
@@ -74,6 +75,16 @@ const char	*locks_last_message(const locks_conn *);
  * /run/locksd/locksd.sock as root, else $XDG_RUNTIME_DIR/locksd/locksd.sock,
  * else /tmp/locksd-$UID/locksd.sock.  Returns the length written (as
  * snprintf does).
+ *
+ * The last two are per-user sockets, and locks_connect(NULL, ...) checks
+ * who they belong to before it says anything: the socket's directory must
+ * be a real directory (not a symbolic link) owned by the caller's euid and
+ * writable by neither its group nor others (a sticky bit is no excuse),
+ * and the daemon on it (SO_PEERCRED) must run as the caller's euid or as
+ * root.  Otherwise it fails with LOCKS_E_UNTRUSTED, and
+ * locks_last_message(NULL) names the directory or socket and says why.
+ * A path passed to locks_connect, $LOCKS_SOCKET and root's system socket
+ * are the caller's own choice and are not checked.
  */
 int		 locks_default_socket(char *, size_t);
 
@@ -84,8 +95,9 @@ int		 locks_default_socket(char *, size_t);
 int		 locks_name_valid(const char *);
 
 /*
- * Connect to the daemon at path (NULL: the default) and say hello with the
- * label client (NULL: the program's name).
+ * Connect to the daemon at path (NULL: the default, checked as said at
+ * locks_default_socket) and say hello with the label client (NULL: the
+ * program's name).
  */
 int		 locks_connect(const char *, const char *, locks_conn **);
 void		 locks_close(locks_conn *);

@@ -277,6 +277,11 @@ h_daemon_spawn(const struct h_daemon *d)
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 			_exit(126);
 	}
+	/* The log stays open as ours; the daemon itself is someone else. */
+	if (d->gid != 0 && (setgroups(0, NULL) == -1 || setgid(d->gid) == -1))
+		_exit(126);
+	if (d->uid != 0 && setuid(d->uid) == -1)
+		_exit(126);
 	/* With env_only the defaults apply: the socket from the environment. */
 	if (d->env_only)
 		setenv("LOCKS_SOCKET", d->socket_path, 1);

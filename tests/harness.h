@@ -65,6 +65,8 @@ struct h_daemon {
 	char		 log_path[160];	/* its stderr */
 	rlim_t		 nofile;	/* RLIMIT_NOFILE; 0: inherit */
 	int		 env_only;	/* use $LOCKS_SOCKET, no options */
+	uid_t		 uid;		/* run as uid and gid (0: as we are) */
+	gid_t		 gid;
 	const char	*extra[4];	/* more options; NULL ends */
 };
 

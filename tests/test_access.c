@@ -2,7 +2,8 @@
  * Access control, the connection bound and losing the broker: a real
  * locksd started with --allow-user, --allow-group or --max-clients, peers
  * that connect as other users (the test must run as root for those), and
- * liblocks clients whose daemon is killed under them.
+ * liblocks clients whose daemon is killed under them or that refuse a
+ * default per-user socket that is not the caller's.
  *
  * Every test starts daemons of its own, with the options it is about, and
  * stops them itself: SIGTERM must still make a daemon exit 0 after it has
@@ -15,6 +16,7 @@
  */
 
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -35,6 +37,7 @@
 #define NOBODY		65534	/* nobody's uid, and its group's gid */
 #define SOME_GID	4242	/* a group nobody is in unless we say so */
 #define OTHER_GID	4243
+#define OTHER_UID	4244	/* a uid (and gid) no account has */
 
 /* Whether nobody can reach sockets under the run's directory. */
 static int	 nobody_reaches_run_dir;
@@ -681,6 +684,263 @@ START_TEST(test_liblocks_loss_calls_accept_null)
 }
 END_TEST
 
+/*
+ * Whom liblocks talks to on the default per-user socket.  The caller is
+ * nobody with $XDG_RUNTIME_DIR set to a fresh directory of the test (one
+ * nobody may search), so its default socket is <that>/locksd/locksd.sock;
+ * a second user, OTHER_UID, plays the squatter.
+ */
+
+/*
+ * Point the default socket into a fresh $XDG_RUNTIME_DIR, xdg; dir gets
+ * its locksd/ (not created).  The test's own environment is the caller's.
+ */
+static void
+runtime_dir(char *xdg, size_t xsize, char *dir, size_t dsize)
+{
+	ck_assert_int_lt(snprintf(xdg, xsize, "%s/x-XXXXXX", h_run_dir()),
+	    (int)xsize);
+	ck_assert_msg(mkdtemp(xdg) != NULL, "mkdtemp %s: %s", xdg,
+	    strerror(errno));
+	ck_assert_int_eq(chmod(xdg, 0711), 0);
+	ck_assert_int_lt(snprintf(dir, dsize, "%s/locksd", xdg), (int)dsize);
+	ck_assert_int_eq(setenv("XDG_RUNTIME_DIR", xdg, 1), 0);
+	ck_assert_int_eq(unsetenv("LOCKS_SOCKET"), 0);
+}
+
+/*
+ * Start d as uid (0: as the test), its socket and lock dir in dir, made
+ * for it 0700 and given mode once the daemon listens: whatever the daemon
+ * accepts at start, the client must judge what it finds.
+ */
+static void
+start_as(struct h_daemon *d, uid_t uid, const char *dir, mode_t mode)
+{
+	memset(d, 0, sizeof *d);
+	ck_assert_msg(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir,
+	    strerror(errno));
+	ck_assert_int_eq(chown(dir, uid, uid), 0);
+	d->uid = uid;
+	d->gid = uid;
+	ck_assert_msg(h_daemon_start_in(d, dir) == 0, "%s", h_error());
+	ck_assert_int_eq(chmod(dir, mode), 0);
+}
+
+/* The peer was refused by liblocks itself, with a message holding want. */
+static void
+expect_untrusted(const struct peer_report *rep, const char *want)
+{
+	ck_assert_msg(rep->connect_error == LOCKS_E_UNTRUSTED,
+	    "expected untrusted_socket, got %s (%s)",
+	    locks_error_code(rep->connect_error), rep->msg);
+	ck_assert_msg(strstr(rep->msg, want) != NULL,
+	    "expected \"%s\" in the message \"%s\"", want, rep->msg);
+}
+
+START_TEST(test_default_socket_in_another_users_dir_is_refused)
+{
+	struct h_daemon		 d;
+	struct peer_report	 rep;
+	char			 xdg[128], dir[128], want[256];
+
+	if (!can_switch_users("a squatted socket directory"))
+		return;
+	/* The squatter's own daemon, in a directory anyone may search. */
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	start_as(&d, OTHER_UID, dir, 0755);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "squat", &rep);
+	snprintf(want, sizeof want, "%s is owned by uid %d, not you (%d); "
+	    "refusing to use its socket", dir, OTHER_UID, NOBODY);
+	expect_untrusted(&rep, want);
+
+	/* Root's directory is not the caller's either. */
+	ck_assert_int_eq(chown(dir, 0, 0), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "squat", &rep);
+	snprintf(want, sizeof want, "%s is owned by uid 0, not you (%d)",
+	    dir, NOBODY);
+	expect_untrusted(&rep, want);
+	ck_assert_int_eq(chown(dir, OTHER_UID, OTHER_UID), 0);
+	stop(&d);
+}
+END_TEST
+
+START_TEST(test_default_socket_in_a_dir_others_can_write_is_refused)
+{
+	static const struct {
+		mode_t		 mode;
+		const char	*want;
+	} modes[] = {
+		{ 0777, "is writable by others (mode 0777)" },
+		{ 0770, "is writable by its group (mode 0770)" },
+		{ 0720, "is writable by its group (mode 0720)" },
+		{ 0703, "is writable by others (mode 0703)" },
+		/* A sticky bit guards names, not a per-user directory. */
+		{ 01777, "is writable by others (mode 1777)" },
+	};
+	struct h_daemon		 d;
+	struct peer_report	 rep;
+	char			 xdg[128], dir[128], want[256];
+	size_t			 i;
+
+	if (!can_switch_users("a socket directory others can write"))
+		return;
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	start_as(&d, NOBODY, dir, 0700);
+	for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		ck_assert_int_eq(chmod(dir, modes[i].mode), 0);
+		peer_as(NOBODY, NOBODY, NULL, 0, NULL, "writable", &rep);
+		snprintf(want, sizeof want, "%s %s; refusing to use its "
+		    "socket", dir, modes[i].want);
+		expect_untrusted(&rep, want);
+	}
+	/* Read and search for others are fine. */
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "writable", &rep);
+	expect_admitted(&rep, "nobody on its own 0755 directory");
+	stop(&d);
+}
+END_TEST
+
+START_TEST(test_default_socket_dir_that_is_a_symlink_is_refused)
+{
+	struct h_daemon		 d;
+	struct peer_report	 rep;
+	char			 xdg[128], dir[128], real[160], want[256];
+
+	if (!can_switch_users("a socket directory that is a symlink"))
+		return;
+	/* Even a link to the caller's own good directory. */
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	snprintf(real, sizeof real, "%s/real", xdg);
+	start_as(&d, NOBODY, real, 0700);
+	ck_assert_int_eq(symlink("real", dir), 0);
+	ck_assert_int_eq(lchown(dir, NOBODY, NOBODY), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "link", &rep);
+	snprintf(want, sizeof want, "%s is a symbolic link, not a directory; "
+	    "refusing to use its socket", dir);
+	expect_untrusted(&rep, want);
+	stop(&d);
+}
+END_TEST
+
+START_TEST(test_default_socket_served_by_another_user_is_refused)
+{
+	struct h_daemon		 d;
+	struct peer_report	 rep;
+	char			 xdg[128], dir[128], want[256];
+
+	if (!can_switch_users("a daemon of another user"))
+		return;
+	/* The daemon binds in its own directory, then it becomes ours. */
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	start_as(&d, OTHER_UID, dir, 0700);
+	ck_assert_int_eq(chown(dir, NOBODY, NOBODY), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "peer", &rep);
+	snprintf(want, sizeof want, "%s is served by uid %d (pid %ld), not "
+	    "by you (%d) or root; refusing to talk to it", d.socket_path,
+	    OTHER_UID, (long)d.pid, NOBODY);
+	expect_untrusted(&rep, want);
+	/* Give it back, so the daemon can remove its socket. */
+	ck_assert_int_eq(chown(dir, OTHER_UID, OTHER_UID), 0);
+	stop(&d);
+}
+END_TEST
+
+START_TEST(test_default_socket_of_the_caller_or_of_root_is_used)
+{
+	struct h_daemon		 d;
+	struct peer_report	 rep;
+	char			 xdg[128], dir[128];
+
+	if (!can_switch_users("the caller's own default socket"))
+		return;
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	start_as(&d, NOBODY, dir, 0700);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "mine", &rep);
+	expect_admitted(&rep, "nobody on its own daemon");
+	ck_assert_int_eq(rep.held, 1);
+	stop(&d);
+
+	/* Root's daemon in the caller's directory is trusted too. */
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	start_as(&d, 0, dir, 0700);
+	ck_assert_int_eq(chown(dir, NOBODY, NOBODY), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "root", &rep);
+	expect_admitted(&rep, "nobody on root's daemon");
+	ck_assert_int_eq(rep.held, 1);
+	stop(&d);
+}
+END_TEST
+
+START_TEST(test_explicit_socket_or_locks_socket_is_not_checked)
+{
+	struct h_daemon		 d;
+	struct peer_report	 rep;
+	char			 xdg[128], dir[128];
+
+	if (!can_switch_users("an explicit socket"))
+		return;
+	/* Everything about it is wrong for a default socket. */
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	start_as(&d, OTHER_UID, dir, 0777);
+	peer_as(NOBODY, NOBODY, NULL, 0, d.socket_path, "explicit", &rep);
+	expect_admitted(&rep, "nobody given the socket");
+	ck_assert_int_eq(setenv("LOCKS_SOCKET", d.socket_path, 1), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "env", &rep);
+	expect_admitted(&rep, "nobody with $LOCKS_SOCKET");
+	ck_assert_int_eq(unsetenv("LOCKS_SOCKET"), 0);
+	peer_as(NOBODY, NOBODY, NULL, 0, NULL, "default", &rep);
+	ck_assert_int_eq(rep.connect_error, LOCKS_E_UNTRUSTED);
+	stop(&d);
+}
+END_TEST
+
+/* Read up to size - 1 bytes of a file into buf, as a string. */
+static void
+slurp(const char *path, char *buf, size_t size)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	ck_assert_msg((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1,
+	    "open %s: %s", path, strerror(errno));
+	n = read(fd, buf, size - 1);
+	ck_assert_int_ge(n, 0);
+	buf[n] = '\0';
+	close(fd);
+}
+
+START_TEST(test_cli_refuses_an_untrusted_default_socket_with_69)
+{
+	struct h_daemon	 d;
+	char		 xdg[128], dir[128], err[256], want[256], text[1024];
+	int		 status;
+
+	if (!can_switch_users("the CLI on a squatted socket directory"))
+		return;
+	runtime_dir(xdg, sizeof xdg, dir, sizeof dir);
+	snprintf(err, sizeof err, "%s/stderr", xdg);
+	start_as(&d, OTHER_UID, dir, 0755);
+	status = h_system("setpriv --reuid=%d --regid=%d --clear-groups "
+	    "%s status >/dev/null 2>%s", NOBODY, NOBODY, LOCKS_CLI_PATH, err);
+	slurp(err, text, sizeof text);
+	ck_assert_msg(status == 69, "locks status exited %d, not 69: %s",
+	    status, text);
+	snprintf(want, sizeof want, "locks: %s is owned by uid %d, not you "
+	    "(%d); refusing to use its socket\n", dir, OTHER_UID, NOBODY);
+	ck_assert_str_eq(text, want);
+
+	/* With --socket it is the user's choice. */
+	status = h_system("setpriv --reuid=%d --regid=%d --clear-groups "
+	    "%s --socket %s status >/dev/null 2>%s", NOBODY, NOBODY,
+	    LOCKS_CLI_PATH, d.socket_path, err);
+	slurp(err, text, sizeof text);
+	ck_assert_msg(status == 0, "locks --socket status exited %d: %s",
+	    status, text);
+	stop(&d);
+}
+END_TEST
+
 static Suite *
 access_suite(void)
 {
@@ -717,6 +977,22 @@ access_suite(void)
 	tcase_add_test(tc,
 	    test_liblocks_held_is_false_once_locksd_is_gone_without_polling);
 	tcase_add_test(tc, test_liblocks_loss_calls_accept_null);
+	suite_add_tcase(s, tc);
+
+	tc = h_tcase("trust", 60);
+	tcase_add_unchecked_fixture(tc, probe_nobody, NULL);
+	tcase_add_test(tc, test_default_socket_in_another_users_dir_is_refused);
+	tcase_add_test(tc,
+	    test_default_socket_in_a_dir_others_can_write_is_refused);
+	tcase_add_test(tc,
+	    test_default_socket_dir_that_is_a_symlink_is_refused);
+	tcase_add_test(tc,
+	    test_default_socket_served_by_another_user_is_refused);
+	tcase_add_test(tc,
+	    test_default_socket_of_the_caller_or_of_root_is_used);
+	tcase_add_test(tc, test_explicit_socket_or_locks_socket_is_not_checked);
+	tcase_add_test(tc,
+	    test_cli_refuses_an_untrusted_default_socket_with_69);
 	suite_add_tcase(s, tc);
 	return s;
 }

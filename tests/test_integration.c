@@ -2155,7 +2155,8 @@ START_TEST(test_liblocks_names_every_error)
 		{ LOCKS_E_INTERNAL, "internal" },
 	};
 	static const int	 own[] = { LOCKS_E_CONNECT, LOCKS_E_LOST,
-	    LOCKS_E_PROTOCOL, LOCKS_E_NOMEM, LOCKS_E_INVAL };
+	    LOCKS_E_PROTOCOL, LOCKS_E_NOMEM, LOCKS_E_INVAL,
+	    LOCKS_E_UNTRUSTED };
 	const char		*codes[32], *texts[32];
 	size_t			 i, j, n = 0;
 
