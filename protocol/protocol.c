@@ -115,6 +115,76 @@ proto_name_valid(const char *name, size_t len)
 }
 
 /*
+ * The length of the UTF-8 sequence at p, whose first byte is not ASCII,
+ * or 0 if it is not one: overlong forms, surrogates (U+D800 to U+DFFF),
+ * code points past U+10FFFF and truncated sequences are refused, as in
+ * RFC 3629.
+ */
+static size_t
+utf8_char(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char	 c = p[0], lo = 0x80, hi = 0xbf;
+	size_t		 i, n;
+
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	if (c < 0xe0)
+		n = 2;
+	else if (c < 0xf0) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	}
+	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	}
+	return n;
+}
+
+/*
+ * Whether len bytes at text are valid UTF-8 (NUL included).  ASCII is
+ * skipped eight bytes at a time; only other bytes cost more.
+ */
+int
+proto_utf8_valid(const char *text, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)text;
+	const unsigned char	*end = p + len;
+	uint64_t		 word;
+	size_t			 n;
+
+	while (p < end) {
+		while (end - p >= 8) {
+			memcpy(&word, p, sizeof word);
+			if (word & 0x8080808080808080ULL)
+				break;
+			p += 8;
+		}
+		if (p == end)
+			break;
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if ((n = utf8_char(p, end)) == 0)
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
+/*
  * Write the default socket path, shared by daemon and clients:
  * $LOCKS_SOCKET, else /run/locksd/locksd.sock for root, else
  * $XDG_RUNTIME_DIR/locksd/locksd.sock, else /tmp/locksd-$UID/locksd.sock.
@@ -191,13 +261,79 @@ has_nonfinite(struct json_object *value)
 	}
 }
 
+/* Read the four hex digits at p; -1 if they are not. */
+static int
+hex4(const char *p, unsigned int *ret_value)
+{
+	unsigned int	 value = 0, c;
+	int		 i;
+
+	for (i = 0; i < 4; i++) {
+		c = (unsigned char)p[i];
+		if (c >= '0' && c <= '9')
+			c -= '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			c = (c | 0x20) - 'a' + 10;
+		else
+			return -1;
+		value = value * 16 + c;
+	}
+	*ret_value = value;
+	return 0;
+}
+
+/* Read the \uXXXX escape at p into *ret_u; NULL if there is none. */
+static const char *
+u_escape(const char *p, const char *end, unsigned int *ret_u)
+{
+	if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+	    hex4(p + 2, ret_u) == -1)
+		return NULL;
+	return p + 6;
+}
+
+#define IS_HIGH_SURROGATE(u)	((u) >= 0xd800 && (u) <= 0xdbff)
+#define IS_LOW_SURROGATE(u)	((u) >= 0xdc00 && (u) <= 0xdfff)
+
 /*
- * Parse one complete line as exactly one JSON value.  Returns 0 and the
- * value in *ret_value (NULL for JSON null), or -1 for anything else:
- * trailing garbage, NUL bytes, truncation, NaN or Infinity.
+ * Whether every \u escape of a JSON text is a character.  json-c quietly
+ * turns an unpaired surrogate into U+FFFD, so check the text: a high one
+ * must come right before a low one, and a low one never stands alone.
+ * Outside strings a backslash is bad JSON, which json-c refuses.
  */
-int
-proto_parse_line(struct json_tokener *tok, const char *line, size_t len,
+static int
+escapes_valid(const char *text, size_t len)
+{
+	const char	*p = text, *end = text + len;
+	unsigned int	 u;
+
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+		if (end - p < 2)
+			return 0;
+		if (p[1] != 'u') {
+			p += 2;
+			continue;
+		}
+		if ((p = u_escape(p, end, &u)) == NULL || IS_LOW_SURROGATE(u))
+			return 0;
+		if (IS_HIGH_SURROGATE(u) &&
+		    ((p = u_escape(p, end, &u)) == NULL ||
+		    !IS_LOW_SURROGATE(u)))
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether a JSON text is valid UTF-8, its escapes included. */
+static int
+text_valid(const char *text, size_t len)
+{
+	return proto_utf8_valid(text, len) && escapes_valid(text, len);
+}
+
+/* Parse a line as one JSON value, as proto_parse_line but for UTF-8. */
+static int
+parse_json(struct json_tokener *tok, const char *line, size_t len,
     struct json_object **ret_value)
 {
 	struct json_object	*value;
@@ -214,6 +350,28 @@ proto_parse_line(struct json_tokener *tok, const char *line, size_t len,
 	if (json_tokener_get_error(tok) != json_tokener_success ||
 	    end > len || !proto_blank(line + end, len - end) ||
 	    has_nonfinite(value)) {
+		json_object_put(value);
+		return -1;
+	}
+	*ret_value = value;
+	return 0;
+}
+
+/*
+ * Parse one complete line as exactly one JSON value.  Returns 0 and the
+ * value in *ret_value (NULL for JSON null), or -1 for anything else:
+ * trailing garbage, NUL bytes, truncation, NaN or Infinity, and text that
+ * is not UTF-8 or escapes a lone surrogate.
+ */
+int
+proto_parse_line(struct json_tokener *tok, const char *line, size_t len,
+    struct json_object **ret_value)
+{
+	struct json_object	*value;
+
+	if (parse_json(tok, line, len, &value) == -1)
+		return -1;
+	if (!text_valid(line, len)) {
 		json_object_put(value);
 		return -1;
 	}
@@ -427,6 +585,95 @@ decode_op(struct json_object *obj, struct proto_request *req,
 	return PROTO_E_UNKNOWN_OP;
 }
 
+/*
+ * Take the id, if it can come back as it came: json-c keeps no integer
+ * past int64 as written, and clamps or wraps it to -2^63, 2^64 - 1 or
+ * past 2^63, so integers must be of magnitude below 2^63.
+ */
+static enum proto_error
+decode_id(struct json_object *value, struct proto_request *req,
+    const char **ret_msg)
+{
+	const char	*text;
+	size_t		 len;
+
+	if (!is_scalar(value)) {
+		*ret_msg = "id must be a JSON scalar";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (json_object_is_type(value, json_type_int) &&
+	    (json_object_get_int64(value) == INT64_MIN ||
+	    json_object_get_uint64(value) > INT64_MAX)) {
+		*ret_msg = "integer id out of range: it must lie within "
+		    "+-9223372036854775807";
+		return PROTO_E_BAD_REQUEST;
+	}
+	text = proto_id_text(value, &len);
+	if (len > PROTO_MAX_ID) {
+		*ret_msg = "id longer than 1024 bytes";
+		return PROTO_E_BAD_REQUEST;
+	}
+	req->id = value;
+	req->id_text = text;
+	req->id_len = len;
+	return PROTO_OK;
+}
+
+/* Read list's optional paging fields, limit and after. */
+static enum proto_error
+decode_paging(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+	int64_t			 limit;
+
+	if (json_object_object_get_ex(obj, "limit", &value) &&
+	    !json_object_is_type(value, json_type_null)) {
+		limit = json_object_get_int64(value);
+		if (!json_object_is_type(value, json_type_int) || limit < 1 ||
+		    limit > PROTO_MAX_LIST) {
+			*ret_msg = "limit must be an integer from 1 to 1000";
+			return PROTO_E_BAD_REQUEST;
+		}
+		req->limit = (int)limit;
+	}
+	if (json_object_object_get_ex(obj, "after", &value) &&
+	    !json_object_is_type(value, json_type_null)) {
+		if (!json_object_is_type(value, json_type_string)) {
+			*ret_msg = "after must be a string";
+			return PROTO_E_BAD_REQUEST;
+		}
+		if (!proto_name_valid(json_object_get_string(value),
+		    (size_t)json_object_get_string_len(value))) {
+			*ret_msg = "after must be a lock name: 1 to 200 bytes "
+			    "of [A-Za-z0-9._:@+-], not starting with '.'";
+			return PROTO_E_INVALID_NAME;
+		}
+		req->after = json_object_get_string(value);
+	}
+	return PROTO_OK;
+}
+
+static enum proto_error
+decode_list(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+	enum proto_error	 error;
+
+	if (json_object_object_get_ex(obj, "all", &value) &&
+	    !json_object_is_type(value, json_type_null)) {
+		if (!json_object_is_type(value, json_type_boolean)) {
+			*ret_msg = "all must be a boolean";
+			return PROTO_E_BAD_REQUEST;
+		}
+		req->all = json_object_get_boolean(value);
+	}
+	if ((error = decode_paging(obj, req, ret_msg)) != PROTO_OK)
+		return error;
+	return get_name(obj, 0, &req->name, ret_msg);
+}
+
 /* Empty a request: every field absent, as a line without them decodes. */
 void
 proto_request_reset(struct proto_request *req)
@@ -453,14 +700,9 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 		*ret_msg = "request must be a JSON object";
 		return PROTO_E_BAD_REQUEST;
 	}
-	if (json_object_object_get_ex(obj, "id", &value)) {
-		if (!is_scalar(value)) {
-			*ret_msg = "id must be a JSON scalar";
-			return PROTO_E_BAD_REQUEST;
-		}
-		req->id = value;
-		req->id_text = proto_id_text(value, &req->id_len);
-	}
+	if (json_object_object_get_ex(obj, "id", &value) &&
+	    (error = decode_id(value, req, ret_msg)) != PROTO_OK)
+		return error;
 	if ((error = decode_op(obj, req, ret_msg)) != PROTO_OK)
 		return error;
 	switch (req->op) {
@@ -477,15 +719,7 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	case PROTO_OP_RELEASE:
 		return get_name(obj, 1, &req->name, ret_msg);
 	case PROTO_OP_LIST:
-		if (json_object_object_get_ex(obj, "all", &value) &&
-		    !json_object_is_type(value, json_type_null)) {
-			if (!json_object_is_type(value, json_type_boolean)) {
-				*ret_msg = "all must be a boolean";
-				return PROTO_E_BAD_REQUEST;
-			}
-			req->all = json_object_get_boolean(value);
-		}
-		return get_name(obj, 0, &req->name, ret_msg);
+		return decode_list(obj, req, ret_msg);
 	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
 		return PROTO_OK;
@@ -512,6 +746,12 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		if (req->all)
 			json_object_object_add(obj, "all",
 			    json_object_new_boolean(1));
+		if (req->limit > 0)
+			json_object_object_add(obj, "limit",
+			    json_object_new_int(req->limit));
+		if (req->after != NULL)
+			json_object_object_add(obj, "after",
+			    json_object_new_string(req->after));
 		break;
 	case PROTO_OP_HELLO:
 		json_object_object_add(obj, "client",
@@ -696,6 +936,21 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 	out_string(out, req->owner ? req->owner : "");
 }
 
+static void
+out_list(struct line_out *out, const struct proto_request *req)
+{
+	if (req->all)
+		out_text(out, ",\"all\":true");
+	if (req->limit > 0) {
+		out_key(out, "limit");
+		out_int64(out, req->limit);
+	}
+	if (req->after != NULL) {
+		out_key(out, "after");
+		out_string(out, req->after);
+	}
+}
+
 /*
  * Write a request with an integer id as one wire line, LF included: the
  * bytes proto_request_encode and proto_serialize make, without json-c.
@@ -717,8 +972,7 @@ proto_request_format(char *buf, size_t size, const struct proto_request *req,
 	}
 	switch (req->op) {
 	case PROTO_OP_LIST:
-		if (req->all)
-			out_text(&out, ",\"all\":true");
+		out_list(&out, req);
 		break;
 	case PROTO_OP_HELLO:
 		out_key(&out, "client");
@@ -907,9 +1161,17 @@ proto_request_parse(struct json_tokener *tok, const char *line, size_t len,
 	*ret_obj = NULL;
 	if (proto_request_scan(line, len, scratch, req) == 0)
 		return PROTO_OK;
-	if (proto_parse_line(tok, line, len, ret_obj) == -1) {
+	if (parse_json(tok, line, len, ret_obj) == -1) {
 		proto_request_reset(req);
 		*ret_msg = "line is not one valid JSON value";
+		return PROTO_E_BAD_JSON;
+	}
+	if (!text_valid(line, len)) {
+		json_object_put(*ret_obj);
+		*ret_obj = NULL;
+		proto_request_reset(req);
+		*ret_msg = "line is not valid UTF-8 (or escapes a lone "
+		    "surrogate)";
 		return PROTO_E_BAD_JSON;
 	}
 	return proto_request_decode(*ret_obj, req, ret_msg);

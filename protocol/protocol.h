@@ -22,6 +22,8 @@
 #define PROTO_MAX_LINE 65536	/* bytes in one request line, without LF */
 #define PROTO_MAX_NAME 200	/* bytes in a lock name */
 #define PROTO_MAX_LABEL 256	/* bytes in an owner or client label */
+#define PROTO_MAX_ID 1024	/* bytes in an id's JSON text */
+#define PROTO_MAX_LIST 1000	/* largest limit of a list request */
 #define PROTO_MAX_DEPTH 8	/* JSON nesting depth accepted in a request */
 #define PROTO_MAX_SECONDS 1e9	/* largest timeout or notify_after */
 #define PROTO_UINT_DIGITS 20	/* decimal digits of any uint64_t */
@@ -72,6 +74,8 @@ struct proto_request {
 	const char		*owner;		/* "" when absent */
 	const char		*client;	/* "" when absent */
 	int			 all;		/* list: outside-only locks too */
+	int			 limit;		/* list: locks per reply, 0: default */
+	const char		*after;		/* list: start past this name */
 };
 
 /* Room for the strings of a request decoded on the fast path. */
@@ -100,6 +104,7 @@ const char	*proto_mode_name(enum proto_mode);
 int		 proto_mode_parse(const char *, enum proto_mode *);
 const char	*proto_op_name(enum proto_op);
 int		 proto_name_valid(const char *, size_t);
+int		 proto_utf8_valid(const char *, size_t);
 int		 proto_default_socket(char *, size_t);
 
 struct json_tokener *proto_tokener_new(void);

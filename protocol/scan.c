@@ -1,7 +1,7 @@
 /*
  * The request fast path: a strict scanner for the common request shape, a
- * flat object whose values are plain strings (printable ASCII, no
- * escapes), numbers, true, false or null, with single spaces at most
+ * flat object whose values are plain strings (printable ASCII or valid
+ * UTF-8, no escapes), numbers, true, false or null, with spaces at most
  * between tokens.  It accepts only what it can decode exactly as the
  * json-c path would, and declines anything else (duplicate known keys,
  * odd ids, any error), so the json-c path stays the one authority on what
@@ -41,6 +41,8 @@ enum scan_key {
 	KEY_OWNER,
 	KEY_CLIENT,
 	KEY_ALL,
+	KEY_LIMIT,
+	KEY_AFTER,
 	KEY_COUNT
 };
 
@@ -62,13 +64,16 @@ static const struct scan_word scan_keys[KEY_COUNT] = {
 	[KEY_OWNER] = WORD("owner"),
 	[KEY_CLIENT] = WORD("client"),
 	[KEY_ALL] = WORD("all"),
+	[KEY_LIMIT] = WORD("limit"),
+	[KEY_AFTER] = WORD("after"),
 };
 
 /* The known keys each first byte may start, so only they are compared. */
 static const unsigned char keys_by_first[128][2] = {
-	['a'] = { KEY_ALL },
+	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
 	['i'] = { KEY_ID },
+	['l'] = { KEY_LIMIT },
 	['m'] = { KEY_MODE },
 	['n'] = { KEY_NAME, KEY_NOTIFY_AFTER },
 	['o'] = { KEY_OP, KEY_OWNER },
@@ -93,7 +98,10 @@ static const struct scan_word scan_modes[] = {
 	[PROTO_SHARED] = WORD("shared"),
 };
 
-/* The bytes a fast-path string may hold: printable ASCII but " and \. */
+/*
+ * The bytes a fast-path string may hold as they are: printable ASCII but
+ * " and \.  Bytes past ASCII must be valid UTF-8.
+ */
 static const unsigned char string_plain[256] = {
 	[' ' ... '!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1
 };
@@ -159,14 +167,31 @@ value_is(const struct scan_value *v, const struct scan_word *word)
 	return v->type == SCAN_STRING && word_is(word, v->text, v->len);
 }
 
-/* A string of printable ASCII without escapes; p is past the quote. */
+/* The end of the run of non-ASCII bytes at p, if it is UTF-8, else NULL. */
+static const char *
+scan_utf8(const char *p, const char *end)
+{
+	const char	*run = p;
+
+	while (p < end && (unsigned char)*p >= 0x80)
+		p++;
+	return proto_utf8_valid(run, (size_t)(p - run)) ? p : NULL;
+}
+
+/* A string of printable text without escapes; p is past the quote. */
 static const char *
 scan_string(const char *p, const char *end, struct scan_value *v)
 {
 	v->type = SCAN_STRING;
 	v->text = p;
-	while (p < end && string_plain[(unsigned char)*p])
-		p++;
+	for (;;) {
+		while (p < end && string_plain[(unsigned char)*p])
+			p++;
+		if (p == end || (unsigned char)*p < 0x80)
+			break;
+		if ((p = scan_utf8(p, end)) == NULL)
+			return NULL;
+	}
 	if (p == end || *p != '"')
 		return NULL;
 	v->len = (size_t)(p - v->text);
@@ -524,6 +549,27 @@ scan_op(struct scan *s, struct proto_request *req)
 	return 0;
 }
 
+/* List's paging fields: a limit of 1 to PROTO_MAX_LIST, a name after. */
+static int
+scan_paging(struct scan *s, struct proto_request *req)
+{
+	const struct scan_value	*v;
+
+	if ((v = scan_field(s, KEY_LIMIT)) != NULL) {
+		if (v->type != SCAN_INT || v->integer < 1 ||
+		    v->integer > PROTO_MAX_LIST)
+			return -1;
+		req->limit = (int)v->integer;
+	}
+	if ((v = scan_field(s, KEY_AFTER)) != NULL) {
+		if (v->type != SCAN_STRING || !proto_name_valid(v->text, v->len))
+			return -1;
+		if ((req->after = scan_copy(s, v)) == NULL)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 scan_list(struct scan *s, struct proto_request *req)
 {
@@ -534,6 +580,8 @@ scan_list(struct scan *s, struct proto_request *req)
 			return -1;
 		req->all = all->type == SCAN_TRUE;
 	}
+	if (scan_paging(s, req) == -1)
+		return -1;
 	return scan_name(s, 0, &req->name);
 }
 
@@ -560,8 +608,9 @@ scan_fields(struct scan *s, struct proto_request *req)
 
 /*
  * Take the id's wire text, when it is exactly what json-c would print
- * back: short integers other than -0, plain strings, true, false and
- * null.  Other ids are left to json-c.  No object is made: replies that
+ * back: short integers other than -0, plain strings of at most
+ * PROTO_MAX_ID bytes with their quotes, true, false and null.  Other ids
+ * are left to json-c, which judges them.  No object is made: replies that
  * need one rebuild it from the text (proto_request_id).
  */
 static int
@@ -573,6 +622,8 @@ scan_id(struct scan *s, struct proto_request *req)
 		return 0;
 	switch (v->type) {
 	case SCAN_STRING:
+		if (v->len + 2 > PROTO_MAX_ID)
+			return -1;
 		req->id_text = v->text - 1;
 		req->id_len = v->len + 2;
 		return 0;

@@ -460,7 +460,13 @@ START_TEST(test_fast_path_declines_what_json_c_must_judge)
 		"{\"op\":\"acquire\",\"name\":\"a\",\"timeout\":1000000001}",
 		"{\"op\":\"acquire\",\"name\":\"a\",\"mode\":\"Shared\"}",
 		"{\"op\":\"list\",\"all\":1}",
-		"{\"op\":\"ping\",\"x\":\"\xc3\xa9\"}",	/* non-ASCII */
+		"{\"op\":\"ping\",\"x\":\"\xc0\xaf\"}",	/* not UTF-8 */
+		"{\"op\":\"ping\",\"\xff\":1}",
+		"{\"op\":\"ping\",\"x\":\"\xc3\"}",	/* cut short */
+		"{\"op\":\"ping\",\"x\":\"\xed\xa0\x80\"}",	/* surrogate */
+		"{\"op\":\"list\",\"limit\":0}",
+		"{\"op\":\"list\",\"limit\":1.0}",
+		"{\"op\":\"list\",\"after\":\"..\"}",
 		"{}",
 	};
 	size_t			 i;
@@ -566,6 +572,9 @@ assert_decodes_to(const struct proto_request *out,
 	ck_assert_int_eq(out->op, in->op);
 	ck_assert_pstr_eq(out->name, in->name);
 	ck_assert_int_eq(out->all, in->op == PROTO_OP_LIST && in->all);
+	ck_assert_int_eq(out->limit, in->op == PROTO_OP_LIST ? in->limit : 0);
+	ck_assert_pstr_eq(out->after, in->op == PROTO_OP_LIST ? in->after :
+	    NULL);
 	ck_assert_str_eq(out->client, in->op == PROTO_OP_HELLO &&
 	    in->client != NULL ? in->client : "");
 	if (in->op != PROTO_OP_ACQUIRE)
@@ -642,8 +651,9 @@ static const char *const format_names[] = { "a", "jobs:nightly",
     "Ab9._:@+-z" };
 static const double format_seconds[] = { 0, 0.1, 0.25, 0.5, 1, 2.5, 30,
     1e-7, 1e9, 999999999.99999994, 5e-324, 1.5e-10, 123456.789 };
+/* Ids are of magnitude below 2^63: INT64_MIN is refused (decode_id). */
 static const int64_t format_ids[] = { 1, 0, -1, 42, 9007199254740993LL,
-    INT64_MAX, INT64_MIN };
+    INT64_MAX, -INT64_MAX };
 
 START_TEST(test_format_matches_json_c_for_plain_requests)
 {
@@ -806,6 +816,384 @@ START_TEST(test_default_socket_follows_environment)
 }
 END_TEST
 
+/* One line as the daemon decodes it, kept alive for the test to read. */
+struct both {
+	struct proto_scratch	 sc;
+	struct proto_request	 r;
+	struct json_object	*obj;
+	char			 id[PROTO_MAX_ID + 1];	/* r's id text */
+};
+
+/*
+ * Decode line both ways: as the daemon does (fast path, else json-c), into
+ * b, and on the json-c path alone; both must give want, and the daemon's
+ * way the message wmsg when it is not NULL.  fast says whether the fast
+ * path takes the line.  The id a reply rebuilds must have b->id's text.
+ * The caller sets b->obj to NULL first, and puts it last.
+ */
+static void
+expect_both(struct both *b, const char *line, size_t len,
+    enum proto_error want, const char *wmsg, int fast)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_request	 slow;
+	struct json_object	*tree = NULL, *id;
+	const char		*msg = NULL, *text;
+	enum proto_error	 error;
+	size_t			 n;
+
+	json_object_put(b->obj);
+	b->obj = NULL;
+	ck_assert_msg((proto_request_scan(line, len, &b->sc, &b->r) == 0) ==
+	    fast, "fast path %s %.*s", fast ? "declined" : "took", (int)len,
+	    line);
+	error = proto_request_parse(tok, line, len, &b->sc, &b->r, &b->obj,
+	    &msg);
+	ck_assert_msg(error == want, "%.*s: %s (%s), not %s", (int)len, line,
+	    proto_error_code(error), error ? msg : "", proto_error_code(want));
+	if (wmsg != NULL)
+		ck_assert_str_eq(msg, wmsg);
+	ck_assert_uint_le(b->r.id_len, PROTO_MAX_ID);
+	memcpy(b->id, b->r.id_text, b->r.id_len);
+	b->id[b->r.id_len] = '\0';
+	id = proto_request_id(&b->r);
+	text = proto_id_text(id, &n);
+	ck_assert_msg(n == b->r.id_len && memcmp(text, b->id, n) == 0,
+	    "id %s comes back as %.*s", b->id, (int)n, text);
+	json_object_put(id);
+	if (proto_parse_line(tok, line, len, &tree) == -1)
+		error = PROTO_E_BAD_JSON;
+	else
+		error = proto_request_decode(tree, &slow, &msg);
+	ck_assert_msg(error == want, "json-c path: %.*s: %s, not %s",
+	    (int)len, line, proto_error_code(error), proto_error_code(want));
+	if (error == PROTO_OK) {
+		ck_assert_uint_eq(slow.id_len, b->r.id_len);
+		ck_assert(memcmp(slow.id_text, b->id, slow.id_len) == 0);
+	}
+	json_object_put(tree);
+	json_tokener_free(tok);
+}
+
+/* Write pattern with its one "%s" replaced by value (no printf: -Wformat). */
+static void
+fill(char *line, size_t size, const char *pattern, const char *value)
+{
+	const char	*hole = strstr(pattern, "%s");
+
+	ck_assert_ptr_nonnull(hole);
+	ck_assert_int_lt(snprintf(line, size, "%.*s%s%s", (int)(hole - pattern),
+	    pattern, value, hole + 2), (int)size);
+}
+
+/* A string literal and its length. */
+#define L(text)	text, sizeof text - 1
+
+/* expect_both for a NUL-ended line, with no interest in its id. */
+static void
+expect_line(const char *line, enum proto_error want, int fast)
+{
+	struct both	 b;
+
+	b.obj = NULL;
+	expect_both(&b, line, strlen(line), want, NULL, fast);
+	json_object_put(b.obj);
+}
+
+START_TEST(test_utf8_valid_follows_rfc_3629)
+{
+	const char	*good[] = { "", "plain ascii", "a\0b", "\x7f",
+	    "caf\xc3\xa9", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80",
+	    "\xe2\x82\xac", "\xed\x9f\xbf", "\xee\x80\x80", "\xef\xbf\xbf",
+	    "\xf0\x90\x80\x80", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+	    "12345678\xc3\xa9" "12345678" };
+	const size_t	 good_len[] = { 0, 11, 3 };
+	const char	*bad[] = { "\x80", "\xbf", "\xc0\xaf", "\xc1\xbf",
+	    "\xff\xfe", "\xfe", "\xf5\x80\x80\x80", "\xc3", "\xc3\x28",
+	    "\xe0\x80\xaf", "\xe0\x9f\xbf", "\xed\xa0\x80", "\xed\xbf\xbf",
+	    "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xe2\x82",
+	    "\xf0\x9f\x98", "12345678abcdefg\xc3", "abcdefgh12345678\xff" };
+	size_t		 i, len;
+
+	for (i = 0; i < NELEMS(good); i++) {
+		len = i < NELEMS(good_len) ? good_len[i] : strlen(good[i]);
+		ck_assert_msg(proto_utf8_valid(good[i], len),
+		    "refused good[%zu]", i);
+	}
+	for (i = 0; i < NELEMS(bad); i++)
+		ck_assert_msg(!proto_utf8_valid(bad[i], strlen(bad[i])),
+		    "accepted bad[%zu]", i);
+}
+END_TEST
+
+/* Bad UTF-8, raw or as a lone surrogate escape, is bad_json anywhere. */
+START_TEST(test_requests_refuse_invalid_utf8)
+{
+	static const char *const bad[] = { "\xc0\xaf", "\xff\xfe",
+	    "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xc3",
+	    "\\ud800", "\\udc00", "\\ud800x", "\\ud800\\u0041",
+	    "\\ud800\\ud800", "x\\udfff" };
+	static const char *const fmt[] = {
+	    "{\"op\":\"hello\",\"client\":\"%s\"}",
+	    "{\"op\":\"acquire\",\"name\":\"a\",\"owner\":\"%s\"}",
+	    "{\"id\":\"%s\",\"op\":\"ping\"}",
+	    "{\"op\":\"ping\",\"x\":[\"%s\"]}",
+	    "{\"op\":\"ping\",\"%s\":1}" };
+	struct both		 b;
+	char			 line[128];
+	size_t			 i, j;
+
+	b.obj = NULL;
+	for (i = 0; i < NELEMS(bad); i++) {
+		for (j = 0; j < NELEMS(fmt); j++) {
+			fill(line, sizeof line, fmt[j], bad[i]);
+			expect_both(&b, line, strlen(line),
+			    PROTO_E_BAD_JSON, NULL, 0);
+			ck_assert_ptr_null(b.r.id);
+			ck_assert_str_eq(b.id, "null");
+			ck_assert(!parses(line, strlen(line)));
+		}
+	}
+	expect_both(&b, L("{\"id\":1,\"op\":\"hello\",\"client\":\"\xc0\xaf\"}"),
+	    PROTO_E_BAD_JSON, "line is not valid UTF-8 (or escapes a lone "
+	    "surrogate)", 0);
+	/* A bare value too: replies go through proto_parse_line. */
+	ck_assert(!parses("\"\xff\"", 3));
+	ck_assert(!parses("\"\\udead\"", 8));
+	json_object_put(b.obj);
+}
+END_TEST
+
+/* Valid UTF-8 passes, raw on the fast path and escaped on json-c's. */
+START_TEST(test_requests_take_valid_utf8)
+{
+	static const char *const good[] = { "caf\xc3\xa9", "\xe2\x98\x83",
+	    "\xf0\x9f\x98\x80 x", "\xef\xbf\xbf~", "\xf4\x8f\xbf\xbf" };
+	static const char *const escaped[] = { "\\ud83d\\ude00",
+	    "\\u00e9\\uffff", "\\\\ud800", "\\ud800\\udc00\\udbff\\udfff" };
+	struct both		 b;
+	char			 line[128];
+	size_t			 i;
+
+	b.obj = NULL;
+	for (i = 0; i < NELEMS(good); i++) {
+		snprintf(line, sizeof line, "{\"id\":\"%s\",\"op\":\"acquire\","
+		    "\"name\":\"a\",\"owner\":\"%s\"}", good[i], good[i]);
+		expect_both(&b, line, strlen(line), PROTO_OK, NULL, 1);
+		ck_assert_str_eq(b.r.owner, good[i]);
+		ck_assert(strncmp(b.id + 1, good[i], strlen(good[i])) == 0);
+		snprintf(line, sizeof line, "{\"op\":\"hello\",\"client\":"
+		    "\"%s\"}", good[i]);
+		expect_both(&b, line, strlen(line), PROTO_OK, NULL, 1);
+		ck_assert_str_eq(b.r.client, good[i]);
+	}
+	for (i = 0; i < NELEMS(escaped); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"hello\",\"client\":"
+		    "\"%s\"}", escaped[i]);
+		expect_line(line, PROTO_OK, 0);
+	}
+	json_object_put(b.obj);
+}
+END_TEST
+
+/* An id is at most PROTO_MAX_ID bytes of JSON, on either path. */
+START_TEST(test_id_longer_than_cap_is_bad_request)
+{
+	struct both		 b;
+	char			 line[PROTO_MAX_ID + 128];
+	char			 want[PROTO_MAX_ID + 1];
+	int			 n;
+
+	b.obj = NULL;
+	/* "x...x" of 1024 bytes, quotes included, is the longest. */
+	n = snprintf(want, sizeof want, "\"%0*d\"", PROTO_MAX_ID - 2, 0);
+	ck_assert_int_eq(n, PROTO_MAX_ID);
+	snprintf(line, sizeof line, "{\"id\":%s,\"op\":\"ping\"}", want);
+	expect_both(&b, line, strlen(line), PROTO_OK, NULL, 1);
+	ck_assert_str_eq(b.id, want);
+	/* The json-c path (a tab sends it there) counts the same. */
+	snprintf(line, sizeof line, "{\"id\":%s,\t\"op\":\"ping\"}", want);
+	expect_both(&b, line, strlen(line), PROTO_OK, NULL, 0);
+	ck_assert_str_eq(b.id, want);
+
+	snprintf(line, sizeof line, "{\"id\":\"%0*d\",\"op\":\"ping\"}",
+	    PROTO_MAX_ID - 1, 0);
+	expect_both(&b, line, strlen(line), PROTO_E_BAD_REQUEST,
+	    "id longer than 1024 bytes", 0);
+	ck_assert_ptr_null(b.r.id);
+	ck_assert_str_eq(b.id, "null");
+	snprintf(line, sizeof line, "{\"id\":\"%0*d\",\t\"op\":\"acquire\","
+	    "\"name\":\"a\"}", PROTO_MAX_ID - 1, 0);
+	expect_both(&b, line, strlen(line), PROTO_E_BAD_REQUEST,
+	    "id longer than 1024 bytes", 0);
+	/* A number too; a string counts as json-c writes it back. */
+	snprintf(line, sizeof line, "{\"id\":1%0*d,\"op\":\"ping\"}",
+	    PROTO_MAX_ID, 0);
+	expect_both(&b, line, strlen(line), PROTO_E_BAD_REQUEST, NULL, 0);
+	snprintf(line, sizeof line, "{\"id\":\"\\u0041%0*d\",\"op\":\"ping\"}",
+	    PROTO_MAX_ID - 3, 0);
+	expect_both(&b, line, strlen(line), PROTO_OK, NULL, 0);
+	ck_assert_uint_eq(strlen(b.id), PROTO_MAX_ID);
+	json_object_put(b.obj);
+}
+END_TEST
+
+/*
+ * Every id taken comes back as it was written: its text in the request,
+ * and the object a reply or event rebuilds from it, serialised.  Integers
+ * json-c cannot keep (magnitude 2^63 and up) are bad_request.
+ */
+START_TEST(test_ids_come_back_exactly_or_are_refused)
+{
+	static const char *const good[] = { "0", "7", "-7", "123456789012345",
+	    "1234567890123456", "9007199254740993", "9223372036854775807",
+	    "-9223372036854775807", "\"\"", "\"abc\"", "\"a/b\"",
+	    "\"caf\xc3\xa9\"", "true", "false", "null", "1.5", "1.50",
+	    "1e38", "-0.0", "1E2", "1e-400" };
+	static const char *const bad[] = { "-9223372036854775808",
+	    "-9223372036854775809", "9223372036854775808",
+	    "18446744073709551615", "18446744073709551616",
+	    "100000000000000000000000000000000000000",
+	    "-100000000000000000000000000000000000000" };
+	static const char *const fmt[] = { "{\"id\":%s,\"op\":\"ping\"}",
+	    "{\"id\":%s,\"op\":\"acquire\",\"name\":\"a\",\"x\":[1]}",
+	    "{\"id\":%s,\"op\":\"nope\"}" };
+	static const enum proto_error want[] = { PROTO_OK, PROTO_OK,
+	    PROTO_E_UNKNOWN_OP };
+	struct both		 b;
+	struct json_object	*back;
+	const char		*text;
+	char			 line[256];
+	size_t			 i, j, len;
+	int			 fast, number;
+
+	b.obj = NULL;
+	for (i = 0; i < NELEMS(good); i++) {
+		for (j = 0; j < NELEMS(fmt); j++) {
+			fill(line, sizeof line, fmt[j], good[i]);
+			/* The fast path leaves long or odd numbers to json-c. */
+			number = strchr("-0123456789", good[i][0]) != NULL;
+			fast = j == 0 && (!number || (strlen(good[i]) <= 15 &&
+			    strpbrk(good[i], ".eE") == NULL));
+			expect_both(&b, line, strlen(line), want[j], NULL, fast);
+			ck_assert_str_eq(b.id, good[i]);
+			back = proto_request_id(&b.r);
+			text = proto_id_text(back, &len);
+			ck_assert_msg(len == strlen(good[i]) &&
+			    memcmp(text, good[i], len) == 0,
+			    "id %s comes back as %.*s", good[i], (int)len,
+			    text);
+			json_object_put(back);
+			/* As an acquire keeps it, for its grant and events. */
+			back = proto_id_parse(b.id, strlen(b.id));
+			text = proto_id_text(back, &len);
+			ck_assert(len == strlen(good[i]) &&
+			    memcmp(text, good[i], len) == 0);
+			json_object_put(back);
+		}
+	}
+	for (i = 0; i < NELEMS(bad); i++) {
+		for (j = 0; j < NELEMS(fmt); j++) {
+			fill(line, sizeof line, fmt[j], bad[i]);
+			expect_both(&b, line, strlen(line), PROTO_E_BAD_REQUEST,
+			    "integer id out of range: it must lie within "
+			    "+-9223372036854775807", 0);
+			ck_assert_ptr_null(b.r.id);
+			ck_assert_str_eq(b.id, "null");
+		}
+	}
+	json_object_put(b.obj);
+}
+END_TEST
+
+/* list's limit and after, on both paths, with what each refuses. */
+START_TEST(test_list_paging_fields_decode)
+{
+	static const char *const bad_request[] = { "\"limit\":0",
+	    "\"limit\":1001", "\"limit\":-1", "\"limit\":1.5",
+	    "\"limit\":10.0", "\"limit\":1e2", "\"limit\":\"5\"",
+	    "\"limit\":true", "\"limit\":[5]", "\"limit\":-0",
+	    "\"limit\":99999999999999999999", "\"after\":5",
+	    "\"after\":true", "\"after\":[\"a\"]" };
+	static const char *const invalid_name[] = { "\"after\":\"\"",
+	    "\"after\":\"..\"", "\"after\":\".x\"", "\"after\":\"a/b\"",
+	    "\"after\":\"caf\xc3\xa9\"" };
+	struct both		 b;
+	char			 line[256];
+	size_t			 i;
+
+	b.obj = NULL;
+	expect_both(&b, L("{\"op\":\"list\"}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.limit, 0);
+	ck_assert_ptr_null(b.r.after);
+	expect_both(&b, L("{\"op\":\"list\",\"limit\":1,\"after\":\"db\"}"),
+	    PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.limit, 1);
+	ck_assert_str_eq(b.r.after, "db");
+	expect_both(&b, L("{\"op\":\"list\",\"limit\":1000,\t\"after\":\"a:b@c\","
+	    "\"name\":\"x\"}"), PROTO_OK, NULL, 0);
+	ck_assert_int_eq(b.r.limit, 1000);
+	ck_assert_str_eq(b.r.after, "a:b@c");
+	ck_assert_str_eq(b.r.name, "x");
+	expect_both(&b, L("{\"op\":\"list\",\"limit\":null,\"after\":null}"),
+	    PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.limit, 0);
+	ck_assert_ptr_null(b.r.after);
+	/* Other ops ignore them. */
+	expect_both(&b, L("{\"op\":\"ping\",\"limit\":0,\"after\":\"..\"}"),
+	    PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.limit, 0);
+	ck_assert_ptr_null(b.r.after);
+	for (i = 0; i < NELEMS(bad_request); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"list\",%s}",
+		    bad_request[i]);
+		expect_line(line, PROTO_E_BAD_REQUEST, 0);
+	}
+	for (i = 0; i < NELEMS(invalid_name); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"list\",%s}",
+		    invalid_name[i]);
+		expect_line(line, PROTO_E_INVALID_NAME, 0);
+	}
+	json_object_put(b.obj);
+}
+END_TEST
+
+/* liblocks writes limit and after when set, as json-c would. */
+START_TEST(test_format_writes_list_paging_fields)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_request	 req;
+	char			 line[256];
+	size_t			 len, i;
+	const int		 limits[] = { 0, 1, 50, 1000 };
+	const char		*want = "{\"id\":9,\"op\":\"list\",\"name\":\"x\","
+	    "\"all\":true,\"limit\":50,\"after\":\"db\"}\n";
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_LIST;
+	for (i = 0; i < 2 * NELEMS(limits); i++) {
+		req.limit = limits[i / 2];
+		req.after = i % 2 ? format_names[i % NELEMS(format_names)] :
+		    NULL;
+		req.all = i % 3 == 0;
+		check_format(tok, &req, 5);
+	}
+	req.name = "x";
+	req.all = 1;
+	req.limit = 50;
+	req.after = "db";
+	len = proto_request_format(line, sizeof line, &req, 9);
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert(memcmp(line, want, len) == 0);
+	/* Only list has them. */
+	req.op = PROTO_OP_RELEASE;
+	len = proto_request_format(line, sizeof line, &req, 9);
+	ck_assert(memmem(line, len, "limit", 5) == NULL);
+	ck_assert(memmem(line, len, "after", 5) == NULL);
+	json_tokener_free(tok);
+}
+END_TEST
+
 static Suite *
 protocol_suite(void)
 {
@@ -836,6 +1224,13 @@ protocol_suite(void)
 	tcase_add_test(tc, test_format_escapes_as_json_c);
 	tcase_add_test(tc, test_format_doubles_read_back_exactly);
 	tcase_add_test(tc, test_format_counts_what_does_not_fit);
+	tcase_add_test(tc, test_utf8_valid_follows_rfc_3629);
+	tcase_add_test(tc, test_requests_refuse_invalid_utf8);
+	tcase_add_test(tc, test_requests_take_valid_utf8);
+	tcase_add_test(tc, test_id_longer_than_cap_is_bad_request);
+	tcase_add_test(tc, test_ids_come_back_exactly_or_are_refused);
+	tcase_add_test(tc, test_list_paging_fields_decode);
+	tcase_add_test(tc, test_format_writes_list_paging_fields);
 	suite_add_tcase(s, tc);
 	return s;
 }

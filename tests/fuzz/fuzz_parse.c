@@ -35,7 +35,8 @@ compare_fields(const struct proto_request *a, const struct proto_request *b)
 	    a->mode != b->mode || !same_double(a->timeout, b->timeout) ||
 	    !same_double(a->notify_after, b->notify_after) ||
 	    !same_string(a->owner, b->owner) ||
-	    !same_string(a->client, b->client) || a->all != b->all)
+	    !same_string(a->client, b->client) || a->all != b->all ||
+	    a->limit != b->limit || !same_string(a->after, b->after))
 		abort();
 }
 
