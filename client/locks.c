@@ -1275,6 +1275,83 @@ list_decode(struct json_object *reply, locks_list *list)
 	return LOCKS_OK;
 }
 
+/*
+ * Append the "locks" of one list reply to all; *ret_more says whether the
+ * daemon has more, past the name it copies to last (of at least the size
+ * of after's, which it must pass).
+ */
+static int
+list_page_add(struct json_object *reply, struct json_object *all,
+    const char *after, char *last, size_t size, int *ret_more)
+{
+	struct json_object	*locks, *more, *entry, *name;
+	size_t			 i, n;
+
+	if (!json_object_object_get_ex(reply, "locks", &locks) ||
+	    !json_object_is_type(locks, json_type_array))
+		return LOCKS_E_PROTOCOL;
+	n = json_object_array_length(locks);
+	for (i = 0; i < n; i++) {
+		entry = json_object_array_get_idx(locks, i);
+		json_object_array_add(all, json_object_get(entry));
+	}
+	*ret_more = json_object_object_get_ex(reply, "more", &more) &&
+	    json_object_get_boolean(more);
+	if (!*ret_more)
+		return LOCKS_OK;
+	/* A page must end past where it began, or paging would not end. */
+	if (n == 0 || !json_object_object_get_ex(json_object_array_get_idx(
+	    locks, n - 1), "name", &name) ||
+	    !json_object_is_type(name, json_type_string) ||
+	    (after != NULL && strcmp(json_object_get_string(name), after) <= 0) ||
+	    (size_t)json_object_get_string_len(name) >= size)
+		return LOCKS_E_PROTOCOL;
+	memcpy(last, json_object_get_string(name),
+	    (size_t)json_object_get_string_len(name) + 1);
+	return LOCKS_OK;
+}
+
+/*
+ * Ask for the list page by page (the daemon bounds each reply), into one
+ * reply: the first, with every page's locks.  *ret_reply is the caller's.
+ */
+static int
+list_fetch(locks_conn *conn, struct proto_request *req,
+    struct json_object **ret_reply)
+{
+	struct json_object	*first = NULL, *reply, *all;
+	char			 after[PROTO_MAX_NAME + 1];
+	int			 error = LOCKS_OK, more = 1;
+
+	if ((all = json_object_new_array()) == NULL)
+		return LOCKS_E_NOMEM;
+	while (more) {
+		if ((error = conn_transact(conn, req, NULL, &reply, NULL,
+		    NULL)) != LOCKS_OK)
+			break;
+		error = reply_error(conn, reply);
+		if (error == LOCKS_OK)
+			error = list_page_add(reply, all, req->after, after,
+			    sizeof after, &more);
+		if (first == NULL)
+			first = reply;
+		else
+			json_object_put(reply);
+		if (error != LOCKS_OK)
+			break;
+		req->after = after;
+	}
+	if (error != LOCKS_OK) {
+		json_object_put(first);
+		json_object_put(all);
+		return error;
+	}
+	json_object_object_add(first, "locks", all);
+	json_object_object_del(first, "more");
+	*ret_reply = first;
+	return LOCKS_OK;
+}
+
 /* List the locks (name NULL: all of them); flags: LOCKS_LIST_ALL or 0. */
 int
 locks_list_query(locks_conn *conn, const char *name, int flags,
@@ -1283,8 +1360,6 @@ locks_list_query(locks_conn *conn, const char *name, int flags,
 	struct proto_request	 req;
 	struct json_object	*reply;
 	locks_list		*list;
-	const char		*line;
-	size_t			 len;
 	int			 error;
 
 	if (conn == NULL || ret_list == NULL) {
@@ -1301,15 +1376,14 @@ locks_list_query(locks_conn *conn, const char *name, int flags,
 	req.op = PROTO_OP_LIST;
 	req.name = name;
 	req.all = (flags & LOCKS_LIST_ALL) != 0;
-	if ((error = conn_transact(conn, &req, NULL, &reply, &line,
-	    &len)) != LOCKS_OK)
-		return error;
-	if ((error = reply_error(conn, reply)) != LOCKS_OK) {
-		json_object_put(reply);
+	if ((error = list_fetch(conn, &req, &reply)) != LOCKS_OK) {
+		if (error == LOCKS_E_PROTOCOL)
+			set_msg(conn, "malformed list reply");
 		return error;
 	}
 	if ((list = calloc(1, sizeof *list)) == NULL ||
-	    (list->json = strndup(line, len)) == NULL)
+	    (list->json = strdup(json_object_to_json_string_ext(reply,
+	    JSON_C_TO_STRING_PLAIN))) == NULL)
 		error = LOCKS_E_NOMEM;
 	else
 		error = list_decode(reply, list);

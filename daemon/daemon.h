@@ -153,7 +153,8 @@ struct json_object *request_holder_encode(struct lock_req *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct json_object *listing_holders(struct server *, struct lock *);
-struct json_object *listing_locks(struct server *, const char *, int);
+struct json_object *listing_locks(struct server *, const char *, int,
+		    const char *, size_t, int *);
 
 /* server.c: the listening socket, signals, timers and shared state. */
 struct server_config {

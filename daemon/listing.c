@@ -26,6 +26,7 @@ struct outside {
 };
 
 #define OUTSIDE_TRIES	4	/* looks at /proc/locks per reply, at most */
+#define LIST_REPLY_BYTES (256 * 1024)	/* of locks in one list reply */
 
 static int	outside_holds(const struct outside *, ino_t);
 static ino_t	lock_ino(struct lock *);
@@ -288,33 +289,73 @@ entry_holders(const struct entry *entry, const struct outside *out)
 	return holders_array(lock_first_holder(entry->lock), out, entry->ino);
 }
 
-/* The "locks" array of a list reply. */
+/* The index of the first entry named past after (all, if after is NULL). */
+static size_t
+entries_after(const struct entry *entries, size_t n, const char *after)
+{
+	size_t	 lo = 0, hi = n, mid;
+
+	if (after == NULL)
+		return 0;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (strcmp(entries[mid].name, after) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* One listed entry as the protocol shows it. */
+static struct json_object *
+entry_encode(const struct entry *entry, const struct outside *out)
+{
+	struct json_object	*obj = json_object_new_object();
+
+	json_object_object_add(obj, "name",
+	    json_object_new_string(entry->name));
+	json_object_object_add(obj, "holders", entry_holders(entry, out));
+	json_object_object_add(obj, "waiters", holders_array(
+	    entry->lock ? lock_first_waiter(entry->lock) : NULL, NULL, 0));
+	return obj;
+}
+
+/*
+ * The "locks" array of a list reply: the entries named past after, at
+ * most limit of them (0: PROTO_MAX_LIST), and no more once the array
+ * passes LIST_REPLY_BYTES, so a reply that nobody reads pins a bounded
+ * amount.  *ret_more says whether entries were left for another page.
+ */
 struct json_object *
-listing_locks(struct server *srv, const char *name, int all)
+listing_locks(struct server *srv, const char *name, int all,
+    const char *after, size_t limit, int *ret_more)
 {
 	struct json_object	*array, *obj;
 	struct outside		 out;
 	struct entry		*entries;
 	struct lock		**blocked;
-	size_t			 i, n, nblocked;
+	size_t			 i, n, nblocked, bytes = 0, len, shown = 0;
 	int			 outsiders;
 
+	if (limit == 0 || limit > PROTO_MAX_LIST)
+		limit = PROTO_MAX_LIST;
 	nblocked = blocked_collect(srv, name, &blocked, &outsiders);
 	outside_read(srv, &out, blocked, nblocked, all || outsiders);
 	free(blocked);
 	n = entries_collect(srv, &out, name, all, &entries);
 	array = json_object_new_array();
-	for (i = 0; i < n; i++) {
-		obj = json_object_new_object();
-		json_object_object_add(obj, "name",
-		    json_object_new_string(entries[i].name));
-		json_object_object_add(obj, "holders", entry_holders(&entries[i],
-		    &out));
-		json_object_object_add(obj, "waiters", holders_array(
-		    entries[i].lock ? lock_first_waiter(entries[i].lock) : NULL,
-		    NULL, 0));
+	for (i = entries_after(entries, n, after); i < n; i++) {
+		if (shown == limit || bytes >= LIST_REPLY_BYTES)
+			break;
+		obj = entry_encode(&entries[i], &out);
+		if (json_object_to_json_string_length(obj,
+		    JSON_C_TO_STRING_PLAIN, &len) != NULL)
+			bytes += len;
 		json_object_array_add(array, obj);
+		shown++;
 	}
+	*ret_more = i < n;
 	free(entries);
 	return array;
 }

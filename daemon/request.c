@@ -417,11 +417,14 @@ handle_release(struct conn *conn, const struct proto_request *r)
 static void
 handle_list(struct conn *conn, const struct proto_request *r)
 {
-	struct json_object	*reply;
+	struct json_object	*reply, *locks;
+	int			 more;
 
 	reply = reply_new(r);
-	json_object_object_add(reply, "locks",
-	    listing_locks(conn_server(conn), r->name, r->all));
+	locks = listing_locks(conn_server(conn), r->name, r->all, r->after,
+	    (size_t)r->limit, &more);
+	json_object_object_add(reply, "locks", locks);
+	json_object_object_add(reply, "more", json_object_new_boolean(more));
 	conn_send(conn, reply);
 }
 

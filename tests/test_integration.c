@@ -2106,6 +2106,90 @@ START_TEST(test_liblocks_list_all_shows_outside_only_files)
 }
 END_TEST
 
+#define PAGE_NAMES	1200
+
+/* Whether a list reply says more locks follow. */
+static int
+list_more(struct json_object *r)
+{
+	struct json_object	*more = h_get(r, "more");
+
+	ck_assert_msg(more != NULL && json_object_is_type(more,
+	    json_type_boolean), "no \"more\" in %s", h_json(r));
+	return json_object_get_boolean(more);
+}
+
+/* Count a page's pg- names, checking they rise past *last; keep the last. */
+static size_t
+page_count(struct json_object *r, char *last, size_t size)
+{
+	const char	*name;
+	size_t		 i, n = 0;
+
+	for (i = 0; i < h_len(r, "locks"); i++) {
+		name = h_str(h_member(r, "locks", i), "name");
+		ck_assert_msg(strcmp(name, last) > 0, "%s after %s", name,
+		    last);
+		snprintf(last, size, "%s", name);
+		n += strncmp(name, "pg-", 3) == 0;
+	}
+	return n;
+}
+
+/*
+ * A list reply is bounded (at most 1000 locks, and about 256 KiB): the
+ * rest comes in pages after the last name, and liblocks reads them all.
+ */
+START_TEST(test_list_comes_in_bounded_pages_that_liblocks_joins)
+{
+	struct h_conn		*c = h_connect(), *t = h_connect();
+	struct json_object	*r;
+	locks_conn		*lc;
+	locks_list		*list = NULL;
+	char			 owner[257], last[256] = "";
+	size_t			 total = 0, i, pages = 0;
+
+	memset(owner, 'o', sizeof owner - 1);
+	owner[sizeof owner - 1] = '\0';
+	for (i = 0; i < PAGE_NAMES; i++)
+		EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":"
+		    "\"pg-%04zu\",\"owner\":\"%s\",\"timeout\":0}", i, owner));
+
+	r = h_request(t, "{\"op\":\"list\"}");
+	EXPECT_OK(r);
+	ck_assert(list_more(r));
+	/* 1200 entries of about 400 bytes: the byte bound ends the page. */
+	ck_assert_uint_lt(h_len(r, "locks"), 1000);
+	ck_assert_uint_lt(strlen(h_json(r)), 256 * 1024 + 4096);
+	for (;;) {
+		total += page_count(r, last, sizeof last);
+		pages++;
+		if (!list_more(r))
+			break;
+		r = h_request(t, "{\"op\":\"list\",\"after\":\"%s\"}", last);
+		EXPECT_OK(r);
+	}
+	ck_assert_uint_eq(total, PAGE_NAMES);
+	ck_assert_uint_ge(pages, 2);
+
+	r = h_request(t, "{\"op\":\"list\",\"limit\":10}");
+	EXPECT_LEN(r, "locks", 10);
+	ck_assert(list_more(r));
+	r = h_request(t, "{\"op\":\"list\",\"limit\":1001}");
+	EXPECT_ERROR(r, "bad_request");
+
+	lc = lib_conn("pages");
+	ck_assert_int_eq(locks_list_get(lc, NULL, &list), LOCKS_OK);
+	for (i = 0, total = 0; i < locks_list_count(list); i++)
+		total += strncmp(locks_lock_name(locks_list_lock(list, i)),
+		    "pg-", 3) == 0;
+	ck_assert_uint_eq(total, PAGE_NAMES);
+	ck_assert_ptr_null(strstr(locks_list_json(list), "\"more\""));
+	locks_list_free(list);
+	locks_close(lc);
+}
+END_TEST
+
 START_TEST(test_liblocks_status_accessors)
 {
 	locks_conn		*c = lib_conn("ll-status");
@@ -2588,6 +2672,7 @@ integration_suite(void)
 	tcase_add_test(tc,
 	    test_list_shows_only_locks_with_holders_or_waiters_sorted);
 	tcase_add_test(tc, test_list_reports_holder_and_waiter_fields);
+	tcase_add_test(tc, test_list_comes_in_bounded_pages_that_liblocks_joins);
 	tcase_add_test(tc, test_holder_credentials_come_from_the_socket_peer);
 	suite_add_tcase(s, tc);
 
