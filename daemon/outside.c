@@ -48,6 +48,23 @@ outside_parse(const char *line, dev_t dev, struct outside_holder *ret)
 	return 1;
 }
 
+/*
+ * A process may name itself with any bytes, but what the daemon sends
+ * must be UTF-8: if the name is not, its bytes past ASCII become '?'.
+ */
+static void
+outside_utf8_clean(char *name)
+{
+	char	*p;
+
+	if (proto_utf8_valid(name, strlen(name)))
+		return;
+	for (p = name; *p != '\0'; p++) {
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	}
+}
+
 /* Read the command name of pid, as ps shows it ("?" if it is gone). */
 static void
 outside_command(pid_t pid, char *buf, size_t size)
@@ -62,6 +79,7 @@ outside_command(pid_t pid, char *buf, size_t size)
 	if (fgets(buf, (int)size, fp) != NULL)
 		buf[strcspn(buf, "\n")] = '\0';
 	fclose(fp);
+	outside_utf8_clean(buf);
 }
 
 /*

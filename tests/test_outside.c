@@ -603,6 +603,44 @@ START_TEST(test_list_all_reports_files_held_only_from_outside)
 }
 END_TEST
 
+/*
+ * A process may give itself a name that is not UTF-8; list still sends
+ * valid UTF-8, with '?' for the name's bytes past ASCII.
+ */
+START_TEST(test_outside_command_that_is_not_utf8_is_cleaned)
+{
+	struct h_conn		*t = h_connect();
+	struct json_object	*entry;
+	char			 path[PATH_MAX], c;
+	int			 ready[2], fd;
+	pid_t			 pid;
+
+	snprintf(path, sizeof path, "%s/l-utf8", h_srv.lock_dir);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_ne(pid = fork(), -1);
+	if (pid == 0) {
+		prctl(PR_SET_NAME, "\xff" "bad" "\xc0\xaf", 0, 0, 0);
+		if ((fd = open(path, O_RDONLY | O_CREAT, 0644)) == -1 ||
+		    flock(fd, LOCK_EX) == -1 || write(ready[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	h_sleep(H_OUTSIDE_STALE_SECS);
+	entry = entry_of(list(t, 1, "l-utf8"), "l-utf8");
+	ck_assert_ptr_nonnull(entry);
+	ck_assert(is_external(h_member(entry, "holders", 0)));
+	ck_assert_int_eq(h_int(h_member(entry, "holders", 0), "pid"), pid);
+	ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "command"),
+	    "?bad??");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+END_TEST
+
 START_TEST(test_list_all_with_name_reports_only_that_file)
 {
 	struct h_conn		*t = h_connect();
@@ -1031,6 +1069,7 @@ outside_suite(void)
 	    test_lock_held_only_from_outside_is_listed_while_a_client_waits);
 	tcase_add_test(tc, test_list_all_reports_files_held_only_from_outside);
 	tcase_add_test(tc, test_list_all_with_name_reports_only_that_file);
+	tcase_add_test(tc, test_outside_command_that_is_not_utf8_is_cleaned);
 	tcase_add_test(tc, test_daemons_own_flocks_are_never_external);
 	tcase_add_test(tc,
 	    test_outside_holder_listed_exactly_once_while_other_flocks_churn);
