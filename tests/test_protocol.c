@@ -106,6 +106,43 @@ START_TEST(test_parse_line_rejects_garbage)
 }
 END_TEST
 
+/*
+ * A line cut off after a high surrogate escape leaves nothing behind in
+ * the tokener for the next line (json-c 0.16 keeps it past a reset).
+ */
+START_TEST(test_parse_line_forgets_a_cut_off_surrogate)
+{
+	static const char *const cut[] = { "{\"x\":\"\\ud800",
+	    "{\"x\":\"\\ud800\\", "\"\\ud800\\u00", "{\"x\":\"\\udbff\\uzz" };
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_scratch	 sc;
+	struct proto_request	 r;
+	struct json_object	*obj;
+	const char		*msg, *text;
+	const char		*line = "{\"id\":\"\\u0041\",\"op\":\"hello\","
+	    "\"client\":\"\\u0015x\"}";
+	size_t			 i, len;
+
+	for (i = 0; i < NELEMS(cut); i++) {
+		ck_assert_int_eq(proto_parse_line(tok, cut[i], strlen(cut[i]),
+		    &obj), -1);
+		ck_assert_int_eq(proto_request_parse(tok, line, strlen(line),
+		    &sc, &r, &obj, &msg), PROTO_OK);
+		ck_assert_str_eq(r.client, "\x15x");
+		text = proto_id_text(r.id, &len);
+		ck_assert(len == 3 && memcmp(text, "\"A\"", 3) == 0);
+		json_object_put(obj);
+		ck_assert_int_eq(proto_request_parse(tok, cut[i],
+		    strlen(cut[i]), &sc, &r, &obj, &msg), PROTO_E_BAD_JSON);
+		ck_assert_int_eq(proto_request_parse(tok, line, strlen(line),
+		    &sc, &r, &obj, &msg), PROTO_OK);
+		ck_assert_str_eq(r.client, "\x15x");
+		json_object_put(obj);
+	}
+	json_tokener_free(tok);
+}
+END_TEST
+
 START_TEST(test_parse_line_limits_depth)
 {
 	char	 deep[64];
@@ -1204,6 +1241,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_name_rejects_paths_and_bad_bytes);
 	tcase_add_test(tc, test_parse_line_rejects_garbage);
 	tcase_add_test(tc, test_parse_line_limits_depth);
+	tcase_add_test(tc, test_parse_line_forgets_a_cut_off_surrogate);
 	tcase_add_test(tc, test_decode_acquire_defaults);
 	tcase_add_test(tc, test_decode_acquire_all_fields);
 	tcase_add_test(tc, test_decode_null_timeout_waits_forever);
