@@ -991,9 +991,9 @@ START_TEST(test_requests_refuse_invalid_utf8)
 			ck_assert(!parses(line, strlen(line)));
 		}
 	}
-	expect_both(&b, L("{\"id\":1,\"op\":\"hello\",\"client\":\"\xc0\xaf\"}"),
-	    PROTO_E_BAD_JSON, "line is not valid UTF-8 (or escapes a lone "
-	    "surrogate)", 0);
+	expect_both(&b, L("{\"id\":1,\"op\":\"hello\",\"client\":"
+	    "\"\xc0\xaf\"}"), PROTO_E_BAD_JSON, "line is not valid UTF-8 "
+	    "(or escapes a lone surrogate)", 0);
 	/* A bare value too: replies go through proto_parse_line. */
 	ck_assert(!parses("\"\xff\"", 3));
 	ck_assert(!parses("\"\\udead\"", 8));
@@ -1108,11 +1108,12 @@ START_TEST(test_ids_come_back_exactly_or_are_refused)
 	for (i = 0; i < NELEMS(good); i++) {
 		for (j = 0; j < NELEMS(fmt); j++) {
 			fill(line, sizeof line, fmt[j], good[i]);
-			/* The fast path leaves long or odd numbers to json-c. */
+			/* The fast path leaves long or odd numbers alone. */
 			number = strchr("-0123456789", good[i][0]) != NULL;
 			fast = j == 0 && (!number || (strlen(good[i]) <= 15 &&
 			    strpbrk(good[i], ".eE") == NULL));
-			expect_both(&b, line, strlen(line), want[j], NULL, fast);
+			expect_both(&b, line, strlen(line), want[j], NULL,
+			    fast);
 			ck_assert_str_eq(b.id, good[i]);
 			back = proto_request_id(&b.r);
 			text = proto_id_text(back, &len);
@@ -1167,8 +1168,8 @@ START_TEST(test_list_paging_fields_decode)
 	    PROTO_OK, NULL, 1);
 	ck_assert_int_eq(b.r.limit, 1);
 	ck_assert_str_eq(b.r.after, "db");
-	expect_both(&b, L("{\"op\":\"list\",\"limit\":1000,\t\"after\":\"a:b@c\","
-	    "\"name\":\"x\"}"), PROTO_OK, NULL, 0);
+	expect_both(&b, L("{\"op\":\"list\",\"limit\":1000,\t"
+	    "\"after\":\"a:b@c\",\"name\":\"x\"}"), PROTO_OK, NULL, 0);
 	ck_assert_int_eq(b.r.limit, 1000);
 	ck_assert_str_eq(b.r.after, "a:b@c");
 	ck_assert_str_eq(b.r.name, "x");
@@ -1203,8 +1204,8 @@ START_TEST(test_format_writes_list_paging_fields)
 	char			 line[256];
 	size_t			 len, i;
 	const int		 limits[] = { 0, 1, 50, 1000 };
-	const char		*want = "{\"id\":9,\"op\":\"list\",\"name\":\"x\","
-	    "\"all\":true,\"limit\":50,\"after\":\"db\"}\n";
+	const char		*want = "{\"id\":9,\"op\":\"list\","
+	    "\"name\":\"x\",\"all\":true,\"limit\":50,\"after\":\"db\"}\n";
 
 	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_LIST;
