@@ -337,7 +337,10 @@ raw_line(struct raw_conn *rc)
 	ssize_t			 n;
 	size_t			 len;
 
-	while ((nl = memchr(rc->buf, '\n', rc->len)) == NULL) {
+	for (;;) {
+		if (rc->len > 0 &&
+		    (nl = memchr(rc->buf, '\n', rc->len)) != NULL)
+			break;
 		if (rc->cap - rc->len < 65536) {
 			rc->cap = rc->cap * 2 + 65536;
 			rc->buf = realloc(rc->buf, rc->cap);
