@@ -331,6 +331,23 @@ text_valid(const char *text, size_t len)
 	return proto_utf8_valid(text, len) && escapes_valid(text, len);
 }
 
+/*
+ * Reset a tokener after a failed parse.  json-c 0.16's json_tokener_reset
+ * keeps a pending high surrogate: after a line cut off just past
+ * "\ud800", the first \u escape of the next line would gain a U+FFFD.
+ * Parsing one escape clears it.
+ */
+static void
+tokener_scrub(struct json_tokener *tok)
+{
+	static const char	 escape[] = "\"\\u0000\"";
+
+	json_tokener_reset(tok);
+	json_object_put(json_tokener_parse_ex(tok, escape,
+	    (int)sizeof escape - 1));
+	json_tokener_reset(tok);
+}
+
 /* Parse a line as one JSON value, as proto_parse_line but for UTF-8. */
 static int
 parse_json(struct json_tokener *tok, const char *line, size_t len,
@@ -351,6 +368,7 @@ parse_json(struct json_tokener *tok, const char *line, size_t len,
 	    end > len || !proto_blank(line + end, len - end) ||
 	    has_nonfinite(value)) {
 		json_object_put(value);
+		tokener_scrub(tok);
 		return -1;
 	}
 	*ret_value = value;

@@ -74,8 +74,8 @@ struct proto_request {
 	const char		*owner;		/* "" when absent */
 	const char		*client;	/* "" when absent */
 	int			 all;		/* list: outside-only locks too */
-	int			 limit;		/* list: locks per reply, 0: default */
-	const char		*after;		/* list: start past this name */
+	int			 limit;		/* list: 1 to 1000, 0: none */
+	const char		*after;		/* list: names past it */
 };
 
 /* Room for the strings of a request decoded on the fast path. */

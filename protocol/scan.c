@@ -562,7 +562,8 @@ scan_paging(struct scan *s, struct proto_request *req)
 		req->limit = (int)v->integer;
 	}
 	if ((v = scan_field(s, KEY_AFTER)) != NULL) {
-		if (v->type != SCAN_STRING || !proto_name_valid(v->text, v->len))
+		if (v->type != SCAN_STRING ||
+		    !proto_name_valid(v->text, v->len))
 			return -1;
 		if ((req->after = scan_copy(s, v)) == NULL)
 			return -1;

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -310,6 +311,254 @@ START_TEST(test_blank_lines_are_ignored)
 	EXPECT_OK(r);
 	EXPECT_ID(r, 1);
 	EXPECT_QUIET(c, 0.1);
+}
+END_TEST
+
+/* A connection read raw, a line at a time: the test checks its bytes. */
+struct raw_conn {
+	struct h_conn	*c;
+	char		*buf;
+	size_t		 len;
+	size_t		 cap;
+};
+
+/*
+ * The next line the daemon sends on rc, without its LF, as a new string;
+ * it must be valid UTF-8 and one JSON object to a strict parser.
+ */
+static char *
+raw_line(struct raw_conn *rc)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct json_object	*obj = NULL;
+	struct pollfd		 pfd = { rc->c->fd, POLLIN, 0 };
+	double			 deadline = h_now() + h_slow(H_REPLY_SECS);
+	char			*nl, *line;
+	ssize_t			 n;
+	size_t			 len;
+
+	for (;;) {
+		if (rc->len > 0 &&
+		    (nl = memchr(rc->buf, '\n', rc->len)) != NULL)
+			break;
+		if (rc->cap - rc->len < 65536) {
+			rc->cap = rc->cap * 2 + 65536;
+			rc->buf = realloc(rc->buf, rc->cap);
+			ck_assert_ptr_nonnull(rc->buf);
+		}
+		ck_assert_msg(h_now() < deadline, "no line from the daemon");
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = read(rc->c->fd, rc->buf + rc->len, rc->cap - rc->len);
+		ck_assert_msg(n > 0, "the daemon closed the connection");
+		rc->len += (size_t)n;
+	}
+	len = (size_t)(nl - rc->buf);
+	line = strndup(rc->buf, len);
+	ck_assert_ptr_nonnull(line);
+	memmove(rc->buf, nl + 1, rc->len - len - 1);
+	rc->len -= len + 1;
+	ck_assert_msg(strlen(line) == len, "NUL in a line the daemon sent");
+	ck_assert_msg(proto_utf8_valid(line, len), "not UTF-8: %.300s", line);
+	ck_assert_msg(proto_parse_line(tok, line, len, &obj) == 0 &&
+	    json_object_is_type(obj, json_type_object),
+	    "not a JSON object: %.300s", line);
+	json_object_put(obj);
+	json_tokener_free(tok);
+	return line;
+}
+
+/* Send a line on rc and return the line that comes back. */
+static char *
+raw_request(struct raw_conn *rc, const char *line)
+{
+	ck_assert_int_eq(h_send_raw(rc->c, line, strlen(line)), 0);
+	ck_assert_int_eq(h_send_raw(rc->c, "\n", 1), 0);
+	return raw_line(rc);
+}
+
+/* A line must start {"id":<id>, then say what it is with what. */
+static void
+expect_line(char *line, const char *id, const char *what)
+{
+	size_t	 n = strlen(id);
+
+	ck_assert_msg(strncmp(line, "{\"id\":", 6) == 0 &&
+	    strncmp(line + 6, id, n) == 0 && line[6 + n] == ',',
+	    "id %s does not come back exactly: %.300s", id, line);
+	ck_assert_msg(strstr(line + 6 + n, what) != NULL,
+	    "no %s in %.300s", what, line);
+	free(line);
+}
+
+/*
+ * Every kind of id the daemon takes comes back byte for byte: in a plain
+ * reply, an error, a blocking event and a later grant, on the fast path
+ * and on the json-c path (which an unknown array field forces).
+ */
+START_TEST(test_every_taken_id_comes_back_byte_for_byte)
+{
+	static const char *const ids[] = { "\"abc\"", "\"\"",
+	    "\"caf\xc3\xa9 \xe2\x98\x83\"", "\"a/b\"", "42", "-7", "0",
+	    "123456789012345678", "9223372036854775807",
+	    "-9223372036854775807", "1.5", "1.50", "1e38", "-2.5E-3", "true",
+	    "false", "null" };
+	static const char *const paths[] = { "", ",\"x\":[1]" };
+	struct raw_conn		 a = { h_connect(), NULL, 0, 0 };
+	struct raw_conn		 b = { h_connect(), NULL, 0, 0 };
+	char			 line[512];
+	size_t			 i, j;
+
+	for (i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		for (j = 0; j < 2; j++) {
+			snprintf(line, sizeof line, "{\"id\":%s,\"op\":\"ping\""
+			    "%s}", ids[i], paths[j]);
+			expect_line(raw_request(&b, line), ids[i],
+			    "\"ok\":true");
+			snprintf(line, sizeof line, "{\"id\":%s,\"op\":\"fly\""
+			    "%s}", ids[i], paths[j]);
+			expect_line(raw_request(&b, line), ids[i],
+			    "\"unknown_op\"");
+			expect_line(raw_request(&a, "{\"id\":1,\"op\":"
+			    "\"acquire\",\"name\":\"idx\"}"), "1", "\"token\"");
+			snprintf(line, sizeof line, "{\"id\":%s,\"op\":"
+			    "\"acquire\",\"name\":\"idx\",\"timeout\":0%s}",
+			    ids[i], paths[j]);
+			expect_line(raw_request(&b, line), ids[i],
+			    "\"timeout\"");
+			snprintf(line, sizeof line, "{\"id\":%s,\"op\":"
+			    "\"acquire\",\"name\":\"idx\","
+			    "\"notify_after\":0%s}", ids[i], paths[j]);
+			expect_line(raw_request(&b, line), ids[i],
+			    "\"event\":\"blocking\"");
+			expect_line(raw_request(&a, "{\"id\":2,\"op\":"
+			    "\"release\",\"name\":\"idx\"}"), "2",
+			    "\"ok\":true");
+			expect_line(raw_line(&b), ids[i], "\"token\"");
+			snprintf(line, sizeof line, "{\"id\":%s,\"op\":"
+			    "\"acquire\",\"name\":\"idx\"%s}", ids[i],
+			    paths[j]);
+			expect_line(raw_request(&b, line), ids[i],
+			    "\"already_held\"");
+			snprintf(line, sizeof line, "{\"id\":%s,\"op\":"
+			    "\"release\",\"name\":\"idx\"%s}", ids[i],
+			    paths[j]);
+			expect_line(raw_request(&b, line), ids[i],
+			    "\"ok\":true");
+		}
+	}
+	free(a.buf);
+	free(b.buf);
+}
+END_TEST
+
+/* Integers json-c would change (past +-(2^63 - 1)) are bad_request. */
+START_TEST(test_ids_that_cannot_come_back_are_bad_request)
+{
+	static const char *const ids[] = {
+	    "100000000000000000000000000000000000000",
+	    "-100000000000000000000000000000000000000",
+	    "18446744073709551615", "18446744073709551616",
+	    "9223372036854775808", "-9223372036854775809",
+	    "-9223372036854775808" };
+	struct raw_conn		 b = { h_connect(), NULL, 0, 0 };
+	struct h_conn		*c = h_connect();
+	struct json_object	*r;
+	char			 line[512];
+	size_t			 i;
+
+	for (i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		snprintf(line, sizeof line, "{\"id\":%s,\"op\":\"ping\"}",
+		    ids[i]);
+		expect_line(raw_request(&b, line), "null", "\"bad_request\"");
+		snprintf(line, sizeof line, "{\"id\":%s,\"op\":\"acquire\","
+		    "\"name\":\"id-range\"}", ids[i]);
+		expect_line(raw_request(&b, line), "null",
+		    "integer id out of range");
+	}
+	/* None of those acquires took the lock. */
+	r = h_take(c, "id-range", "exclusive");
+	EXPECT_OK(r);
+	free(b.buf);
+}
+END_TEST
+
+/* An id is at most 1024 bytes of JSON: a longer one is bad_request. */
+START_TEST(test_ids_longer_than_1024_bytes_are_bad_request)
+{
+	struct h_conn		*c = h_connect(), *d = h_connect();
+	struct json_object	*r;
+	char			 id[PROTO_MAX_ID + 2];
+
+	/* 1022 bytes and its quotes: the longest id. */
+	memset(id, 'i', PROTO_MAX_ID - 2);
+	id[PROTO_MAX_ID - 2] = '\0';
+	r = h_request(c, "{\"id\":\"%s\",\"op\":\"acquire\",\"name\":"
+	    "\"id-cap\"}", id);
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "id"), id);
+	r = h_request(c, "{\"id\":\"%s\",\"op\":\"release\",\"name\":"
+	    "\"id-cap\"}", id);
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "id"), id);
+
+	strcat(id, "i");
+	r = h_request(c, "{\"id\":\"%s\",\"op\":\"acquire\",\"name\":"
+	    "\"id-cap\"}", id);
+	EXPECT_ERROR(r, "bad_request");
+	EXPECT_NULL_ID(r);
+	ck_assert_msg(strstr(h_str(h_get(r, "error"), "message"),
+	    "id longer than 1024 bytes") != NULL, "%s", h_json(r));
+	/* On the json-c path too, and nothing was taken. */
+	r = h_request(c, "{\"id\":\"%s\",\t\"op\":\"acquire\",\"name\":"
+	    "\"id-cap\",\"x\":[1]}", id);
+	EXPECT_ERROR(r, "bad_request");
+	EXPECT_NULL_ID(r);
+	r = h_take(d, "id-cap", "exclusive");
+	EXPECT_OK(r);
+	r = h_request(c, "{\"id\":1%01024d,\"op\":\"ping\"}", 0);
+	EXPECT_ERROR(r, "bad_request");
+}
+END_TEST
+
+/*
+ * Labels that are not UTF-8 (raw, or a lone surrogate escape) are
+ * bad_json, so every line a list or blocking event carries stays UTF-8.
+ */
+START_TEST(test_labels_that_are_not_utf8_are_refused)
+{
+	static const char *const bad[] = { "\xc0\xaf", "\xff\xfe",
+	    "\xed\xa0\x80", "\xe0\x80\xaf", "\xf4\x90\x80\x80", "x\xc3",
+	    "\\ud800", "\\udc00x" };
+	struct raw_conn		 w = { h_connect(), NULL, 0, 0 };
+	struct h_conn		*c = h_connect();
+	struct json_object	*r;
+	char			*line;
+	size_t			 i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		r = h_request(c, "{\"id\":1,\"op\":\"acquire\",\"name\":"
+		    "\"utf8-%zu\",\"owner\":\"%s\"}", i, bad[i]);
+		EXPECT_ERROR(r, "bad_json");
+		r = h_request(c, "{\"id\":2,\"op\":\"hello\",\"client\":"
+		    "\"%s\"}", bad[i]);
+		EXPECT_ERROR(r, "bad_json");
+	}
+	/* Valid UTF-8 labels, raw and escaped, are shown as they are. */
+	r = h_request(c, "{\"op\":\"hello\",\"client\":\"caf\xc3\xa9\"}");
+	EXPECT_OK(r);
+	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"utf8-held\","
+	    "\"owner\":\"\\ud83d\\ude00 \xe2\x98\x83\"}");
+	EXPECT_OK(r);
+	expect_line(raw_request(&w, "{\"id\":3,\"op\":\"acquire\",\"name\":"
+	    "\"utf8-held\",\"notify_after\":0,\"owner\":\"\xf0\x9f\x98\x80\"}"),
+	    "3", "\"owner\":\"\xf0\x9f\x98\x80 \xe2\x98\x83\"");
+	line = raw_request(&w, "{\"id\":4,\"op\":\"list\"}");
+	ck_assert_msg(strstr(line, "\"client\":\"caf\xc3\xa9\"") != NULL,
+	    "%s", line);
+	ck_assert_msg(strstr(line, "utf8-0") == NULL, "%s", line);
+	expect_line(line, "4", "\"name\":\"utf8-held\"");
+	free(w.buf);
 }
 END_TEST
 
@@ -2631,6 +2880,10 @@ integration_suite(void)
 	tcase_add_test(tc, test_long_ids_are_echoed_whole);
 	tcase_add_test(tc, test_blank_lines_are_ignored);
 	tcase_add_test(tc, test_unknown_request_fields_are_ignored);
+	tcase_add_test(tc, test_every_taken_id_comes_back_byte_for_byte);
+	tcase_add_test(tc, test_ids_that_cannot_come_back_are_bad_request);
+	tcase_add_test(tc, test_ids_longer_than_1024_bytes_are_bad_request);
+	tcase_add_test(tc, test_labels_that_are_not_utf8_are_refused);
 	tcase_add_test(tc,
 	    test_nesting_depth_of_eight_is_accepted_and_nine_is_not);
 	suite_add_tcase(s, tc);

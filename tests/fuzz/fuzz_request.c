@@ -8,6 +8,8 @@
  * byte's low bit picks the connection; the rest is the chunk length - 1.
  * Both connections close at the end, so a leak or a lock left behind by a
  * closed connection shows up (LeakSanitizer, and the assert below).
+ * Everything the daemon writes must be whole lines, each one JSON object
+ * in valid UTF-8, as a strict parser reads it; else abort.
  */
 
 #include <sys/socket.h>
@@ -29,15 +31,65 @@ void	clock_fake_advance(double);	/* fake_clock.c */
 static struct event_base	*base;
 static struct server		*srv;
 static char			 lock_dir[] = "/tmp/locks-fuzz-XXXXXX";
+static struct json_tokener	*tok;
 
-/* Drop whatever the daemon answers: only its behaviour matters here. */
+/* What the daemon wrote to one client and is not yet a whole line. */
+struct output {
+	char	*buf;
+	size_t	 len;
+	size_t	 size;
+};
+
+static struct output		 outputs[FUZZ_CONNS];
+
+/* One line the daemon sent must be a JSON object in valid UTF-8. */
 static void
-client_drain(int fd)
+check_line(const char *line, size_t len)
 {
-	char	 buf[65536];
+	struct json_object	*obj;
 
-	while (read(fd, buf, sizeof buf) > 0)
-		;
+	if (!proto_utf8_valid(line, len) ||
+	    proto_parse_line(tok, line, len, &obj) == -1)
+		abort();
+	if (!json_object_is_type(obj, json_type_object))
+		abort();
+	json_object_put(obj);
+}
+
+/* Check the whole lines in out, keeping the rest for later. */
+static void
+check_output(struct output *out)
+{
+	char	*line = out->buf, *nl;
+	size_t	 left = out->len;
+
+	while ((nl = memchr(line, '\n', left)) != NULL) {
+		check_line(line, (size_t)(nl - line));
+		left -= (size_t)(nl - line) + 1;
+		line = nl + 1;
+	}
+	memmove(out->buf, line, left);
+	out->len = left;
+}
+
+/* Read what the daemon answers and check it line by line. */
+static void
+client_drain(int fd, struct output *out)
+{
+	ssize_t	 n;
+
+	for (;;) {
+		if (out->size - out->len < 65536) {
+			out->size = out->size * 2 + 65536;
+			if ((out->buf = realloc(out->buf, out->size)) == NULL)
+				abort();
+		}
+		if ((n = read(fd, out->buf + out->len,
+		    out->size - out->len)) <= 0)
+			break;
+		out->len += (size_t)n;
+		check_output(out);
+	}
 }
 
 /* Send a chunk; what the socket will not take now is dropped. */
@@ -76,6 +128,8 @@ fuzz_init(void)
 	struct server_config	 config;
 
 	log_init(0);
+	if ((tok = proto_tokener_new()) == NULL)
+		abort();
 	if (mkdtemp(lock_dir) == NULL)
 		abort();
 	atexit(fuzz_cleanup);
@@ -125,16 +179,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		client_send(client[c], data + i, len);
 		clock_fake_advance(0.01);
 		event_base_loop(base, EVLOOP_NONBLOCK);
-		client_drain(client[0]);
-		client_drain(client[1]);
+		for (c = 0; c < FUZZ_CONNS; c++)
+			client_drain(client[c], &outputs[c]);
 	}
 	/* EOF on each connection, let the daemon react, then close ours. */
 	for (c = 0; c < FUZZ_CONNS; c++) {
 		shutdown(client[c], SHUT_WR);
 		event_base_loop(base, EVLOOP_NONBLOCK);
-		client_drain(client[c]);
+		client_drain(client[c], &outputs[c]);
 		event_base_loop(base, EVLOOP_NONBLOCK);
+		client_drain(client[c], &outputs[c]);
 		close(client[c]);
+		/* Nothing the daemon wrote may end mid-line. */
+		if (outputs[c].len != 0)
+			abort();
 	}
 	/* The daemon sees the hang-up and frees both connections. */
 	for (i = 0; i < 4 && !TAILQ_EMPTY(server_conns(srv)); i++)
