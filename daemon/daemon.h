@@ -37,6 +37,9 @@ struct locktab;
 struct lock;
 struct lock_req;
 
+/* locktab_acquire's error past the lock file bound (not an errno). */
+#define LOCKTAB_E_MAX_FILES	(-100000)
+
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef double (*locktab_clock)(void);
 typedef void (*locktab_blocked_cb)(struct lock *, int, enum proto_mode,

@@ -104,10 +104,17 @@ struct lock_req {
 };
 TAILQ_HEAD(lock_reqs, lock_req);
 
+/* Which file a descriptor is, to tell if the name still leads to it. */
+struct lock_file_id {
+	dev_t			 dev;
+	ino_t			 ino;
+};
+
 struct lock {
 	const char		*name;		/* first: lock_cmp */
 	struct locktab		*tab;
 	int			 fd;
+	struct lock_file_id	 file;		/* what fd is */
 	enum lock_flock		 flock;
 	int			 blocked;	/* by an outsider */
 	int			 idle;		/* no holders, no waiters */
@@ -168,18 +175,22 @@ lock_cmp(const void *a, const void *b)
 }
 
 /*
- * A directory is no lock file: refuse it as open(2) with O_CREAT would.
- * Returns fd, or -EISDIR with fd closed.
+ * Note which file fd is; a directory is no lock file, so refuse it as
+ * open(2) with O_CREAT would.  Returns fd, or -errno with fd closed.
  */
 static int
-lock_check_type(int fd)
+lock_file_id(int fd, struct lock_file_id *ret_id)
 {
 	struct stat	 sb;
+	int		 error;
 
-	if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+	if (fstat(fd, &sb) == -1 || S_ISDIR(sb.st_mode)) {
+		error = S_ISDIR(sb.st_mode) ? -EISDIR : -errno;
 		close(fd);
-		return -EISDIR;
+		return error;
 	}
+	ret_id->dev = sb.st_dev;
+	ret_id->ino = sb.st_ino;
 	return fd;
 }
 
@@ -188,42 +199,43 @@ lock_check_type(int fd)
  * a file created here is counted, one created by someone else is not.
  */
 static int
-lock_open_file(struct locktab *tab, const char *name)
+lock_open_file(struct locktab *tab, const char *name,
+    struct lock_file_id *ret_id)
 {
 	int	 fd;
 
 	fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, 0);
 	if (fd >= 0)
-		return lock_check_type(fd);
+		return lock_file_id(fd, ret_id);
 	if (errno != ENOENT)
 		return -errno;
 	if (tab->nfiles >= tab->max_files)
-		return -EDQUOT;
+		return LOCKTAB_E_MAX_FILES;
 	fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS | O_CREAT | O_EXCL,
 	    LOCK_FILE_MODE);
 	if (fd >= 0) {
 		tab->nfiles++;
-		return fd;
+		return lock_file_id(fd, ret_id);
 	}
 	/* Someone else created it in between: it is theirs, just open it. */
 	if (errno == EEXIST &&
 	    (fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, 0)) >= 0)
-		return lock_check_type(fd);
+		return lock_file_id(fd, ret_id);
 	return -errno;
 }
 
 /*
- * Open name's lock file, creating it if missing and --max-lock-files
+ * Open name's lock file, creating it if missing and the file bound
  * allows; out of descriptors, give back the idle ones and try once more.
- * Returns the fd, -EDQUOT past the file bound, or -errno.
+ * Returns the fd, LOCKTAB_E_MAX_FILES past the file bound, or -errno.
  */
 static int
-lock_open(struct locktab *tab, const char *name)
+lock_open(struct locktab *tab, const char *name, struct lock_file_id *ret_id)
 {
 	int	 fd, tries;
 
 	for (tries = 0; tries < 2; tries++) {
-		if ((fd = lock_open_file(tab, name)) >= 0)
+		if ((fd = lock_open_file(tab, name, ret_id)) >= 0)
 			return fd;
 		if ((fd != -EMFILE && fd != -ENFILE) ||
 		    locktab_close_idle(tab) == 0)
@@ -236,11 +248,12 @@ lock_open(struct locktab *tab, const char *name)
 static int
 lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 {
-	struct lock	*lock;
-	size_t		 len;
-	int		 fd;
+	struct lock_file_id	 file;
+	struct lock		*lock;
+	size_t			 len;
+	int			 fd;
 
-	if ((fd = lock_open(tab, name)) < 0)
+	if ((fd = lock_open(tab, name, &file)) < 0)
 		return fd;
 	len = strlen(name);
 	if ((lock = calloc(1, sizeof *lock + len + 1)) == NULL) {
@@ -251,6 +264,7 @@ lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 	lock->name = lock->namebuf;
 	lock->tab = tab;
 	lock->fd = fd;
+	lock->file = file;
 	lock->flock = LOCK_FLOCK_NONE;
 	TAILQ_INIT(&lock->holders);
 	TAILQ_INIT(&lock->waiters);
@@ -342,31 +356,59 @@ lock_retire(struct lock *lock)
 static int
 lock_stale(const struct lock *lock)
 {
-	struct stat	 fd_sb, path_sb;
+	struct stat	 sb;
 
-	if (fstat(lock->fd, &fd_sb) == -1 ||
-	    fstatat(lock->tab->dirfd, lock->name, &path_sb,
+	if (fstatat(lock->tab->dirfd, lock->name, &sb,
 	    AT_SYMLINK_NOFOLLOW) == -1)
 		return 1;
-	return fd_sb.st_dev != path_sb.st_dev || fd_sb.st_ino != path_sb.st_ino;
+	return sb.st_dev != lock->file.dev || sb.st_ino != lock->file.ino;
 }
 
 /*
  * Move a lock nobody holds onto the file now at its name, dropping the
- * old file and its flock; if that cannot be opened, the old one stays.
+ * old file, its flock and any watch on it; -errno if the name cannot be
+ * opened, with nothing changed.
  */
-static void
+static int
 lock_reopen(struct lock *lock)
 {
-	int	 fd;
+	struct lock_file_id	 file;
+	int			 fd;
 
-	if ((fd = lock_open(lock->tab, lock->name)) < 0)
-		return;
+	if ((fd = lock_open(lock->tab, lock->name, &file)) < 0)
+		return fd;
+	/* A watch on the old file would hand back a flock on it. */
+	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
 	if (lock->flock != LOCK_FLOCK_NONE)
 		flock(lock->fd, LOCK_UN);
 	close(lock->fd);
 	lock->fd = fd;
+	lock->file = file;
 	lock->flock = LOCK_FLOCK_NONE;
+	return 0;
+}
+
+/*
+ * Before a lock nobody holds is granted anew: make sure it is on the file
+ * now at its name.  Returns 0 if it is, or -1 if that file cannot be
+ * opened; the lock then keeps nothing on the old file and waits, blocked,
+ * for a watch or the retry to find the name openable.
+ */
+static int
+lock_follow_name(struct lock *lock)
+{
+	struct lock_req	*head = TAILQ_FIRST(&lock->waiters);
+
+	if (!lock_stale(lock) || lock_reopen(lock) == 0)
+		return 0;
+	if (lock->flock != LOCK_FLOCK_NONE) {
+		flock(lock->fd, LOCK_UN);
+		lock->flock = LOCK_FLOCK_NONE;
+	}
+	/* Anew, so that a watch starts on the name even if one just ended. */
+	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
+	lock_set_blocked(lock, 1, head != NULL ? head->mode : PROTO_EXCLUSIVE);
+	return -1;
 }
 
 /*
@@ -684,11 +726,8 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	 */
 	if (lock->nholders == 0 && lock->nwaiters == 0)
 		lock_retire(lock);
-	else {
-		if (lock->nholders == 0 && lock_stale(lock))
-			lock_reopen(lock);
+	else if (lock->nholders > 0 || lock_follow_name(lock) == 0)
 		lock_grant(lock);
-	}
 	locktab_dispatch(tab);
 }
 
@@ -784,14 +823,21 @@ void
 locktab_adopt(struct locktab *tab, struct lock *lock, int fd,
     enum proto_mode mode)
 {
+	struct lock_file_id	 file;
+
 	if (!lock->blocked || lock->nholders != 0) {
 		close(fd);
 		return;
 	}
+	if (lock_file_id(fd, &file) < 0)
+		return;
 	close(lock->fd);
 	lock->fd = fd;
+	lock->file = file;
 	lock->flock = mode == PROTO_SHARED ? LOCK_FLOCK_SH : LOCK_FLOCK_EX;
-	lock_grant(lock);
+	/* The watch opened the name long ago: it may name another file now. */
+	if (lock_follow_name(lock) == 0)
+		lock_grant(lock);
 	locktab_dispatch(tab);
 }
 
@@ -806,12 +852,18 @@ lock_blocked(const struct lock *lock)
 void
 locktab_retry(struct locktab *tab)
 {
-	struct lock	*lock, *next;
+	struct lock	*lock, *next, *last;
 
-	/* lock_grant may unlink lock from the blocked list, never free it. */
+	/*
+	 * lock_grant and lock_follow_name may unlink lock from the blocked
+	 * list, or move it to the tail, never free it: each lock blocked now
+	 * is tried once.
+	 */
+	last = TAILQ_LAST(&tab->blocked, locks);
 	for (lock = TAILQ_FIRST(&tab->blocked); lock != NULL; lock = next) {
-		next = TAILQ_NEXT(lock, blocked_entry);
-		lock_grant(lock);
+		next = lock == last ? NULL : TAILQ_NEXT(lock, blocked_entry);
+		if (lock->nholders > 0 || lock_follow_name(lock) == 0)
+			lock_grant(lock);
 	}
 	locktab_dispatch(tab);
 }

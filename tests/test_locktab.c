@@ -1058,6 +1058,126 @@ START_TEST(test_handoff_moves_to_a_file_replaced_while_held)
 }
 END_TEST
 
+/* What the blocked callback saw: the last state, and how many calls. */
+static int	blocked_last = -1;
+static int	blocked_calls;
+
+static void
+record_blocked(struct lock *lock, int blocked, enum proto_mode mode,
+    void *arg)
+{
+	(void)lock;
+	(void)mode;
+	(void)arg;
+	blocked_last = blocked;
+	blocked_calls++;
+}
+
+/* Replace the file at name by a new one, flocked by an outsider; its fd. */
+static int
+replace_and_flock(const char *name)
+{
+	char	 moved[64];
+	int	 fd;
+
+	snprintf(moved, sizeof moved, "%s.moved", name);
+	ck_assert_int_eq(renameat(dirfd_, name, dirfd_, moved), 0);
+	fd = outsider_open(name);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	return fd;
+}
+
+/*
+ * A watch opened the name before the file was replaced; the flock it
+ * hands over is on the old file, so the waiter must go on waiting for
+ * the outsider on the new one.
+ */
+START_TEST(test_adopted_flock_on_a_replaced_file_is_not_granted)
+{
+	struct lock_req	*b;
+	int		 o1, o2, watch_fd;
+
+	o1 = outsider_open("adp");
+	ck_assert_int_eq(flock(o1, LOCK_EX | LOCK_NB), 0);
+	b = acq("adp", PROTO_EXCLUSIVE, 2);
+	ck_assert(!lock_req_held(b));
+	watch_fd = outsider_open("adp");
+	o2 = replace_and_flock("adp");
+	close(o1);
+	ck_assert_int_eq(flock(watch_fd, LOCK_EX | LOCK_NB), 0);
+	locktab_adopt(tab, locktab_find(tab, "adp"), watch_fd,
+	    PROTO_EXCLUSIVE);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert(lock_blocked(locktab_find(tab, "adp")));
+
+	close(o2);
+	locktab_retry(tab);
+	assert_granted(0, 2);
+	ck_assert_int_eq(outsider_try("adp", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, b);
+}
+END_TEST
+
+/*
+ * A waiter leaves a blocked lock whose file was replaced: the lock moves
+ * to the new file and is blocked anew (so a watch starts on it), and the
+ * old file's release grants nobody.
+ */
+START_TEST(test_cancel_on_a_blocked_replaced_file_moves_the_watch)
+{
+	struct lock_req	*b, *c;
+	int		 o1, o2, calls;
+
+	locktab_set_blocked_cb(tab, record_blocked, NULL);
+	o1 = outsider_open("cnl");
+	ck_assert_int_eq(flock(o1, LOCK_EX | LOCK_NB), 0);
+	b = acq("cnl", PROTO_EXCLUSIVE, 2);
+	c = acq("cnl", PROTO_EXCLUSIVE, 3);
+	ck_assert_int_eq(blocked_last, 1);
+	o2 = replace_and_flock("cnl");
+	calls = blocked_calls;
+	locktab_release(tab, c);
+	ck_assert_int_ge(blocked_calls, calls + 2);
+	ck_assert_int_eq(blocked_last, 1);
+	close(o1);
+	locktab_retry(tab);
+	ck_assert_uint_eq(ngrants, 0);
+	close(o2);
+	locktab_retry(tab);
+	assert_granted(0, 2);
+	ck_assert_int_eq(outsider_try("cnl", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, b);
+}
+END_TEST
+
+/*
+ * The file was replaced while held by something that cannot be opened
+ * (here a symlink): the waiter is not granted on the old file, and gets
+ * the lock once the name can be opened again.
+ */
+START_TEST(test_handoff_waits_while_the_new_file_cannot_be_opened)
+{
+	struct lock_req	*a, *b;
+
+	a = acq("sym", PROTO_EXCLUSIVE, 1);
+	b = acq("sym", PROTO_EXCLUSIVE, 2);
+	ck_assert_int_eq(unlinkat(dirfd_, "sym", 0), 0);
+	ck_assert_int_eq(symlinkat("elsewhere", dirfd_, "sym"), 0);
+	locktab_release(tab, a);
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert(!lock_req_held(b));
+	ck_assert(lock_blocked(locktab_find(tab, "sym")));
+	locktab_retry(tab);
+	ck_assert_uint_eq(ngrants, 1);
+
+	ck_assert_int_eq(unlinkat(dirfd_, "sym", 0), 0);
+	locktab_retry(tab);
+	assert_granted(1, 2);
+	ck_assert_int_eq(outsider_try("sym", LOCK_EX), EWOULDBLOCK);
+	locktab_release(tab, b);
+}
+END_TEST
+
 /* Past the lock file bound only names whose file exists still work. */
 START_TEST(test_max_files_bounds_new_lock_files_only)
 {
@@ -1071,7 +1191,7 @@ START_TEST(test_max_files_bounds_new_lock_files_only)
 	cycle("new1");
 	ck_assert_uint_eq(locktab_nfiles(tab), 2);
 	ck_assert_int_eq(locktab_acquire(tab, "new2", PROTO_EXCLUSIVE, 0,
-	    (void *)2, &r), -EDQUOT);
+	    (void *)2, &r), LOCKTAB_E_MAX_FILES);
 	ck_assert_int_eq(faccessat(dirfd_, "new2", F_OK, 0), -1);
 	ck_assert_ptr_null(locktab_find(tab, "new2"));
 	locktab_expire(tab);
@@ -1203,6 +1323,9 @@ locktab_suite(void)
 	tcase_add_test(tc, test_idle_fd_of_a_file_moved_away_is_not_reused);
 	tcase_add_test(tc, test_handoff_moves_to_a_file_replaced_while_held);
 	tcase_add_test(tc, test_max_files_bounds_new_lock_files_only);
+	tcase_add_test(tc, test_adopted_flock_on_a_replaced_file_is_not_granted);
+	tcase_add_test(tc, test_cancel_on_a_blocked_replaced_file_moves_the_watch);
+	tcase_add_test(tc, test_handoff_waits_while_the_new_file_cannot_be_opened);
 	tcase_add_test(tc, test_out_of_descriptors_closes_idle_fds_and_retries);
 	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
 	tcase_add_test(tc, test_default_clock_is_realtime);
