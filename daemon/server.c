@@ -37,6 +37,7 @@ struct server {
 	int			 lock_dirfd;
 	char			*lock_dir;
 	int			 claim_fd;	/* flocked CLAIM_FILE */
+	int			 nlink_known;	/* the fs counts dir links */
 	int			 failed;	/* exit non-zero */
 	struct locktab		*locktab;
 	struct watcher		*watcher;
@@ -406,7 +407,8 @@ server_lock_dir_gone(const struct server *srv)
 {
 	struct stat	 held, now;
 
-	if (fstat(srv->lock_dirfd, &held) == -1 || held.st_nlink == 0)
+	if (fstat(srv->lock_dirfd, &held) == -1 ||
+	    (srv->nlink_known && held.st_nlink == 0))
 		return 1;
 	if (stat(srv->lock_dir, &now) == -1)
 		return errno == ENOENT || errno == ENOTDIR;
@@ -612,6 +614,7 @@ struct server *
 server_new(struct event_base *base, const struct server_config *config)
 {
 	struct server	*srv;
+	struct stat	 sb;
 	char		 status[128];
 
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
@@ -631,6 +634,8 @@ server_new(struct event_base *base, const struct server_config *config)
 		fatal("strdup");
 	srv->lock_dirfd = lock_dir_open(config->lock_dir);
 	srv->claim_fd = lock_dir_claim(srv->lock_dirfd, config->lock_dir);
+	/* A removed directory has no links, where the fs counts them. */
+	srv->nlink_known = fstat(srv->lock_dirfd, &sb) == 0 && sb.st_nlink > 0;
 	srv->locktab = locktab_new(srv->lock_dirfd,
 	    token_seed(srv->lock_dirfd, clock_realtime()), request_granted,
 	    clock_realtime);
