@@ -147,7 +147,7 @@ conn_new(struct server *srv, int fd, const struct peer *peer)
 	conn->peer = *peer;
 	TAILQ_INIT(&conn->acquires);
 	TAILQ_INSERT_TAIL(server_conns(srv), conn, entry);
-	server_conn_opened(srv);
+	server_conn_opened(srv, peer->uid);
 	return conn;
 }
 
@@ -193,6 +193,7 @@ static void
 conn_free(struct conn *conn)
 {
 	struct server	*srv = conn->srv;
+	uid_t		 uid = conn->peer.uid;
 	int		 fd;
 
 	log_debug("connection from pid %ld closed", (long)conn->peer.pid);
@@ -203,7 +204,7 @@ conn_free(struct conn *conn)
 	fd = conn->fd;
 	conn_free_parts(conn);
 	close(fd);
-	server_conn_closed(srv);
+	server_conn_closed(srv, uid);
 }
 
 /* Free every connection, at shutdown. */

@@ -66,6 +66,7 @@ size_t		 locktab_nheld(const struct locktab *);
 size_t		 locktab_nwaiting(const struct locktab *);
 uint64_t	 locktab_granted_total(const struct locktab *);
 int64_t		 locktab_next_token(const struct locktab *);
+void		 locktab_set_token_limit(struct locktab *, int64_t);
 
 struct lock	*locktab_find(struct locktab *, const char *);
 struct lock	*locktab_first(struct locktab *);
@@ -120,8 +121,10 @@ int		 access_allow_group(struct access *, const char *);
 int		 access_allows(const struct access *, int, const struct peer *);
 
 /* token.c */
+#define TOKEN_FILE	".tokens"	/* in the lock dir */
+
 int64_t	 token_seed(int, double);
-void	 token_reserve(int, int64_t);
+int	 token_reserve(int, int64_t);
 
 /* conn.c: one client connection, its framing and its output. */
 struct server;
@@ -169,6 +172,8 @@ struct server_config {
 	struct access	*access;	/* who may connect; owned by main */
 	const int	*listen_fds;	/* inherited sockets, or NULL: bind */
 	size_t		 nlisten_fds;
+	size_t		 max_clients_per_uid;	/* 0: no per-uid bound */
+	int64_t		 token_reserve;	/* tokens saved ahead; 0: 1e9 */
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);
@@ -183,8 +188,11 @@ size_t		 server_max_locks_per_client(const struct server *);
 size_t		 server_output_high(const struct server *);
 enum proto_error server_admit(struct server *, int, const struct peer *,
 		    const char **);
-void		 server_conn_opened(struct server *);
-void		 server_conn_closed(struct server *);
+void		 server_conn_opened(struct server *, uid_t);
+void		 server_conn_closed(struct server *, uid_t);
+const char	*server_tokens_exhausted(struct server *);
+void		 server_lock_file_missing(struct server *);
+int		 server_failed(const struct server *);
 double		 server_uptime(const struct server *);
 void		 server_locks_changed(struct server *);
 

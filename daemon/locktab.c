@@ -133,6 +133,8 @@ TAILQ_HEAD(locks, lock);
 struct locktab {
 	int			 dirfd;
 	int64_t			 next_token;
+	int64_t			 token_limit;	/* no grant gets a token above */
+	int			 token_starved;	/* the limit held a waiter back */
 	locktab_granted_cb	 granted_cb;
 	locktab_clock		 clock;
 	locktab_blocked_cb	 blocked_cb;
@@ -540,6 +542,11 @@ lock_grant(struct lock *lock)
 	}
 	lock_set_blocked(lock, 0, mode);
 	do {
+		/* Out of tokens: keep the flock, grant on a higher limit. */
+		if (lock->tab->next_token > lock->tab->token_limit) {
+			lock->tab->token_starved = 1;
+			return;
+		}
 		lock_dequeue(lock, req);
 		lock_hold(lock, req);
 	} while (mode == PROTO_SHARED &&
@@ -599,6 +606,7 @@ locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
 		return NULL;
 	tab->dirfd = dirfd;
 	tab->next_token = first_token;
+	tab->token_limit = INT64_MAX;
 	tab->granted_cb = granted_cb;
 	tab->clock = clock != NULL ? clock : locktab_realtime;
 	tab->root = NULL;
@@ -643,9 +651,9 @@ locktab_free(struct locktab *tab)
  * Ask for name in mode.  Returns 0 and sets *ret_req, granted or queued;
  * an immediate grant's callback has run by then (with *ret_req already
  * set, so a callback that releases the request leaves it dangling).
- * With try_only, -EWOULDBLOCK if it cannot be granted at once; -errno if
- * the lock file cannot be opened or locked.  Nothing is left behind on
- * failure.
+ * With try_only, -EWOULDBLOCK if it cannot be granted at once; -ENOSPC
+ * if it could be but the token limit is reached; -errno if the lock file
+ * cannot be opened or locked.  Nothing is left behind on failure.
  */
 int
 locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
@@ -669,8 +677,9 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 
 	if (TAILQ_EMPTY(&lock->waiters) && lock_compatible(lock, mode)) {
 		/* Under shared holders the fd is already LOCK_SH: no call. */
-		error = lock_flock_set(lock, mode);
-		if (error == 0) {
+		if (tab->next_token > tab->token_limit)
+			error = -ENOSPC;
+		else if ((error = lock_flock_set(lock, mode)) == 0) {
 			lock_hold(lock, req);
 			*ret_req = req;
 			locktab_dispatch(tab);
@@ -894,6 +903,28 @@ uint64_t
 locktab_granted_total(const struct locktab *tab)
 {
 	return tab->granted_total;
+}
+
+/*
+ * Grant no token above limit from now on.  Waiters a lower limit held back
+ * are granted once it allows: every lock with waiters is tried again.
+ */
+void
+locktab_set_token_limit(struct locktab *tab, int64_t limit)
+{
+	struct lock	*lock;
+
+	tab->token_limit = limit;
+	if (!tab->token_starved || tab->next_token > limit)
+		return;
+	tab->token_starved = 0;
+	/* lock_grant never frees a lock nor moves it off this list. */
+	TAILQ_FOREACH(lock, &tab->locks, entry) {
+		if (lock->nwaiters > 0 &&
+		    (lock->nholders > 0 || lock_follow_name(lock) == 0))
+			lock_grant(lock);
+	}
+	locktab_dispatch(tab);
 }
 
 /* Return the token the next grant will get. */

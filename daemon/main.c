@@ -20,13 +20,15 @@
 
 #define DEFAULT_MAX_LOCKS_PER_CLIENT	4096
 #define DEFAULT_MAX_CLIENTS		10000
+#define DEFAULT_MAX_CLIENTS_PER_UID	1024
 
 static void
 usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: locksd [--socket PATH] [--lock-dir DIR] [-v|--verbose]\n"
-	    "              [--max-clients N] [--max-locks-per-client N]\n"
+	    "              [--max-clients N] [--max-clients-per-uid N]\n"
+	    "              [--max-locks-per-client N]\n"
 	    "              [--allow-user USER]... [--allow-group GROUP]...\n"
 	    "              [--version] [--help]\n"
 	    "\n"
@@ -37,9 +39,14 @@ usage(FILE *out)
 	    "                  activation (LISTEN_FDS) the inherited sockets\n"
 	    "                  are served instead\n"
 	    "  --lock-dir DIR  lock files live here (default: locks/ beside "
-	    "the socket)\n"
+	    "the socket);\n"
+	    "                  one daemon per lock dir; it and the socket's\n"
+	    "                  directory must be owned by us or root, and not\n"
+	    "                  writable by others unless sticky\n"
 	    "  --max-clients N connections served at once (default %d); one\n"
 	    "                  more gets a limit error and is closed\n"
+	    "  --max-clients-per-uid N\n"
+	    "                  the same, per user (peer uid; default %d)\n"
 	    "  --max-locks-per-client N\n"
 	    "                  names one connection may hold or await at once\n"
 	    "                  (default %d)\n"
@@ -51,7 +58,8 @@ usage(FILE *out)
 	    "  -v, --verbose   log every connection\n"
 	    "  --version       print the version and exit\n"
 	    "  --help          print this help and exit\n",
-	    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LOCKS_PER_CLIENT);
+	    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_UID,
+	    DEFAULT_MAX_LOCKS_PER_CLIENT);
 }
 
 /* Parse a positive count option, or exit with a usage error. */
@@ -98,7 +106,10 @@ raise_fd_limit(void)
 	}
 }
 
-/* Create the socket's directory if it is missing (one level only). */
+/*
+ * Create the socket's directory if it is missing (one level only): 0700
+ * for a user's own daemon, 0755 for root's, which flock(1) users reach.
+ */
 static void
 make_parent_dir(const char *path)
 {
@@ -110,7 +121,7 @@ make_parent_dir(const char *path)
 	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
 		return;
 	*slash = '\0';
-	if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+	if (mkdir(dir, geteuid() == 0 ? 0755 : 0700) == -1 && errno != EEXIST)
 		fatal("mkdir %s", dir);
 }
 
@@ -149,6 +160,7 @@ main(int argc, char **argv)
 		{ "lock-dir", required_argument, NULL, 'd' },
 		{ "max-locks-per-client", required_argument, NULL, 'L' },
 		{ "max-clients", required_argument, NULL, 'C' },
+		{ "max-clients-per-uid", required_argument, NULL, 'P' },
 		{ "allow-user", required_argument, NULL, 'U' },
 		{ "allow-group", required_argument, NULL, 'G' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -156,13 +168,16 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct server_config	 config = { NULL, NULL,
-	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_CLIENTS, 0, NULL, NULL, 0 };
+	struct server_config	 config = {
+		.max_locks_per_client = DEFAULT_MAX_LOCKS_PER_CLIENT,
+		.max_clients = DEFAULT_MAX_CLIENTS,
+		.max_clients_per_uid = DEFAULT_MAX_CLIENTS_PER_UID,
+	};
 	struct event_base	*base;
 	struct server		*srv;
 	char			 socket_buf[PATH_MAX], lock_dir_buf[PATH_MAX];
 	int			*listen_fds = NULL;
-	int			 ch, verbose = 0;
+	int			 ch, verbose = 0, status;
 
 	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -177,6 +192,9 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			config.max_clients = parse_count(optarg);
+			break;
+		case 'P':
+			config.max_clients_per_uid = parse_count(optarg);
 			break;
 		case 'U':
 			allow(&config, optarg, access_allow_user, "user");
@@ -227,10 +245,11 @@ main(int argc, char **argv)
 		fatalx("event_base_new failed");
 	srv = server_new(base, &config);
 	event_base_dispatch(base);
+	status = server_failed(srv) ? 1 : 0;
 	server_free(srv);
 	access_free(config.access);
 	event_base_free(base);
 	free(listen_fds);
 	log_info("stopped");
-	return 0;
+	return status;
 }

@@ -323,6 +323,10 @@ acquire_failed(struct conn *conn, const struct proto_request *r, int rc)
 
 	if (rc == -EWOULDBLOCK) {
 		reply_error(conn, r, PROTO_E_TIMEOUT, "the lock is held");
+	} else if (rc == -ENOSPC) {
+		/* No token left under the ceiling saved on disk. */
+		reply_error(conn, r, PROTO_E_INTERNAL,
+		    server_tokens_exhausted(conn_server(conn)));
 	} else if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s",
 		    strerror(-rc));
@@ -331,6 +335,9 @@ acquire_failed(struct conn *conn, const struct proto_request *r, int rc)
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s%s",
 		    strerror(-rc), rc == -ELOOP ? " (it is a symlink)" : "");
 		reply_error(conn, r, PROTO_E_INTERNAL, msg);
+		/* The whole lock dir may be gone: then the daemon exits. */
+		if (rc == -ENOENT)
+			server_lock_file_missing(conn_server(conn));
 	}
 }
 

@@ -7,8 +7,12 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <sys/file.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <search.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 #include "daemon.h"
 
 #define TOKEN_RESERVE	1000000000LL	/* tokens reserved on disk ahead */
+#define CLAIM_FILE	".locksd"	/* flocked: this daemon owns the dir */
 #define RETRY_USEC	50000		/* poll unwatched outside holders */
 #define OUTPUT_HIGH	(1024 * 1024)	/* unread reply bytes, by default */
 
@@ -30,6 +35,10 @@ struct server {
 	int			 own_socket;	/* bound by us: unlink at exit */
 	char			*socket_path;
 	int			 lock_dirfd;
+	char			*lock_dir;
+	int			 claim_fd;	/* flocked CLAIM_FILE */
+	int			 nlink_known;	/* the fs counts dir links */
+	int			 failed;	/* exit non-zero */
 	struct locktab		*locktab;
 	struct watcher		*watcher;
 	struct outside_cache	*outside;	/* the last /proc/locks scan */
@@ -38,9 +47,14 @@ struct server {
 	size_t			 max_locks_per_client;
 	size_t			 output_high;
 	size_t			 max_clients;
+	size_t			 max_clients_per_uid;
+	void			*uid_counts;	/* tsearch(3) of uid_count */
 	const struct access	*access;
 	double			 started;
-	int64_t			 token_ceiling;
+	int64_t			 token_reserve;
+	int64_t			 token_ceiling;	/* durably saved */
+	int			 token_error;	/* errno of the last save */
+	char			 token_msg[PATH_MAX + 128];
 	struct event		*sigterm_ev;
 	struct event		*sigint_ev;
 	struct event		*sighup_ev;
@@ -50,6 +64,74 @@ struct server {
 	struct event		*resume_ev;
 	struct systemd		*sd;
 };
+
+/* How many connections one uid has open. */
+struct uid_count {
+	uid_t	 uid;
+	size_t	 n;
+};
+
+/*
+ * Whether a directory can be trusted with the socket or the lock files:
+ * owned by us or root, and writable by no one else unless sticky (as tmux
+ * checks its socket directory).  Returns NULL, or why not.
+ */
+static const char *
+dir_untrusted(const struct stat *sb, char *buf, size_t size)
+{
+	uid_t	 euid = geteuid();
+
+	if (!S_ISDIR(sb->st_mode))
+		return "it is not a directory";
+	if (sb->st_uid != euid && sb->st_uid != 0) {
+		if (euid == 0)
+			snprintf(buf, size, "it is owned by uid %ld, not by "
+			    "root", (long)sb->st_uid);
+		else
+			snprintf(buf, size, "it is owned by uid %ld, not by "
+			    "uid %ld or root", (long)sb->st_uid, (long)euid);
+		return buf;
+	}
+	if ((sb->st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+	    (sb->st_mode & S_ISVTX) == 0) {
+		snprintf(buf, size, "group or others may write to it and it "
+		    "is not sticky (mode %04o)", (unsigned)sb->st_mode & 07777);
+		return buf;
+	}
+	return NULL;
+}
+
+/* Refuse to start on a directory that dir_untrusted rejects. */
+static void
+dir_check(const char *what, const char *path, const struct stat *sb)
+{
+	const char	*why;
+	char		 buf[128];
+
+	if ((why = dir_untrusted(sb, buf, sizeof buf)) != NULL)
+		fatalx("refusing the %s %s: %s", what, path, why);
+}
+
+/* Check the directory a socket we bind goes into. */
+static void
+socket_dir_check(const char *path)
+{
+	struct stat	 sb;
+	char		 dir[PATH_MAX];
+	char		*slash;
+
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+		fatalx("path too long: %s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &sb) == -1)
+		fatal("socket directory %s", dir);
+	dir_check("socket directory", dir, &sb);
+}
 
 /* Return 1 if a daemon answers on path. */
 static int
@@ -102,6 +184,7 @@ socket_listen(const char *path)
 	if (strlen(path) >= sizeof sun.sun_path)
 		fatalx("socket path too long: %s", path);
 	strcpy(sun.sun_path, path);
+	socket_dir_check(path);
 	socket_claim(&sun);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1)
@@ -116,17 +199,65 @@ socket_listen(const char *path)
 	return fd;
 }
 
-/* Open (creating if missing) the lock directory. */
+/* Open (creating if missing) the lock directory, and check who owns it. */
 static int
 lock_dir_open(const char *path)
 {
-	int	 fd;
+	struct stat	 sb;
+	int		 fd;
 
 	if (mkdir(path, 0755) == -1 && errno != EEXIST)
 		fatal("mkdir %s", path);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1)
 		fatal("open lock dir %s", path);
+	if (fstat(fd, &sb) == -1)
+		fatal("fstat lock dir %s", path);
+	dir_check("lock directory", path, &sb);
+	return fd;
+}
+
+/* The pid a claim file names, or 0 if it names none. */
+static long
+lock_dir_claimant(int fd)
+{
+	char	 buf[32];
+	ssize_t	 n;
+
+	if ((n = pread(fd, buf, sizeof buf - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/*
+ * Prove this daemon alone serves the lock dir: an exclusive flock on a
+ * dot-file in it, held for the daemon's life, with our pid inside.  Two
+ * daemons on one dir would interleave their tokens.  The file is 0600, so
+ * no other user can open it to keep a daemon from starting.
+ */
+static int
+lock_dir_claim(int dirfd, const char *path)
+{
+	char	 buf[32];
+	long	 pid;
+	int	 fd, len;
+
+	fd = openat(dirfd, CLAIM_FILE, O_RDWR | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+	if (fd == -1)
+		fatal("open %s/%s", path, CLAIM_FILE);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK)
+			fatal("flock %s/%s", path, CLAIM_FILE);
+		if ((pid = lock_dir_claimant(fd)) > 0)
+			fatalx("another locksd (pid %ld) already uses the lock "
+			    "dir %s", pid, path);
+		fatalx("another locksd already uses the lock dir %s", path);
+	}
+	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)len, 0) != len)
+		log_warn("cannot write the pid into %s/%s", path, CLAIM_FILE);
 	return fd;
 }
 
@@ -207,16 +338,154 @@ server_hup_cb(evutil_socket_t sig, short events, void *arg)
 	log_info("SIGHUP: no configuration file to reload; ignored");
 }
 
-/* Keep the on-disk token ceiling well ahead of the tokens handed out. */
-static void
+/*
+ * Keep the on-disk token ceiling well ahead of the tokens handed out, and
+ * the lock table's token limit at the ceiling saved.  Returns 0, or the
+ * -errno of a failed save, with token_msg saying what failed.
+ */
+static int
+server_save_tokens(struct server *srv)
+{
+	int64_t	 next = locktab_next_token(srv->locktab), ceiling;
+	int	 error;
+
+	if (next + srv->token_reserve / 2 < srv->token_ceiling)
+		return 0;
+	ceiling = next + srv->token_reserve;
+	if ((error = token_reserve(srv->lock_dirfd, ceiling)) != 0) {
+		snprintf(srv->token_msg, sizeof srv->token_msg,
+		    "cannot save the token ceiling %s/%s: %s",
+		    srv->lock_dir, TOKEN_FILE, strerror(-error));
+		return error;
+	}
+	srv->token_ceiling = ceiling;
+	locktab_set_token_limit(srv->locktab, ceiling);
+	return 0;
+}
+
+/* Save the token ceiling if due; log once when saving fails or recovers. */
+static int
 server_reserve_tokens(struct server *srv)
 {
-	int64_t	 next = locktab_next_token(srv->locktab);
+	int	 error;
 
-	if (next + TOKEN_RESERVE / 2 < srv->token_ceiling)
+	if ((error = server_save_tokens(srv)) != 0) {
+		if (srv->token_error == 0)
+			log_warnx("%s; no grants past token %lld until it "
+			    "can be saved", srv->token_msg,
+			    (long long)srv->token_ceiling);
+		srv->token_error = -error;
+		return error;
+	}
+	if (srv->token_error != 0)
+		log_info("saved the token ceiling %s/%s again; granting "
+		    "tokens up to %lld", srv->lock_dir, TOKEN_FILE,
+		    (long long)srv->token_ceiling);
+	srv->token_error = 0;
+	return 0;
+}
+
+/*
+ * Why an acquire found no token left under the saved ceiling.  With no
+ * failed save behind it the reserve merely ran out between two ticks:
+ * save a new ceiling at once, so the next acquire succeeds.
+ */
+const char *
+server_tokens_exhausted(struct server *srv)
+{
+	if (srv->token_error == 0 && server_reserve_tokens(srv) == 0)
+		return "the fencing tokens reserved on disk ran out; "
+		    "try again";
+	return srv->token_msg;
+}
+
+/*
+ * Whether the lock dir we hold open was removed or replaced: unlinked,
+ * or its path now names another directory or nothing.
+ */
+static int
+server_lock_dir_gone(const struct server *srv)
+{
+	struct stat	 held, now;
+
+	if (fstat(srv->lock_dirfd, &held) == -1 ||
+	    (srv->nlink_known && held.st_nlink == 0))
+		return 1;
+	if (stat(srv->lock_dir, &now) == -1)
+		return errno == ENOENT || errno == ENOTDIR;
+	return now.st_dev != held.st_dev || now.st_ino != held.st_ino;
+}
+
+/*
+ * Leave our token ceiling in the lock dir's path (creating the directory
+ * if it is missing), so that the next daemon's tokens start above ours.
+ */
+static void
+server_hand_over_tokens(struct server *srv)
+{
+	struct stat	 sb;
+	int64_t		 ceiling = srv->token_ceiling;
+	char		 buf[128];
+	const char	*why = NULL;
+	int		 fd, error;
+
+	if (mkdir(srv->lock_dir, 0755) == -1 && errno != EEXIST) {
+		log_warn("mkdir %s", srv->lock_dir);
 		return;
-	srv->token_ceiling = next + TOKEN_RESERVE;
-	token_reserve(srv->lock_dirfd, srv->token_ceiling);
+	}
+	fd = open(srv->lock_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+	    O_NOFOLLOW);
+	if (fd == -1) {
+		log_warn("open lock dir %s", srv->lock_dir);
+		return;
+	}
+	if (fstat(fd, &sb) == -1 ||
+	    (why = dir_untrusted(&sb, buf, sizeof buf)) != NULL) {
+		log_warnx("not saving the token ceiling in %s: %s",
+		    srv->lock_dir, why != NULL ? why : strerror(errno));
+		close(fd);
+		return;
+	}
+	/* Never lower a ceiling someone saved there already. */
+	if (token_seed(fd, 0) - 1 > ceiling)
+		ceiling = token_seed(fd, 0) - 1;
+	if ((error = token_reserve(fd, ceiling)) != 0)
+		log_warnx("cannot save the token ceiling %s/%s: %s",
+		    srv->lock_dir, TOKEN_FILE, strerror(-error));
+	close(fd);
+}
+
+/*
+ * The lock dir is gone: every lock file we hold is one no other program
+ * finds any more.  Stop, with a non-zero exit, so that a supervisor
+ * restarts the daemon on the directory that is there now.
+ */
+static void
+server_lock_dir_lost(struct server *srv)
+{
+	if (srv->failed)
+		return;
+	log_warnx("the lock dir %s was removed or replaced; exiting so that "
+	    "a restart uses the directory there now", srv->lock_dir);
+	server_hand_over_tokens(srv);
+	srv->failed = 1;
+	systemd_stopping(srv->sd);
+	event_base_loopexit(srv->base, NULL);
+}
+
+/* An acquire found no lock file to open: is the whole lock dir gone? */
+void
+server_lock_file_missing(struct server *srv)
+{
+	if (server_lock_dir_gone(srv))
+		server_lock_dir_lost(srv);
+}
+
+/* Whether the daemon stopped for a failure, and must exit non-zero. */
+int
+server_failed(const struct server *srv)
+{
+	return srv->failed;
 }
 
 /* A one-line summary for systemd's STATUS=. */
@@ -237,6 +506,10 @@ server_tick_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	if (server_lock_dir_gone(srv)) {
+		server_lock_dir_lost(srv);
+		return;
+	}
 	server_reserve_tokens(srv);
 	locktab_expire(srv->locktab);
 	server_status(srv, status, sizeof status);
@@ -342,6 +615,7 @@ struct server *
 server_new(struct event_base *base, const struct server_config *config)
 {
 	struct server	*srv;
+	struct stat	 sb;
 	char		 status[128];
 
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
@@ -351,19 +625,30 @@ server_new(struct event_base *base, const struct server_config *config)
 	srv->output_high = config->output_high != 0 ? config->output_high :
 	    OUTPUT_HIGH;
 	srv->max_clients = config->max_clients;
+	srv->max_clients_per_uid = config->max_clients_per_uid;
 	srv->access = config->access;
 	srv->started = clock_monotonic();
+	srv->token_reserve = config->token_reserve > 0 ?
+	    config->token_reserve : TOKEN_RESERVE;
 	TAILQ_INIT(&srv->conns);
+	if ((srv->lock_dir = strdup(config->lock_dir)) == NULL)
+		fatal("strdup");
 	srv->lock_dirfd = lock_dir_open(config->lock_dir);
+	srv->claim_fd = lock_dir_claim(srv->lock_dirfd, config->lock_dir);
+	/* A removed directory has no links, where the fs counts them. */
+	srv->nlink_known = fstat(srv->lock_dirfd, &sb) == 0 && sb.st_nlink > 0;
 	srv->locktab = locktab_new(srv->lock_dirfd,
 	    token_seed(srv->lock_dirfd, clock_realtime()), request_granted,
 	    clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
+	/* No grant before a ceiling above it is on disk. */
+	locktab_set_token_limit(srv->locktab, 0);
+	if (server_save_tokens(srv) != 0)
+		fatalx("%s", srv->token_msg);
 	srv->watcher = watcher_new(base, srv->locktab, srv->lock_dirfd);
 	if ((srv->outside = outside_cache_new()) == NULL)
 		fatal("outside_cache_new");
-	server_reserve_tokens(srv);
 	srv->socket_path = strdup(config->socket_path != NULL ?
 	    config->socket_path : "(no socket)");
 	if (srv->socket_path == NULL)
@@ -397,11 +682,13 @@ server_free(struct server *srv)
 	free(srv->listeners);
 	if (srv->own_socket && unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);
-	server_reserve_tokens(srv);
 	watcher_free(srv->watcher);
 	locktab_free(srv->locktab);
 	outside_cache_free(srv->outside);
+	close(srv->claim_fd);
 	close(srv->lock_dirfd);
+	tdestroy(srv->uid_counts, free);
+	free(srv->lock_dir);
 	event_free(srv->sigterm_ev);
 	event_free(srv->sigint_ev);
 	event_free(srv->sighup_ev);
@@ -472,14 +759,39 @@ server_output_high(const struct server *srv)
 	return srv->output_high;
 }
 
+/* Order uid_counts by uid. */
+static int
+uid_count_cmp(const void *a, const void *b)
+{
+	uid_t	 x = ((const struct uid_count *)a)->uid;
+	uid_t	 y = ((const struct uid_count *)b)->uid;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The count of uid's connections, or NULL if it has none. */
+static struct uid_count *
+uid_count_find(struct server *srv, uid_t uid)
+{
+	struct uid_count	 key = { uid, 0 };
+	void			*node;
+
+	if ((node = tfind(&key, &srv->uid_counts, uid_count_cmp)) == NULL)
+		return NULL;
+	return *(struct uid_count **)node;
+}
+
 /*
  * Decide whether a new connection (already counted) may stay: the peer
- * must be allowed, and the daemon under --max-clients.
+ * must be allowed, and the daemon under --max-clients and the peer's uid
+ * under --max-clients-per-uid.
  */
 enum proto_error
 server_admit(struct server *srv, int fd, const struct peer *peer,
     const char **ret_msg)
 {
+	struct uid_count	*count;
+
 	if (!access_allows(srv->access, fd, peer)) {
 		*ret_msg = "this user may not use the lock broker";
 		return PROTO_E_PERMISSION_DENIED;
@@ -488,20 +800,47 @@ server_admit(struct server *srv, int fd, const struct peer *peer,
 		*ret_msg = "too many clients are connected";
 		return PROTO_E_LIMIT;
 	}
+	if (srv->max_clients_per_uid > 0 &&
+	    (count = uid_count_find(srv, peer->uid)) != NULL &&
+	    count->n > srv->max_clients_per_uid) {
+		*ret_msg = "too many connections from this user";
+		return PROTO_E_LIMIT;
+	}
 	return PROTO_OK;
 }
 
-/* Count a new connection. */
+/* Count a new connection, also under its peer's uid. */
 void
-server_conn_opened(struct server *srv)
+server_conn_opened(struct server *srv, uid_t uid)
 {
+	struct uid_count	*count;
+	void			*node;
+
 	srv->nconns++;
+	if ((count = uid_count_find(srv, uid)) == NULL) {
+		/* Out of memory: this uid's connections go uncounted. */
+		if ((count = calloc(1, sizeof *count)) == NULL)
+			return;
+		count->uid = uid;
+		node = tsearch(count, &srv->uid_counts, uid_count_cmp);
+		if (node == NULL) {
+			free(count);
+			return;
+		}
+	}
+	count->n++;
 }
 
 /* Count a closed connection, and accept again if descriptors ran out. */
 void
-server_conn_closed(struct server *srv)
+server_conn_closed(struct server *srv, uid_t uid)
 {
+	struct uid_count	*count;
+
+	if ((count = uid_count_find(srv, uid)) != NULL && --count->n == 0) {
+		tdelete(count, &srv->uid_counts, uid_count_cmp);
+		free(count);
+	}
 	srv->nconns--;
 	if (evtimer_pending(srv->resume_ev, NULL)) {
 		evtimer_del(srv->resume_ev);

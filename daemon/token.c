@@ -4,7 +4,9 @@
  * Tokens start from the realtime clock in microseconds, and the daemon also
  * keeps a reserved ceiling in <lock-dir>/.tokens (a name no lock can have,
  * since names never start with '.').  A restart starts above both, so a
- * clock set backwards never makes the daemon reuse a lower token.
+ * clock set backwards never makes the daemon reuse a lower token.  The
+ * daemon never grants a token above the ceiling it has durably saved, so
+ * a crash at any moment cannot make a later run repeat one.
  */
 
 #include <errno.h>
@@ -16,7 +18,6 @@
 
 #include "daemon.h"
 
-#define TOKEN_FILE	".tokens"
 #define TOKEN_FILE_TMP	".tokens.tmp"
 
 /* Return the reserved ceiling stored in the lock dir, or 0 if none. */
@@ -49,26 +50,47 @@ token_seed(int dirfd, double realtime)
 	return (ceiling > clock_us ? ceiling : clock_us) + 1;
 }
 
-/* Persist a ceiling no token of this run will pass (tmp file, then rename). */
-void
+/* Write all of buf to fd and make it durable; -errno on failure. */
+static int
+token_write(int fd, const char *buf, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		if ((n = write(fd, buf, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return fsync(fd) == -1 ? -errno : 0;
+}
+
+/*
+ * Durably save a ceiling no token of this run will pass: write and fsync
+ * a temporary file, rename it over .tokens, fsync the directory.  Returns
+ * 0, or -errno; the ceiling counts as saved only on 0.
+ */
+int
 token_reserve(int dirfd, int64_t ceiling)
 {
 	char	 buf[32];
-	int	 fd, len;
+	int	 fd, len, error;
 
 	len = snprintf(buf, sizeof buf, "%" PRId64 "\n", ceiling);
 	fd = openat(dirfd, TOKEN_FILE_TMP,
-	    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd == -1) {
-		log_warn("cannot write %s", TOKEN_FILE_TMP);
-		return;
-	}
-	if (write(fd, buf, (size_t)len) != len || fsync(fd) == -1) {
-		log_warn("cannot write %s", TOKEN_FILE_TMP);
-		close(fd);
-		return;
-	}
-	close(fd);
+	    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+	    0644);
+	if (fd == -1)
+		return -errno;
+	error = token_write(fd, buf, (size_t)len);
+	if (close(fd) == -1 && error == 0)
+		error = -errno;
+	if (error != 0)
+		return error;
 	if (renameat(dirfd, TOKEN_FILE_TMP, dirfd, TOKEN_FILE) == -1)
-		log_warn("cannot rename %s", TOKEN_FILE_TMP);
+		return -errno;
+	return fsync(dirfd) == -1 ? -errno : 0;
 }

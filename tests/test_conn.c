@@ -2,13 +2,18 @@
  * conn.c in-process: a daemon with no listening socket, its connections
  * made with conn_new over socketpairs, and the event loop run by hand.
  * The unread-output bound is set small here, so a modest reply crosses it
- * while the socket still takes the whole reply in one write.
+ * while the socket still takes the whole reply in one write.  The token
+ * reserve is small in the tokens case, so a test reaches the saved
+ * ceiling in a few grants.
  */
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +27,18 @@
 #define OUTPUT_HIGH_TEST	4096	/* a list of 300 locks is far over it */
 #define NLOCKS			300
 #define LOOP_PASSES		200	/* enough for anything pending */
+#define TOKEN_RESERVE_TEST	10	/* tokens saved ahead on disk */
 
 static struct event_base	*base;
 static struct server		*srv;
 static char			 lock_dir[64];
 
-/* Set up a daemon whose unread-output bound is output_high bytes. */
+/*
+ * Start the in-process daemon, with an unread-output bound of output_high
+ * bytes and token_reserve tokens saved ahead (0: the defaults).
+ */
 static void
-setup_with(size_t output_high)
+setup_with(size_t output_high, int64_t token_reserve)
 {
 	struct server_config	 config;
 
@@ -41,6 +50,7 @@ setup_with(size_t output_high)
 	config.max_locks_per_client = 4096;
 	config.max_clients = 16;
 	config.output_high = output_high;
+	config.token_reserve = token_reserve;
 	ck_assert_ptr_nonnull(base = event_base_new());
 	ck_assert_ptr_nonnull(srv = server_new(base, &config));
 }
@@ -48,14 +58,20 @@ setup_with(size_t output_high)
 static void
 setup(void)
 {
-	setup_with(OUTPUT_HIGH_TEST);
+	setup_with(OUTPUT_HIGH_TEST, 0);
 }
 
 /* The default bound, far above what the fairness test's replies need. */
 static void
 setup_default_bound(void)
 {
-	setup_with(0);
+	setup_with(0, 0);
+}
+
+static void
+setup_small_reserve(void)
+{
+	setup_with(OUTPUT_HIGH_TEST, TOKEN_RESERVE_TEST);
 }
 
 static void
@@ -69,7 +85,8 @@ teardown(void)
 	if ((dir = opendir(lock_dir)) == NULL)
 		return;
 	while ((de = readdir(dir)) != NULL)
-		unlinkat(dirfd(dir), de->d_name, 0);
+		if (unlinkat(dirfd(dir), de->d_name, 0) == -1)
+			unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR);
 	closedir(dir);
 	rmdir(lock_dir);
 }
@@ -238,6 +255,132 @@ START_TEST(test_a_long_pipeline_is_served_a_share_per_pass)
 }
 END_TEST
 
+/* Run the loop for up to secs until fd has a line; 1 and it, or 0. */
+static int
+client_wait_line(int fd, double secs, char *last, size_t size)
+{
+	int	 i;
+
+	for (i = 0; i < secs * 100; i++) {
+		if (client_read_lines(fd, 1, last, size) == 1)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* The token in a grant line, or 0. */
+static int64_t
+line_token(const char *line)
+{
+	const char	*p = strstr(line, "\"token\":");
+	int64_t		 token = 0;
+
+	if (p != NULL)
+		sscanf(p + strlen("\"token\":"), "%" SCNd64, &token);
+	return token;
+}
+
+/* The token ceiling saved in the lock dir. */
+static int64_t
+saved_ceiling(void)
+{
+	char	 path[128];
+	int64_t	 ceiling = 0;
+	FILE	*fp;
+
+	snprintf(path, sizeof path, "%s/.tokens", lock_dir);
+	ck_assert_ptr_nonnull(fp = fopen(path, "r"));
+	ck_assert_int_eq(fscanf(fp, "%" SCNd64, &ceiling), 1);
+	fclose(fp);
+	return ceiling;
+}
+
+/* Plant (or remove) a directory where .tokens is written first. */
+static void
+plant_tokens_tmp(int plant)
+{
+	char	 path[128];
+
+	snprintf(path, sizeof path, "%s/.tokens.tmp", lock_dir);
+	if (plant)
+		ck_assert_int_eq(mkdir(path, 0755), 0);
+	else
+		ck_assert_int_eq(rmdir(path), 0);
+}
+
+/* Send one request on fd and return its reply line in last. */
+static void
+client_request(int fd, const char *req, char *last, size_t size)
+{
+	client_send(fd, req);
+	ck_assert_int_eq(client_read_lines(fd, 1, last, size), 1);
+}
+
+/*
+ * While the ceiling cannot be saved, grants go on up to the saved ceiling
+ * and then acquire gets internal, saying why; a queued waiter stays
+ * queued.  Once a save succeeds (on the next tick), the waiter is granted
+ * and acquires succeed again, tokens still rising and under the ceiling.
+ */
+START_TEST(test_acquire_past_an_unsaved_token_ceiling_is_internal_until_saved)
+{
+	char	 last[512];
+	int64_t	 ceiling = saved_ceiling(), t, prev;
+	int	 a = client_new(), b = client_new(), i;
+
+	plant_tokens_tmp(1);
+	client_request(a, "{\"id\":0,\"op\":\"acquire\",\"name\":\"tk-w\"}\n",
+	    last, sizeof last);
+	ck_assert_msg(strstr(last, "\"ok\":true") != NULL, "%s", last);
+	prev = line_token(last);
+	client_send(b, "{\"id\":\"b\",\"op\":\"acquire\",\"name\":\"tk-w\","
+	    "\"notify_after\":600}\n");
+	for (i = 0; i <= TOKEN_RESERVE_TEST; i++) {
+		client_request(a, "{\"id\":1,\"op\":\"acquire\","
+		    "\"name\":\"tk-n\",\"timeout\":0}\n", last, sizeof last);
+		if (strstr(last, "\"ok\":true") == NULL)
+			break;
+		t = line_token(last);
+		ck_assert_int_gt(t, prev);
+		ck_assert_int_le(t, ceiling);
+		prev = t;
+		client_request(a, "{\"id\":2,\"op\":\"release\","
+		    "\"name\":\"tk-n\"}\n", last, sizeof last);
+	}
+	/* Every token up to the ceiling went out, and none past it. */
+	ck_assert_int_eq(prev, ceiling);
+	ck_assert_int_eq(saved_ceiling(), ceiling);
+	ck_assert_msg(strstr(last, "\"code\":\"internal\"") != NULL &&
+	    strstr(last, "cannot save the token ceiling") != NULL &&
+	    strstr(last, "/.tokens: Is a directory") != NULL, "%s", last);
+	/* Still so after a tick, and the waiter is not granted either. */
+	client_request(a, "{\"id\":2,\"op\":\"release\",\"name\":\"tk-w\"}\n",
+	    last, sizeof last);
+	ck_assert_int_eq(client_wait_line(b, 1.5, last, sizeof last), 0);
+	client_request(a, "{\"id\":3,\"op\":\"acquire\",\"name\":\"tk-n\","
+	    "\"timeout\":0}\n", last, sizeof last);
+	ck_assert_msg(strstr(last, "\"code\":\"internal\"") != NULL, "%s",
+	    last);
+
+	/* A save succeeds: the waiter first, then new acquires. */
+	plant_tokens_tmp(0);
+	ck_assert_int_eq(client_wait_line(b, 3, last, sizeof last), 1);
+	ck_assert_msg(strstr(last, "\"id\":\"b\"") != NULL &&
+	    strstr(last, "\"ok\":true") != NULL, "%s", last);
+	ck_assert_int_gt(t = line_token(last), prev);
+	ck_assert_int_le(t, saved_ceiling());
+	prev = t;
+	client_request(a, "{\"id\":4,\"op\":\"acquire\",\"name\":\"tk-n\","
+	    "\"timeout\":0}\n", last, sizeof last);
+	ck_assert_msg(strstr(last, "\"ok\":true") != NULL, "%s", last);
+	ck_assert_int_gt(t = line_token(last), prev);
+	ck_assert_int_le(t, saved_ceiling());
+	close(b);
+	client_close_and_check(a);
+}
+END_TEST
+
 static Suite *
 conn_suite(void)
 {
@@ -252,6 +395,12 @@ conn_suite(void)
 	tc = tcase_create("fairness");
 	tcase_add_checked_fixture(tc, setup_default_bound, teardown);
 	tcase_add_test(tc, test_a_long_pipeline_is_served_a_share_per_pass);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tokens");
+	tcase_add_checked_fixture(tc, setup_small_reserve, teardown);
+	tcase_add_test(tc,
+	    test_acquire_past_an_unsaved_token_ceiling_is_internal_until_saved);
 	suite_add_tcase(s, tc);
 	return s;
 }

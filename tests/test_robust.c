@@ -896,6 +896,9 @@ START_TEST(test_five_thousand_concurrent_connections_take_and_release)
 		return;
 	}
 	memset(&d, 0, sizeof d);
+	/* All 5,000 come from this one uid. */
+	d.extra[0] = "--max-clients-per-uid";
+	d.extra[1] = "10000";
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
 	probe = h_connect_to(d.socket_path);
 	memset(&s, 0, sizeof s);

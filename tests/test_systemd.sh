@@ -226,12 +226,13 @@ test_no_watchdog_unless_asked_for_this_pid() {
 	local out=$TMP/nw.out pid1 pid2 rpid
 	start_receiver "$TMP/nw.sock" "$out" 10
 	rpid=$RECV_PID
+	# Two daemons: two lock dirs, as one daemon owns its lock dir.
 	NOTIFY_SOCKET=$TMP/nw.sock "$LOCKSD" --socket "$TMP/nw1.sock" \
-	    --lock-dir "$TMP/nw-locks" 2>/dev/null &
+	    --lock-dir "$TMP/nw1-locks" 2>/dev/null &
 	pid1=$!
 	# WATCHDOG_PID names another process: not ours to ping for.
 	NOTIFY_SOCKET=$TMP/nw.sock WATCHDOG_USEC=200000 WATCHDOG_PID=1 \
-	    "$LOCKSD" --socket "$TMP/nw2.sock" --lock-dir "$TMP/nw-locks" \
+	    "$LOCKSD" --socket "$TMP/nw2.sock" --lock-dir "$TMP/nw2-locks" \
 	    2>/dev/null &
 	pid2=$!
 	wait_until lines_are 2 ' READY=1$' "$out" ||
