@@ -37,8 +37,9 @@ struct locktab;
 struct lock;
 struct lock_req;
 
-/* locktab_acquire's error past the lock file bound (not an errno). */
-#define LOCKTAB_E_MAX_FILES	(-100000)
+/* locktab_acquire's own errors, outside the errno range. */
+#define LOCKTAB_E_MAX_FILES	(-100000)	/* past the lock file bound */
+#define LOCKTAB_E_NO_TOKENS	(-100001)	/* past the token limit */
 
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef double (*locktab_clock)(void);
@@ -174,6 +175,7 @@ struct server_config {
 	size_t		 nlisten_fds;
 	size_t		 max_clients_per_uid;	/* 0: no per-uid bound */
 	int64_t		 token_reserve;	/* tokens saved ahead; 0: 1e9 */
+	size_t		 max_lock_files; /* 0: no bound */
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);
@@ -185,6 +187,7 @@ int		 server_lock_dirfd(const struct server *);
 struct conn_list *server_conns(struct server *);
 size_t		 server_nconns(const struct server *);
 size_t		 server_max_locks_per_client(const struct server *);
+size_t		 server_max_lock_files(const struct server *);
 size_t		 server_output_high(const struct server *);
 enum proto_error server_admit(struct server *, int, const struct peer *,
 		    const char **);

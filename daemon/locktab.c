@@ -651,9 +651,11 @@ locktab_free(struct locktab *tab)
  * Ask for name in mode.  Returns 0 and sets *ret_req, granted or queued;
  * an immediate grant's callback has run by then (with *ret_req already
  * set, so a callback that releases the request leaves it dangling).
- * With try_only, -EWOULDBLOCK if it cannot be granted at once; -ENOSPC
- * if it could be but the token limit is reached; -errno if the lock file
- * cannot be opened or locked.  Nothing is left behind on failure.
+ * With try_only, -EWOULDBLOCK if it cannot be granted at once;
+ * LOCKTAB_E_NO_TOKENS if it could be but the token limit is reached;
+ * LOCKTAB_E_MAX_FILES if its file would be one too many; -errno if the
+ * lock file cannot be opened or locked.  Nothing is left behind on
+ * failure.
  */
 int
 locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
@@ -678,7 +680,7 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 	if (TAILQ_EMPTY(&lock->waiters) && lock_compatible(lock, mode)) {
 		/* Under shared holders the fd is already LOCK_SH: no call. */
 		if (tab->next_token > tab->token_limit)
-			error = -ENOSPC;
+			error = LOCKTAB_E_NO_TOKENS;
 		else if ((error = lock_flock_set(lock, mode)) == 0) {
 			lock_hold(lock, req);
 			*ret_req = req;

@@ -21,6 +21,7 @@
 #define DEFAULT_MAX_LOCKS_PER_CLIENT	4096
 #define DEFAULT_MAX_CLIENTS		10000
 #define DEFAULT_MAX_CLIENTS_PER_UID	1024
+#define DEFAULT_MAX_LOCK_FILES		65536
 
 static void
 usage(FILE *out)
@@ -28,7 +29,7 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: locksd [--socket PATH] [--lock-dir DIR] [-v|--verbose]\n"
 	    "              [--max-clients N] [--max-clients-per-uid N]\n"
-	    "              [--max-locks-per-client N]\n"
+	    "              [--max-locks-per-client N] [--max-lock-files N]\n"
 	    "              [--allow-user USER]... [--allow-group GROUP]...\n"
 	    "              [--version] [--help]\n"
 	    "\n"
@@ -50,6 +51,10 @@ usage(FILE *out)
 	    "  --max-locks-per-client N\n"
 	    "                  names one connection may hold or await at once\n"
 	    "                  (default %d)\n"
+	    "  --max-lock-files N\n"
+	    "                  lock files the lock dir may hold; past it only\n"
+	    "                  names whose file exists can be acquired\n"
+	    "                  (default %d)\n"
 	    "  --allow-user USER, --allow-group GROUP\n"
 	    "                  only these users (by uid) and groups (primary or\n"
 	    "                  supplementary) may connect, by name or number;\n"
@@ -59,7 +64,7 @@ usage(FILE *out)
 	    "  --version       print the version and exit\n"
 	    "  --help          print this help and exit\n",
 	    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_UID,
-	    DEFAULT_MAX_LOCKS_PER_CLIENT);
+	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_LOCK_FILES);
 }
 
 /* Parse a positive count option, or exit with a usage error. */
@@ -161,6 +166,7 @@ main(int argc, char **argv)
 		{ "max-locks-per-client", required_argument, NULL, 'L' },
 		{ "max-clients", required_argument, NULL, 'C' },
 		{ "max-clients-per-uid", required_argument, NULL, 'P' },
+		{ "max-lock-files", required_argument, NULL, 'F' },
 		{ "allow-user", required_argument, NULL, 'U' },
 		{ "allow-group", required_argument, NULL, 'G' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -172,6 +178,7 @@ main(int argc, char **argv)
 		.max_locks_per_client = DEFAULT_MAX_LOCKS_PER_CLIENT,
 		.max_clients = DEFAULT_MAX_CLIENTS,
 		.max_clients_per_uid = DEFAULT_MAX_CLIENTS_PER_UID,
+		.max_lock_files = DEFAULT_MAX_LOCK_FILES,
 	};
 	struct event_base	*base;
 	struct server		*srv;
@@ -195,6 +202,9 @@ main(int argc, char **argv)
 			break;
 		case 'P':
 			config.max_clients_per_uid = parse_count(optarg);
+			break;
+		case 'F':
+			config.max_lock_files = parse_count(optarg);
 			break;
 		case 'U':
 			allow(&config, optarg, access_allow_user, "user");

@@ -323,10 +323,16 @@ acquire_failed(struct conn *conn, const struct proto_request *r, int rc)
 
 	if (rc == -EWOULDBLOCK) {
 		reply_error(conn, r, PROTO_E_TIMEOUT, "the lock is held");
-	} else if (rc == -ENOSPC) {
+	} else if (rc == LOCKTAB_E_NO_TOKENS) {
 		/* No token left under the ceiling saved on disk. */
 		reply_error(conn, r, PROTO_E_INTERNAL,
 		    server_tokens_exhausted(conn_server(conn)));
+	} else if (rc == LOCKTAB_E_MAX_FILES) {
+		snprintf(msg, sizeof msg, "the lock directory already holds "
+		    "%zu lock files (--max-lock-files); only names whose file "
+		    "exists can be acquired",
+		    server_max_lock_files(conn_server(conn)));
+		reply_error(conn, r, PROTO_E_LIMIT, msg);
 	} else if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s",
 		    strerror(-rc));

@@ -45,6 +45,7 @@ struct server {
 	struct conn_list	 conns;
 	size_t			 nconns;
 	size_t			 max_locks_per_client;
+	size_t			 max_lock_files;
 	size_t			 output_high;
 	size_t			 max_clients;
 	size_t			 max_clients_per_uid;
@@ -617,6 +618,7 @@ server_new(struct event_base *base, const struct server_config *config)
 	struct server	*srv;
 	struct stat	 sb;
 	char		 status[128];
+	int		 error;
 
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
 		fatal("calloc");
@@ -642,6 +644,13 @@ server_new(struct event_base *base, const struct server_config *config)
 	    clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
+	srv->max_lock_files = config->max_lock_files;
+	if (srv->max_lock_files > 0 && (error = locktab_set_max_files(
+	    srv->locktab, srv->max_lock_files)) != 0) {
+		errno = -error;
+		fatal("cannot count the files of the lock dir %s",
+		    config->lock_dir);
+	}
 	/* No grant before a ceiling above it is on disk. */
 	locktab_set_token_limit(srv->locktab, 0);
 	if (server_save_tokens(srv) != 0)
@@ -747,6 +756,13 @@ size_t
 server_max_locks_per_client(const struct server *srv)
 {
 	return srv->max_locks_per_client;
+}
+
+/* How many lock files the lock dir may hold before new names are refused. */
+size_t
+server_max_lock_files(const struct server *srv)
+{
+	return srv->max_lock_files;
 }
 
 /*

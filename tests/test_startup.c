@@ -521,6 +521,51 @@ START_TEST(test_connection_past_max_clients_per_uid_gets_limit)
 }
 END_TEST
 
+/*
+ * Past --max-lock-files an acquire of a new name gets limit, naming the
+ * bound; names whose file exists keep working, counted across restarts.
+ */
+START_TEST(test_new_lock_files_past_max_lock_files_get_limit)
+{
+	struct h_daemon		 d;
+	struct h_conn		*c;
+	struct json_object	*r;
+	char			 path[PATH_MAX];
+	int			 fd;
+
+	memset(&d, 0, sizeof d);
+	d.extra[0] = "--max-lock-files";
+	d.extra[1] = "2";
+	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	c = h_connect_to(d.socket_path);
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-1\"}"));
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-2\"}"));
+	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-3\"}");
+	EXPECT_ERROR(r, "limit");
+	ck_assert_ptr_nonnull(strstr(h_json(r), "--max-lock-files"));
+	snprintf(path, sizeof path, "%s/mf-3", d.lock_dir);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	EXPECT_OK(h_request(c, "{\"op\":\"release\",\"name\":\"mf-1\"}"));
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-1\"}"));
+	/* A file someone else made is a name that exists. */
+	snprintf(path, sizeof path, "%s/mf-out", d.lock_dir);
+	ck_assert_int_ge(fd = open(path, O_RDONLY | O_CREAT, 0644), 0);
+	close(fd);
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-out\"}"));
+	h_conn_close(c);
+
+	/* After a restart the files already there count. */
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
+	c = h_connect_to(d.socket_path);
+	EXPECT_ERROR(h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-4\"}"),
+	    "limit");
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"mf-2\"}"));
+	h_conn_close_all();
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
 static Suite *
 startup_suite(void)
 {
@@ -548,6 +593,10 @@ startup_suite(void)
 	tcase_add_test(tc,
 	    test_default_lock_dir_owned_by_another_user_is_refused);
 	tcase_add_test(tc, test_non_root_daemon_creates_its_socket_dir_0700);
+	suite_add_tcase(s, tc);
+
+	tc = h_tcase("lock_files", 60);
+	tcase_add_test(tc, test_new_lock_files_past_max_lock_files_get_limit);
 	suite_add_tcase(s, tc);
 
 	tc = h_tcase("per_uid", 60);
