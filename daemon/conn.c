@@ -35,6 +35,7 @@
 #define REPLY_SIZE	(16 * 1024)	/* replies gathered for one write */
 #define PARTIAL_MAX	(PROTO_MAX_LINE + 1)	/* longest line and its \n */
 #define LINES_PER_PASS	64		/* requests handled per loop pass */
+#define PASS_SECS	0.01		/* and the time they may take */
 #define IO_RETRIABLE(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
 
 enum conn_state {
@@ -409,18 +410,24 @@ conn_throttle(struct conn *conn)
 /*
  * Handle the complete lines in buf, in order, the first scanned bytes of
  * which hold no newline; return how many bytes were used.  At most
- * LINES_PER_PASS lines are handled, so one client's pipeline cannot hold
- * up the loop; past that, more is set and the rest waits for a later
- * pass.  A line longer than the protocol allows ends the connection.
+ * LINES_PER_PASS lines are handled, and no new one once PASS_SECS have
+ * passed since the first, so one client's pipeline cannot hold up the
+ * loop; past that, more is set and the rest waits for a later pass.  A
+ * lone request costs no clock read.  A line longer than the protocol
+ * allows ends the connection.
  */
 static size_t
 conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 {
 	char	*line = buf, *end = buf + len, *nl;
-	int	 budget = LINES_PER_PASS;
+	double	 second_at = 0;
+	int	 handled = 0;
 
 	while (conn->state == CONN_OPEN && !conn_throttle(conn)) {
-		if (budget-- == 0) {
+		if (handled == 1)
+			second_at = clock_monotonic();
+		else if (handled == LINES_PER_PASS || (handled > 1 &&
+		    clock_monotonic() - second_at > PASS_SECS)) {
 			conn->more = 1;
 			break;
 		}
@@ -437,6 +444,7 @@ conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 			break;
 		}
 		conn_handle_line(conn, line, nl - line);
+		handled++;
 		line = nl + 1;
 	}
 	return line - buf;

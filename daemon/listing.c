@@ -196,6 +196,9 @@ entries_add_outside(struct server *srv, const struct outside *out,
 		return;
 	}
 	while ((de = readdir(dir)) != NULL) {
+		/* Most files are flocked by nobody: no fstatat for those. */
+		if (outside_find(out->holders, out->n, de->d_ino) == NULL)
+			continue;
 		if (outside_only(srv, out, de->d_name, &ino) &&
 		    entry_add(entries, n, cap, de->d_name, NULL, ino) == -1)
 			break;

@@ -1391,6 +1391,7 @@ END_TEST
  */
 #define STALL_FLOCKS	15000
 #define STALL_LISTS	1500
+#define STALL_LOCK_FILES 20000
 
 /*
  * Fork children that together hold n flocks on files in dir (on the lock
@@ -1438,7 +1439,7 @@ START_TEST(test_pipelined_lists_under_many_flocks_do_not_stall_others)
 	static char		 lists[STALL_LISTS * 32];
 	struct h_daemon		 d;
 	struct h_conn		*other;
-	char			 dir[PATH_MAX];
+	char			 dir[PATH_MAX], path[PATH_MAX + 32];
 	pid_t			 pids[64];
 	size_t			 len = 0;
 	double			 t0;
@@ -1451,6 +1452,12 @@ START_TEST(test_pipelined_lists_under_many_flocks_do_not_stall_others)
 	n = stall_flocks_start(dir, STALL_FLOCKS, pids, 64);
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
+	/* A big lock dir too: every list with "all" reads it. */
+	for (i = 0; i < STALL_LOCK_FILES; i++) {
+		snprintf(path, sizeof path, "%s/stall-%d", d.lock_dir, i);
+		ck_assert_int_ge(fd = open(path, O_RDONLY | O_CREAT, 0644), 0);
+		close(fd);
+	}
 	other = h_connect_to(d.socket_path);
 	for (i = 0; i < STALL_LISTS; i++)
 		len += snprintf(lists + len, sizeof lists - len,
