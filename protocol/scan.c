@@ -167,31 +167,39 @@ value_is(const struct scan_value *v, const struct scan_word *word)
 	return v->type == SCAN_STRING && word_is(word, v->text, v->len);
 }
 
-/* The end of the run of non-ASCII bytes at p, if it is UTF-8, else NULL. */
-static const char *
-scan_utf8(const char *p, const char *end)
+/*
+ * The rest of a string from its first byte past ASCII at p: runs of valid
+ * UTF-8 and of plain ASCII, up to the first other byte; NULL if a run is
+ * not UTF-8.  Apart, so that the ASCII loop of scan_string stays tight.
+ */
+static const char * __attribute__((noinline))
+scan_utf8_rest(const char *p, const char *end)
 {
-	const char	*run = p;
+	const char	*run;
 
-	while (p < end && (unsigned char)*p >= 0x80)
-		p++;
-	return proto_utf8_valid(run, (size_t)(p - run)) ? p : NULL;
+	while (p < end && (unsigned char)*p >= 0x80) {
+		run = p;
+		while (p < end && (unsigned char)*p >= 0x80)
+			p++;
+		if (!proto_utf8_valid(run, (size_t)(p - run)))
+			return NULL;
+		while (p < end && string_plain[(unsigned char)*p])
+			p++;
+	}
+	return p;
 }
 
 /* A string of printable text without escapes; p is past the quote. */
-static const char *
+static inline const char *
 scan_string(const char *p, const char *end, struct scan_value *v)
 {
 	v->type = SCAN_STRING;
 	v->text = p;
-	for (;;) {
-		while (p < end && string_plain[(unsigned char)*p])
-			p++;
-		if (p == end || (unsigned char)*p < 0x80)
-			break;
-		if ((p = scan_utf8(p, end)) == NULL)
-			return NULL;
-	}
+	while (p < end && string_plain[(unsigned char)*p])
+		p++;
+	if (p < end && (unsigned char)*p >= 0x80 &&
+	    (p = scan_utf8_rest(p, end)) == NULL)
+		return NULL;
 	if (p == end || *p != '"')
 		return NULL;
 	v->len = (size_t)(p - v->text);
