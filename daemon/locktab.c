@@ -45,6 +45,9 @@
 #include <sys/file.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include <linux/magic.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -83,6 +86,7 @@
 #define LOCK_FILE_MODE 0644
 #define LOCK_IDLE_MAX 1024	/* idle locks whose fd stays open */
 #define REQ_SPARE_MAX 64	/* freed requests kept for reuse */
+#define LOCK_CTIME_SETTLE 0.1	/* s before a file's ctime vouches for it */
 
 /* The flock(2) state of a lock's fd. */
 enum lock_flock {
@@ -104,10 +108,15 @@ struct lock_req {
 };
 TAILQ_HEAD(lock_reqs, lock_req);
 
-/* Which file a descriptor is, to tell if the name still leads to it. */
+/*
+ * Which file a descriptor is, to tell if the name still leads to it; and
+ * the file's ctime when it was last seen there, if that can be trusted.
+ */
 struct lock_file_id {
 	dev_t			 dev;
 	ino_t			 ino;
+	struct timespec		 seen_ctime;	/* valid if seen */
+	int			 seen;
 };
 
 struct lock {
@@ -148,6 +157,7 @@ struct locktab {
 	size_t			 nspare;
 	unsigned		 epoch;		/* locktab_expire calls */
 	size_t			 nidle;
+	int			 ctime_fs;	/* ctimes vouch for names */
 	size_t			 nfiles;	/* lock files, for max_files */
 	size_t			 max_files;
 	size_t			 nblocked;
@@ -193,6 +203,7 @@ lock_file_id(int fd, struct lock_file_id *ret_id)
 	}
 	ret_id->dev = sb.st_dev;
 	ret_id->ino = sb.st_ino;
+	ret_id->seen = 0;
 	return fd;
 }
 
@@ -351,19 +362,50 @@ lock_retire(struct lock *lock)
 }
 
 /*
- * Whether the lock's fd no longer is the file at its name: unlinked,
- * renamed away, or replaced.  Its flock would then exclude nobody who
- * opens the name anew.
+ * Whether a ctime may vouch for the file later: unlink, link and rename
+ * all update the ctime of the file they touch on these file systems, and
+ * a ctime at least LOCK_CTIME_SETTLE old is one no later change can
+ * repeat, however coarse the file system's clock.
  */
 static int
-lock_stale(const struct lock *lock)
+lock_ctime_trusted(const struct locktab *tab, const struct timespec *ctime)
 {
-	struct stat	 sb;
+	struct timespec	 now;
+	double		 age;
 
-	if (fstatat(lock->tab->dirfd, lock->name, &sb,
-	    AT_SYMLINK_NOFOLLOW) == -1)
+	if (!tab->ctime_fs || clock_gettime(CLOCK_REALTIME_COARSE, &now) == -1)
+		return 0;
+	age = (double)(now.tv_sec - ctime->tv_sec) +
+	    (now.tv_nsec - ctime->tv_nsec) / 1e9;
+	return age > LOCK_CTIME_SETTLE;
+}
+
+/*
+ * Whether the lock's fd no longer is the file at its name: unlinked,
+ * renamed away, or replaced.  Its flock would then exclude nobody who
+ * opens the name anew.  A file whose ctime has not moved since it was
+ * last seen at the name is still there: that costs one fstat; else the
+ * name is looked up.
+ */
+static int
+lock_stale(struct lock *lock)
+{
+	struct lock_file_id	*file = &lock->file;
+	struct stat		 fd_sb, path_sb;
+
+	if (fstat(lock->fd, &fd_sb) == -1 || fd_sb.st_nlink == 0)
 		return 1;
-	return sb.st_dev != lock->file.dev || sb.st_ino != lock->file.ino;
+	if (file->seen && fd_sb.st_ctim.tv_sec == file->seen_ctime.tv_sec &&
+	    fd_sb.st_ctim.tv_nsec == file->seen_ctime.tv_nsec)
+		return 0;
+	/* The fstat comes first: a change after it moves the ctime. */
+	if (fstatat(lock->tab->dirfd, lock->name, &path_sb,
+	    AT_SYMLINK_NOFOLLOW) == -1 || path_sb.st_dev != file->dev ||
+	    path_sb.st_ino != file->ino)
+		return 1;
+	file->seen = lock_ctime_trusted(lock->tab, &fd_sb.st_ctim);
+	file->seen_ctime = fd_sb.st_ctim;
+	return 0;
 }
 
 /*
@@ -595,6 +637,28 @@ req_free(struct locktab *tab, struct lock_req *req)
 	tab->spare[tab->nspare++] = req;
 }
 
+/*
+ * Whether the lock directory's file system is one known to update a
+ * file's ctime on unlink, link and rename (POSIX leaves rename open).
+ */
+static int
+lock_dir_keeps_ctimes(int dirfd)
+{
+	struct statfs	 sfs;
+
+	if (fstatfs(dirfd, &sfs) == -1)
+		return 0;
+	switch ((unsigned long)sfs.f_type) {
+	case TMPFS_MAGIC:
+	case EXT4_SUPER_MAGIC:
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Create an empty lock table over an open lock directory. */
 struct locktab *
 locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
@@ -611,6 +675,7 @@ locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
 	tab->clock = clock != NULL ? clock : locktab_realtime;
 	tab->root = NULL;
 	tab->max_files = SIZE_MAX;
+	tab->ctime_fs = lock_dir_keeps_ctimes(dirfd);
 	TAILQ_INIT(&tab->locks);
 	TAILQ_INIT(&tab->blocked);
 	TAILQ_INIT(&tab->idle);

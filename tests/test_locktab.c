@@ -1028,6 +1028,50 @@ START_TEST(test_idle_fd_of_a_file_moved_away_is_not_reused)
 }
 END_TEST
 
+/* Sleep past the time after which a file's ctime vouches for its name. */
+static void
+let_ctime_settle(void)
+{
+	struct timespec	 ts = { 0, 200 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Once a lock file is old enough for its ctime to vouch for it, an idle
+ * fd is reused after one fstat; a rename away, a hard link and unlink, or
+ * an unlink and re-create must still be seen.
+ */
+START_TEST(test_replaced_file_is_seen_after_its_ctime_vouched)
+{
+	static const char *const names[] = { "vren", "vlnk", "vunl" };
+	struct lock_req		*r = NULL;
+	size_t			 i;
+	int			 fd;
+
+	for (i = 0; i < 3; i++)
+		close(outsider_open(names[i]));
+	let_ctime_settle();
+	for (i = 0; i < 3; i++) {
+		cycle(names[i]);	/* opens the file */
+		cycle(names[i]);	/* looks it up: the ctime vouches now */
+		cycle(names[i]);	/* one fstat */
+	}
+	ck_assert_int_eq(renameat(dirfd_, "vren", dirfd_, "vren.away"), 0);
+	ck_assert_int_eq(linkat(dirfd_, "vlnk", dirfd_, "vlnk.other", 0), 0);
+	ck_assert_int_eq(unlinkat(dirfd_, "vlnk", 0), 0);
+	ck_assert_int_eq(unlinkat(dirfd_, "vunl", 0), 0);
+	for (i = 0; i < 3; i++) {
+		fd = outsider_open(names[i]);
+		ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+		ck_assert_msg(locktab_acquire(tab, names[i], PROTO_EXCLUSIVE, 1,
+		    (void *)2, &r) == -EWOULDBLOCK, "%s granted on the old "
+		    "file", names[i]);
+		close(fd);
+	}
+}
+END_TEST
+
 /*
  * The file is replaced while held and an outsider flocks the new one: the
  * waiter must not be handed the dead inode, but wait for the outsider and
@@ -1322,6 +1366,7 @@ locktab_suite(void)
 	tcase_add_test(tc, test_idle_fd_of_a_replaced_file_is_not_reused);
 	tcase_add_test(tc, test_idle_fd_of_a_file_moved_away_is_not_reused);
 	tcase_add_test(tc, test_handoff_moves_to_a_file_replaced_while_held);
+	tcase_add_test(tc, test_replaced_file_is_seen_after_its_ctime_vouched);
 	tcase_add_test(tc, test_max_files_bounds_new_lock_files_only);
 	tcase_add_test(tc, test_adopted_flock_on_a_replaced_file_is_not_granted);
 	tcase_add_test(tc, test_cancel_on_a_blocked_replaced_file_moves_the_watch);
