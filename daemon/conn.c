@@ -50,7 +50,8 @@ struct conn {
 	struct event		*read_ev;	/* persistent while reading */
 	struct event		*write_ev;	/* while output is backed up */
 	struct event		*flush_ev;	/* flushes out, once a pass */
-	struct event		*more_ev;	/* goes on with kept input */
+	struct event		*more_ev;	/* goes on with kept input; made
+						   when a pipeline first needs it */
 	struct json_tokener	*tok;
 	struct peer		 peer;
 	char			*client;
@@ -136,7 +137,6 @@ conn_new(struct server *srv, int fd, const struct peer *peer)
 	    conn)) == NULL ||
 	    (conn->flush_ev = event_new(base, -1, 0, conn_flush_cb,
 	    conn)) == NULL ||
-	    (conn->more_ev = evtimer_new(base, conn_more_cb, conn)) == NULL ||
 	    event_add(conn->read_ev, NULL) == -1) {
 		log_warnx("out of memory accepting a connection");
 		conn_free_parts(conn);
@@ -363,7 +363,8 @@ conn_start_closing(struct conn *conn)
 		event_add(conn->write_ev, &closing_tv);
 	conn->state = CONN_CLOSING;
 	event_del(conn->read_ev);
-	evtimer_del(conn->more_ev);
+	if (conn->more_ev != NULL)
+		evtimer_del(conn->more_ev);
 	conn->more = 0;
 	conn->partial_len = 0;
 	request_drop_all(conn);
@@ -554,11 +555,18 @@ conn_input_next(struct conn *conn)
 
 	if (conn->state != CONN_OPEN || conn->throttled)
 		return;
-	if (conn->more) {
-		event_del(conn->read_ev);
-		evtimer_add(conn->more_ev, &next_pass);
-	} else
+	if (!conn->more) {
 		event_add(conn->read_ev, NULL);
+		return;
+	}
+	event_del(conn->read_ev);
+	if (conn->more_ev == NULL && (conn->more_ev = evtimer_new(
+	    server_base(conn->srv), conn_more_cb, conn)) == NULL) {
+		log_warnx("out of memory pacing a pipeline");
+		conn_close_with(conn, PROTO_E_INTERNAL, "out of memory");
+		return;
+	}
+	evtimer_add(conn->more_ev, &next_pass);
 }
 
 /* Handle the kept input (one pass's worth), then go on and flush. */
