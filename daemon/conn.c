@@ -59,6 +59,7 @@ struct conn {
 	enum conn_state		 state;
 	int			 throttled;	/* reading paused for output */
 	int			 more;		/* lines left for a later pass */
+	int			 uid_counted;	/* in the server's per-uid count */
 	int			 in_input;	/* handling its own input */
 	int			 flush_armed;
 	struct evbuffer		*out;		/* replies not yet written */
@@ -148,7 +149,7 @@ conn_new(struct server *srv, int fd, const struct peer *peer)
 	conn->peer = *peer;
 	TAILQ_INIT(&conn->acquires);
 	TAILQ_INSERT_TAIL(server_conns(srv), conn, entry);
-	server_conn_opened(srv, peer->uid);
+	conn->uid_counted = server_conn_opened(srv, peer->uid);
 	return conn;
 }
 
@@ -195,7 +196,7 @@ conn_free(struct conn *conn)
 {
 	struct server	*srv = conn->srv;
 	uid_t		 uid = conn->peer.uid;
-	int		 fd;
+	int		 fd, uid_counted = conn->uid_counted;
 
 	log_debug("connection from pid %ld closed", (long)conn->peer.pid);
 	if (conn_reply_owner == conn)
@@ -205,7 +206,7 @@ conn_free(struct conn *conn)
 	fd = conn->fd;
 	conn_free_parts(conn);
 	close(fd);
-	server_conn_closed(srv, uid);
+	server_conn_closed(srv, uid, uid_counted);
 }
 
 /* Free every connection, at shutdown. */

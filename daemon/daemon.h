@@ -124,8 +124,10 @@ int		 access_allows(const struct access *, int, const struct peer *);
 /* token.c */
 #define TOKEN_FILE	".tokens"	/* in the lock dir */
 
-int64_t	 token_seed(int, double);
-int	 token_reserve(int, int64_t);
+#define TOKEN_MAX	(1LL << 53)	/* tokens stay below: JSON numbers */
+int	 token_read_ceiling(int, int64_t *);
+int	 token_seed(int, double, int64_t *);
+int	 token_reserve(int, int64_t, const char **);
 
 /* conn.c: one client connection, its framing and its output. */
 struct server;
@@ -191,8 +193,8 @@ size_t		 server_max_lock_files(const struct server *);
 size_t		 server_output_high(const struct server *);
 enum proto_error server_admit(struct server *, int, const struct peer *,
 		    const char **);
-void		 server_conn_opened(struct server *, uid_t);
-void		 server_conn_closed(struct server *, uid_t);
+int		 server_conn_opened(struct server *, uid_t);
+void		 server_conn_closed(struct server *, uid_t, int);
 const char	*server_tokens_exhausted(struct server *);
 void		 server_lock_file_missing(struct server *);
 int		 server_failed(const struct server *);

@@ -74,11 +74,13 @@ struct uid_count {
 
 /*
  * Whether a directory can be trusted with the socket or the lock files:
- * owned by us or root, and writable by no one else unless sticky (as tmux
- * checks its socket directory).  Returns NULL, or why not.
+ * owned by us or root, and writable by no one else (as tmux checks its
+ * socket directory).  A sticky bit excuses others' write access only for
+ * the socket's directory (sticky_ok): in a lock dir they could still make
+ * the daemon's own dot-files first.  Returns NULL, or why not.
  */
 static const char *
-dir_untrusted(const struct stat *sb, char *buf, size_t size)
+dir_untrusted(const struct stat *sb, int sticky_ok, char *buf, size_t size)
 {
 	uid_t	 euid = geteuid();
 
@@ -94,44 +96,68 @@ dir_untrusted(const struct stat *sb, char *buf, size_t size)
 		return buf;
 	}
 	if ((sb->st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
-	    (sb->st_mode & S_ISVTX) == 0) {
-		snprintf(buf, size, "group or others may write to it and it "
-		    "is not sticky (mode %04o)", (unsigned)sb->st_mode & 07777);
+	    (!sticky_ok || (sb->st_mode & S_ISVTX) == 0)) {
+		snprintf(buf, size, "group or others may write to it%s "
+		    "(mode %04o)", sticky_ok ? " and it is not sticky" : "",
+		    (unsigned)sb->st_mode & 07777);
 		return buf;
 	}
 	return NULL;
 }
 
-/* Refuse to start on a directory that dir_untrusted rejects. */
-static void
-dir_check(const char *what, const char *path, const struct stat *sb)
+/*
+ * Whether a path's directory entry can be trusted to stay: a symlink
+ * another user owns could be pointed elsewhere at any time.  Then the
+ * directory it leads to must pass dir_untrusted.
+ */
+static const char *
+path_untrusted(const char *path, int sticky_ok, char *buf, size_t size)
 {
-	const char	*why;
-	char		 buf[128];
+	struct stat	 sb;
+	uid_t		 euid = geteuid();
 
-	if ((why = dir_untrusted(sb, buf, sizeof buf)) != NULL)
-		fatalx("refusing the %s %s: %s", what, path, why);
+	if (lstat(path, &sb) == -1) {
+		snprintf(buf, size, "%s", strerror(errno));
+		return buf;
+	}
+	if (S_ISLNK(sb.st_mode) && sb.st_uid != euid && sb.st_uid != 0) {
+		snprintf(buf, size, "it is a symbolic link owned by uid %ld",
+		    (long)sb.st_uid);
+		return buf;
+	}
+	if (stat(path, &sb) == -1) {
+		snprintf(buf, size, "%s", strerror(errno));
+		return buf;
+	}
+	return dir_untrusted(&sb, sticky_ok, buf, size);
+}
+
+/* The directory that holds path: "." for a bare name, "/" at the top. */
+static void
+parent_dir(const char *path, char *dir, size_t size)
+{
+	char	*slash;
+
+	if (snprintf(dir, size, "%s", path) >= (int)size)
+		fatalx("path too long: %s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, size, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
 }
 
 /* Check the directory a socket we bind goes into. */
 static void
 socket_dir_check(const char *path)
 {
-	struct stat	 sb;
-	char		 dir[PATH_MAX];
-	char		*slash;
+	const char	*why;
+	char		 dir[PATH_MAX], buf[PATH_MAX + 64];
 
-	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
-		fatalx("path too long: %s", path);
-	if ((slash = strrchr(dir, '/')) == NULL)
-		snprintf(dir, sizeof dir, ".");
-	else if (slash == dir)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
-	if (stat(dir, &sb) == -1)
-		fatal("socket directory %s", dir);
-	dir_check("socket directory", dir, &sb);
+	parent_dir(path, dir, sizeof dir);
+	if ((why = path_untrusted(dir, 1, buf, sizeof buf)) != NULL)
+		fatalx("refusing the socket directory %s: %s", dir, why);
 }
 
 /* Return 1 if a daemon answers on path. */
@@ -205,6 +231,8 @@ static int
 lock_dir_open(const char *path)
 {
 	struct stat	 sb;
+	const char	*why;
+	char		 buf[128];
 	int		 fd;
 
 	if (mkdir(path, 0755) == -1 && errno != EEXIST)
@@ -214,7 +242,8 @@ lock_dir_open(const char *path)
 		fatal("open lock dir %s", path);
 	if (fstat(fd, &sb) == -1)
 		fatal("fstat lock dir %s", path);
-	dir_check("lock directory", path, &sb);
+	if ((why = dir_untrusted(&sb, 0, buf, sizeof buf)) != NULL)
+		fatalx("refusing the lock directory %s: %s", path, why);
 	return fd;
 }
 
@@ -232,10 +261,31 @@ lock_dir_claimant(int fd)
 }
 
 /*
- * Prove this daemon alone serves the lock dir: an exclusive flock on a
- * dot-file in it, held for the daemon's life, with our pid inside.  Two
- * daemons on one dir would interleave their tokens.  The file is 0600, so
- * no other user can open it to keep a daemon from starting.
+ * Take the flock that proves a daemon alone serves the lock dir dirfd:
+ * an exclusive flock on a dot-file in it.  Returns the file's fd, or
+ * -errno (-EWOULDBLOCK: another daemon has it).
+ */
+static int
+lock_dir_try_claim(int dirfd)
+{
+	int	 fd, error;
+
+	fd = openat(dirfd, CLAIM_FILE, O_RDWR | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+	if (fd == -1)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		error = -errno;
+		close(fd);
+		return error;
+	}
+	return fd;
+}
+
+/*
+ * Prove this daemon alone serves the lock dir, for its whole life, with
+ * our pid in the claim file.  Two daemons on one dir would interleave
+ * their tokens.
  */
 static int
 lock_dir_claim(int dirfd, const char *path)
@@ -244,17 +294,18 @@ lock_dir_claim(int dirfd, const char *path)
 	long	 pid;
 	int	 fd, len;
 
-	fd = openat(dirfd, CLAIM_FILE, O_RDWR | O_CREAT | O_CLOEXEC |
-	    O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
-	if (fd == -1)
-		fatal("open %s/%s", path, CLAIM_FILE);
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		if (errno != EWOULDBLOCK)
-			fatal("flock %s/%s", path, CLAIM_FILE);
-		if ((pid = lock_dir_claimant(fd)) > 0)
+	if ((fd = lock_dir_try_claim(dirfd)) == -EWOULDBLOCK) {
+		fd = openat(dirfd, CLAIM_FILE, O_RDONLY | O_CLOEXEC |
+		    O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+		pid = fd >= 0 ? lock_dir_claimant(fd) : 0;
+		if (pid > 0)
 			fatalx("another locksd (pid %ld) already uses the lock "
 			    "dir %s", pid, path);
 		fatalx("another locksd already uses the lock dir %s", path);
+	}
+	if (fd < 0) {
+		errno = -fd;
+		fatal("cannot claim the lock dir: %s/%s", path, CLAIM_FILE);
 	}
 	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)len, 0) != len)
@@ -347,16 +398,23 @@ server_hup_cb(evutil_socket_t sig, short events, void *arg)
 static int
 server_save_tokens(struct server *srv)
 {
-	int64_t	 next = locktab_next_token(srv->locktab), ceiling;
-	int	 error;
+	int64_t		 next = locktab_next_token(srv->locktab), ceiling;
+	const char	*file;
+	int		 error;
 
 	if (next + srv->token_reserve / 2 < srv->token_ceiling)
 		return 0;
-	ceiling = next + srv->token_reserve;
-	if ((error = token_reserve(srv->lock_dirfd, ceiling)) != 0) {
+	if (next > TOKEN_MAX - srv->token_reserve) {
+		/* Tokens stay exact in JSON, so below 2^53. */
+		if (srv->token_ceiling == TOKEN_MAX)
+			return 0;
+		ceiling = TOKEN_MAX;
+	} else
+		ceiling = next + srv->token_reserve;
+	if ((error = token_reserve(srv->lock_dirfd, ceiling, &file)) != 0) {
 		snprintf(srv->token_msg, sizeof srv->token_msg,
-		    "cannot save the token ceiling %s/%s: %s",
-		    srv->lock_dir, TOKEN_FILE, strerror(-error));
+		    "cannot save the token ceiling in %s/%s: %s",
+		    srv->lock_dir, file, strerror(-error));
 		return error;
 	}
 	srv->token_ceiling = ceiling;
@@ -425,11 +483,18 @@ static void
 server_hand_over_tokens(struct server *srv)
 {
 	struct stat	 sb;
-	int64_t		 ceiling = srv->token_ceiling;
-	char		 buf[128];
-	const char	*why = NULL;
-	int		 fd, error;
+	int64_t		 ceiling = srv->token_ceiling, saved;
+	char		 buf[128], parent[PATH_MAX];
+	const char	*why = NULL, *file;
+	int		 fd, claim, error;
 
+	/* Make no directory where someone else could have put it. */
+	parent_dir(srv->lock_dir, parent, sizeof parent);
+	if ((why = path_untrusted(parent, 1, buf, sizeof buf)) != NULL) {
+		log_warnx("not saving the token ceiling in %s: its parent "
+		    "directory: %s", srv->lock_dir, why);
+		return;
+	}
 	if (mkdir(srv->lock_dir, 0755) == -1 && errno != EEXIST) {
 		log_warn("mkdir %s", srv->lock_dir);
 		return;
@@ -441,18 +506,26 @@ server_hand_over_tokens(struct server *srv)
 		return;
 	}
 	if (fstat(fd, &sb) == -1 ||
-	    (why = dir_untrusted(&sb, buf, sizeof buf)) != NULL) {
+	    (why = dir_untrusted(&sb, 0, buf, sizeof buf)) != NULL) {
 		log_warnx("not saving the token ceiling in %s: %s",
 		    srv->lock_dir, why != NULL ? why : strerror(errno));
 		close(fd);
 		return;
 	}
+	/* A daemon that serves it already keeps its own ceiling. */
+	if ((claim = lock_dir_try_claim(fd)) < 0) {
+		log_warnx("not saving the token ceiling in %s: another locksd "
+		    "uses it", srv->lock_dir);
+		close(fd);
+		return;
+	}
 	/* Never lower a ceiling someone saved there already. */
-	if (token_seed(fd, 0) - 1 > ceiling)
-		ceiling = token_seed(fd, 0) - 1;
-	if ((error = token_reserve(fd, ceiling)) != 0)
-		log_warnx("cannot save the token ceiling %s/%s: %s",
-		    srv->lock_dir, TOKEN_FILE, strerror(-error));
+	if (token_read_ceiling(fd, &saved) == 0 && saved > ceiling)
+		ceiling = saved;
+	if ((error = token_reserve(fd, ceiling, &file)) != 0)
+		log_warnx("cannot save the token ceiling in %s/%s: %s",
+		    srv->lock_dir, file, strerror(-error));
+	close(claim);
 	close(fd);
 }
 
@@ -618,6 +691,7 @@ server_new(struct event_base *base, const struct server_config *config)
 	struct server	*srv;
 	struct stat	 sb;
 	char		 status[128];
+	int64_t		 first_token;
 	int		 error;
 
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
@@ -639,9 +713,14 @@ server_new(struct event_base *base, const struct server_config *config)
 	srv->claim_fd = lock_dir_claim(srv->lock_dirfd, config->lock_dir);
 	/* A removed directory has no links, where the fs counts them. */
 	srv->nlink_known = fstat(srv->lock_dirfd, &sb) == 0 && sb.st_nlink > 0;
-	srv->locktab = locktab_new(srv->lock_dirfd,
-	    token_seed(srv->lock_dirfd, clock_realtime()), request_granted,
-	    clock_realtime);
+	if ((error = token_seed(srv->lock_dirfd, clock_realtime(),
+	    &first_token)) != 0)
+		fatalx("cannot read the token ceiling %s/%s: %s%s",
+		    config->lock_dir, TOKEN_FILE, strerror(-error),
+		    error == -EINVAL ? " (it must hold one number below "
+		    "2^53; tokens after it would be guesswork)" : "");
+	srv->locktab = locktab_new(srv->lock_dirfd, first_token,
+	    request_granted, clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
 	srv->max_lock_files = config->max_lock_files;
@@ -825,8 +904,11 @@ server_admit(struct server *srv, int fd, const struct peer *peer,
 	return PROTO_OK;
 }
 
-/* Count a new connection, also under its peer's uid. */
-void
+/*
+ * Count a new connection, also under its peer's uid; returns whether the
+ * uid count took it (not when out of memory), for server_conn_closed.
+ */
+int
 server_conn_opened(struct server *srv, uid_t uid)
 {
 	struct uid_count	*count;
@@ -834,26 +916,28 @@ server_conn_opened(struct server *srv, uid_t uid)
 
 	srv->nconns++;
 	if ((count = uid_count_find(srv, uid)) == NULL) {
-		/* Out of memory: this uid's connections go uncounted. */
+		/* Out of memory: this connection goes uncounted. */
 		if ((count = calloc(1, sizeof *count)) == NULL)
-			return;
+			return 0;
 		count->uid = uid;
 		node = tsearch(count, &srv->uid_counts, uid_count_cmp);
 		if (node == NULL) {
 			free(count);
-			return;
+			return 0;
 		}
 	}
 	count->n++;
+	return 1;
 }
 
 /* Count a closed connection, and accept again if descriptors ran out. */
 void
-server_conn_closed(struct server *srv, uid_t uid)
+server_conn_closed(struct server *srv, uid_t uid, int uid_counted)
 {
 	struct uid_count	*count;
 
-	if ((count = uid_count_find(srv, uid)) != NULL && --count->n == 0) {
+	if (uid_counted && (count = uid_count_find(srv, uid)) != NULL &&
+	    --count->n == 0) {
 		tdelete(count, &srv->uid_counts, uid_count_cmp);
 		free(count);
 	}

@@ -167,8 +167,8 @@ START_TEST(test_start_refused_when_the_token_ceiling_cannot_be_saved)
 	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
 	ck_assert_int_eq(mkdir(d.lock_dir, 0755), 0);
 	plant_tokens_tmp(&d, 1);
-	snprintf(text, sizeof text, "cannot save the token ceiling %s/.tokens: "
-	    "Is a directory", d.lock_dir);
+	snprintf(text, sizeof text, "cannot save the token ceiling in "
+	    "%s/.tokens.tmp: Is a directory", d.lock_dir);
 	expect_refused(&d, text, NULL);
 	plant_tokens_tmp(&d, 0);
 	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
@@ -336,6 +336,78 @@ squatted_socket_dir(struct h_daemon *d, mode_t mode, uid_t owner)
 	    "%s/sub/s.sock", dir), (int)sizeof d->socket_path);
 }
 
+/*
+ * A .tokens that holds no ceiling (garbage, past 2^53, a directory) is
+ * refused at start: a guess could repeat tokens.
+ */
+START_TEST(test_start_refused_when_the_token_ceiling_cannot_be_read)
+{
+	static const char *const bad[] = {
+		"12abc\n", "9223372036000000000\n", "-5\n", "\n"
+	};
+	struct h_daemon	 d;
+	char		 dir[PATH_MAX], path[PATH_MAX], text[PATH_MAX + 64];
+	size_t		 i;
+	int		 fd;
+
+	memset(&d, 0, sizeof d);
+	fresh_dir(dir, sizeof dir);
+	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
+	ck_assert_int_eq(mkdir(d.lock_dir, 0755), 0);
+	snprintf(path, sizeof path, "%s/.tokens", d.lock_dir);
+	snprintf(text, sizeof text, "cannot read the token ceiling %s: ",
+	    path);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(write(fd, bad[i], strlen(bad[i])),
+		    (ssize_t)strlen(bad[i]));
+		close(fd);
+		expect_refused(&d, text, "below 2^53");
+	}
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkdir(path, 0755), 0);
+	expect_refused(&d, text, "Is a directory");
+	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+/*
+ * A socket directory that is another user's symlink could be pointed
+ * elsewhere at any time, even at a directory of ours: refused.
+ */
+START_TEST(test_socket_dir_that_is_another_users_symlink_is_refused)
+{
+	struct h_daemon	 d;
+	char		 dir[PATH_MAX], target[PATH_MAX + 8], link[PATH_MAX + 8];
+	char		 text[PATH_MAX + 128];
+
+	if (skip_unless_root(__func__))
+		return;
+	memset(&d, 0, sizeof d);
+	fresh_dir(dir, sizeof dir);
+	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
+	snprintf(target, sizeof target, "%s/mine", dir);
+	snprintf(link, sizeof link, "%s/link", dir);
+	ck_assert_int_eq(mkdir(target, 0700), 0);
+	ck_assert_int_eq(symlink(target, link), 0);
+	ck_assert_int_eq(lchown(link, NOBODY, NOBODY), 0);
+	ck_assert_int_lt(snprintf(d.socket_path, sizeof d.socket_path,
+	    "%s/s.sock", link), (int)sizeof d.socket_path);
+	snprintf(text, sizeof text, "refusing the socket directory %s: it is "
+	    "a symbolic link owned by uid %d", link, NOBODY);
+	expect_refused(&d, text, NULL);
+
+	/* Our own symlink (or root's, as /var/run is) is followed. */
+	ck_assert_int_eq(lchown(link, 0, 0), 0);
+	ck_assert_msg(h_daemon_wait_ready(&d, h_daemon_spawn(&d)) == 0, "%s",
+	    h_error());
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
 START_TEST(test_socket_dir_owned_by_another_user_is_refused)
 {
 	struct h_daemon	 d;
@@ -397,7 +469,14 @@ START_TEST(test_default_lock_dir_owned_by_another_user_is_refused)
 	ck_assert_int_eq(chown(lock_dir, 0, 0), 0);
 	ck_assert_int_eq(chmod(lock_dir, 0777), 0);
 	expect_refused(&d, "group or others may write to it", NULL);
+	/*
+	 * Sticky is no excuse for a lock dir: others could still make its
+	 * dot-files (.locksd, .tokens.tmp) first.
+	 */
 	ck_assert_int_eq(chmod(lock_dir, 01777), 0);
+	expect_refused(&d, "group or others may write to it (mode 1777)",
+	    NULL);
+	ck_assert_int_eq(chmod(lock_dir, 0755), 0);
 	pid = h_daemon_spawn(&d);
 	ck_assert_msg(h_daemon_wait_ready(&d, pid) == 0, "%s", h_error());
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
@@ -576,6 +655,8 @@ startup_suite(void)
 	tcase_add_test(tc,
 	    test_start_refused_when_the_token_ceiling_cannot_be_saved);
 	tcase_add_test(tc,
+	    test_start_refused_when_the_token_ceiling_cannot_be_read);
+	tcase_add_test(tc,
 	    test_tokens_after_a_failed_save_and_kill_9_stay_above_all_before);
 	suite_add_tcase(s, tc);
 
@@ -588,6 +669,8 @@ startup_suite(void)
 
 	tc = h_tcase("dirs", 60);
 	tcase_add_test(tc, test_socket_dir_owned_by_another_user_is_refused);
+	tcase_add_test(tc,
+	    test_socket_dir_that_is_another_users_symlink_is_refused);
 	tcase_add_test(tc,
 	    test_world_writable_socket_dir_is_refused_unless_sticky);
 	tcase_add_test(tc,
