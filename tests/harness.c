@@ -333,6 +333,26 @@ status_text(int status)
 	return buf;
 }
 
+/*
+ * Whether the daemon on path is pid, not one still running there from
+ * before: its hello names its pid.  A refused hello (a test's access
+ * rules) cannot tell, and counts as yes.
+ */
+static int
+answers_as(const char *path, pid_t pid)
+{
+	struct h_conn		*c;
+	struct json_object	*r;
+	int			 yes;
+
+	if ((c = h_conn_open(path)) == NULL)
+		return 0;
+	r = h_request(c, "{\"op\":\"hello\"}");
+	yes = r != NULL && (!h_ok(r) || h_int(r, "pid") == (int64_t)pid);
+	h_conn_close(c);
+	return yes;
+}
+
 /* Wait until pid's socket accepts a connection; then d->pid is pid. */
 int
 h_daemon_wait_ready(struct h_daemon *d, pid_t pid)
@@ -349,8 +369,10 @@ h_daemon_wait_ready(struct h_daemon *d, pid_t pid)
 		}
 		if ((fd = h_unix_connect(d->socket_path)) != -1) {
 			close(fd);
-			d->pid = pid;
-			return 0;
+			if (answers_as(d->socket_path, pid)) {
+				d->pid = pid;
+				return 0;
+			}
 		}
 		if (h_now() > deadline)
 			break;
