@@ -442,7 +442,8 @@ conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 		}
 		if (nl - line > PROTO_MAX_LINE) {
 			conn_close_with(conn, PROTO_E_TOO_LARGE,
-			    "request line longer than 65536 bytes");
+			    "request line longer than "
+			    PROTO_TEXT(PROTO_MAX_LINE) " bytes");
 			break;
 		}
 		conn_handle_line(conn, line, nl - line);

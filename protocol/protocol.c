@@ -534,8 +534,8 @@ get_name(struct json_object *req, int required, const char **ret_name,
 	}
 	if (!proto_name_valid(json_object_get_string(value),
 	    (size_t)json_object_get_string_len(value))) {
-		*ret_msg = "name must be 1 to 200 bytes of [A-Za-z0-9._:@+-], "
-		    "not starting with '.'";
+		*ret_msg = "name must be 1 to " PROTO_TEXT(PROTO_MAX_NAME)
+		    " bytes of [A-Za-z0-9._:@+-], not starting with '.'";
 		return PROTO_E_INVALID_NAME;
 	}
 	*ret_name = json_object_get_string(value);
@@ -562,17 +562,17 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 	}
 	if (get_seconds(obj, "timeout", -1, &req->timeout) != 0) {
 		*ret_msg = "timeout must be null or a number of seconds "
-		    "from 0 to 1e9";
+		    "from 0 to " PROTO_TEXT(PROTO_MAX_SECONDS);
 		return PROTO_E_BAD_REQUEST;
 	}
 	if (get_seconds(obj, "notify_after", 0, &req->notify_after) != 0) {
 		*ret_msg = "notify_after must be a number of seconds "
-		    "from 0 to 1e9";
+		    "from 0 to " PROTO_TEXT(PROTO_MAX_SECONDS);
 		return PROTO_E_BAD_REQUEST;
 	}
 	if (get_label(obj, "owner", PROTO_MAX_LABEL, &req->owner) != 0) {
-		*ret_msg = "owner must be a string of at most 256 bytes "
-		    "without NUL";
+		*ret_msg = "owner must be a string of at most "
+		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 		return PROTO_E_BAD_REQUEST;
 	}
 	return PROTO_OK;
@@ -628,7 +628,7 @@ decode_id(struct json_object *value, struct proto_request *req,
 	}
 	text = proto_id_text(value, &len);
 	if (len > PROTO_MAX_ID) {
-		*ret_msg = "id longer than 1024 bytes";
+		*ret_msg = "id longer than " PROTO_TEXT(PROTO_MAX_ID) " bytes";
 		return PROTO_E_BAD_REQUEST;
 	}
 	req->id = value;
@@ -650,7 +650,8 @@ decode_paging(struct json_object *obj, struct proto_request *req,
 		limit = json_object_get_int64(value);
 		if (!json_object_is_type(value, json_type_int) || limit < 1 ||
 		    limit > PROTO_MAX_LIST) {
-			*ret_msg = "limit must be an integer from 1 to 1000";
+			*ret_msg = "limit must be an integer from 1 to "
+			    PROTO_TEXT(PROTO_MAX_LIST);
 			return PROTO_E_BAD_REQUEST;
 		}
 		req->limit = (int)limit;
@@ -663,8 +664,9 @@ decode_paging(struct json_object *obj, struct proto_request *req,
 		}
 		if (!proto_name_valid(json_object_get_string(value),
 		    (size_t)json_object_get_string_len(value))) {
-			*ret_msg = "after must be a lock name: 1 to 200 bytes "
-			    "of [A-Za-z0-9._:@+-], not starting with '.'";
+			*ret_msg = "after must be a lock name: 1 to "
+			    PROTO_TEXT(PROTO_MAX_NAME) " bytes of "
+			    "[A-Za-z0-9._:@+-], not starting with '.'";
 			return PROTO_E_INVALID_NAME;
 		}
 		req->after = json_object_get_string(value);
@@ -727,8 +729,8 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	case PROTO_OP_HELLO:
 		if (get_label(obj, "client", PROTO_MAX_LABEL,
 		    &req->client) != 0) {
-			*ret_msg = "client must be a string of at most 256 "
-			    "bytes without NUL";
+			*ret_msg = "client must be a string of at most "
+			    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 			return PROTO_E_BAD_REQUEST;
 		}
 		return PROTO_OK;

@@ -28,6 +28,10 @@
 #define PROTO_MAX_SECONDS 1e9	/* largest timeout or notify_after */
 #define PROTO_UINT_DIGITS 20	/* decimal digits of any uint64_t */
 
+/* A limit above as text, for messages: PROTO_TEXT(PROTO_MAX_NAME) is "200". */
+#define PROTO_TEXT_(x)	#x
+#define PROTO_TEXT(x)	PROTO_TEXT_(x)
+
 /* protocol.c */
 
 enum proto_error {
