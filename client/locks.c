@@ -725,22 +725,6 @@ socket_connect(int fd, const char *path)
 }
 
 /*
- * Whether the default socket is a per-user one that must be checked:
- * neither $LOCKS_SOCKET (the user's choice) nor root's system socket,
- * whose directory belongs to the locksd user.  Mirrors
- * proto_default_socket.
- */
-static int
-default_is_per_user(void)
-{
-	const char	*env;
-
-	if ((env = secure_getenv("LOCKS_SOCKET")) != NULL && *env != '\0')
-		return 0;
-	return geteuid() != 0;
-}
-
-/*
  * Check the directory of a per-user socket, as tmux does: a directory,
  * not a link to one, owned by us and writable by no one else.  Anyone who
  * could create entries in it could put their own socket there.
@@ -859,7 +843,7 @@ locks_connect(const char *path, const char *client, locks_conn **ret_conn)
 			return LOCKS_E_CONNECT;
 		}
 		path = dflt;
-		per_user = default_is_per_user();
+		per_user = proto_default_socket_per_user();
 	}
 	if (per_user && (error = check_socket_dir(path)) != LOCKS_OK)
 		return error;

@@ -184,6 +184,26 @@ proto_utf8_valid(const char *text, size_t len)
 	return 1;
 }
 
+/* $LOCKS_SOCKET, if set and not empty (and not set-uid): the user's choice. */
+static const char *
+default_socket_env(void)
+{
+	const char	*env = secure_getenv("LOCKS_SOCKET");
+
+	return env != NULL && *env != '\0' ? env : NULL;
+}
+
+/*
+ * Whether the default socket is a per-user one, which a client must check
+ * before trusting: neither $LOCKS_SOCKET nor root's system socket, whose
+ * directory belongs to the locksd user.
+ */
+int
+proto_default_socket_per_user(void)
+{
+	return default_socket_env() == NULL && geteuid() != 0;
+}
+
 /*
  * Write the default socket path, shared by daemon and clients:
  * $LOCKS_SOCKET, else /run/locksd/locksd.sock for root, else
@@ -195,9 +215,9 @@ proto_default_socket(char *buf, size_t size)
 {
 	const char	*env;
 
-	if ((env = secure_getenv("LOCKS_SOCKET")) != NULL && *env != '\0')
+	if ((env = default_socket_env()) != NULL)
 		return snprintf(buf, size, "%s", env);
-	if (geteuid() == 0)
+	if (!proto_default_socket_per_user())
 		return snprintf(buf, size, "/run/locksd/locksd.sock");
 	if ((env = secure_getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
 		return snprintf(buf, size, "%s/locksd/locksd.sock", env);

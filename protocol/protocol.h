@@ -110,6 +110,7 @@ const char	*proto_op_name(enum proto_op);
 int		 proto_name_valid(const char *, size_t);
 int		 proto_utf8_valid(const char *, size_t);
 int		 proto_default_socket(char *, size_t);
+int		 proto_default_socket_per_user(void);
 
 struct json_tokener *proto_tokener_new(void);
 int		 proto_blank(const char *, size_t);
