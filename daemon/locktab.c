@@ -317,6 +317,16 @@ lock_set_blocked(struct lock *lock, int blocked, enum proto_mode mode)
 		tab->blocked_cb(lock, blocked, mode, tab->blocked_arg);
 }
 
+/* Drop the flock the lock's fd holds, if any. */
+static void
+lock_unflock(struct lock *lock)
+{
+	if (lock->flock == LOCK_FLOCK_NONE)
+		return;
+	flock(lock->fd, LOCK_UN);
+	lock->flock = LOCK_FLOCK_NONE;
+}
+
 /* Remove an empty lock from the table, unlock and close its file. */
 static void
 lock_free(struct lock *lock)
@@ -330,8 +340,7 @@ lock_free(struct lock *lock)
 		tab->nidle--;
 	} else
 		TAILQ_REMOVE(&tab->locks, lock, entry);
-	if (lock->flock != LOCK_FLOCK_NONE)
-		flock(lock->fd, LOCK_UN);
+	lock_unflock(lock);
 	close(lock->fd);
 	free(lock);
 }
@@ -349,10 +358,7 @@ lock_retire(struct lock *lock)
 		lock_free(lock);
 		return;
 	}
-	if (lock->flock != LOCK_FLOCK_NONE) {
-		flock(lock->fd, LOCK_UN);
-		lock->flock = LOCK_FLOCK_NONE;
-	}
+	lock_unflock(lock);
 	TAILQ_REMOVE(&tab->locks, lock, entry);
 	TAILQ_INSERT_TAIL(&tab->idle, lock, entry);
 	lock->idle = 1;
@@ -423,12 +429,10 @@ lock_reopen(struct lock *lock)
 		return fd;
 	/* A watch on the old file would hand back a flock on it. */
 	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
-	if (lock->flock != LOCK_FLOCK_NONE)
-		flock(lock->fd, LOCK_UN);
+	lock_unflock(lock);
 	close(lock->fd);
 	lock->fd = fd;
 	lock->file = file;
-	lock->flock = LOCK_FLOCK_NONE;
 	return 0;
 }
 
@@ -445,10 +449,7 @@ lock_follow_name(struct lock *lock)
 
 	if (!lock_stale(lock) || lock_reopen(lock) == 0)
 		return 0;
-	if (lock->flock != LOCK_FLOCK_NONE) {
-		flock(lock->fd, LOCK_UN);
-		lock->flock = LOCK_FLOCK_NONE;
-	}
+	lock_unflock(lock);
 	/* Anew, so that a watch starts on the name even if one just ended. */
 	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
 	lock_set_blocked(lock, 1, head != NULL ? head->mode : PROTO_EXCLUSIVE);
