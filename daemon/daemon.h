@@ -181,6 +181,7 @@ struct server_config {
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);
+void		 server_parent_dir(const char *, char *, size_t);
 void		 server_free(struct server *);
 struct event_base *server_base(struct server *);
 struct locktab	*server_locktab(struct server *);

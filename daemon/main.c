@@ -120,13 +120,10 @@ static void
 make_parent_dir(const char *path)
 {
 	char	 dir[PATH_MAX];
-	char	*slash;
 
-	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
-		fatalx("path too long: %s", path);
-	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+	server_parent_dir(path, dir, sizeof dir);
+	if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0)
 		return;
-	*slash = '\0';
 	if (mkdir(dir, geteuid() == 0 ? 0755 : 0700) == -1 && errno != EEXIST)
 		fatal("mkdir %s", dir);
 }

@@ -133,8 +133,8 @@ path_untrusted(const char *path, int sticky_ok, char *buf, size_t size)
 }
 
 /* The directory that holds path: "." for a bare name, "/" at the top. */
-static void
-parent_dir(const char *path, char *dir, size_t size)
+void
+server_parent_dir(const char *path, char *dir, size_t size)
 {
 	char	*slash;
 
@@ -155,7 +155,7 @@ socket_dir_check(const char *path)
 	const char	*why;
 	char		 dir[PATH_MAX], buf[PATH_MAX + 64];
 
-	parent_dir(path, dir, sizeof dir);
+	server_parent_dir(path, dir, sizeof dir);
 	if ((why = path_untrusted(dir, 1, buf, sizeof buf)) != NULL)
 		fatalx("refusing the socket directory %s: %s", dir, why);
 }
@@ -489,7 +489,7 @@ server_hand_over_tokens(struct server *srv)
 	int		 fd, claim, error;
 
 	/* Make no directory where someone else could have put it. */
-	parent_dir(srv->lock_dir, parent, sizeof parent);
+	server_parent_dir(srv->lock_dir, parent, sizeof parent);
 	if ((why = path_untrusted(parent, 1, buf, sizeof buf)) != NULL) {
 		log_warnx("not saving the token ceiling in %s: its parent "
 		    "directory: %s", srv->lock_dir, why);
