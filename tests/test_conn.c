@@ -1,6 +1,6 @@
 /*
  * conn.c in-process: a daemon with no listening socket, its connections
- * made with conn_new over socketpairs, and the event loop run by hand.
+ * made with session_new over socketpairs, and the event loop run by hand.
  * The unread-output bound is set small here, so a modest reply crosses it
  * while the socket still takes the whole reply in one write.  The token
  * reserve is small in the tokens case, so a test reaches the saved
@@ -100,7 +100,7 @@ client_new(void)
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0, pair), 0);
-	ck_assert_ptr_nonnull(conn_new(srv, pair[1], &peer));
+	ck_assert_ptr_nonnull(session_new(server_sessions(srv), pair[1], &peer, 0));
 	return pair[0];
 }
 
@@ -168,9 +168,9 @@ client_close_and_check(int fd)
 
 	close(fd);
 	for (pass = 0; pass < LOOP_PASSES &&
-	    !TAILQ_EMPTY(server_conns(srv)); pass++)
+	    server_nconns(srv) > 0; pass++)
 		event_base_loop(base, EVLOOP_NONBLOCK);
-	ck_assert_msg(TAILQ_EMPTY(server_conns(srv)),
+	ck_assert_msg(server_nconns(srv) == 0,
 	    "the connection was never freed");
 	ck_assert_uint_eq(locktab_nheld(server_locktab(srv)), 0);
 }
