@@ -20,8 +20,6 @@
  * and are flushed once per pass of the event loop.
  */
 
-#include <sys/socket.h>
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -100,7 +100,8 @@ client_new(void)
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0, pair), 0);
-	ck_assert_ptr_nonnull(session_new(server_sessions(srv), pair[1], &peer, 0));
+	ck_assert_ptr_nonnull(session_new(server_sessions(srv), pair[1], &peer,
+	    0));
 	return pair[0];
 }
 
