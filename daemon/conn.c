@@ -297,8 +297,9 @@ conn_write(struct conn *conn, const char *text, size_t len)
 }
 
 /*
- * Stop reading, drop every lock and wait of the connection at once, and
- * free it when its output is flushed (or after CLOSING_SECS of stall).
+ * Stop reading, tell the owner at once (so it drops the peer's locks and
+ * waits), and end the transport once its output is flushed (or after
+ * CLOSING_SECS of stall).
  */
 static void
 conn_start_closing(struct conn *conn)

@@ -45,8 +45,8 @@ struct entry {
  * which the cache allows a few times per scan.
  */
 static void
-outside_read(struct listing *listing, struct outside *out, struct lock **blocked,
-    size_t nblocked, int needed)
+outside_read(struct listing *listing, struct outside *out,
+    struct lock **blocked, size_t nblocked, int needed)
 {
 	struct stat	 sb;
 	size_t		 i, try;
@@ -175,8 +175,8 @@ entry_add(struct entry **entries, size_t *n, size_t *cap, const char *name,
 
 /* Whether a lock file named name (of inode ino) is held only outside. */
 static int
-outside_only(struct listing *listing, const struct outside *out, const char *name,
-    ino_t *ret_ino)
+outside_only(struct listing *listing, const struct outside *out,
+    const char *name, ino_t *ret_ino)
 {
 	struct stat	 sb;
 

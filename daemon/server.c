@@ -313,7 +313,7 @@ lock_dir_claim(int dirfd, const char *path)
 	return fd;
 }
 
-static void	server_admit(struct server *, int);
+static void	server_accept_peer(struct server *, int);
 
 /* Admit each accepted socket, or refuse it. */
 static void
@@ -323,7 +323,7 @@ server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
 	(void)listener;
 	(void)sa;
 	(void)salen;
-	server_admit(arg, fd);
+	server_accept_peer(arg, fd);
 }
 
 /* Accept again on every listening socket. */
@@ -863,7 +863,7 @@ server_read_peer(int fd, struct peer *ret_peer)
  * Returns PROTO_OK, or the error and why in ret_msg.
  */
 static enum proto_error
-server_admits(struct server *srv, int fd, const struct peer *peer,
+server_may_admit(struct server *srv, int fd, const struct peer *peer,
     const char **ret_msg)
 {
 	struct uid_count	*count;
@@ -904,7 +904,8 @@ server_refuse(int fd, enum proto_error error, const char *msg)
 		if (write(fd, line, len) == -1)
 			log_debug("write to a refused peer: %s",
 			    strerror(errno));
-	}
+	} else
+		log_warnx("refusal too long to send: %s", msg);
 	json_object_put(reply);
 	close(fd);
 }
@@ -936,7 +937,7 @@ server_count_uid(struct server *srv, uid_t uid)
  * session, a refused one an error line.
  */
 static void
-server_admit(struct server *srv, int fd)
+server_accept_peer(struct server *srv, int fd)
 {
 	struct peer		 peer;
 	enum proto_error	 error;
@@ -948,7 +949,7 @@ server_admit(struct server *srv, int fd)
 		close(fd);
 		return;
 	}
-	if ((error = server_admits(srv, fd, &peer, &msg)) != PROTO_OK) {
+	if ((error = server_may_admit(srv, fd, &peer, &msg)) != PROTO_OK) {
 		log_warnx("refused connection from uid %ld pid %ld: %s",
 		    (long)peer.uid, (long)peer.pid, msg);
 		server_refuse(fd, error, msg);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +47,10 @@ struct acquire {
 	int			 held;
 	char			 text[];	/* owner and id_text */
 };
+
+/* The lock table's arg is the holder, so it must be the first member. */
+_Static_assert(offsetof(struct acquire, holder) == 0,
+    "struct acquire must start with its holder_info");
 
 static size_t
 acquire_count(struct session *s)
