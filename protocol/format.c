@@ -1,10 +1,10 @@
 /*
- * The wire formats written by hand: a client's request lines and the
- * daemon's hot reply lines (ok and grant), made without json-c because
- * printf and a json tree were a large share of a lock cycle's cost.  Each
- * makes exactly the bytes json-c makes of the same message, as
- * tests/test_protocol.c checks, so a message's shape changes here and in
- * its json-c twin beside it.  No I/O: the caller writes the bytes.
+ * The wire lines written by hand, without json-c: a client's requests and
+ * the daemon's hot ok and grant replies, as printf and a json tree were a
+ * large share of a lock cycle's cost.  Each makes exactly the bytes json-c
+ * would, as tests/test_protocol.c checks; the json-c request encoder they
+ * are held to is here too, so a change to a message's shape has one place
+ * to go.  No I/O: the caller writes the bytes.
  */
 
 #include <math.h>
