@@ -16,6 +16,29 @@
 #define OP_NAME(op, text)	[PROTO_OP_##op] = text,
 static const char *const op_names[] = { PROTO_OPS(OP_NAME) };
 
+/*
+ * The modes' wire names, with their lengths, in arrays of one size: the
+ * grant line copies the whole array, a copy of known size, which the
+ * compiler inlines, and keeps len bytes of it: what comes next writes
+ * over the rest.
+ */
+static const struct {
+	char		 text[sizeof "exclusive"];
+	size_t		 len;
+} mode_words[] = {
+	{ "exclusive", sizeof "exclusive" - 1 },
+	{ "shared", sizeof "shared" - 1 },
+};
+
+#define MODE_WORD(mode)	(&mode_words[(mode) == PROTO_SHARED])
+
+/* Return "exclusive" or "shared". */
+const char *
+proto_mode_name(enum proto_mode mode)
+{
+	return MODE_WORD(mode)->text;
+}
+
 /* Return the wire name of an op. */
 static const char *
 op_name(enum proto_op op)
@@ -309,14 +332,37 @@ put(char *p, const char *bytes, size_t n)
 
 #define PUT_TEXT(p, text)	put((p), (text), sizeof (text) - 1)
 
-/* Append v in decimal, at least width digits (zero-padded). */
+/*
+ * How many decimal digits v has: from its bit length, as 1233 / 4096 is
+ * just under log10(2), the count is that or one more.
+ */
+static inline int
+uint_ndigits(uint64_t v)
+{
+	static const uint64_t	 pow10[PROTO_UINT_DIGITS] = {
+		1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+		10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+		100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+		100000000000000ULL, 1000000000000000ULL,
+		10000000000000000ULL, 100000000000000000ULL,
+		1000000000000000000ULL, 10000000000000000000ULL
+	};
+	int			 n;
+
+	n = (64 - __builtin_clzll(v | 1)) * 1233 >> 12;
+	return n + ((v | 1) >= pow10[n]);
+}
+
+/* Append v in decimal, at least width digits (zero-padded), in place. */
 static inline char *
 put_uint(char *p, uint64_t v, int width)
 {
-	char	 digits[PROTO_UINT_DIGITS], *end = digits + sizeof digits;
-	char	*first = proto_uint_digits(end, v, width);
+	int	 n = uint_ndigits(v);
 
-	return put(p, first, (size_t)(end - first));
+	if (n < width)
+		n = width;
+	proto_uint_digits(p + n, v, width);
+	return p + n;
 }
 
 /* Start a reply line, {"id":<id>, without the id if it is long. */
@@ -358,9 +404,8 @@ proto_format_grant(char *buf, size_t size, const char *id_text,
     size_t id_len, const char *name, enum proto_mode mode, uint64_t token,
     uint64_t waited_us)
 {
-	const char	*mode_name = proto_mode_name(mode);
-	size_t		 name_len = strlen(name);
-	char		*p;
+	size_t	 name_len = strlen(name);
+	char	*p;
 
 	if (size < PROTO_REPLY_MAX || name_len > PROTO_MAX_NAME)
 		return 0;
@@ -368,7 +413,8 @@ proto_format_grant(char *buf, size_t size, const char *id_text,
 	p = PUT_TEXT(p, ",\"ok\":true,\"name\":\"");
 	p = put(p, name, name_len);
 	p = PUT_TEXT(p, "\",\"mode\":\"");
-	p = put(p, mode_name, strlen(mode_name));
+	memcpy(p, MODE_WORD(mode)->text, sizeof MODE_WORD(mode)->text);
+	p += MODE_WORD(mode)->len;
 	p = PUT_TEXT(p, "\",\"token\":");
 	p = put_uint(p, token, 1);
 	p = PUT_TEXT(p, ",\"waited\":");

@@ -60,13 +60,6 @@ proto_error_from_code(const char *code)
 	return PROTO_E_COUNT;
 }
 
-/* Return "exclusive" or "shared". */
-const char *
-proto_mode_name(enum proto_mode mode)
-{
-	return mode == PROTO_SHARED ? "shared" : "exclusive";
-}
-
 /* Parse a mode name; returns 0 on success and -1 for anything else. */
 static int
 mode_parse(const char *text, enum proto_mode *ret_mode)

@@ -1402,6 +1402,35 @@ START_TEST(test_grant_line_is_exact_and_decodes)
 }
 END_TEST
 
+/* Numbers of every length, at each power of ten and just under it. */
+START_TEST(test_grant_line_writes_numbers_of_every_length)
+{
+	char		 line[PROTO_REPLY_MAX], want[PROTO_REPLY_MAX];
+	uint64_t	 power = 1, v;
+	size_t		 len;
+	int		 k, below;
+
+	for (k = 0; k < PROTO_UINT_DIGITS; k++, power *= 10) {
+		for (below = 0; below < 2; below++) {
+			v = power - (uint64_t)below;
+			len = proto_format_grant(line, sizeof line, "1", 1,
+			    "n", PROTO_SHARED, v, v);
+			snprintf(want, sizeof want, "{\"id\":1,\"ok\":true,"
+			    "\"name\":\"n\",\"mode\":\"shared\",\"token\":%llu,"
+			    "\"waited\":%llu.%06llu}\n", (unsigned long long)v,
+			    (unsigned long long)(v / 1000000),
+			    (unsigned long long)(v % 1000000));
+			ck_assert_uint_eq(len, strlen(want));
+			ck_assert(memcmp(line, want, len) == 0);
+		}
+	}
+	len = proto_format_grant(line, sizeof line, "1", 1, "n",
+	    PROTO_SHARED, UINT64_MAX, 0);
+	ck_assert_ptr_nonnull(memmem(line, len,
+	    ",\"token\":18446744073709551615,\"waited\":0.000000}\n", 49));
+}
+END_TEST
+
 /*
  * scan.c finds ops and keys by their first byte, in tables apart from
  * PROTO_OPS and PROTO_FIELDS: each op and field of the lists must be
@@ -1485,6 +1514,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_format_writes_an_acquire_to_the_byte);
 	tcase_add_test(tc, test_ok_line_is_json_c_to_the_byte);
 	tcase_add_test(tc, test_grant_line_is_exact_and_decodes);
+	tcase_add_test(tc, test_grant_line_writes_numbers_of_every_length);
 	tcase_add_test(tc, test_fast_path_knows_every_op_and_field);
 	suite_add_tcase(s, tc);
 	return s;
