@@ -119,7 +119,6 @@ struct proto_holder {
 
 const char	*proto_error_code(enum proto_error);
 enum proto_error proto_error_from_code(const char *);
-const char	*proto_mode_name(enum proto_mode);
 int		 proto_name_valid(const char *, size_t);
 int		 proto_utf8_valid(const char *, size_t);
 int		 proto_default_socket(char *, size_t);
@@ -165,6 +164,7 @@ int		 proto_holder_decode(struct json_object *,
 #define PROTO_REPLY_ID_AT	6
 #define PROTO_REPLY_MAX		(PROTO_MAX_NAME + PROTO_REPLY_ID_INLINE + 128)
 
+const char	*proto_mode_name(enum proto_mode);
 struct json_object *proto_request_encode(const struct proto_request *,
 		    int64_t);
 size_t		 proto_request_format(char *, size_t,
