@@ -26,16 +26,17 @@ static const char *error_codes[PROTO_E_COUNT] = {
 	[PROTO_E_INTERNAL] = "internal",
 };
 
-static const char *op_names[] = {
-	[PROTO_OP_HELLO] = "hello",
-	[PROTO_OP_PING] = "ping",
-	[PROTO_OP_ACQUIRE] = "acquire",
-	[PROTO_OP_RELEASE] = "release",
-	[PROTO_OP_LIST] = "list",
-	[PROTO_OP_STATUS] = "status",
-};
+#define OP_NAME(op, text)	[PROTO_OP_##op] = text,
+static const char *const op_names[] = { PROTO_OPS(OP_NAME) };
 
 #define NOPS (sizeof op_names / sizeof op_names[0])
+
+/* The fields the decoder reads, by FIELD(NAME): the one list's names. */
+#define FIELD_ENUM(field, text)	FIELD_##field,
+#define FIELD_NAME(field, text)	[FIELD_##field] = text,
+enum field { PROTO_FIELDS(FIELD_ENUM) };
+static const char *const field_names[] = { PROTO_FIELDS(FIELD_NAME) };
+#define FIELD(field)	field_names[FIELD_##field]
 
 /* Return the wire code of an error, such as "bad_json". */
 const char *
@@ -59,16 +60,9 @@ proto_error_from_code(const char *code)
 	return PROTO_E_COUNT;
 }
 
-/* Return "exclusive" or "shared". */
-const char *
-proto_mode_name(enum proto_mode mode)
-{
-	return mode == PROTO_SHARED ? "shared" : "exclusive";
-}
-
 /* Parse a mode name; returns 0 on success and -1 for anything else. */
-int
-proto_mode_parse(const char *text, enum proto_mode *ret_mode)
+static int
+mode_parse(const char *text, enum proto_mode *ret_mode)
 {
 	if (strcmp(text, "exclusive") == 0)
 		*ret_mode = PROTO_EXCLUSIVE;
@@ -77,15 +71,6 @@ proto_mode_parse(const char *text, enum proto_mode *ret_mode)
 	else
 		return -1;
 	return 0;
-}
-
-/* Return the wire name of an op. */
-const char *
-proto_op_name(enum proto_op op)
-{
-	if ((size_t)op >= NOPS)
-		return "unknown";
-	return op_names[op];
 }
 
 /* The bytes a name may hold. */
@@ -541,7 +526,7 @@ get_name(struct json_object *req, int required, const char **ret_name,
 {
 	struct json_object	*value;
 
-	if (!json_object_object_get_ex(req, "name", &value) ||
+	if (!json_object_object_get_ex(req, FIELD(NAME), &value) ||
 	    json_object_is_type(value, json_type_null)) {
 		if (!required)
 			return PROTO_OK;
@@ -571,26 +556,26 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 
 	if ((error = get_name(obj, 1, &req->name, ret_msg)) != PROTO_OK)
 		return error;
-	if (json_object_object_get_ex(obj, "mode", &value) &&
+	if (json_object_object_get_ex(obj, FIELD(MODE), &value) &&
 	    !json_object_is_type(value, json_type_null)) {
 		if (!json_object_is_type(value, json_type_string) ||
-		    proto_mode_parse(json_object_get_string(value),
+		    mode_parse(json_object_get_string(value),
 		    &req->mode) != 0) {
 			*ret_msg = "mode must be \"exclusive\" or \"shared\"";
 			return PROTO_E_BAD_REQUEST;
 		}
 	}
-	if (get_seconds(obj, "timeout", -1, &req->timeout) != 0) {
+	if (get_seconds(obj, FIELD(TIMEOUT), -1, &req->timeout) != 0) {
 		*ret_msg = "timeout must be null or a number of seconds "
 		    "from 0 to " PROTO_TEXT(PROTO_MAX_SECONDS);
 		return PROTO_E_BAD_REQUEST;
 	}
-	if (get_seconds(obj, "notify_after", 0, &req->notify_after) != 0) {
+	if (get_seconds(obj, FIELD(NOTIFY_AFTER), 0, &req->notify_after) != 0) {
 		*ret_msg = "notify_after must be a number of seconds "
 		    "from 0 to " PROTO_TEXT(PROTO_MAX_SECONDS);
 		return PROTO_E_BAD_REQUEST;
 	}
-	if (get_label(obj, "owner", PROTO_MAX_LABEL, &req->owner) != 0) {
+	if (get_label(obj, FIELD(OWNER), PROTO_MAX_LABEL, &req->owner) != 0) {
 		*ret_msg = "owner must be a string of at most "
 		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 		return PROTO_E_BAD_REQUEST;
@@ -605,7 +590,7 @@ decode_op(struct json_object *obj, struct proto_request *req,
 	struct json_object	*value;
 	size_t			 i;
 
-	if (!json_object_object_get_ex(obj, "op", &value)) {
+	if (!json_object_object_get_ex(obj, FIELD(OP), &value)) {
 		*ret_msg = "missing field: op";
 		return PROTO_E_BAD_REQUEST;
 	}
@@ -665,7 +650,7 @@ decode_paging(struct json_object *obj, struct proto_request *req,
 	struct json_object	*value;
 	int64_t			 limit;
 
-	if (json_object_object_get_ex(obj, "limit", &value) &&
+	if (json_object_object_get_ex(obj, FIELD(LIMIT), &value) &&
 	    !json_object_is_type(value, json_type_null)) {
 		limit = json_object_get_int64(value);
 		if (!json_object_is_type(value, json_type_int) || limit < 1 ||
@@ -676,7 +661,7 @@ decode_paging(struct json_object *obj, struct proto_request *req,
 		}
 		req->limit = (int)limit;
 	}
-	if (json_object_object_get_ex(obj, "after", &value) &&
+	if (json_object_object_get_ex(obj, FIELD(AFTER), &value) &&
 	    !json_object_is_type(value, json_type_null)) {
 		if (!json_object_is_type(value, json_type_string)) {
 			*ret_msg = "after must be a string";
@@ -701,7 +686,7 @@ decode_list(struct json_object *obj, struct proto_request *req,
 	struct json_object	*value;
 	enum proto_error	 error;
 
-	if (json_object_object_get_ex(obj, "all", &value) &&
+	if (json_object_object_get_ex(obj, FIELD(ALL), &value) &&
 	    !json_object_is_type(value, json_type_null)) {
 		if (!json_object_is_type(value, json_type_boolean)) {
 			*ret_msg = "all must be a boolean";
@@ -740,14 +725,14 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 		*ret_msg = "request must be a JSON object";
 		return PROTO_E_BAD_REQUEST;
 	}
-	if (json_object_object_get_ex(obj, "id", &value) &&
+	if (json_object_object_get_ex(obj, FIELD(ID), &value) &&
 	    (error = decode_id(value, req, ret_msg)) != PROTO_OK)
 		return error;
 	if ((error = decode_op(obj, req, ret_msg)) != PROTO_OK)
 		return error;
 	switch (req->op) {
 	case PROTO_OP_HELLO:
-		if (get_label(obj, "client", PROTO_MAX_LABEL,
+		if (get_label(obj, FIELD(CLIENT), PROTO_MAX_LABEL,
 		    &req->client) != 0) {
 			*ret_msg = "client must be a string of at most "
 			    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
@@ -766,266 +751,6 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	}
 	*ret_msg = "unknown op";
 	return PROTO_E_UNKNOWN_OP;
-}
-
-/* Build the wire form of a request, with an integer id (as a client sends). */
-struct json_object *
-proto_request_encode(const struct proto_request *req, int64_t id)
-{
-	struct json_object	*obj;
-
-	obj = json_object_new_object();
-	json_object_object_add(obj, "id", json_object_new_int64(id));
-	json_object_object_add(obj, "op",
-	    json_object_new_string(proto_op_name(req->op)));
-	if (req->name != NULL)
-		json_object_object_add(obj, "name",
-		    json_object_new_string(req->name));
-	switch (req->op) {
-	case PROTO_OP_LIST:
-		if (req->all)
-			json_object_object_add(obj, "all",
-			    json_object_new_boolean(1));
-		if (req->limit > 0)
-			json_object_object_add(obj, "limit",
-			    json_object_new_int(req->limit));
-		if (req->after != NULL)
-			json_object_object_add(obj, "after",
-			    json_object_new_string(req->after));
-		break;
-	case PROTO_OP_HELLO:
-		json_object_object_add(obj, "client",
-		    json_object_new_string(req->client ? req->client : ""));
-		break;
-	case PROTO_OP_ACQUIRE:
-		json_object_object_add(obj, "mode",
-		    json_object_new_string(proto_mode_name(req->mode)));
-		if (req->timeout >= 0)
-			json_object_object_add(obj, "timeout",
-			    json_object_new_double(req->timeout));
-		json_object_object_add(obj, "notify_after",
-		    json_object_new_double(req->notify_after));
-		json_object_object_add(obj, "owner",
-		    json_object_new_string(req->owner ? req->owner : ""));
-		break;
-	default:
-		break;
-	}
-	return obj;
-}
-
-/* A line being formatted: bytes past its size are counted, not written. */
-struct line_out {
-	char	*buf;
-	size_t	 size;
-	size_t	 len;
-};
-
-static void
-out_bytes(struct line_out *out, const char *bytes, size_t n)
-{
-	size_t	 room;
-
-	if (out->len < out->size) {
-		room = out->size - out->len;
-		memcpy(out->buf + out->len, bytes, n < room ? n : room);
-	}
-	out->len += n;
-}
-
-static void
-out_text(struct line_out *out, const char *text)
-{
-	out_bytes(out, text, strlen(text));
-}
-
-/* Escape one byte as json-c does: a short form where JSON has one. */
-static void
-out_escape(struct line_out *out, unsigned char c)
-{
-	static const char	 hex[] = "0123456789abcdef";
-	static const char	 shortened[] = "\"\\\b\f\n\r\t";
-	static const char	 short_forms[] = "\"\\bfnrt";
-	const char		*found = strchr(shortened, c);
-	char			 esc[6] = { '\\', 'u', '0', '0', hex[c >> 4],
-				    hex[c & 0xf] };
-
-	if (c != '\0' && found != NULL) {
-		esc[1] = short_forms[found - shortened];
-		out_bytes(out, esc, 2);
-	} else
-		out_bytes(out, esc, sizeof esc);
-}
-
-/* A JSON string, with quotes, backslashes and control bytes escaped. */
-static void
-out_string(struct line_out *out, const char *text)
-{
-	const char	*run = text;
-
-	out_bytes(out, "\"", 1);
-	for (; *text != '\0'; text++) {
-		if ((unsigned char)*text >= 0x20 && *text != '"' &&
-		    *text != '\\')
-			continue;
-		out_bytes(out, run, (size_t)(text - run));
-		out_escape(out, (unsigned char)*text);
-		run = text + 1;
-	}
-	out_bytes(out, run, (size_t)(text - run));
-	out_bytes(out, "\"", 1);
-}
-
-/*
- * Write v in decimal, at least width digits (zero-padded, width at most
- * PROTO_UINT_DIGITS), so that it ends just before end; return its first
- * digit.  Hand-made because printf is a large share of a reply's cost.
- */
-char *
-proto_uint_digits(char *end, uint64_t v, int width)
-{
-	static const char	 pairs[] =
-	    "00010203040506070809101112131415161718192021222324252627282930"
-	    "31323334353637383940414243444546474849505152535455565758596061"
-	    "62636465666768697071727374757677787980818283848586878889909192"
-	    "93949596979899";
-	char			*p = end;
-
-	/* Two digits per division: tokens have sixteen of them. */
-	while (v >= 100) {
-		p -= 2;
-		memcpy(p, pairs + v % 100 * 2, 2);
-		v /= 100;
-	}
-	if (v >= 10) {
-		p -= 2;
-		memcpy(p, pairs + v * 2, 2);
-	} else
-		*--p = (char)('0' + v);
-	while (end - p < width)
-		*--p = '0';
-	return p;
-}
-
-static void
-out_int64(struct line_out *out, int64_t value)
-{
-	char		 digits[PROTO_UINT_DIGITS + 1], *end, *p;
-	uint64_t	 magnitude;
-
-	magnitude = value < 0 ? -(uint64_t)value : (uint64_t)value;
-	end = digits + sizeof digits;
-	p = proto_uint_digits(end, magnitude, 1);
-	if (value < 0)
-		*--p = '-';
-	out_bytes(out, p, (size_t)(end - p));
-}
-
-/*
- * A double as json-c prints one: "%.17g", which reads back to the same
- * bits, with ".0" when that looks like an integer, and '.' in any locale.
- * Whole numbers of seconds, the common case, need no printf.
- */
-static void
-out_double(struct line_out *out, double value)
-{
-	char	 text[32], *comma;
-	int	 len;
-
-	if (!isfinite(value)) {
-		/* Not JSON, as with json-c: the daemon refuses the line. */
-		out_text(out, isnan(value) ? "NaN" :
-		    value > 0 ? "Infinity" : "-Infinity");
-		return;
-	}
-	if (!signbit(value) && value < 1e15 &&
-	    value == (double)(int64_t)value) {
-		out_int64(out, (int64_t)value);
-		out_bytes(out, ".0", 2);
-		return;
-	}
-	len = snprintf(text, sizeof text, "%.17g", value);
-	if ((comma = strchr(text, ',')) != NULL)
-		*comma = '.';
-	out_bytes(out, text, (size_t)len);
-	if (strpbrk(text, ".e") == NULL)
-		out_bytes(out, ".0", 2);
-}
-
-/* Start a member after the first: ,"key": */
-static void
-out_key(struct line_out *out, const char *key)
-{
-	out_bytes(out, ",\"", 2);
-	out_text(out, key);
-	out_bytes(out, "\":", 2);
-}
-
-static void
-out_acquire(struct line_out *out, const struct proto_request *req)
-{
-	out_key(out, "mode");
-	out_string(out, proto_mode_name(req->mode));
-	if (req->timeout >= 0) {
-		out_key(out, "timeout");
-		out_double(out, req->timeout);
-	}
-	out_key(out, "notify_after");
-	out_double(out, req->notify_after);
-	out_key(out, "owner");
-	out_string(out, req->owner ? req->owner : "");
-}
-
-static void
-out_list(struct line_out *out, const struct proto_request *req)
-{
-	if (req->all)
-		out_text(out, ",\"all\":true");
-	if (req->limit > 0) {
-		out_key(out, "limit");
-		out_int64(out, req->limit);
-	}
-	if (req->after != NULL) {
-		out_key(out, "after");
-		out_string(out, req->after);
-	}
-}
-
-/*
- * Write a request with an integer id as one wire line, LF included: the
- * bytes proto_request_encode and proto_serialize make, without json-c.
- * Returns the line's length; it is all in buf only if that is <= size.
- */
-size_t
-proto_request_format(char *buf, size_t size, const struct proto_request *req,
-    int64_t id)
-{
-	struct line_out	 out = { buf, size, 0 };
-
-	out_text(&out, "{\"id\":");
-	out_int64(&out, id);
-	out_key(&out, "op");
-	out_string(&out, proto_op_name(req->op));
-	if (req->name != NULL) {
-		out_key(&out, "name");
-		out_string(&out, req->name);
-	}
-	switch (req->op) {
-	case PROTO_OP_LIST:
-		out_list(&out, req);
-		break;
-	case PROTO_OP_HELLO:
-		out_key(&out, "client");
-		out_string(&out, req->client ? req->client : "");
-		break;
-	case PROTO_OP_ACQUIRE:
-		out_acquire(&out, req);
-		break;
-	default:
-		break;
-	}
-	out_bytes(&out, "}\n", 2);
-	return out.len;
 }
 
 /* Start a final reply: {"id":id,"ok":ok}; id is borrowed (NULL is null). */
@@ -1180,7 +905,7 @@ proto_holder_decode(struct json_object *obj, struct proto_holder *h)
 	h->client = get_string(obj, "client");
 	h->owner = get_string(obj, "owner");
 	h->command = get_string(obj, "command");
-	if (proto_mode_parse(get_string(obj, "mode"), &h->mode) != 0)
+	if (mode_parse(get_string(obj, "mode"), &h->mode) != 0)
 		return -1;
 	if (json_object_object_get_ex(obj, "since", &value) && is_number(value))
 		h->since = json_object_get_double(value);

@@ -65,6 +65,21 @@ enum proto_op {
 	PROTO_OP_STATUS
 };
 
+/*
+ * The ops and the fields of a request: the one list of each that both
+ * decoders are made from, json-c's (protocol.c) and the fast path's
+ * (scan.c).  The fast path also finds each by its first byte, in tables
+ * of its own; tests/test_protocol.c fails if one is missing there.
+ */
+#define PROTO_OPS(X)							\
+	X(HELLO, "hello") X(PING, "ping") X(ACQUIRE, "acquire")	\
+	X(RELEASE, "release") X(LIST, "list") X(STATUS, "status")
+#define PROTO_FIELDS(X)							\
+	X(ID, "id") X(OP, "op") X(NAME, "name") X(MODE, "mode")		\
+	X(TIMEOUT, "timeout") X(NOTIFY_AFTER, "notify_after")		\
+	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
+	X(LIMIT, "limit") X(AFTER, "after")
+
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
 	enum proto_op		 op;
@@ -104,9 +119,6 @@ struct proto_holder {
 
 const char	*proto_error_code(enum proto_error);
 enum proto_error proto_error_from_code(const char *);
-const char	*proto_mode_name(enum proto_mode);
-int		 proto_mode_parse(const char *, enum proto_mode *);
-const char	*proto_op_name(enum proto_op);
 int		 proto_name_valid(const char *, size_t);
 int		 proto_utf8_valid(const char *, size_t);
 int		 proto_default_socket(char *, size_t);
@@ -120,18 +132,12 @@ const char	*proto_serialize(struct json_object *, size_t *);
 const char	*proto_id_text(struct json_object *, size_t *);
 struct json_object *proto_id_parse(const char *, size_t);
 
-void		 proto_request_reset(struct proto_request *);
 struct json_object *proto_request_id(const struct proto_request *);
 enum proto_error proto_request_decode(struct json_object *,
 		    struct proto_request *, const char **);
 enum proto_error proto_request_parse(struct json_tokener *, const char *,
 		    size_t, struct proto_scratch *, struct proto_request *,
 		    struct json_object **, const char **);
-struct json_object *proto_request_encode(const struct proto_request *,
-		    int64_t);
-size_t		 proto_request_format(char *, size_t,
-		    const struct proto_request *, int64_t);
-char		*proto_uint_digits(char *, uint64_t, int);
 
 struct json_object *proto_reply_new(struct json_object *, int);
 struct json_object *proto_reply_error(struct json_object *, enum proto_error,
@@ -145,9 +151,35 @@ struct json_object *proto_holder_encode(const struct proto_holder *);
 int		 proto_holder_decode(struct json_object *,
 		    struct proto_holder *);
 
+/* format.c */
+
+/*
+ * The daemon's hot reply lines are made in a buffer of PROTO_REPLY_MAX
+ * bytes, LF included, so a line is bounded but for its id: an id of up to
+ * PROTO_REPLY_ID_INLINE bytes is in it, a longer one is left out, for the
+ * caller to send between the buffer's first PROTO_REPLY_ID_AT bytes (the
+ * {"id": that opens every reply) and the rest.
+ */
+#define PROTO_REPLY_ID_INLINE	64
+#define PROTO_REPLY_ID_AT	6
+#define PROTO_REPLY_MAX		(PROTO_MAX_NAME + PROTO_REPLY_ID_INLINE + 128)
+
+const char	*proto_mode_name(enum proto_mode);
+struct json_object *proto_request_encode(const struct proto_request *,
+		    int64_t);
+size_t		 proto_request_format(char *, size_t,
+		    const struct proto_request *, int64_t);
+char		*proto_uint_digits(char *, uint64_t, int);
+size_t		 proto_format_ok(char *, size_t, const char *, size_t);
+size_t		 proto_format_grant(char *, size_t, const char *, size_t,
+		    const char *, enum proto_mode, uint64_t, uint64_t);
+
 /* scan.c */
 
 int		 proto_request_scan(const char *, size_t,
 		    struct proto_scratch *, struct proto_request *);
+
+/* Shared by the files of protocol/ only. */
+void		 proto_request_reset(struct proto_request *);
 
 #endif /* LOCKS_PROTOCOL_H */

@@ -30,19 +30,10 @@ enum scan_type {
 };
 
 /* The keys the fast path decodes; any other is KEY_OTHER, and skipped. */
+#define KEY_ENUM(field, text)	KEY_##field,
 enum scan_key {
 	KEY_OTHER,
-	KEY_ID,
-	KEY_OP,
-	KEY_NAME,
-	KEY_MODE,
-	KEY_TIMEOUT,
-	KEY_NOTIFY_AFTER,
-	KEY_OWNER,
-	KEY_CLIENT,
-	KEY_ALL,
-	KEY_LIMIT,
-	KEY_AFTER,
+	PROTO_FIELDS(KEY_ENUM)
 	KEY_COUNT
 };
 
@@ -54,21 +45,18 @@ struct scan_word {
 
 #define WORD(text)	{ text, sizeof text - 1 }
 
+#define KEY_WORD(field, text)	[KEY_##field] = WORD(text),
 static const struct scan_word scan_keys[KEY_COUNT] = {
-	[KEY_ID] = WORD("id"),
-	[KEY_OP] = WORD("op"),
-	[KEY_NAME] = WORD("name"),
-	[KEY_MODE] = WORD("mode"),
-	[KEY_TIMEOUT] = WORD("timeout"),
-	[KEY_NOTIFY_AFTER] = WORD("notify_after"),
-	[KEY_OWNER] = WORD("owner"),
-	[KEY_CLIENT] = WORD("client"),
-	[KEY_ALL] = WORD("all"),
-	[KEY_LIMIT] = WORD("limit"),
-	[KEY_AFTER] = WORD("after"),
+	PROTO_FIELDS(KEY_WORD)
 };
 
-/* The known keys each first byte may start, so only they are compared. */
+_Static_assert(KEY_COUNT <= 32, "struct scan has a bit per key in seen");
+
+/*
+ * The known keys each first byte may start, so only they are compared.
+ * A key missing here is skipped, unread: test_protocol.c checks that
+ * every one of PROTO_FIELDS is here.
+ */
 static const unsigned char keys_by_first[128][2] = {
 	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
@@ -80,7 +68,12 @@ static const unsigned char keys_by_first[128][2] = {
 	['t'] = { KEY_TIMEOUT },
 };
 
-/* The ops by the first byte of their names, which all differ. */
+/*
+ * The ops by the first byte of their names, which all differ.  An op
+ * missing here takes the json-c path: test_protocol.c checks that every
+ * one of PROTO_OPS is here, so a new op whose first byte is taken fails
+ * it until this table can tell the two apart.
+ */
 static const struct {
 	struct scan_word	 name;
 	enum proto_op		 op;

@@ -1,5 +1,6 @@
 /*
- * Unit tests for the protocol codec and the name rules (protocol.c).
+ * Unit tests for the protocol codec and the name rules (protocol.c), the
+ * hand-written formats (format.c) and the fast path (scan.c).
  */
 
 #include <math.h>
@@ -1232,6 +1233,246 @@ START_TEST(test_format_writes_list_paging_fields)
 }
 END_TEST
 
+/* A literal request formatted by hand, to the byte. */
+START_TEST(test_format_writes_an_acquire_to_the_byte)
+{
+	struct proto_request	 req;
+	char			 line[256];
+	const char		*want = "{\"id\":5,\"op\":\"acquire\","
+	    "\"name\":\"jobs\",\"mode\":\"shared\",\"timeout\":2.5,"
+	    "\"notify_after\":0.0,\"owner\":\"cron \\\"x\\\"\"}\n";
+	size_t			 len;
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_ACQUIRE;
+	req.name = "jobs";
+	req.mode = PROTO_SHARED;
+	req.timeout = 2.5;
+	req.owner = "cron \"x\"";
+	len = proto_request_format(line, sizeof line, &req, 5);
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert(memcmp(line, want, len) == 0);
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_PING;
+	len = proto_request_format(line, sizeof line, &req, -7);
+	ck_assert_uint_eq(len, strlen("{\"id\":-7,\"op\":\"ping\"}\n"));
+	ck_assert(memcmp(line, "{\"id\":-7,\"op\":\"ping\"}\n", len) == 0);
+}
+END_TEST
+
+/*
+ * The bytes a reply line from format.c puts on the wire, as locksd sends
+ * them: a long id goes in at PROTO_REPLY_ID_AT.  NUL-ended in out.
+ */
+static void
+reply_wire(const char *line, size_t len, const char *id_text, size_t id_len,
+    char *out, size_t size)
+{
+	size_t	 at = id_len > PROTO_REPLY_ID_INLINE ? PROTO_REPLY_ID_AT : len;
+
+	ck_assert_uint_gt(len, 0);
+	ck_assert_uint_le(len, PROTO_REPLY_MAX);
+	ck_assert_uint_lt(len + id_len, size);
+	memcpy(out, line, at);
+	if (at < len) {
+		memcpy(out + at, id_text, id_len);
+		memcpy(out + at + id_len, line + at, len - at);
+		len += id_len;
+	}
+	out[len] = '\0';
+}
+
+/* The reply json-c makes for id_text with ok true, and LF; in out. */
+static void
+json_c_ok(const char *id_text, char *out, size_t size)
+{
+	struct json_object	*id, *reply;
+	const char		*json;
+	size_t			 len;
+
+	id = proto_id_parse(id_text, strlen(id_text));
+	reply = proto_reply_new(id, 1);
+	json = proto_serialize(reply, &len);
+	ck_assert_uint_lt(len + 1, size);
+	memcpy(out, json, len);
+	memcpy(out + len, "\n", 2);
+	json_object_put(reply);
+	json_object_put(id);
+}
+
+/* An id of n bytes of JSON text: a string of n - 2 letters. */
+static void
+make_string_id(char *buf, size_t n)
+{
+	memset(buf, 'x', n);
+	buf[0] = buf[n - 1] = '"';
+	buf[n] = '\0';
+}
+
+START_TEST(test_ok_line_is_json_c_to_the_byte)
+{
+	const char	*ids[] = { "1", "-42", "\"a/b\"", "true", "null",
+	    "9223372036854775807" };
+	char		 line[PROTO_REPLY_MAX], wire[2048], want[2048];
+	char		 id[PROTO_MAX_ID + 1];
+	size_t		 i, len, n;
+	const size_t	 lens[] = { 2, PROTO_REPLY_ID_INLINE,
+	    PROTO_REPLY_ID_INLINE + 1, PROTO_MAX_ID };
+
+	len = proto_format_ok(line, sizeof line, "7", 1);
+	reply_wire(line, len, "7", 1, wire, sizeof wire);
+	ck_assert_str_eq(wire, "{\"id\":7,\"ok\":true}\n");
+	for (i = 0; i < NELEMS(ids); i++) {
+		len = proto_format_ok(line, sizeof line, ids[i],
+		    strlen(ids[i]));
+		reply_wire(line, len, ids[i], strlen(ids[i]), wire,
+		    sizeof wire);
+		json_c_ok(ids[i], want, sizeof want);
+		ck_assert_str_eq(wire, want);
+	}
+	/* Up to PROTO_REPLY_ID_INLINE the id is in the line, past it not. */
+	for (i = 0; i < NELEMS(lens); i++) {
+		n = lens[i];
+		make_string_id(id, n);
+		len = proto_format_ok(line, sizeof line, id, n);
+		ck_assert_uint_eq(len, n <= PROTO_REPLY_ID_INLINE ?
+		    strlen("{\"id\":,\"ok\":true}\n") + n :
+		    strlen("{\"id\":,\"ok\":true}\n"));
+		reply_wire(line, len, id, n, wire, sizeof wire);
+		json_c_ok(id, want, sizeof want);
+		ck_assert_str_eq(wire, want);
+	}
+	ck_assert_uint_eq(proto_format_ok(line, PROTO_REPLY_MAX - 1, "1", 1),
+	    0);
+}
+END_TEST
+
+START_TEST(test_grant_line_is_exact_and_decodes)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct json_object	*obj, *value;
+	char			 line[PROTO_REPLY_MAX], wire[2048];
+	char			 name[PROTO_MAX_NAME + 2], id[PROTO_MAX_ID + 1];
+	size_t			 len;
+
+	len = proto_format_grant(line, sizeof line, "12", 2, "jobs:nightly",
+	    PROTO_EXCLUSIVE, 7, 1234567);
+	reply_wire(line, len, "12", 2, wire, sizeof wire);
+	ck_assert_str_eq(wire, "{\"id\":12,\"ok\":true,\"name\":"
+	    "\"jobs:nightly\",\"mode\":\"exclusive\",\"token\":7,"
+	    "\"waited\":1.234567}\n");
+
+	len = proto_format_grant(line, sizeof line, "\"a\"", 3, "db",
+	    PROTO_SHARED, 1700000000000000001ULL, 5);
+	reply_wire(line, len, "\"a\"", 3, wire, sizeof wire);
+	ck_assert_str_eq(wire, "{\"id\":\"a\",\"ok\":true,\"name\":\"db\","
+	    "\"mode\":\"shared\",\"token\":1700000000000000001,"
+	    "\"waited\":0.000005}\n");
+
+	/* The longest line: a long id, the longest name, big numbers. */
+	make_string_id(id, PROTO_REPLY_ID_INLINE + 1);
+	memset(name, 'n', PROTO_MAX_NAME);
+	name[PROTO_MAX_NAME] = '\0';
+	len = proto_format_grant(line, sizeof line, id, strlen(id), name,
+	    PROTO_EXCLUSIVE, INT64_MAX, UINT64_MAX);
+	ck_assert_ptr_null(memmem(line, len, id, strlen(id)));
+	reply_wire(line, len, id, strlen(id), wire, sizeof wire);
+	ck_assert_int_eq(proto_parse_line(tok, wire, strlen(wire) - 1, &obj),
+	    0);
+	ck_assert(json_object_object_get_ex(obj, "id", &value));
+	ck_assert_uint_eq(strlen(json_object_get_string(value)),
+	    PROTO_REPLY_ID_INLINE - 1);
+	ck_assert(json_object_object_get_ex(obj, "name", &value));
+	ck_assert_str_eq(json_object_get_string(value), name);
+	ck_assert(json_object_object_get_ex(obj, "token", &value));
+	ck_assert_int_eq(json_object_get_int64(value), INT64_MAX);
+	ck_assert_ptr_nonnull(strstr(wire, ",\"waited\":18446744073709."
+	    "551615}\n"));
+	json_object_put(obj);
+
+	/* What cannot fit is not written. */
+	name[PROTO_MAX_NAME] = 'n';
+	name[PROTO_MAX_NAME + 1] = '\0';
+	ck_assert_uint_eq(proto_format_grant(line, sizeof line, "1", 1, name,
+	    PROTO_SHARED, 1, 0), 0);
+	ck_assert_uint_eq(proto_format_grant(line, PROTO_REPLY_MAX - 1, "1",
+	    1, "a", PROTO_SHARED, 1, 0), 0);
+	json_tokener_free(tok);
+}
+END_TEST
+
+/* Numbers of every length, at each power of ten and just under it. */
+START_TEST(test_grant_line_writes_numbers_of_every_length)
+{
+	char		 line[PROTO_REPLY_MAX], want[PROTO_REPLY_MAX];
+	uint64_t	 power = 1, v;
+	size_t		 len;
+	int		 k, below;
+
+	for (k = 0; k < PROTO_UINT_DIGITS; k++, power *= 10) {
+		for (below = 0; below < 2; below++) {
+			v = power - (uint64_t)below;
+			len = proto_format_grant(line, sizeof line, "1", 1,
+			    "n", PROTO_SHARED, v, v);
+			snprintf(want, sizeof want, "{\"id\":1,\"ok\":true,"
+			    "\"name\":\"n\",\"mode\":\"shared\",\"token\":%llu,"
+			    "\"waited\":%llu.%06llu}\n", (unsigned long long)v,
+			    (unsigned long long)(v / 1000000),
+			    (unsigned long long)(v % 1000000));
+			ck_assert_uint_eq(len, strlen(want));
+			ck_assert(memcmp(line, want, len) == 0);
+		}
+	}
+	len = proto_format_grant(line, sizeof line, "1", 1, "n",
+	    PROTO_SHARED, UINT64_MAX, 0);
+	ck_assert_ptr_nonnull(memmem(line, len,
+	    ",\"token\":18446744073709551615,\"waited\":0.000000}\n", 49));
+}
+END_TEST
+
+/*
+ * scan.c finds ops and keys by their first byte, in tables apart from
+ * PROTO_OPS and PROTO_FIELDS: each op and field of the lists must be
+ * there, or the fast path would quietly leave it to json-c (an op) or
+ * skip it (a field).  A known key given twice is declined, as json-c
+ * must judge it; an unknown one is skipped, so a line with it twice is
+ * taken.  ("op" twice is declined either way: the op walk covers it.)
+ */
+START_TEST(test_fast_path_knows_every_op_and_field)
+{
+#define OP_CASE(op, text)	{ PROTO_OP_##op, text },
+#define FIELD_TEXT(field, text)	text,
+	static const struct {
+		enum proto_op	 op;
+		const char	*text;
+	} ops[] = { PROTO_OPS(OP_CASE) };
+	static const char *const fields[] = { PROTO_FIELDS(FIELD_TEXT) };
+	struct proto_scratch	 sc;
+	struct proto_request	 r;
+	char			 line[256];
+	size_t			 i;
+
+	for (i = 0; i < NELEMS(ops); i++) {
+		snprintf(line, sizeof line, "{\"id\":1,\"op\":\"%s\","
+		    "\"name\":\"x\"}", ops[i].text);
+		ck_assert_msg(scan(line, &r, &sc) == 0,
+		    "the fast path does not know op \"%s\"", ops[i].text);
+		ck_assert_int_eq(r.op, ops[i].op);
+	}
+	ck_assert_int_eq(scan("{\"op\":\"ping\",\"zz\":1,\"zz\":1}", &r, &sc),
+	    0);
+	for (i = 0; i < NELEMS(fields); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"ping\",\"%s\":1,"
+		    "\"%s\":1}", fields[i], fields[i]);
+		ck_assert_msg(scan(line, &r, &sc) == -1,
+		    "the fast path skips field \"%s\"", fields[i]);
+	}
+#undef OP_CASE
+#undef FIELD_TEXT
+}
+END_TEST
+
 static Suite *
 protocol_suite(void)
 {
@@ -1270,6 +1511,11 @@ protocol_suite(void)
 	tcase_add_test(tc, test_ids_come_back_exactly_or_are_refused);
 	tcase_add_test(tc, test_list_paging_fields_decode);
 	tcase_add_test(tc, test_format_writes_list_paging_fields);
+	tcase_add_test(tc, test_format_writes_an_acquire_to_the_byte);
+	tcase_add_test(tc, test_ok_line_is_json_c_to_the_byte);
+	tcase_add_test(tc, test_grant_line_is_exact_and_decodes);
+	tcase_add_test(tc, test_grant_line_writes_numbers_of_every_length);
+	tcase_add_test(tc, test_fast_path_knows_every_op_and_field);
 	suite_add_tcase(s, tc);
 	return s;
 }
