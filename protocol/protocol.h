@@ -149,5 +149,6 @@ int		 proto_holder_decode(struct json_object *,
 
 int		 proto_request_scan(const char *, size_t,
 		    struct proto_scratch *, struct proto_request *);
+int		 proto_success_scan(const char *, size_t, int64_t, int64_t *);
 
 #endif /* LOCKS_PROTOCOL_H */
