@@ -51,6 +51,8 @@ locks_error_code(int error)
 		return "invalid_argument";
 	case LOCKS_E_UNTRUSTED:
 		return "untrusted_socket";
+	case LOCKS_E_VERSION:
+		return "protocol_version";
 	}
 	return "unknown";
 }
@@ -98,6 +100,9 @@ locks_strerror(int error)
 		return "Invalid argument";
 	case LOCKS_E_UNTRUSTED:
 		return "The lock daemon's socket is not trustworthy";
+	case LOCKS_E_VERSION:
+		return "The lock daemon speaks a protocol version other than "
+		    "this library's (" PROTO_TEXT(PROTO_VERSION) ")";
 	}
 	return "Unknown error";
 }

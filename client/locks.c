@@ -6,6 +6,7 @@
  */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -28,16 +29,51 @@ locks_name_valid(const char *name)
 	return name != NULL && proto_name_valid(name, strlen(name));
 }
 
-/* Say hello with our client label. */
+/*
+ * Check the protocol number in the hello reply: a daemon that speaks
+ * another version (any change of it breaks compatibility, PROTOCOL.md)
+ * would misread us, or we it.
+ */
+static int
+check_protocol(locks_conn *conn, struct json_object *reply)
+{
+	struct json_object	*value;
+	int64_t			 version;
+
+	if (!json_object_object_get_ex(reply, "protocol", &value) ||
+	    !json_object_is_type(value, json_type_int)) {
+		error_msg(conn, "locksd at %s did not say which protocol it "
+		    "speaks", conn->path);
+		return LOCKS_E_PROTOCOL;
+	}
+	version = json_object_get_int64(value);
+	if (version != PROTO_VERSION) {
+		error_msg(conn, "locksd at %s speaks protocol %" PRId64
+		    ", and this liblocks speaks protocol %d", conn->path,
+		    version, PROTO_VERSION);
+		return LOCKS_E_VERSION;
+	}
+	return LOCKS_OK;
+}
+
+/* Say hello with our client label, and check the daemon's protocol. */
 static int
 conn_hello(locks_conn *conn, const char *client)
 {
 	struct proto_request	 req;
+	struct json_object	*reply;
+	int			 error;
 
 	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_HELLO;
 	req.client = client;
-	return conn_simple(conn, &req);
+	if ((error = conn_transact(conn, &req, NULL, &reply, NULL,
+	    NULL)) != LOCKS_OK)
+		return error;
+	if ((error = conn_reply_error(conn, reply)) == LOCKS_OK)
+		error = check_protocol(conn, reply);
+	json_object_put(reply);
+	return error;
 }
 
 /* Connect to the daemon at path (NULL: the default, checked) and say hello. */

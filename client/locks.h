@@ -49,7 +49,8 @@ enum locks_error {
 	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */
 	LOCKS_E_NOMEM = -103,		/* out of memory */
 	LOCKS_E_INVAL = -104,		/* bad argument to the library */
-	LOCKS_E_UNTRUSTED = -105	/* the default socket is not safe */
+	LOCKS_E_UNTRUSTED = -105,	/* the default socket is not safe */
+	LOCKS_E_VERSION = -106		/* the daemon speaks another protocol */
 };
 
 enum locks_mode {
@@ -101,7 +102,9 @@ int		 locks_name_valid(const char *name);
 /*
  * Connect to the daemon at path (NULL: the default, checked as said at
  * locks_default_socket) and say hello with the label client (NULL: the
- * program's name; at most 256 bytes).
+ * program's name; at most 256 bytes).  A daemon that speaks another
+ * protocol version than this library is refused with LOCKS_E_VERSION,
+ * and locks_last_message(NULL) names both versions.
  */
 int		 locks_connect(const char *path, const char *client,
 		    locks_conn **ret_conn);
