@@ -318,6 +318,15 @@ locks_holder_command(const locks_holder *h)
 	return h->command;
 }
 
+/* Return the protocol's name of a mode, or NULL for no mode of ours. */
+const char *
+locks_mode_name(enum locks_mode mode)
+{
+	if (mode != LOCKS_EXCLUSIVE && mode != LOCKS_SHARED)
+		return NULL;
+	return proto_mode_name((enum proto_mode)mode);
+}
+
 /* Return the mode held or awaited. */
 enum locks_mode
 locks_holder_mode(const locks_holder *h)

@@ -58,6 +58,11 @@ enum locks_mode {
 	LOCKS_SHARED = 1
 };
 
+/* The daemon's limits, which the library checks before asking. */
+#define LOCKS_MAX_NAME		200	/* bytes in a lock name */
+#define LOCKS_MAX_OWNER		256	/* bytes in an owner or client label */
+#define LOCKS_MAX_SECONDS	1e9	/* largest timeout or notify_after */
+
 typedef struct locks_conn locks_conn;
 typedef struct locks_lock locks_lock;
 typedef struct locks_holder locks_holder;
@@ -74,6 +79,8 @@ const char	*locks_strerror(int error);
  * locks_connect).
  */
 const char	*locks_last_message(const locks_conn *conn);
+/* The name of a mode as the protocol writes it ("shared"), or NULL. */
+const char	*locks_mode_name(enum locks_mode mode);
 
 /*
  * The socket path used when none is given: $LOCKS_SOCKET, else
@@ -94,7 +101,7 @@ const char	*locks_last_message(const locks_conn *conn);
 int		 locks_default_socket(char *buf, size_t size);
 
 /*
- * Return 1 if name is a valid lock name: 1 to 200 bytes of
+ * Return 1 if name is a valid lock name: 1 to LOCKS_MAX_NAME bytes of
  * [A-Za-z0-9._:@+-], not starting with '.'; 0 otherwise.
  */
 int		 locks_name_valid(const char *name);
@@ -102,9 +109,9 @@ int		 locks_name_valid(const char *name);
 /*
  * Connect to the daemon at path (NULL: the default, checked as said at
  * locks_default_socket) and say hello with the label client (NULL: the
- * program's name; at most 256 bytes).  A daemon that speaks another
- * protocol version than this library is refused with LOCKS_E_VERSION,
- * and locks_last_message(NULL) names both versions.
+ * program's name; at most LOCKS_MAX_OWNER bytes).  A daemon that
+ * speaks another protocol version than this library is refused with
+ * LOCKS_E_VERSION, and locks_last_message(NULL) names both versions.
  */
 int		 locks_connect(const char *path, const char *client,
 		    locks_conn **ret_conn);
@@ -128,7 +135,7 @@ struct locks_acquire_opts {
 	enum locks_mode	 mode;		/* LOCKS_EXCLUSIVE by default */
 	double		 timeout;	/* < 0: forever; 0: try once */
 	double		 notify_after;	/* seconds before on_blocking */
-	const char	*owner;		/* free text, at most 256 bytes */
+	const char	*owner;		/* free text, LOCKS_MAX_OWNER bytes */
 	locks_blocking_cb on_blocking;	/* may be NULL */
 	void		*arg;		/* passed to on_blocking */
 };
