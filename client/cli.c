@@ -519,8 +519,9 @@ run_command(char **argv, const char *name, int64_t token, locks_conn *conn,
 				continue;
 			die(EX_OSERR, "poll: %s", strerror(errno));
 		}
+		/* locks_check reads what woke us: events, or the loss. */
 		if (!lost && pfd[1].revents != 0 &&
-		    locks_check(conn) == LOCKS_E_LOST) {
+		    locks_check(conn) != LOCKS_OK) {
 			lost = 1;
 			if (lost_lock(conn, name, pid, on_lost_term, &status))
 				break;

@@ -22,6 +22,7 @@
 
 #define CONN_READ_MIN	4096	/* free space for one read */
 #define CONN_REQ_STACK	1024	/* most request lines fit */
+#define CONN_DRAIN_READS 64	/* reads one conn_drain makes at most */
 #define CONN_EMPTY	1	/* conn_fill: nothing to read just now */
 
 /* Connect fd to the path, waiting out an interrupted connect. */
@@ -487,8 +488,12 @@ conn_wait_reply(locks_conn *conn, const struct proto_request *req,
 			return conn_read_refusal(conn);
 		return error;
 	}
-	return conn_read_reply(conn, id, blk, ret_reply, ret_line, ret_len,
+	/* Lines read meanwhile are this request's, not conn_drain's. */
+	conn->waiting = 1;
+	error = conn_read_reply(conn, id, blk, ret_reply, ret_line, ret_len,
 	    ret_token);
+	conn->waiting = 0;
+	return error;
 }
 
 /* Send a request and return its parsed final reply (see conn_read_reply). */
@@ -545,4 +550,57 @@ conn_simple(locks_conn *conn, const struct proto_request *req)
 	error = conn_reply_error(conn, reply);
 	json_object_put(reply);
 	return error;
+}
+
+/*
+ * Handle one line that came between requests: an event goes to event.c,
+ * and a blank line or a final reply no request awaits is dropped.
+ */
+static int
+conn_unsolicited(locks_conn *conn, const char *line, size_t len)
+{
+	struct json_object	*obj;
+	int			 error = LOCKS_OK;
+
+	if (proto_blank(line, len))
+		return LOCKS_OK;
+	if ((error = conn_parse(conn, line, len, &obj)) != LOCKS_OK)
+		return error;
+	if (!proto_reply_is_final(obj))
+		error = event_dispatch(conn, obj, NULL);
+	json_object_put(obj);
+	return error;
+}
+
+/*
+ * Read without blocking what the daemon sent between requests, and handle
+ * each whole line, so a pushed event leaves the socket quiet again instead
+ * of readable forever.  LOCKS_OK when nothing more is there (or after
+ * CONN_DRAIN_READS reads, so a chatty daemon cannot hold us: the socket
+ * stays readable and the caller comes back); an error once the daemon
+ * has closed the connection or sent nonsense.
+ */
+int
+conn_drain(locks_conn *conn)
+{
+	const char	*line;
+	size_t		 len;
+	int		 error, reads;
+
+	/* Called back from inside a transaction: leave its lines to it. */
+	if (conn->waiting)
+		return LOCKS_OK;
+	for (reads = 0;; reads++) {
+		while (conn_next_line(conn, &line, &len)) {
+			if ((error = conn_unsolicited(conn, line,
+			    len)) != LOCKS_OK)
+				return error;
+		}
+		if (reads == CONN_DRAIN_READS)
+			return LOCKS_OK;
+		if ((error = conn_fill(conn, MSG_DONTWAIT)) == CONN_EMPTY)
+			return LOCKS_OK;
+		if (error != LOCKS_OK)
+			return error;
+	}
 }

@@ -31,6 +31,7 @@
 struct locks_conn {
 	int			 fd;
 	int			 broken;	/* after a transport error */
+	int			 waiting;	/* for a request's reply */
 	int64_t			 next_id;
 	char			*path;
 	struct json_tokener	*tok;
@@ -107,6 +108,7 @@ int		 conn_transact_fast(locks_conn *,
 		    struct json_object **, int64_t *);
 int		 conn_reply_error(locks_conn *, struct json_object *);
 int		 conn_simple(locks_conn *, const struct proto_request *);
+int		 conn_drain(locks_conn *);
 
 /* event.c */
 int		 event_dispatch(locks_conn *, struct json_object *,

@@ -8,10 +8,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "liblocks.h"
 
@@ -309,15 +307,14 @@ locks_fd(const locks_conn *conn)
 
 /*
  * Check without blocking that the connection, and so every lock it holds,
- * is alive.  Between requests the daemon sends nothing, so EOF, a hang-up
- * or an error on the socket means locksd is gone and the locks with it.
+ * is alive.  What the daemon sent since the last request (pushed events)
+ * is read and handled on the way, so the socket is quiet again after;
+ * EOF, an error or nonsense on the socket means the locks are gone.
  */
 int
 locks_check(locks_conn *conn)
 {
-	struct pollfd	 pfd;
-	char		 byte;
-	ssize_t		 n;
+	int	 error;
 
 	if (conn == NULL) {
 		error_msg(NULL, "no connection");
@@ -325,17 +322,15 @@ locks_check(locks_conn *conn)
 	}
 	if (conn->broken)
 		return LOCKS_E_LOST;
-	pfd.fd = conn->fd;
-	pfd.events = POLLIN | POLLRDHUP;
-	if (poll(&pfd, 1, 0) <= 0)
+	if ((error = conn_drain(conn)) == LOCKS_OK)
 		return LOCKS_OK;
-	if (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL))
-		goto lost;
-	n = recv(conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
-		return LOCKS_OK;
-lost:
-	error_msg(conn, "lost the connection to locksd at %s", conn->path);
+	/* A hang-up needs no more words; nonsense or no memory does. */
+	if (error == LOCKS_E_LOST)
+		error_msg(conn, "lost the connection to locksd at %s",
+		    conn->path);
+	else
+		error_msg(conn, "lost the connection to locksd at %s: %s",
+		    conn->path, conn->msg);
 	return conn_break(conn, LOCKS_E_LOST);
 }
 

@@ -156,12 +156,14 @@ int		 locks_ping(locks_conn *conn);
 /*
  * Losing locksd.  If the daemon dies, the kernel drops every flock it held
  * and this connection's locks are gone.  locks_fd() is the connection's
- * socket (-1 for NULL): between requests the daemon sends nothing, so an
- * event loop can watch it for readability (POLLIN/POLLRDHUP) and then call
- * locks_check(), which returns LOCKS_E_LOST if the connection is gone
- * (without blocking).  locks_held() tells whether a name taken on this
- * connection is still held: granted, not released, and the connection
- * alive.
+ * socket (-1 for NULL): an event loop can watch it for readability
+ * (POLLIN/POLLRDHUP) and then call locks_check().  The daemon may send
+ * events between requests, so readable does not mean lost: locks_check()
+ * reads and handles whatever is there without blocking, leaving the
+ * socket quiet again, and returns LOCKS_OK, or LOCKS_E_LOST once the
+ * connection is gone (LOCKS_E_INVAL for NULL).  locks_held() tells
+ * whether a name taken on this connection is still held: granted, not
+ * released, and the connection alive.
  */
 int		 locks_fd(const locks_conn *conn);
 int		 locks_check(locks_conn *conn);
