@@ -7,7 +7,10 @@
  *
  * A new event (the coming "contended" for holders, "lost" for a lock
  * taken away) is a row in event_handlers and its handler here.  An event
- * with no row is dropped, as PROTOCOL.md asks of clients.
+ * with no row is dropped, as PROTOCOL.md asks of clients.  Mind that an
+ * event read along with a final reply waits in the buffer until the next
+ * transaction or conn_drain: one the caller must learn of at once needs
+ * conn_read_reply to hand over the whole lines left after its reply.
  */
 
 #include <string.h>

@@ -161,7 +161,9 @@ int		 locks_ping(locks_conn *conn);
  * events between requests, so readable does not mean lost: locks_check()
  * reads and handles whatever is there without blocking, leaving the
  * socket quiet again, and returns LOCKS_OK, or LOCKS_E_LOST once the
- * connection is gone (LOCKS_E_INVAL for NULL).  locks_held() tells
+ * connection is gone (LOCKS_E_INVAL for NULL).  Lines that came in the
+ * same read as a reply wait in the library, not the socket, until the
+ * next call.  locks_held() tells
  * whether a name taken on this connection is still held: granted, not
  * released, and the connection alive.
  */
