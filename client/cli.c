@@ -34,10 +34,12 @@
 #define EXIT_NOTFOUND	127	/* the command was not found */
 #define EXIT_NOEXEC	126	/* the command could not be executed */
 
-#define MAX_OWNER	256	/* bytes the daemon takes in an owner */
+/* A limit from locks.h as text: TEXT(LOCKS_MAX_NAME) is "200". */
+#define TEXT_(x)	#x
+#define TEXT(x)		TEXT_(x)
 
-#define NAME_RULES	"a name is 1 to 200 bytes of [A-Za-z0-9._:@+-] " \
-			"and does not start with '.'"
+#define NAME_RULES	"a name is 1 to " TEXT(LOCKS_MAX_NAME) " bytes of " \
+			"[A-Za-z0-9._:@+-] and does not start with '.'"
 
 /* Long options with no short letter. */
 enum {
@@ -90,7 +92,7 @@ static const char help_text[] =
     "  --notify-after SECS say who holds the lock once blocked this long\n"
     "                      (default 0)\n"
     "  -o, --owner TEXT    text shown in listings (default: the command\n"
-    "                      line, cut to 256 bytes)\n"
+    "                      line, cut to " TEXT(LOCKS_MAX_OWNER) " bytes)\n"
     "  -E, --conflict-exit-code CODE\n"
     "                      exit status when the lock is taken (default 1)\n"
     "  -q, --quiet         say nothing about waiting or giving up\n"
@@ -104,7 +106,8 @@ static const char help_text[] =
     "  -a, --all           list: also files of the lock directory held only\n"
     "                      by programs outside the broker\n"
     "\n"
-    "A name is 1 to 200 bytes of [A-Za-z0-9._:@+-] not starting with '.'.\n"
+    "A name is 1 to " TEXT(LOCKS_MAX_NAME) " bytes of [A-Za-z0-9._:@+-] not "
+    "starting with '.'.\n"
     "\n"
     "Exit status:\n"
     "  0      success (list, status)\n"
@@ -114,7 +117,8 @@ static const char help_text[] =
     "  2      usage error, including an invalid lock name\n"
     "  69     cannot reach the daemon, or the connection was lost, or the\n"
     "         default socket is not the user's own (see locks(1))\n"
-    "  70     the daemon refused the request, or its reply made no sense\n"
+    "  70     the daemon refused the request, or its reply made no sense,\n"
+    "         or it speaks another protocol version\n"
     "  71     cannot fork\n"
     "  75     the daemon hit a resource limit; try again later; or run:\n"
     "         locksd went away while the command ran (--on-lost=term)\n"
@@ -224,7 +228,7 @@ format_since(double since, char *buf, size_t size)
 		strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-/* Parse a number of seconds from 0 to 1e9 for option opt. */
+/* Parse a number of seconds from 0 to LOCKS_MAX_SECONDS for option opt. */
 static double
 parse_seconds(const char *text, const char *opt)
 {
@@ -234,9 +238,9 @@ parse_seconds(const char *text, const char *opt)
 	errno = 0;
 	value = strtod(text, &end);
 	if (errno != 0 || end == text || *end != '\0' || !isfinite(value) ||
-	    value < 0 || value > 1e9)
-		usage_error("%s wants a number of seconds from 0 to 1e9, "
-		    "not \"%s\"", opt, text);
+	    value < 0 || value > LOCKS_MAX_SECONDS)
+		usage_error("%s wants a number of seconds from 0 to "
+		    TEXT(LOCKS_MAX_SECONDS) ", not \"%s\"", opt, text);
 	return value;
 }
 
@@ -329,7 +333,10 @@ connect_or_exit(const char *given, const char *label)
 	return conn;
 }
 
-/* Join the command line with spaces, cut to 256 bytes on a UTF-8 boundary. */
+/*
+ * Join the command line with spaces, cut to LOCKS_MAX_OWNER bytes on a
+ * UTF-8 boundary.
+ */
 static char *
 default_owner(char **argv)
 {
@@ -347,9 +354,9 @@ default_owner(char **argv)
 		len += strlen(argv[i]);
 	}
 	owner[len] = '\0';
-	if (len > MAX_OWNER) {
+	if (len > LOCKS_MAX_OWNER) {
 		/* Never end inside a character: back up to its lead byte. */
-		len = MAX_OWNER;
+		len = LOCKS_MAX_OWNER;
 		while (len > 0 && ((unsigned char)owner[len] & 0xc0) == 0x80)
 			len--;
 		owner[len] = '\0';
@@ -371,8 +378,7 @@ print_holder(const char *name, const locks_holder *h, int position)
 		    (long)locks_holder_pid(h),
 		    *command != '\0' ? ", command \"" : "", command,
 		    *command != '\0' ? "\"" : "",
-		    locks_holder_mode(h) == LOCKS_SHARED ? "shared" :
-		    "exclusive", position);
+		    locks_mode_name(locks_holder_mode(h)), position);
 		free(command);
 		return;
 	}
@@ -382,8 +388,7 @@ print_holder(const char *name, const locks_holder *h, int position)
 	fprintf(stderr, "locks: %s is held by pid %ld (client \"%s\", owner "
 	    "\"%s\") %s since %s; waiting at position %d\n", name,
 	    (long)locks_holder_pid(h), client, owner,
-	    locks_holder_mode(h) == LOCKS_SHARED ? "shared" : "exclusive",
-	    since, position);
+	    locks_mode_name(locks_holder_mode(h)), since, position);
 	free(client);
 	free(owner);
 }
@@ -514,8 +519,9 @@ run_command(char **argv, const char *name, int64_t token, locks_conn *conn,
 				continue;
 			die(EX_OSERR, "poll: %s", strerror(errno));
 		}
+		/* locks_check reads what woke us: events, or the loss. */
 		if (!lost && pfd[1].revents != 0 &&
-		    locks_check(conn) == LOCKS_E_LOST) {
+		    locks_check(conn) != LOCKS_OK) {
 			lost = 1;
 			if (lost_lock(conn, name, pid, on_lost_term, &status))
 				break;
@@ -602,9 +608,9 @@ cmd_run(int argc, char **argv, const char *sock)
 			    "--notify-after");
 			break;
 		case 'o':
-			if (strlen(optarg) > MAX_OWNER)
+			if (strlen(optarg) > LOCKS_MAX_OWNER)
 				usage_error("-o wants at most %d bytes",
-				    MAX_OWNER);
+				    LOCKS_MAX_OWNER);
 			opts.owner = optarg;
 			break;
 		case 'E':
@@ -734,8 +740,7 @@ list_add_holder(struct table *t, const char *name, const locks_holder *h,
 	format_since(locks_holder_since(h), since, sizeof since);
 	row[0] = name;
 	row[1] = waiting ? "waiting" : "held";
-	row[2] = locks_holder_mode(h) == LOCKS_SHARED ? "shared" :
-	    "exclusive";
+	row[2] = locks_mode_name(locks_holder_mode(h));
 	row[3] = pid;
 	row[4] = uid;
 	row[5] = locks_holder_client(h);

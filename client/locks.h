@@ -49,13 +49,19 @@ enum locks_error {
 	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */
 	LOCKS_E_NOMEM = -103,		/* out of memory */
 	LOCKS_E_INVAL = -104,		/* bad argument to the library */
-	LOCKS_E_UNTRUSTED = -105	/* the default socket is not safe */
+	LOCKS_E_UNTRUSTED = -105,	/* the default socket is not safe */
+	LOCKS_E_VERSION = -106		/* the daemon speaks another protocol */
 };
 
 enum locks_mode {
 	LOCKS_EXCLUSIVE = 0,
 	LOCKS_SHARED = 1
 };
+
+/* The daemon's limits, which the library checks before asking. */
+#define LOCKS_MAX_NAME		200	/* bytes in a lock name */
+#define LOCKS_MAX_OWNER		256	/* bytes in an owner or client label */
+#define LOCKS_MAX_SECONDS	1e9	/* largest timeout or notify_after */
 
 typedef struct locks_conn locks_conn;
 typedef struct locks_lock locks_lock;
@@ -64,11 +70,17 @@ typedef struct locks_list locks_list;
 typedef struct locks_status locks_status;
 
 /* The protocol code of an error ("timeout"), or the library's own name. */
-const char	*locks_error_code(int);
+const char	*locks_error_code(int error);
 /* A one-line description of an error, for people. */
-const char	*locks_strerror(int);
-/* The daemon's (or library's) message for this connection's last error. */
-const char	*locks_last_message(const locks_conn *);
+const char	*locks_strerror(int error);
+/*
+ * The daemon's (or library's) message for this connection's last error;
+ * for NULL, the calling thread's last message (as after a failed
+ * locks_connect).
+ */
+const char	*locks_last_message(const locks_conn *conn);
+/* The name of a mode as the protocol writes it ("shared"), or NULL. */
+const char	*locks_mode_name(enum locks_mode mode);
 
 /*
  * The socket path used when none is given: $LOCKS_SOCKET, else
@@ -86,32 +98,44 @@ const char	*locks_last_message(const locks_conn *);
  * A path passed to locks_connect, $LOCKS_SOCKET and root's system socket
  * are the caller's own choice and are not checked.
  */
-int		 locks_default_socket(char *, size_t);
+int		 locks_default_socket(char *buf, size_t size);
 
 /*
- * Return 1 if name is a valid lock name: 1 to 200 bytes of
+ * Return 1 if name is a valid lock name: 1 to LOCKS_MAX_NAME bytes of
  * [A-Za-z0-9._:@+-], not starting with '.'; 0 otherwise.
  */
-int		 locks_name_valid(const char *);
+int		 locks_name_valid(const char *name);
 
 /*
  * Connect to the daemon at path (NULL: the default, checked as said at
  * locks_default_socket) and say hello with the label client (NULL: the
- * program's name).
+ * program's name; at most LOCKS_MAX_OWNER bytes).  A daemon that
+ * speaks another protocol version than this library is refused with
+ * LOCKS_E_VERSION, and locks_last_message(NULL) names both versions.
  */
-int		 locks_connect(const char *, const char *, locks_conn **);
-void		 locks_close(locks_conn *);
+int		 locks_connect(const char *path, const char *client,
+		    locks_conn **ret_conn);
+void		 locks_close(locks_conn *conn);
 /* The socket path this connection was made to. */
-const char	*locks_socket_path(const locks_conn *);
+const char	*locks_socket_path(const locks_conn *conn);
 
-/* Called once if an acquire is still waiting notify_after seconds on. */
-typedef void (*locks_blocking_cb)(const locks_lock *, int, void *);
+/*
+ * Called once if an acquire is still waiting notify_after seconds on,
+ * from inside locks_acquire.  lock is the lock waited for, with the
+ * holders in the way (its waiters are not filled in); it and everything
+ * in it are valid only during the call.  position is the acquire's place
+ * in the queue, counting from 1 (0 if the daemon did not say).  arg is
+ * the arg of the acquire's options.  The callback must not make requests
+ * on the connection that is waiting.
+ */
+typedef void (*locks_blocking_cb)(const locks_lock *lock, int position,
+    void *arg);
 
 struct locks_acquire_opts {
 	enum locks_mode	 mode;		/* LOCKS_EXCLUSIVE by default */
 	double		 timeout;	/* < 0: forever; 0: try once */
 	double		 notify_after;	/* seconds before on_blocking */
-	const char	*owner;		/* free text, at most 256 bytes */
+	const char	*owner;		/* free text, LOCKS_MAX_OWNER bytes */
 	locks_blocking_cb on_blocking;	/* may be NULL */
 	void		*arg;		/* passed to on_blocking */
 };
@@ -122,67 +146,78 @@ struct locks_acquire_opts {
  * Take the named lock; opts may be NULL for an exclusive lock waited for
  * forever.  On success *ret_token (may be NULL) is the fencing token.
  */
-int		 locks_acquire(locks_conn *, const char *,
-		    const struct locks_acquire_opts *, int64_t *);
-int		 locks_release(locks_conn *, const char *);
-int		 locks_ping(locks_conn *);
+int		 locks_acquire(locks_conn *conn, const char *name,
+		    const struct locks_acquire_opts *opts, int64_t *ret_token);
+/* Release a lock this connection holds, or cancel its wait for it. */
+int		 locks_release(locks_conn *conn, const char *name);
+/* Make a round trip, to learn that the daemon answers. */
+int		 locks_ping(locks_conn *conn);
 
 /*
  * Losing locksd.  If the daemon dies, the kernel drops every flock it held
  * and this connection's locks are gone.  locks_fd() is the connection's
- * socket: between requests the daemon sends nothing, so an event loop can
- * watch it for readability (POLLIN/POLLRDHUP) and then call locks_check(),
- * which returns LOCKS_E_LOST if the connection is gone (without blocking).
- * locks_held() tells whether a name taken on this connection is still
- * held: granted, not released, and the connection alive.
+ * socket (-1 for NULL): an event loop can watch it for readability
+ * (POLLIN/POLLRDHUP) and then call locks_check().  The daemon may send
+ * events between requests, so readable does not mean lost: locks_check()
+ * reads and handles whatever is there without blocking, leaving the
+ * socket quiet again, and returns LOCKS_OK, or LOCKS_E_LOST once the
+ * connection is gone (LOCKS_E_INVAL for NULL).  Lines that came in the
+ * same read as a reply wait in the library, not the socket, until the
+ * next call.  locks_held() tells
+ * whether a name taken on this connection is still held: granted, not
+ * released, and the connection alive.
  */
-int		 locks_fd(const locks_conn *);
-int		 locks_check(locks_conn *);
-int		 locks_held(locks_conn *, const char *);
+int		 locks_fd(const locks_conn *conn);
+int		 locks_check(locks_conn *conn);
+int		 locks_held(locks_conn *conn, const char *name);
 
 /* One lock in a listing or a blocking notice: its name, holders, waiters. */
-const char	*locks_lock_name(const locks_lock *);
-size_t		 locks_lock_nholders(const locks_lock *);
-const locks_holder *locks_lock_holder(const locks_lock *, size_t);
-size_t		 locks_lock_nwaiters(const locks_lock *);
-const locks_holder *locks_lock_waiter(const locks_lock *, size_t);
+const char	*locks_lock_name(const locks_lock *lock);
+size_t		 locks_lock_nholders(const locks_lock *lock);
+/* Holder or waiter i, or NULL past the end. */
+const locks_holder *locks_lock_holder(const locks_lock *lock, size_t i);
+size_t		 locks_lock_nwaiters(const locks_lock *lock);
+const locks_holder *locks_lock_waiter(const locks_lock *lock, size_t i);
 
 /* One holder or waiter.  Strings are never NULL. */
-int		 locks_holder_external(const locks_holder *);
-pid_t		 locks_holder_pid(const locks_holder *);
-uid_t		 locks_holder_uid(const locks_holder *);
-gid_t		 locks_holder_gid(const locks_holder *);
-const char	*locks_holder_client(const locks_holder *);
-const char	*locks_holder_owner(const locks_holder *);
-const char	*locks_holder_command(const locks_holder *);
-enum locks_mode	 locks_holder_mode(const locks_holder *);
-double		 locks_holder_since(const locks_holder *);
-int64_t		 locks_holder_token(const locks_holder *);	/* 0: waiter */
+int		 locks_holder_external(const locks_holder *h);
+pid_t		 locks_holder_pid(const locks_holder *h);
+uid_t		 locks_holder_uid(const locks_holder *h);
+gid_t		 locks_holder_gid(const locks_holder *h);
+const char	*locks_holder_client(const locks_holder *h);
+const char	*locks_holder_owner(const locks_holder *h);
+const char	*locks_holder_command(const locks_holder *h);
+enum locks_mode	 locks_holder_mode(const locks_holder *h);
+double		 locks_holder_since(const locks_holder *h);
+int64_t		 locks_holder_token(const locks_holder *h);	/* 0: waiter */
 
 /* List the locks with holders or waiters; name NULL means all. */
-int		 locks_list_get(locks_conn *, const char *, locks_list **);
+int		 locks_list_get(locks_conn *conn, const char *name,
+		    locks_list **ret_list);
 /*
  * The same, with flags: LOCKS_LIST_ALL also lists files of the lock
  * directory held only by programs outside the broker, with no waiters.
  */
 #define LOCKS_LIST_ALL	0x1
-int		 locks_list_query(locks_conn *, const char *, int,
-		    locks_list **);
-size_t		 locks_list_count(const locks_list *);
-const locks_lock *locks_list_lock(const locks_list *, size_t);
+int		 locks_list_query(locks_conn *conn, const char *name,
+		    int flags, locks_list **ret_list);
+size_t		 locks_list_count(const locks_list *list);
+/* Lock i of the list, or NULL past the end. */
+const locks_lock *locks_list_lock(const locks_list *list, size_t i);
 /* The daemon's reply, as one line of JSON. */
-const char	*locks_list_json(const locks_list *);
-void		 locks_list_free(locks_list *);
+const char	*locks_list_json(const locks_list *list);
+void		 locks_list_free(locks_list *list);
 
-int		 locks_status_get(locks_conn *, locks_status **);
-const char	*locks_status_version(const locks_status *);
-double		 locks_status_uptime(const locks_status *);
-int64_t		 locks_status_connections(const locks_status *);
-int64_t		 locks_status_locks_held(const locks_status *);
-int64_t		 locks_status_waiters(const locks_status *);
-int64_t		 locks_status_acquired_total(const locks_status *);
-const char	*locks_status_json(const locks_status *);
-void		 locks_status_free(locks_status *);
+/* Ask the daemon for its version and counters. */
+int		 locks_status_get(locks_conn *conn, locks_status **ret_status);
+const char	*locks_status_version(const locks_status *status);
+double		 locks_status_uptime(const locks_status *status);
+int64_t		 locks_status_connections(const locks_status *status);
+int64_t		 locks_status_locks_held(const locks_status *status);
+int64_t		 locks_status_waiters(const locks_status *status);
+int64_t		 locks_status_acquired_total(const locks_status *status);
+const char	*locks_status_json(const locks_status *status);
+void		 locks_status_free(locks_status *status);
 
 #pragma GCC visibility pop
 

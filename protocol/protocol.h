@@ -178,6 +178,7 @@ size_t		 proto_format_grant(char *, size_t, const char *, size_t,
 
 int		 proto_request_scan(const char *, size_t,
 		    struct proto_scratch *, struct proto_request *);
+int		 proto_success_scan(const char *, size_t, int64_t, int64_t *);
 
 /* Shared by the files of protocol/ only. */
 void		 proto_request_reset(struct proto_request *);

@@ -664,3 +664,49 @@ proto_request_scan(const char *line, size_t len,
 		return -1;
 	return scan_id(&s, req);
 }
+
+/*
+ * The reply fast path, for liblocks: recognise the daemon's plain success
+ * reply to request id without json-c, {"id":ID,"ok":true} or a grant
+ * {"id":ID,"ok":true,...,"token":T,...}.  Returns 1 and the token (0 if
+ * none) when the line is exactly such a reply; 0 sends the line through
+ * the full parser.
+ */
+int
+proto_success_scan(const char *line, size_t len, int64_t id,
+    int64_t *ret_token)
+{
+	static const char	 open[] = "{\"id\":", ok[] = ",\"ok\":true";
+	char			 digits[PROTO_UINT_DIGITS];
+	char			*digits_end = digits + sizeof digits, *first;
+	const char		*p, *end = line + len;
+	size_t			 ndigits, n;
+	int64_t			 token = 0;
+
+	/* Our ids are positive: the head is {"id":<digits>,"ok":true. */
+	first = proto_uint_digits(digits_end, (uint64_t)id, 1);
+	ndigits = (size_t)(digits_end - first);
+	n = sizeof open - 1 + ndigits + sizeof ok - 1;
+	if (id <= 0 || len < n + 1 ||
+	    memcmp(line, open, sizeof open - 1) != 0 ||
+	    memcmp(line + sizeof open - 1, first, ndigits) != 0 ||
+	    memcmp(line + sizeof open - 1 + ndigits, ok, sizeof ok - 1) != 0 ||
+	    line[len - 1] != '}' || memchr(line, '\\', len) != NULL)
+		return 0;
+	if (n + 1 == len) {
+		*ret_token = 0;
+		return 1;
+	}
+	p = memmem(line, len, ",\"token\":", 9);
+	if (p == NULL || p + 9 >= end || p[9] < '1' || p[9] > '9')
+		return 0;
+	for (p += 9; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (token > (INT64_MAX - 9) / 10)
+			return 0;
+		token = token * 10 + (*p - '0');
+	}
+	if (p >= end || (*p != ',' && *p != '}'))
+		return 0;
+	*ret_token = token;
+	return 1;
+}

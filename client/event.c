@@ -1,0 +1,90 @@
+/*
+ * The events the daemon sends, in the one place liblocks understands
+ * them.  conn.c hands over every line that is not a final reply: during
+ * a transaction, with the acquire's struct blocking when the event
+ * carries that request's id (else NULL); and between requests, from
+ * conn_drain (locks_check, locks_held), always with NULL.
+ *
+ * A new event (the coming "contended" for holders, "lost" for a lock
+ * taken away) is a row in event_handlers and its handler here.  An event
+ * with no row is dropped, as PROTOCOL.md asks of clients.  Mind that an
+ * event read along with a final reply waits in the buffer until the next
+ * transaction or conn_drain: one the caller must learn of at once needs
+ * conn_read_reply to hand over the whole lines left after its reply.
+ */
+
+#include <string.h>
+
+#include "liblocks.h"
+
+/* Handle one event; an error breaks the transaction that read it. */
+typedef int (*event_handler)(locks_conn *, struct json_object *,
+    const struct blocking *);
+
+static int	 event_blocking(locks_conn *, struct json_object *,
+		    const struct blocking *);
+
+static const struct {
+	const char	*name;
+	event_handler	 handle;
+} event_handlers[] = {
+	{ "blocking", event_blocking },
+};
+
+/*
+ * Hand a blocking event to the acquire's callback.  A malformed event is
+ * a protocol error; running out of memory only skips the notice, since
+ * the acquire itself is still pending and must not be abandoned.
+ */
+static int
+event_blocking(locks_conn *conn, struct json_object *event,
+    const struct blocking *blk)
+{
+	struct json_object	*pos;
+	locks_lock		 lock;
+	int			 error, position = 0;
+
+	if (blk == NULL || blk->cb == NULL)
+		return LOCKS_OK;
+	if (json_object_object_get_ex(event, "position", &pos) &&
+	    json_object_is_type(pos, json_type_int))
+		position = json_object_get_int(pos);
+	memset(&lock, 0, sizeof lock);
+	if (decode_string(blk->name, &lock.name) != LOCKS_OK)
+		return LOCKS_OK;
+	error = decode_holders(event, "holders", &lock.holders,
+	    &lock.nholders);
+	if (error == LOCKS_E_PROTOCOL) {
+		decode_lock_clear(&lock);
+		error_msg(conn, "malformed blocking event");
+		return conn_break(conn, LOCKS_E_PROTOCOL);
+	}
+	if (error == LOCKS_OK)
+		blk->cb(&lock, position, blk->arg);
+	decode_lock_clear(&lock);
+	return LOCKS_OK;
+}
+
+/*
+ * Pass an event to its handler, with blk for an event of the request
+ * being waited for (else NULL).  Unknown events are dropped.
+ */
+int
+event_dispatch(locks_conn *conn, struct json_object *event,
+    const struct blocking *blk)
+{
+	struct json_object	*kind;
+	const char		*name;
+	size_t			 i;
+
+	if (!json_object_object_get_ex(event, "event", &kind) ||
+	    !json_object_is_type(kind, json_type_string))
+		return LOCKS_OK;
+	name = json_object_get_string(kind);
+	for (i = 0; i < sizeof event_handlers / sizeof event_handlers[0];
+	    i++) {
+		if (strcmp(name, event_handlers[i].name) == 0)
+			return event_handlers[i].handle(conn, event, blk);
+	}
+	return LOCKS_OK;
+}

@@ -1,0 +1,127 @@
+/*
+ * liblocks' internal header, shared by its files and never installed.
+ *
+ * The library has four rooms, and calls run one way, from the top down:
+ *
+ *   locks.c   the public operations: connect and hello, acquire, release,
+ *             ping, list, status, and the liveness checks;
+ *   conn.c    the transport: the socket and its trust checks, sending a
+ *             request, reading a line, and the transaction that waits for
+ *             a request's final reply;
+ *   event.c   what to do with an event line, whether it came during a
+ *             transaction or pushed between requests;
+ *   decode.c  replies turned into the public types (holders, locks,
+ *             lists, status) and their accessors.
+ *
+ * error.c, below them all, keeps the error names and the last message.
+ */
+#ifndef LIBLOCKS_H
+#define LIBLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "locks.h"
+#include "protocol.h"
+
+#define LOCKS_MAX_REPLY	(16 * 1024 * 1024)	/* bytes in one reply line */
+#define LOCKS_MSG_MAX	512			/* bytes kept of a message */
+
+struct locks_conn {
+	int			 fd;
+	int			 broken;	/* after a transport error */
+	int			 waiting;	/* for a request's reply */
+	int64_t			 next_id;
+	char			*path;
+	struct json_tokener	*tok;
+
+	char			*buf;		/* bytes read, not yet used */
+	size_t			 cap;
+	size_t			 off;		/* start of the next line */
+	size_t			 len;		/* end of the bytes read */
+	size_t			 scan;		/* searched for LF up to here */
+
+	char			 msg[LOCKS_MSG_MAX];
+
+	char			**held;		/* granted, not released */
+	size_t			 nheld;
+};
+
+struct locks_holder {
+	int			 external;
+	pid_t			 pid;
+	uid_t			 uid;
+	gid_t			 gid;
+	char			*client;
+	char			*owner;
+	char			*command;
+	enum locks_mode		 mode;
+	double			 since;
+	int64_t			 token;
+};
+
+struct locks_lock {
+	char			*name;
+	locks_holder		*holders;
+	size_t			 nholders;
+	locks_holder		*waiters;
+	size_t			 nwaiters;
+};
+
+struct locks_list {
+	locks_lock		*locks;
+	size_t			 count;
+	char			*json;
+};
+
+struct locks_status {
+	char			*version;
+	double			 uptime;
+	int64_t			 connections;
+	int64_t			 locks_held;
+	int64_t			 waiters;
+	int64_t			 acquired_total;
+	char			*json;
+};
+
+/* A blocking callback and what it needs, for the duration of one acquire. */
+struct blocking {
+	const char		*name;
+	locks_blocking_cb	 cb;
+	void			*arg;
+};
+
+/* error.c */
+void		 error_msg(locks_conn *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* conn.c */
+int		 conn_open(const char *, int, locks_conn **);
+void		 conn_free(locks_conn *);
+int		 conn_break(locks_conn *, int);
+int		 conn_transact(locks_conn *, const struct proto_request *,
+		    const struct blocking *, struct json_object **,
+		    const char **, size_t *);
+int		 conn_transact_fast(locks_conn *,
+		    const struct proto_request *, const struct blocking *,
+		    struct json_object **, int64_t *);
+int		 conn_reply_error(locks_conn *, struct json_object *);
+int		 conn_simple(locks_conn *, const struct proto_request *);
+int		 conn_drain(locks_conn *);
+
+/* event.c */
+int		 event_dispatch(locks_conn *, struct json_object *,
+		    const struct blocking *);
+
+/* decode.c */
+int		 decode_string(const char *, char **);
+int		 decode_holders(struct json_object *, const char *,
+		    locks_holder **, size_t *);
+void		 decode_lock_clear(locks_lock *);
+int		 decode_list(struct json_object *, locks_list *);
+int		 decode_list_page(struct json_object *, struct json_object *,
+		    const char *, char *, size_t, int *);
+int		 decode_status(struct json_object *, locks_status *);
+
+#endif /* LIBLOCKS_H */
