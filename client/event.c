@@ -1,6 +1,6 @@
 /*
  * The events the daemon sends, in the one place liblocks understands
- * them.  conn.c hands over every line that is not a final reply: during
+ * them.  transport.c hands over every line that is not a final reply: during
  * a transaction, with the acquire's struct blocking when the event
  * carries that request's id (else NULL); and between requests, from
  * conn_drain (locks_check, locks_held), always with NULL.

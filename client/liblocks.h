@@ -96,7 +96,7 @@ struct blocking {
 void		 error_msg(locks_conn *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
-/* conn.c */
+/* transport.c */
 int		 conn_open(const char *, int, locks_conn **);
 void		 conn_free(locks_conn *);
 int		 conn_break(locks_conn *, int);
