@@ -3,15 +3,15 @@
  *
  * The library has four rooms, and calls run one way, from the top down:
  *
- *   locks.c   the public operations: connect and hello, acquire, release,
- *             ping, list, status, and the liveness checks;
- *   conn.c    the transport: the socket and its trust checks, sending a
- *             request, reading a line, and the transaction that waits for
- *             a request's final reply;
- *   event.c   what to do with an event line, whether it came during a
- *             transaction or pushed between requests;
- *   decode.c  replies turned into the public types (holders, locks,
- *             lists, status) and their accessors.
+ *   locks.c      the public operations: connect and hello, acquire,
+ *                release, ping, list, status, and the liveness checks;
+ *   transport.c  the socket and its trust checks, sending a request,
+ *                reading a line, and the transaction that waits for a
+ *                request's final reply;
+ *   event.c      what to do with an event line, whether it came during a
+ *                transaction or pushed between requests;
+ *   decode.c     replies turned into the public types (holders, locks,
+ *                lists, status) and their accessors.
  *
  * error.c, below them all, keeps the error names and the last message.
  */
