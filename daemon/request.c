@@ -170,13 +170,11 @@ static void
 acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct acquire	*a = arg;
-	struct conn	*conn = a->conn;
 
 	(void)fd;
 	(void)events;
 	acquire_error(a, PROTO_E_TIMEOUT, "timed out waiting for the lock");
 	acquire_drop(a);
-	server_locks_changed(conn_server(conn));
 }
 
 /*
@@ -279,6 +277,24 @@ request_granted(struct lock_req *req, void *arg)
 	if (!(waited >= 0 && waited < PROTO_MAX_SECONDS * 10))
 		waited = 0;
 	grant_reply(a, req, (uint64_t)(waited * 1e6 + 0.5));
+}
+
+/*
+ * The lock store could not take the lock for a waiting acquire: say why,
+ * and forget the request, which the lock table frees.
+ */
+void
+request_failed(struct lock_req *req, int error, void *arg)
+{
+	struct acquire	*a = arg;
+	char		 msg[256];
+
+	(void)req;
+	a->req = NULL;
+	snprintf(msg, sizeof msg, "cannot take the lock: %s",
+	    strerror(-error));
+	acquire_error(a, PROTO_E_INTERNAL, msg);
+	acquire_free(a);
 }
 
 static struct timeval
@@ -406,7 +422,6 @@ handle_acquire(struct conn *conn, const struct proto_request *r)
 		    "out of memory");
 		acquire_drop(a);
 	}
-	server_locks_changed(srv);
 }
 
 static void
@@ -423,7 +438,6 @@ handle_release(struct conn *conn, const struct proto_request *r)
 		acquire_error(a, PROTO_E_CANCELLED,
 		    "the wait was cancelled by a release");
 	acquire_drop(a);
-	server_locks_changed(conn_server(conn));
 	reply_ok(conn, r->id_text, r->id_len);
 }
 
@@ -525,5 +539,4 @@ request_drop_all(struct conn *conn)
 
 	while ((a = TAILQ_FIRST(conn_acquires(conn))) != NULL)
 		acquire_drop(a);
-	server_locks_changed(conn_server(conn));
 }
