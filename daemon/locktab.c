@@ -91,7 +91,7 @@ TAILQ_HEAD(lock_reqs, lock_req);
 struct lock {
 	const char		*name;		/* first: lock_cmp */
 	struct locktab		*tab;
-	void			*state;		/* the store's, after the lock */
+	void			*state;		/* the store's, after lock */
 	int			 blocked;	/* the store waits to take it */
 	int			 idle;		/* no holders, no waiters */
 	unsigned		 idle_epoch;	/* locktab epoch it went idle */
@@ -113,7 +113,7 @@ TAILQ_HEAD(locks, lock);
 struct locktab {
 	struct lock_store	*store;
 	const struct lock_store_ops *ops;	/* the store's */
-	int			 token_starved;	/* the limit held a waiter back */
+	int			 token_starved;	/* a waiter held back */
 	locktab_granted_cb	 granted_cb;
 	locktab_failed_cb	 failed_cb;
 	locktab_clock		 clock;
@@ -199,7 +199,8 @@ lock_set_blocked(struct lock *lock, int blocked, enum proto_mode mode)
 {
 	struct locktab	*tab = lock->tab;
 
-	if (lock->blocked == blocked && (!blocked || lock->blocked_mode == mode))
+	if (lock->blocked == blocked &&
+	    (!blocked || lock->blocked_mode == mode))
 		return;
 	if (lock->blocked != blocked) {
 		if (blocked) {

@@ -25,7 +25,7 @@ struct lock_req;
 struct lock_store;
 
 /* locktab_acquire's own errors, outside the errno range. */
-#define LOCKTAB_E_MAX_FILES	(-100000)	/* past the store's file bound */
+#define LOCKTAB_E_MAX_FILES	(-100000)	/* past the lock file bound */
 #define LOCKTAB_E_NO_TOKENS	(-100001)	/* past the token limit */
 
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);

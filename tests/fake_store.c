@@ -23,7 +23,7 @@ struct fake_lock {
 	struct lock		*lock;
 	const char		*name;		/* the lock's */
 	int			 mode;		/* taken in, or FAKE_NONE */
-	int			 waiting;	/* for a take in, or FAKE_NONE */
+	int			 waiting;	/* a take in, or FAKE_NONE */
 	LIST_ENTRY(fake_lock)	 entry;
 };
 
@@ -48,10 +48,11 @@ fake_busy_slot(struct fake_store *fs, const char *name)
 	return NULL;
 }
 
-/* The open lock of name, which must be open. */
+/* The open lock of name, or NULL. */
 static struct fake_lock *
-fake_find(struct fake_store *fs, const char *name)
+fake_find(struct lock_store *store, const char *name)
 {
+	struct fake_store	*fs = (struct fake_store *)store;
 	struct fake_lock	*fl;
 
 	LIST_FOREACH(fl, &fs->open, entry) {
@@ -196,7 +197,7 @@ fake_store_set_busy(struct lock_store *store, const char *name, int busy)
 int
 fake_store_mode(struct lock_store *store, const char *name)
 {
-	struct fake_lock	*fl = fake_find((struct fake_store *)store, name);
+	struct fake_lock	*fl = fake_find(store, name);
 
 	return fl != NULL ? fl->mode : FAKE_NONE;
 }
@@ -205,7 +206,7 @@ fake_store_mode(struct lock_store *store, const char *name)
 int
 fake_store_waiting(struct lock_store *store, const char *name)
 {
-	struct fake_lock	*fl = fake_find((struct fake_store *)store, name);
+	struct fake_lock	*fl = fake_find(store, name);
 
 	return fl != NULL ? fl->waiting : FAKE_NONE;
 }
@@ -218,7 +219,7 @@ fake_store_waiting(struct lock_store *store, const char *name)
 void
 fake_store_end_wait(struct lock_store *store, const char *name, int error)
 {
-	struct fake_lock	*fl = fake_find((struct fake_store *)store, name);
+	struct fake_lock	*fl = fake_find(store, name);
 
 	ck_assert_ptr_nonnull(fl);
 	ck_assert_int_ne(fl->waiting, FAKE_NONE);
