@@ -1,6 +1,8 @@
 /*
- * One client connection: its peer credentials, line framing, output with
- * backpressure, and its teardown.  Requests are answered in request.c.
+ * One client connection's transport: line framing, output with
+ * backpressure, and its teardown.  It knows no requests: each line goes to
+ * the owner's line callback (session.c), and the freeing rule is in
+ * daemon.h.
  *
  * A connection is OPEN, or CLOSING: it sent a final error (too_large) or
  * saw EOF, reads nothing more, and is freed once its output is flushed or
@@ -17,8 +19,6 @@
  * grant after another's release, a timeout) queue in their output buffer
  * and are flushed once per pass of the event loop.
  */
-
-#include <sys/socket.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -44,22 +44,19 @@ enum conn_state {
 };
 
 struct conn {
-	TAILQ_ENTRY(conn)	 entry;
-	struct server		*srv;
+	struct event_base	*base;
 	int			 fd;
+	size_t			 output_high;	/* unread bytes that throttle */
+	const struct conn_cb	*cb;
+	void			*cb_arg;
 	struct event		*read_ev;	/* persistent while reading */
 	struct event		*write_ev;	/* while output is backed up */
 	struct event		*flush_ev;	/* flushes out, once a pass */
 	struct event		*more_ev;	/* goes on with kept input; made
 						   when a pipeline first needs it */
-	struct json_tokener	*tok;
-	struct peer		 peer;
-	char			*client;
-	struct acquire_list	 acquires;
 	enum conn_state		 state;
 	int			 throttled;	/* reading paused for output */
 	int			 more;		/* lines left for a later pass */
-	int			 uid_counted;	/* in the server's per-uid count */
 	int			 in_input;	/* handling its own input */
 	int			 flush_armed;
 	struct evbuffer		*out;		/* replies not yet written */
@@ -68,6 +65,14 @@ struct conn {
 	size_t			 partial_size;
 	size_t			 partial_scanned; /* of it, known without \n */
 };
+
+/*
+ * The one piece of global state in the daemon: the buffers every
+ * connection shares.  They are safe to share because the event loop runs
+ * one callback at a time and a connection is done with them before its
+ * callback returns; they are static so that the hot path reaches them
+ * without a pointer chase, and 80 KiB is never allocated per connection.
+ */
 
 /* Every connection reads into this first: the loop runs one at a time. */
 static char	 conn_rbuf[READ_SIZE];
@@ -81,16 +86,6 @@ static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_flush_cb(evutil_socket_t, short, void *);
 static void	conn_more_cb(evutil_socket_t, short, void *);
-static void	conn_close_with(struct conn *, enum proto_error, const char *);
-
-/* Read the peer's pid, uid and gid from the kernel, not from the client. */
-static int
-conn_read_peer(int fd, struct ucred *ret_cred)
-{
-	socklen_t	 len = sizeof *ret_cred;
-
-	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ret_cred, &len);
-}
 
 /* Free what conn_new allocated, whatever it got to. */
 static void
@@ -106,32 +101,28 @@ conn_free_parts(struct conn *conn)
 		event_free(conn->more_ev);
 	if (conn->out != NULL)
 		evbuffer_free(conn->out);
-	if (conn->tok != NULL)
-		json_tokener_free(conn->tok);
 	free(conn->partial);
-	free(conn->client);
 	free(conn);
 }
 
 /*
  * Set up a connection over a non-blocking stream socket (accepted, or one
- * end of a socketpair in the fuzzer), which it owns from then on; NULL if
- * out of memory, with fd closed.
+ * end of a socketpair in the tests), which it owns from then on.  Lines
+ * and the close go to cb with arg; output past output_high unread bytes
+ * pauses reading.  NULL if out of memory, with fd closed.
  */
 struct conn *
-conn_new(struct server *srv, int fd, const struct peer *peer)
+conn_new(struct event_base *base, int fd, size_t output_high,
+    const struct conn_cb *cb, void *arg)
 {
-	struct event_base	*base = server_base(srv);
-	struct conn		*conn;
+	struct conn	*conn;
 
 	if ((conn = calloc(1, sizeof *conn)) == NULL) {
 		log_warnx("out of memory accepting a connection");
 		close(fd);
 		return NULL;
 	}
-	if ((conn->tok = proto_tokener_new()) == NULL ||
-	    (conn->client = strdup("")) == NULL ||
-	    (conn->out = evbuffer_new()) == NULL ||
+	if ((conn->out = evbuffer_new()) == NULL ||
 	    (conn->read_ev = event_new(base, fd, EV_READ | EV_PERSIST,
 	    conn_read_cb, conn)) == NULL ||
 	    (conn->write_ev = event_new(base, fd, EV_WRITE, conn_write_cb,
@@ -144,79 +135,34 @@ conn_new(struct server *srv, int fd, const struct peer *peer)
 		close(fd);
 		return NULL;
 	}
-	conn->srv = srv;
+	conn->base = base;
 	conn->fd = fd;
-	conn->peer = *peer;
-	TAILQ_INIT(&conn->acquires);
-	TAILQ_INSERT_TAIL(server_conns(srv), conn, entry);
-	conn->uid_counted = server_conn_opened(srv, peer->uid);
+	conn->output_high = output_high;
+	conn->cb = cb;
+	conn->cb_arg = arg;
 	return conn;
 }
 
-/*
- * Set up a connection for an accepted socket.  A peer the daemon does not
- * admit gets one error line, and the connection closes once it is sent.
- */
+/* Close the socket and free the connection; only its owner calls this. */
 void
-conn_accept(struct server *srv, int fd)
-{
-	struct conn		*conn;
-	struct ucred		 cred;
-	struct peer		 peer;
-	enum proto_error	 error;
-	const char		*msg;
-
-	if (conn_read_peer(fd, &cred) == -1) {
-		log_warn("SO_PEERCRED");
-		close(fd);
-		return;
-	}
-	peer.pid = cred.pid;
-	peer.uid = cred.uid;
-	peer.gid = cred.gid;
-	if ((conn = conn_new(srv, fd, &peer)) == NULL)
-		return;
-	error = server_admit(srv, fd, &peer, &msg);
-	if (error != PROTO_OK) {
-		log_warnx("refused connection from uid %ld pid %ld: %s",
-		    (long)peer.uid, (long)peer.pid, msg);
-		conn_close_with(conn, error, msg);
-		return;
-	}
-	log_debug("connection from pid %ld uid %ld", (long)peer.pid,
-	    (long)peer.uid);
-}
-
-/*
- * Release everything the connection held or awaited, close it and free
- * it.  The caller must not touch conn afterwards.
- */
-static void
 conn_free(struct conn *conn)
 {
-	struct server	*srv = conn->srv;
-	uid_t		 uid = conn->peer.uid;
-	int		 fd, uid_counted = conn->uid_counted;
+	int	 fd = conn->fd;
 
-	log_debug("connection from pid %ld closed", (long)conn->peer.pid);
 	if (conn_reply_owner == conn)
 		conn_reply_owner = NULL;
-	TAILQ_REMOVE(server_conns(srv), conn, entry);
-	request_drop_all(conn);
-	fd = conn->fd;
 	conn_free_parts(conn);
 	close(fd);
-	server_conn_closed(srv, uid, uid_counted);
 }
 
-/* Free every connection, at shutdown. */
-void
-conn_free_all(struct conn_list *conns)
+/*
+ * The transport is done: tell the owner, who frees the connection.  The
+ * caller must not touch conn afterwards.
+ */
+static void
+conn_gone(struct conn *conn)
 {
-	struct conn	*conn;
-
-	while ((conn = TAILQ_FIRST(conns)) != NULL)
-		conn_free(conn);
+	conn->cb->gone(conn->cb_arg);
 }
 
 /* Move the gathered replies of conn, from byte from on, behind its output. */
@@ -265,19 +211,19 @@ conn_flush(struct conn *conn)
 	int		 waiting;
 
 	if (conn_reply_write(conn) == -1) {
-		conn_free(conn);
+		conn_gone(conn);
 		return -1;
 	}
 	waiting = event_pending(conn->write_ev, EV_WRITE, NULL);
 	if (evbuffer_get_length(conn->out) > 0 && !waiting &&
 	    evbuffer_write(conn->out, conn->fd) == -1 &&
 	    !IO_RETRIABLE(errno)) {
-		conn_free(conn);
+		conn_gone(conn);
 		return -1;
 	}
 	if (evbuffer_get_length(conn->out) == 0 &&
 	    conn->state == CONN_CLOSING) {
-		conn_free(conn);
+		conn_gone(conn);
 		return -1;
 	}
 	/* A throttled connection waits too: only conn_write_cb resumes it. */
@@ -368,41 +314,23 @@ conn_start_closing(struct conn *conn)
 		evtimer_del(conn->more_ev);
 	conn->more = 0;
 	conn->partial_len = 0;
-	request_drop_all(conn);
+	conn->cb->closing(conn->cb_arg);
 	conn_arm_flush(conn);
 }
 
 /* Send a final error and close once it is flushed. */
-static void
+void
 conn_close_with(struct conn *conn, enum proto_error error, const char *msg)
 {
 	conn_send(conn, proto_reply_error(NULL, error, msg));
 	conn_start_closing(conn);
 }
 
-/* Parse one request line and dispatch it. */
-static void
-conn_handle_line(struct conn *conn, const char *line, size_t len)
-{
-	struct proto_scratch	 scratch;
-	struct proto_request	 r;
-	struct json_object	*obj;
-	enum proto_error	 error;
-	const char		*msg = NULL;
-
-	if (proto_blank(line, len))
-		return;
-	error = proto_request_parse(conn->tok, line, len, &scratch, &r, &obj,
-	    &msg);
-	request_dispatch(conn, &r, error, msg);
-	json_object_put(obj);
-}
-
 /* Pause reading while the client is not reading its replies. */
 static int
 conn_throttle(struct conn *conn)
 {
-	if (evbuffer_get_length(conn->out) <= server_output_high(conn->srv))
+	if (evbuffer_get_length(conn->out) <= conn->output_high)
 		return 0;
 	conn->throttled = 1;
 	event_del(conn->read_ev);
@@ -446,7 +374,7 @@ conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 			    PROTO_TEXT(PROTO_MAX_LINE) " bytes");
 			break;
 		}
-		conn_handle_line(conn, line, nl - line);
+		conn->cb->line(line, nl - line, conn->cb_arg);
 		handled++;
 		line = nl + 1;
 	}
@@ -563,7 +491,7 @@ conn_input_next(struct conn *conn)
 	}
 	event_del(conn->read_ev);
 	if (conn->more_ev == NULL && (conn->more_ev = evtimer_new(
-	    server_base(conn->srv), conn_more_cb, conn)) == NULL) {
+	    conn->base, conn_more_cb, conn)) == NULL) {
 		log_warnx("out of memory pacing a pipeline");
 		conn_close_with(conn, PROTO_E_INTERNAL, "out of memory");
 		return;
@@ -605,7 +533,7 @@ conn_read_cb(evutil_socket_t fd, short events, void *arg)
 	if (n == -1 && IO_RETRIABLE(errno))
 		return;
 	if (n == -1 || (n == 0 && evbuffer_get_length(conn->out) == 0)) {
-		conn_free(conn);
+		conn_gone(conn);
 		return;
 	}
 	if (n == 0)
@@ -625,13 +553,13 @@ conn_write_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	if (events & EV_TIMEOUT) {
-		conn_free(conn);
+		conn_gone(conn);
 		return;
 	}
 	if (conn_flush(conn) == -1)
 		return;
 	if (!conn->throttled || evbuffer_get_length(conn->out) >
-	    server_output_high(conn->srv) / 4)
+	    conn->output_high / 4)
 		return;
 	conn->throttled = 0;
 	conn_handle_kept(conn);
@@ -646,45 +574,4 @@ conn_more_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	conn_handle_kept(conn);
-}
-
-/* The server this connection belongs to. */
-struct server *
-conn_server(struct conn *conn)
-{
-	return conn->srv;
-}
-
-/* The peer's credentials, read at accept. */
-const struct peer *
-conn_peer(const struct conn *conn)
-{
-	return &conn->peer;
-}
-
-/* The label the client gave in hello, or "". */
-const char *
-conn_client(const struct conn *conn)
-{
-	return conn->client;
-}
-
-/* Replace the client label; -1 if out of memory. */
-int
-conn_set_client(struct conn *conn, const char *client)
-{
-	char	*copy;
-
-	if ((copy = strdup(client)) == NULL)
-		return -1;
-	free(conn->client);
-	conn->client = copy;
-	return 0;
-}
-
-/* The connection's acquires, waiting and held. */
-struct acquire_list *
-conn_acquires(struct conn *conn)
-{
-	return &conn->acquires;
 }

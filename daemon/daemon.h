@@ -90,12 +90,46 @@ int	 token_read_ceiling(int, int64_t *);
 int	 token_seed(int, double, int64_t *);
 int	 token_reserve(int, int64_t, const char **);
 
-/* conn.c: one client connection, its framing and its output. */
-struct server;
+/*
+ * conn.c: one client connection's transport: line framing, output with
+ * backpressure, and teardown.  It knows nothing of requests: it hands
+ * each line to its owner and says when the peer is closing and when the
+ * transport is done.
+ *
+ * Freeing rule: only the owner frees a conn, with conn_free, and only
+ * from its gone callback or from outside any conn callback (shutdown).
+ * conn calls gone as the last thing it does in an event callback and
+ * never touches the conn afterwards; conn_send, conn_write and
+ * conn_close_with never free, so an owner may call them on any conn from
+ * any callback.
+ */
 struct conn;
-struct acquire;
-TAILQ_HEAD(conn_list, conn);
-TAILQ_HEAD(acquire_list, acquire);
+
+struct conn_cb {
+	/* One request line, without its newline. */
+	void	(*line)(const char *, size_t, void *);
+	/* The peer is closing (EOF or a final error): no more lines come. */
+	void	(*closing)(void *);
+	/* The transport is done: the owner must conn_free it now. */
+	void	(*gone)(void *);
+};
+
+struct conn	*conn_new(struct event_base *, int, size_t,
+		    const struct conn_cb *, void *);
+void		 conn_free(struct conn *);
+void		 conn_send(struct conn *, struct json_object *);
+void		 conn_write(struct conn *, const char *, size_t);
+void		 conn_close_with(struct conn *, enum proto_error,
+		    const char *);
+
+/*
+ * session.c: one client's session over its conn: the tokener and the
+ * parse, the client label, the acquires, and dispatch.  What all
+ * sessions share, and the calls up into the daemon, are in a
+ * session_host that server.c owns.
+ */
+struct session;
+TAILQ_HEAD(session_list, session);
 
 struct peer {
 	pid_t		 pid;
@@ -103,28 +137,51 @@ struct peer {
 	gid_t		 gid;
 };
 
-struct conn	*conn_new(struct server *, int, const struct peer *);
-void		 conn_accept(struct server *, int);
-void		 conn_send(struct conn *, struct json_object *);
-void		 conn_write(struct conn *, const char *, size_t);
-void		 conn_free_all(struct conn_list *);
-struct server	*conn_server(struct conn *);
-const struct peer *conn_peer(const struct conn *);
-const char	*conn_client(const struct conn *);
-int		 conn_set_client(struct conn *, const char *);
-struct acquire_list *conn_acquires(struct conn *);
+/* Who a session's client is, as list and blocking events show it. */
+struct client_info {
+	struct peer	 peer;
+	char		*label;		/* from hello, or "" */
+};
 
-/* request.c: decode and answer requests; a connection's acquires. */
-void		 request_dispatch(struct conn *, const struct proto_request *,
-		    enum proto_error, const char *);
-void		 request_drop_all(struct conn *);
-void		 request_granted(struct lock_req *, void *);
-void		 request_failed(struct lock_req *, int, void *);
-struct json_object *request_holder_encode(struct lock_req *);
+/* One broker holder or waiter: plain data; lock_req_arg points at it. */
+struct holder_info {
+	const struct client_info *client;
+	const char	*owner;
+};
+
+struct session_host {
+	struct event_base	*base;
+	struct locktab		*locktab;
+	struct listing		*listing;
+	size_t			 max_locks_per_client;
+	size_t			 max_lock_files;	/* 0: no bound */
+	size_t			 output_high;	/* unread reply bytes */
+	double			 started;	/* monotonic, for uptime */
+	struct session_list	 sessions;	/* kept by session.c */
+	size_t			 nsessions;
+	/* Calls up into the daemon, each given arg. */
+	void		 (*closed)(const struct peer *, int, void *);
+	const char	*(*tokens_exhausted)(void *);
+	void		 (*lock_file_missing)(void *);
+	void			*arg;
+};
+
+struct session	*session_new(struct session_host *, int,
+		    const struct peer *, int);
+void		 session_free(struct session *);
+void		 session_free_all(struct session_host *);
+void		 session_granted(struct lock_req *, void *);
+void		 session_failed(struct lock_req *, int, void *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
-struct json_object *listing_holders(struct server *, struct lock *);
-struct json_object *listing_locks(struct server *, const char *, int,
+struct listing {
+	struct locktab		*locktab;
+	struct outside_cache	*outside;
+	int			 lock_dirfd;
+};
+
+struct json_object *listing_holders(struct listing *, struct lock *);
+struct json_object *listing_locks(struct listing *, const char *, int,
 		    const char *, size_t, int *);
 
 /* server.c: the listening socket, signals, timers and shared state. */
@@ -147,21 +204,9 @@ void		 server_parent_dir(const char *, char *, size_t);
 void		 server_free(struct server *);
 struct event_base *server_base(struct server *);
 struct locktab	*server_locktab(struct server *);
-struct outside_cache *server_outside(struct server *);
-int		 server_lock_dirfd(const struct server *);
-struct conn_list *server_conns(struct server *);
+struct session_host *server_sessions(struct server *);
 size_t		 server_nconns(const struct server *);
-size_t		 server_max_locks_per_client(const struct server *);
-size_t		 server_max_lock_files(const struct server *);
-size_t		 server_output_high(const struct server *);
-enum proto_error server_admit(struct server *, int, const struct peer *,
-		    const char **);
-int		 server_conn_opened(struct server *, uid_t);
-void		 server_conn_closed(struct server *, uid_t, int);
-const char	*server_tokens_exhausted(struct server *);
-void		 server_lock_file_missing(struct server *);
 int		 server_failed(const struct server *);
-double		 server_uptime(const struct server *);
 
 /* clock.c */
 double		 clock_realtime(void);

@@ -45,7 +45,7 @@ struct entry {
  * which the cache allows a few times per scan.
  */
 static void
-outside_read(struct server *srv, struct outside *out, struct lock **blocked,
+outside_read(struct listing *listing, struct outside *out, struct lock **blocked,
     size_t nblocked, int needed)
 {
 	struct stat	 sb;
@@ -53,10 +53,10 @@ outside_read(struct server *srv, struct outside *out, struct lock **blocked,
 
 	out->holders = NULL;
 	out->n = 0;
-	if (!needed || fstat(server_lock_dirfd(srv), &sb) == -1)
+	if (!needed || fstat(listing->lock_dirfd, &sb) == -1)
 		return;
 	for (try = 0; try < OUTSIDE_TRIES; try++) {
-		out->n = outside_get(server_outside(srv), sb.st_dev, try > 0,
+		out->n = outside_get(listing->outside, sb.st_dev, try > 0,
 		    &out->holders);
 		for (i = 0; i < nblocked; i++) {
 			if (!outside_holds(out, lock_ino(blocked[i])))
@@ -97,6 +97,26 @@ lock_may_have_outsiders(struct lock *lock)
 	    (first != NULL && lock_req_mode(first) == PROTO_SHARED);
 }
 
+/* Describe one broker holder or waiter, from the plain data it carries. */
+static struct json_object *
+holder_encode(struct lock_req *req)
+{
+	const struct holder_info	*holder = lock_req_arg(req);
+	const struct client_info	*client = holder->client;
+	struct proto_holder		 h;
+
+	memset(&h, 0, sizeof h);
+	h.pid = client->peer.pid;
+	h.uid = client->peer.uid;
+	h.gid = client->peer.gid;
+	h.client = client->label;
+	h.owner = holder->owner;
+	h.mode = lock_req_mode(req);
+	h.since = lock_req_since(req);
+	h.token = lock_req_held(req) ? lock_req_token(req) : 0;
+	return proto_holder_encode(&h);
+}
+
 /* Append broker requests from first on, then outside holders of ino. */
 static struct json_object *
 holders_array(struct lock_req *first, const struct outside *out, ino_t ino)
@@ -106,7 +126,7 @@ holders_array(struct lock_req *first, const struct outside *out, ino_t ino)
 	struct lock_req		*req;
 
 	for (req = first; req != NULL; req = lock_req_next(req))
-		json_object_array_add(array, request_holder_encode(req));
+		json_object_array_add(array, holder_encode(req));
 	if (out == NULL || ino == 0 ||
 	    (h = outside_find(out->holders, out->n, ino)) == NULL)
 		return array;
@@ -117,14 +137,14 @@ holders_array(struct lock_req *first, const struct outside *out, ino_t ino)
 
 /* The holders of one lock, broker and outside, for a blocking event. */
 struct json_object *
-listing_holders(struct server *srv, struct lock *lock)
+listing_holders(struct listing *listing, struct lock *lock)
 {
 	struct outside		 out;
 	struct lock_req		*first = lock_first_holder(lock);
 
 	if (!lock_may_have_outsiders(lock))
 		return holders_array(first, NULL, 0);
-	outside_read(srv, &out, &lock, lock_blocked(lock) ? 1 : 0, 1);
+	outside_read(listing, &out, &lock, lock_blocked(lock) ? 1 : 0, 1);
 	return holders_array(first, &out, out.n > 0 ? lock_ino(lock) : 0);
 }
 
@@ -155,15 +175,15 @@ entry_add(struct entry **entries, size_t *n, size_t *cap, const char *name,
 
 /* Whether a lock file named name (of inode ino) is held only outside. */
 static int
-outside_only(struct server *srv, const struct outside *out, const char *name,
+outside_only(struct listing *listing, const struct outside *out, const char *name,
     ino_t *ret_ino)
 {
 	struct stat	 sb;
 
 	if (!proto_name_valid(name, strlen(name)) ||
-	    locktab_find(server_locktab(srv), name) != NULL)
+	    locktab_find(listing->locktab, name) != NULL)
 		return 0;
-	if (fstatat(server_lock_dirfd(srv), name, &sb,
+	if (fstatat(listing->lock_dirfd, name, &sb,
 	    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(sb.st_mode))
 		return 0;
 	*ret_ino = sb.st_ino;
@@ -172,7 +192,7 @@ outside_only(struct server *srv, const struct outside *out, const char *name,
 
 /* Add the files of the lock directory held only from outside. */
 static void
-entries_add_outside(struct server *srv, const struct outside *out,
+entries_add_outside(struct listing *listing, const struct outside *out,
     const char *name, struct entry **entries, size_t *n, size_t *cap)
 {
 	struct dirent	*de;
@@ -183,11 +203,11 @@ entries_add_outside(struct server *srv, const struct outside *out,
 	if (out->n == 0)
 		return;
 	if (name != NULL) {
-		if (outside_only(srv, out, name, &ino))
+		if (outside_only(listing, out, name, &ino))
 			entry_add(entries, n, cap, name, NULL, ino);
 		return;
 	}
-	fd = openat(server_lock_dirfd(srv), ".",
+	fd = openat(listing->lock_dirfd, ".",
 	    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1 || (dir = fdopendir(fd)) == NULL) {
 		if (fd != -1)
@@ -199,7 +219,7 @@ entries_add_outside(struct server *srv, const struct outside *out,
 		/* Most files are flocked by nobody: no fstatat for those. */
 		if (outside_find(out->holders, out->n, de->d_ino) == NULL)
 			continue;
-		if (outside_only(srv, out, de->d_name, &ino) &&
+		if (outside_only(listing, out, de->d_name, &ino) &&
 		    entry_add(entries, n, cap, de->d_name, NULL, ino) == -1)
 			break;
 	}
@@ -215,10 +235,10 @@ entry_cmp(const void *a, const void *b)
 
 /* Collect what to list: broker locks (one name, or all), then outsiders. */
 static size_t
-entries_collect(struct server *srv, const struct outside *out,
+entries_collect(struct listing *listing, const struct outside *out,
     const char *name, int all, struct entry **ret)
 {
-	struct locktab	*tab = server_locktab(srv);
+	struct locktab	*tab = listing->locktab;
 	struct entry	*entries = NULL;
 	struct lock	*lock;
 	size_t		 n = 0, cap = 0;
@@ -236,7 +256,7 @@ entries_collect(struct server *srv, const struct outside *out,
 		}
 	}
 	if (all)
-		entries_add_outside(srv, out, name, &entries, &n, &cap);
+		entries_add_outside(listing, out, name, &entries, &n, &cap);
 	if (n > 0)
 		qsort(entries, n, sizeof *entries, entry_cmp);
 	*ret = entries;
@@ -248,10 +268,10 @@ entries_collect(struct server *srv, const struct outside *out,
  * *ret_outsiders says whether any listed lock may have outside holders.
  */
 static size_t
-blocked_collect(struct server *srv, const char *name, struct lock ***ret,
+blocked_collect(struct listing *listing, const char *name, struct lock ***ret,
     int *ret_outsiders)
 {
-	struct locktab	*tab = server_locktab(srv);
+	struct locktab	*tab = listing->locktab;
 	struct lock	*lock, **blocked;
 	size_t		 n = 0;
 
@@ -331,7 +351,7 @@ entry_encode(const struct entry *entry, const struct outside *out)
  * amount.  *ret_more says whether entries were left for another page.
  */
 struct json_object *
-listing_locks(struct server *srv, const char *name, int all,
+listing_locks(struct listing *listing, const char *name, int all,
     const char *after, size_t limit, int *ret_more)
 {
 	struct json_object	*array, *obj;
@@ -343,10 +363,10 @@ listing_locks(struct server *srv, const char *name, int all,
 
 	if (limit == 0 || limit > PROTO_MAX_LIST)
 		limit = PROTO_MAX_LIST;
-	nblocked = blocked_collect(srv, name, &blocked, &outsiders);
-	outside_read(srv, &out, blocked, nblocked, all || outsiders);
+	nblocked = blocked_collect(listing, name, &blocked, &outsiders);
+	outside_read(listing, &out, blocked, nblocked, all || outsiders);
 	free(blocked);
-	n = entries_collect(srv, &out, name, all, &entries);
+	n = entries_collect(listing, &out, name, all, &entries);
 	array = json_object_new_array();
 	for (i = entries_after(entries, n, after); i < n; i++) {
 		if (shown == limit || bytes >= LIST_REPLY_BYTES)

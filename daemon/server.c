@@ -1,6 +1,7 @@
 /*
- * The server: the listening socket, signals, periodic timers, and the
- * state every connection shares (the lock table and the connection list).
+ * The server: the listening socket, admission, signals, periodic timers,
+ * and the state every session shares (the lock table and the session
+ * host).  Admission happens here, before a session or a connection exists.
  */
 
 #include <sys/socket.h>
@@ -41,16 +42,12 @@ struct server {
 	struct locktab		*locktab;
 	struct store_file	*store;		/* under the lock table */
 	struct outside_cache	*outside;	/* the last /proc/locks scan */
-	struct conn_list	 conns;
-	size_t			 nconns;
-	size_t			 max_locks_per_client;
-	size_t			 max_lock_files;
-	size_t			 output_high;
+	struct listing		 listing;
+	struct session_host	 host;		/* sessions and what they share */
 	size_t			 max_clients;
 	size_t			 max_clients_per_uid;
 	void			*uid_counts;	/* tsearch(3) of uid_count */
 	const struct access	*access;
-	double			 started;
 	int64_t			 token_reserve;
 	int64_t			 token_ceiling;	/* durably saved */
 	int			 token_error;	/* errno of the last save */
@@ -68,6 +65,9 @@ struct uid_count {
 	uid_t	 uid;
 	size_t	 n;
 };
+
+static void	server_host_init(struct server *, const struct server_config *);
+static void	server_session_closed(const struct peer *, int, void *);
 
 /*
  * Whether a directory can be trusted with the socket or the lock files:
@@ -310,7 +310,9 @@ lock_dir_claim(int dirfd, const char *path)
 	return fd;
 }
 
-/* Hand each accepted socket to a new connection. */
+static void	server_admit(struct server *, int);
+
+/* Admit each accepted socket, or refuse it. */
 static void
 server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -318,7 +320,7 @@ server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
 	(void)listener;
 	(void)sa;
 	(void)salen;
-	conn_accept(arg, fd);
+	server_admit(arg, fd);
 }
 
 /* Accept again on every listening socket. */
@@ -446,9 +448,11 @@ server_reserve_tokens(struct server *srv)
  * failed save behind it the reserve merely ran out between two ticks:
  * save a new ceiling at once, so the next acquire succeeds.
  */
-const char *
-server_tokens_exhausted(struct server *srv)
+static const char *
+server_tokens_exhausted(void *arg)
 {
+	struct server	*srv = arg;
+
 	if (srv->token_error == 0 && server_reserve_tokens(srv) == 0)
 		return "the fencing tokens reserved on disk ran out; "
 		    "try again";
@@ -545,9 +549,11 @@ server_lock_dir_lost(struct server *srv)
 }
 
 /* An acquire found no lock file to open: is the whole lock dir gone? */
-void
-server_lock_file_missing(struct server *srv)
+static void
+server_lock_file_missing(void *arg)
 {
+	struct server	*srv = arg;
+
 	if (server_lock_dir_gone(srv))
 		server_lock_dir_lost(srv);
 }
@@ -564,7 +570,7 @@ static void
 server_status(const struct server *srv, char *buf, size_t size)
 {
 	snprintf(buf, size, "%zu connections, %zu locks held, %zu waiters",
-	    srv->nconns, locktab_nheld(srv->locktab),
+	    srv->host.nsessions, locktab_nheld(srv->locktab),
 	    locktab_nwaiting(srv->locktab));
 }
 
@@ -659,16 +665,11 @@ server_new(struct event_base *base, const struct server_config *config)
 	if ((srv = calloc(1, sizeof *srv)) == NULL)
 		fatal("calloc");
 	srv->base = base;
-	srv->max_locks_per_client = config->max_locks_per_client;
-	srv->output_high = config->output_high != 0 ? config->output_high :
-	    OUTPUT_HIGH;
 	srv->max_clients = config->max_clients;
 	srv->max_clients_per_uid = config->max_clients_per_uid;
 	srv->access = config->access;
-	srv->started = clock_monotonic();
 	srv->token_reserve = config->token_reserve > 0 ?
 	    config->token_reserve : TOKEN_RESERVE;
-	TAILQ_INIT(&srv->conns);
 	if ((srv->lock_dir = strdup(config->lock_dir)) == NULL)
 		fatal("strdup");
 	srv->lock_dirfd = lock_dir_open(config->lock_dir);
@@ -685,12 +686,11 @@ server_new(struct event_base *base, const struct server_config *config)
 	    first_token)) == NULL)
 		fatal("store_file_new");
 	srv->locktab = locktab_new(store_file_base(srv->store),
-	    request_granted, request_failed, clock_realtime);
+	    session_granted, session_failed, clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
-	srv->max_lock_files = config->max_lock_files;
-	if (srv->max_lock_files > 0 && (error = store_file_set_max_files(
-	    srv->store, srv->max_lock_files)) != 0) {
+	if (config->max_lock_files > 0 && (error = store_file_set_max_files(
+	    srv->store, config->max_lock_files)) != 0) {
 		errno = -error;
 		fatal("cannot count the files of the lock dir %s",
 		    config->lock_dir);
@@ -701,6 +701,7 @@ server_new(struct event_base *base, const struct server_config *config)
 		fatalx("%s", srv->token_msg);
 	if ((srv->outside = outside_cache_new()) == NULL)
 		fatal("outside_cache_new");
+	server_host_init(srv, config);
 	srv->socket_path = strdup(config->socket_path != NULL ?
 	    config->socket_path : "(no socket)");
 	if (srv->socket_path == NULL)
@@ -728,7 +729,7 @@ server_free(struct server *srv)
 
 	if (srv == NULL)
 		return;
-	conn_free_all(&srv->conns);
+	session_free_all(&srv->host);
 	for (i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	free(srv->listeners);
@@ -765,56 +766,18 @@ server_locktab(struct server *srv)
 	return srv->locktab;
 }
 
-/* The cached scan of outside flocks. */
-struct outside_cache *
-server_outside(struct server *srv)
+/* The sessions and what they share. */
+struct session_host *
+server_sessions(struct server *srv)
 {
-	return srv->outside;
+	return &srv->host;
 }
 
-/* The open lock directory. */
-int
-server_lock_dirfd(const struct server *srv)
-{
-	return srv->lock_dirfd;
-}
-
-/* All open connections. */
-struct conn_list *
-server_conns(struct server *srv)
-{
-	return &srv->conns;
-}
-
-/* How many connections are open. */
+/* How many sessions are open. */
 size_t
 server_nconns(const struct server *srv)
 {
-	return srv->nconns;
-}
-
-/* How many names one connection may hold or await at once. */
-size_t
-server_max_locks_per_client(const struct server *srv)
-{
-	return srv->max_locks_per_client;
-}
-
-/* How many lock files the lock dir may hold before new names are refused. */
-size_t
-server_max_lock_files(const struct server *srv)
-{
-	return srv->max_lock_files;
-}
-
-/*
- * How many reply bytes a client may leave unread before the daemon stops
- * reading its requests; reading resumes below a quarter of it.
- */
-size_t
-server_output_high(const struct server *srv)
-{
-	return srv->output_high;
+	return srv->host.nsessions;
 }
 
 /* Order uid_counts by uid. */
@@ -839,13 +802,28 @@ uid_count_find(struct server *srv, uid_t uid)
 	return *(struct uid_count **)node;
 }
 
+/* Read the peer's pid, uid and gid from the kernel, not from the client. */
+static int
+server_read_peer(int fd, struct peer *ret_peer)
+{
+	struct ucred	 cred;
+	socklen_t	 len = sizeof cred;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+		return -1;
+	ret_peer->pid = cred.pid;
+	ret_peer->uid = cred.uid;
+	ret_peer->gid = cred.gid;
+	return 0;
+}
+
 /*
- * Decide whether a new connection (already counted) may stay: the peer
- * must be allowed, and the daemon under --max-clients and the peer's uid
- * under --max-clients-per-uid.
+ * Whether a new peer may connect: it must be allowed, and the daemon
+ * under --max-clients and the peer's uid under --max-clients-per-uid.
+ * Returns PROTO_OK, or the error and why in ret_msg.
  */
-enum proto_error
-server_admit(struct server *srv, int fd, const struct peer *peer,
+static enum proto_error
+server_admits(struct server *srv, int fd, const struct peer *peer,
     const char **ret_msg)
 {
 	struct uid_count	*count;
@@ -854,13 +832,13 @@ server_admit(struct server *srv, int fd, const struct peer *peer,
 		*ret_msg = "this user may not use the lock broker";
 		return PROTO_E_PERMISSION_DENIED;
 	}
-	if (srv->nconns > srv->max_clients) {
+	if (srv->host.nsessions >= srv->max_clients) {
 		*ret_msg = "too many clients are connected";
 		return PROTO_E_LIMIT;
 	}
 	if (srv->max_clients_per_uid > 0 &&
 	    (count = uid_count_find(srv, peer->uid)) != NULL &&
-	    count->n > srv->max_clients_per_uid) {
+	    count->n >= srv->max_clients_per_uid) {
 		*ret_msg = "too many connections from this user";
 		return PROTO_E_LIMIT;
 	}
@@ -868,18 +846,38 @@ server_admit(struct server *srv, int fd, const struct peer *peer,
 }
 
 /*
- * Count a new connection, also under its peer's uid; returns whether the
- * uid count took it (not when out of memory), for server_conn_closed.
+ * Send a refused peer its one error line and close.  A new socket's
+ * buffer takes a short line whole, so one write(2) is enough.
  */
-int
-server_conn_opened(struct server *srv, uid_t uid)
+static void
+server_refuse(int fd, enum proto_error error, const char *msg)
+{
+	struct json_object	*reply = proto_reply_error(NULL, error, msg);
+	const char		*text;
+	size_t			 len;
+	char			 line[512];
+
+	text = proto_serialize(reply, &len);
+	if (len < sizeof line) {
+		memcpy(line, text, len);
+		line[len++] = '\n';
+		if (write(fd, line, len) == -1)
+			log_debug("write to a refused peer: %s",
+			    strerror(errno));
+	}
+	json_object_put(reply);
+	close(fd);
+}
+
+/* Count a new session under its peer's uid; 0 if out of memory. */
+static int
+server_count_uid(struct server *srv, uid_t uid)
 {
 	struct uid_count	*count;
 	void			*node;
 
-	srv->nconns++;
 	if ((count = uid_count_find(srv, uid)) == NULL) {
-		/* Out of memory: this connection goes uncounted. */
+		/* Out of memory: this session goes uncounted. */
 		if ((count = calloc(1, sizeof *count)) == NULL)
 			return 0;
 		count->uid = uid;
@@ -893,27 +891,79 @@ server_conn_opened(struct server *srv, uid_t uid)
 	return 1;
 }
 
-/* Count a closed connection, and accept again if descriptors ran out. */
-void
-server_conn_closed(struct server *srv, uid_t uid, int uid_counted)
+/*
+ * Read an accepted socket's peer and decide; an admitted peer gets a
+ * session, a refused one an error line.
+ */
+static void
+server_admit(struct server *srv, int fd)
 {
+	struct peer		 peer;
+	enum proto_error	 error;
+	const char		*msg;
+	int			 counted;
+
+	if (server_read_peer(fd, &peer) == -1) {
+		log_warn("SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	if ((error = server_admits(srv, fd, &peer, &msg)) != PROTO_OK) {
+		log_warnx("refused connection from uid %ld pid %ld: %s",
+		    (long)peer.uid, (long)peer.pid, msg);
+		server_refuse(fd, error, msg);
+		return;
+	}
+	counted = server_count_uid(srv, peer.uid);
+	if (session_new(&srv->host, fd, &peer, counted) == NULL) {
+		server_session_closed(&peer, counted, srv);
+		return;
+	}
+	log_debug("connection from pid %ld uid %ld", (long)peer.pid,
+	    (long)peer.uid);
+}
+
+/*
+ * A session ended: uncount it, and accept again if descriptors ran out.
+ * counted says whether server_count_uid took it.
+ */
+static void
+server_session_closed(const struct peer *peer, int counted, void *arg)
+{
+	struct server		*srv = arg;
 	struct uid_count	*count;
 
-	if (uid_counted && (count = uid_count_find(srv, uid)) != NULL &&
+	if (counted && (count = uid_count_find(srv, peer->uid)) != NULL &&
 	    --count->n == 0) {
 		tdelete(count, &srv->uid_counts, uid_count_cmp);
 		free(count);
 	}
-	srv->nconns--;
 	if (evtimer_pending(srv->resume_ev, NULL)) {
 		evtimer_del(srv->resume_ev);
 		server_listeners_enable(srv);
 	}
 }
 
-/* Seconds since the server started. */
-double
-server_uptime(const struct server *srv)
+/* Fill in what every session shares, and the calls up to the server. */
+static void
+server_host_init(struct server *srv, const struct server_config *config)
 {
-	return clock_monotonic() - srv->started;
+	struct session_host	*host = &srv->host;
+
+	srv->listing.locktab = srv->locktab;
+	srv->listing.outside = srv->outside;
+	srv->listing.lock_dirfd = srv->lock_dirfd;
+	host->base = srv->base;
+	host->locktab = srv->locktab;
+	host->listing = &srv->listing;
+	host->max_locks_per_client = config->max_locks_per_client;
+	host->max_lock_files = config->max_lock_files;
+	host->output_high = config->output_high != 0 ? config->output_high :
+	    OUTPUT_HIGH;
+	host->started = clock_monotonic();
+	TAILQ_INIT(&host->sessions);
+	host->closed = server_session_closed;
+	host->tokens_exhausted = server_tokens_exhausted;
+	host->lock_file_missing = server_lock_file_missing;
+	host->arg = srv;
 }

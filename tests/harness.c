@@ -74,6 +74,16 @@ h_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Wall-clock time, as "since" uses. */
+double
+h_wall_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* Stretch an upper time bound when the daemon runs under a wrapper. */
 double
 h_slow(double secs)
@@ -1371,4 +1381,89 @@ h_member(struct json_object *obj, const char *key, size_t i)
 
 	ck_assert_msg(m != NULL, "no %s[%zu] in %s", key, i, h_json(obj));
 	return m;
+}
+
+/* Open a raw connection and say hello with the label client. */
+struct h_conn *
+h_connect_hello(const char *client)
+{
+	struct h_conn		*c = h_connect();
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", client);
+	EXPECT_OK(r);
+	return c;
+}
+
+/* Queue an acquire with this id and owner, and read its blocking event. */
+struct json_object *
+h_queue(struct h_conn *c, const char *name, const char *mode, int id,
+    const char *owner)
+{
+	struct json_object	*r;
+
+	r = h_request(c, "{\"op\":\"acquire\",\"id\":%d,\"name\":\"%s\","
+	    "\"mode\":\"%s\",\"owner\":\"%s\"}", id, name, mode, owner);
+	EXPECT_BLOCKING(r);
+	EXPECT_ID(r, id);
+	return r;
+}
+
+/* The list entry for name, or NULL when the daemon lists nothing. */
+struct json_object *
+h_listed(struct h_conn *c, const char *name)
+{
+	struct json_object	*r, *entry;
+
+	r = h_request(c, "{\"op\":\"list\",\"name\":\"%s\"}", name);
+	EXPECT_OK(r);
+	ck_assert_msg(h_is(r, "locks", json_type_array), "no locks: %s",
+	    h_json(r));
+	ck_assert_msg(h_len(r, "locks") <= 1, "more than %s: %s", name,
+	    h_json(r));
+	if ((entry = h_idx(h_get(r, "locks"), 0)) == NULL)
+		return NULL;
+	ck_assert_str_eq(h_str(entry, "name"), name);
+	ck_assert_msg(h_is(entry, "holders", json_type_array) &&
+	    h_is(entry, "waiters", json_type_array),
+	    "entry without holders and waiters: %s", h_json(entry));
+	return entry;
+}
+
+/* A string of n copies of c, for padding. */
+char *
+h_filled(size_t n, char c)
+{
+	char	*s = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* The token of an immediate exclusive grant of name, on a new connection. */
+int64_t
+h_token_from(struct h_daemon *d, const char *name)
+{
+	struct h_conn	*c = h_connect_to(d->socket_path);
+	int64_t		 token;
+
+	token = h_int(h_take(c, name, "exclusive"), "token");
+	h_conn_close(c);
+	return token;
+}
+
+/* Connect through liblocks to the TCase's daemon. */
+locks_conn *
+h_lib_conn(const char *client)
+{
+	locks_conn	*c = NULL;
+	int		 rc;
+
+	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
+	rc = locks_connect(h_srv.socket_path, client, &c);
+	ck_assert_msg(rc == LOCKS_OK, "locks_connect: %s: %s",
+	    locks_error_code(rc), locks_last_message(NULL));
+	return c;
 }

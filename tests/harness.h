@@ -55,6 +55,8 @@
 #define H_OUTSIDE_STALE_SECS	0.15
 /* How long to wait for a reply that must come. */
 #define H_REPLY_SECS	5.0
+/* Tokens are integers below 2^53, which a JSON double holds exactly. */
+#define H_MAX_SAFE_INTEGER	9007199254740992LL
 
 /* One locksd process and its files. */
 struct h_daemon {
@@ -101,6 +103,7 @@ struct h_flock {
 /* harness.c */
 const char	*h_error(void);
 double		 h_now(void);
+double		 h_wall_now(void);
 double		 h_slow(double);
 void		 h_sleep(double);
 int		 h_init(void);
@@ -211,5 +214,12 @@ struct json_object *h_take(struct h_conn *, const char *, const char *);
 void		 h_drop(struct h_conn *, const char *);
 struct json_object *h_granted(struct h_conn *, int, double);
 struct json_object *h_member(struct json_object *, const char *, size_t);
+struct h_conn	*h_connect_hello(const char *);
+struct json_object *h_queue(struct h_conn *, const char *, const char *, int,
+		    const char *);
+struct json_object *h_listed(struct h_conn *, const char *);
+char		*h_filled(size_t, char);
+int64_t		 h_token_from(struct h_daemon *, const char *);
+locks_conn	*h_lib_conn(const char *);
 
 #endif /* LOCKS_TEST_HARNESS_H */

@@ -1,6 +1,6 @@
 /*
  * conn.c in-process: a daemon with no listening socket, its connections
- * made with conn_new over socketpairs, and the event loop run by hand.
+ * made with session_new over socketpairs, and the event loop run by hand.
  * The unread-output bound is set small here, so a modest reply crosses it
  * while the socket still takes the whole reply in one write.  The token
  * reserve is small in the tokens case, so a test reaches the saved
@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,8 @@ client_new(void)
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0, pair), 0);
-	ck_assert_ptr_nonnull(conn_new(srv, pair[1], &peer));
+	ck_assert_ptr_nonnull(session_new(server_sessions(srv), pair[1], &peer,
+	    0));
 	return pair[0];
 }
 
@@ -168,9 +170,9 @@ client_close_and_check(int fd)
 
 	close(fd);
 	for (pass = 0; pass < LOOP_PASSES &&
-	    !TAILQ_EMPTY(server_conns(srv)); pass++)
+	    server_nconns(srv) > 0; pass++)
 		event_base_loop(base, EVLOOP_NONBLOCK);
-	ck_assert_msg(TAILQ_EMPTY(server_conns(srv)),
+	ck_assert_msg(server_nconns(srv) == 0,
 	    "the connection was never freed");
 	ck_assert_uint_eq(locktab_nheld(server_locktab(srv)), 0);
 }
@@ -381,11 +383,427 @@ START_TEST(test_acquire_past_an_unsaved_token_ceiling_is_internal_until_saved)
 }
 END_TEST
 
+/*
+ * The transport alone: a conn over a socketpair with a fake owner that
+ * records what the conn hands it, and no daemon at all.
+ */
+#define OWNER_LINES	512
+#define BIG_REPLY	(16 * 1024)
+
+struct owner {
+	struct conn	*conn;
+	char		*lines[OWNER_LINES];
+	size_t		 nlines;
+	int		 echo;		/* reply with each line */
+	size_t		 reply_size;	/* or with this many bytes */
+	int		 ncloses;	/* closing callbacks */
+	int		 ngone;		/* gone callbacks */
+	struct owner	*forward;	/* or write each line to this one */
+};
+
+static struct owner	 owner;
+
+static void
+owner_line_cb(const char *line, size_t len, void *arg)
+{
+	static char	 big[BIG_REPLY];
+	struct owner	*o = arg;
+
+	ck_assert_uint_lt(o->nlines, OWNER_LINES);
+	ck_assert_ptr_nonnull(o->lines[o->nlines] = strndup(line, len));
+	o->nlines++;
+	if (len == 3 && memcmp(line, "bye", 3) == 0) {
+		conn_close_with(o->conn, PROTO_E_BAD_REQUEST, "bye asked");
+		return;
+	}
+	if (o->forward != NULL) {
+		conn_write(o->forward->conn, line, len);
+		conn_write(o->forward->conn, "\n", 1);
+	}
+	if (o->echo) {
+		conn_write(o->conn, line, len);
+		conn_write(o->conn, "\n", 1);
+	}
+	if (o->reply_size > 0) {
+		memset(big, 'r', o->reply_size - 1);
+		big[o->reply_size - 1] = '\n';
+		conn_write(o->conn, big, o->reply_size);
+	}
+}
+
+static void
+owner_closing_cb(void *arg)
+{
+	struct owner	*o = arg;
+
+	o->ncloses++;
+}
+
+/* The transport is done: free it, as the freeing rule says. */
+static void
+owner_gone_cb(void *arg)
+{
+	struct owner	*o = arg;
+
+	o->ngone++;
+	conn_free(o->conn);
+	o->conn = NULL;
+}
+
+static const struct conn_cb owner_cb = {
+	owner_line_cb, owner_closing_cb, owner_gone_cb
+};
+
+/* A conn for o over a socketpair; returns the client's end. */
+static int
+owner_connect(struct owner *o, size_t output_high)
+{
+	int	 pair[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0, pair), 0);
+	ck_assert_ptr_nonnull(o->conn = conn_new(base, pair[1], output_high,
+	    &owner_cb, o));
+	return pair[0];
+}
+
+static void
+setup_transport(void)
+{
+	log_init(0);
+	signal(SIGPIPE, SIG_IGN);
+	memset(&owner, 0, sizeof owner);
+	ck_assert_ptr_nonnull(base = event_base_new());
+}
+
+static void
+owner_clear(struct owner *o)
+{
+	size_t	 i;
+
+	if (o->conn != NULL)
+		conn_free(o->conn);
+	for (i = 0; i < o->nlines; i++)
+		free(o->lines[i]);
+	memset(o, 0, sizeof *o);
+}
+
+static void
+teardown_transport(void)
+{
+	owner_clear(&owner);
+	event_base_free(base);
+}
+
+/* Run the loop a few passes, for whatever is pending. */
+static void
+loop_passes(int passes)
+{
+	while (passes-- > 0)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+/* Run the loop until o has n lines, or LOOP_PASSES went by. */
+static void
+loop_until_lines(struct owner *o, size_t n)
+{
+	int	 pass;
+
+	for (pass = 0; pass < LOOP_PASSES && o->nlines < n; pass++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_uint_eq(o->nlines, n);
+}
+
+/* Run the loop until o's conn is gone, or LOOP_PASSES went by. */
+static void
+loop_until_gone(struct owner *o)
+{
+	int	 pass;
+
+	for (pass = 0; pass < LOOP_PASSES && o->ngone == 0; pass++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(o->ngone, 1);
+	ck_assert_ptr_null(o->conn);
+}
+
+/* Read everything the client's end has now into buf; the byte count. */
+static size_t
+client_drain(int fd, char *buf, size_t size)
+{
+	size_t	 len = 0;
+	ssize_t	 n;
+
+	while (len < size - 1 && (n = read(fd, buf + len,
+	    size - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	return len;
+}
+
+/* Whether the client's end sees EOF (after reading what is left). */
+static int
+client_sees_eof(int fd)
+{
+	char	 buf[4096];
+	ssize_t	 n;
+
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		;
+	return n == 0;
+}
+
+START_TEST(test_a_line_split_across_reads_is_handed_over_whole)
+{
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	client_send(fd, "{\"op\":");
+	loop_passes(3);
+	ck_assert_uint_eq(owner.nlines, 0);
+	client_send(fd, "\"ping\"}\n{\"op\"");
+	loop_until_lines(&owner, 1);
+	ck_assert_str_eq(owner.lines[0], "{\"op\":\"ping\"}");
+	client_send(fd, ":2}\n");
+	loop_until_lines(&owner, 2);
+	ck_assert_str_eq(owner.lines[1], "{\"op\":2}");
+	close(fd);
+}
+END_TEST
+
+/* Every line goes to the owner, empty ones too, in order, without \n. */
+START_TEST(test_lines_of_one_read_are_handed_over_in_order)
+{
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	client_send(fd, "one\n\ntwo \nthree\n");
+	loop_until_lines(&owner, 4);
+	ck_assert_str_eq(owner.lines[0], "one");
+	ck_assert_str_eq(owner.lines[1], "");
+	ck_assert_str_eq(owner.lines[2], "two ");
+	ck_assert_str_eq(owner.lines[3], "three");
+	close(fd);
+}
+END_TEST
+
+/* Write a line of len bytes (and its newline if nl) in pieces. */
+static void
+client_send_long_line(int fd, size_t len, int nl)
+{
+	static char	 line[PROTO_MAX_LINE + 2];
+
+	memset(line, 'x', len);
+	if (nl)
+		line[len++] = '\n';
+	ck_assert_int_eq(write(fd, line, len), (ssize_t)len);
+}
+
+START_TEST(test_a_line_of_the_longest_length_is_handed_over)
+{
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	client_send_long_line(fd, PROTO_MAX_LINE, 1);
+	loop_until_lines(&owner, 1);
+	ck_assert_uint_eq(strlen(owner.lines[0]), PROTO_MAX_LINE);
+	ck_assert_int_eq(owner.ncloses, 0);
+	close(fd);
+}
+END_TEST
+
+/*
+ * A line past the limit, even without its newline, gets one too_large
+ * error; the conn says it is closing, then that it is gone.
+ */
+START_TEST(test_a_line_past_the_limit_closes_with_too_large)
+{
+	char	 buf[4096];
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	client_send_long_line(fd, PROTO_MAX_LINE + 1, 0);
+	loop_until_gone(&owner);
+	ck_assert_uint_eq(owner.nlines, 0);
+	ck_assert_int_eq(owner.ncloses, 1);
+	client_drain(fd, buf, sizeof buf);
+	ck_assert_msg(strstr(buf, "\"too_large\"") != NULL, "%s", buf);
+	ck_assert_ptr_eq(strchr(buf, '\n'), buf + strlen(buf) - 1);
+	ck_assert(client_sees_eof(fd));
+	close(fd);
+}
+END_TEST
+
+/* conn_close_with: the error goes out, no later line is handed over. */
+START_TEST(test_close_with_sends_the_error_and_reads_no_more)
+{
+	char	 buf[4096];
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	owner.echo = 1;
+	client_send(fd, "first\nbye\nafter\n");
+	loop_until_gone(&owner);
+	ck_assert_uint_eq(owner.nlines, 2);
+	ck_assert_int_eq(owner.ncloses, 1);
+	client_drain(fd, buf, sizeof buf);
+	ck_assert_msg(strncmp(buf, "first\n{", 7) == 0, "%s", buf);
+	ck_assert_msg(strstr(buf, "bye asked") != NULL, "%s", buf);
+	ck_assert(client_sees_eof(fd));
+	close(fd);
+}
+END_TEST
+
+/* A half-close: the replies to what came before it still arrive. */
+START_TEST(test_replies_flush_after_the_peer_half_closes)
+{
+	char	 buf[4096];
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	owner.echo = 1;
+	client_send(fd, "a\nb\n");
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	loop_until_gone(&owner);
+	ck_assert_uint_eq(owner.nlines, 2);
+	ck_assert_int_le(owner.ncloses, 1);
+	client_drain(fd, buf, sizeof buf);
+	ck_assert_str_eq(buf, "a\nb\n");
+	ck_assert(client_sees_eof(fd));
+	close(fd);
+}
+END_TEST
+
+/* A peer that vanishes with replies owed ends the conn, once. */
+START_TEST(test_a_peer_that_closes_ends_the_conn_once)
+{
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	owner.reply_size = BIG_REPLY;
+	client_send(fd, "a\nb\nc\n");
+	close(fd);
+	loop_until_gone(&owner);
+	loop_passes(3);
+	ck_assert_int_eq(owner.ngone, 1);
+}
+END_TEST
+
+/*
+ * Backpressure: while the client reads nothing, the conn stops taking
+ * lines once its unread output passes the bound; once the client reads,
+ * every line is handled and every reply arrives.
+ */
+START_TEST(test_unread_output_pauses_reading_until_it_drains)
+{
+	static char	 buf[1 << 16];
+	char		 line[32];
+	size_t		 got = 0, n, i;
+	int		 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	owner.reply_size = BIG_REPLY;
+	for (i = 0; i < 100; i++) {
+		snprintf(line, sizeof line, "%zu\n", i);
+		client_send(fd, line);
+	}
+	loop_passes(50);
+	/* The socket holds some replies, the output at most the bound. */
+	ck_assert_uint_gt(owner.nlines, 0);
+	ck_assert_uint_lt(owner.nlines, 100);
+	n = owner.nlines;
+	loop_passes(50);
+	ck_assert_uint_eq(owner.nlines, n);
+	for (i = 0; i < 100000 && got < 100 * BIG_REPLY; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		got += client_drain(fd, buf, sizeof buf);
+	}
+	ck_assert_uint_eq(owner.nlines, 100);
+	ck_assert_uint_eq(got, 100 * BIG_REPLY);
+	for (i = 0; i < 100; i++)
+		ck_assert_uint_eq(strtoul(owner.lines[i], NULL, 10), i);
+	close(fd);
+}
+END_TEST
+
+/* One client's long pipeline is handed over a share per loop pass. */
+START_TEST(test_a_long_pipeline_is_handed_over_across_passes)
+{
+	static char	 pipeline[300 * 8];
+	size_t		 len = 0, i;
+	int		 fd = owner_connect(&owner, 1 << 20);
+
+	for (i = 0; i < 300; i++)
+		len += snprintf(pipeline + len, sizeof pipeline - len,
+		    "%zu\n", i);
+	ck_assert_int_eq(write(fd, pipeline, len), (ssize_t)len);
+	event_base_loop(base, EVLOOP_ONCE);
+	ck_assert_uint_gt(owner.nlines, 0);
+	ck_assert_uint_lt(owner.nlines, 300);
+	loop_until_lines(&owner, 300);
+	for (i = 0; i < 300; i++)
+		ck_assert_uint_eq(strtoul(owner.lines[i], NULL, 10), i);
+	close(fd);
+}
+END_TEST
+
+/*
+ * A line written to another conn from inside this conn's callback is
+ * queued there and arrives; each conn's own replies keep their order.
+ */
+START_TEST(test_writes_to_another_conn_from_a_callback_arrive)
+{
+	static struct owner	 other;
+	char			 buf[4096];
+	int			 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+	int			 other_fd = owner_connect(&other,
+				    OUTPUT_HIGH_TEST);
+
+	owner.echo = 1;
+	owner.forward = &other;
+	client_send(fd, "x\ny\n");
+	loop_until_lines(&owner, 2);
+	loop_passes(3);
+	client_drain(fd, buf, sizeof buf);
+	ck_assert_str_eq(buf, "x\ny\n");
+	client_drain(other_fd, buf, sizeof buf);
+	ck_assert_str_eq(buf, "x\ny\n");
+	owner_clear(&other);
+	ck_assert(client_sees_eof(other_fd));
+	close(other_fd);
+	close(fd);
+}
+END_TEST
+
+/* conn_free by the owner: no callback, the socket closes at once. */
+START_TEST(test_the_owner_frees_a_conn_without_callbacks)
+{
+	int	 fd = owner_connect(&owner, OUTPUT_HIGH_TEST);
+
+	owner.reply_size = BIG_REPLY;
+	client_send(fd, "a\n");
+	loop_until_lines(&owner, 1);
+	conn_free(owner.conn);
+	owner.conn = NULL;
+	ck_assert_int_eq(owner.ncloses, 0);
+	ck_assert_int_eq(owner.ngone, 0);
+	ck_assert(client_sees_eof(fd));
+	close(fd);
+}
+END_TEST
+
 static Suite *
 conn_suite(void)
 {
 	Suite	*s = suite_create("conn");
-	TCase	*tc = tcase_create("throttle");
+	TCase	*tc = tcase_create("transport");
+
+	tcase_add_checked_fixture(tc, setup_transport, teardown_transport);
+	tcase_add_test(tc, test_a_line_split_across_reads_is_handed_over_whole);
+	tcase_add_test(tc, test_lines_of_one_read_are_handed_over_in_order);
+	tcase_add_test(tc, test_a_line_of_the_longest_length_is_handed_over);
+	tcase_add_test(tc, test_a_line_past_the_limit_closes_with_too_large);
+	tcase_add_test(tc, test_close_with_sends_the_error_and_reads_no_more);
+	tcase_add_test(tc, test_replies_flush_after_the_peer_half_closes);
+	tcase_add_test(tc, test_a_peer_that_closes_ends_the_conn_once);
+	tcase_add_test(tc, test_unread_output_pauses_reading_until_it_drains);
+	tcase_add_test(tc, test_a_long_pipeline_is_handed_over_across_passes);
+	tcase_add_test(tc, test_writes_to_another_conn_from_a_callback_arrive);
+	tcase_add_test(tc, test_the_owner_frees_a_conn_without_callbacks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("throttle");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_throttled_connection_resumes_when_output_drains);

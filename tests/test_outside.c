@@ -8,7 +8,7 @@
  * and leave no thread or descriptor behind.  See "Outside holders" and
  * "Lock files and plain flock(1)" in protocol/PROTOCOL.md.
  *
- * As in test_integration.c, a TCase shares one daemon started in an
+ * As in test_wire.c, a TCase shares one daemon started in an
  * unchecked fixture, and each test uses lock names of its own.  Tests that
  * count the daemon's threads and descriptors (/proc/<pid>/task and
  * /proc/<pid>/fd) start a daemon of their own instead, so that nothing

@@ -583,7 +583,7 @@ END_TEST
 /*
  * Out of descriptors: idle connections take every descriptor the daemon
  * may have.  Complements test_limit_when_the_daemon_runs_out_of_descriptors
- * (test_integration), where lock files run out instead.
+ * (test_lifecycle), where lock files run out instead.
  */
 
 #define EMFILE_NOFILE	64

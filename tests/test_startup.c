@@ -115,18 +115,6 @@ expect_refused(struct h_daemon *d, const char *text, const char *text2)
 	    "not one line: %s", log);
 }
 
-/* The token of an immediate exclusive grant of name, on a new connection. */
-static int64_t
-token_from(struct h_daemon *d, const char *name)
-{
-	struct h_conn	*c = h_connect_to(d->socket_path);
-	int64_t		 token;
-
-	token = h_int(h_take(c, name, "exclusive"), "token");
-	h_conn_close(c);
-	return token;
-}
-
 /* The token ceiling saved in d's lock dir. */
 static int64_t
 saved_ceiling(const struct h_daemon *d)
@@ -191,20 +179,20 @@ START_TEST(test_tokens_after_a_failed_save_and_kill_9_stay_above_all_before)
 
 	memset(&d, 0, sizeof d);
 	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	last = token_from(&d, "kill9-x");
+	last = h_token_from(&d, "kill9-x");
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
 
 	/* A run that cannot save a ceiling must hand out nothing. */
 	plant_tokens_tmp(&d, 1);
 	pid = h_daemon_spawn(&d);
 	if (h_daemon_wait_ready(&d, pid) == 0) {
-		t = token_from(&d, "kill9-x");
+		t = h_token_from(&d, "kill9-x");
 		last = t > last ? t : last;
 		h_daemon_kill(&d);
 	}
 	plant_tokens_tmp(&d, 0);
 	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	t = token_from(&d, "kill9-x");
+	t = h_token_from(&d, "kill9-x");
 	ck_assert_msg(t > last, "token %lld after a run that could not save "
 	    "its ceiling, not above %lld", (long long)t, (long long)last);
 	last = t;
@@ -213,7 +201,7 @@ START_TEST(test_tokens_after_a_failed_save_and_kill_9_stay_above_all_before)
 	plant_tokens_tmp(&d, 1);
 	h_sleep(1.5);		/* a tick may try to save, and fail */
 	for (i = 0; i < 5; i++) {
-		t = token_from(&d, "kill9-x");
+		t = h_token_from(&d, "kill9-x");
 		ck_assert_int_gt(t, last);
 		ck_assert_msg(t <= saved_ceiling(&d), "token %lld above the "
 		    "saved ceiling %lld", (long long)t,
@@ -223,7 +211,7 @@ START_TEST(test_tokens_after_a_failed_save_and_kill_9_stay_above_all_before)
 	h_daemon_kill(&d);
 	plant_tokens_tmp(&d, 0);
 	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	t = token_from(&d, "kill9-x");
+	t = h_token_from(&d, "kill9-x");
 	ck_assert_msg(t > last, "token %lld after kill -9, not above %lld",
 	    (long long)t, (long long)last);
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
@@ -290,7 +278,7 @@ START_TEST(test_removed_lock_dir_makes_the_daemon_exit_and_tokens_rise)
 	fprintf(fp, "%" PRId64 "\n", ahead);
 	fclose(fp);
 	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	before = token_from(&d, "rmdir-x");
+	before = h_token_from(&d, "rmdir-x");
 	ck_assert_int_gt(before, ahead);
 
 	ck_assert_int_eq(h_system("rm -rf '%s' && mkdir '%s'", d.lock_dir,
@@ -307,7 +295,7 @@ START_TEST(test_removed_lock_dir_makes_the_daemon_exit_and_tokens_rise)
 	/* It left its ceiling in the new directory. */
 	ck_assert_int_gt(saved_ceiling(&d), before);
 	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	after = token_from(&d, "rmdir-x");
+	after = h_token_from(&d, "rmdir-x");
 	ck_assert_msg(after > before, "token %lld after the restart, not above %lld",
 	    (long long)after, (long long)before);
 	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: arbitrary bytes, split into arbitrary reads over two
  * connections, go through the daemon's real request path (framing in
- * conn.c, the parser, dispatch in request.c, and the lock table) over a
+ * conn.c, the parser and dispatch in session.c, and the lock table) over a
  * socketpair, with a fake clock and no listening socket.
  *
  * Input format: records of one control byte and its data.  The control
@@ -152,7 +152,7 @@ fuzz_connect(int i)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 	    pair) == -1)
 		abort();
-	if (conn_new(srv, pair[1], &peer) == NULL)
+	if (session_new(server_sessions(srv), pair[1], &peer, 0) == NULL)
 		abort();
 	return pair[0];
 }
@@ -195,9 +195,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	/* The daemon sees the hang-up and frees both connections. */
-	for (i = 0; i < 4 && !TAILQ_EMPTY(server_conns(srv)); i++)
+	for (i = 0; i < 4 && server_nconns(srv) > 0; i++)
 		event_base_loop(base, EVLOOP_NONBLOCK);
-	if (!TAILQ_EMPTY(server_conns(srv)))
+	if (server_nconns(srv) > 0)
 		abort();
 	/* Closed connections leave nothing held and nothing waiting. */
 	if (locktab_nheld(server_locktab(srv)) != 0 ||

@@ -1,100 +1,32 @@
 /*
- * Integration tests: a real locksd on a temporary socket, driven through
- * the raw protocol and through liblocks, with flock(1) on its lock files.
- * Each test proves one rule of protocol/PROTOCOL.md.
+ * The wire protocol: a real locksd on a temporary socket, driven with raw
+ * JSON lines and checked byte by byte where it matters, with flock(1) on
+ * its lock files.  Each test proves one rule of protocol/PROTOCOL.md:
+ * hello, ping and ids, acquire and release, a lock's life with its
+ * connection, list and status, every error code, and lock files.
  *
  * Most TCases share one daemon (h_srv), started in an unchecked fixture
- * (harness.h says why), and each test uses lock names of its own.  Tests
- * that need a daemon to themselves (restarts, counters, descriptor
- * limits) start one inside the test; the harness makes it die with the
- * test's process.
+ * (harness.h says why), and each test uses lock names of its own.  A test
+ * that needs a daemon to itself (exact status counts) starts one inside
+ * the test; the harness makes it die with the test's process.
  *
  * Time bounds are generous on purpose (CI machines are noisy), and
  * stretched further when $LOCKSD_WRAPPER (say, valgrind) slows the daemon.
  */
 
-#include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <math.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
 
 #include "harness.h"
 #include "protocol.h"
-
-#define MAX_SAFE_INTEGER	9007199254740992LL	/* 2^53 */
-
-/* Wall-clock time, as "since" uses. */
-static double
-wall_now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Open a raw connection and say hello with the label client. */
-static struct h_conn *
-conn_hello(const char *client)
-{
-	struct h_conn		*c = h_connect();
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", client);
-	EXPECT_OK(r);
-	return c;
-}
-
-/* Queue an acquire with this id and owner, and read its blocking event. */
-static struct json_object *
-queue(struct h_conn *c, const char *name, const char *mode, int id,
-    const char *owner)
-{
-	struct json_object	*r;
-
-	r = h_request(c, "{\"op\":\"acquire\",\"id\":%d,\"name\":\"%s\","
-	    "\"mode\":\"%s\",\"owner\":\"%s\"}", id, name, mode, owner);
-	EXPECT_BLOCKING(r);
-	EXPECT_ID(r, id);
-	return r;
-}
-
-/* The list entry for name, or NULL when the daemon lists nothing. */
-static struct json_object *
-listed(struct h_conn *c, const char *name)
-{
-	struct json_object	*r, *entry;
-
-	r = h_request(c, "{\"op\":\"list\",\"name\":\"%s\"}", name);
-	EXPECT_OK(r);
-	ck_assert_msg(h_is(r, "locks", json_type_array), "no locks: %s",
-	    h_json(r));
-	ck_assert_msg(h_len(r, "locks") <= 1, "more than %s: %s", name,
-	    h_json(r));
-	if ((entry = h_idx(h_get(r, "locks"), 0)) == NULL)
-		return NULL;
-	ck_assert_str_eq(h_str(entry, "name"), name);
-	ck_assert_msg(h_is(entry, "holders", json_type_array) &&
-	    h_is(entry, "waiters", json_type_array),
-	    "entry without holders and waiters: %s", h_json(entry));
-	return entry;
-}
 
 /* Check a holder's fields: the peer's credentials, labels, mode, since. */
 static void
@@ -110,20 +42,8 @@ check_holder(struct json_object *h, pid_t pid, const char *client,
 	ck_assert_str_eq(h_str(h, "client"), client);
 	ck_assert_str_eq(h_str(h, "owner"), owner);
 	ck_assert_str_eq(h_str(h, "mode"), mode);
-	ck_assert_msg(since > wall_now() - 60 && since <= wall_now() + 1,
+	ck_assert_msg(since > h_wall_now() - 60 && since <= h_wall_now() + 1,
 	    "since is not a recent unix time: %s", h_json(h));
-}
-
-/* A string of n copies of c, for padding. */
-static char *
-filled(size_t n, char c)
-{
-	char	*s = malloc(n + 1);
-
-	ck_assert_ptr_nonnull(s);
-	memset(s, c, n);
-	s[n] = '\0';
-	return s;
 }
 
 /* The failed cases of a table-driven test, reported all together. */
@@ -207,15 +127,15 @@ START_TEST(test_hello_is_optional_and_sets_the_client_label)
 	struct json_object	*entry;
 
 	h_take(anon, "hello-anon", "exclusive");
-	entry = listed(c, "hello-anon");
+	entry = h_listed(c, "hello-anon");
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "client"), "");
 
-	named = conn_hello("label-one");
+	named = h_connect_hello("label-one");
 	EXPECT_OK(h_request(named,
 	    "{\"op\":\"hello\",\"client\":\"label-two\"}"));
 	h_take(named, "hello-named", "exclusive");
-	entry = listed(c, "hello-named");
+	entry = h_listed(c, "hello-named");
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "client"),
 	    "label-two");
@@ -628,7 +548,7 @@ START_TEST(test_acquire_grant_reports_name_mode_token_and_waited)
 	ck_assert_str_eq(h_str(r, "name"), "grant-x");
 	ck_assert_str_eq(h_str(r, "mode"), "exclusive");
 	token = h_int(r, "token");
-	ck_assert_msg(token > 0 && token < MAX_SAFE_INTEGER,
+	ck_assert_msg(token > 0 && token < H_MAX_SAFE_INTEGER,
 	    "token is not an integer in (0, 2^53): %s", h_json(r));
 	ck_assert_msg(h_num(r, "waited") >= 0 && h_num(r, "waited") < 1,
 	    "waited is not a small number of seconds: %s", h_json(r));
@@ -722,11 +642,11 @@ START_TEST(test_blocking_event_reports_queue_position)
 	struct h_conn	*w3 = h_connect();
 
 	h_take(h, "pos-x", "exclusive");
-	ck_assert_int_eq(h_int(queue(w1, "pos-x", "exclusive", 1, "w1"),
+	ck_assert_int_eq(h_int(h_queue(w1, "pos-x", "exclusive", 1, "w1"),
 	    "position"), 1);
-	ck_assert_int_eq(h_int(queue(w2, "pos-x", "shared", 2, "w2"),
+	ck_assert_int_eq(h_int(h_queue(w2, "pos-x", "shared", 2, "w2"),
 	    "position"), 2);
-	ck_assert_int_eq(h_int(queue(w3, "pos-x", "exclusive", 3, "w3"),
+	ck_assert_int_eq(h_int(h_queue(w3, "pos-x", "exclusive", 3, "w3"),
 	    "position"), 3);
 	/* Leaving the queue moves those behind up. */
 	h_conn_close(w1);
@@ -790,12 +710,12 @@ START_TEST(test_timeout_fails_the_acquire_and_leaves_nothing_queued)
 	    "timeout after %.3f s, not 0.3", took);
 	EXPECT_QUIET(w, 1.0);
 
-	entry = listed(w, "to-x");
+	entry = h_listed(w, "to-x");
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 0);
 	h_drop(h, "to-x");
-	ck_assert_ptr_null(listed(w, "to-x"));
+	ck_assert_ptr_null(h_listed(w, "to-x"));
 	EXPECT_QUIET(w, 0.2);
 	/* Nothing of the failed acquire is left: the name is free to take. */
 	h_take(w, "to-x", "exclusive");
@@ -815,7 +735,7 @@ START_TEST(test_timeout_after_the_event_still_fails)
 	r = h_recv(w, h_slow(3));
 	EXPECT_ERROR(r, "timeout");
 	EXPECT_ID(r, 1);
-	ck_assert_int_eq(h_len(listed(w, "to-late"), "waiters"), 0);
+	ck_assert_int_eq(h_len(h_listed(w, "to-late"), "waiters"), 0);
 }
 END_TEST
 
@@ -837,7 +757,7 @@ START_TEST(test_timeout_zero_fails_at_once_without_event)
 	r = h_recv(w, h_slow(2));
 	EXPECT_OK(r);
 	EXPECT_ID(r, 2);
-	ck_assert_int_eq(h_len(listed(w, "tz-x"), "waiters"), 0);
+	ck_assert_int_eq(h_len(h_listed(w, "tz-x"), "waiters"), 0);
 
 	/* On a free name, timeout 0 is granted. */
 	r = h_request(w, "{\"op\":\"acquire\",\"id\":3,\"name\":\"tz-free\","
@@ -854,7 +774,7 @@ START_TEST(test_release_hands_off_to_next_waiter_at_once)
 	double			 t0;
 
 	h_take(h, "handoff-x", "exclusive");
-	queue(w, "handoff-x", "exclusive", 7, "next");
+	h_queue(w, "handoff-x", "exclusive", 7, "next");
 	h_sleep(0.2);
 	t0 = h_now();
 	h_drop(h, "handoff-x");
@@ -862,7 +782,7 @@ START_TEST(test_release_hands_off_to_next_waiter_at_once)
 	ck_assert_msg(h_now() - t0 < h_slow(2), "handoff took %.3f s",
 	    h_now() - t0);
 	ck_assert_msg(h_num(r, "waited") >= 0.15, "waited: %s", h_json(r));
-	ck_assert_str_eq(h_str(h_member(listed(h, "handoff-x"), "holders", 0),
+	ck_assert_str_eq(h_str(h_member(h_listed(h, "handoff-x"), "holders", 0),
 	    "owner"), "next");
 }
 END_TEST
@@ -885,10 +805,10 @@ START_TEST(test_release_of_waiting_name_cancels_the_wait_first)
 	EXPECT_OK(r);
 	ck_assert_str_eq(h_str(r, "id"), "r");
 
-	ck_assert_int_eq(h_len(listed(w, "cancel-x"), "waiters"), 0);
+	ck_assert_int_eq(h_len(h_listed(w, "cancel-x"), "waiters"), 0);
 	h_drop(h, "cancel-x");
 	EXPECT_QUIET(w, 0.3);
-	ck_assert_ptr_null(listed(w, "cancel-x"));
+	ck_assert_ptr_null(h_listed(w, "cancel-x"));
 }
 END_TEST
 
@@ -907,7 +827,7 @@ START_TEST(test_release_of_name_not_held_is_not_held)
 	h_take(h, "nh-x", "exclusive");
 	EXPECT_ERROR(h_request(other, "{\"op\":\"release\","
 	    "\"name\":\"nh-x\"}"), "not_held");
-	ck_assert_int_eq(h_len(listed(other, "nh-x"), "holders"), 1);
+	ck_assert_int_eq(h_len(h_listed(other, "nh-x"), "holders"), 1);
 
 	h_drop(h, "nh-x");
 	EXPECT_ERROR(h_request(h, "{\"op\":\"release\",\"name\":\"nh-x\"}"),
@@ -928,15 +848,15 @@ START_TEST(test_already_held_for_held_and_waiting_names)
 	r = h_request(h, "{\"op\":\"acquire\",\"id\":3,\"name\":\"ah-x\","
 	    "\"mode\":\"shared\",\"timeout\":0}");
 	EXPECT_ERROR(r, "already_held");
-	entry = listed(h, "ah-x");
+	entry = h_listed(h, "ah-x");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_int(h_member(entry, "holders", 0), "token"), token);
 
-	queue(w, "ah-x", "exclusive", 10, "");
+	h_queue(w, "ah-x", "exclusive", 10, "");
 	r = h_request(w, "{\"op\":\"acquire\",\"id\":11,\"name\":\"ah-x\"}");
 	EXPECT_ERROR(r, "already_held");
 	EXPECT_ID(r, 11);
-	ck_assert_int_eq(h_len(listed(w, "ah-x"), "waiters"), 1);
+	ck_assert_int_eq(h_len(h_listed(w, "ah-x"), "waiters"), 1);
 	/* The first wait goes on and is granted. */
 	h_drop(h, "ah-x");
 	h_granted(w, 10, 2);
@@ -985,11 +905,11 @@ START_TEST(test_waiters_are_granted_in_fifo_order)
 	for (i = 0; i < N; i++) {
 		w[i] = h_connect();
 		snprintf(owner, sizeof owner, "w%02d", i);
-		r = queue(w[i], "fifo-x", i % 2 ? "shared" : "exclusive", i,
+		r = h_queue(w[i], "fifo-x", i % 2 ? "shared" : "exclusive", i,
 		    owner);
 		ck_assert_int_eq(h_int(r, "position"), i + 1);
 	}
-	entry = listed(h, "fifo-x");
+	entry = h_listed(h, "fifo-x");
 	for (i = 0; i < N; i++) {
 		snprintf(owner, sizeof owner, "w%02d", i);
 		ck_assert_str_eq(h_str(h_member(entry, "waiters", (size_t)i),
@@ -1000,7 +920,7 @@ START_TEST(test_waiters_are_granted_in_fifo_order)
 		r = h_granted(w[i], i, 2);
 		ck_assert_int_gt(h_int(r, "token"), last);
 		last = h_int(r, "token");
-		entry = listed(h, "fifo-x");
+		entry = h_listed(h, "fifo-x");
 		snprintf(owner, sizeof owner, "w%02d", i);
 		ck_assert_int_eq(h_len(entry, "holders"), 1);
 		ck_assert_str_eq(h_str(h_member(entry, "holders", 0), "owner"),
@@ -1027,10 +947,10 @@ START_TEST(test_shared_run_at_queue_head_is_granted_together)
 	for (i = 0; i < 3; i++) {
 		s[i] = h_connect();
 		snprintf(owner, sizeof owner, "s%d", i);
-		queue(s[i], "run-x", "shared", i, owner);
+		h_queue(s[i], "run-x", "shared", i, owner);
 	}
-	queue(x, "run-x", "exclusive", 10, "x");
-	queue(s4, "run-x", "shared", 11, "s4");
+	h_queue(x, "run-x", "exclusive", 10, "x");
+	h_queue(s4, "run-x", "shared", 11, "s4");
 
 	h_drop(h, "run-x");
 	for (i = 0; i < 3; i++) {
@@ -1038,7 +958,7 @@ START_TEST(test_shared_run_at_queue_head_is_granted_together)
 		ck_assert_int_gt(t, last);
 		last = t;
 	}
-	entry = listed(h, "run-x");
+	entry = h_listed(h, "run-x");
 	ck_assert_int_eq(h_len(entry, "holders"), 3);
 	for (i = 0; i < 3; i++) {
 		snprintf(owner, sizeof owner, "s%d", i);
@@ -1071,12 +991,12 @@ START_TEST(test_shared_waits_behind_queued_exclusive)
 	struct json_object	*entry;
 
 	h_take(s1, "wq-x", "shared");
-	ck_assert_int_eq(h_int(queue(x, "wq-x", "exclusive", 1, "x"),
+	ck_assert_int_eq(h_int(h_queue(x, "wq-x", "exclusive", 1, "x"),
 	    "position"), 1);
 	/* Compatible with the holder, but a writer is queued first. */
-	ck_assert_int_eq(h_int(queue(s2, "wq-x", "shared", 2, "s2"),
+	ck_assert_int_eq(h_int(h_queue(s2, "wq-x", "shared", 2, "s2"),
 	    "position"), 2);
-	entry = listed(s1, "wq-x");
+	entry = h_listed(s1, "wq-x");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 2);
 
@@ -1098,7 +1018,7 @@ START_TEST(test_shared_joins_shared_holders_when_nobody_waits)
 	h_take(s2, "sj-x", "shared");
 	EXPECT_ERROR(h_request(x, "{\"op\":\"acquire\",\"name\":\"sj-x\","
 	    "\"timeout\":0}"), "timeout");
-	entry = listed(x, "sj-x");
+	entry = h_listed(x, "sj-x");
 	ck_assert_int_eq(h_len(entry, "holders"), 2);
 	ck_assert_int_lt(h_int(h_member(entry, "holders", 0), "token"),
 	    h_int(h_member(entry, "holders", 1), "token"));
@@ -1117,11 +1037,11 @@ START_TEST(test_closing_connection_releases_locks_and_cancels_waits)
 
 	h_take(a, "close-x", "exclusive");
 	h_take(other, "close-y", "exclusive");
-	queue(a, "close-y", "exclusive", 1, "a");
-	queue(w, "close-x", "exclusive", 2, "w");
+	h_queue(a, "close-y", "exclusive", 1, "a");
+	h_queue(w, "close-x", "exclusive", 2, "w");
 	h_conn_close(a);
 	h_granted(w, 2, 2);
-	entry = listed(w, "close-y");
+	entry = h_listed(w, "close-y");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 0);
 }
@@ -1135,13 +1055,13 @@ START_TEST(test_kill_9_of_holder_process_releases_its_lock)
 
 	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "k9-x",
 	    LOCKS_EXCLUSIVE, "victim", "") == 0, "%s", h_error());
-	queue(w, "k9-x", "exclusive", 1, "");
+	h_queue(w, "k9-x", "exclusive", 1, "");
 	t0 = h_now();
 	h_holder_kill(&holder);
 	h_granted(w, 1, 2);
 	ck_assert_msg(h_now() - t0 < h_slow(2), "release took %.3f s",
 	    h_now() - t0);
-	ck_assert_int_eq(h_len(listed(w, "k9-x"), "holders"), 1);
+	ck_assert_int_eq(h_len(h_listed(w, "k9-x"), "holders"), 1);
 }
 END_TEST
 
@@ -1153,15 +1073,15 @@ START_TEST(test_half_written_request_then_disconnect_releases_everything)
 
 	h_take(a, "half-x", "exclusive");
 	h_take(w2, "half-z", "exclusive");
-	queue(a, "half-z", "exclusive", 1, "");
+	h_queue(a, "half-z", "exclusive", 1, "");
 	ck_assert_int_eq(h_send_raw(a, half, sizeof half - 1), 0);
-	queue(w, "half-x", "exclusive", 2, "");
+	h_queue(w, "half-x", "exclusive", 2, "");
 	/* A partial line alone releases nothing. */
 	EXPECT_QUIET(w, 0.3);
-	ck_assert_int_eq(h_len(listed(w, "half-x"), "holders"), 1);
+	ck_assert_int_eq(h_len(h_listed(w, "half-x"), "holders"), 1);
 	h_conn_close(a);
 	h_granted(w, 2, 2);
-	ck_assert_int_eq(h_len(listed(w, "half-z"), "waiters"), 0);
+	ck_assert_int_eq(h_len(h_listed(w, "half-z"), "waiters"), 0);
 }
 END_TEST
 
@@ -1182,7 +1102,7 @@ START_TEST(test_list_shows_only_locks_with_holders_or_waiters_sorted)
 	h_take(c, "ls-b", "exclusive");
 	h_take(c, "ls-d", "exclusive");
 	h_drop(c, "ls-d");
-	queue(w, "ls-b", "exclusive", 1, "");
+	h_queue(w, "ls-b", "exclusive", 1, "");
 
 	r = h_request(c, "{\"op\":\"list\",\"id\":9}");
 	EXPECT_OK(r);
@@ -1207,11 +1127,11 @@ START_TEST(test_list_shows_only_locks_with_holders_or_waiters_sorted)
 	}
 	ck_assert_int_eq(k, 3);
 
-	entry = listed(c, "ls-b");
+	entry = h_listed(c, "ls-b");
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert_int_eq(h_len(entry, "waiters"), 1);
-	ck_assert_ptr_null(listed(c, "ls-d"));
-	ck_assert_ptr_null(listed(c, "ls-never-used"));
+	ck_assert_ptr_null(h_listed(c, "ls-d"));
+	ck_assert_ptr_null(h_listed(c, "ls-never-used"));
 	EXPECT_ERROR(h_request(c, "{\"op\":\"list\",\"name\":\"a/b\"}"),
 	    "invalid_name");
 }
@@ -1220,10 +1140,10 @@ END_TEST
 START_TEST(test_list_reports_holder_and_waiter_fields)
 {
 	struct h_holder		 holder;
-	struct h_conn		*w1 = conn_hello("lf-waiter");
+	struct h_conn		*w1 = h_connect_hello("lf-waiter");
 	struct h_conn		*w2 = h_connect();
 	struct json_object	*entry, *h, *wt;
-	double			 before = wall_now();
+	double			 before = h_wall_now();
 
 	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "lf-x",
 	    LOCKS_EXCLUSIVE, "lf-client", "lf-owner") == 0, "%s", h_error());
@@ -1231,9 +1151,9 @@ START_TEST(test_list_reports_holder_and_waiter_fields)
 	EXPECT_BLOCKING(h_request(w1, "{\"op\":\"acquire\",\"id\":1,"
 	    "\"name\":\"lf-x\",\"mode\":\"shared\",\"owner\":\"lf-wowner\","
 	    "\"pid\":1,\"uid\":4242,\"gid\":4242,\"token\":5}"));
-	queue(w2, "lf-x", "exclusive", 2, "second");
+	h_queue(w2, "lf-x", "exclusive", 2, "second");
 
-	entry = listed(w2, "lf-x");
+	entry = h_listed(w2, "lf-x");
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	h = h_member(entry, "holders", 0);
@@ -1275,11 +1195,95 @@ START_TEST(test_holder_credentials_come_from_the_socket_peer)
 		    h_srv.socket_path);
 		return;
 	}
-	h = h_member(listed(c, "cred-x"), "holders", 0);
+	h = h_member(h_listed(c, "cred-x"), "holders", 0);
 	ck_assert_int_eq(h_int(h, "pid"), holder.pid);
 	ck_assert_int_eq(h_int(h, "uid"), 65534);
 	ck_assert_int_eq(h_int(h, "gid"), 65534);
 	h_holder_kill(&holder);
+}
+END_TEST
+
+#define PAGE_NAMES	1200
+
+/* Whether a list reply says more locks follow. */
+static int
+list_more(struct json_object *r)
+{
+	struct json_object	*more = h_get(r, "more");
+
+	ck_assert_msg(more != NULL && json_object_is_type(more,
+	    json_type_boolean), "no \"more\" in %s", h_json(r));
+	return json_object_get_boolean(more);
+}
+
+/* Count a page's pg- names, checking they rise past *last; keep the last. */
+static size_t
+page_count(struct json_object *r, char *last, size_t size)
+{
+	const char	*name;
+	size_t		 i, n = 0;
+
+	for (i = 0; i < h_len(r, "locks"); i++) {
+		name = h_str(h_member(r, "locks", i), "name");
+		ck_assert_msg(strcmp(name, last) > 0, "%s after %s", name,
+		    last);
+		snprintf(last, size, "%s", name);
+		n += strncmp(name, "pg-", 3) == 0;
+	}
+	return n;
+}
+
+/*
+ * A list reply is bounded (at most 1000 locks, and about 256 KiB): the
+ * rest comes in pages after the last name, and liblocks reads them all.
+ */
+START_TEST(test_list_comes_in_bounded_pages_that_liblocks_joins)
+{
+	struct h_conn		*c = h_connect(), *t = h_connect();
+	struct json_object	*r;
+	locks_conn		*lc;
+	locks_list		*list = NULL;
+	char			 owner[257], last[256] = "";
+	size_t			 total = 0, i, pages = 0;
+
+	memset(owner, 'o', sizeof owner - 1);
+	owner[sizeof owner - 1] = '\0';
+	for (i = 0; i < PAGE_NAMES; i++)
+		EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":"
+		    "\"pg-%04zu\",\"owner\":\"%s\",\"timeout\":0}", i, owner));
+
+	r = h_request(t, "{\"op\":\"list\"}");
+	EXPECT_OK(r);
+	ck_assert(list_more(r));
+	/* 1200 entries of about 400 bytes: the byte bound ends the page. */
+	ck_assert_uint_lt(h_len(r, "locks"), 1000);
+	ck_assert_uint_lt(strlen(h_json(r)), 256 * 1024 + 4096);
+	for (;;) {
+		total += page_count(r, last, sizeof last);
+		pages++;
+		if (!list_more(r))
+			break;
+		r = h_request(t, "{\"op\":\"list\",\"after\":\"%s\"}", last);
+		EXPECT_OK(r);
+	}
+	ck_assert_uint_eq(total, PAGE_NAMES);
+	ck_assert_uint_ge(pages, 2);
+
+	r = h_request(t, "{\"op\":\"list\",\"limit\":10}");
+	EXPECT_LEN(r, "locks", 10);
+	ck_assert(list_more(r));
+	r = h_request(t, "{\"op\":\"list\",\"limit\":1001}");
+	EXPECT_ERROR(r, "bad_request");
+
+	lc = h_lib_conn("pages");
+	ck_assert_int_eq(locks_list_get(lc, NULL, &list), LOCKS_OK);
+	for (i = 0, total = 0; i < locks_list_count(list); i++)
+		total += strncmp(locks_lock_name(locks_list_lock(list, i)),
+		    "pg-", 3) == 0;
+	ck_assert_uint_eq(total, PAGE_NAMES);
+	ck_assert_ptr_null(strstr(locks_list_json(list), "\"more\""));
+	locks_list_free(list);
+	locks_close(lc);
 }
 END_TEST
 
@@ -1332,7 +1336,7 @@ START_TEST(test_status_reports_counts)
 	h_take(c1, "st-x", "exclusive");
 	h_take(c2, "st-s", "shared");
 	h_take(c3, "st-s", "shared");
-	queue(c2, "st-x", "exclusive", 1, "");
+	h_queue(c2, "st-x", "exclusive", 1, "");
 	h_sleep(0.05);
 	r = status_settled(c1, 3);
 	ck_assert_int_eq(h_int(r, "connections"), 3);
@@ -1468,10 +1472,10 @@ START_TEST(test_bad_request_for_malformed_requests)
 	}
 	EXPECT_NO_MISSES(&m);
 	/* None of those acquires left anything behind. */
-	ck_assert_ptr_null(listed(c, "br-x"));
+	ck_assert_ptr_null(h_listed(c, "br-x"));
 
 	/* Labels: 256 bytes are fine, 257 are not. */
-	label = filled(257, 'o');
+	label = h_filled(257, 'o');
 	r = h_request(c, "{\"op\":\"acquire\",\"name\":\"br-long\","
 	    "\"owner\":\"%s\"}", label);
 	EXPECT_ERROR(r, "bad_request");
@@ -1483,7 +1487,7 @@ START_TEST(test_bad_request_for_malformed_requests)
 	EXPECT_OK(r);
 	r = h_request(c, "{\"op\":\"hello\",\"client\":\"%s\"}", label);
 	EXPECT_OK(r);
-	ck_assert_str_eq(h_str(h_member(listed(c, "br-long"), "holders", 0),
+	ck_assert_str_eq(h_str(h_member(h_listed(c, "br-long"), "holders", 0),
 	    "owner"), label);
 	free(label);
 
@@ -1541,7 +1545,7 @@ START_TEST(test_invalid_name_rejects_paths_and_bad_bytes)
 			miss(&m, "list \"%s\" -> %s", bad[i], h_json(r));
 	}
 	EXPECT_NO_MISSES(&m);
-	name = filled(201, 'n');
+	name = h_filled(201, 'n');
 	EXPECT_ERROR(h_request(c, "{\"op\":\"acquire\",\"name\":\"%s\"}",
 	    name), "invalid_name");
 	name[200] = '\0';
@@ -1571,10 +1575,10 @@ START_TEST(test_too_large_line_is_refused_and_the_connection_closed)
 	size_t			 len;
 
 	h_take(big, "big-x", "exclusive");
-	queue(w, "big-x", "exclusive", 1, "");
+	h_queue(w, "big-x", "exclusive", 1, "");
 
 	/* 65537 bytes, then the newline. */
-	line = filled(PROTO_MAX_LINE + 1, ' ');
+	line = h_filled(PROTO_MAX_LINE + 1, ' ');
 	memcpy(line, "{\"op\":\"ping\",\"id\":1}", 20);
 	len = strlen(line);
 	ck_assert_int_eq(len, 65537);
@@ -1609,7 +1613,7 @@ START_TEST(test_line_of_exactly_65536_bytes_is_accepted)
 	int			 n;
 
 	/* A ping padded with spaces. */
-	line = filled(PROTO_MAX_LINE, ' ');
+	line = h_filled(PROTO_MAX_LINE, ' ');
 	memcpy(line, "{\"op\":\"ping\",\"id\":1}", 20);
 	ck_assert_int_eq(strlen(line), 65536);
 	r = h_request(c, "%s", line);
@@ -1684,96 +1688,6 @@ START_TEST(test_limit_when_a_connection_takes_too_many_names)
 }
 END_TEST
 
-START_TEST(test_limit_when_the_daemon_runs_out_of_descriptors)
-{
-	struct h_daemon		 d;
-	struct h_conn		*c, *late;
-	struct json_object	*r = NULL;
-	char			 name[32];
-	int			 i, n;
-
-	memset(&d, 0, sizeof d);
-	d.nofile = 64;
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	c = h_connect_to(d.socket_path);
-	for (n = 0; n < 64; n++) {
-		snprintf(name, sizeof name, "fd-%d", n);
-		r = h_request(c, "{\"op\":\"acquire\",\"id\":%d,"
-		    "\"name\":\"%s\",\"timeout\":0}", n, name);
-		if (!h_ok(r))
-			break;
-	}
-	EXPECT_ERROR(r, "limit");
-	EXPECT_ID(r, n);
-	ck_assert_ptr_null(listed(c, name));
-
-	/*
-	 * A client that comes now is served once descriptors come back.
-	 * Valgrind closes descriptors past its own reserve as accept returns
-	 * them, so under a wrapper that part proves nothing.
-	 */
-	if (getenv("LOCKSD_WRAPPER") != NULL) {
-		h_conn_close(c);
-		ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-		return;
-	}
-	late = h_connect_to(d.socket_path);
-	ck_assert_int_eq(h_send(late, "{\"op\":\"ping\",\"id\":1}"), 0);
-	for (i = 0; i < 8; i++) {
-		snprintf(name, sizeof name, "fd-%d", i);
-		h_drop(c, name);
-	}
-	r = h_recv(late, h_slow(5));
-	EXPECT_OK(r);
-	EXPECT_ID(r, 1);
-	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":\"fd-new\","
-	    "\"timeout\":0}"));
-	h_conn_close(c);
-	h_conn_close(late);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
-START_TEST(test_limit_at_max_locks_per_client_counts_holds_and_waits)
-{
-	struct h_daemon		 d;
-	struct h_conn		*c, *other;
-	struct json_object	*r;
-
-	memset(&d, 0, sizeof d);
-	d.extra[0] = "--max-locks-per-client";
-	d.extra[1] = "3";
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	c = h_connect_to(d.socket_path);
-	other = h_connect_to(d.socket_path);
-	h_take(other, "max-busy", "exclusive");
-	h_take(c, "max-1", "exclusive");
-	h_take(c, "max-2", "shared");
-	queue(c, "max-busy", "exclusive", 3, "");	/* a wait counts too */
-	r = h_request(c, "{\"op\":\"acquire\",\"id\":4,"
-	    "\"name\":\"max-4\"}");
-	EXPECT_ERROR(r, "limit");
-	EXPECT_ID(r, 4);
-	ck_assert_ptr_null(listed(c, "max-4"));
-	/* Another connection has a bound of its own. */
-	h_take(other, "max-4", "exclusive");
-
-	h_drop(c, "max-1");
-	h_take(c, "max-5", "exclusive");
-	EXPECT_ERROR(h_request(c, "{\"op\":\"acquire\",\"name\":\"max-6\"}"),
-	    "limit");
-	/* A cancelled wait frees its place. */
-	ck_assert_int_eq(h_send(c, "{\"op\":\"release\",\"id\":7,"
-	    "\"name\":\"max-busy\"}"), 0);
-	EXPECT_ERROR(h_recv(c, h_slow(2)), "cancelled");
-	EXPECT_OK(h_recv(c, h_slow(2)));
-	h_take(c, "max-6", "exclusive");
-	h_conn_close(c);
-	h_conn_close(other);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
 START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
 {
 	struct h_conn		*c = h_connect();
@@ -1789,7 +1703,7 @@ START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
 	EXPECT_ID(r, 1);
 	ck_assert_msg(strlen(h_str(h_get(r, "error"), "message")) > 0,
 	    "no message: %s", h_json(r));
-	ck_assert_ptr_null(listed(c, "int-dir"));
+	ck_assert_ptr_null(h_listed(c, "int-dir"));
 
 	/* A symlink is never followed. */
 	snprintf(path, sizeof path, "%s/int-link", h_srv.lock_dir);
@@ -1799,7 +1713,7 @@ START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
 	    "\"name\":\"int-link\"}");
 	EXPECT_ERROR(r, "internal");
 	ck_assert_int_eq(lstat(target, &sb), -1);
-	ck_assert_ptr_null(listed(c, "int-link"));
+	ck_assert_ptr_null(h_listed(c, "int-link"));
 	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
 }
 END_TEST
@@ -1853,12 +1767,12 @@ START_TEST(test_handoff_between_broker_clients_keeps_the_flock)
 
 	h_take(a, "fl-hand", "exclusive");
 	for (i = 0; i < 5; i++) {
-		queue(b, "fl-hand", "exclusive", i, "");
+		h_queue(b, "fl-hand", "exclusive", i, "");
 		h_drop(a, "fl-hand");
 		h_granted(b, i, 2);
 		ck_assert_int_eq(h_system("flock -n '%s/fl-hand' true",
 		    h_srv.lock_dir), 1);
-		queue(a, "fl-hand", "exclusive", 0, "");
+		h_queue(a, "fl-hand", "exclusive", 0, "");
 		h_drop(b, "fl-hand");
 		h_granted(a, 0, 2);
 		ck_assert_int_eq(h_system("flock -n '%s/fl-hand' true",
@@ -1899,7 +1813,7 @@ START_TEST(test_outside_flock_holder_makes_acquire_wait)
 	    h_json(r));
 
 	/* Shown while a broker client waits: the outside holder, the waiter. */
-	entry = listed(t, "fl-out");
+	entry = h_listed(t, "fl-out");
 	ck_assert_ptr_nonnull(entry);
 	ck_assert_int_eq(h_len(entry, "holders"), 1);
 	ck_assert(h_is(h_idx(h_get(entry, "holders"), 0), "external",
@@ -1931,11 +1845,11 @@ START_TEST(test_outside_flock_holder_fails_timeout_zero_at_once)
 	r = h_request(c, "{\"op\":\"acquire\",\"id\":1,\"name\":\"fl-try\","
 	    "\"timeout\":0}");
 	EXPECT_ERROR(r, "timeout");
-	ck_assert_ptr_null(listed(c, "fl-try"));
+	ck_assert_ptr_null(h_listed(c, "fl-try"));
 	r = h_request(c, "{\"op\":\"acquire\",\"id\":2,\"name\":\"fl-try\","
 	    "\"timeout\":0.2,\"notify_after\":5}");
 	EXPECT_ERROR(r, "timeout");
-	ck_assert_ptr_null(listed(c, "fl-try"));
+	ck_assert_ptr_null(h_listed(c, "fl-try"));
 	ck_assert_int_eq(pclose(fp), 0);
 }
 END_TEST
@@ -1986,890 +1900,10 @@ START_TEST(test_lock_files_are_0644_and_never_unlinked)
 }
 END_TEST
 
-START_TEST(test_lock_dir_is_created_0755)
-{
-	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
-	/* The daemon runs with umask 077: it sets the mode itself. */
-	ck_assert_int_eq(h_file_mode(h_srv.lock_dir, NULL), 0755);
-}
-END_TEST
-
-/*
- * liblocks.
- */
-
-/* What the on_blocking callback saw. */
-struct seen {
-	int		 calls;
-	int		 position;
-	char		 name[64];
-	size_t		 nholders;
-	size_t		 nwaiters;
-	int		 external;
-	pid_t		 pid;
-	uid_t		 uid;
-	gid_t		 gid;
-	char		 client[64];
-	char		 owner[64];
-	char		 command[64];
-	enum locks_mode	 mode;
-	double		 since;
-	int64_t		 token;
-	int		 past_end_null;
-	struct h_holder	*release;	/* let this holder go, if set */
-};
-
-static void
-on_blocking(const locks_lock *lock, int position, void *arg)
-{
-	struct seen		*seen = arg;
-	const locks_holder	*h;
-
-	seen->calls++;
-	seen->position = position;
-	snprintf(seen->name, sizeof seen->name, "%s", locks_lock_name(lock));
-	seen->nholders = locks_lock_nholders(lock);
-	seen->nwaiters = locks_lock_nwaiters(lock);
-	if ((h = locks_lock_holder(lock, 0)) != NULL) {
-		seen->external = locks_holder_external(h);
-		seen->pid = locks_holder_pid(h);
-		seen->uid = locks_holder_uid(h);
-		seen->gid = locks_holder_gid(h);
-		snprintf(seen->client, sizeof seen->client, "%s",
-		    locks_holder_client(h));
-		snprintf(seen->owner, sizeof seen->owner, "%s",
-		    locks_holder_owner(h));
-		snprintf(seen->command, sizeof seen->command, "%s",
-		    locks_holder_command(h));
-		seen->mode = locks_holder_mode(h);
-		seen->since = locks_holder_since(h);
-		seen->token = locks_holder_token(h);
-	}
-	seen->past_end_null = locks_lock_holder(lock, seen->nholders) ==
-	    NULL;
-	if (seen->release != NULL)
-		h_holder_release(seen->release);
-}
-
-/* Connect through liblocks to the TCase's daemon. */
-static locks_conn *
-lib_conn(const char *client)
-{
-	locks_conn	*c = NULL;
-	int		 rc;
-
-	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
-	rc = locks_connect(h_srv.socket_path, client, &c);
-	ck_assert_msg(rc == LOCKS_OK, "locks_connect: %s: %s",
-	    locks_error_code(rc), locks_last_message(NULL));
-	return c;
-}
-
-START_TEST(test_liblocks_connect_without_label_uses_program_name)
-{
-	locks_conn	*c = lib_conn(NULL);
-	struct h_conn	*raw = h_connect();
-	int64_t		 token = 0;
-
-	ck_assert_str_eq(locks_socket_path(c), h_srv.socket_path);
-	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
-	ck_assert_int_eq(locks_acquire(c, "ll-anon", NULL, &token), LOCKS_OK);
-	ck_assert_int_gt(token, 0);
-	ck_assert_str_eq(h_str(h_member(listed(raw, "ll-anon"), "holders", 0),
-	    "client"), program_invocation_short_name);
-	locks_close(c);
-	locks_close(NULL);
-}
-END_TEST
-
-START_TEST(test_liblocks_acquire_reports_holders_to_on_blocking)
-{
-	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
-	struct h_holder			 holder;
-	struct seen			 seen;
-	struct h_conn			*raw = h_connect();
-	locks_conn			*c = lib_conn("ll-me");
-	int64_t				 token = 0;
-	double				 t0;
-	pid_t				 holder_pid;
-	int				 rc;
-
-	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "ll-blk",
-	    LOCKS_EXCLUSIVE, "ll-holder", "ll-owner") == 0, "%s", h_error());
-	holder_pid = holder.pid;
-	memset(&seen, 0, sizeof seen);
-	seen.release = &holder;
-	opts.notify_after = 0.2;
-	opts.owner = "ll-waiter";
-	opts.on_blocking = on_blocking;
-	opts.arg = &seen;
-	t0 = h_now();
-	rc = locks_acquire(c, "ll-blk", &opts, &token);
-	ck_assert_msg(rc == LOCKS_OK, "locks_acquire: %s: %s",
-	    locks_error_code(rc), locks_last_message(c));
-	ck_assert_msg(h_now() - t0 >= 0.15, "granted before notify_after");
-	ck_assert_int_gt(token, holder.token);
-
-	ck_assert_int_eq(seen.calls, 1);
-	ck_assert_str_eq(seen.name, "ll-blk");
-	ck_assert_int_eq(seen.position, 1);
-	ck_assert_int_eq(seen.nholders, 1);
-	ck_assert_int_eq(seen.external, 0);
-	ck_assert_int_eq(seen.pid, holder_pid);
-	ck_assert_int_eq(seen.uid, getuid());
-	ck_assert_int_eq(seen.gid, getgid());
-	ck_assert_str_eq(seen.client, "ll-holder");
-	ck_assert_str_eq(seen.owner, "ll-owner");
-	ck_assert_str_eq(seen.command, "");
-	ck_assert_int_eq(seen.mode, LOCKS_EXCLUSIVE);
-	ck_assert_msg(seen.since > wall_now() - 60 &&
-	    seen.since <= wall_now(), "since %f", seen.since);
-	ck_assert_int_eq(seen.token, holder.token);
-	ck_assert(seen.past_end_null);
-
-	ck_assert_str_eq(h_str(h_member(listed(raw, "ll-blk"), "holders", 0),
-	    "owner"), "ll-waiter");
-	ck_assert_int_eq(locks_release(c, "ll-blk"), LOCKS_OK);
-	locks_close(c);
-}
-END_TEST
-
-START_TEST(test_liblocks_acquire_times_out_and_tries_once)
-{
-	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
-	struct h_holder			 holder;
-	struct seen			 seen;
-	locks_conn			*c = lib_conn("ll-to");
-	int64_t				 token = -1;
-	double				 t0;
-
-	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "ll-to",
-	    LOCKS_SHARED, "ll-holder", "") == 0, "%s", h_error());
-	memset(&seen, 0, sizeof seen);
-	opts.timeout = 0;
-	opts.on_blocking = on_blocking;
-	opts.arg = &seen;
-	t0 = h_now();
-	ck_assert_int_eq(locks_acquire(c, "ll-to", &opts, &token),
-	    LOCKS_E_TIMEOUT);
-	ck_assert_msg(h_now() - t0 < h_slow(1), "timeout 0 waited");
-	ck_assert_int_eq(token, -1);
-	ck_assert_int_gt(strlen(locks_last_message(c)), 0);
-
-	opts.timeout = 0.3;
-	opts.notify_after = 10;
-	t0 = h_now();
-	ck_assert_int_eq(locks_acquire(c, "ll-to", &opts, &token),
-	    LOCKS_E_TIMEOUT);
-	ck_assert_msg(h_now() - t0 >= 0.25, "timed out early");
-	ck_assert_int_eq(seen.calls, 0);
-	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
-
-	/* Shared beside a shared holder is granted at once. */
-	opts.mode = LOCKS_SHARED;
-	opts.timeout = 0;
-	ck_assert_int_eq(locks_acquire(c, "ll-to", &opts, &token), LOCKS_OK);
-	ck_assert_int_gt(token, holder.token);
-	h_holder_kill(&holder);
-	locks_close(c);
-}
-END_TEST
-
-START_TEST(test_liblocks_release_and_refusals)
-{
-	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
-	locks_conn			*c = lib_conn("ll-rel");
-	char				*owner;
-	int64_t				 token = 0;
-
-	ck_assert_int_eq(locks_acquire(c, "ll-rel", NULL, &token), LOCKS_OK);
-	ck_assert_int_eq(locks_acquire(c, "ll-rel", NULL, NULL),
-	    LOCKS_E_ALREADY_HELD);
-	ck_assert_int_gt(strlen(locks_last_message(c)), 0);
-	ck_assert_int_eq(locks_release(c, "ll-rel"), LOCKS_OK);
-	ck_assert_int_eq(locks_release(c, "ll-rel"), LOCKS_E_NOT_HELD);
-	ck_assert_int_eq(locks_acquire(c, "a/b", NULL, NULL),
-	    LOCKS_E_INVALID_NAME);
-	ck_assert_int_eq(locks_release(c, ".."), LOCKS_E_INVALID_NAME);
-	ck_assert_int_eq(locks_acquire(NULL, "ll-rel", NULL, NULL),
-	    LOCKS_E_INVAL);
-
-	owner = filled(257, 'o');
-	opts.owner = owner;
-	ck_assert_int_eq(locks_acquire(c, "ll-rel", &opts, NULL),
-	    LOCKS_E_INVAL);
-	owner[256] = '\0';
-	ck_assert_int_eq(locks_acquire(c, "ll-rel", &opts, NULL), LOCKS_OK);
-	free(owner);
-	opts.owner = NULL;
-	opts.timeout = NAN;
-	ck_assert_int_eq(locks_acquire(c, "ll-rel2", &opts, NULL),
-	    LOCKS_E_INVAL);
-	opts.timeout = -1;
-	opts.notify_after = -1;
-	ck_assert_int_eq(locks_acquire(c, "ll-rel2", &opts, NULL),
-	    LOCKS_E_INVAL);
-	opts.notify_after = 0;
-	opts.mode = (enum locks_mode)7;
-	ck_assert_int_eq(locks_acquire(c, "ll-rel2", &opts, NULL),
-	    LOCKS_E_INVAL);
-	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
-	locks_close(c);
-}
-END_TEST
-
-START_TEST(test_liblocks_name_valid_follows_the_name_rules)
-{
-	static const char	*good[] = { "a", "db", "Ab9._:@+-z", "a..b",
-	    "x.", "1" };
-	static const char	*bad[] = { "", ".", "..", ".x", "a/b", "/etc",
-	    "a b", "caf\xc3\xa9", "a*", "x\n", "tab\there" };
-	char			*name;
-	size_t			 i;
-
-	for (i = 0; i < sizeof good / sizeof good[0]; i++)
-		ck_assert_msg(locks_name_valid(good[i]), "refused %s",
-		    good[i]);
-	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		ck_assert_msg(!locks_name_valid(bad[i]), "accepted \"%s\"",
-		    bad[i]);
-	name = filled(201, 'n');
-	ck_assert(!locks_name_valid(name));
-	name[200] = '\0';
-	ck_assert(locks_name_valid(name));
-	free(name);
-}
-END_TEST
-
-START_TEST(test_liblocks_list_accessors)
-{
-	struct h_holder		 holder;
-	struct h_conn		*w = conn_hello("ll-w-client");
-	locks_conn		*c = lib_conn("ll-lister");
-	locks_list		*list = NULL;
-	const locks_lock	*lock;
-	const locks_holder	*h;
-	struct json_object	*json;
-	size_t			 i;
-	int			 found = 0;
-
-	ck_assert_msg(h_holder_spawn(&holder, h_srv.socket_path, "ll-list",
-	    LOCKS_EXCLUSIVE, "ll-h-client", "ll-h-owner") == 0, "%s",
-	    h_error());
-	queue(w, "ll-list", "shared", 1, "ll-w-owner");
-
-	ck_assert_int_eq(locks_list_get(c, "ll-list", &list), LOCKS_OK);
-	ck_assert_int_eq(locks_list_count(list), 1);
-	lock = locks_list_lock(list, 0);
-	ck_assert_ptr_nonnull(lock);
-	ck_assert_ptr_null(locks_list_lock(list, 1));
-	ck_assert_str_eq(locks_lock_name(lock), "ll-list");
-	ck_assert_int_eq(locks_lock_nholders(lock), 1);
-	h = locks_lock_holder(lock, 0);
-	ck_assert_int_eq(locks_holder_pid(h), holder.pid);
-	ck_assert_int_eq(locks_holder_uid(h), getuid());
-	ck_assert_int_eq(locks_holder_gid(h), getgid());
-	ck_assert_str_eq(locks_holder_client(h), "ll-h-client");
-	ck_assert_str_eq(locks_holder_owner(h), "ll-h-owner");
-	ck_assert_int_eq(locks_holder_mode(h), LOCKS_EXCLUSIVE);
-	ck_assert_int_eq(locks_holder_token(h), holder.token);
-	ck_assert_int_eq(locks_holder_external(h), 0);
-	ck_assert(locks_holder_since(h) > wall_now() - 60);
-	ck_assert_int_eq(locks_lock_nwaiters(lock), 1);
-	h = locks_lock_waiter(lock, 0);
-	ck_assert_ptr_null(locks_lock_waiter(lock, 1));
-	ck_assert_int_eq(locks_holder_pid(h), getpid());
-	ck_assert_str_eq(locks_holder_client(h), "ll-w-client");
-	ck_assert_str_eq(locks_holder_owner(h), "ll-w-owner");
-	ck_assert_int_eq(locks_holder_mode(h), LOCKS_SHARED);
-	ck_assert_int_eq(locks_holder_token(h), 0);
-	ck_assert(locks_holder_since(h) > wall_now() - 60);
-
-	json = json_tokener_parse(locks_list_json(list));
-	ck_assert_msg(json != NULL && h_ok(json), "list json: %s",
-	    locks_list_json(list));
-	ck_assert_ptr_nonnull(strstr(locks_list_json(list), "\"ll-list\""));
-	json_object_put(json);
-	locks_list_free(list);
-
-	list = NULL;
-	ck_assert_int_eq(locks_list_get(c, NULL, &list), LOCKS_OK);
-	for (i = 0; i < locks_list_count(list); i++) {
-		lock = locks_list_lock(list, i);
-		if (strcmp(locks_lock_name(lock), "ll-list") == 0)
-			found++;
-		if (i > 0)
-			ck_assert(strcmp(locks_lock_name(locks_list_lock(list,
-			    i - 1)), locks_lock_name(lock)) < 0);
-	}
-	ck_assert_int_eq(found, 1);
-	locks_list_free(list);
-
-	list = NULL;
-	ck_assert_int_eq(locks_list_get(c, "ll-none", &list), LOCKS_OK);
-	ck_assert_int_eq(locks_list_count(list), 0);
-	locks_list_free(list);
-	locks_list_free(NULL);
-	ck_assert_int_eq(locks_list_get(c, "a/b", &list),
-	    LOCKS_E_INVALID_NAME);
-	h_holder_kill(&holder);
-	locks_close(c);
-}
-END_TEST
-
-/* LOCKS_LIST_ALL adds files held only outside the broker; no other flag. */
-START_TEST(test_liblocks_list_all_shows_outside_only_files)
-{
-	locks_conn		*c = lib_conn("ll-all");
-	locks_list		*list = NULL;
-	const locks_lock	*lock;
-	char			 path[256];
-	int			 fd;
-
-	snprintf(path, sizeof path, "%s/ll-outside", h_srv.lock_dir);
-	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-
-	ck_assert_int_eq(locks_list_query(c, "ll-outside", 0, &list),
-	    LOCKS_OK);
-	ck_assert_int_eq(locks_list_count(list), 0);
-	locks_list_free(list);
-
-	list = NULL;
-	ck_assert_int_eq(locks_list_query(c, "ll-outside", LOCKS_LIST_ALL,
-	    &list), LOCKS_OK);
-	ck_assert_int_eq(locks_list_count(list), 1);
-	lock = locks_list_lock(list, 0);
-	ck_assert_str_eq(locks_lock_name(lock), "ll-outside");
-	ck_assert_int_eq(locks_lock_nholders(lock), 1);
-	ck_assert(locks_holder_external(locks_lock_holder(lock, 0)));
-	ck_assert_int_eq(locks_holder_pid(locks_lock_holder(lock, 0)),
-	    getpid());
-	locks_list_free(list);
-
-	ck_assert_int_eq(locks_list_query(c, NULL, 0x8, &list),
-	    LOCKS_E_INVAL);
-	close(fd);
-	locks_close(c);
-}
-END_TEST
-
-#define PAGE_NAMES	1200
-
-/* Whether a list reply says more locks follow. */
-static int
-list_more(struct json_object *r)
-{
-	struct json_object	*more = h_get(r, "more");
-
-	ck_assert_msg(more != NULL && json_object_is_type(more,
-	    json_type_boolean), "no \"more\" in %s", h_json(r));
-	return json_object_get_boolean(more);
-}
-
-/* Count a page's pg- names, checking they rise past *last; keep the last. */
-static size_t
-page_count(struct json_object *r, char *last, size_t size)
-{
-	const char	*name;
-	size_t		 i, n = 0;
-
-	for (i = 0; i < h_len(r, "locks"); i++) {
-		name = h_str(h_member(r, "locks", i), "name");
-		ck_assert_msg(strcmp(name, last) > 0, "%s after %s", name,
-		    last);
-		snprintf(last, size, "%s", name);
-		n += strncmp(name, "pg-", 3) == 0;
-	}
-	return n;
-}
-
-/*
- * A list reply is bounded (at most 1000 locks, and about 256 KiB): the
- * rest comes in pages after the last name, and liblocks reads them all.
- */
-START_TEST(test_list_comes_in_bounded_pages_that_liblocks_joins)
-{
-	struct h_conn		*c = h_connect(), *t = h_connect();
-	struct json_object	*r;
-	locks_conn		*lc;
-	locks_list		*list = NULL;
-	char			 owner[257], last[256] = "";
-	size_t			 total = 0, i, pages = 0;
-
-	memset(owner, 'o', sizeof owner - 1);
-	owner[sizeof owner - 1] = '\0';
-	for (i = 0; i < PAGE_NAMES; i++)
-		EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"name\":"
-		    "\"pg-%04zu\",\"owner\":\"%s\",\"timeout\":0}", i, owner));
-
-	r = h_request(t, "{\"op\":\"list\"}");
-	EXPECT_OK(r);
-	ck_assert(list_more(r));
-	/* 1200 entries of about 400 bytes: the byte bound ends the page. */
-	ck_assert_uint_lt(h_len(r, "locks"), 1000);
-	ck_assert_uint_lt(strlen(h_json(r)), 256 * 1024 + 4096);
-	for (;;) {
-		total += page_count(r, last, sizeof last);
-		pages++;
-		if (!list_more(r))
-			break;
-		r = h_request(t, "{\"op\":\"list\",\"after\":\"%s\"}", last);
-		EXPECT_OK(r);
-	}
-	ck_assert_uint_eq(total, PAGE_NAMES);
-	ck_assert_uint_ge(pages, 2);
-
-	r = h_request(t, "{\"op\":\"list\",\"limit\":10}");
-	EXPECT_LEN(r, "locks", 10);
-	ck_assert(list_more(r));
-	r = h_request(t, "{\"op\":\"list\",\"limit\":1001}");
-	EXPECT_ERROR(r, "bad_request");
-
-	lc = lib_conn("pages");
-	ck_assert_int_eq(locks_list_get(lc, NULL, &list), LOCKS_OK);
-	for (i = 0, total = 0; i < locks_list_count(list); i++)
-		total += strncmp(locks_lock_name(locks_list_lock(list, i)),
-		    "pg-", 3) == 0;
-	ck_assert_uint_eq(total, PAGE_NAMES);
-	ck_assert_ptr_null(strstr(locks_list_json(list), "\"more\""));
-	locks_list_free(list);
-	locks_close(lc);
-}
-END_TEST
-
-START_TEST(test_liblocks_status_accessors)
-{
-	locks_conn		*c = lib_conn("ll-status");
-	locks_status		*st = NULL;
-	struct json_object	*json;
-	struct h_conn		*raw = h_connect();
-	struct json_object	*hello;
-
-	hello = h_request(raw, "{\"op\":\"hello\"}");
-	ck_assert_int_eq(locks_acquire(c, "ll-st", NULL, NULL), LOCKS_OK);
-	ck_assert_int_eq(locks_status_get(c, &st), LOCKS_OK);
-	ck_assert_str_eq(locks_status_version(st), h_str(hello, "version"));
-	ck_assert(locks_status_uptime(st) >= 0);
-	ck_assert_int_ge(locks_status_connections(st), 2);
-	ck_assert_int_ge(locks_status_locks_held(st), 1);
-	ck_assert_int_ge(locks_status_waiters(st), 0);
-	ck_assert_int_ge(locks_status_acquired_total(st),
-	    locks_status_locks_held(st));
-	json = json_tokener_parse(locks_status_json(st));
-	ck_assert_msg(json != NULL && h_ok(json), "status json: %s",
-	    locks_status_json(st));
-	ck_assert_int_eq(h_int(json, "acquired_total"),
-	    locks_status_acquired_total(st));
-	json_object_put(json);
-	locks_status_free(st);
-	locks_status_free(NULL);
-	locks_close(c);
-}
-END_TEST
-
-START_TEST(test_liblocks_names_every_error)
-{
-	static const struct {
-		int		 error;
-		const char	*code;
-	} proto[] = {
-		{ LOCKS_E_BAD_JSON, "bad_json" },
-		{ LOCKS_E_BAD_REQUEST, "bad_request" },
-		{ LOCKS_E_UNKNOWN_OP, "unknown_op" },
-		{ LOCKS_E_INVALID_NAME, "invalid_name" },
-		{ LOCKS_E_ALREADY_HELD, "already_held" },
-		{ LOCKS_E_NOT_HELD, "not_held" },
-		{ LOCKS_E_TIMEOUT, "timeout" },
-		{ LOCKS_E_CANCELLED, "cancelled" },
-		{ LOCKS_E_TOO_LARGE, "too_large" },
-		{ LOCKS_E_LIMIT, "limit" },
-		{ LOCKS_E_PERMISSION_DENIED, "permission_denied" },
-		{ LOCKS_E_INTERNAL, "internal" },
-	};
-	static const int	 own[] = { LOCKS_E_CONNECT, LOCKS_E_LOST,
-	    LOCKS_E_PROTOCOL, LOCKS_E_NOMEM, LOCKS_E_INVAL,
-	    LOCKS_E_UNTRUSTED };
-	const char		*codes[32], *texts[32];
-	size_t			 i, j, n = 0;
-
-	for (i = 0; i < sizeof proto / sizeof proto[0]; i++) {
-		ck_assert_str_eq(locks_error_code(proto[i].error),
-		    proto[i].code);
-		codes[n] = locks_error_code(proto[i].error);
-		texts[n++] = locks_strerror(proto[i].error);
-	}
-	for (i = 0; i < sizeof own / sizeof own[0]; i++) {
-		codes[n] = locks_error_code(own[i]);
-		texts[n++] = locks_strerror(own[i]);
-	}
-	for (i = 0; i < n; i++) {
-		ck_assert_int_gt(strlen(codes[i]), 0);
-		ck_assert_int_gt(strlen(texts[i]), 0);
-		ck_assert_str_ne(texts[i], locks_strerror(-999));
-		for (j = 0; j < i; j++) {
-			ck_assert_str_ne(codes[i], codes[j]);
-			ck_assert_str_ne(texts[i], texts[j]);
-		}
-	}
-	ck_assert_int_gt(strlen(locks_strerror(LOCKS_OK)), 0);
-}
-END_TEST
-
-START_TEST(test_liblocks_connect_to_missing_socket_fails)
-{
-	locks_conn	*c = (locks_conn *)&c;
-	char		 path[PATH_MAX];
-
-	snprintf(path, sizeof path, "%s/no-such.sock", h_run_dir());
-	ck_assert_int_eq(locks_connect(path, "x", &c), LOCKS_E_CONNECT);
-	ck_assert_ptr_eq(c, (locks_conn *)&c);
-	ck_assert_msg(strstr(locks_last_message(NULL), path) != NULL,
-	    "message does not name the socket: %s",
-	    locks_last_message(NULL));
-}
-END_TEST
-
-START_TEST(test_liblocks_uses_locks_socket_when_path_is_null)
-{
-	locks_conn	*c = NULL;
-	char		 buf[PATH_MAX];
-
-	ck_assert_msg(h_srv.pid > 0, "locksd did not start");
-	setenv("LOCKS_SOCKET", h_srv.socket_path, 1);
-	ck_assert_int_eq(locks_default_socket(buf, sizeof buf),
-	    (int)strlen(h_srv.socket_path));
-	ck_assert_str_eq(buf, h_srv.socket_path);
-	ck_assert_int_eq(locks_connect(NULL, "env", &c), LOCKS_OK);
-	ck_assert_str_eq(locks_socket_path(c), h_srv.socket_path);
-	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
-	locks_close(c);
-}
-END_TEST
-
-/* Compare the library's default socket path with the daemon's and want. */
-static int
-default_socket_is(const char *want)
-{
-	char	 lib[PATH_MAX], daemon[PATH_MAX];
-
-	locks_default_socket(lib, sizeof lib);
-	proto_default_socket(daemon, sizeof daemon);
-	if (strcmp(lib, daemon) != 0) {
-		fprintf(stderr, "liblocks says %s, locksd says %s\n", lib,
-		    daemon);
-		return 0;
-	}
-	if (want != NULL && strcmp(lib, want) != 0) {
-		fprintf(stderr, "default socket %s, not %s\n", lib, want);
-		return 0;
-	}
-	return 1;
-}
-
-START_TEST(test_default_socket_path_follows_the_documented_order)
-{
-	pid_t	 pid;
-	int	 status, bad = 0;
-
-	setenv("LOCKS_SOCKET", "/x/y.sock", 1);
-	setenv("XDG_RUNTIME_DIR", "/xdg", 1);
-	ck_assert(default_socket_is("/x/y.sock"));
-	unsetenv("LOCKS_SOCKET");
-	if (getuid() != 0) {
-		ck_assert(default_socket_is(NULL));
-		return;
-	}
-	ck_assert(default_socket_is("/run/locksd/locksd.sock"));
-
-	/* The rest of the rule is for users other than root. */
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (setgid(65534) == -1 || setuid(65534) == -1)
-			_exit(100);
-		bad += !default_socket_is("/xdg/locksd/locksd.sock");
-		unsetenv("XDG_RUNTIME_DIR");
-		bad += !default_socket_is("/tmp/locksd-65534/locksd.sock");
-		setenv("XDG_RUNTIME_DIR", "", 1);
-		bad += !default_socket_is("/tmp/locksd-65534/locksd.sock");
-		/* Not in the rule, but client and daemon must agree. */
-		setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
-		bad += !default_socket_is(NULL);
-		_exit(bad);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	    "%d case(s) differ (see stderr)", WEXITSTATUS(status));
-}
-END_TEST
-
-/*
- * The daemon's life: start, refuse, restart, stop.
- */
-
-/* Take name on a fresh daemon connection and return its token. */
-static int64_t
-token_from(struct h_daemon *d, const char *name)
-{
-	struct h_conn	*c = h_connect_to(d->socket_path);
-	int64_t		 token;
-
-	token = h_int(h_take(c, name, "exclusive"), "token");
-	h_conn_close(c);
-	return token;
-}
-
-START_TEST(test_tokens_increase_across_daemon_restarts)
-{
-	struct h_daemon	 d;
-	int64_t		 last = 0, t;
-	int		 i;
-
-	memset(&d, 0, sizeof d);
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	for (i = 0; i < 3; i++) {
-		t = token_from(&d, "restart-x");
-		ck_assert_int_gt(t, last);
-		last = t;
-	}
-	for (i = 0; i < 3; i++) {
-		ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-		ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-		t = token_from(&d, "restart-x");
-		ck_assert_msg(t > last, "token %lld after restart, not above "
-		    "%lld", (long long)t, (long long)last);
-		ck_assert_int_lt(t, MAX_SAFE_INTEGER);
-		last = t;
-	}
-	/* A crash too. */
-	h_daemon_kill(&d);
-	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	t = token_from(&d, "restart-x");
-	ck_assert_msg(t > last, "token %lld after kill -9, not above %lld",
-	    (long long)t, (long long)last);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
-/*
- * White-box: token.c keeps a reserved ceiling in <lock-dir>/.tokens so
- * that a clock set backwards cannot make a restart reuse tokens.  Faking
- * a ceiling far above the clock stands in for that clock step.
- */
-START_TEST(test_restart_starts_above_the_reserved_token_ceiling)
-{
-	struct h_daemon	 d;
-	char		 path[PATH_MAX];
-	int64_t		 t1, t2, ceiling;
-	FILE		*fp;
-
-	memset(&d, 0, sizeof d);
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	t1 = token_from(&d, "ceiling-x");
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-
-	snprintf(path, sizeof path, "%s/.tokens", d.lock_dir);
-	fp = fopen(path, "r");
-	ck_assert_msg(fp != NULL, "no %s", path);
-	ck_assert_int_eq(fscanf(fp, "%" SCNd64, &ceiling), 1);
-	fclose(fp);
-	ck_assert_int_gt(ceiling, t1);
-
-	ceiling = t1 + 5000000000000LL;		/* 58 days ahead */
-	fp = fopen(path, "w");
-	ck_assert_ptr_nonnull(fp);
-	fprintf(fp, "%" PRId64 "\n", ceiling);
-	fclose(fp);
-	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	t2 = token_from(&d, "ceiling-x");
-	ck_assert_msg(t2 > ceiling, "token %lld below the ceiling %lld",
-	    (long long)t2, (long long)ceiling);
-	ck_assert_int_lt(t2, MAX_SAFE_INTEGER);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
-START_TEST(test_daemon_defaults_to_locks_socket_and_a_lock_dir_beside_it)
-{
-	struct h_daemon	 d;
-	locks_conn	*c = NULL;
-	char		 dir[128];
-
-	snprintf(dir, sizeof dir, "%s/env-XXXXXX", h_run_dir());
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	memset(&d, 0, sizeof d);
-	d.env_only = 1;
-	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
-	setenv("LOCKS_SOCKET", d.socket_path, 1);
-	ck_assert_int_eq(locks_connect(NULL, "env", &c), LOCKS_OK);
-	ck_assert_int_eq(locks_acquire(c, "env-x", NULL, NULL), LOCKS_OK);
-	ck_assert_int_eq(h_file_mode(dir, "locks"), 0755);
-	ck_assert_int_eq(h_file_mode(d.lock_dir, "env-x"), 0644);
-	locks_close(c);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
-START_TEST(test_sigterm_exits_zero_and_removes_socket)
-{
-	struct h_daemon	 d;
-	struct h_conn	*h, *w;
-
-	memset(&d, 0, sizeof d);
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	h = h_connect_to(d.socket_path);
-	w = h_connect_to(d.socket_path);
-	h_take(h, "term-x", "exclusive");
-	queue(w, "term-x", "exclusive", 1, "");
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-	ck_assert_msg(h_recv_closed(h, 2), "%s", h_error());
-	ck_assert_msg(h_recv_closed(w, 2), "%s", h_error());
-	/* Its locks went with it; its lock files stay. */
-	ck_assert_int_eq(h_file_mode(d.lock_dir, "term-x"), 0644);
-	ck_assert_int_eq(h_system("flock -n '%s/term-x' true", d.lock_dir),
-	    0);
-}
-END_TEST
-
-START_TEST(test_sigint_exits_zero_and_removes_socket)
-{
-	struct h_daemon	 d;
-	struct h_conn	*h;
-
-	memset(&d, 0, sizeof d);
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	h = h_connect_to(d.socket_path);
-	h_take(h, "int-x", "exclusive");
-	ck_assert_msg(h_daemon_signal_stop(&d, SIGINT) == 0, "%s",
-	    h_error());
-	ck_assert_msg(h_recv_closed(h, 2), "%s", h_error());
-}
-END_TEST
-
-START_TEST(test_second_daemon_on_live_socket_refuses_to_start)
-{
-	struct h_daemon	 d, second;
-	struct h_conn	*before, *after;
-	struct stat	 sb;
-	pid_t		 pid;
-	int		 status;
-
-	memset(&d, 0, sizeof d);
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	before = h_connect_to(d.socket_path);
-	h_take(before, "live-x", "exclusive");
-
-	second = d;
-	snprintf(second.lock_dir, sizeof second.lock_dir, "%s/locks2", d.dir);
-	snprintf(second.log_path, sizeof second.log_path, "%s/second.log",
-	    d.dir);
-	pid = h_daemon_spawn(&second);
-	ck_assert_int_gt(pid, 0);
-	ck_assert_msg(h_wait_exit(pid, h_slow(5), &status) == 0, "%s",
-	    h_error());
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0,
-	    "the second locksd did not fail: status %#x", status);
-
-	/* The first one is untouched. */
-	ck_assert_int_eq(lstat(d.socket_path, &sb), 0);
-	EXPECT_OK(h_request(before, "{\"op\":\"ping\"}"));
-	after = h_connect_to(d.socket_path);
-	EXPECT_ERROR(h_request(after, "{\"op\":\"acquire\","
-	    "\"name\":\"live-x\",\"timeout\":0}"), "timeout");
-	h_conn_close(before);
-	h_conn_close(after);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
-START_TEST(test_stale_socket_file_is_removed_at_start)
-{
-	struct h_daemon		 d;
-	struct sockaddr_un	 sun;
-	struct h_conn		*c;
-	char			 dir[128];
-	int			 fd;
-
-	snprintf(dir, sizeof dir, "%s/stale-XXXXXX", h_run_dir());
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	memset(&d, 0, sizeof d);
-	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path, d.socket_path, sizeof sun.sun_path);
-	/* A socket nobody listens on, as a crashed daemon leaves. */
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
-	close(fd);
-
-	ck_assert_msg(h_daemon_start_in(&d, dir) == 0, "%s", h_error());
-	c = h_connect_to(d.socket_path);
-	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
-	h_conn_close(c);
-
-	/* And after kill -9. */
-	h_daemon_kill(&d);
-	ck_assert_int_ge(h_file_mode(d.socket_path, NULL), 0);
-	ck_assert_msg(h_daemon_restart(&d) == 0, "%s", h_error());
-	c = h_connect_to(d.socket_path);
-	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
-	h_conn_close(c);
-	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
-}
-END_TEST
-
-START_TEST(test_file_that_is_not_a_socket_is_never_removed)
-{
-	struct h_daemon	 d;
-	char		 dir[128];
-	pid_t		 pid;
-	int		 status;
-	FILE		*fp;
-
-	snprintf(dir, sizeof dir, "%s/notsock-XXXXXX", h_run_dir());
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	memset(&d, 0, sizeof d);
-	ck_assert_int_eq(h_daemon_paths(&d, dir), 0);
-	fp = fopen(d.socket_path, "w");
-	ck_assert_ptr_nonnull(fp);
-	fputs("precious\n", fp);
-	fclose(fp);
-
-	pid = h_daemon_spawn(&d);
-	ck_assert_int_gt(pid, 0);
-	ck_assert_msg(h_wait_exit(pid, h_slow(5), &status) == 0, "%s",
-	    h_error());
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0,
-	    "locksd started over a regular file: status %#x", status);
-	ck_assert_int_eq(h_system("grep -qx precious '%s'", d.socket_path), 0);
-}
-END_TEST
-
-START_TEST(test_liblocks_reports_a_lost_connection)
-{
-	struct h_daemon	 d;
-	locks_conn	*c = NULL;
-
-	memset(&d, 0, sizeof d);
-	ck_assert_msg(h_daemon_start(&d) == 0, "%s", h_error());
-	ck_assert_int_eq(locks_connect(d.socket_path, "lost", &c), LOCKS_OK);
-	ck_assert_int_eq(locks_acquire(c, "lost-x", NULL, NULL), LOCKS_OK);
-	h_daemon_kill(&d);
-	ck_assert_int_eq(locks_ping(c), LOCKS_E_LOST);
-	ck_assert_int_gt(strlen(locks_last_message(c)), 0);
-	/* The connection stays unusable. */
-	ck_assert_int_eq(locks_ping(c), LOCKS_E_LOST);
-	locks_close(c);
-}
-END_TEST
-
 static Suite *
-integration_suite(void)
+wire_suite(void)
 {
-	Suite	*s = suite_create("integration");
+	Suite	*s = suite_create("wire");
 	TCase	*tc;
 
 	tc = h_daemon_tcase("session", 60);
@@ -2929,6 +1963,11 @@ integration_suite(void)
 	tcase_add_test(tc, test_holder_credentials_come_from_the_socket_peer);
 	suite_add_tcase(s, tc);
 
+	/* Exact counts want a daemon of their own. */
+	tc = h_tcase("status", 60);
+	tcase_add_test(tc, test_status_reports_counts);
+	suite_add_tcase(s, tc);
+
 	tc = h_daemon_tcase("errors", 60);
 	tcase_add_test(tc,
 	    test_bad_json_replies_null_id_and_keeps_the_connection);
@@ -2951,44 +1990,6 @@ integration_suite(void)
 	    test_outside_flock_holder_fails_timeout_zero_at_once);
 	tcase_add_test(tc, test_outside_shared_flock_blocks_only_exclusive);
 	tcase_add_test(tc, test_lock_files_are_0644_and_never_unlinked);
-	tcase_add_test(tc, test_lock_dir_is_created_0755);
-	suite_add_tcase(s, tc);
-
-	tc = h_daemon_tcase("liblocks", 60);
-	tcase_add_test(tc,
-	    test_liblocks_connect_without_label_uses_program_name);
-	tcase_add_test(tc,
-	    test_liblocks_acquire_reports_holders_to_on_blocking);
-	tcase_add_test(tc, test_liblocks_acquire_times_out_and_tries_once);
-	tcase_add_test(tc, test_liblocks_release_and_refusals);
-	tcase_add_test(tc, test_liblocks_name_valid_follows_the_name_rules);
-	tcase_add_test(tc, test_liblocks_list_accessors);
-	tcase_add_test(tc, test_liblocks_list_all_shows_outside_only_files);
-	tcase_add_test(tc, test_liblocks_status_accessors);
-	tcase_add_test(tc, test_liblocks_names_every_error);
-	tcase_add_test(tc, test_liblocks_connect_to_missing_socket_fails);
-	tcase_add_test(tc, test_liblocks_uses_locks_socket_when_path_is_null);
-	tcase_add_test(tc,
-	    test_default_socket_path_follows_the_documented_order);
-	suite_add_tcase(s, tc);
-
-	/* These start daemons of their own. */
-	tc = h_tcase("daemon", 60);
-	tcase_add_test(tc, test_status_reports_counts);
-	tcase_add_test(tc, test_limit_when_the_daemon_runs_out_of_descriptors);
-	tcase_add_test(tc,
-	    test_limit_at_max_locks_per_client_counts_holds_and_waits);
-	tcase_add_test(tc, test_tokens_increase_across_daemon_restarts);
-	tcase_add_test(tc,
-	    test_restart_starts_above_the_reserved_token_ceiling);
-	tcase_add_test(tc,
-	    test_daemon_defaults_to_locks_socket_and_a_lock_dir_beside_it);
-	tcase_add_test(tc, test_sigterm_exits_zero_and_removes_socket);
-	tcase_add_test(tc, test_sigint_exits_zero_and_removes_socket);
-	tcase_add_test(tc, test_second_daemon_on_live_socket_refuses_to_start);
-	tcase_add_test(tc, test_stale_socket_file_is_removed_at_start);
-	tcase_add_test(tc, test_file_that_is_not_a_socket_is_never_removed);
-	tcase_add_test(tc, test_liblocks_reports_a_lost_connection);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -2997,5 +1998,5 @@ integration_suite(void)
 int
 main(void)
 {
-	return h_run_suite(integration_suite());
+	return h_run_suite(wire_suite());
 }

@@ -1,7 +1,10 @@
 /*
- * Answering requests: decode, dispatch, and one connection's acquires
+ * One client's session: it owns its conn, parses each line the conn hands
+ * it, dispatches the request, and keeps the client's label and acquires
  * (their waits, timers, grants and releases).  The grant rules themselves
- * live in locktab.c; this file turns them into protocol messages.
+ * live in locktab.c; this file turns them into protocol messages.  What
+ * sessions share, and the calls up into the daemon, come in the
+ * session_host server.c made.
  */
 
 #include <errno.h>
@@ -12,39 +15,56 @@
 
 #include "daemon.h"
 
-/* One acquire of a connection: waiting in a queue, then holding. */
-struct acquire {
-	TAILQ_ENTRY(acquire)	 entry;
+struct acquire;
+TAILQ_HEAD(acquire_list, acquire);
+
+struct session {
+	TAILQ_ENTRY(session)	 entry;
+	struct session_host	*host;
 	struct conn		*conn;
+	struct json_tokener	*tok;
+	struct client_info	 client;
+	struct acquire_list	 acquires;
+	int			 uid_counted;	/* for host->closed */
+};
+
+/*
+ * One acquire of a session: waiting in a queue, then holding.  The
+ * holder comes first, as the lock table's arg points at it.
+ */
+struct acquire {
+	struct holder_info	 holder;
+	TAILQ_ENTRY(acquire)	 entry;
+	struct session		*session;
+	struct conn		*conn;		/* the session's, for replies */
 	struct lock_req		*req;
 	const char		*id_text;	/* the id as JSON, in text */
 	size_t			 id_len;
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
 	double			 started;	/* monotonic */
-	const char		*owner;		/* in text */
 	int			 held;
 	char			 text[];	/* owner and id_text */
 };
 
 static size_t
-acquire_count(struct conn *conn)
+acquire_count(struct session *s)
 {
 	struct acquire	*a;
 	size_t		 n = 0;
 
-	TAILQ_FOREACH(a, conn_acquires(conn), entry)
+	TAILQ_FOREACH(a, &s->acquires, entry)
 		n++;
 	return n;
 }
 
-/* Find the connection's acquire of name, waiting or held. */
+/* Find the session's acquire of name, waiting or held. */
 static struct acquire *
-acquire_find(struct conn *conn, const char *name)
+acquire_find(struct session *s, const char *name)
 {
 	struct acquire	*a;
 
-	TAILQ_FOREACH(a, conn_acquires(conn), entry) {
+	TAILQ_FOREACH(a, &s->acquires, entry) {
 		if (a->req != NULL && strcmp(lock_req_name(a->req), name) == 0)
 			return a;
 	}
@@ -69,7 +89,7 @@ acquire_stop_timers(struct acquire *a)
 static void
 acquire_free(struct acquire *a)
 {
-	TAILQ_REMOVE(conn_acquires(a->conn), a, entry);
+	TAILQ_REMOVE(&a->session->acquires, a, entry);
 	acquire_stop_timers(a);
 	free(a);
 }
@@ -78,13 +98,13 @@ acquire_free(struct acquire *a)
 static void
 acquire_drop(struct acquire *a)
 {
-	struct server	*srv = conn_server(a->conn);
-	struct lock_req	*req = a->req;
+	struct session_host	*host = a->session->host;
+	struct lock_req		*req = a->req;
 
 	/* Unlink first: releasing may grant others, never this acquire. */
 	a->req = NULL;
 	acquire_free(a);
-	locktab_release(server_locktab(srv), req);
+	locktab_release(host->locktab, req);
 }
 
 /* Send an error reply echoing id, which it takes. */
@@ -124,26 +144,6 @@ reply_new(const struct proto_request *r)
 	return reply;
 }
 
-/* Describe one broker holder or waiter as the protocol shows it. */
-struct json_object *
-request_holder_encode(struct lock_req *req)
-{
-	struct acquire		*a = lock_req_arg(req);
-	const struct peer	*peer = conn_peer(a->conn);
-	struct proto_holder	 h;
-
-	memset(&h, 0, sizeof h);
-	h.pid = peer->pid;
-	h.uid = peer->uid;
-	h.gid = peer->gid;
-	h.client = conn_client(a->conn);
-	h.owner = a->owner;
-	h.mode = lock_req_mode(req);
-	h.since = lock_req_since(req);
-	h.token = lock_req_held(req) ? lock_req_token(req) : 0;
-	return proto_holder_encode(&h);
-}
-
 /* Send the one blocking event of a waiting acquire. */
 static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
@@ -159,7 +159,8 @@ acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 	json_object_object_add(event, "name",
 	    json_object_new_string(lock_req_name(a->req)));
 	json_object_object_add(event, "holders",
-	    listing_holders(conn_server(a->conn), lock_req_lock(a->req)));
+	    listing_holders(a->session->host->listing,
+	    lock_req_lock(a->req)));
 	json_object_object_add(event, "position",
 	    json_object_new_int(lock_req_position(a->req)));
 	conn_send(a->conn, event);
@@ -265,7 +266,7 @@ grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
  * formatted directly, as names never need escaping.
  */
 void
-request_granted(struct lock_req *req, void *arg)
+session_granted(struct lock_req *req, void *arg)
 {
 	struct acquire	*a = arg;
 	double		 waited;
@@ -284,7 +285,7 @@ request_granted(struct lock_req *req, void *arg)
  * and forget the request, which the lock table frees.
  */
 void
-request_failed(struct lock_req *req, int error, void *arg)
+session_failed(struct lock_req *req, int error, void *arg)
 {
 	struct acquire	*a = arg;
 	char		 msg[256];
@@ -311,7 +312,7 @@ seconds_to_tv(double seconds)
 static int
 acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 {
-	struct event_base	*base = server_base(conn_server(a->conn));
+	struct event_base	*base = a->session->host->base;
 	struct timeval		 tv;
 
 	if (r->timeout > 0) {
@@ -333,39 +334,39 @@ acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 
 /* Reply to an acquire the lock table refused with errno -rc. */
 static void
-acquire_failed(struct conn *conn, const struct proto_request *r, int rc)
+acquire_failed(struct session *s, const struct proto_request *r, int rc)
 {
-	char	 msg[256];
+	struct session_host	*host = s->host;
+	char			 msg[256];
 
 	if (rc == -EWOULDBLOCK) {
-		reply_error(conn, r, PROTO_E_TIMEOUT, "the lock is held");
+		reply_error(s->conn, r, PROTO_E_TIMEOUT, "the lock is held");
 	} else if (rc == LOCKTAB_E_NO_TOKENS) {
 		/* No token left under the ceiling saved on disk. */
-		reply_error(conn, r, PROTO_E_INTERNAL,
-		    server_tokens_exhausted(conn_server(conn)));
+		reply_error(s->conn, r, PROTO_E_INTERNAL,
+		    host->tokens_exhausted(host->arg));
 	} else if (rc == LOCKTAB_E_MAX_FILES) {
 		snprintf(msg, sizeof msg, "the lock directory already holds "
 		    "%zu lock files (--max-lock-files); only names whose file "
-		    "exists can be acquired",
-		    server_max_lock_files(conn_server(conn)));
-		reply_error(conn, r, PROTO_E_LIMIT, msg);
+		    "exists can be acquired", host->max_lock_files);
+		reply_error(s->conn, r, PROTO_E_LIMIT, msg);
 	} else if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s",
 		    strerror(-rc));
-		reply_error(conn, r, PROTO_E_LIMIT, msg);
+		reply_error(s->conn, r, PROTO_E_LIMIT, msg);
 	} else {
 		snprintf(msg, sizeof msg, "cannot open the lock file: %s%s",
 		    strerror(-rc), rc == -ELOOP ? " (it is a symlink)" : "");
-		reply_error(conn, r, PROTO_E_INTERNAL, msg);
+		reply_error(s->conn, r, PROTO_E_INTERNAL, msg);
 		/* The whole lock dir may be gone: then the daemon exits. */
 		if (rc == -ENOENT)
-			server_lock_file_missing(conn_server(conn));
+			host->lock_file_missing(host->arg);
 	}
 }
 
 /* A new acquire, with its owner and id text in the same allocation. */
 static struct acquire *
-acquire_new(struct conn *conn, const struct proto_request *r)
+acquire_new(struct session *s, const struct proto_request *r)
 {
 	struct acquire	*a;
 	size_t		 owner_size = strlen(r->owner) + 1;
@@ -374,63 +375,66 @@ acquire_new(struct conn *conn, const struct proto_request *r)
 	if ((a = calloc(1, sizeof *a + owner_size + r->id_len + 1)) == NULL)
 		return NULL;
 	memcpy(a->text, r->owner, owner_size);
-	a->owner = a->text;
+	a->holder.owner = a->text;
+	a->holder.client = &s->client;
 	id_text = a->text + owner_size;
 	memcpy(id_text, r->id_text, r->id_len);
 	id_text[r->id_len] = '\0';
 	a->id_text = id_text;
-	a->conn = conn;
+	a->session = s;
+	a->conn = s->conn;
 	a->id_len = r->id_len;
 	a->started = clock_monotonic();
-	TAILQ_INSERT_TAIL(conn_acquires(conn), a, entry);
+	TAILQ_INSERT_TAIL(&s->acquires, a, entry);
 	return a;
 }
 
 static void
-handle_acquire(struct conn *conn, const struct proto_request *r)
+handle_acquire(struct session *s, const struct proto_request *r)
 {
-	struct server	*srv = conn_server(conn);
-	struct acquire	*a;
-	struct lock_req	*req;
-	int		 rc;
+	struct session_host	*host = s->host;
+	struct acquire		*a;
+	struct lock_req		*req;
+	int			 rc;
 
-	if (acquire_find(conn, r->name) != NULL) {
-		reply_error(conn, r, PROTO_E_ALREADY_HELD,
+	if (acquire_find(s, r->name) != NULL) {
+		reply_error(s->conn, r, PROTO_E_ALREADY_HELD,
 		    "this connection already holds or awaits that name");
 		return;
 	}
-	if (acquire_count(conn) >= server_max_locks_per_client(srv)) {
-		reply_error(conn, r, PROTO_E_LIMIT,
+	if (acquire_count(s) >= host->max_locks_per_client) {
+		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "too many locks held or awaited by this connection");
 		return;
 	}
-	if ((a = acquire_new(conn, r)) == NULL) {
-		reply_error(conn, r, PROTO_E_LIMIT,
+	if ((a = acquire_new(s, r)) == NULL) {
+		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
 		return;
 	}
-	rc = locktab_acquire(server_locktab(srv), r->name, r->mode,
-	    r->timeout == 0, a, &req);
+	/* The lock table's arg is the holder, the acquire's first member. */
+	rc = locktab_acquire(host->locktab, r->name, r->mode,
+	    r->timeout == 0, &a->holder, &req);
 	if (rc != 0) {
-		acquire_failed(conn, r, rc);
+		acquire_failed(s, r, rc);
 		acquire_free(a);
 		return;
 	}
 	a->req = req;
 	if (!a->held && acquire_arm_timers(a, r) == -1) {
-		reply_error(conn, r, PROTO_E_LIMIT,
+		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
 		acquire_drop(a);
 	}
 }
 
 static void
-handle_release(struct conn *conn, const struct proto_request *r)
+handle_release(struct session *s, const struct proto_request *r)
 {
 	struct acquire	*a;
 
-	if ((a = acquire_find(conn, r->name)) == NULL) {
-		reply_error(conn, r, PROTO_E_NOT_HELD,
+	if ((a = acquire_find(s, r->name)) == NULL) {
+		reply_error(s->conn, r, PROTO_E_NOT_HELD,
 		    "this connection neither holds nor awaits that name");
 		return;
 	}
@@ -438,28 +442,28 @@ handle_release(struct conn *conn, const struct proto_request *r)
 		acquire_error(a, PROTO_E_CANCELLED,
 		    "the wait was cancelled by a release");
 	acquire_drop(a);
-	reply_ok(conn, r->id_text, r->id_len);
+	reply_ok(s->conn, r->id_text, r->id_len);
 }
 
 static void
-handle_list(struct conn *conn, const struct proto_request *r)
+handle_list(struct session *s, const struct proto_request *r)
 {
 	struct json_object	*reply, *locks;
 	int			 more;
 
 	reply = reply_new(r);
-	locks = listing_locks(conn_server(conn), r->name, r->all, r->after,
+	locks = listing_locks(s->host->listing, r->name, r->all, r->after,
 	    (size_t)r->limit, &more);
 	json_object_object_add(reply, "locks", locks);
 	json_object_object_add(reply, "more", json_object_new_boolean(more));
-	conn_send(conn, reply);
+	conn_send(s->conn, reply);
 }
 
 static void
-handle_status(struct conn *conn, const struct proto_request *r)
+handle_status(struct session *s, const struct proto_request *r)
 {
-	struct server		*srv = conn_server(conn);
-	struct locktab		*tab = server_locktab(srv);
+	struct session_host	*host = s->host;
+	struct locktab		*tab = host->locktab;
 	struct json_object	*reply;
 
 	reply = reply_new(r);
@@ -467,25 +471,38 @@ handle_status(struct conn *conn, const struct proto_request *r)
 	    json_object_new_string(LOCKSD_VERSION));
 	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
 	json_object_object_add(reply, "uptime",
-	    json_object_new_double(server_uptime(srv)));
+	    json_object_new_double(clock_monotonic() - host->started));
 	json_object_object_add(reply, "connections",
-	    json_object_new_int64((int64_t)server_nconns(srv)));
+	    json_object_new_int64((int64_t)host->nsessions));
 	json_object_object_add(reply, "locks_held",
 	    json_object_new_int64((int64_t)locktab_nheld(tab)));
 	json_object_object_add(reply, "waiters",
 	    json_object_new_int64((int64_t)locktab_nwaiting(tab)));
 	json_object_object_add(reply, "acquired_total",
 	    json_object_new_int64((int64_t)locktab_granted_total(tab)));
-	conn_send(conn, reply);
+	conn_send(s->conn, reply);
+}
+
+/* Replace the client label; -1 if out of memory. */
+static int
+session_set_label(struct session *s, const char *label)
+{
+	char	*copy;
+
+	if ((copy = strdup(label)) == NULL)
+		return -1;
+	free(s->client.label);
+	s->client.label = copy;
+	return 0;
 }
 
 static void
-handle_hello(struct conn *conn, const struct proto_request *r)
+handle_hello(struct session *s, const struct proto_request *r)
 {
 	struct json_object	*reply;
 
-	if (conn_set_client(conn, r->client) == -1) {
-		reply_error(conn, r, PROTO_E_LIMIT,
+	if (session_set_label(s, r->client) == -1) {
+		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
 		return;
 	}
@@ -497,46 +514,159 @@ handle_hello(struct conn *conn, const struct proto_request *r)
 	json_object_object_add(reply, "protocol",
 	    json_object_new_int(PROTO_VERSION));
 	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
-	conn_send(conn, reply);
+	conn_send(s->conn, reply);
 }
 
 /* Answer one decoded request, or the error its decoding found. */
-void
-request_dispatch(struct conn *conn, const struct proto_request *r,
+static void
+session_dispatch(struct session *s, const struct proto_request *r,
     enum proto_error error, const char *msg)
 {
 	if (error != PROTO_OK) {
-		reply_error(conn, r, error, msg);
+		reply_error(s->conn, r, error, msg);
 		return;
 	}
 	switch (r->op) {
 	case PROTO_OP_HELLO:
-		handle_hello(conn, r);
+		handle_hello(s, r);
 		break;
 	case PROTO_OP_PING:
-		reply_ok(conn, r->id_text, r->id_len);
+		reply_ok(s->conn, r->id_text, r->id_len);
 		break;
 	case PROTO_OP_ACQUIRE:
-		handle_acquire(conn, r);
+		handle_acquire(s, r);
 		break;
 	case PROTO_OP_RELEASE:
-		handle_release(conn, r);
+		handle_release(s, r);
 		break;
 	case PROTO_OP_LIST:
-		handle_list(conn, r);
+		handle_list(s, r);
 		break;
 	case PROTO_OP_STATUS:
-		handle_status(conn, r);
+		handle_status(s, r);
 		break;
 	}
 }
 
-/* Release every lock and cancel every wait of a closing connection. */
-void
-request_drop_all(struct conn *conn)
+/* The conn's line callback: parse one request line and dispatch it. */
+static void
+session_line_cb(const char *line, size_t len, void *arg)
+{
+	struct session		*s = arg;
+	struct proto_scratch	 scratch;
+	struct proto_request	 r;
+	struct json_object	*obj;
+	enum proto_error	 error;
+	const char		*msg = NULL;
+
+	if (proto_blank(line, len))
+		return;
+	error = proto_request_parse(s->tok, line, len, &scratch, &r, &obj,
+	    &msg);
+	session_dispatch(s, &r, error, msg);
+	json_object_put(obj);
+}
+
+/* Release every lock and cancel every wait of the session. */
+static void
+session_drop_all(struct session *s)
 {
 	struct acquire	*a;
 
-	while ((a = TAILQ_FIRST(conn_acquires(conn))) != NULL)
+	while ((a = TAILQ_FIRST(&s->acquires)) != NULL)
 		acquire_drop(a);
+}
+
+/* The conn's closing callback: the peer's locks go at once. */
+static void
+session_closing_cb(void *arg)
+{
+	session_drop_all(arg);
+}
+
+/* The conn's gone callback: the transport is done, so is the session. */
+static void
+session_gone_cb(void *arg)
+{
+	session_free(arg);
+}
+
+static const struct conn_cb session_conn_cb = {
+	session_line_cb,
+	session_closing_cb,
+	session_gone_cb
+};
+
+/* Free what session_new allocated, whatever it got to. */
+static void
+session_free_parts(struct session *s)
+{
+	if (s->tok != NULL)
+		json_tokener_free(s->tok);
+	free(s->client.label);
+	free(s);
+}
+
+/*
+ * Start a session for an admitted peer over fd (a non-blocking stream
+ * socket it owns from then on).  counted is handed back to host->closed.
+ * NULL if out of memory, with fd closed.
+ */
+struct session *
+session_new(struct session_host *host, int fd, const struct peer *peer,
+    int counted)
+{
+	struct session	*s;
+
+	if ((s = calloc(1, sizeof *s)) == NULL ||
+	    (s->tok = proto_tokener_new()) == NULL ||
+	    (s->client.label = strdup("")) == NULL) {
+		log_warnx("out of memory accepting a connection");
+		if (s != NULL)
+			session_free_parts(s);
+		close(fd);
+		return NULL;
+	}
+	if ((s->conn = conn_new(host->base, fd, host->output_high,
+	    &session_conn_cb, s)) == NULL) {
+		session_free_parts(s);
+		return NULL;
+	}
+	s->host = host;
+	s->client.peer = *peer;
+	s->uid_counted = counted;
+	TAILQ_INIT(&s->acquires);
+	TAILQ_INSERT_TAIL(&host->sessions, s, entry);
+	host->nsessions++;
+	return s;
+}
+
+/*
+ * Release everything the session held or awaited, free its conn and
+ * itself, and tell the host.  The caller must not touch s afterwards.
+ */
+void
+session_free(struct session *s)
+{
+	struct session_host	*host = s->host;
+	struct peer		 peer = s->client.peer;
+	int			 counted = s->uid_counted;
+
+	log_debug("connection from pid %ld closed", (long)peer.pid);
+	TAILQ_REMOVE(&host->sessions, s, entry);
+	host->nsessions--;
+	session_drop_all(s);
+	conn_free(s->conn);
+	session_free_parts(s);
+	host->closed(&peer, counted, host->arg);
+}
+
+/* Free every session, at shutdown. */
+void
+session_free_all(struct session_host *host)
+{
+	struct session	*s;
+
+	while ((s = TAILQ_FIRST(&host->sessions)) != NULL)
+		session_free(s);
 }
