@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "locktab.h"
 #include "protocol.h"
 
 #define LOCKSD_VERSION LOCKS_VERSION	/* from CMake's project() */
@@ -26,74 +27,34 @@ void	 fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
 /*
- * locktab.c: the lock table.  Pure grant logic over names, FIFO queues,
- * modes, fencing tokens and the flock(2)ed lock files; no sockets, no JSON.
- *
- * A lock_req is one acquire: it waits in its lock's queue, then holds.
- * Grants are reported through the granted callback, also for a request
- * granted at once inside locktab_acquire.
+ * watch.c: threads that wait in flock(2) on outside holders, the file
+ * store's helper.
  */
-struct locktab;
-struct lock;
-struct lock_req;
-
-/* locktab_acquire's own errors, outside the errno range. */
-#define LOCKTAB_E_MAX_FILES	(-100000)	/* past the lock file bound */
-#define LOCKTAB_E_NO_TOKENS	(-100001)	/* past the token limit */
-
-typedef void (*locktab_granted_cb)(struct lock_req *, void *);
-typedef double (*locktab_clock)(void);
-typedef void (*locktab_blocked_cb)(struct lock *, int, enum proto_mode,
-		    void *);
-
-struct locktab	*locktab_new(int, int64_t, locktab_granted_cb,
-		    locktab_clock);
-void		 locktab_free(struct locktab *);
-int		 locktab_acquire(struct locktab *, const char *,
-		    enum proto_mode, int, void *, struct lock_req **);
-void		 locktab_release(struct locktab *, struct lock_req *);
-void		 locktab_retry(struct locktab *);
-void		 locktab_expire(struct locktab *);
-size_t		 locktab_nidle(const struct locktab *);
-size_t		 locktab_close_idle(struct locktab *);
-int		 locktab_set_max_files(struct locktab *, size_t);
-size_t		 locktab_nfiles(const struct locktab *);
-void		 locktab_set_blocked_cb(struct locktab *, locktab_blocked_cb,
-		    void *);
-void		 locktab_adopt(struct locktab *, struct lock *, int,
-		    enum proto_mode);
-size_t		 locktab_nblocked(const struct locktab *);
-size_t		 locktab_nheld(const struct locktab *);
-size_t		 locktab_nwaiting(const struct locktab *);
-uint64_t	 locktab_granted_total(const struct locktab *);
-int64_t		 locktab_next_token(const struct locktab *);
-void		 locktab_set_token_limit(struct locktab *, int64_t);
-
-struct lock	*locktab_find(struct locktab *, const char *);
-struct lock	*locktab_first(struct locktab *);
-struct lock	*locktab_next(struct lock *);
-const char	*lock_name(const struct lock *);
-int		 lock_fd(const struct lock *);
-int		 lock_blocked(const struct lock *);
-struct lock_req	*lock_first_holder(struct lock *);
-struct lock_req	*lock_first_waiter(struct lock *);
-
-struct lock_req	*lock_req_next(struct lock_req *);
-int		 lock_req_held(const struct lock_req *);
-enum proto_mode	 lock_req_mode(const struct lock_req *);
-int64_t		 lock_req_token(const struct lock_req *);
-double		 lock_req_since(const struct lock_req *);
-int		 lock_req_position(const struct lock_req *);
-struct lock	*lock_req_lock(struct lock_req *);
-const char	*lock_req_name(const struct lock_req *);
-void		*lock_req_arg(const struct lock_req *);
-
-/* watch.c: threads that wait in flock(2) on outside holders. */
 struct watcher;
+struct store_file;
 
-struct watcher	*watcher_new(struct event_base *, struct locktab *, int);
+struct watcher	*watcher_new(struct event_base *, struct store_file *, int);
 void		 watcher_free(struct watcher *);
 size_t		 watcher_nwatching(const struct watcher *);
+
+/*
+ * store_file.c: the lock store of files in the lock dir (locktab.h), their
+ * flock(2)s, the --max-lock-files bound and the retry poll for outsiders.
+ */
+typedef void (*store_file_blocked_cb)(struct lock *, int, enum proto_mode,
+		    void *);
+
+struct store_file *store_file_new(struct event_base *, int, int64_t);
+void		 store_file_free(struct store_file *);
+struct lock_store *store_file_base(struct store_file *);
+int		 store_file_set_max_files(struct store_file *, size_t);
+size_t		 store_file_nfiles(const struct store_file *);
+void		 store_file_set_blocked_cb(struct store_file *,
+		    store_file_blocked_cb, void *);
+void		 store_file_adopt(struct store_file *, struct lock *, int,
+		    enum proto_mode);
+void		 store_file_watch_ended(struct store_file *);
+int		 lock_fd(const struct lock *);
 
 /* outside.c: flocks held by processes outside the broker. */
 struct outside_holder {
@@ -202,7 +163,6 @@ struct session_host {
 	void		 (*closed)(const struct peer *, int, void *);
 	const char	*(*tokens_exhausted)(void *);
 	void		 (*lock_file_missing)(void *);
-	void		 (*locks_changed)(void *);
 	void			*arg;
 };
 
@@ -211,6 +171,7 @@ struct session	*session_new(struct session_host *, int,
 void		 session_free(struct session *);
 void		 session_free_all(struct session_host *);
 void		 session_granted(struct lock_req *, void *);
+void		 session_failed(struct lock_req *, int, void *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct listing {

@@ -1,8 +1,8 @@
 /*
  * The lock table: named locks, their holders and FIFO queues of waiters,
- * fencing tokens, and the flock(2) on each lock file that makes broker
- * grants visible to programs outside the broker.  Pure logic: no sockets,
- * no JSON, no event loop.
+ * and fencing tokens.  Pure logic: no sockets, no JSON, no event loop, no
+ * files; what a lock is underneath belongs to the table's lock store
+ * (locktab.h), such as the file store (store_file.c).
  *
  * Grant rules.  A request is granted at once only if its lock's queue is
  * empty and it is compatible with the holders (none, or all shared and the
@@ -12,23 +12,22 @@
  * it, an exclusive head goes alone, and a shared request never overtakes
  * a queued exclusive one, so writers do not starve.
  *
- * Lock files.  Each lock owns one fd on <dir>/<name>, which carries the
- * flock of all broker holders of that name: LOCK_EX under an exclusive
- * holder, LOCK_SH under shared ones.  Before a grant the fd's flock is
- * made to match with LOCK_NB; if that fails, a process outside the broker
- * holds the file, and the lock is "blocked": its waiters stay queued until
- * locktab_retry (or a change to the queue) finds the file free.  An
- * exclusive-to-exclusive handoff keeps the flock, so no outsider can slip
- * in between two broker holders.
+ * The store.  Before a grant the store takes the lock in the head's mode;
+ * under shared holders it has it shared already.  If the take fails,
+ * someone outside the table has the lock, and the lock is "blocked": the
+ * store is asked to wait, and its waiters stay queued until the store
+ * reports the take (locktab_taken), or locktab_retry (or a change to the
+ * queue) finds it free.  A wait the store reports failed fails the
+ * requests it was for.  An exclusive-to-exclusive handoff keeps the take,
+ * so nobody outside can slip in between two holders.
  *
- * Idle locks.  A lock nobody holds or awaits any more drops its flock at
- * once but keeps its open fd for a while, so a name used again soon costs
- * no open(2) and close(2).  Idle locks are invisible to everything but
- * the next acquire; locktab_expire closes those idle since before its
- * previous call, and at most LOCK_IDLE_MAX stay open.  A lock left while
- * an outsider blocked it is closed at once.  The broker never unlinks a
- * lock file; if someone else did (or renamed another over it), the kept
- * fd is dropped when its name is used again, and the name opened anew.
+ * Idle locks.  A lock nobody holds or awaits any more drops its take at
+ * once but keeps its store state open for a while, so a name used again
+ * soon costs the store no open and close.  Idle locks are invisible to
+ * everything but the next acquire, which first asks the store whether the
+ * state is still current; locktab_expire closes those idle since before
+ * its previous call, and at most LOCK_IDLE_MAX stay open.  A lock left
+ * while blocked is closed at once.
  *
  * Reentrancy.  Grants are reported through granted_cb only after every
  * grant of the operation has been applied and the table is consistent;
@@ -38,28 +37,23 @@
  * the one just granted.  A request released before its callback ran gets
  * no callback.  The callback must not keep lock or lock_req pointers that
  * a release it makes may free: a released request is kept for reuse by
- * the next acquire, so a stale pointer may name another request.
+ * the next acquire, so a stale pointer may name another request.  Failed
+ * requests are reported the same way, after the grants, through
+ * failed_cb; the table frees each when its callback returns.
  */
 
-#include <sys/types.h>
-#include <sys/file.h>
 #include <sys/queue.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 
-#include <linux/magic.h>
-
-#include <dirent.h>
 #include <errno.h>
-#include <stdint.h>
-#include <fcntl.h>
 #include <search.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "daemon.h"
+#include "locktab.h"
 
 /* Spare requests are poisoned under ASan, so a use after release is caught. */
 #if defined(__has_feature)
@@ -77,55 +71,28 @@
 #define ASAN_UNPOISON_MEMORY_REGION(addr, size)	((void)(addr), (void)(size))
 #endif
 
-/*
- * O_NONBLOCK keeps a FIFO planted in the lock directory from hanging the
- * daemon in open; it changes nothing for regular files.
- */
-#define LOCK_OPEN_FLAGS \
-	(O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
-#define LOCK_FILE_MODE 0644
-#define LOCK_IDLE_MAX 1024	/* idle locks whose fd stays open */
+#define LOCK_IDLE_MAX 1024	/* idle locks whose state stays open */
 #define REQ_SPARE_MAX 64	/* freed requests kept for reuse */
-#define LOCK_CTIME_SETTLE 0.1	/* s before a file's ctime vouches for it */
-
-/* The flock(2) state of a lock's fd. */
-enum lock_flock {
-	LOCK_FLOCK_NONE,
-	LOCK_FLOCK_SH,
-	LOCK_FLOCK_EX
-};
 
 struct lock_req {
 	struct lock		*lock;
 	enum proto_mode		 mode;
 	int			 held;
 	int			 pending;	/* callback not yet run */
+	int			 error;		/* failed with -errno */
 	int64_t			 token;		/* 0 while waiting */
 	double			 since;
 	void			*arg;
 	TAILQ_ENTRY(lock_req)	 entry;		/* holders or waiters */
-	TAILQ_ENTRY(lock_req)	 pending_entry;
+	TAILQ_ENTRY(lock_req)	 pending_entry;	/* pending or failed */
 };
 TAILQ_HEAD(lock_reqs, lock_req);
-
-/*
- * Which file a descriptor is, to tell if the name still leads to it; and
- * the file's ctime when it was last seen there, if that can be trusted.
- */
-struct lock_file_id {
-	dev_t			 dev;
-	ino_t			 ino;
-	struct timespec		 seen_ctime;	/* valid if seen */
-	int			 seen;
-};
 
 struct lock {
 	const char		*name;		/* first: lock_cmp */
 	struct locktab		*tab;
-	int			 fd;
-	struct lock_file_id	 file;		/* what fd is */
-	enum lock_flock		 flock;
-	int			 blocked;	/* by an outsider */
+	void			*state;		/* the store's, after lock */
+	int			 blocked;	/* the store waits to take it */
 	int			 idle;		/* no holders, no waiters */
 	unsigned		 idle_epoch;	/* locktab epoch it went idle */
 	enum proto_mode		 blocked_mode;	/* what the head waits for */
@@ -135,31 +102,31 @@ struct lock {
 	size_t			 nwaiters;
 	TAILQ_ENTRY(lock)	 entry;
 	TAILQ_ENTRY(lock)	 blocked_entry;
-	char			 namebuf[];
 };
 TAILQ_HEAD(locks, lock);
 
+/* Where a lock's store state starts in its allocation. */
+#define LOCK_STATE_OFFSET \
+	((sizeof(struct lock) + alignof(max_align_t) - 1) & \
+	~(alignof(max_align_t) - 1))
+
 struct locktab {
-	int			 dirfd;
-	int64_t			 next_token;
-	int64_t			 token_limit;	/* no grant gets a token above */
-	int			 token_starved;	/* the limit held a waiter back */
+	struct lock_store	*store;
+	const struct lock_store_ops *ops;	/* the store's */
+	int			 token_starved;	/* a waiter held back */
 	locktab_granted_cb	 granted_cb;
+	locktab_failed_cb	 failed_cb;
 	locktab_clock		 clock;
-	locktab_blocked_cb	 blocked_cb;
-	void			*blocked_arg;
 	void			*root;		/* tsearch(3) tree */
 	struct locks		 locks;
 	struct locks		 blocked;
 	struct locks		 idle;		/* oldest first */
-	struct lock_reqs	 pending;	/* to report */
+	struct lock_reqs	 pending;	/* grants to report */
+	struct lock_reqs	 failed;	/* failures to report */
 	struct lock_req		*spare[REQ_SPARE_MAX]; /* freed, for reuse */
 	size_t			 nspare;
 	unsigned		 epoch;		/* locktab_expire calls */
 	size_t			 nidle;
-	int			 ctime_fs;	/* ctimes vouch for names */
-	size_t			 nfiles;	/* lock files, for max_files */
-	size_t			 max_files;
 	size_t			 nblocked;
 	size_t			 nheld;
 	size_t			 nwaiting;
@@ -187,102 +154,34 @@ lock_cmp(const void *a, const void *b)
 }
 
 /*
- * Note which file fd is; a directory is no lock file, so refuse it as
- * open(2) with O_CREAT would.  Returns fd, or -errno with fd closed.
+ * Create a lock entry for name and have the store open it.  The store's
+ * state and the name share the lock's allocation.
  */
-static int
-lock_file_id(int fd, struct lock_file_id *ret_id)
-{
-	struct stat	 sb;
-	int		 error;
-
-	if (fstat(fd, &sb) == -1 || S_ISDIR(sb.st_mode)) {
-		error = S_ISDIR(sb.st_mode) ? -EISDIR : -errno;
-		close(fd);
-		return error;
-	}
-	ret_id->dev = sb.st_dev;
-	ret_id->ino = sb.st_ino;
-	ret_id->seen = 0;
-	return fd;
-}
-
-/*
- * Open an existing lock file, or create it while under the file bound:
- * a file created here is counted, one created by someone else is not.
- */
-static int
-lock_open_file(struct locktab *tab, const char *name,
-    struct lock_file_id *ret_id)
-{
-	int	 fd;
-
-	fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, 0);
-	if (fd >= 0)
-		return lock_file_id(fd, ret_id);
-	if (errno != ENOENT)
-		return -errno;
-	if (tab->nfiles >= tab->max_files)
-		return LOCKTAB_E_MAX_FILES;
-	fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS | O_CREAT | O_EXCL,
-	    LOCK_FILE_MODE);
-	if (fd >= 0) {
-		tab->nfiles++;
-		return lock_file_id(fd, ret_id);
-	}
-	/* Someone else created it in between: it is theirs, just open it. */
-	if (errno == EEXIST &&
-	    (fd = openat(tab->dirfd, name, LOCK_OPEN_FLAGS, 0)) >= 0)
-		return lock_file_id(fd, ret_id);
-	return -errno;
-}
-
-/*
- * Open name's lock file, creating it if missing and the file bound
- * allows; out of descriptors, give back the idle ones and try once more.
- * Returns the fd, LOCKTAB_E_MAX_FILES past the file bound, or -errno.
- */
-static int
-lock_open(struct locktab *tab, const char *name, struct lock_file_id *ret_id)
-{
-	int	 fd, tries;
-
-	for (tries = 0; tries < 2; tries++) {
-		if ((fd = lock_open_file(tab, name, ret_id)) >= 0)
-			return fd;
-		if ((fd != -EMFILE && fd != -ENFILE) ||
-		    locktab_close_idle(tab) == 0)
-			break;
-	}
-	return fd;
-}
-
-/* Create a lock entry for name and open its lock file. */
 static int
 lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 {
-	struct lock_file_id	 file;
-	struct lock		*lock;
-	size_t			 len;
-	int			 fd;
+	struct lock	*lock;
+	size_t		 len = strlen(name), state_size = tab->ops->lock_size;
+	char		*name_copy;
+	int		 error;
 
-	if ((fd = lock_open(tab, name, &file)) < 0)
-		return fd;
-	len = strlen(name);
-	if ((lock = calloc(1, sizeof *lock + len + 1)) == NULL) {
-		close(fd);
+	lock = calloc(1, LOCK_STATE_OFFSET + state_size + len + 1);
+	if (lock == NULL)
 		return -ENOMEM;
-	}
-	memcpy(lock->namebuf, name, len + 1);
-	lock->name = lock->namebuf;
+	lock->state = (char *)lock + LOCK_STATE_OFFSET;
+	name_copy = (char *)lock->state + state_size;
+	memcpy(name_copy, name, len + 1);
+	lock->name = name_copy;
 	lock->tab = tab;
-	lock->fd = fd;
-	lock->file = file;
-	lock->flock = LOCK_FLOCK_NONE;
 	TAILQ_INIT(&lock->holders);
 	TAILQ_INIT(&lock->waiters);
+	if ((error = tab->ops->open(tab->store, lock, lock->name,
+	    lock->state)) != 0) {
+		free(lock);
+		return error;
+	}
 	if (tsearch(lock, &tab->root, lock_cmp) == NULL) {
-		close(lock->fd);
+		tab->ops->close(lock->state);
 		free(lock);
 		return -ENOMEM;
 	}
@@ -292,15 +191,16 @@ lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 }
 
 /*
- * Mark a lock blocked by an outside holder (with the mode its head waits
- * for), or no longer blocked, and tell the blocked callback of a change.
+ * Mark a lock blocked (with the mode its head waits for), or no longer
+ * blocked, and have the store start, change or end its wait to match.
  */
 static void
 lock_set_blocked(struct lock *lock, int blocked, enum proto_mode mode)
 {
 	struct locktab	*tab = lock->tab;
 
-	if (lock->blocked == blocked && (!blocked || lock->blocked_mode == mode))
+	if (lock->blocked == blocked &&
+	    (!blocked || lock->blocked_mode == mode))
 		return;
 	if (lock->blocked != blocked) {
 		if (blocked) {
@@ -313,21 +213,13 @@ lock_set_blocked(struct lock *lock, int blocked, enum proto_mode mode)
 	}
 	lock->blocked = blocked;
 	lock->blocked_mode = mode;
-	if (tab->blocked_cb != NULL)
-		tab->blocked_cb(lock, blocked, mode, tab->blocked_arg);
+	if (blocked)
+		tab->ops->wait(lock->state, mode);
+	else
+		tab->ops->cancel(lock->state);
 }
 
-/* Drop the flock the lock's fd holds, if any. */
-static void
-lock_unflock(struct lock *lock)
-{
-	if (lock->flock == LOCK_FLOCK_NONE)
-		return;
-	flock(lock->fd, LOCK_UN);
-	lock->flock = LOCK_FLOCK_NONE;
-}
-
-/* Remove an empty lock from the table, unlock and close its file. */
+/* Remove an empty lock from the table and have the store close it. */
 static void
 lock_free(struct lock *lock)
 {
@@ -340,14 +232,13 @@ lock_free(struct lock *lock)
 		tab->nidle--;
 	} else
 		TAILQ_REMOVE(&tab->locks, lock, entry);
-	lock_unflock(lock);
-	close(lock->fd);
+	tab->ops->close(lock->state);
 	free(lock);
 }
 
 /*
- * A lock nobody holds or awaits any more: drop its flock, and keep its fd
- * for the next acquire unless an outsider was in the way.
+ * A lock nobody holds or awaits any more: drop its take, and keep its
+ * state for the next acquire unless someone outside was in the way.
  */
 static void
 lock_retire(struct lock *lock)
@@ -358,7 +249,7 @@ lock_retire(struct lock *lock)
 		lock_free(lock);
 		return;
 	}
-	lock_unflock(lock);
+	tab->ops->drop(lock->state);
 	TAILQ_REMOVE(&tab->locks, lock, entry);
 	TAILQ_INSERT_TAIL(&tab->idle, lock, entry);
 	lock->idle = 1;
@@ -368,104 +259,39 @@ lock_retire(struct lock *lock)
 }
 
 /*
- * Whether a ctime may vouch for the file later: unlink, link and rename
- * all update the ctime of the file they touch on these file systems, and
- * a ctime at least LOCK_CTIME_SETTLE old is one no later change can
- * repeat, however coarse the file system's clock.
+ * Before a lock nobody holds is granted anew: have the store make sure
+ * its state still stands for the name.  Returns 0 if it does, or -1 if
+ * the store cannot make it so; the lock then waits, blocked, for the
+ * store or the retry.
  */
 static int
-lock_ctime_trusted(const struct locktab *tab, const struct timespec *ctime)
+lock_refresh(struct lock *lock)
 {
-	struct timespec	 now;
-	double		 age;
+	struct lock_req	*head;
+	int		 rc;
 
-	if (!tab->ctime_fs || clock_gettime(CLOCK_REALTIME_COARSE, &now) == -1)
+	if ((rc = lock->tab->ops->refresh(lock->state)) == 0)
 		return 0;
-	age = (double)(now.tv_sec - ctime->tv_sec) +
-	    (now.tv_nsec - ctime->tv_nsec) / 1e9;
-	return age > LOCK_CTIME_SETTLE;
-}
-
-/*
- * Whether the lock's fd no longer is the file at its name: unlinked,
- * renamed away, or replaced.  Its flock would then exclude nobody who
- * opens the name anew.  A file whose ctime has not moved since it was
- * last seen at the name is still there: that costs one fstat; else the
- * name is looked up.
- */
-static int
-lock_stale(struct lock *lock)
-{
-	struct lock_file_id	*file = &lock->file;
-	struct stat		 fd_sb, path_sb;
-
-	if (fstat(lock->fd, &fd_sb) == -1 || fd_sb.st_nlink == 0)
-		return 1;
-	if (file->seen && fd_sb.st_ctim.tv_sec == file->seen_ctime.tv_sec &&
-	    fd_sb.st_ctim.tv_nsec == file->seen_ctime.tv_nsec)
-		return 0;
-	/* The fstat comes first: a change after it moves the ctime. */
-	if (fstatat(lock->tab->dirfd, lock->name, &path_sb,
-	    AT_SYMLINK_NOFOLLOW) == -1 || path_sb.st_dev != file->dev ||
-	    path_sb.st_ino != file->ino)
-		return 1;
-	file->seen = lock_ctime_trusted(lock->tab, &fd_sb.st_ctim);
-	file->seen_ctime = fd_sb.st_ctim;
-	return 0;
-}
-
-/*
- * Move a lock nobody holds onto the file now at its name, dropping the
- * old file, its flock and any watch on it; -errno if the name cannot be
- * opened, with nothing changed.
- */
-static int
-lock_reopen(struct lock *lock)
-{
-	struct lock_file_id	 file;
-	int			 fd;
-
-	if ((fd = lock_open(lock->tab, lock->name, &file)) < 0)
-		return fd;
-	/* A watch on the old file would hand back a flock on it. */
+	/* A wait on what the state was would hand back a take of that. */
 	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
-	lock_unflock(lock);
-	close(lock->fd);
-	lock->fd = fd;
-	lock->file = file;
-	return 0;
-}
-
-/*
- * Before a lock nobody holds is granted anew: make sure it is on the file
- * now at its name.  Returns 0 if it is, or -1 if that file cannot be
- * opened; the lock then keeps nothing on the old file and waits, blocked,
- * for a watch or the retry to find the name openable.
- */
-static int
-lock_follow_name(struct lock *lock)
-{
-	struct lock_req	*head = TAILQ_FIRST(&lock->waiters);
-
-	if (!lock_stale(lock) || lock_reopen(lock) == 0)
+	if (rc == LOCK_STORE_MOVED)
 		return 0;
-	lock_unflock(lock);
-	/* Anew, so that a watch starts on the name even if one just ended. */
-	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
+	/* Anew, so that a wait starts on the name even if one just ended. */
+	head = TAILQ_FIRST(&lock->waiters);
 	lock_set_blocked(lock, 1, head != NULL ? head->mode : PROTO_EXCLUSIVE);
 	return -1;
 }
 
 /*
- * Put an idle lock back in use, or free it if its file lost its name;
- * returns the lock, or NULL when it was freed.
+ * Put an idle lock back in use, or free it if the store says its state
+ * is no longer current; returns the lock, or NULL when it was freed.
  */
 static struct lock *
 lock_revive(struct lock *lock)
 {
 	struct locktab	*tab = lock->tab;
 
-	if (lock_stale(lock)) {
+	if (!tab->ops->current(lock->state)) {
 		lock_free(lock);
 		return NULL;
 	}
@@ -485,32 +311,6 @@ lock_lookup(struct locktab *tab, const char *name)
 	if ((node = tfind(&name, &tab->root, lock_cmp)) == NULL)
 		return NULL;
 	return *(struct lock **)node;
-}
-
-/* Make the lock file's flock match mode; -errno if an outsider has it. */
-static int
-lock_flock_set(struct lock *lock, enum proto_mode mode)
-{
-	enum lock_flock	 want;
-	int		 op, error;
-
-	if (mode == PROTO_SHARED) {
-		want = LOCK_FLOCK_SH;
-		op = LOCK_SH;
-	} else {
-		want = LOCK_FLOCK_EX;
-		op = LOCK_EX;
-	}
-	if (lock->flock == want)
-		return 0;
-	if (flock(lock->fd, op | LOCK_NB) == -1) {
-		/* A failed conversion may have dropped the lock we had. */
-		error = errno;
-		lock->flock = LOCK_FLOCK_NONE;
-		return -error;
-	}
-	lock->flock = want;
-	return 0;
 }
 
 /* Return nonzero if a request of mode may join the holders right now. */
@@ -545,6 +345,21 @@ lock_dequeue(struct lock *lock, struct lock_req *req)
 	lock->tab->nwaiting--;
 }
 
+/*
+ * The waiter that joins the batch of a head of mode next, or NULL: a
+ * shared head brings the shared run behind it, an exclusive one nobody.
+ */
+static struct lock_req *
+lock_batch_next(struct lock *lock, enum proto_mode mode)
+{
+	struct lock_req	*req;
+
+	if (mode != PROTO_SHARED || (req = TAILQ_FIRST(&lock->waiters)) ==
+	    NULL || req->mode != PROTO_SHARED)
+		return NULL;
+	return req;
+}
+
 /* Make a request a holder and queue its granted callback. */
 static void
 lock_hold(struct lock *lock, struct lock_req *req)
@@ -552,7 +367,7 @@ lock_hold(struct lock *lock, struct lock_req *req)
 	struct locktab	*tab = lock->tab;
 
 	req->held = 1;
-	req->token = tab->next_token++;
+	req->token = tab->store->next_token++;
 	req->since = tab->clock();
 	TAILQ_INSERT_TAIL(&lock->holders, req, entry);
 	lock->nholders++;
@@ -571,30 +386,56 @@ lock_hold(struct lock *lock, struct lock_req *req)
 static void
 lock_grant(struct lock *lock)
 {
-	struct lock_req	*req;
-	enum proto_mode	 mode;
+	struct lock_store	*store = lock->tab->store;
+	struct lock_req		*req;
+	enum proto_mode		 mode;
 
 	if ((req = TAILQ_FIRST(&lock->waiters)) == NULL)
 		return;
 	if (!lock_compatible(lock, req->mode))
 		return;
 	mode = req->mode;
-	if (lock_flock_set(lock, mode) != 0) {
+	/* Under shared holders the store has it shared already: no call. */
+	if (lock->nholders == 0 && lock->tab->ops->take(lock->state,
+	    mode) != 0) {
 		lock_set_blocked(lock, 1, mode);
 		return;
 	}
 	lock_set_blocked(lock, 0, mode);
 	do {
-		/* Out of tokens: keep the flock, grant on a higher limit. */
-		if (lock->tab->next_token > lock->tab->token_limit) {
+		/* Out of tokens: keep the take, grant on a higher limit. */
+		if (store->next_token > store->token_limit) {
 			lock->tab->token_starved = 1;
 			return;
 		}
 		lock_dequeue(lock, req);
 		lock_hold(lock, req);
-	} while (mode == PROTO_SHARED &&
-	    (req = TAILQ_FIRST(&lock->waiters)) != NULL &&
-	    req->mode == PROTO_SHARED);
+	} while ((req = lock_batch_next(lock, mode)) != NULL);
+}
+
+/*
+ * The store cannot take a blocked lock for the head of its queue: fail
+ * the requests its wait was for, the batch the head would have brought
+ * along, then let the next head try; an emptied lock is closed.
+ */
+static void
+lock_fail(struct lock *lock, int error)
+{
+	struct locktab	*tab = lock->tab;
+	struct lock_req	*req = TAILQ_FIRST(&lock->waiters);
+	enum proto_mode	 mode = req->mode;
+
+	lock_set_blocked(lock, 0, mode);
+	do {
+		lock_dequeue(lock, req);
+		req->error = error;
+		req->pending = 1;
+		TAILQ_INSERT_TAIL(&tab->failed, req, pending_entry);
+	} while ((req = lock_batch_next(lock, mode)) != NULL);
+	if (lock->nwaiters == 0)
+		lock_free(lock);
+	else
+		lock_grant(lock);
 }
 
 /* Run the granted callbacks of every pending grant, in grant order. */
@@ -638,49 +479,46 @@ req_free(struct locktab *tab, struct lock_req *req)
 	tab->spare[tab->nspare++] = req;
 }
 
-/*
- * Whether the lock directory's file system is one known to update a
- * file's ctime on unlink, link and rename (POSIX leaves rename open).
- */
-static int
-lock_dir_keeps_ctimes(int dirfd)
+/* Run the failed callbacks of every failed request, then free each. */
+static void
+locktab_report_failed(struct locktab *tab)
 {
-	struct statfs	 sfs;
+	struct lock_req	*req;
 
-	if (fstatfs(dirfd, &sfs) == -1)
-		return 0;
-	switch ((unsigned long)sfs.f_type) {
-	case TMPFS_MAGIC:
-	case EXT4_SUPER_MAGIC:
-	case XFS_SUPER_MAGIC:
-	case BTRFS_SUPER_MAGIC:
-		return 1;
-	default:
-		return 0;
+	while ((req = TAILQ_FIRST(&tab->failed)) != NULL) {
+		TAILQ_REMOVE(&tab->failed, req, pending_entry);
+		req->pending = 0;
+		if (tab->failed_cb != NULL)
+			tab->failed_cb(req, req->error, req->arg);
+		req_free(tab, req);
 	}
 }
 
-/* Create an empty lock table over an open lock directory. */
+/*
+ * Create an empty lock table over a store, which it then uses alone.
+ * Grants get the store's tokens from its next_token on; a NULL clock is
+ * the realtime clock.
+ */
 struct locktab *
-locktab_new(int dirfd, int64_t first_token, locktab_granted_cb granted_cb,
-    locktab_clock clock)
+locktab_new(struct lock_store *store, locktab_granted_cb granted_cb,
+    locktab_failed_cb failed_cb, locktab_clock clock)
 {
 	struct locktab	*tab;
 
 	if ((tab = calloc(1, sizeof *tab)) == NULL)
 		return NULL;
-	tab->dirfd = dirfd;
-	tab->next_token = first_token;
-	tab->token_limit = INT64_MAX;
+	tab->store = store;
+	tab->ops = store->ops;
 	tab->granted_cb = granted_cb;
+	tab->failed_cb = failed_cb;
 	tab->clock = clock != NULL ? clock : locktab_realtime;
 	tab->root = NULL;
-	tab->max_files = SIZE_MAX;
-	tab->ctime_fs = lock_dir_keeps_ctimes(dirfd);
 	TAILQ_INIT(&tab->locks);
 	TAILQ_INIT(&tab->blocked);
 	TAILQ_INIT(&tab->idle);
 	TAILQ_INIT(&tab->pending);
+	TAILQ_INIT(&tab->failed);
+	store->tab = tab;
 	return tab;
 }
 
@@ -704,12 +542,17 @@ locktab_free(struct locktab *tab)
 		}
 		lock_free(lock);
 	}
+	while ((req = TAILQ_FIRST(&tab->failed)) != NULL) {
+		TAILQ_REMOVE(&tab->failed, req, pending_entry);
+		free(req);
+	}
 	locktab_close_idle(tab);
 	while (tab->nspare > 0) {
 		req = tab->spare[--tab->nspare];
 		ASAN_UNPOISON_MEMORY_REGION(req, sizeof *req);
 		free(req);
 	}
+	tab->store->tab = NULL;
 	free(tab);
 }
 
@@ -719,9 +562,8 @@ locktab_free(struct locktab *tab)
  * set, so a callback that releases the request leaves it dangling).
  * With try_only, -EWOULDBLOCK if it cannot be granted at once;
  * LOCKTAB_E_NO_TOKENS if it could be but the token limit is reached;
- * LOCKTAB_E_MAX_FILES if its file would be one too many; -errno if the
- * lock file cannot be opened or locked.  Nothing is left behind on
- * failure.
+ * LOCKTAB_E_MAX_FILES or -errno if the store cannot open or take the
+ * lock.  Nothing is left behind on failure.
  */
 int
 locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
@@ -744,10 +586,11 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 	req->arg = arg;
 
 	if (TAILQ_EMPTY(&lock->waiters) && lock_compatible(lock, mode)) {
-		/* Under shared holders the fd is already LOCK_SH: no call. */
-		if (tab->next_token > tab->token_limit)
+		/* Under shared holders the store has it shared: no call. */
+		if (tab->store->next_token > tab->store->token_limit)
 			error = LOCKTAB_E_NO_TOKENS;
-		else if ((error = lock_flock_set(lock, mode)) == 0) {
+		else if (lock->nholders > 0 ||
+		    (error = tab->ops->take(lock->state, mode)) == 0) {
 			lock_hold(lock, req);
 			*ret_req = req;
 			locktab_dispatch(tab);
@@ -773,7 +616,8 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 
 /*
  * Release a held request or cancel a waiting one, grant whatever that
- * lets through, and free the request.
+ * lets through, and free the request.  A failed request not reported yet
+ * is only freed.
  */
 void
 locktab_release(struct locktab *tab, struct lock_req *req)
@@ -784,6 +628,12 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 		return;
 	lock = req->lock;
 	if (req->pending) {
+		/* A failed one is in no queue, and its lock may be gone. */
+		if (req->error != 0) {
+			TAILQ_REMOVE(&tab->failed, req, pending_entry);
+			req_free(tab, req);
+			return;
+		}
 		TAILQ_REMOVE(&tab->pending, req, pending_entry);
 		req->pending = 0;
 	}
@@ -796,21 +646,41 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	req_free(tab, req);
 
 	/*
-	 * With waiters left, keep the flock and hand it straight over, so an
-	 * outsider cannot slip in on an exclusive handoff; but if the file at
-	 * the name was replaced meanwhile, the next holder must wait for a
-	 * flock on the new one.
+	 * With waiters left, keep the take and hand it straight over, so
+	 * nobody outside can slip in on an exclusive handoff; but if the
+	 * store's state no longer stands for the name, the next holder must
+	 * wait for a take of what does.
 	 */
 	if (lock->nholders == 0 && lock->nwaiters == 0)
 		lock_retire(lock);
-	else if (lock->nholders > 0 || lock_follow_name(lock) == 0)
+	else if (lock->nholders > 0 || lock_refresh(lock) == 0)
 		lock_grant(lock);
 	locktab_dispatch(tab);
 }
 
 /*
+ * The store ended the wait of a blocked lock: with 0, a take in the mode
+ * waited for now succeeds at once, so the head of the queue is granted;
+ * with -errno, the requests the wait was for fail.  Ignored if the table
+ * no longer waits.
+ */
+void
+locktab_taken(struct locktab *tab, struct lock *lock, int error)
+{
+	if (!lock->blocked || lock->nholders != 0 || lock->nwaiters == 0)
+		return;
+	if (error != 0)
+		lock_fail(lock, error);
+	/* The wait began long ago: the name may stand for another now. */
+	else if (lock_refresh(lock) == 0)
+		lock_grant(lock);
+	locktab_dispatch(tab);
+	locktab_report_failed(tab);
+}
+
+/*
  * Close the idle locks that were idle already at the previous call, so
- * that, called every second, an unused lock file stays open 1 to 2 s.
+ * that, called every second, an unused lock stays open 1 to 2 s.
  */
 void
 locktab_expire(struct locktab *tab)
@@ -823,7 +693,7 @@ locktab_expire(struct locktab *tab)
 	tab->epoch++;
 }
 
-/* Close every idle lock's fd now; return how many were closed. */
+/* Close every idle lock now; return how many were closed. */
 size_t
 locktab_close_idle(struct locktab *tab)
 {
@@ -834,118 +704,41 @@ locktab_close_idle(struct locktab *tab)
 	return n;
 }
 
-/*
- * Bound the lock files the table may create to max, counting those the
- * directory holds already (dot-files are no lock's); -errno if it cannot
- * be read.
- */
-int
-locktab_set_max_files(struct locktab *tab, size_t max)
-{
-	struct dirent	*de;
-	DIR		*dir;
-	size_t		 n = 0;
-	int		 fd;
-
-	if ((fd = openat(tab->dirfd, ".", O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC)) == -1)
-		return -errno;
-	if ((dir = fdopendir(fd)) == NULL) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] != '.')
-			n++;
-	}
-	closedir(dir);
-	tab->nfiles = n;
-	tab->max_files = max;
-	return 0;
-}
-
-/* Return how many lock files the table counts against its bound. */
-size_t
-locktab_nfiles(const struct locktab *tab)
-{
-	return tab->nfiles;
-}
-
-/* Return how many idle locks keep their fd open. */
+/* Return how many idle locks keep their store state open. */
 size_t
 locktab_nidle(const struct locktab *tab)
 {
 	return tab->nidle;
 }
 
-/*
- * Be told whenever a lock becomes blocked by an outside holder (with the
- * mode its head waits for), changes that mode, or stops being blocked
- * (also when it is freed).  The callback runs inside table operations and
- * must not call back into the table.
- */
-void
-locktab_set_blocked_cb(struct locktab *tab, locktab_blocked_cb cb, void *arg)
-{
-	tab->blocked_cb = cb;
-	tab->blocked_arg = arg;
-}
-
-/*
- * Hand a blocked lock a descriptor of its file that already holds the
- * flock in mode (taken by a blocking flock elsewhere), so the grant needs
- * no second try that an outsider could race.  The table owns fd after.
- */
-void
-locktab_adopt(struct locktab *tab, struct lock *lock, int fd,
-    enum proto_mode mode)
-{
-	struct lock_file_id	 file;
-
-	if (!lock->blocked || lock->nholders != 0) {
-		close(fd);
-		return;
-	}
-	if (lock_file_id(fd, &file) < 0)
-		return;
-	close(lock->fd);
-	lock->fd = fd;
-	lock->file = file;
-	lock->flock = mode == PROTO_SHARED ? LOCK_FLOCK_SH : LOCK_FLOCK_EX;
-	/* The watch opened the name long ago: it may name another file now. */
-	if (lock_follow_name(lock) == 0)
-		lock_grant(lock);
-	locktab_dispatch(tab);
-}
-
-/* Whether an outside holder keeps the lock's queue waiting. */
+/* Whether the store waits to take the lock for its queue. */
 int
 lock_blocked(const struct lock *lock)
 {
 	return lock->blocked;
 }
 
-/* Try again to grant every lock blocked by an outside holder. */
+/* Try again to grant every blocked lock. */
 void
 locktab_retry(struct locktab *tab)
 {
 	struct lock	*lock, *next, *last;
 
 	/*
-	 * lock_grant and lock_follow_name may unlink lock from the blocked
+	 * lock_grant and lock_refresh may unlink lock from the blocked
 	 * list, or move it to the tail, never free it: each lock blocked now
 	 * is tried once.
 	 */
 	last = TAILQ_LAST(&tab->blocked, locks);
 	for (lock = TAILQ_FIRST(&tab->blocked); lock != NULL; lock = next) {
 		next = lock == last ? NULL : TAILQ_NEXT(lock, blocked_entry);
-		if (lock->nholders > 0 || lock_follow_name(lock) == 0)
+		if (lock->nholders > 0 || lock_refresh(lock) == 0)
 			lock_grant(lock);
 	}
 	locktab_dispatch(tab);
 }
 
-/* Return how many locks wait for an outside holder. */
+/* Return how many locks are blocked. */
 size_t
 locktab_nblocked(const struct locktab *tab)
 {
@@ -982,14 +775,14 @@ locktab_set_token_limit(struct locktab *tab, int64_t limit)
 {
 	struct lock	*lock;
 
-	tab->token_limit = limit;
-	if (!tab->token_starved || tab->next_token > limit)
+	tab->store->token_limit = limit;
+	if (!tab->token_starved || tab->store->next_token > limit)
 		return;
 	tab->token_starved = 0;
 	/* lock_grant never frees a lock nor moves it off this list. */
 	TAILQ_FOREACH(lock, &tab->locks, entry) {
 		if (lock->nwaiters > 0 &&
-		    (lock->nholders > 0 || lock_follow_name(lock) == 0))
+		    (lock->nholders > 0 || lock_refresh(lock) == 0))
 			lock_grant(lock);
 	}
 	locktab_dispatch(tab);
@@ -999,7 +792,7 @@ locktab_set_token_limit(struct locktab *tab, int64_t limit)
 int64_t
 locktab_next_token(const struct locktab *tab)
 {
-	return tab->next_token;
+	return tab->store->next_token;
 }
 
 /* Return the lock of that name, or NULL if nobody holds or waits for it. */
@@ -1034,11 +827,11 @@ lock_name(const struct lock *lock)
 	return lock->name;
 }
 
-/* Return the fd of a lock's file. */
-int
-lock_fd(const struct lock *lock)
+/* Return the store's state of a lock. */
+void *
+lock_store_state(const struct lock *lock)
 {
-	return lock->fd;
+	return lock->state;
 }
 
 /* Return the first holder of a lock, in grant order. */

@@ -26,7 +26,6 @@
 
 #define TOKEN_RESERVE	1000000000LL	/* tokens reserved on disk ahead */
 #define CLAIM_FILE	".locksd"	/* flocked: this daemon owns the dir */
-#define RETRY_USEC	50000		/* poll unwatched outside holders */
 #define OUTPUT_HIGH	(1024 * 1024)	/* unread reply bytes, by default */
 
 struct server {
@@ -41,7 +40,7 @@ struct server {
 	int			 nlink_known;	/* the fs counts dir links */
 	int			 failed;	/* exit non-zero */
 	struct locktab		*locktab;
-	struct watcher		*watcher;
+	struct store_file	*store;		/* under the lock table */
 	struct outside_cache	*outside;	/* the last /proc/locks scan */
 	struct listing		 listing;
 	struct session_host	 host;		/* sessions and what they share */
@@ -57,8 +56,6 @@ struct server {
 	struct event		*sigint_ev;
 	struct event		*sighup_ev;
 	struct event		*tick_ev;
-	struct event		*retry_ev;
-	int			 retry_armed;	/* retry_ev is pending */
 	struct event		*resume_ev;
 	struct systemd		*sd;
 };
@@ -596,42 +593,6 @@ server_tick_cb(evutil_socket_t fd, short events, void *arg)
 	systemd_status(srv->sd, status);
 }
 
-static void	server_locks_changed(void *);
-
-/* Retry locks that a process outside the broker holds. */
-static void
-server_retry_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct server	*srv = arg;
-
-	(void)fd;
-	(void)events;
-	srv->retry_armed = 0;
-	locktab_retry(srv->locktab);
-	server_locks_changed(srv);
-}
-
-/*
- * Poll for outside holders only while some blocked lock has no watch
- * thread (more blocked locks than watch threads).
- */
-static void
-server_locks_changed(void *arg)
-{
-	struct server	*srv = arg;
-	struct timeval	 tv = { 0, RETRY_USEC };
-
-	/* A flag, not libevent, says if it is armed: this runs per request. */
-	if (locktab_nblocked(srv->locktab) <= watcher_nwatching(srv->watcher)) {
-		if (srv->retry_armed)
-			evtimer_del(srv->retry_ev);
-		srv->retry_armed = 0;
-	} else if (!srv->retry_armed) {
-		evtimer_add(srv->retry_ev, &tv);
-		srv->retry_armed = 1;
-	}
-}
-
 static void
 server_signals(struct server *srv)
 {
@@ -654,10 +615,8 @@ server_timers(struct server *srv)
 
 	srv->tick_ev = event_new(srv->base, -1, EV_PERSIST, server_tick_cb,
 	    srv);
-	srv->retry_ev = evtimer_new(srv->base, server_retry_cb, srv);
 	srv->resume_ev = evtimer_new(srv->base, server_resume_cb, srv);
-	if (srv->tick_ev == NULL || srv->retry_ev == NULL ||
-	    srv->resume_ev == NULL)
+	if (srv->tick_ev == NULL || srv->resume_ev == NULL)
 		fatalx("cannot set up timers");
 	evtimer_add(srv->tick_ev, &second);
 }
@@ -723,12 +682,15 @@ server_new(struct event_base *base, const struct server_config *config)
 		    config->lock_dir, TOKEN_FILE, strerror(-error),
 		    error == -EINVAL ? " (it must hold one number below "
 		    "2^53; tokens after it would be guesswork)" : "");
-	srv->locktab = locktab_new(srv->lock_dirfd, first_token,
-	    session_granted, clock_realtime);
+	if ((srv->store = store_file_new(base, srv->lock_dirfd,
+	    first_token)) == NULL)
+		fatal("store_file_new");
+	srv->locktab = locktab_new(store_file_base(srv->store),
+	    session_granted, session_failed, clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
-	if (config->max_lock_files > 0 && (error = locktab_set_max_files(
-	    srv->locktab, config->max_lock_files)) != 0) {
+	if (config->max_lock_files > 0 && (error = store_file_set_max_files(
+	    srv->store, config->max_lock_files)) != 0) {
 		errno = -error;
 		fatal("cannot count the files of the lock dir %s",
 		    config->lock_dir);
@@ -737,7 +699,6 @@ server_new(struct event_base *base, const struct server_config *config)
 	locktab_set_token_limit(srv->locktab, 0);
 	if (server_save_tokens(srv) != 0)
 		fatalx("%s", srv->token_msg);
-	srv->watcher = watcher_new(base, srv->locktab, srv->lock_dirfd);
 	if ((srv->outside = outside_cache_new()) == NULL)
 		fatal("outside_cache_new");
 	server_host_init(srv, config);
@@ -774,8 +735,8 @@ server_free(struct server *srv)
 	free(srv->listeners);
 	if (srv->own_socket && unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);
-	watcher_free(srv->watcher);
 	locktab_free(srv->locktab);
+	store_file_free(srv->store);
 	outside_cache_free(srv->outside);
 	close(srv->claim_fd);
 	close(srv->lock_dirfd);
@@ -785,7 +746,6 @@ server_free(struct server *srv)
 	event_free(srv->sigint_ev);
 	event_free(srv->sighup_ev);
 	event_free(srv->tick_ev);
-	event_free(srv->retry_ev);
 	event_free(srv->resume_ev);
 	systemd_free(srv->sd);
 	free(srv->socket_path);
@@ -1006,6 +966,5 @@ server_host_init(struct server *srv, const struct server_config *config)
 	host->closed = server_session_closed;
 	host->tokens_exhausted = server_tokens_exhausted;
 	host->lock_file_missing = server_lock_file_missing;
-	host->locks_changed = server_locks_changed;
 	host->arg = srv;
 }

@@ -175,14 +175,12 @@ acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 static void
 acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct acquire		*a = arg;
-	struct session_host	*host = a->session->host;
+	struct acquire	*a = arg;
 
 	(void)fd;
 	(void)events;
 	acquire_error(a, PROTO_E_TIMEOUT, "timed out waiting for the lock");
 	acquire_drop(a);
-	host->locks_changed(host->arg);
 }
 
 /*
@@ -245,6 +243,24 @@ session_granted(struct lock_req *req, void *arg)
 	if (!(waited >= 0 && waited < PROTO_MAX_SECONDS * 10))
 		waited = 0;
 	grant_reply(a, req, (uint64_t)(waited * 1e6 + 0.5));
+}
+
+/*
+ * The lock store could not take the lock for a waiting acquire: say why,
+ * and forget the request, which the lock table frees.
+ */
+void
+session_failed(struct lock_req *req, int error, void *arg)
+{
+	struct acquire	*a = arg;
+	char		 msg[256];
+
+	(void)req;
+	a->req = NULL;
+	snprintf(msg, sizeof msg, "cannot take the lock: %s",
+	    strerror(-error));
+	acquire_error(a, PROTO_E_INTERNAL, msg);
+	acquire_free(a);
 }
 
 static struct timeval
@@ -375,7 +391,6 @@ handle_acquire(struct session *s, const struct proto_request *r)
 		    "out of memory");
 		acquire_drop(a);
 	}
-	host->locks_changed(host->arg);
 }
 
 static void
@@ -392,7 +407,6 @@ handle_release(struct session *s, const struct proto_request *r)
 		acquire_error(a, PROTO_E_CANCELLED,
 		    "the wait was cancelled by a release");
 	acquire_drop(a);
-	s->host->locks_changed(s->host->arg);
 	reply_ok(s->conn, r->id_text, r->id_len);
 }
 
@@ -526,7 +540,6 @@ session_drop_all(struct session *s)
 
 	while ((a = TAILQ_FIRST(&s->acquires)) != NULL)
 		acquire_drop(a);
-	s->host->locks_changed(s->host->arg);
 }
 
 /* The conn's closing callback: the peer's locks go at once. */

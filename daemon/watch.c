@@ -1,13 +1,14 @@
 /*
  * Waiting on outside holders without polling.
  *
- * When a process outside the broker flocks a lock file, the lock table
- * marks the lock blocked.  For each blocked lock a watch thread opens the
- * file and sits in a blocking flock(2) in the mode the queue's head wants.
- * When the kernel grants it, the thread hands its descriptor (now holding
- * the flock) back to the event loop through an eventfd, and the lock table
- * adopts it: the grant follows the outsider's release at once, and no
- * outsider can slip in between.
+ * The file store's helper.  When a process outside the broker flocks a
+ * lock file, the lock table marks the lock blocked and the file store
+ * waits for it.  For each blocked lock a watch thread opens the file and
+ * sits in a blocking flock(2) in the mode the queue's head wants.  When
+ * the kernel grants it, the thread hands its descriptor (now holding the
+ * flock) back to the event loop through an eventfd, and the store adopts
+ * it: the grant follows the outsider's release at once, and no outsider
+ * can slip in between.
  *
  * A watch that is no longer wanted (the waiters timed out, were cancelled
  * or went away, or the head now wants another mode) is cancelled: SIGUSR1,
@@ -18,7 +19,7 @@
  * and every descriptor closed.
  *
  * At most WATCH_MAX_THREADS watches run at once; locks blocked beyond that
- * are polled by the server instead (server_locks_changed).
+ * are polled by the file store instead (store_file_watch_ended).
  */
 
 #include <sys/eventfd.h>
@@ -56,7 +57,7 @@ struct watch {
 TAILQ_HEAD(watches, watch);
 
 struct watcher {
-	struct locktab		*tab;
+	struct store_file	*store;
 	int			 dirfd;
 	int			 efd;
 	struct event		*efd_ev;
@@ -153,7 +154,7 @@ watch_cancel(struct watcher *watcher, struct watch *w)
 		evtimer_add(watcher->kick_ev, &tv);
 }
 
-/* Start watching a blocked lock; on failure the server polls it. */
+/* Start watching a blocked lock; on failure the store polls it. */
 static void
 watch_start(struct watcher *watcher, struct lock *lock, enum proto_mode mode)
 {
@@ -184,7 +185,7 @@ watch_start(struct watcher *watcher, struct lock *lock, enum proto_mode mode)
 	watcher->nactive++;
 }
 
-/* The lock table's blocked callback: keep one right watch per blocked lock. */
+/* The store's blocked callback: keep one right watch per blocked lock. */
 static void
 watch_blocked_cb(struct lock *lock, int blocked, enum proto_mode mode,
     void *arg)
@@ -219,7 +220,7 @@ watch_kick_cb(evutil_socket_t fd, short events, void *arg)
 		evtimer_add(watcher->kick_ev, &tv);
 }
 
-/* Join a finished watch; hand its flock to the table if still wanted. */
+/* Join a finished watch; hand its flock to the store if still wanted. */
 static void
 watch_reap(struct watcher *watcher, struct watch *w)
 {
@@ -231,7 +232,7 @@ watch_reap(struct watcher *watcher, struct watch *w)
 	if (lock == NULL)
 		watcher->ncancelled--;
 	if (lock != NULL && w->error == 0)
-		locktab_adopt(watcher->tab, lock, w->fd, w->mode);
+		store_file_adopt(watcher->store, lock, w->fd, w->mode);
 	else
 		close(w->fd);
 	if (lock != NULL && w->error != 0)
@@ -259,6 +260,7 @@ watch_done_cb(evutil_socket_t fd, short events, void *arg)
 		TAILQ_REMOVE(&done, w, done_entry);
 		watch_reap(watcher, w);
 	}
+	store_file_watch_ended(watcher->store);
 }
 
 /* Install SIGUSR1 without SA_RESTART, so it interrupts flock(2). */
@@ -274,15 +276,15 @@ watch_signal_init(void)
 		fatal("sigaction SIGUSR1");
 }
 
-/* Set up watches for the lock table's blocked locks. */
+/* Set up watches for the file store's blocked locks. */
 struct watcher *
-watcher_new(struct event_base *base, struct locktab *tab, int dirfd)
+watcher_new(struct event_base *base, struct store_file *store, int dirfd)
 {
 	struct watcher	*watcher;
 
 	if ((watcher = calloc(1, sizeof *watcher)) == NULL)
 		fatal("calloc");
-	watcher->tab = tab;
+	watcher->store = store;
 	watcher->dirfd = dirfd;
 	TAILQ_INIT(&watcher->active);
 	TAILQ_INIT(&watcher->done);
@@ -297,7 +299,7 @@ watcher_new(struct event_base *base, struct locktab *tab, int dirfd)
 		fatalx("cannot set up watch events");
 	event_add(watcher->efd_ev, NULL);
 	watch_signal_init();
-	locktab_set_blocked_cb(tab, watch_blocked_cb, watcher);
+	store_file_set_blocked_cb(store, watch_blocked_cb, watcher);
 	return watcher;
 }
 
@@ -317,7 +319,7 @@ watcher_free(struct watcher *watcher)
 
 	if (watcher == NULL)
 		return;
-	locktab_set_blocked_cb(watcher->tab, NULL, NULL);
+	store_file_set_blocked_cb(watcher->store, NULL, NULL);
 	TAILQ_FOREACH(w, &watcher->active, entry) {
 		if (w->lock != NULL)
 			watch_cancel(watcher, w);

@@ -13,6 +13,8 @@
 
 #include <json-c/json.h>
 
+#include "mode.h"
+
 /*
  * Protocol version sent in the hello reply.  Whoever changes the meaning
  * or shape of any message must bump this and update PROTOCOL.md.
@@ -49,11 +51,6 @@ enum proto_error {
 	PROTO_E_PERMISSION_DENIED,
 	PROTO_E_INTERNAL,
 	PROTO_E_COUNT
-};
-
-enum proto_mode {
-	PROTO_EXCLUSIVE = 0,
-	PROTO_SHARED
 };
 
 enum proto_op {

@@ -1,166 +1,77 @@
 /*
- * Unit tests of the lock table (daemon/locktab.c): grant order, shared
- * batching, cancellation, counters and the real flock(2) on lock files.
+ * Unit tests of the lock table (daemon/locktab.c) alone, over a fake store
+ * (fake_store.c): grant order, shared batching, cancellation, counters,
+ * reentrant callbacks, and takes the store ends later, granted or failed.
+ * The file store underneath the daemon has its own suite, test_store_file.
  */
 
-#include <sys/types.h>
 #include <sys/file.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "daemon.h"
+#include "fake_store.h"
+#include "grants.h"
 #include "unit.h"
 
-#define FIRST_TOKEN 1000
-#define MAX_GRANTS 256
-
-/* One granted callback, as the test saw it. */
-struct grant {
-	struct lock_req	*req;
+/* One failed callback, as the test saw it. */
+struct failure {
 	intptr_t	 id;
-	int64_t		 token;
-	int		 held;
+	int		 error;
 };
 
-static char		 lockdir[PATH_MAX];
-static int		 dirfd_;
-static struct locktab	*tab;
-static double		 fake_now;
-static struct grant	 grants[MAX_GRANTS];
-static size_t		 ngrants;
+static struct lock_store *store;
+static struct failure	 failures[MAX_GRANTS];
+static size_t		 nfailures;
 
-/*
- * What the granted callback does besides recording: release the request
- * of id cb_release_self_id, and on the grant of id cb_release_other_id
- * release cb_release_other.
- */
-static intptr_t		 cb_release_self_id;
-static intptr_t		 cb_release_other_id;
-static struct lock_req	*cb_release_other;
-
-/* The injected clock. */
-static double
-fake_clock(void)
-{
-	return fake_now;
-}
-
-/* Record a grant, then do what the test asked of the callback. */
+/* Record a failed request. */
 static void
-record_grant(struct lock_req *req, void *arg)
+record_failed(struct lock_req *req, int error, void *arg)
 {
-	intptr_t	 id = (intptr_t)arg;
-	struct lock_req	*other;
-
-	ck_assert_uint_lt(ngrants, MAX_GRANTS);
-	grants[ngrants].req = req;
-	grants[ngrants].id = id;
-	grants[ngrants].token = lock_req_token(req);
-	grants[ngrants].held = lock_req_held(req);
-	ngrants++;
-
-	if (cb_release_other != NULL && id == cb_release_other_id) {
-		other = cb_release_other;
-		cb_release_other = NULL;
-		locktab_release(tab, other);
-	}
-	if (id == cb_release_self_id)
-		locktab_release(tab, req);
+	ck_assert(!lock_req_held(req));
+	ck_assert_uint_lt(nfailures, MAX_GRANTS);
+	failures[nfailures].id = (intptr_t)arg;
+	failures[nfailures].error = error;
+	nfailures++;
 }
 
-/* Make a fresh lock directory and table. */
+/* Make a fresh fake store and a table over it. */
 static void
 setup(void)
 {
-	snprintf(lockdir, sizeof lockdir, "%s/locktab.XXXXXX", TEST_TMPDIR);
-	ck_assert_ptr_nonnull(mkdtemp(lockdir));
-	dirfd_ = open(lockdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ck_assert_int_ge(dirfd_, 0);
-	fake_now = 1700000000.0;
-	ngrants = 0;
-	cb_release_self_id = -1;
-	cb_release_other_id = -1;
-	cb_release_other = NULL;
-	tab = locktab_new(dirfd_, FIRST_TOKEN, record_grant, fake_clock);
+	grants_reset();
+	nfailures = 0;
+	store = fake_store_new(FIRST_TOKEN);
+	tab = locktab_new(store, record_grant, record_failed, fake_clock);
 	ck_assert_ptr_nonnull(tab);
 }
 
-/* Free the table and remove the lock directory. */
+/* Free the table, then its store. */
 static void
 teardown(void)
 {
-	DIR		*dir;
-	struct dirent	*de;
-
 	locktab_free(tab);
 	tab = NULL;
-	if ((dir = fdopendir(dirfd_)) == NULL)
-		return;
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		if (unlinkat(dirfd_, de->d_name, 0) == -1)
-			unlinkat(dirfd_, de->d_name, AT_REMOVEDIR);
-	}
-	closedir(dir);
-	rmdir(lockdir);
+	fake_store_free(store);
+	store = NULL;
 }
 
-/* Acquire name, which must succeed, for the caller's id. */
-static struct lock_req *
-acq(const char *name, enum proto_mode mode, intptr_t id)
-{
-	struct lock_req	*req = NULL;
-
-	ck_assert_int_eq(locktab_acquire(tab, name, mode, 0, (void *)id, &req),
-	    0);
-	ck_assert_ptr_nonnull(req);
-	return req;
-}
-
-/* Open the lock file as a process outside the broker would. */
-static int
-outsider_open(const char *name)
-{
-	int	 fd;
-
-	fd = openat(dirfd_, name, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
-	ck_assert_int_ge(fd, 0);
-	return fd;
-}
-
-/* Try a non-blocking flock on a separate open file; 0 or errno. */
+/*
+ * Whether someone outside the table could take name with op (LOCK_EX or
+ * LOCK_SH) now: 0, or EWOULDBLOCK while the store has it taken against
+ * that.
+ */
 static int
 outsider_try(const char *name, int op)
 {
-	int	 fd, error = 0;
+	int	 mode = fake_store_mode(store, name);
 
-	fd = outsider_open(name);
-	if (flock(fd, op | LOCK_NB) == -1)
-		error = errno;
-	close(fd);
-	return error;
-}
-
-/* Assert the id of the n-th granted callback. */
-static void
-assert_granted(size_t n, intptr_t id)
-{
-	ck_assert_uint_gt(ngrants, n);
-	ck_assert_int_eq(grants[n].id, id);
+	if (mode == FAKE_NONE || (mode == PROTO_SHARED && op == LOCK_SH))
+		return 0;
+	return EWOULDBLOCK;
 }
 
 START_TEST(test_exclusive_granted_at_once_with_first_token)
@@ -438,183 +349,6 @@ START_TEST(test_lock_entry_disappears_when_empty)
 }
 END_TEST
 
-START_TEST(test_exclusive_holder_flocks_file_exclusively)
-{
-	struct lock_req	*a;
-
-	a = acq("db", PROTO_EXCLUSIVE, 1);
-	ck_assert_int_ge(lock_fd(locktab_find(tab, "db")), 0);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
-	locktab_release(tab, a);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
-}
-END_TEST
-
-START_TEST(test_shared_holders_flock_file_shared)
-{
-	struct lock_req	*a, *b;
-
-	a = acq("db", PROTO_SHARED, 1);
-	b = acq("db", PROTO_SHARED, 2);
-	ck_assert_int_eq(outsider_try("db", LOCK_SH), 0);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, a);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, b);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
-}
-END_TEST
-
-START_TEST(test_exclusive_handoff_keeps_file_locked)
-{
-	struct lock_req	*a, *b;
-	int		 fd;
-
-	a = acq("db", PROTO_EXCLUSIVE, 1);
-	b = acq("db", PROTO_EXCLUSIVE, 2);
-	fd = lock_fd(locktab_find(tab, "db"));
-	locktab_release(tab, a);
-	ck_assert(lock_req_held(b));
-	ck_assert_int_eq(lock_fd(locktab_find(tab, "db")), fd);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	ck_assert_uint_eq(locktab_nblocked(tab), 0);
-	locktab_release(tab, b);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
-}
-END_TEST
-
-START_TEST(test_handoff_from_exclusive_to_shared_converts_flock)
-{
-	struct lock_req	*a, *b, *c;
-
-	a = acq("db", PROTO_EXCLUSIVE, 1);
-	b = acq("db", PROTO_SHARED, 2);
-	c = acq("db", PROTO_SHARED, 3);
-	locktab_release(tab, a);
-	ck_assert(lock_req_held(b));
-	ck_assert(lock_req_held(c));
-	ck_assert_int_eq(outsider_try("db", LOCK_SH), 0);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, b);
-	locktab_release(tab, c);
-}
-END_TEST
-
-START_TEST(test_outside_holder_blocks_acquire_until_retry)
-{
-	struct lock_req	*a, *r = NULL;
-	int		 fd;
-
-	fd = outsider_open("db");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-
-	a = acq("db", PROTO_EXCLUSIVE, 1);
-	ck_assert_uint_eq(ngrants, 0);
-	ck_assert(!lock_req_held(a));
-	ck_assert_int_eq(lock_req_position(a), 1);
-	ck_assert_uint_eq(locktab_nblocked(tab), 1);
-	ck_assert_uint_eq(locktab_nwaiting(tab), 1);
-	ck_assert_ptr_null(lock_first_holder(locktab_find(tab, "db")));
-
-	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
-	    (void *)2, &r), -EWOULDBLOCK);
-	ck_assert_ptr_null(r);
-
-	locktab_retry(tab);
-	ck_assert_uint_eq(ngrants, 0);
-	ck_assert_uint_eq(locktab_nblocked(tab), 1);
-
-	ck_assert_int_eq(flock(fd, LOCK_UN), 0);
-	locktab_retry(tab);
-	ck_assert_uint_eq(ngrants, 1);
-	assert_granted(0, 1);
-	ck_assert(lock_req_held(a));
-	ck_assert_int_eq(lock_req_token(a), FIRST_TOKEN);
-	ck_assert_uint_eq(locktab_nblocked(tab), 0);
-	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), -1);
-	ck_assert_int_eq(errno, EWOULDBLOCK);
-
-	locktab_release(tab, a);
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	close(fd);
-}
-END_TEST
-
-START_TEST(test_try_only_with_outside_holder_leaves_nothing)
-{
-	struct lock_req	*r = NULL;
-	int		 fd;
-
-	fd = outsider_open("db");
-	ck_assert_int_eq(flock(fd, LOCK_SH | LOCK_NB), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
-	    (void *)1, &r), -EWOULDBLOCK);
-	ck_assert_ptr_null(r);
-	ck_assert_ptr_null(locktab_find(tab, "db"));
-	ck_assert_uint_eq(locktab_nblocked(tab), 0);
-	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
-	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN);
-	close(fd);
-}
-END_TEST
-
-START_TEST(test_outside_shared_holder_blocks_only_exclusive)
-{
-	struct lock_req	*s, *e;
-	int		 fd;
-
-	fd = outsider_open("db");
-	ck_assert_int_eq(flock(fd, LOCK_SH | LOCK_NB), 0);
-	s = acq("db", PROTO_SHARED, 1);
-	ck_assert(lock_req_held(s));
-	e = acq("db", PROTO_EXCLUSIVE, 2);
-	ck_assert(!lock_req_held(e));
-	ck_assert_uint_eq(locktab_nblocked(tab), 0);
-
-	/* The conversion to LOCK_EX fails while the outsider shares it. */
-	locktab_release(tab, s);
-	ck_assert(!lock_req_held(e));
-	ck_assert_uint_eq(locktab_nblocked(tab), 1);
-	ck_assert_uint_eq(ngrants, 1);
-
-	ck_assert_int_eq(flock(fd, LOCK_UN), 0);
-	locktab_retry(tab);
-	ck_assert(lock_req_held(e));
-	ck_assert_uint_eq(locktab_nblocked(tab), 0);
-	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
-	locktab_release(tab, e);
-	close(fd);
-}
-END_TEST
-
-START_TEST(test_cancel_blocked_waiter_frees_lock)
-{
-	struct lock_req	*a, *b;
-	int		 fd;
-
-	fd = outsider_open("db");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	a = acq("db", PROTO_EXCLUSIVE, 1);
-	b = acq("db", PROTO_SHARED, 2);
-	ck_assert_uint_eq(locktab_nblocked(tab), 1);
-	ck_assert_int_eq(lock_req_position(b), 2);
-	locktab_release(tab, a);
-	ck_assert_uint_eq(locktab_nblocked(tab), 1);
-	ck_assert_int_eq(lock_req_position(b), 1);
-	locktab_release(tab, b);
-	ck_assert_uint_eq(locktab_nblocked(tab), 0);
-	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
-	ck_assert_ptr_null(locktab_find(tab, "db"));
-	/* An outsider was in the way: the fd closes at once, not idle. */
-	ck_assert_uint_eq(locktab_nidle(tab), 0);
-	locktab_retry(tab);
-	ck_assert_uint_eq(ngrants, 0);
-	close(fd);
-}
-END_TEST
-
 START_TEST(test_counters_track_holders_waiters_and_grants)
 {
 	struct lock_req	*a, *b, *c, *d;
@@ -662,56 +396,6 @@ START_TEST(test_tokens_strictly_increase_across_names)
 	}
 	ck_assert_uint_eq(ngrants, 20);
 	ck_assert_uint_eq(locktab_granted_total(tab), 20);
-}
-END_TEST
-
-START_TEST(test_lock_files_are_never_unlinked)
-{
-	struct lock_req	*a, *b;
-	struct stat	 st;
-
-	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), -1);
-	a = acq("db", PROTO_EXCLUSIVE, 1);
-	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), 0);
-	ck_assert(S_ISREG(st.st_mode));
-	locktab_release(tab, a);
-	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), 0);
-	ck_assert(S_ISREG(st.st_mode));
-
-	/* Reusing the existing file works as well. */
-	b = acq("db", PROTO_SHARED, 2);
-	ck_assert(lock_req_held(b));
-	locktab_release(tab, b);
-	ck_assert_int_eq(fstatat(dirfd_, "db", &st, AT_SYMLINK_NOFOLLOW), 0);
-}
-END_TEST
-
-START_TEST(test_symlink_name_is_refused_with_eloop)
-{
-	struct lock_req	*r = NULL;
-	struct stat	 st;
-
-	ck_assert_int_eq(symlinkat("target", dirfd_, "link"), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "link", PROTO_EXCLUSIVE, 0,
-	    (void *)1, &r), -ELOOP);
-	ck_assert_ptr_null(r);
-	ck_assert_ptr_null(locktab_find(tab, "link"));
-	ck_assert_int_eq(fstatat(dirfd_, "target", &st, 0), -1);
-	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_uint_eq(ngrants, 0);
-	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
-}
-END_TEST
-
-START_TEST(test_directory_name_is_refused_with_eisdir)
-{
-	struct lock_req	*r = NULL;
-
-	ck_assert_int_eq(mkdirat(dirfd_, "dir", 0755), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "dir", PROTO_SHARED, 0,
-	    (void *)1, &r), -EISDIR);
-	ck_assert_ptr_null(r);
-	ck_assert_ptr_null(locktab_find(tab, "dir"));
 }
 END_TEST
 
@@ -834,473 +518,18 @@ START_TEST(test_iteration_visits_every_lock_and_request)
 }
 END_TEST
 
-/* How many descriptors this process has open. */
-static int
-open_fds(void)
-{
-	DIR		*dir;
-	struct dirent	*de;
-	int		 n = 0;
-
-	dir = opendir("/proc/self/fd");
-	ck_assert_ptr_nonnull(dir);
-	while ((de = readdir(dir)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n - 1;	/* the directory's own */
-}
-
-/* Cycle name once: acquire, then release. */
-static void
-cycle(const char *name)
-{
-	locktab_release(tab, acq(name, PROTO_EXCLUSIVE, 1));
-}
-
-START_TEST(test_released_lock_drops_flock_but_keeps_fd_for_reuse)
-{
-	struct lock_req	*r;
-	int		 fds0, fd;
-
-	fds0 = open_fds();
-	r = acq("db", PROTO_EXCLUSIVE, 1);
-	fd = lock_fd(locktab_find(tab, "db"));
-	locktab_release(tab, r);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
-	ck_assert_ptr_null(locktab_find(tab, "db"));
-	ck_assert_ptr_null(locktab_first(tab));
-	ck_assert_uint_eq(locktab_nidle(tab), 1);
-	ck_assert_int_eq(open_fds(), fds0 + 1);
-
-	r = acq("db", PROTO_EXCLUSIVE, 2);
-	ck_assert_int_eq(lock_fd(locktab_find(tab, "db")), fd);
-	ck_assert_uint_eq(locktab_nidle(tab), 0);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
-	assert_granted(1, 2);
-	locktab_release(tab, r);
-	ck_assert_int_eq(open_fds(), fds0 + 1);
-}
-END_TEST
-
-START_TEST(test_idle_fd_closes_on_the_second_expiry)
-{
-	int	 fds0;
-
-	fds0 = open_fds();
-	locktab_expire(tab);
-	cycle("db");
-	locktab_expire(tab);
-	ck_assert_uint_eq(locktab_nidle(tab), 1);
-	ck_assert_int_eq(open_fds(), fds0 + 1);
-	locktab_expire(tab);
-	ck_assert_uint_eq(locktab_nidle(tab), 0);
-	ck_assert_int_eq(open_fds(), fds0);
-	/* A lock in use is never expired. */
-	acq("db", PROTO_EXCLUSIVE, 2);
-	locktab_expire(tab);
-	locktab_expire(tab);
-	ck_assert_ptr_nonnull(locktab_find(tab, "db"));
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-}
-END_TEST
-
-START_TEST(test_idle_fds_are_capped)
-{
-	char	 name[32];
-	int	 fds0, i;
-
-	fds0 = open_fds();
-	for (i = 0; i < 1100; i++) {
-		snprintf(name, sizeof name, "n%d", i);
-		cycle(name);
-		ngrants = 0;	/* the recorder holds MAX_GRANTS */
-	}
-	ck_assert_uint_eq(locktab_nidle(tab), 1024);
-	ck_assert_int_eq(open_fds(), fds0 + 1024);
-	/* The oldest went first: the newest is still idle. */
-	cycle("n1099");
-	ck_assert_int_eq(open_fds(), fds0 + 1024);
-	locktab_free(tab);
-	tab = NULL;
-	ck_assert_int_eq(open_fds(), fds0);
-}
-END_TEST
-
-START_TEST(test_idle_lock_taken_by_outsider_is_closed)
-{
-	struct lock_req	*r = NULL;
-	int		 fds0, fd;
-
-	fds0 = open_fds();
-	cycle("db");
-	fd = outsider_open("db");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
-	    (void *)2, &r), -EWOULDBLOCK);
-	ck_assert_ptr_null(r);
-	ck_assert_uint_eq(locktab_nidle(tab), 0);
-	ck_assert_ptr_null(locktab_find(tab, "db"));
-	ck_assert_int_eq(open_fds(), fds0 + 1);
-	close(fd);
-}
-END_TEST
-
-/* The highest descriptor this process has open. */
-static int
-highest_fd(void)
-{
-	DIR		*dir;
-	struct dirent	*de;
-	int		 fd, highest = -1;
-
-	dir = opendir("/proc/self/fd");
-	ck_assert_ptr_nonnull(dir);
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] != '.' && (fd = atoi(de->d_name)) > highest &&
-		    fd != dirfd(dir))
-			highest = fd;
-	}
-	closedir(dir);
-	return highest;
-}
-
-/*
- * A lock file unlinked, or replaced by a rename, while its fd was idle:
- * the next acquire must see the new file and whoever flocks it.
- */
-START_TEST(test_idle_fd_of_a_replaced_file_is_not_reused)
-{
-	struct lock_req	*r = NULL;
-	int		 fd;
-
-	cycle("db");
-	ck_assert_int_eq(unlinkat(dirfd_, "db", 0), 0);
-	fd = outsider_open("db");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
-	    (void *)2, &r), -EWOULDBLOCK);
-	ck_assert_uint_eq(locktab_nidle(tab), 0);
-	close(fd);
-
-	cycle("db");
-	fd = outsider_open("db.new");
-	ck_assert_int_eq(renameat(dirfd_, "db.new", dirfd_, "db"), 0);
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
-	    (void *)3, &r), -EWOULDBLOCK);
-	close(fd);
-	r = acq("db", PROTO_EXCLUSIVE, 4);
-	ck_assert(lock_req_held(r));
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-}
-END_TEST
-
-/*
- * A lock file renamed away, or unlinked while a hard link keeps it alive,
- * while its fd was idle: the old inode still has a link, yet the next
- * acquire must flock the file now at the name.
- */
-START_TEST(test_idle_fd_of_a_file_moved_away_is_not_reused)
-{
-	struct lock_req	*r = NULL;
-	int		 fd;
-
-	cycle("ren");
-	ck_assert_int_eq(renameat(dirfd_, "ren", dirfd_, "ren.elsewhere"), 0);
-	fd = outsider_open("ren");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "ren", PROTO_EXCLUSIVE, 1,
-	    (void *)2, &r), -EWOULDBLOCK);
-	close(fd);
-
-	cycle("lnk");
-	ck_assert_int_eq(linkat(dirfd_, "lnk", dirfd_, "lnk.other", 0), 0);
-	ck_assert_int_eq(unlinkat(dirfd_, "lnk", 0), 0);
-	fd = outsider_open("lnk");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	ck_assert_int_eq(locktab_acquire(tab, "lnk", PROTO_EXCLUSIVE, 1,
-	    (void *)3, &r), -EWOULDBLOCK);
-	close(fd);
-	r = acq("lnk", PROTO_EXCLUSIVE, 4);
-	ck_assert_int_eq(outsider_try("lnk", LOCK_EX), EWOULDBLOCK);
-}
-END_TEST
-
-/* Sleep past the time after which a file's ctime vouches for its name. */
-static void
-let_ctime_settle(void)
-{
-	struct timespec	 ts = { 0, 200 * 1000 * 1000 };
-
-	nanosleep(&ts, NULL);
-}
-
-/*
- * Once a lock file is old enough for its ctime to vouch for it, an idle
- * fd is reused after one fstat; a rename away, a hard link and unlink, or
- * an unlink and re-create must still be seen.
- */
-START_TEST(test_replaced_file_is_seen_after_its_ctime_vouched)
-{
-	static const char *const names[] = { "vren", "vlnk", "vunl" };
-	struct lock_req		*r = NULL;
-	size_t			 i;
-	int			 fd;
-
-	for (i = 0; i < 3; i++)
-		close(outsider_open(names[i]));
-	let_ctime_settle();
-	for (i = 0; i < 3; i++) {
-		cycle(names[i]);	/* opens the file */
-		cycle(names[i]);	/* looks it up: the ctime vouches now */
-		cycle(names[i]);	/* one fstat */
-	}
-	ck_assert_int_eq(renameat(dirfd_, "vren", dirfd_, "vren.away"), 0);
-	ck_assert_int_eq(linkat(dirfd_, "vlnk", dirfd_, "vlnk.other", 0), 0);
-	ck_assert_int_eq(unlinkat(dirfd_, "vlnk", 0), 0);
-	ck_assert_int_eq(unlinkat(dirfd_, "vunl", 0), 0);
-	for (i = 0; i < 3; i++) {
-		fd = outsider_open(names[i]);
-		ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-		ck_assert_msg(locktab_acquire(tab, names[i], PROTO_EXCLUSIVE, 1,
-		    (void *)2, &r) == -EWOULDBLOCK, "%s granted on the old "
-		    "file", names[i]);
-		close(fd);
-	}
-}
-END_TEST
-
-/*
- * The file is replaced while held and an outsider flocks the new one: the
- * waiter must not be handed the dead inode, but wait for the outsider and
- * then hold a flock on the file now at the name.
- */
-START_TEST(test_handoff_moves_to_a_file_replaced_while_held)
-{
-	struct lock_req	*a, *b;
-	int		 fd;
-
-	a = acq("unl", PROTO_EXCLUSIVE, 1);
-	ck_assert_int_eq(unlinkat(dirfd_, "unl", 0), 0);
-	fd = outsider_open("unl");
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	b = acq("unl", PROTO_EXCLUSIVE, 2);
-	ck_assert(!lock_req_held(b));
-	locktab_release(tab, a);
-	ck_assert_uint_eq(ngrants, 1);
-	ck_assert(!lock_req_held(b));
-	ck_assert(lock_blocked(locktab_find(tab, "unl")));
-
-	close(fd);
-	locktab_retry(tab);
-	ck_assert_uint_eq(ngrants, 2);
-	assert_granted(1, 2);
-	ck_assert_int_eq(outsider_try("unl", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, b);
-}
-END_TEST
-
-/* What the blocked callback saw: the last state, and how many calls. */
-static int	blocked_last = -1;
-static int	blocked_calls;
-
-static void
-record_blocked(struct lock *lock, int blocked, enum proto_mode mode,
-    void *arg)
-{
-	(void)lock;
-	(void)mode;
-	(void)arg;
-	blocked_last = blocked;
-	blocked_calls++;
-}
-
-/* Replace the file at name by a new one, flocked by an outsider; its fd. */
-static int
-replace_and_flock(const char *name)
-{
-	char	 moved[64];
-	int	 fd;
-
-	snprintf(moved, sizeof moved, "%s.moved", name);
-	ck_assert_int_eq(renameat(dirfd_, name, dirfd_, moved), 0);
-	fd = outsider_open(name);
-	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
-	return fd;
-}
-
-/*
- * A watch opened the name before the file was replaced; the flock it
- * hands over is on the old file, so the waiter must go on waiting for
- * the outsider on the new one.
- */
-START_TEST(test_adopted_flock_on_a_replaced_file_is_not_granted)
-{
-	struct lock_req	*b;
-	int		 o1, o2, watch_fd;
-
-	o1 = outsider_open("adp");
-	ck_assert_int_eq(flock(o1, LOCK_EX | LOCK_NB), 0);
-	b = acq("adp", PROTO_EXCLUSIVE, 2);
-	ck_assert(!lock_req_held(b));
-	watch_fd = outsider_open("adp");
-	o2 = replace_and_flock("adp");
-	close(o1);
-	ck_assert_int_eq(flock(watch_fd, LOCK_EX | LOCK_NB), 0);
-	locktab_adopt(tab, locktab_find(tab, "adp"), watch_fd,
-	    PROTO_EXCLUSIVE);
-	ck_assert_uint_eq(ngrants, 0);
-	ck_assert(lock_blocked(locktab_find(tab, "adp")));
-
-	close(o2);
-	locktab_retry(tab);
-	assert_granted(0, 2);
-	ck_assert_int_eq(outsider_try("adp", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, b);
-}
-END_TEST
-
-/*
- * A waiter leaves a blocked lock whose file was replaced: the lock moves
- * to the new file and is blocked anew (so a watch starts on it), and the
- * old file's release grants nobody.
- */
-START_TEST(test_cancel_on_a_blocked_replaced_file_moves_the_watch)
-{
-	struct lock_req	*b, *c;
-	int		 o1, o2, calls;
-
-	locktab_set_blocked_cb(tab, record_blocked, NULL);
-	o1 = outsider_open("cnl");
-	ck_assert_int_eq(flock(o1, LOCK_EX | LOCK_NB), 0);
-	b = acq("cnl", PROTO_EXCLUSIVE, 2);
-	c = acq("cnl", PROTO_EXCLUSIVE, 3);
-	ck_assert_int_eq(blocked_last, 1);
-	o2 = replace_and_flock("cnl");
-	calls = blocked_calls;
-	locktab_release(tab, c);
-	ck_assert_int_ge(blocked_calls, calls + 2);
-	ck_assert_int_eq(blocked_last, 1);
-	close(o1);
-	locktab_retry(tab);
-	ck_assert_uint_eq(ngrants, 0);
-	close(o2);
-	locktab_retry(tab);
-	assert_granted(0, 2);
-	ck_assert_int_eq(outsider_try("cnl", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, b);
-}
-END_TEST
-
-/*
- * The file was replaced while held by something that cannot be opened
- * (here a symlink): the waiter is not granted on the old file, and gets
- * the lock once the name can be opened again.
- */
-START_TEST(test_handoff_waits_while_the_new_file_cannot_be_opened)
-{
-	struct lock_req	*a, *b;
-
-	a = acq("sym", PROTO_EXCLUSIVE, 1);
-	b = acq("sym", PROTO_EXCLUSIVE, 2);
-	ck_assert_int_eq(unlinkat(dirfd_, "sym", 0), 0);
-	ck_assert_int_eq(symlinkat("elsewhere", dirfd_, "sym"), 0);
-	locktab_release(tab, a);
-	ck_assert_uint_eq(ngrants, 1);
-	ck_assert(!lock_req_held(b));
-	ck_assert(lock_blocked(locktab_find(tab, "sym")));
-	locktab_retry(tab);
-	ck_assert_uint_eq(ngrants, 1);
-
-	ck_assert_int_eq(unlinkat(dirfd_, "sym", 0), 0);
-	locktab_retry(tab);
-	assert_granted(1, 2);
-	ck_assert_int_eq(outsider_try("sym", LOCK_EX), EWOULDBLOCK);
-	locktab_release(tab, b);
-}
-END_TEST
-
-/* Past the lock file bound only names whose file exists still work. */
-START_TEST(test_max_files_bounds_new_lock_files_only)
-{
-	struct lock_req	*r = NULL;
-	int		 fd;
-
-	fd = outsider_open("old");
-	close(fd);
-	ck_assert_int_eq(locktab_set_max_files(tab, 2), 0);
-	ck_assert_uint_eq(locktab_nfiles(tab), 1);
-	cycle("new1");
-	ck_assert_uint_eq(locktab_nfiles(tab), 2);
-	ck_assert_int_eq(locktab_acquire(tab, "new2", PROTO_EXCLUSIVE, 0,
-	    (void *)2, &r), LOCKTAB_E_MAX_FILES);
-	ck_assert_int_eq(faccessat(dirfd_, "new2", F_OK, 0), -1);
-	ck_assert_ptr_null(locktab_find(tab, "new2"));
-	locktab_expire(tab);
-	locktab_expire(tab);
-	cycle("new1");
-	cycle("old");
-	fd = outsider_open("made-outside");
-	close(fd);
-	cycle("made-outside");
-	ck_assert_uint_eq(locktab_nfiles(tab), 2);
-}
-END_TEST
-
-START_TEST(test_out_of_descriptors_closes_idle_fds_and_retries)
-{
-	struct rlimit	 rl;
-	struct lock_req	*r;
-	char		 name[32];
-	int		 i, fillers[1024], nfillers = 0;
-
-	for (i = 0; i < 50; i++) {
-		snprintf(name, sizeof name, "n%d", i);
-		cycle(name);
-	}
-	ck_assert_uint_eq(locktab_nidle(tab), 50);
-	/* No descriptor is left for a new lock file: only idle ones can go. */
-	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	rl.rlim_cur = (rlim_t)highest_fd() + 1;
-	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-	while (nfillers < 1024 && (fillers[nfillers] = open("/dev/null",
-	    O_RDONLY | O_CLOEXEC)) != -1)
-		nfillers++;
-	ck_assert_int_eq(errno, EMFILE);
-	ck_assert_int_eq(locktab_acquire(tab, "fresh", PROTO_EXCLUSIVE, 0,
-	    (void *)1, &r), 0);
-	ck_assert(lock_req_held(r));
-	ck_assert_uint_eq(locktab_nidle(tab), 0);
-	ck_assert_int_eq(outsider_try("n0", LOCK_EX), 0);
-	while (nfillers > 0)
-		close(fillers[--nfillers]);
-}
-END_TEST
-
-START_TEST(test_free_drops_flocks_without_callbacks)
-{
-	acq("db", PROTO_EXCLUSIVE, 1);
-	acq("db", PROTO_EXCLUSIVE, 2);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
-	locktab_free(tab);
-	tab = NULL;
-	ck_assert_uint_eq(ngrants, 1);
-	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
-}
-END_TEST
-
 START_TEST(test_default_clock_is_realtime)
 {
-	struct locktab	*rt;
-	struct lock_req	*r;
-	struct timespec	 ts;
-	double		 before, after;
+	struct locktab		*rt;
+	struct lock_store	*rt_store;
+	struct lock_req		*r;
+	struct timespec		 ts;
+	double			 before, after;
 
 	locktab_free(tab);
 	tab = NULL;
-	rt = locktab_new(dirfd_, 1, NULL, NULL);
+	rt_store = fake_store_new(1);
+	rt = locktab_new(rt_store, NULL, NULL, NULL);
 	ck_assert_ptr_nonnull(rt);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	before = ts.tv_sec + ts.tv_nsec / 1e9;
@@ -1314,8 +543,208 @@ START_TEST(test_default_clock_is_realtime)
 	ck_assert_double_le(lock_req_since(r), after + 0.001);
 	locktab_release(rt, r);
 	locktab_free(rt);
+	fake_store_free(rt_store);
 }
 END_TEST
+
+/* A take the store ends later goes to the head, and FIFO order holds. */
+START_TEST(test_take_granted_later_goes_to_the_head_in_fifo_order)
+{
+	struct lock_req	*a, *b, *c;
+
+	fake_store_set_busy(store, "db", 1);
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert(lock_blocked(locktab_find(tab, "db")));
+	ck_assert_int_eq(fake_store_waiting(store, "db"), PROTO_EXCLUSIVE);
+	c = acq("db", PROTO_EXCLUSIVE, 3);
+	ck_assert_int_eq(lock_req_position(c), 3);
+
+	fake_now += 5;
+	fake_store_end_wait(store, "db", 0);
+	ck_assert_uint_eq(ngrants, 1);
+	assert_granted(0, 1);
+	ck_assert(lock_req_held(a));
+	ck_assert_int_eq(lock_req_token(a), FIRST_TOKEN);
+	ck_assert_double_eq(lock_req_since(a), fake_now);
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_int_eq(fake_store_waiting(store, "db"), FAKE_NONE);
+	ck_assert_int_eq(lock_req_position(b), 1);
+	ck_assert_int_eq(lock_req_position(c), 2);
+
+	/* The exclusive handoff keeps the store's take. */
+	locktab_release(tab, a);
+	assert_granted(1, 2);
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
+	locktab_release(tab, b);
+	assert_granted(2, 3);
+	locktab_release(tab, c);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+	ck_assert_uint_eq(fake_store_nwaits(store), 1);
+	ck_assert_uint_eq(nfailures, 0);
+}
+END_TEST
+
+/* A shared take ended later grants the shared run, never past an exclusive. */
+START_TEST(test_take_granted_later_brings_the_shared_run_along)
+{
+	struct lock_req	*s1, *s2, *e3, *s4;
+
+	fake_store_set_busy(store, "db", 1);
+	s1 = acq("db", PROTO_SHARED, 1);
+	s2 = acq("db", PROTO_SHARED, 2);
+	e3 = acq("db", PROTO_EXCLUSIVE, 3);
+	s4 = acq("db", PROTO_SHARED, 4);
+	ck_assert_int_eq(fake_store_waiting(store, "db"), PROTO_SHARED);
+
+	fake_store_end_wait(store, "db", 0);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(0, 1);
+	assert_granted(1, 2);
+	ck_assert_int_eq(lock_req_token(s1), FIRST_TOKEN);
+	ck_assert_int_eq(lock_req_token(s2), FIRST_TOKEN + 1);
+	ck_assert(!lock_req_held(e3));
+	ck_assert(!lock_req_held(s4));
+	ck_assert_int_eq(lock_req_position(e3), 1);
+	ck_assert_int_eq(lock_req_position(s4), 2);
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+
+	locktab_release(tab, s1);
+	locktab_release(tab, s2);
+	ck_assert(lock_req_held(e3));
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), EWOULDBLOCK);
+	locktab_release(tab, e3);
+	ck_assert(lock_req_held(s4));
+	ck_assert_uint_eq(ngrants, 4);
+	locktab_release(tab, s4);
+}
+END_TEST
+
+/*
+ * A take the store fails later fails the exclusive head it was for; the
+ * next head, a shared run, waits anew and is granted together.
+ */
+START_TEST(test_take_failed_later_fails_only_the_head_it_was_for)
+{
+	struct lock_req	*s2, *s3;
+
+	fake_store_set_busy(store, "db", 1);
+	acq("db", PROTO_EXCLUSIVE, 1);
+	s2 = acq("db", PROTO_SHARED, 2);
+	s3 = acq("db", PROTO_SHARED, 3);
+	ck_assert_int_eq(fake_store_waiting(store, "db"), PROTO_EXCLUSIVE);
+
+	fake_store_end_wait(store, "db", -EIO);
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(failures[0].id, 1);
+	ck_assert_int_eq(failures[0].error, -EIO);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert(lock_blocked(locktab_find(tab, "db")));
+	ck_assert_int_eq(fake_store_waiting(store, "db"), PROTO_SHARED);
+	ck_assert_uint_eq(fake_store_nwaits(store), 2);
+	ck_assert_int_eq(lock_req_position(s2), 1);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+
+	fake_store_end_wait(store, "db", 0);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(0, 2);
+	assert_granted(1, 3);
+	ck_assert_int_eq(lock_req_token(s2), FIRST_TOKEN);
+	ck_assert_uint_eq(nfailures, 1);
+	locktab_release(tab, s2);
+	locktab_release(tab, s3);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+}
+END_TEST
+
+/*
+ * A failed shared take fails the whole shared run it was for; when the
+ * last waiter fails too, the lock is closed at once.
+ */
+START_TEST(test_take_failed_later_fails_a_shared_head_with_its_run)
+{
+	struct lock_req	*e3;
+
+	fake_store_set_busy(store, "db", 1);
+	acq("db", PROTO_SHARED, 1);
+	acq("db", PROTO_SHARED, 2);
+	e3 = acq("db", PROTO_EXCLUSIVE, 3);
+
+	fake_store_end_wait(store, "db", -EACCES);
+	ck_assert_uint_eq(nfailures, 2);
+	ck_assert_int_eq(failures[0].id, 1);
+	ck_assert_int_eq(failures[1].id, 2);
+	ck_assert_int_eq(lock_req_position(e3), 1);
+	ck_assert_int_eq(fake_store_waiting(store, "db"), PROTO_EXCLUSIVE);
+
+	fake_store_end_wait(store, "db", -EACCES);
+	ck_assert_uint_eq(nfailures, 3);
+	ck_assert_int_eq(failures[2].id, 3);
+	ck_assert_int_eq(failures[2].error, -EACCES);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_uint_eq(fake_store_nopen(store), 0);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN);
+}
+END_TEST
+
+/* The last waiter leaving a blocked lock cancels the wait and closes it. */
+START_TEST(test_cancelled_wait_closes_the_lock_at_once)
+{
+	struct lock_req	*a;
+
+	fake_store_set_busy(store, "db", 1);
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_int_eq(fake_store_waiting(store, "db"), PROTO_EXCLUSIVE);
+	locktab_release(tab, a);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_uint_eq(locktab_nblocked(tab), 0);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_uint_eq(fake_store_nopen(store), 0);
+	ck_assert_uint_eq(ngrants, 0);
+	ck_assert_uint_eq(nfailures, 0);
+}
+END_TEST
+
+/* A try-only acquire never asks the store to wait, and leaves nothing. */
+START_TEST(test_try_only_never_asks_the_store_to_wait)
+{
+	struct lock_req	*r = NULL;
+
+	fake_store_set_busy(store, "db", 1);
+	ck_assert_int_eq(locktab_acquire(tab, "db", PROTO_EXCLUSIVE, 1,
+	    (void *)1, &r), -EWOULDBLOCK);
+	ck_assert_ptr_null(r);
+	ck_assert_uint_eq(fake_store_nwaits(store), 0);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_uint_eq(fake_store_nopen(store), 0);
+	ck_assert_int_eq(locktab_next_token(tab), FIRST_TOKEN);
+}
+END_TEST
+
+/* An idle lock keeps its store state, without a take, until it expires. */
+START_TEST(test_idle_lock_keeps_its_state_until_the_second_expiry)
+{
+	locktab_release(tab, acq("db", PROTO_EXCLUSIVE, 1));
+	ck_assert_uint_eq(locktab_nidle(tab), 1);
+	ck_assert_uint_eq(fake_store_nopen(store), 1);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), 0);
+	locktab_release(tab, acq("db", PROTO_SHARED, 2));
+	ck_assert_uint_eq(fake_store_nopen(store), 1);
+	locktab_expire(tab);
+	ck_assert_uint_eq(fake_store_nopen(store), 1);
+	locktab_expire(tab);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_uint_eq(fake_store_nopen(store), 0);
+}
+END_TEST
+
 
 /* Collect the lock table tests into one suite. */
 static Suite *
@@ -1339,41 +768,25 @@ locktab_suite(void)
 	tcase_add_test(tc,
 	    test_cancel_exclusive_head_lets_shared_run_join_holders);
 	tcase_add_test(tc, test_lock_entry_disappears_when_empty);
-	tcase_add_test(tc, test_exclusive_holder_flocks_file_exclusively);
-	tcase_add_test(tc, test_shared_holders_flock_file_shared);
-	tcase_add_test(tc, test_exclusive_handoff_keeps_file_locked);
-	tcase_add_test(tc,
-	    test_handoff_from_exclusive_to_shared_converts_flock);
-	tcase_add_test(tc, test_outside_holder_blocks_acquire_until_retry);
-	tcase_add_test(tc, test_try_only_with_outside_holder_leaves_nothing);
-	tcase_add_test(tc, test_outside_shared_holder_blocks_only_exclusive);
-	tcase_add_test(tc, test_cancel_blocked_waiter_frees_lock);
 	tcase_add_test(tc, test_counters_track_holders_waiters_and_grants);
 	tcase_add_test(tc, test_tokens_strictly_increase_across_names);
-	tcase_add_test(tc, test_lock_files_are_never_unlinked);
-	tcase_add_test(tc, test_symlink_name_is_refused_with_eloop);
-	tcase_add_test(tc, test_directory_name_is_refused_with_eisdir);
 	tcase_add_test(tc, test_granted_cb_may_release_just_granted_req);
 	tcase_add_test(tc, test_granted_cb_may_release_another_of_its_batch);
 	tcase_add_test(tc,
 	    test_granted_cb_may_release_a_holder_of_another_lock);
 	tcase_add_test(tc, test_iteration_visits_every_lock_and_request);
-	tcase_add_test(tc,
-	    test_released_lock_drops_flock_but_keeps_fd_for_reuse);
-	tcase_add_test(tc, test_idle_fd_closes_on_the_second_expiry);
-	tcase_add_test(tc, test_idle_fds_are_capped);
-	tcase_add_test(tc, test_idle_lock_taken_by_outsider_is_closed);
-	tcase_add_test(tc, test_idle_fd_of_a_replaced_file_is_not_reused);
-	tcase_add_test(tc, test_idle_fd_of_a_file_moved_away_is_not_reused);
-	tcase_add_test(tc, test_handoff_moves_to_a_file_replaced_while_held);
-	tcase_add_test(tc, test_replaced_file_is_seen_after_its_ctime_vouched);
-	tcase_add_test(tc, test_max_files_bounds_new_lock_files_only);
-	tcase_add_test(tc, test_adopted_flock_on_a_replaced_file_is_not_granted);
-	tcase_add_test(tc, test_cancel_on_a_blocked_replaced_file_moves_the_watch);
-	tcase_add_test(tc, test_handoff_waits_while_the_new_file_cannot_be_opened);
-	tcase_add_test(tc, test_out_of_descriptors_closes_idle_fds_and_retries);
-	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
 	tcase_add_test(tc, test_default_clock_is_realtime);
+	tcase_add_test(tc,
+	    test_take_granted_later_goes_to_the_head_in_fifo_order);
+	tcase_add_test(tc, test_take_granted_later_brings_the_shared_run_along);
+	tcase_add_test(tc,
+	    test_take_failed_later_fails_only_the_head_it_was_for);
+	tcase_add_test(tc,
+	    test_take_failed_later_fails_a_shared_head_with_its_run);
+	tcase_add_test(tc, test_cancelled_wait_closes_the_lock_at_once);
+	tcase_add_test(tc, test_try_only_never_asks_the_store_to_wait);
+	tcase_add_test(tc,
+	    test_idle_lock_keeps_its_state_until_the_second_expiry);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,126 @@
+/*
+ * The lock table and the lock store under it.  Neither json-c nor
+ * libevent: the table is pure grant logic, and builds and tests alone.
+ */
+#ifndef LOCKSD_LOCKTAB_H
+#define LOCKSD_LOCKTAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mode.h"
+
+/*
+ * locktab.c: the lock table.  Grant rules over names, FIFO queues, modes
+ * and fencing tokens; what a lock is underneath belongs to its store.
+ *
+ * A lock_req is one acquire: it waits in its lock's queue, then holds.
+ * Grants are reported through the granted callback, also for a request
+ * granted at once inside locktab_acquire; a wait the store could not end
+ * in a grant is reported through the failed callback.
+ */
+struct locktab;
+struct lock;
+struct lock_req;
+struct lock_store;
+
+/* locktab_acquire's own errors, outside the errno range. */
+#define LOCKTAB_E_MAX_FILES	(-100000)	/* past the lock file bound */
+#define LOCKTAB_E_NO_TOKENS	(-100001)	/* past the token limit */
+
+typedef void (*locktab_granted_cb)(struct lock_req *, void *);
+typedef void (*locktab_failed_cb)(struct lock_req *, int, void *);
+typedef double (*locktab_clock)(void);
+
+struct locktab	*locktab_new(struct lock_store *, locktab_granted_cb,
+		    locktab_failed_cb, locktab_clock);
+void		 locktab_free(struct locktab *);
+int		 locktab_acquire(struct locktab *, const char *,
+		    enum proto_mode, int, void *, struct lock_req **);
+void		 locktab_release(struct locktab *, struct lock_req *);
+void		 locktab_taken(struct locktab *, struct lock *, int);
+void		 locktab_retry(struct locktab *);
+void		 locktab_expire(struct locktab *);
+size_t		 locktab_nidle(const struct locktab *);
+size_t		 locktab_close_idle(struct locktab *);
+size_t		 locktab_nblocked(const struct locktab *);
+size_t		 locktab_nheld(const struct locktab *);
+size_t		 locktab_nwaiting(const struct locktab *);
+uint64_t	 locktab_granted_total(const struct locktab *);
+int64_t		 locktab_next_token(const struct locktab *);
+void		 locktab_set_token_limit(struct locktab *, int64_t);
+
+struct lock	*locktab_find(struct locktab *, const char *);
+struct lock	*locktab_first(struct locktab *);
+struct lock	*locktab_next(struct lock *);
+const char	*lock_name(const struct lock *);
+int		 lock_blocked(const struct lock *);
+void		*lock_store_state(const struct lock *);
+struct lock_req	*lock_first_holder(struct lock *);
+struct lock_req	*lock_first_waiter(struct lock *);
+
+struct lock_req	*lock_req_next(struct lock_req *);
+int		 lock_req_held(const struct lock_req *);
+enum proto_mode	 lock_req_mode(const struct lock_req *);
+int64_t		 lock_req_token(const struct lock_req *);
+double		 lock_req_since(const struct lock_req *);
+int		 lock_req_position(const struct lock_req *);
+struct lock	*lock_req_lock(struct lock_req *);
+const char	*lock_req_name(const struct lock_req *);
+void		*lock_req_arg(const struct lock_req *);
+
+/*
+ * A lock store: what a lock is underneath the grant rules (a file in the
+ * lock dir, a descriptor a client passed, a key elsewhere), chosen when
+ * the table is made, as OpenSMTPD chooses a stat_backend.  A store embeds
+ * struct lock_store first.  Each lock carries lock_size bytes of the
+ * store's own, its state, which every op but open gets.
+ *
+ * open	    fills a new lock's state for name; 0, -errno, or
+ *	    LOCKTAB_E_MAX_FILES.  It may call locktab_close_idle to give
+ *	    back resources idle locks keep, and try again.
+ * close    drops whatever the state takes or holds and frees it.
+ * take	    takes the lock in mode at once, or converts a take to mode:
+ *	    0, or -errno (-EWOULDBLOCK while someone outside the table has
+ *	    it).  A failed conversion may leave nothing taken.
+ * drop	    gives up the take; the state stays open for later use.
+ * wait	    asks for a take in mode that the store ends in its own time,
+ *	    from outside any table call: locktab_taken(tab, lock, 0) when
+ *	    take(mode) would now succeed at once, or with -errno when it
+ *	    cannot.  A new wait replaces the previous one.
+ * cancel   ends a wait the table no longer wants; the store reports
+ *	    nothing for it afterwards.  It may come after the report.
+ * current  whether an idle lock's state may still be used: nonzero, or
+ *	    0 to have it closed and opened anew.
+ * refresh  before a lock nobody holds is granted anew: 0 if its state is
+ *	    fit for it, LOCK_STORE_MOVED if the state was moved to a new
+ *	    object (an old wait is void), or -errno if it cannot be, with
+ *	    nothing left taken: the lock then waits.
+ *
+ * wait and cancel must not call into the table.  The token source is the
+ * store's too: the table gives each grant next_token, and counts it up,
+ * but never past token_limit.
+ */
+#define LOCK_STORE_MOVED	1
+
+struct lock_store_ops {
+	size_t	 lock_size;
+	int	(*open)(struct lock_store *, struct lock *, const char *,
+		    void *);
+	void	(*close)(void *);
+	int	(*take)(void *, enum proto_mode);
+	void	(*drop)(void *);
+	void	(*wait)(void *, enum proto_mode);
+	void	(*cancel)(void *);
+	int	(*current)(void *);
+	int	(*refresh)(void *);
+};
+
+struct lock_store {
+	const struct lock_store_ops	*ops;
+	struct locktab			*tab;		/* set by locktab_new */
+	int64_t				 next_token;	/* the next grant's */
+	int64_t				 token_limit;	/* none above */
+};
+
+#endif /* LOCKSD_LOCKTAB_H */

@@ -1,0 +1,564 @@
+/*
+ * The file store: the lock store under the lock table that backs each
+ * lock with a file in the lock directory, so that broker grants are
+ * visible to programs outside the broker.
+ *
+ * Lock files.  Each lock owns one fd on <dir>/<name>, which carries the
+ * flock of all broker holders of that name: LOCK_EX under an exclusive
+ * holder, LOCK_SH under shared ones.  A take makes the fd's flock match
+ * with LOCK_NB; if that fails, a process outside the broker holds the
+ * file, and the table waits: a watch thread (watch.c) sits in a blocking
+ * flock and hands its descriptor over (store_file_adopt), and locks
+ * blocked beyond the watch threads are polled every RETRY_USEC instead.
+ * An exclusive-to-exclusive handoff keeps the flock, so no outsider can
+ * slip in between two broker holders.
+ *
+ * Idle locks keep their fd, without a flock, so a name used again soon
+ * costs no open(2) and close(2).  The broker never unlinks a lock file;
+ * if someone else did (or renamed another over it), the kept fd no longer
+ * excludes anyone who opens the name, so it is dropped when the name is
+ * used again, and the name opened anew.
+ *
+ * Files are counted for --max-lock-files, and the fencing tokens come
+ * from a counter seeded by the caller (from the lock dir's token file).
+ */
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include <linux/magic.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "daemon.h"
+
+/*
+ * O_NONBLOCK keeps a FIFO planted in the lock directory from hanging the
+ * daemon in open; it changes nothing for regular files.
+ */
+#define LOCK_OPEN_FLAGS \
+	(O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
+#define LOCK_FILE_MODE 0644
+#define LOCK_CTIME_SETTLE 0.1	/* s before a file's ctime vouches for it */
+#define RETRY_USEC	50000	/* poll unwatched outside holders */
+
+/* The flock(2) state of a lock's fd. */
+enum lock_flock {
+	LOCK_FLOCK_NONE,
+	LOCK_FLOCK_SH,
+	LOCK_FLOCK_EX
+};
+
+/*
+ * Which file a descriptor is, to tell if the name still leads to it; and
+ * the file's ctime when it was last seen there, if that can be trusted.
+ */
+struct lock_file_id {
+	dev_t			 dev;
+	ino_t			 ino;
+	struct timespec		 seen_ctime;	/* valid if seen */
+	int			 seen;
+};
+
+/* One lock's file: the state the lock table keeps for the store. */
+struct file_lock {
+	struct store_file	*store;
+	struct lock		*lock;
+	const char		*name;		/* the lock's */
+	int			 fd;
+	struct lock_file_id	 file;		/* what fd is */
+	enum lock_flock		 flock;
+};
+
+struct store_file {
+	struct lock_store	 base;		/* first: the table's view */
+	int			 dirfd;
+	int			 ctime_fs;	/* ctimes vouch for names */
+	size_t			 nfiles;	/* lock files, for max_files */
+	size_t			 max_files;
+	store_file_blocked_cb	 blocked_cb;
+	void			*blocked_arg;
+	struct watcher		*watcher;	/* NULL without an event loop */
+	struct event		*retry_ev;
+	int			 retry_armed;	/* retry_ev is pending */
+};
+
+static const struct lock_store_ops store_file_ops;
+
+/*
+ * Note which file fd is; a directory is no lock file, so refuse it as
+ * open(2) with O_CREAT would.  Returns fd, or -errno with fd closed.
+ */
+static int
+file_id(int fd, struct lock_file_id *ret_id)
+{
+	struct stat	 sb;
+	int		 error;
+
+	if (fstat(fd, &sb) == -1 || S_ISDIR(sb.st_mode)) {
+		error = S_ISDIR(sb.st_mode) ? -EISDIR : -errno;
+		close(fd);
+		return error;
+	}
+	ret_id->dev = sb.st_dev;
+	ret_id->ino = sb.st_ino;
+	ret_id->seen = 0;
+	return fd;
+}
+
+/*
+ * Open an existing lock file, or create it while under the file bound:
+ * a file created here is counted, one created by someone else is not.
+ */
+static int
+store_file_open_file(struct store_file *sf, const char *name,
+    struct lock_file_id *ret_id)
+{
+	int	 fd;
+
+	fd = openat(sf->dirfd, name, LOCK_OPEN_FLAGS, 0);
+	if (fd >= 0)
+		return file_id(fd, ret_id);
+	if (errno != ENOENT)
+		return -errno;
+	if (sf->nfiles >= sf->max_files)
+		return LOCKTAB_E_MAX_FILES;
+	fd = openat(sf->dirfd, name, LOCK_OPEN_FLAGS | O_CREAT | O_EXCL,
+	    LOCK_FILE_MODE);
+	if (fd >= 0) {
+		sf->nfiles++;
+		return file_id(fd, ret_id);
+	}
+	/* Someone else created it in between: it is theirs, just open it. */
+	if (errno == EEXIST &&
+	    (fd = openat(sf->dirfd, name, LOCK_OPEN_FLAGS, 0)) >= 0)
+		return file_id(fd, ret_id);
+	return -errno;
+}
+
+/*
+ * Open name's lock file, creating it if missing and the file bound
+ * allows; out of descriptors, give back the idle ones and try once more.
+ * Returns the fd, LOCKTAB_E_MAX_FILES past the file bound, or -errno.
+ */
+static int
+store_file_open(struct store_file *sf, const char *name,
+    struct lock_file_id *ret_id)
+{
+	int	 fd, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if ((fd = store_file_open_file(sf, name, ret_id)) >= 0)
+			return fd;
+		if ((fd != -EMFILE && fd != -ENFILE) ||
+		    locktab_close_idle(sf->base.tab) == 0)
+			break;
+	}
+	return fd;
+}
+
+/* Drop the flock the lock's fd holds, if any. */
+static void
+file_lock_drop(void *state)
+{
+	struct file_lock	*fl = state;
+
+	if (fl->flock == LOCK_FLOCK_NONE)
+		return;
+	flock(fl->fd, LOCK_UN);
+	fl->flock = LOCK_FLOCK_NONE;
+}
+
+/* Make the lock file's flock match mode; -errno if an outsider has it. */
+static int
+file_lock_take(void *state, enum proto_mode mode)
+{
+	struct file_lock	*fl = state;
+	enum lock_flock		 want;
+	int			 op, error;
+
+	if (mode == PROTO_SHARED) {
+		want = LOCK_FLOCK_SH;
+		op = LOCK_SH;
+	} else {
+		want = LOCK_FLOCK_EX;
+		op = LOCK_EX;
+	}
+	if (fl->flock == want)
+		return 0;
+	if (flock(fl->fd, op | LOCK_NB) == -1) {
+		/* A failed conversion may have dropped the lock we had. */
+		error = errno;
+		fl->flock = LOCK_FLOCK_NONE;
+		return -error;
+	}
+	fl->flock = want;
+	return 0;
+}
+
+/*
+ * Whether a ctime may vouch for the file later: unlink, link and rename
+ * all update the ctime of the file they touch on these file systems, and
+ * a ctime at least LOCK_CTIME_SETTLE old is one no later change can
+ * repeat, however coarse the file system's clock.
+ */
+static int
+file_ctime_trusted(const struct store_file *sf, const struct timespec *ctime)
+{
+	struct timespec	 now;
+	double		 age;
+
+	if (!sf->ctime_fs || clock_gettime(CLOCK_REALTIME_COARSE, &now) == -1)
+		return 0;
+	age = (double)(now.tv_sec - ctime->tv_sec) +
+	    (now.tv_nsec - ctime->tv_nsec) / 1e9;
+	return age > LOCK_CTIME_SETTLE;
+}
+
+/*
+ * Whether the lock's fd no longer is the file at its name: unlinked,
+ * renamed away, or replaced.  Its flock would then exclude nobody who
+ * opens the name anew.  A file whose ctime has not moved since it was
+ * last seen at the name is still there: that costs one fstat; else the
+ * name is looked up.
+ */
+static int
+file_lock_stale(struct file_lock *fl)
+{
+	struct lock_file_id	*file = &fl->file;
+	struct stat		 fd_sb, path_sb;
+
+	if (fstat(fl->fd, &fd_sb) == -1 || fd_sb.st_nlink == 0)
+		return 1;
+	if (file->seen && fd_sb.st_ctim.tv_sec == file->seen_ctime.tv_sec &&
+	    fd_sb.st_ctim.tv_nsec == file->seen_ctime.tv_nsec)
+		return 0;
+	/* The fstat comes first: a change after it moves the ctime. */
+	if (fstatat(fl->store->dirfd, fl->name, &path_sb,
+	    AT_SYMLINK_NOFOLLOW) == -1 || path_sb.st_dev != file->dev ||
+	    path_sb.st_ino != file->ino)
+		return 1;
+	file->seen = file_ctime_trusted(fl->store, &fd_sb.st_ctim);
+	file->seen_ctime = fd_sb.st_ctim;
+	return 0;
+}
+
+/*
+ * Move a lock nobody holds onto the file now at its name, dropping the
+ * old file and its flock; -errno if the name cannot be opened, with
+ * nothing changed.
+ */
+static int
+file_lock_reopen(struct file_lock *fl)
+{
+	struct lock_file_id	 file;
+	int			 fd;
+
+	if ((fd = store_file_open(fl->store, fl->name, &file)) < 0)
+		return fd;
+	file_lock_drop(fl);
+	close(fl->fd);
+	fl->fd = fd;
+	fl->file = file;
+	return 0;
+}
+
+/*
+ * Before a lock nobody holds is granted anew: make sure it is on the file
+ * now at its name.  If that file cannot be opened, the lock keeps nothing
+ * on the old file and waits for a watch or the retry to find the name
+ * openable.
+ */
+static int
+file_lock_refresh(void *state)
+{
+	struct file_lock	*fl = state;
+	int			 error;
+
+	if (!file_lock_stale(fl))
+		return 0;
+	if ((error = file_lock_reopen(fl)) == 0)
+		return LOCK_STORE_MOVED;
+	file_lock_drop(fl);
+	return error;
+}
+
+/* An idle lock's fd may be taken again if its file is still at the name. */
+static int
+file_lock_current(void *state)
+{
+	return !file_lock_stale(state);
+}
+
+/* Open the file of a new lock. */
+static int
+file_lock_open(struct lock_store *store, struct lock *lock, const char *name,
+    void *state)
+{
+	struct store_file	*sf = (struct store_file *)store;
+	struct file_lock	*fl = state;
+	int			 fd;
+
+	if ((fd = store_file_open(sf, name, &fl->file)) < 0)
+		return fd;
+	fl->store = sf;
+	fl->lock = lock;
+	fl->name = name;
+	fl->fd = fd;
+	fl->flock = LOCK_FLOCK_NONE;
+	return 0;
+}
+
+/* Unlock and close a lock's file. */
+static void
+file_lock_close(void *state)
+{
+	struct file_lock	*fl = state;
+
+	file_lock_drop(fl);
+	close(fl->fd);
+}
+
+/*
+ * Poll for outside holders only while some blocked lock has no watch
+ * thread (more blocked locks than watch threads).
+ */
+static void
+store_file_poll(struct store_file *sf)
+{
+	struct timeval	 tv = { 0, RETRY_USEC };
+
+	if (sf->retry_ev == NULL || sf->base.tab == NULL)
+		return;
+	/* A flag, not libevent, says if it is armed: this runs often. */
+	if (locktab_nblocked(sf->base.tab) <= watcher_nwatching(sf->watcher)) {
+		if (sf->retry_armed)
+			evtimer_del(sf->retry_ev);
+		sf->retry_armed = 0;
+	} else if (!sf->retry_armed) {
+		evtimer_add(sf->retry_ev, &tv);
+		sf->retry_armed = 1;
+	}
+}
+
+/* Retry locks that a process outside the broker holds. */
+static void
+store_file_retry_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct store_file	*sf = arg;
+
+	(void)fd;
+	(void)events;
+	sf->retry_armed = 0;
+	locktab_retry(sf->base.tab);
+	store_file_poll(sf);
+}
+
+/* Tell the watch helper a lock waits for an outsider, or no longer does. */
+static void
+file_lock_blocked(struct file_lock *fl, int blocked, enum proto_mode mode)
+{
+	struct store_file	*sf = fl->store;
+
+	if (sf->blocked_cb != NULL)
+		sf->blocked_cb(fl->lock, blocked, mode, sf->blocked_arg);
+	store_file_poll(sf);
+}
+
+/* The table waits for an outsider to let go of the file: watch it. */
+static void
+file_lock_wait(void *state, enum proto_mode mode)
+{
+	file_lock_blocked(state, 1, mode);
+}
+
+/* The table no longer waits: stop watching. */
+static void
+file_lock_cancel(void *state)
+{
+	file_lock_blocked(state, 0, PROTO_EXCLUSIVE);
+}
+
+static const struct lock_store_ops store_file_ops = {
+	.lock_size = sizeof(struct file_lock),
+	.open = file_lock_open,
+	.close = file_lock_close,
+	.take = file_lock_take,
+	.drop = file_lock_drop,
+	.wait = file_lock_wait,
+	.cancel = file_lock_cancel,
+	.current = file_lock_current,
+	.refresh = file_lock_refresh,
+};
+
+/*
+ * Whether the lock directory's file system is one known to update a
+ * file's ctime on unlink, link and rename (POSIX leaves rename open).
+ */
+static int
+store_file_keeps_ctimes(int dirfd)
+{
+	struct statfs	 sfs;
+
+	if (fstatfs(dirfd, &sfs) == -1)
+		return 0;
+	switch ((unsigned long)sfs.f_type) {
+	case TMPFS_MAGIC:
+	case EXT4_SUPER_MAGIC:
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * A file store over an open lock directory, its tokens from first_token
+ * on.  With an event loop, outside holders are watched and polled; with
+ * base NULL (unit tests) only locktab_retry finds them gone.
+ */
+struct store_file *
+store_file_new(struct event_base *base, int dirfd, int64_t first_token)
+{
+	struct store_file	*sf;
+
+	if ((sf = calloc(1, sizeof *sf)) == NULL)
+		return NULL;
+	sf->base.ops = &store_file_ops;
+	sf->base.next_token = first_token;
+	sf->base.token_limit = INT64_MAX;
+	sf->dirfd = dirfd;
+	sf->max_files = SIZE_MAX;
+	sf->ctime_fs = store_file_keeps_ctimes(dirfd);
+	if (base == NULL)
+		return sf;
+	sf->retry_ev = evtimer_new(base, store_file_retry_cb, sf);
+	if (sf->retry_ev == NULL)
+		fatalx("cannot set up the retry timer");
+	sf->watcher = watcher_new(base, sf, dirfd);
+	return sf;
+}
+
+/* Stop watching and polling; after the lock table over it is freed. */
+void
+store_file_free(struct store_file *sf)
+{
+	if (sf == NULL)
+		return;
+	if (sf->retry_ev != NULL)
+		event_free(sf->retry_ev);
+	sf->retry_ev = NULL;
+	watcher_free(sf->watcher);
+	free(sf);
+}
+
+/* The store as the lock table sees it. */
+struct lock_store *
+store_file_base(struct store_file *sf)
+{
+	return &sf->base;
+}
+
+/*
+ * Bound the lock files the store may create to max, counting those the
+ * directory holds already (dot-files are no lock's); -errno if it cannot
+ * be read.
+ */
+int
+store_file_set_max_files(struct store_file *sf, size_t max)
+{
+	struct dirent	*de;
+	DIR		*dir;
+	size_t		 n = 0;
+	int		 fd;
+
+	if ((fd = openat(sf->dirfd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1)
+		return -errno;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(dir);
+	sf->nfiles = n;
+	sf->max_files = max;
+	return 0;
+}
+
+/* Return how many lock files the store counts against its bound. */
+size_t
+store_file_nfiles(const struct store_file *sf)
+{
+	return sf->nfiles;
+}
+
+/*
+ * Be told whenever a lock becomes blocked by an outside holder (with the
+ * mode its head waits for), changes that mode, or stops being blocked
+ * (also when it is freed).  The callback runs inside table operations and
+ * must not call back into the table.
+ */
+void
+store_file_set_blocked_cb(struct store_file *sf, store_file_blocked_cb cb,
+    void *arg)
+{
+	sf->blocked_cb = cb;
+	sf->blocked_arg = arg;
+}
+
+/*
+ * Hand a blocked lock a descriptor of its file that already holds the
+ * flock in mode (taken by a blocking flock elsewhere), so the grant needs
+ * no second try that an outsider could race.  The store owns fd after.
+ */
+void
+store_file_adopt(struct store_file *sf, struct lock *lock, int fd,
+    enum proto_mode mode)
+{
+	struct file_lock	*fl = lock_store_state(lock);
+	struct lock_file_id	 file;
+
+	if (!lock_blocked(lock) || lock_first_holder(lock) != NULL) {
+		close(fd);
+		return;
+	}
+	if (file_id(fd, &file) < 0)
+		return;
+	close(fl->fd);
+	fl->fd = fd;
+	fl->file = file;
+	fl->flock = mode == PROTO_SHARED ? LOCK_FLOCK_SH : LOCK_FLOCK_EX;
+	locktab_taken(sf->base.tab, lock, 0);
+}
+
+/* A watch ended: poll if its lock is still blocked without one. */
+void
+store_file_watch_ended(struct store_file *sf)
+{
+	store_file_poll(sf);
+}
+
+/* Return the fd of a lock's file. */
+int
+lock_fd(const struct lock *lock)
+{
+	const struct file_lock	*fl = lock_store_state(lock);
+
+	return fl->fd;
+}
