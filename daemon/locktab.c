@@ -100,6 +100,7 @@ struct lock {
 	struct lock_reqs	 waiters;	/* FIFO */
 	size_t			 nholders;
 	size_t			 nwaiters;
+	size_t			 nfailed;	/* failed requests not yet freed */
 	TAILQ_ENTRY(lock)	 entry;
 	TAILQ_ENTRY(lock)	 blocked_entry;
 };
@@ -430,11 +431,11 @@ lock_fail(struct lock *lock, int error)
 		lock_dequeue(lock, req);
 		req->error = error;
 		req->pending = 1;
+		lock->nfailed++;
 		TAILQ_INSERT_TAIL(&tab->failed, req, pending_entry);
 	} while ((req = lock_batch_next(lock, mode)) != NULL);
-	if (lock->nwaiters == 0)
-		lock_free(lock);
-	else
+	/* An emptied lock is closed once its failed requests are freed. */
+	if (lock->nwaiters > 0)
 		lock_grant(lock);
 }
 
@@ -479,7 +480,26 @@ req_free(struct locktab *tab, struct lock_req *req)
 	tab->spare[tab->nspare++] = req;
 }
 
-/* Run the failed callbacks of every failed request, then free each. */
+/*
+ * Free a failed request; the last one of an emptied lock closes the
+ * lock, which until then stays for the failed callbacks to look at.
+ */
+static void
+lock_failed_free(struct locktab *tab, struct lock_req *req)
+{
+	struct lock	*lock = req->lock;
+
+	req_free(tab, req);
+	if (--lock->nfailed == 0 && lock->nholders == 0 &&
+	    lock->nwaiters == 0)
+		lock_free(lock);
+}
+
+/*
+ * Run the failed callbacks of every failed request, then free each.  A
+ * request in its callback is failed but no longer pending, so that a
+ * locktab_release of it from there leaves the freeing to this loop.
+ */
 static void
 locktab_report_failed(struct locktab *tab)
 {
@@ -490,7 +510,7 @@ locktab_report_failed(struct locktab *tab)
 		req->pending = 0;
 		if (tab->failed_cb != NULL)
 			tab->failed_cb(req, req->error, req->arg);
-		req_free(tab, req);
+		lock_failed_free(tab, req);
 	}
 }
 
@@ -598,7 +618,8 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 		}
 		if (try_only || error != -EWOULDBLOCK) {
 			req_free(tab, req);
-			if (lock->nholders == 0 && lock->nwaiters == 0)
+			if (lock->nholders == 0 && lock->nwaiters == 0 &&
+			    lock->nfailed == 0)
 				lock_free(lock);
 			return error;
 		}
@@ -627,13 +648,15 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	if (req == NULL)
 		return;
 	lock = req->lock;
-	if (req->pending) {
-		/* A failed one is in no queue, and its lock may be gone. */
-		if (req->error != 0) {
+	/* A failed one is in no queue; in its callback, it is freed after. */
+	if (req->error != 0) {
+		if (req->pending) {
 			TAILQ_REMOVE(&tab->failed, req, pending_entry);
-			req_free(tab, req);
-			return;
+			lock_failed_free(tab, req);
 		}
+		return;
+	}
+	if (req->pending) {
 		TAILQ_REMOVE(&tab->pending, req, pending_entry);
 		req->pending = 0;
 	}
@@ -651,9 +674,11 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	 * store's state no longer stands for the name, the next holder must
 	 * wait for a take of what does.
 	 */
-	if (lock->nholders == 0 && lock->nwaiters == 0)
-		lock_retire(lock);
-	else if (lock->nholders > 0 || lock_refresh(lock) == 0)
+	if (lock->nholders == 0 && lock->nwaiters == 0) {
+		/* With failed requests left, the last of them closes it. */
+		if (lock->nfailed == 0)
+			lock_retire(lock);
+	} else if (lock->nholders > 0 || lock_refresh(lock) == 0)
 		lock_grant(lock);
 	locktab_dispatch(tab);
 }

@@ -19,7 +19,7 @@
  * and every descriptor closed.
  *
  * At most WATCH_MAX_THREADS watches run at once; locks blocked beyond that
- * are polled by the file store instead (store_file_watch_ended).
+ * are polled by the file store instead (store_file_poll).
  */
 
 #include <sys/eventfd.h>

@@ -26,16 +26,23 @@ struct failure {
 static struct lock_store *store;
 static struct failure	 failures[MAX_GRANTS];
 static size_t		 nfailures;
+static int		 failed_release_self;	/* the callback releases */
 
-/* Record a failed request. */
+/*
+ * Record a failed request; its lock must still be there to look at.  If
+ * failed_release_self is set, the callback then releases the request.
+ */
 static void
 record_failed(struct lock_req *req, int error, void *arg)
 {
 	ck_assert(!lock_req_held(req));
+	ck_assert_str_eq(lock_req_name(req), lock_name(lock_req_lock(req)));
 	ck_assert_uint_lt(nfailures, MAX_GRANTS);
 	failures[nfailures].id = (intptr_t)arg;
 	failures[nfailures].error = error;
 	nfailures++;
+	if (failed_release_self)
+		locktab_release(tab, req);
 }
 
 /* Make a fresh fake store and a table over it. */
@@ -44,6 +51,7 @@ setup(void)
 {
 	grants_reset();
 	nfailures = 0;
+	failed_release_self = 0;
 	store = fake_store_new(FIRST_TOKEN);
 	tab = locktab_new(store, record_grant, record_failed, fake_clock);
 	ck_assert_ptr_nonnull(tab);
@@ -694,6 +702,56 @@ START_TEST(test_take_failed_later_fails_a_shared_head_with_its_run)
 }
 END_TEST
 
+/*
+ * The failed callback of the last waiter still sees its lock's name (the
+ * lock closes after the callback), and may release its own request.
+ */
+START_TEST(test_a_failed_callback_may_look_at_its_lock_and_release_it)
+{
+	struct lock_req	*a, *b;
+
+	failed_release_self = 1;
+	fake_store_set_busy(store, "db", 1);
+	acq("db", PROTO_EXCLUSIVE, 1);
+	fake_store_end_wait(store, "db", -EIO);
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+	ck_assert_uint_eq(fake_store_nopen(store), 0);
+	/* Freed once: two new requests are two, not one reused twice. */
+	a = acq("a", PROTO_EXCLUSIVE, 2);
+	b = acq("b", PROTO_EXCLUSIVE, 3);
+	ck_assert_ptr_ne(a, b);
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+}
+END_TEST
+
+/*
+ * A failed request released before its failure is reported (here from
+ * the granted callback of the next head) is freed and never reported.
+ */
+START_TEST(test_a_failed_request_released_before_its_report_is_dropped)
+{
+	struct lock_req	*e1, *e2;
+
+	fake_store_set_busy(store, "db", 1);
+	e1 = acq("db", PROTO_EXCLUSIVE, 1);
+	e2 = acq("db", PROTO_EXCLUSIVE, 2);
+	cb_release_other_id = 2;
+	cb_release_other = e1;
+	/* The outsider left, but the take for e1 failed anyway. */
+	fake_store_set_busy(store, "db", 0);
+	fake_store_end_wait(store, "db", -EIO);
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_uint_eq(ngrants, 1);
+	assert_granted(0, 2);
+	ck_assert(lock_req_held(e2));
+	ck_assert_uint_eq(locktab_nwaiting(tab), 0);
+	locktab_release(tab, e2);
+	ck_assert_uint_eq(locktab_nheld(tab), 0);
+}
+END_TEST
+
 /* The last waiter leaving a blocked lock cancels the wait and closes it. */
 START_TEST(test_cancelled_wait_closes_the_lock_at_once)
 {
@@ -783,6 +841,10 @@ locktab_suite(void)
 	    test_take_failed_later_fails_only_the_head_it_was_for);
 	tcase_add_test(tc,
 	    test_take_failed_later_fails_a_shared_head_with_its_run);
+	tcase_add_test(tc,
+	    test_a_failed_callback_may_look_at_its_lock_and_release_it);
+	tcase_add_test(tc,
+	    test_a_failed_request_released_before_its_report_is_dropped);
 	tcase_add_test(tc, test_cancelled_wait_closes_the_lock_at_once);
 	tcase_add_test(tc, test_try_only_never_asks_the_store_to_wait);
 	tcase_add_test(tc,
