@@ -1,16 +1,16 @@
 /*
  * The events the daemon sends, in the one place liblocks understands
- * them.  transport.c hands over every line that is not a final reply: during
- * a transaction, with the acquire's struct blocking when the event
+ * them.  transport.c hands over every line that is not a final reply:
+ * during a transaction, with the acquire's struct blocking when the event
  * carries that request's id (else NULL); and between requests, from
  * conn_drain (locks_check, locks_held), always with NULL.
  *
  * A new event (the coming "contended" for holders, "lost" for a lock
  * taken away) is a row in event_handlers and its handler here.  An event
- * with no row is dropped, as PROTOCOL.md asks of clients.  Mind that an
- * event read along with a final reply waits in the buffer until the next
- * transaction or conn_drain: one the caller must learn of at once needs
- * conn_read_reply to hand over the whole lines left after its reply.
+ * with no row is dropped, as PROTOCOL.md asks of clients.  An event
+ * read along with a final reply is handed over before the transaction
+ * returns (conn_handle_buffered), also with NULL, so nothing waits in the
+ * buffer where poll(2) cannot see it.
  */
 
 #include <string.h>

@@ -15,7 +15,7 @@
 
 _Static_assert(LOCKS_MAX_NAME == PROTO_MAX_NAME &&
     LOCKS_MAX_OWNER == PROTO_MAX_LABEL &&
-    LOCKS_MAX_SECONDS == PROTO_MAX_SECONDS,
+    (long)LOCKS_MAX_SECONDS == (long)PROTO_MAX_SECONDS,
     "the limits in locks.h must be the protocol's");
 
 /* Write the default socket path into buf, as snprintf does. */

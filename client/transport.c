@@ -392,23 +392,47 @@ reply_has_id(struct json_object *reply, int64_t id)
 }
 
 /*
+ * Read lines up to the next final reply, skipping blank lines and events
+ * (an event may still sit in the buffer from an earlier reply).  Returns
+ * the reply, or NULL at the end of input or on a line that is not JSON.
+ */
+static struct json_object *
+conn_read_final(locks_conn *conn)
+{
+	struct json_object	*reply;
+	const char		*line;
+	size_t			 len;
+
+	while (conn_read_line(conn, &line, &len) == LOCKS_OK) {
+		if (proto_blank(line, len))
+			continue;
+		reply = NULL;
+		if (proto_parse_line(conn->tok, line, len, &reply) == -1 ||
+		    !json_object_is_type(reply, json_type_object)) {
+			json_object_put(reply);
+			return NULL;
+		}
+		if (proto_reply_is_final(reply))
+			return reply;
+		json_object_put(reply);
+	}
+	return NULL;
+}
+
+/*
  * A send failed because the daemon closed the connection: read the error
  * line it may have sent first (permission_denied, limit), else say lost.
  */
 static int
 conn_read_refusal(locks_conn *conn)
 {
-	struct json_object	*reply = NULL;
-	const char		*line, *msg;
+	struct json_object	*reply;
+	const char		*msg;
 	char			 saved[LOCKS_MSG_MAX];
-	size_t			 len;
 	int			 error = LOCKS_E_LOST;
 
 	snprintf(saved, sizeof saved, "%s", conn->msg);
-	if (conn_read_line(conn, &line, &len) == LOCKS_OK &&
-	    proto_parse_line(conn->tok, line, len, &reply) == 0 &&
-	    json_object_is_type(reply, json_type_object) &&
-	    proto_reply_is_final(reply) &&
+	if ((reply = conn_read_final(conn)) != NULL &&
 	    (error = -(int)proto_reply_error_decode(reply, &msg)) != LOCKS_OK)
 		error_msg(conn, "%s", msg);
 	else {
@@ -469,6 +493,24 @@ conn_read_reply(locks_conn *conn, int64_t id, const struct blocking *blk,
 	return LOCKS_OK;
 }
 
+static int	conn_unsolicited(locks_conn *, const char *, size_t);
+
+/*
+ * Handle the whole lines that came in behind a reply, so that an event
+ * read along with it is not left where poll(2) cannot see it.  The
+ * reply's raw line stays valid: taking lines moves no memory.  A bad line
+ * breaks the connection, which the next call reports.
+ */
+static void
+conn_handle_buffered(locks_conn *conn)
+{
+	const char	*line;
+	size_t		 len;
+
+	while (!conn->broken && conn_next_line(conn, &line, &len))
+		(void)conn_unsolicited(conn, line, len);
+}
+
 /* Send a request and wait for its final reply, as conn_read_reply says. */
 static int
 conn_wait_reply(locks_conn *conn, const struct proto_request *req,
@@ -483,6 +525,12 @@ conn_wait_reply(locks_conn *conn, const struct proto_request *req,
 		    "earlier error");
 		return LOCKS_E_LOST;
 	}
+	/* A request from a callback would take the waiting one's reply. */
+	if (conn->waiting) {
+		error_msg(conn, "a request was made from inside a callback of "
+		    "another request on the same connection");
+		return LOCKS_E_INVAL;
+	}
 	if ((error = conn_send_request(conn, req, &id)) != LOCKS_OK) {
 		if (error == LOCKS_E_LOST)
 			return conn_read_refusal(conn);
@@ -493,6 +541,8 @@ conn_wait_reply(locks_conn *conn, const struct proto_request *req,
 	error = conn_read_reply(conn, id, blk, ret_reply, ret_line, ret_len,
 	    ret_token);
 	conn->waiting = 0;
+	if (error == LOCKS_OK)
+		conn_handle_buffered(conn);
 	return error;
 }
 

@@ -115,6 +115,8 @@ fake_say(int fd, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof buf)
+		_exit(4);
 	fake_write(fd, buf, (size_t)n);
 }
 
@@ -269,6 +271,7 @@ static void
 fake_start(struct fake *f, const struct fake_script *script)
 {
 	struct sockaddr_un	 sun;
+	pid_t			 parent;
 	int			 lfd, pipefd[2];
 
 	snprintf(f->path, sizeof f->path, "%s/client-%ld.sock", TEST_TMPDIR,
@@ -283,10 +286,14 @@ fake_start(struct fake *f, const struct fake_script *script)
 	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
 	ck_assert_int_eq(listen(lfd, 4), 0);
 	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	parent = getpid();
 	f->pid = fork();
 	ck_assert_int_ge(f->pid, 0);
 	if (f->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* Die with the test, even if it died before the prctl. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(1);
 		close(pipefd[1]);
 		fake_serve(lfd, pipefd[0], script);
 	}
@@ -378,7 +385,7 @@ START_TEST(test_check_reads_pushed_events_and_leaves_the_socket_quiet)
 
 	/* One event more: one wake-up, not a spin. */
 	fake_tell(&f, CMD_EVENT);
-	wakeups = loop_wakeups(conn, 0.5);
+	wakeups = loop_wakeups(conn, 2.0);
 	ck_assert_msg(wakeups == 1, "%d wake-ups for one event", wakeups);
 	ck_assert_int_eq(locks_ping(conn), LOCKS_OK);
 	ck_assert_int_eq(locks_held(conn, "fake-x"), 1);
@@ -492,6 +499,7 @@ struct seen {
 	pid_t		 pid;
 	char		 mode[16];
 	int		 check;	/* locks_check from inside the callback */
+	int		 nested;	/* a request from inside it */
 	locks_conn	*conn;
 };
 
@@ -512,6 +520,8 @@ note_blocking(const locks_lock *lock, int position, void *arg)
 	    locks_mode_name(locks_holder_mode(h)));
 	/* It must not take the grant, which may be read already, as stray. */
 	seen->check = locks_check(seen->conn);
+	/* A request from here would take the acquire's reply: refused. */
+	seen->nested = locks_ping(seen->conn);
 }
 
 START_TEST(test_events_during_an_acquire_are_passed_over)
@@ -537,6 +547,7 @@ START_TEST(test_events_during_an_acquire_are_passed_over)
 	ck_assert_int_eq(seen.pid, 4242);
 	ck_assert_str_eq(seen.mode, "shared");
 	ck_assert_int_eq(seen.check, LOCKS_OK);
+	ck_assert_int_eq(seen.nested, LOCKS_E_INVAL);
 	ck_assert_int_eq(locks_held(conn, "fake-x"), 1);
 	ck_assert(!readable(locks_fd(conn), 0) ||
 	    locks_check(conn) == LOCKS_OK);
@@ -610,7 +621,7 @@ cli_run(const struct fake *f, const char *const *args, struct cli_run *r)
 	struct rusage	 ru;
 	char		 errpath[160];
 	double		 t0;
-	pid_t		 pid;
+	pid_t		 pid, parent;
 	int		 status, fd, i, n = 0;
 	ssize_t		 len;
 
@@ -623,10 +634,13 @@ cli_run(const struct fake *f, const char *const *args, struct cli_run *r)
 	snprintf(errpath, sizeof errpath, "%s/client-%ld.err", TEST_TMPDIR,
 	    (long)getpid());
 	t0 = now();
+	parent = getpid();
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(1);
 		if ((fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC,
 		    0600)) == -1 || dup2(fd, 2) == -1)
 			_exit(126);
