@@ -126,7 +126,9 @@ const char	*locks_socket_path(const locks_conn *conn);
  * in it are valid only during the call.  position is the acquire's place
  * in the queue, counting from 1 (0 if the daemon did not say).  arg is
  * the arg of the acquire's options.  The callback must not make requests
- * on the connection that is waiting.
+ * on the connection that is waiting: they fail with LOCKS_E_INVAL, and
+ * locks_check and locks_held there answer without reading (the waiting
+ * acquire reads for them).
  */
 typedef void (*locks_blocking_cb)(const locks_lock *lock, int position,
     void *arg);
