@@ -86,7 +86,8 @@ test_files_are_in_the_gnu_places() {
 	    "$INSTALL_LIBDIR/pkgconfig/locks.pc" \
 	    "$SYSTEMD_UNITDIR/locksd.service" "$SYSTEMD_UNITDIR/locksd.socket" \
 	    "$SYSTEMD_SYSUSERSDIR/locksd.conf" \
-	    "$INSTALL_MANDIR/man8/locksd.8" "$INSTALL_MANDIR/man1/locks.1"; do
+	    "$INSTALL_MANDIR/man8/locksd.8" "$INSTALL_MANDIR/man1/locks.1" \
+	    "$INSTALL_PREFIX/share/bash-completion/completions/locks"; do
 		[ -f "$DEST$f" ] || fail "missing $f"
 	done
 	[ -x "$DEST$INSTALL_SBINDIR/locksd" ] || fail "locksd not executable"
@@ -201,7 +202,7 @@ test_program_linked_with_liblocks_a_takes_a_lock() {
 }
 
 t "cmake --install into a DESTDIR" test_cmake_install_into_destdir
-t "locksd, locks, liblocks (.so, .a), locks.h, locks.pc, units, man pages" \
+t "locksd, locks, liblocks, locks.h, locks.pc, units, man pages, completion" \
     test_files_are_in_the_gnu_places
 t "liblocks.so.0 has SONAME liblocks.so.0 and is liblocks.so.0.1.0" \
     test_liblocks_has_its_soname
