@@ -693,11 +693,14 @@ END_TEST
 
 /*
  * Point the default socket into a fresh $XDG_RUNTIME_DIR, xdg; dir gets
- * its locksd/ (not created).  The test's own environment is the caller's.
+ * its locksd/ (not created), and point the system socket at nothing.  The
+ * test's own environment is the caller's.
  */
 static void
 runtime_dir(char *xdg, size_t xsize, char *dir, size_t dsize)
 {
+	char	 sys[256];
+
 	ck_assert_int_lt(snprintf(xdg, xsize, "%s/x-XXXXXX", h_run_dir()),
 	    (int)xsize);
 	ck_assert_msg(mkdtemp(xdg) != NULL, "mkdtemp %s: %s", xdg,
@@ -706,6 +709,10 @@ runtime_dir(char *xdg, size_t xsize, char *dir, size_t dsize)
 	ck_assert_int_lt(snprintf(dir, dsize, "%s/locksd", xdg), (int)dsize);
 	ck_assert_int_eq(setenv("XDG_RUNTIME_DIR", xdg, 1), 0);
 	ck_assert_int_eq(unsetenv("LOCKS_SOCKET"), 0);
+	/* No system broker answers, whatever runs in the real /run. */
+	ck_assert_int_lt(snprintf(sys, sizeof sys, "%s/no-system.sock", xdg),
+	    (int)sizeof sys);
+	ck_assert_int_eq(setenv("LOCKS_SYSTEM_SOCKET", sys, 1), 0);
 }
 
 /*
