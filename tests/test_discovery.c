@@ -11,14 +11,10 @@
  */
 
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,19 +84,12 @@ sockets_init(struct sockets *so)
 	snprintf(so->sys, sizeof so->sys, "%s/locksd.sock", so->sys_dir);
 }
 
-/* Start d as uid in dir (made for it, 0700 unless it exists), then chmod. */
+/* Start d as uid in dir, as h_daemon_start_as does, or fail the test. */
 static void
 start_in(struct h_daemon *d, uid_t uid, const char *dir, mode_t mode)
 {
-	memset(d, 0, sizeof *d);
-	if (mkdir(dir, 0700) == -1)
-		ck_assert_msg(errno == EEXIST, "mkdir %s: %s", dir,
-		    strerror(errno));
-	ck_assert_int_eq(chown(dir, uid, uid), 0);
-	d->uid = uid;
-	d->gid = uid;
-	ck_assert_msg(h_daemon_start_in(d, dir) == 0, "%s", h_error());
-	ck_assert_int_eq(chmod(dir, mode), 0);
+	ck_assert_msg(h_daemon_start_as(d, uid, dir, mode) == 0, "%s",
+	    h_error());
 }
 
 /* The system broker, as root, in the test's system directory. */
@@ -136,8 +125,9 @@ use_sockets(const struct sockets *so)
 
 /* In the forked client: become nobody, connect by default, report. */
 static void
-client_main(int report_fd, const struct sockets *so)
+client_main(int report_fd, const void *arg)
 {
+	const struct sockets	*so = arg;
 	struct client_report	 rep;
 	locks_conn		*conn = NULL;
 
@@ -169,31 +159,8 @@ out:
 static void
 client_as_nobody(const struct sockets *so, struct client_report *ret_rep)
 {
-	struct pollfd	 pfd;
-	pid_t		 pid;
-	int		 fds[2], status;
-
-	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ne(pid, -1);
-	if (pid == 0) {
-		close(fds[0]);
-		client_main(fds[1], so);
-	}
-	close(fds[1]);
-	pfd.fd = fds[0];
-	pfd.events = POLLIN;
-	if (poll(&pfd, 1, (int)(h_slow(H_REPLY_SECS) * 1000)) != 1 ||
-	    read(fds[0], ret_rep, sizeof *ret_rep) != sizeof *ret_rep) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		close(fds[0]);
-		ck_abort_msg("the client as nobody did not report");
-	}
-	close(fds[0]);
-	ck_assert_msg(h_wait_exit(pid, h_slow(H_REPLY_SECS), &status) == 0,
-	    "%s", h_error());
+	ck_assert_msg(h_spawn_report(client_main, so, ret_rep,
+	    sizeof *ret_rep) != -1, "the client as nobody: %s", h_error());
 	ck_assert_msg(ret_rep->started, "%s", ret_rep->msg);
 }
 
@@ -222,22 +189,30 @@ cli_as_nobody(const struct sockets *so, const char *args, char *out,
     size_t size)
 {
 	char	 path[256];
-	int	 status, fd;
-	ssize_t	 n;
+	int	 status;
 
 	snprintf(path, sizeof path, "%s/cli-output", so->sys_dir);
 	status = h_system("env -u LOCKS_SOCKET LOCKS_SYSTEM_SOCKET=%s "
 	    "XDG_RUNTIME_DIR=%s setpriv --reuid=%d --regid=%d "
 	    "--clear-groups %s %s >%s 2>&1", so->sys, so->xdg, NOBODY, NOBODY,
 	    LOCKS_CLI_PATH, args, path);
-	ck_assert_msg((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1,
-	    "open %s: %s", path, strerror(errno));
-	n = read(fd, out, size - 1);
-	ck_assert_int_ge(n, 0);
-	out[n] = '\0';
-	close(fd);
+	ck_assert_msg(h_slurp(path, out, size) == 0, "%s", h_error());
 	unlink(path);
 	return status;
+}
+
+/* `locks status` as nobody exits 0 and names the socket at want. */
+static void
+expect_cli_reached(const struct sockets *so, const char *want)
+{
+	char	 out[4096], line[256];
+	int	 status;
+
+	status = cli_as_nobody(so, "status", out, sizeof out);
+	ck_assert_msg(status == 0, "locks status exited %d: %s", status, out);
+	snprintf(line, sizeof line, "socket: %s\n", want);
+	ck_assert_msg(strstr(out, line) != NULL, "expected \"%s\" in \"%s\"",
+	    line, out);
 }
 
 START_TEST(test_nonroot_client_takes_the_system_broker_when_it_answers)
@@ -245,8 +220,6 @@ START_TEST(test_nonroot_client_takes_the_system_broker_when_it_answers)
 	struct sockets		 so;
 	struct h_daemon		 sys, user;
 	struct client_report	 rep;
-	char			 out[4096], want[256];
-	int			 status;
 
 	if (!can_switch_users("the system broker for a user"))
 		return;
@@ -257,11 +230,7 @@ START_TEST(test_nonroot_client_takes_the_system_broker_when_it_answers)
 	expect_reached(&rep, so.sys);
 
 	/* The CLI goes through liblocks, so it finds the same one. */
-	status = cli_as_nobody(&so, "status", out, sizeof out);
-	ck_assert_msg(status == 0, "locks status exited %d: %s", status, out);
-	snprintf(want, sizeof want, "socket: %s\n", so.sys);
-	ck_assert_msg(strstr(out, want) != NULL, "expected \"%s\" in \"%s\"",
-	    want, out);
+	expect_cli_reached(&so, so.sys);
 	stop(&user);
 	stop(&sys);
 }
@@ -272,8 +241,6 @@ START_TEST(test_nonroot_client_falls_back_to_its_own_broker)
 	struct sockets		 so;
 	struct h_daemon		 user;
 	struct client_report	 rep;
-	char			 out[4096], want[256];
-	int			 status;
 
 	if (!can_switch_users("the per-user broker when no system one"))
 		return;
@@ -281,11 +248,7 @@ START_TEST(test_nonroot_client_falls_back_to_its_own_broker)
 	start_user(&user, &so);
 	client_as_nobody(&so, &rep);
 	expect_reached(&rep, so.user);
-	status = cli_as_nobody(&so, "status", out, sizeof out);
-	ck_assert_msg(status == 0, "locks status exited %d: %s", status, out);
-	snprintf(want, sizeof want, "socket: %s\n", so.user);
-	ck_assert_msg(strstr(out, want) != NULL, "expected \"%s\" in \"%s\"",
-	    want, out);
+	expect_cli_reached(&so, so.user);
 	stop(&user);
 }
 END_TEST
