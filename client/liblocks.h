@@ -105,7 +105,7 @@ void		 error_msg(locks_conn *, const char *, ...)
 enum conn_trust {
 	CONN_TRUST_CALLER,	/* the caller's choice: none */
 	CONN_TRUST_USER,	/* the per-user socket: ours or root's */
-	CONN_TRUST_SYSTEM	/* the system socket: root's or its dir's owner's */
+	CONN_TRUST_SYSTEM	/* the system socket: root's or its owner's */
 };
 
 int		 conn_open(const char *, enum conn_trust, locks_conn **);

@@ -135,9 +135,9 @@ check_peer(int fd, const char *path, enum conn_trust trust, uid_t dir_owner)
 		return LOCKS_E_UNTRUSTED;
 	}
 	if (trust == CONN_TRUST_SYSTEM && cred.uid != dir_owner) {
-		error_msg(NULL, "%s is served by uid %ld (pid %ld), not by root "
-		    "or the owner of its directory (uid %ld); refusing to talk "
-		    "to it", path, (long)cred.uid, (long)cred.pid,
+		error_msg(NULL, "%s is served by uid %ld (pid %ld), not by "
+		    "root or the owner of its directory (uid %ld); refusing to "
+		    "talk to it", path, (long)cred.uid, (long)cred.pid,
 		    (long)dir_owner);
 		return LOCKS_E_UNTRUSTED;
 	}

@@ -188,7 +188,9 @@ static pid_t
 peer_as(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
     const char *path, const char *name, struct peer_report *ret_rep)
 {
-	struct peer_args	 args = { uid, gid, groups, ngroups, path, name };
+	struct peer_args	 args = {
+		uid, gid, groups, ngroups, path, name
+	};
 	pid_t			 pid;
 
 	pid = h_spawn_report(peer_body, &args, ret_rep, sizeof *ret_rep);

@@ -2090,7 +2090,8 @@ wire_suite(void)
 	tcase_add_test(tc, test_internal_when_the_lock_file_cannot_be_opened);
 	tcase_add_test(tc,
 	    test_unreadable_lock_file_error_names_path_owner_mode_and_fix);
-	tcase_add_test(tc, test_unwritable_lock_dir_error_names_the_dir_and_fix);
+	tcase_add_test(tc,
+	    test_unwritable_lock_dir_error_names_the_dir_and_fix);
 	suite_add_tcase(s, tc);
 
 	tc = h_daemon_tcase("flock", 60);
