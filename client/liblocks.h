@@ -26,7 +26,7 @@
 #include "protocol.h"
 
 #define LOCKS_MAX_REPLY	(16 * 1024 * 1024)	/* bytes in one reply line */
-#define LOCKS_MSG_MAX	512			/* bytes kept of a message */
+#define LOCKS_MSG_MAX	1024			/* bytes kept of a message */
 
 struct locks_conn {
 	int			 fd;
@@ -97,7 +97,18 @@ void		 error_msg(locks_conn *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
 /* transport.c */
-int		 conn_open(const char *, int, locks_conn **);
+
+/* The start of every message for a socket that did not answer. */
+#define CONN_FAILED	"cannot connect to "
+
+/* Which checks a socket must pass before liblocks talks on it. */
+enum conn_trust {
+	CONN_TRUST_CALLER,	/* the caller's choice: none */
+	CONN_TRUST_USER,	/* the per-user socket: ours or root's */
+	CONN_TRUST_SYSTEM	/* the system socket: root's or its owner's */
+};
+
+int		 conn_open(const char *, enum conn_trust, locks_conn **);
 void		 conn_free(locks_conn *);
 int		 conn_break(locks_conn *, int);
 int		 conn_transact(locks_conn *, const struct proto_request *,

@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "liblocks.h"
 
@@ -79,13 +81,70 @@ conn_hello(locks_conn *conn, const char *client)
 	return error;
 }
 
+/*
+ * Connect to the system broker if one answers, else to the per-user one;
+ * if neither does, the message names both and how to start one.  It
+ * starts with the per-user socket's "cannot connect to PATH: ", as for
+ * any one socket, because that is the path locks_default_socket names.
+ */
+static int
+conn_open_discover(locks_conn **ret_conn)
+{
+	char		 user[4096], sys_why[LOCKS_MSG_MAX];
+	char		 user_why[LOCKS_MSG_MAX];
+	const char	*sys = proto_system_socket(), *why;
+	int		 error, n;
+
+	error = conn_open(sys, CONN_TRUST_SYSTEM, ret_conn);
+	/* A system socket that answers but fails its checks is refused. */
+	if (error != LOCKS_E_CONNECT)
+		return error;
+	why = locks_last_message(NULL);
+	if (strncmp(why, CONN_FAILED, strlen(CONN_FAILED)) == 0)
+		why += strlen(CONN_FAILED);
+	snprintf(sys_why, sizeof sys_why, "%s", why);
+	n = proto_user_socket(user, sizeof user);
+	if (n < 0 || (size_t)n >= sizeof user) {
+		error_msg(NULL, "default socket path too long");
+		return LOCKS_E_CONNECT;
+	}
+	error = conn_open(user, CONN_TRUST_USER, ret_conn);
+	if (error != LOCKS_E_CONNECT)
+		return error;
+	/* The message is rewritten in place: keep the per-user one first. */
+	snprintf(user_why, sizeof user_why, "%s", locks_last_message(NULL));
+	error_msg(NULL, "%s, nor to the system broker at %s; start it with "
+	    "`systemctl start locksd.socket`, or start your own with "
+	    "`locksd`", user_why, sys_why);
+	return LOCKS_E_CONNECT;
+}
+
+/*
+ * Open the default socket: $LOCKS_SOCKET, or the system socket for root,
+ * as given; otherwise discover one.
+ */
+static int
+conn_open_default(locks_conn **ret_conn)
+{
+	char	 path[4096];
+	int	 n;
+
+	if (proto_socket_env() == NULL && geteuid() != 0)
+		return conn_open_discover(ret_conn);
+	n = proto_default_socket(path, sizeof path);
+	if (n < 0 || (size_t)n >= sizeof path) {
+		error_msg(NULL, "default socket path too long");
+		return LOCKS_E_CONNECT;
+	}
+	return conn_open(path, CONN_TRUST_CALLER, ret_conn);
+}
+
 /* Connect to the daemon at path (NULL: the default, checked) and say hello. */
 int
 locks_connect(const char *path, const char *client, locks_conn **ret_conn)
 {
-	char		 dflt[4096];
 	locks_conn	*conn;
-	int		 error, n, per_user = 0;
+	int		 error;
 
 	if (client == NULL)
 		client = program_invocation_short_name;
@@ -94,16 +153,11 @@ locks_connect(const char *path, const char *client, locks_conn **ret_conn)
 		    PROTO_MAX_LABEL);
 		return LOCKS_E_INVAL;
 	}
-	if (path == NULL) {
-		n = locks_default_socket(dflt, sizeof dflt);
-		if (n < 0 || (size_t)n >= sizeof dflt) {
-			error_msg(NULL, "default socket path too long");
-			return LOCKS_E_CONNECT;
-		}
-		path = dflt;
-		per_user = proto_default_socket_per_user();
-	}
-	if ((error = conn_open(path, per_user, &conn)) != LOCKS_OK)
+	if (path != NULL)
+		error = conn_open(path, CONN_TRUST_CALLER, &conn);
+	else
+		error = conn_open_default(&conn);
+	if (error != LOCKS_OK)
 		return error;
 	if ((error = conn_hello(conn, client)) != LOCKS_OK) {
 		error_msg(NULL, "%s", conn->msg);

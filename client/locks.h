@@ -83,20 +83,31 @@ const char	*locks_last_message(const locks_conn *conn);
 const char	*locks_mode_name(enum locks_mode mode);
 
 /*
- * The socket path used when none is given: $LOCKS_SOCKET, else
- * /run/locksd/locksd.sock as root, else $XDG_RUNTIME_DIR/locksd/locksd.sock,
- * else /tmp/locksd-$UID/locksd.sock.  Returns the length written (as
- * snprintf does).
+ * The socket a daemon started by the caller listens on by default:
+ * $LOCKS_SOCKET, else /run/locksd/locksd.sock (the system socket) as
+ * root, else $XDG_RUNTIME_DIR/locksd/locksd.sock, else
+ * /tmp/locksd-$UID/locksd.sock (the per-user socket).  Returns the length
+ * written (as snprintf does).  $LOCKS_SYSTEM_SOCKET, an absolute path,
+ * moves the system socket; it is meant for tests, which must not touch
+ * the real /run, and for a system broker installed elsewhere.
  *
- * The last two are per-user sockets, and locks_connect(NULL, ...) checks
- * who they belong to before it says anything: the socket's directory must
- * be a real directory (not a symbolic link) owned by the caller's euid and
- * writable by neither its group nor others (a sticky bit is no excuse),
- * and the daemon on it (SO_PEERCRED) must run as the caller's euid or as
- * root.  Otherwise it fails with LOCKS_E_UNTRUSTED, and
- * locks_last_message(NULL) names the directory or socket and says why.
- * A path passed to locks_connect, $LOCKS_SOCKET and root's system socket
- * are the caller's own choice and are not checked.
+ * locks_connect(NULL, ...) uses $LOCKS_SOCKET, or the system socket as
+ * root, unchecked: the caller's own choice.  A caller other than root
+ * tries the system socket when a broker answers there, then the per-user
+ * one; when neither answers it fails with LOCKS_E_CONNECT, and
+ * locks_last_message(NULL) names both and how to start a broker.  A
+ * system socket that answers but fails its checks is refused, not passed
+ * over, and so is a system broker that refuses the caller.
+ *
+ * The checks come before anything is said.  The socket's directory must
+ * be a real directory (not a symbolic link) writable by neither its group
+ * nor others (a sticky bit is no excuse).  A per-user socket's directory
+ * must be owned by the caller's euid, and the daemon on it (SO_PEERCRED)
+ * must run as the caller's euid or as root.  The daemon on the system
+ * socket must run as root or as the owner of its directory (the locksd
+ * user), who could replace the socket anyway.  Otherwise locks_connect
+ * fails with LOCKS_E_UNTRUSTED, and locks_last_message(NULL) names the
+ * directory or socket and says why.
  */
 int		 locks_default_socket(char *buf, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * liblocks' transport: connect to the daemon's socket (checking who owns
- * a per-user one), send request lines, read reply lines, and the
+ * a default one), send request lines, read reply lines, and the
  * transaction that waits for one request's final reply.  Every line that
  * is not that reply, during a transaction or between requests, is an
  * event for event.c or a line to drop: the daemon may speak at any time.
@@ -63,12 +63,15 @@ socket_connect(int fd, const char *path)
 }
 
 /*
- * Check the directory of a per-user socket, as tmux does: a directory,
- * not a link to one, owned by us and writable by no one else.  Anyone who
- * could create entries in it could put their own socket there.
+ * Check the directory of a socket we must trust before we talk, as tmux
+ * does: a directory, not a link to one, writable by its owner alone.
+ * Anyone who could create entries in it could put their own socket
+ * there.  A per-user socket's directory must also be the caller's own;
+ * a system socket's owner, whoever root gave it to, is returned in
+ * ret_owner for check_peer.
  */
 static int
-check_socket_dir(const char *path)
+check_socket_dir(const char *path, enum conn_trust trust, uid_t *ret_owner)
 {
 	char		 dir[PATH_MAX];
 	const char	*slash;
@@ -83,8 +86,7 @@ check_socket_dir(const char *path)
 	memcpy(dir, path, (size_t)(slash - path));
 	dir[slash - path] = '\0';
 	if (lstat(*dir != '\0' ? dir : "/", &sb) == -1) {
-		error_msg(NULL, "cannot connect to %s: %s", path,
-		    strerror(errno));
+		error_msg(NULL, CONN_FAILED "%s: %s", path, strerror(errno));
 		return LOCKS_E_CONNECT;
 	}
 	if (S_ISLNK(sb.st_mode))
@@ -93,21 +95,27 @@ check_socket_dir(const char *path)
 	else if (!S_ISDIR(sb.st_mode))
 		error_msg(NULL, "%s is not a directory; refusing to use its "
 		    "socket", dir);
-	else if ((long)sb.st_uid != me)
+	else if (trust == CONN_TRUST_USER && (long)sb.st_uid != me)
 		error_msg(NULL, "%s is owned by uid %ld, not you (%ld); "
 		    "refusing to use its socket", dir, (long)sb.st_uid, me);
 	else if ((sb.st_mode & (S_IWGRP | S_IWOTH)) != 0)
 		error_msg(NULL, "%s is writable by %s (mode %04o); refusing to "
 		    "use its socket", dir, (sb.st_mode & S_IWOTH) != 0 ?
 		    "others" : "its group", (unsigned)(sb.st_mode & 07777));
-	else
+	else {
+		*ret_owner = sb.st_uid;
 		return LOCKS_OK;
+	}
 	return LOCKS_E_UNTRUSTED;
 }
 
-/* Check that the daemon on a per-user socket is us or root. */
+/*
+ * Check who serves the socket: for a per-user one, us or root; for the
+ * system one, root (systemd's socket activation) or the owner of its
+ * directory (the locksd user), who could replace the socket anyway.
+ */
 static int
-check_peer(int fd, const char *path)
+check_peer(int fd, const char *path, enum conn_trust trust, uid_t dir_owner)
 {
 	struct ucred	 cred;
 	socklen_t	 len = sizeof cred;
@@ -118,10 +126,19 @@ check_peer(int fd, const char *path)
 		    strerror(errno));
 		return LOCKS_E_UNTRUSTED;
 	}
-	if ((long)cred.uid != me && cred.uid != 0) {
+	if (cred.uid == 0)
+		return LOCKS_OK;
+	if (trust == CONN_TRUST_USER && (long)cred.uid != me) {
 		error_msg(NULL, "%s is served by uid %ld (pid %ld), not by you "
 		    "(%ld) or root; refusing to talk to it", path,
 		    (long)cred.uid, (long)cred.pid, me);
+		return LOCKS_E_UNTRUSTED;
+	}
+	if (trust == CONN_TRUST_SYSTEM && cred.uid != dir_owner) {
+		error_msg(NULL, "%s is served by uid %ld (pid %ld), not by "
+		    "root or the owner of its directory (uid %ld); refusing to "
+		    "talk to it", path, (long)cred.uid, (long)cred.pid,
+		    (long)dir_owner);
 		return LOCKS_E_UNTRUSTED;
 	}
 	return LOCKS_OK;
@@ -148,26 +165,29 @@ conn_new(int fd, const char *path, locks_conn **ret_conn)
 }
 
 /*
- * Connect to the socket at path; with per_user, first check that its
- * directory and the daemon on it are the caller's own.  Says nothing yet.
+ * Connect to the socket at path; unless the caller chose it, first check
+ * its directory and then the daemon on it, as trust says.  Says nothing
+ * yet.
  */
 int
-conn_open(const char *path, int per_user, locks_conn **ret_conn)
+conn_open(const char *path, enum conn_trust trust, locks_conn **ret_conn)
 {
+	uid_t	 dir_owner = 0;
 	int	 fd, error;
 
-	if (per_user && (error = check_socket_dir(path)) != LOCKS_OK)
+	if (trust != CONN_TRUST_CALLER &&
+	    (error = check_socket_dir(path, trust, &dir_owner)) != LOCKS_OK)
 		return error;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 || socket_connect(fd, path) == -1) {
-		error_msg(NULL, "cannot connect to %s: %s", path,
-		    strerror(errno));
+		error_msg(NULL, CONN_FAILED "%s: %s", path, strerror(errno));
 		if (fd != -1)
 			close(fd);
 		return LOCKS_E_CONNECT;
 	}
 	/* Before hello: a stranger learns nothing, not even our label. */
-	if (per_user && (error = check_peer(fd, path)) != LOCKS_OK) {
+	if (trust != CONN_TRUST_CALLER &&
+	    (error = check_peer(fd, path, trust, dir_owner)) != LOCKS_OK) {
 		close(fd);
 		return error;
 	}

@@ -44,7 +44,8 @@ size_t		 watcher_nwatching(const struct watcher *);
 typedef void (*store_file_blocked_cb)(struct lock *, int, enum proto_mode,
 		    void *);
 
-struct store_file *store_file_new(struct event_base *, int, int64_t);
+struct store_file *store_file_new(struct event_base *, int, const char *,
+		    int64_t);
 void		 store_file_free(struct store_file *);
 struct lock_store *store_file_base(struct store_file *);
 int		 store_file_set_max_files(struct store_file *, size_t);

@@ -813,6 +813,19 @@ locktab_set_token_limit(struct locktab *tab, int64_t limit)
 	locktab_dispatch(tab);
 }
 
+/*
+ * Have the store say why name's object failed with -errno, for a reply
+ * that names what to fix; 0 if the store has nothing to add.
+ */
+int
+locktab_explain(struct locktab *tab, const char *name, int error, char *buf,
+    size_t size)
+{
+	if (tab->ops->explain == NULL)
+		return 0;
+	return tab->ops->explain(tab->store, name, error, buf, size);
+}
+
 /* Return the token the next grant will get. */
 int64_t
 locktab_next_token(const struct locktab *tab)

@@ -49,6 +49,8 @@ size_t		 locktab_nwaiting(const struct locktab *);
 uint64_t	 locktab_granted_total(const struct locktab *);
 int64_t		 locktab_next_token(const struct locktab *);
 void		 locktab_set_token_limit(struct locktab *, int64_t);
+int		 locktab_explain(struct locktab *, const char *, int, char *,
+		    size_t);
 
 struct lock	*locktab_find(struct locktab *, const char *);
 struct lock	*locktab_first(struct locktab *);
@@ -96,6 +98,10 @@ void		*lock_req_arg(const struct lock_req *);
  *	    fit for it, LOCK_STORE_MOVED if the state was moved to a new
  *	    object (an old wait is void), or -errno if it cannot be, with
  *	    nothing left taken: the lock then waits.
+ * explain  optional: why name's object cannot be opened or taken with
+ *	    -errno, as one sentence for the client naming the object and
+ *	    the fix, written into buf as snprintf does; 0 when the store
+ *	    has nothing to add to the errno text.
  *
  * wait and cancel must not call into the table.  The token source is the
  * store's too: the table gives each grant next_token, and counts it up,
@@ -114,6 +120,8 @@ struct lock_store_ops {
 	void	(*cancel)(void *);
 	int	(*current)(void *);
 	int	(*refresh)(void *);
+	int	(*explain)(struct lock_store *, const char *, int, char *,
+		    size_t);
 };
 
 struct lock_store {

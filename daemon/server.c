@@ -683,7 +683,7 @@ server_new(struct event_base *base, const struct server_config *config)
 		    error == -EINVAL ? " (it must hold one number below "
 		    "2^53; tokens after it would be guesswork)" : "");
 	if ((srv->store = store_file_new(base, srv->lock_dirfd,
-	    first_token)) == NULL)
+	    srv->lock_dir, first_token)) == NULL)
 		fatal("store_file_new");
 	srv->locktab = locktab_new(store_file_base(srv->store),
 	    session_granted, session_failed, clock_realtime);

@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -253,12 +254,13 @@ void
 session_failed(struct lock_req *req, int error, void *arg)
 {
 	struct acquire	*a = arg;
-	char		 msg[256];
+	char		 msg[PATH_MAX + 512];	/* the store's text */
 
-	(void)req;
 	a->req = NULL;
-	snprintf(msg, sizeof msg, "cannot take the lock: %s",
-	    strerror(-error));
+	if (locktab_explain(a->session->host->locktab, lock_req_name(req),
+	    error, msg, sizeof msg) <= 0)
+		snprintf(msg, sizeof msg, "cannot take the lock: %s",
+		    strerror(-error));
 	acquire_error(a, PROTO_E_INTERNAL, msg);
 	acquire_free(a);
 }
@@ -302,7 +304,7 @@ static void
 acquire_failed(struct session *s, const struct proto_request *r, int rc)
 {
 	struct session_host	*host = s->host;
-	char			 msg[256];
+	char			 msg[PATH_MAX + 512];	/* the store's text */
 
 	if (rc == -EWOULDBLOCK) {
 		reply_error(s->conn, r, PROTO_E_TIMEOUT, "the lock is held");
@@ -320,8 +322,11 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 		    strerror(-rc));
 		reply_error(s->conn, r, PROTO_E_LIMIT, msg);
 	} else {
-		snprintf(msg, sizeof msg, "cannot open the lock file: %s%s",
-		    strerror(-rc), rc == -ELOOP ? " (it is a symlink)" : "");
+		if (locktab_explain(host->locktab, r->name, rc, msg,
+		    sizeof msg) <= 0)
+			snprintf(msg, sizeof msg, "cannot open the lock file: "
+			    "%s%s", strerror(-rc),
+			    rc == -ELOOP ? " (it is a symlink)" : "");
 		reply_error(s->conn, r, PROTO_E_INTERNAL, msg);
 		/* The whole lock dir may be gone: then the daemon exits. */
 		if (rc == -ENOENT)

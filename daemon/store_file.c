@@ -33,7 +33,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -84,6 +86,7 @@ struct file_lock {
 struct store_file {
 	struct lock_store	 base;		/* first: the table's view */
 	int			 dirfd;
+	const char		*dir;		/* its path, for messages */
 	int			 ctime_fs;	/* ctimes vouch for names */
 	size_t			 nfiles;	/* lock files, for max_files */
 	size_t			 max_files;
@@ -390,6 +393,51 @@ file_lock_cancel(void *state)
 	file_lock_blocked(state, 0, PROTO_EXCLUSIVE);
 }
 
+/* Write uid's user name, or its number if it has none, into buf. */
+static void
+store_file_user(uid_t uid, char *buf, size_t size)
+{
+	struct passwd	*pw;
+
+	/* Only on a failed open, so a slow name service costs little. */
+	if ((pw = getpwuid(uid)) != NULL)
+		snprintf(buf, size, "%s", pw->pw_name);
+	else
+		snprintf(buf, size, "uid %ld", (long)uid);
+}
+
+/*
+ * Why the broker may not open or create name's lock file: a file it may
+ * not read (a root job's umask 077 makes one), or a directory it may not
+ * write.  Only permission errors; the errno text says enough otherwise.
+ */
+static int
+file_lock_explain(struct lock_store *store, const char *name, int error,
+    char *buf, size_t size)
+{
+	struct store_file	*sf = (struct store_file *)store;
+	struct stat		 sb;
+	char			 owner[64], me[64];
+	uid_t			 uid = geteuid();
+
+	if (error != -EACCES && error != -EPERM)
+		return 0;
+	store_file_user(uid, me, sizeof me);
+	if (fstatat(sf->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno != ENOENT)
+			return 0;
+		return snprintf(buf, size, "cannot create the lock file %s/%s: "
+		    "%s; the broker runs as uid %ld (%s) and needs write "
+		    "access to %s", sf->dir, name, strerror(-error),
+		    (long)uid, me, sf->dir);
+	}
+	store_file_user(sb.st_uid, owner, sizeof owner);
+	return snprintf(buf, size, "cannot open the lock file %s/%s (owner "
+	    "%s, mode %04o): %s; the broker runs as uid %ld (%s) and needs "
+	    "read access: chmod a+r it or remove it", sf->dir, name, owner,
+	    (unsigned)(sb.st_mode & 07777), strerror(-error), (long)uid, me);
+}
+
 static const struct lock_store_ops store_file_ops = {
 	.lock_size = sizeof(struct file_lock),
 	.open = file_lock_open,
@@ -400,6 +448,7 @@ static const struct lock_store_ops store_file_ops = {
 	.cancel = file_lock_cancel,
 	.current = file_lock_current,
 	.refresh = file_lock_refresh,
+	.explain = file_lock_explain,
 };
 
 /*
@@ -425,12 +474,14 @@ store_file_keeps_ctimes(int dirfd)
 }
 
 /*
- * A file store over an open lock directory, its tokens from first_token
- * on.  With an event loop, outside holders are watched and polled; with
- * base NULL (unit tests) only locktab_retry finds them gone.
+ * A file store over an open lock directory (dir is its path, borrowed
+ * for messages), its tokens from first_token on.  With an event loop,
+ * outside holders are watched and polled; with base NULL (unit tests)
+ * only locktab_retry finds them gone.
  */
 struct store_file *
-store_file_new(struct event_base *base, int dirfd, int64_t first_token)
+store_file_new(struct event_base *base, int dirfd, const char *dir,
+    int64_t first_token)
 {
 	struct store_file	*sf;
 
@@ -440,6 +491,7 @@ store_file_new(struct event_base *base, int dirfd, int64_t first_token)
 	sf->base.next_token = first_token;
 	sf->base.token_limit = INT64_MAX;
 	sf->dirfd = dirfd;
+	sf->dir = dir;
 	sf->max_files = SIZE_MAX;
 	sf->ctime_fs = store_file_keeps_ctimes(dirfd);
 	if (base == NULL)

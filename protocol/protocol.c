@@ -170,8 +170,8 @@ proto_utf8_valid(const char *text, size_t len)
 }
 
 /* $LOCKS_SOCKET, if set and not empty (and not set-uid): the user's choice. */
-static const char *
-default_socket_env(void)
+const char *
+proto_socket_env(void)
 {
 	const char	*env = secure_getenv("LOCKS_SOCKET");
 
@@ -179,35 +179,48 @@ default_socket_env(void)
 }
 
 /*
- * Whether the default socket is a per-user one, which a client must check
- * before trusting: neither $LOCKS_SOCKET nor root's system socket, whose
- * directory belongs to the locksd user.
+ * The system broker's socket: PROTO_SYSTEM_SOCKET, or $LOCKS_SYSTEM_SOCKET
+ * if set to an absolute path (and not set-uid), which lets tests and a
+ * system broker installed elsewhere move it without touching /run.
  */
-int
-proto_default_socket_per_user(void)
+const char *
+proto_system_socket(void)
 {
-	return default_socket_env() == NULL && geteuid() != 0;
+	const char	*env = secure_getenv("LOCKS_SYSTEM_SOCKET");
+
+	return env != NULL && *env == '/' ? env : PROTO_SYSTEM_SOCKET;
 }
 
 /*
- * Write the default socket path, shared by daemon and clients:
- * $LOCKS_SOCKET, else /run/locksd/locksd.sock for root, else
- * $XDG_RUNTIME_DIR/locksd/locksd.sock, else /tmp/locksd-$UID/locksd.sock.
- * Returns what snprintf returns.
+ * Write the per-user socket path: $XDG_RUNTIME_DIR/locksd/locksd.sock,
+ * else /tmp/locksd-$UID/locksd.sock.  Returns what snprintf returns.
+ */
+int
+proto_user_socket(char *buf, size_t size)
+{
+	const char	*env;
+
+	if ((env = secure_getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
+		return snprintf(buf, size, "%s/locksd/locksd.sock", env);
+	return snprintf(buf, size, "/tmp/locksd-%ld/locksd.sock",
+	    (long)geteuid());
+}
+
+/*
+ * Write the socket a daemon listens on by default: $LOCKS_SOCKET, else
+ * the system socket for root, else the per-user one.  Returns what
+ * snprintf returns.
  */
 int
 proto_default_socket(char *buf, size_t size)
 {
 	const char	*env;
 
-	if ((env = default_socket_env()) != NULL)
+	if ((env = proto_socket_env()) != NULL)
 		return snprintf(buf, size, "%s", env);
-	if (!proto_default_socket_per_user())
-		return snprintf(buf, size, "/run/locksd/locksd.sock");
-	if ((env = secure_getenv("XDG_RUNTIME_DIR")) != NULL && *env == '/')
-		return snprintf(buf, size, "%s/locksd/locksd.sock", env);
-	return snprintf(buf, size, "/tmp/locksd-%ld/locksd.sock",
-	    (long)geteuid());
+	if (geteuid() == 0)
+		return snprintf(buf, size, "%s", proto_system_socket());
+	return proto_user_socket(buf, size);
 }
 
 /* Make a strict tokener with the protocol's depth limit. */

@@ -28,6 +28,12 @@
 #define PROTO_MAX_LIST 1000	/* largest limit of a list request */
 #define PROTO_MAX_DEPTH 8	/* JSON nesting depth accepted in a request */
 #define PROTO_MAX_SECONDS 1e9	/* largest timeout or notify_after */
+
+/*
+ * The system broker's socket (systemd/locksd.socket listens there), the
+ * one place that names it; $LOCKS_SYSTEM_SOCKET moves it (protocol.c).
+ */
+#define PROTO_SYSTEM_SOCKET "/run/locksd/locksd.sock"
 #define PROTO_UINT_DIGITS 20	/* decimal digits of any uint64_t */
 
 /* A limit above as text, for messages: PROTO_TEXT(PROTO_MAX_NAME) is "200". */
@@ -118,8 +124,10 @@ const char	*proto_error_code(enum proto_error);
 enum proto_error proto_error_from_code(const char *);
 int		 proto_name_valid(const char *, size_t);
 int		 proto_utf8_valid(const char *, size_t);
+const char	*proto_socket_env(void);
+const char	*proto_system_socket(void);
+int		 proto_user_socket(char *, size_t);
 int		 proto_default_socket(char *, size_t);
-int		 proto_default_socket_per_user(void);
 
 struct json_tokener *proto_tokener_new(void);
 int		 proto_blank(const char *, size_t);

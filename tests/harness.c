@@ -213,6 +213,35 @@ h_daemon_start_in(struct h_daemon *d, const char *dir)
 	return h_daemon_wait_ready(d, pid);
 }
 
+/*
+ * Start d as uid (0: as we are) in dir, made for it 0700 if missing and
+ * given mode once the daemon listens: whatever the daemon accepts at
+ * start, a client must judge what it finds.
+ */
+int
+h_daemon_start_as(struct h_daemon *d, uid_t uid, const char *dir,
+    mode_t mode)
+{
+	memset(d, 0, sizeof *d);
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		h_fail("mkdir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (chown(dir, uid, uid) == -1) {
+		h_fail("chown %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	d->uid = uid;
+	d->gid = uid;
+	if (h_daemon_start_in(d, dir) == -1)
+		return -1;
+	if (chmod(dir, mode) == -1) {
+		h_fail("chmod %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Start the daemon again on the same socket and lock dir. */
 int
 h_daemon_restart(struct h_daemon *d)
@@ -394,6 +423,53 @@ h_daemon_wait_ready(struct h_daemon *d, pid_t pid)
 	    h_slow(H_START_SECS));
 	h_daemon_dump_log(d);
 	return -1;
+}
+
+/*
+ * Fork a child that runs body(fd, arg), which writes size bytes of report
+ * to fd and exits; wait for the report in rep and reap the child.  The
+ * child dies with us.  Returns its pid, or -1.
+ */
+pid_t
+h_spawn_report(void (*body)(int, const void *), const void *arg, void *rep,
+    size_t size)
+{
+	struct pollfd	 pfd;
+	pid_t		 parent = getpid(), pid;
+	int		 fds[2], status;
+
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		h_fail("pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	if ((pid = fork()) == -1) {
+		h_fail("fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		die_with_parent(parent);
+		close(fds[0]);
+		body(fds[1], arg);
+		_exit(0);
+	}
+	close(fds[1]);
+	pfd.fd = fds[0];
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, (int)(h_slow(H_REPLY_SECS) * 1000)) != 1 ||
+	    read(fds[0], rep, size) != (ssize_t)size) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(fds[0]);
+		h_fail("process %ld did not report", (long)pid);
+		return -1;
+	}
+	close(fds[0]);
+	if (h_wait_exit(pid, h_slow(H_REPLY_SECS), &status) == -1)
+		return -1;
+	return pid;
 }
 
 /* Reap pid within secs; 0 and its status, or -1 if it is still running. */
@@ -1065,6 +1141,27 @@ h_system(const char *fmt, ...)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return -1;
+}
+
+/* Read up to size - 1 bytes of a file into buf, as a string; -1 if not. */
+int
+h_slurp(const char *path, char *buf, size_t size)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		h_fail("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n == -1) {
+		h_fail("read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	buf[n] = '\0';
+	return 0;
 }
 
 /* The permission bits of dir/name (name may be NULL), or -1. */

@@ -113,6 +113,8 @@ void		 h_finish(int);
 int		 h_daemon_paths(struct h_daemon *, const char *);
 int		 h_daemon_start(struct h_daemon *);
 int		 h_daemon_start_in(struct h_daemon *, const char *);
+int		 h_daemon_start_as(struct h_daemon *, uid_t, const char *,
+		    mode_t);
 int		 h_daemon_restart(struct h_daemon *);
 pid_t		 h_daemon_spawn(const struct h_daemon *);
 int		 h_daemon_wait_ready(struct h_daemon *, pid_t);
@@ -120,6 +122,8 @@ int		 h_daemon_stop(struct h_daemon *);
 int		 h_daemon_signal_stop(struct h_daemon *, int);
 void		 h_daemon_kill(struct h_daemon *);
 int		 h_wait_exit(pid_t, double, int *);
+pid_t		 h_spawn_report(void (*)(int, const void *), const void *,
+		    void *, size_t);
 void		 h_daemon_dump_log(const struct h_daemon *);
 
 int		 h_unix_connect(const char *);
@@ -157,6 +161,7 @@ int		 h_holder_kill(struct h_holder *);
 
 int		 h_system(const char *, ...)
 		    __attribute__((format(printf, 1, 2)));
+int		 h_slurp(const char *, char *, size_t);
 int		 h_file_mode(const char *, const char *);
 
 int		 h_flock_spawn(struct h_flock *, const char *, const char *);

@@ -15,7 +15,6 @@
  * name and reports what happened over a pipe.
  */
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -160,6 +159,25 @@ out:
 	_exit(0);
 }
 
+/* What peer_main is given, through h_spawn_report. */
+struct peer_args {
+	uid_t		 uid;
+	gid_t		 gid;
+	const gid_t	*groups;
+	size_t		 ngroups;
+	const char	*path;
+	const char	*name;
+};
+
+static void
+peer_body(int report_fd, const void *arg)
+{
+	const struct peer_args	*p = arg;
+
+	peer_main(report_fd, p->uid, p->gid, p->groups, p->ngroups, p->path,
+	    p->name);
+}
+
 /*
  * Fork a peer that becomes uid with primary group gid and exactly the
  * supplementary groups given (uid -1: stays as it is), connects to path,
@@ -170,34 +188,14 @@ static pid_t
 peer_as(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
     const char *path, const char *name, struct peer_report *ret_rep)
 {
-	struct pollfd	 pfd;
-	pid_t		 parent = getpid(), pid;
-	int		 fds[2], status;
+	struct peer_args	 args = {
+		uid, gid, groups, ngroups, path, name
+	};
+	pid_t			 pid;
 
-	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ne(pid, -1);
-	if (pid == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-		    getppid() != parent)
-			_exit(127);
-		close(fds[0]);
-		peer_main(fds[1], uid, gid, groups, ngroups, path, name);
-	}
-	close(fds[1]);
-	pfd.fd = fds[0];
-	pfd.events = POLLIN;
-	if (poll(&pfd, 1, (int)(h_slow(H_REPLY_SECS) * 1000)) != 1 ||
-	    read(fds[0], ret_rep, sizeof *ret_rep) != sizeof *ret_rep) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		close(fds[0]);
-		ck_abort_msg("the peer as uid %ld did not report", (long)uid);
-	}
-	close(fds[0]);
-	ck_assert_msg(h_wait_exit(pid, h_slow(H_REPLY_SECS), &status) == 0,
-	    "%s", h_error());
+	pid = h_spawn_report(peer_body, &args, ret_rep, sizeof *ret_rep);
+	ck_assert_msg(pid != -1, "the peer as uid %ld: %s", (long)uid,
+	    h_error());
 	ck_assert_msg(ret_rep->started, "%s", ret_rep->msg);
 	return pid;
 }
@@ -693,11 +691,14 @@ END_TEST
 
 /*
  * Point the default socket into a fresh $XDG_RUNTIME_DIR, xdg; dir gets
- * its locksd/ (not created).  The test's own environment is the caller's.
+ * its locksd/ (not created), and point the system socket at nothing.  The
+ * test's own environment is the caller's.
  */
 static void
 runtime_dir(char *xdg, size_t xsize, char *dir, size_t dsize)
 {
+	char	 sys[256];
+
 	ck_assert_int_lt(snprintf(xdg, xsize, "%s/x-XXXXXX", h_run_dir()),
 	    (int)xsize);
 	ck_assert_msg(mkdtemp(xdg) != NULL, "mkdtemp %s: %s", xdg,
@@ -706,6 +707,10 @@ runtime_dir(char *xdg, size_t xsize, char *dir, size_t dsize)
 	ck_assert_int_lt(snprintf(dir, dsize, "%s/locksd", xdg), (int)dsize);
 	ck_assert_int_eq(setenv("XDG_RUNTIME_DIR", xdg, 1), 0);
 	ck_assert_int_eq(unsetenv("LOCKS_SOCKET"), 0);
+	/* No system broker answers, whatever runs in the real /run. */
+	ck_assert_int_lt(snprintf(sys, sizeof sys, "%s/no-system.sock", xdg),
+	    (int)sizeof sys);
+	ck_assert_int_eq(setenv("LOCKS_SYSTEM_SOCKET", sys, 1), 0);
 }
 
 /*
@@ -716,14 +721,8 @@ runtime_dir(char *xdg, size_t xsize, char *dir, size_t dsize)
 static void
 start_as(struct h_daemon *d, uid_t uid, const char *dir, mode_t mode)
 {
-	memset(d, 0, sizeof *d);
-	ck_assert_msg(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir,
-	    strerror(errno));
-	ck_assert_int_eq(chown(dir, uid, uid), 0);
-	d->uid = uid;
-	d->gid = uid;
-	ck_assert_msg(h_daemon_start_in(d, dir) == 0, "%s", h_error());
-	ck_assert_int_eq(chmod(dir, mode), 0);
+	ck_assert_msg(h_daemon_start_as(d, uid, dir, mode) == 0, "%s",
+	    h_error());
 }
 
 /* The peer was refused by liblocks itself, with a message holding want. */
@@ -895,19 +894,11 @@ START_TEST(test_explicit_socket_or_locks_socket_is_not_checked)
 }
 END_TEST
 
-/* Read up to size - 1 bytes of a file into buf, as a string. */
+/* Read a file into buf, as a string. */
 static void
 slurp(const char *path, char *buf, size_t size)
 {
-	ssize_t	 n;
-	int	 fd;
-
-	ck_assert_msg((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1,
-	    "open %s: %s", path, strerror(errno));
-	n = read(fd, buf, size - 1);
-	ck_assert_int_ge(n, 0);
-	buf[n] = '\0';
-	close(fd);
+	ck_assert_msg(h_slurp(path, buf, size) == 0, "%s", h_error());
 }
 
 START_TEST(test_cli_refuses_an_untrusted_default_socket_with_69)

@@ -854,6 +854,21 @@ START_TEST(test_default_socket_follows_environment)
 }
 END_TEST
 
+START_TEST(test_system_socket_moves_only_to_an_absolute_path)
+{
+	ck_assert_int_eq(unsetenv("LOCKS_SYSTEM_SOCKET"), 0);
+	ck_assert_str_eq(proto_system_socket(), PROTO_SYSTEM_SOCKET);
+	ck_assert_str_eq(PROTO_SYSTEM_SOCKET, "/run/locksd/locksd.sock");
+	setenv("LOCKS_SYSTEM_SOCKET", "/t/sys.sock", 1);
+	ck_assert_str_eq(proto_system_socket(), "/t/sys.sock");
+	setenv("LOCKS_SYSTEM_SOCKET", "relative.sock", 1);
+	ck_assert_str_eq(proto_system_socket(), PROTO_SYSTEM_SOCKET);
+	setenv("LOCKS_SYSTEM_SOCKET", "", 1);
+	ck_assert_str_eq(proto_system_socket(), PROTO_SYSTEM_SOCKET);
+	unsetenv("LOCKS_SYSTEM_SOCKET");
+}
+END_TEST
+
 /* One line as the daemon decodes it, kept alive for the test to read. */
 struct both {
 	struct proto_scratch	 sc;
@@ -1494,6 +1509,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_holder_round_trips);
 	tcase_add_test(tc, test_waiter_has_no_token);
 	tcase_add_test(tc, test_default_socket_follows_environment);
+	tcase_add_test(tc, test_system_socket_moves_only_to_an_absolute_path);
 	tcase_add_test(tc, test_uint_digits_in_decimal_with_zero_padding);
 	tcase_add_test(tc, test_fast_path_decodes_hot_requests);
 	tcase_add_test(tc, test_fast_path_declines_what_json_c_must_judge);

@@ -38,7 +38,7 @@ setup(void)
 	dirfd_ = open(lockdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ck_assert_int_ge(dirfd_, 0);
 	grants_reset();
-	store = store_file_new(NULL, dirfd_, FIRST_TOKEN);
+	store = store_file_new(NULL, dirfd_, lockdir, FIRST_TOKEN);
 	ck_assert_ptr_nonnull(store);
 	tab = locktab_new(store_file_base(store), record_grant, NULL,
 	    fake_clock);

@@ -16,6 +16,9 @@
 
 #include <sys/stat.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1718,6 +1721,112 @@ START_TEST(test_internal_when_the_lock_file_cannot_be_opened)
 }
 END_TEST
 
+#define NOBODY	65534	/* nobody's uid, and its group's gid */
+
+/*
+ * Start d as nobody in a directory of its own under the run's, or say why
+ * not: a broker as root may open any file, so only another user shows
+ * what a file the broker may not read looks like to its client.
+ */
+static int
+start_as_nobody(struct h_daemon *d, const char *why)
+{
+	char	 dir[128];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped (%s): only root can run locksd as "
+		    "another user\n", why);
+		return 0;
+	}
+	memset(d, 0, sizeof *d);
+	snprintf(dir, sizeof dir, "%s/nobody-XXXXXX", h_run_dir());
+	ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir,
+	    strerror(errno));
+	ck_assert_int_eq(chown(dir, NOBODY, NOBODY), 0);
+	ck_assert_int_eq(chmod(dir, 0711), 0);
+	d->uid = NOBODY;
+	d->gid = NOBODY;
+	if (h_daemon_start_in(d, dir) == -1) {
+		/* A build tree nobody cannot search is no failure of locksd. */
+		fprintf(stderr, "skipped (%s): locksd as nobody did not start "
+		    "in %s: %s\n", why, dir, h_error());
+		h_daemon_dump_log(d);
+		return 0;
+	}
+	return 1;
+}
+
+/* The reply is an internal error whose message holds every one of want. */
+static void
+expect_message_has(struct json_object *r, const char *const *want)
+{
+	const char	*msg;
+
+	EXPECT_ERROR(r, "internal");
+	msg = h_str(h_get(r, "error"), "message");
+	ck_assert_ptr_nonnull(msg);
+	for (; *want != NULL; want++)
+		ck_assert_msg(strstr(msg, *want) != NULL,
+		    "expected \"%s\" in \"%s\"", *want, msg);
+}
+
+START_TEST(test_unreadable_lock_file_error_names_path_owner_mode_and_fix)
+{
+	struct h_daemon	 d;
+	struct h_conn	*c;
+	char		 path[PATH_MAX], mode_text[64], runs_as[64];
+	int		 fd;
+
+	if (!start_as_nobody(&d, "a lock file the broker may not read"))
+		return;
+	/* What a root job under umask 077 leaves behind. */
+	snprintf(path, sizeof path, "%s/backup", d.lock_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	ck_assert_ptr_nonnull(c = h_conn_open(d.socket_path));
+	snprintf(mode_text, sizeof mode_text, "(owner root, mode 0600)");
+	snprintf(runs_as, sizeof runs_as, "runs as uid %d (nobody)", NOBODY);
+	expect_message_has(h_request(c, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"backup\"}"), (const char *const []){
+	    "cannot open the lock file", path, mode_text,
+	    "Permission denied", runs_as, "needs read access",
+	    "chmod a+r it or remove it", NULL });
+
+	/* The fix works: the same name is usable at once. */
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	EXPECT_OK(h_request(c, "{\"op\":\"acquire\",\"id\":2,"
+	    "\"name\":\"backup\"}"));
+	h_conn_close(c);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
+START_TEST(test_unwritable_lock_dir_error_names_the_dir_and_fix)
+{
+	struct h_daemon	 d;
+	struct h_conn	*c;
+	char		 path[PATH_MAX], dir_text[PATH_MAX + 32];
+
+	if (!start_as_nobody(&d, "a lock dir the broker may not write"))
+		return;
+	ck_assert_int_eq(chown(d.lock_dir, 0, 0), 0);
+	ck_assert_int_eq(chmod(d.lock_dir, 0755), 0);
+	snprintf(path, sizeof path, "%s/fresh", d.lock_dir);
+	snprintf(dir_text, sizeof dir_text, "needs write access to %s",
+	    d.lock_dir);
+	ck_assert_ptr_nonnull(c = h_conn_open(d.socket_path));
+	expect_message_has(h_request(c, "{\"op\":\"acquire\",\"id\":1,"
+	    "\"name\":\"fresh\"}"), (const char *const []){
+	    "cannot create the lock file", path, "Permission denied",
+	    dir_text, NULL });
+	h_conn_close(c);
+	ck_assert_int_eq(chown(d.lock_dir, NOBODY, NOBODY), 0);
+	ck_assert_msg(h_daemon_stop(&d) == 0, "%s", h_error());
+}
+END_TEST
+
 /*
  * Lock files and plain flock(1).
  */
@@ -1979,6 +2088,10 @@ wire_suite(void)
 	tcase_add_test(tc, test_line_of_exactly_65536_bytes_is_accepted);
 	tcase_add_test(tc, test_limit_when_a_connection_takes_too_many_names);
 	tcase_add_test(tc, test_internal_when_the_lock_file_cannot_be_opened);
+	tcase_add_test(tc,
+	    test_unreadable_lock_file_error_names_path_owner_mode_and_fix);
+	tcase_add_test(tc,
+	    test_unwritable_lock_dir_error_names_the_dir_and_fix);
 	suite_add_tcase(s, tc);
 
 	tc = h_daemon_tcase("flock", 60);
