@@ -903,23 +903,17 @@ cmd_run(int argc, char **argv, const char *sock)
 }
 
 /*
- * Hold the lock until stdin reaches its end or SIGTERM comes; return 0,
- * or EX_TEMPFAIL if locksd went away and took the lock with it.
+ * Hold the lock until stdin reaches its end or SIGTERM comes through
+ * sfd; return 0, or EX_TEMPFAIL if locksd went away and took the lock.
  */
 static int
-hold_until_eof(locks_conn *conn, const char *name)
+hold_until_eof(locks_conn *conn, const char *name, int sfd)
 {
 	struct pollfd	 pfd[3];
-	sigset_t	 block, orig;
 	char		 buf[512];
 	ssize_t		 n;
-	int		 sfd, status = -1;
+	int		 status = -1;
 
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &orig);
-	if ((sfd = signalfd(-1, &block, SFD_CLOEXEC)) == -1)
-		die(EX_OSERR, "signalfd: %s", strerror(errno));
 	pfd[0].fd = sfd;
 	pfd[0].events = POLLIN;
 	pfd[1].fd = STDIN_FILENO;
@@ -947,8 +941,6 @@ hold_until_eof(locks_conn *conn, const char *name)
 			status = EX_TEMPFAIL;
 		}
 	}
-	close(sfd);
-	sigprocmask(SIG_SETMASK, &orig, NULL);
 	return status;
 }
 
@@ -960,8 +952,9 @@ cmd_hold(int argc, char **argv, const char *sock)
 	    0, 0, 0, ON_LOST_UNSET };
 	locks_conn	*conn;
 	const char	*name;
+	sigset_t	 block;
 	int64_t		 token;
-	int		 status;
+	int		 sfd, status;
 
 	parse_lock_options(argc, argv, &sock, &la, 0);
 	if (optind >= argc)
@@ -976,11 +969,18 @@ cmd_hold(int argc, char **argv, const char *sock)
 		locks_close(conn);
 		return status;
 	}
+	/* Catch SIGTERM before the token says we hold, or one may kill us. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	if ((sfd = signalfd(-1, &block, SFD_CLOEXEC)) == -1)
+		die(EX_OSERR, "signalfd: %s", strerror(errno));
 	/* One line, flushed now: a coproc reads it to know it holds. */
 	printf("%" PRId64 "\n", token);
 	if (fflush(stdout) == EOF)
 		die(EX_OSERR, "error writing the token: %s", strerror(errno));
-	status = hold_until_eof(conn, name);
+	status = hold_until_eof(conn, name, sfd);
+	close(sfd);
 	if (locks_held(conn, name))
 		locks_release(conn, name);
 	locks_close(conn);
