@@ -72,6 +72,9 @@ struct lock_args {
 	int		 on_lost;	/* ON_LOST_* */
 };
 
+#define LOCK_ARGS_INIT { LOCKS_ACQUIRE_OPTS_INIT, 0, EXIT_CONFLICT, 0, 0, 0, \
+	0, ON_LOST_UNSET }
+
 static const char usage_text[] =
     "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-F|-o]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
@@ -845,8 +848,7 @@ command_shell(void)
 static int
 cmd_run(int argc, char **argv, const char *sock)
 {
-	struct lock_args la = { LOCKS_ACQUIRE_OPTS_INIT, 0, EXIT_CONFLICT, 0,
-	    0, 0, 0, ON_LOST_UNSET };
+	struct lock_args la = LOCK_ARGS_INIT;
 	locks_conn	*conn;
 	const char	*name;
 	char		*owner = NULL, **command, *shell_argv[4];
@@ -948,8 +950,7 @@ hold_until_eof(locks_conn *conn, const char *name, int sfd)
 static int
 cmd_hold(int argc, char **argv, const char *sock)
 {
-	struct lock_args la = { LOCKS_ACQUIRE_OPTS_INIT, 0, EXIT_CONFLICT, 0,
-	    0, 0, 0, ON_LOST_UNSET };
+	struct lock_args la = LOCK_ARGS_INIT;
 	locks_conn	*conn;
 	const char	*name;
 	sigset_t	 block;

@@ -52,12 +52,6 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-# Milliseconds on a monotonic-enough clock.
-ms() {
-	local t=${EPOCHREALTIME/[.,]/}
-	echo $((t / 1000))
-}
-
 # Run the CLI against the test daemon.
 lk() {
 	"$LOCKS" --socket "$SOCK" "$@"

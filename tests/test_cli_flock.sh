@@ -33,12 +33,6 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-# Milliseconds on a monotonic-enough clock.
-ms() {
-	local t=${EPOCHREALTIME/[.,]/}
-	echo $((t / 1000))
-}
-
 lk() {
 	"$LOCKS" --socket "$SOCK" "$@"
 }
