@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -30,7 +31,8 @@
 #endif
 
 #define EXIT_CONFLICT	1	/* the lock was taken: timed out or -n */
-#define EXIT_USAGE	2	/* bad command line */
+#define EXIT_HELD	1	/* check: the lock is held */
+#define EXIT_USAGE	EX_USAGE /* bad command line, 64 as in flock(1) */
 #define EXIT_NOTFOUND	127	/* the command was not found */
 #define EXIT_NOEXEC	126	/* the command could not be executed */
 
@@ -46,19 +48,41 @@ enum {
 	OPT_SOCKET = 256,
 	OPT_NOTIFY_AFTER,
 	OPT_ON_LOST,
-	OPT_JSON
+	OPT_JSON,
+	OPT_VERBOSE,
+	OPT_OWNER
 };
 
-/* What the blocking notice needs to know. */
-struct run_ctx {
-	int		 quiet;
+/* --on-lost: not given, term or ignore. */
+enum {
+	ON_LOST_UNSET = -1,
+	ON_LOST_IGNORE,
+	ON_LOST_TERM
 };
+
+/* The options run and hold share, and what the blocking notice needs. */
+struct lock_args {
+	struct locks_acquire_opts opts;
+	int		 nonblock;
+	int		 conflict;	/* exit status on conflict (-E) */
+	int		 quiet;		/* -q: say nothing about waiting */
+	int		 verbose;	/* --verbose: say how long, or why */
+	int		 no_fork;	/* -F */
+	int		 close;		/* -o */
+	int		 on_lost;	/* ON_LOST_* */
+};
+
+#define LOCK_ARGS_INIT { LOCKS_ACQUIRE_OPTS_INIT, 0, EXIT_CONFLICT, 0, 0, 0, \
+	0, ON_LOST_UNSET }
 
 static const char usage_text[] =
-    "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] "
-    "[--notify-after SECS]\n"
-    "                 [-o OWNER] [-E CODE] [-q] [--on-lost=term|ignore]\n"
-    "                 NAME -- COMMAND [ARGS...]\n"
+    "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-F|-o]\n"
+    "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
+    "                 [--on-lost=term|ignore]\n"
+    "                 NAME [--] COMMAND [ARGS...] | NAME -c 'COMMAND'\n"
+    "       locks [--socket PATH] hold [-s|-x] [-n] [-w SECS] [-E CODE]\n"
+    "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose] NAME\n"
+    "       locks [--socket PATH] check [-q] NAME\n"
     "       locks [--socket PATH] list [-a] [--json] [NAME]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";
@@ -69,10 +93,16 @@ static const char help_text[] =
     "daemon's locks.\n"
     "\n"
     "Commands:\n"
-    "  run NAME -- COMMAND [ARGS...]\n"
-    "                      take lock NAME, run COMMAND with LOCKS_NAME and\n"
+    "  run NAME [--] COMMAND [ARGS...]\n"
+    "  run NAME -c 'COMMAND'\n"
+    "                      take lock NAME, run COMMAND (with -c, through\n"
+    "                      $SHELL -c, else /bin/sh -c) with LOCKS_NAME and\n"
     "                      LOCKS_TOKEN (the fencing token) in its\n"
     "                      environment, release the lock when it exits\n"
+    "  hold NAME           take lock NAME, print its token on one line and\n"
+    "                      hold it until stdin closes or SIGTERM comes\n"
+    "  check NAME          exit 0 if NAME is free, 1 if it is held (and\n"
+    "                      print the holders, unless -q)\n"
     "  list [NAME]         show holders and waiters (of NAME only)\n"
     "  status              show the daemon's version and counters\n"
     "\n"
@@ -84,24 +114,41 @@ static const char help_text[] =
     "  -h, --help          show this help\n"
     "  -V, --version       show the version\n"
     "\n"
-    "Options of run:\n"
+    "Options of run and hold (the letters of flock(1)):\n"
     "  -s, --shared        take a shared lock\n"
     "  -x, -e, --exclusive take an exclusive lock (the default)\n"
-    "  -n, --nonblock      fail at once if the lock is taken\n"
-    "  -w, --timeout SECS  give up after SECS seconds (default: wait forever)\n"
-    "  --notify-after SECS say who holds the lock once blocked this long\n"
-    "                      (default 0)\n"
-    "  -o, --owner TEXT    text shown in listings (default: the command\n"
-    "                      line, cut to " TEXT(LOCKS_MAX_OWNER) " bytes)\n"
+    "  -n, --nb, --nonblock\n"
+    "                      fail at once if the lock is taken\n"
+    "  -w, --wait, --timeout SECS\n"
+    "                      give up after SECS seconds (0 is -n; default:\n"
+    "                      wait forever)\n"
     "  -E, --conflict-exit-code CODE\n"
     "                      exit status when the lock is taken (default 1)\n"
+    "  --notify-after SECS say who holds the lock once blocked this long\n"
+    "                      (default 0)\n"
+    "  --owner TEXT        text shown in listings (default: the command\n"
+    "                      line, cut to " TEXT(LOCKS_MAX_OWNER) " bytes)\n"
     "  -q, --quiet         say nothing about waiting or giving up\n"
+    "  --verbose           say how long getting the lock took, or why it\n"
+    "                      failed, on stderr\n"
+    "Without --verbose, who holds the lock is said only when stderr is a\n"
+    "terminal, and a conflict prints nothing, as with flock(1).\n"
+    "\n"
+    "Options of run only:\n"
+    "  -c, --command 'COMMAND'\n"
+    "                      after NAME: run COMMAND through the shell\n"
+    "  -F, --no-fork       exec COMMAND in place of locks, which then\n"
+    "                      holds the lock (its connection) itself until\n"
+    "                      it exits; --on-lost cannot apply\n"
+    "  -o, --close         COMMAND does not inherit the lock: locks holds\n"
+    "                      it until COMMAND exits (always so without -F)\n"
     "  --on-lost=term|ignore\n"
     "                      if locksd dies while COMMAND runs, the lock is\n"
     "                      gone: term (the default) warns, sends SIGTERM to\n"
     "                      COMMAND and exits 75; ignore only warns\n"
     "\n"
-    "Options of list and status:\n"
+    "Options of check, list and status:\n"
+    "  -q, --quiet         check: print nothing, only the exit status\n"
     "  --json              print the daemon's reply as one line of JSON\n"
     "  -a, --all           list: also files of the lock directory held only\n"
     "                      by programs outside the broker\n"
@@ -110,18 +157,20 @@ static const char help_text[] =
     "starting with '.'.\n"
     "\n"
     "Exit status:\n"
-    "  0      success (list, status)\n"
+    "  0      success (list, status, hold); check: the lock is free\n"
     "  N      run: the command's status, or 128+SIG if a signal killed it\n"
-    "  1      run: the lock is taken (-n) or the wait timed out (see -E);\n"
-    "         other commands: a daemon timeout\n"
-    "  2      usage error, including an invalid lock name\n"
+    "  1      run, hold: the lock is taken (-n) or the wait timed out (see\n"
+    "         -E); check: the lock is held; other commands: a daemon\n"
+    "         timeout\n"
+    "  64     usage error, including an invalid lock name\n"
     "  69     cannot reach the daemon, or the connection was lost, or the\n"
     "         default socket is not the user's own (see locks(1))\n"
     "  70     the daemon refused the request, or its reply made no sense,\n"
     "         or it speaks another protocol version\n"
     "  71     cannot fork\n"
-    "  75     the daemon hit a resource limit; try again later; or run:\n"
-    "         locksd went away while the command ran (--on-lost=term)\n"
+    "  75     the daemon hit a resource limit; try again later; or run,\n"
+    "         hold: locksd went away while the lock was held\n"
+    "         (--on-lost=term)\n"
     "  77     the daemon does not allow this user (permission_denied)\n"
     "  126    run: the command cannot be executed\n"
     "  127    run: the command was not found\n";
@@ -364,6 +413,48 @@ default_owner(char **argv)
 	return owner;
 }
 
+/* The parent of pid, from /proc/PID/stat, or -1 if it cannot be read. */
+static pid_t
+parent_of(pid_t pid)
+{
+	char	 path[64], buf[1024], *p;
+	FILE	*f;
+	size_t	 n;
+	int	 ppid;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and ')': skip to the last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return ppid;
+}
+
+/* Whether pid is this process's parent, grandparent, and so on. */
+static int
+is_ancestor(pid_t pid)
+{
+	pid_t	 p;
+	int	 depth;
+
+	if (pid <= 0)
+		return 0;
+	/* Bounded, in case /proc shows a loop while pids are reused. */
+	for (p = getppid(), depth = 0; p > 0 && depth < 4096; depth++) {
+		if (p == pid)
+			return 1;
+		if (p == 1)
+			break;
+		p = parent_of(p);
+	}
+	return 0;
+}
+
 /* Print one "held by" line for a holder of a lock we wait for. */
 static void
 print_holder(const char *name, const locks_holder *h, int position)
@@ -393,26 +484,45 @@ print_holder(const char *name, const locks_holder *h, int position)
 	free(owner);
 }
 
-/* The on_blocking callback of run: say who holds the lock. */
+/*
+ * The on_blocking callback of run and hold: say who holds the lock when
+ * asked to or when a person watches stderr, as flock(1) stays silent for
+ * cron.  A holder that is our own ancestor waits for us in turn, so that
+ * is said whenever we are not told to be quiet.
+ */
 static void
 blocking_notice(const locks_lock *lock, int position, void *arg)
 {
-	const struct run_ctx	*ctx = arg;
+	const struct lock_args	*la = arg;
+	const locks_holder	*h;
 	size_t			 i, n;
+	int			 show;
 
-	if (ctx->quiet)
+	if (la->quiet)
 		return;
+	show = la->verbose || isatty(STDERR_FILENO);
 	n = locks_lock_nholders(lock);
-	if (n == 0)
+	if (n == 0 && show)
 		fprintf(stderr, "locks: %s is held outside the broker; "
 		    "waiting at position %d\n", locks_lock_name(lock),
 		    position);
-	for (i = 0; i < n; i++)
-		print_holder(locks_lock_name(lock), locks_lock_holder(lock, i),
-		    position);
+	for (i = 0; i < n; i++) {
+		h = locks_lock_holder(lock, i);
+		if (show)
+			print_holder(locks_lock_name(lock), h, position);
+		if (is_ancestor(locks_holder_pid(h)))
+			fprintf(stderr, "locks: %s is held by pid %ld, an "
+			    "ancestor of this process (the lock is nested in "
+			    "itself): it waits for us, so this wait ends only "
+			    "by a timeout\n", locks_lock_name(lock),
+			    (long)locks_holder_pid(h));
+	}
 }
 
-/* In the forked child: set the lock's environment and exec the command. */
+/*
+ * In the child (or, with -F, in place of locks): set the lock's
+ * environment and exec the command, with the signal mask given.
+ */
 static void __attribute__((noreturn))
 exec_command(char **argv, const char *name, int64_t token,
     const sigset_t *mask)
@@ -430,6 +540,26 @@ exec_command(char **argv, const char *name, int64_t token,
 	fprintf(stderr, "locks: cannot run %s: %s\n", argv[0],
 	    strerror(errno));
 	_exit(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+}
+
+/*
+ * -F: become the command.  The connection is the lock, so it must
+ * survive the exec: liblocks opens it close-on-exec, and we clear that.
+ */
+static void __attribute__((noreturn))
+exec_in_place(char **argv, const char *name, int64_t token,
+    locks_conn *conn)
+{
+	sigset_t	 mask;
+	int		 fd, flags;
+
+	fd = locks_fd(conn);
+	if ((flags = fcntl(fd, F_GETFD)) == -1 ||
+	    fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) == -1)
+		die(EX_OSERR, "fcntl: %s", strerror(errno));
+	sigprocmask(SIG_SETMASK, NULL, &mask);
+	fflush(NULL);
+	exec_command(argv, name, token, &mask);
 }
 
 /* Wait for the child to finish; return its exit status, shell style. */
@@ -548,124 +678,310 @@ check_name(const char *name)
 	exit(EXIT_USAGE);
 }
 
-/* locks run: take a lock, run a command under it, release it. */
+/* Seconds from start to now on the monotonic clock. */
+static double
+elapsed(const struct timespec *start)
+{
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) +
+	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/*
+ * Take the lock for run or hold.  On failure, set ret_status to the exit
+ * status (-E's on a conflict, which may be 0) and return 0.  A conflict
+ * is silent unless --verbose, so cron mails nothing, as with flock(1).
+ */
 static int
-cmd_run(int argc, char **argv, const char *sock)
+take_lock(locks_conn *conn, const char *name, struct lock_args *la,
+    int64_t *ret_token, int *ret_status)
+{
+	struct timespec	 start;
+	int		 error;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	error = locks_acquire(conn, name, &la->opts, ret_token);
+	if (error == LOCKS_E_TIMEOUT) {
+		if (la->verbose && la->opts.timeout == 0)
+			fprintf(stderr, "locks: %s is held; failed to get the "
+			    "lock\n", name);
+		else if (la->verbose)
+			fprintf(stderr, "locks: %s is held; timed out after "
+			    "%.6f seconds waiting to get the lock\n", name,
+			    elapsed(&start));
+		*ret_status = la->conflict;
+		return 0;
+	}
+	if (error != LOCKS_OK) {
+		*ret_status = report(error, conn, locks_socket_path(conn));
+		return 0;
+	}
+	if (la->verbose)
+		fprintf(stderr, "locks: getting %s took %.6f seconds\n", name,
+		    elapsed(&start));
+	return 1;
+}
+
+/*
+ * Parse the options of run (is_run set) or hold into la, leaving optind
+ * at the lock name.  The letters and their meanings are flock(1)'s.
+ */
+static void
+parse_lock_options(int argc, char **argv, const char **sock,
+    struct lock_args *la, int is_run)
 {
 	static const struct option longopts[] = {
 		{ "shared", no_argument, NULL, 's' },
 		{ "exclusive", no_argument, NULL, 'x' },
 		{ "nonblock", no_argument, NULL, 'n' },
+		{ "nonblocking", no_argument, NULL, 'n' },
 		{ "nb", no_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 'w' },
 		{ "wait", required_argument, NULL, 'w' },
+		{ "conflict-exit-code", required_argument, NULL, 'E' },
+		{ "no-fork", no_argument, NULL, 'F' },
+		{ "close", no_argument, NULL, 'o' },
 		{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
 		{ "on-lost", required_argument, NULL, OPT_ON_LOST },
-		{ "owner", required_argument, NULL, 'o' },
-		{ "conflict-exit-code", required_argument, NULL, 'E' },
+		{ "owner", required_argument, NULL, OPT_OWNER },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, OPT_VERBOSE },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct locks_acquire_opts opts = LOCKS_ACQUIRE_OPTS_INIT;
-	struct run_ctx	 ctx = { 0 };
-	locks_conn	*conn;
-	const char	*name;
-	char		*owner = NULL, **command;
-	int64_t		 token;
-	int		 ch, error, nonblock = 0, conflict = EXIT_CONFLICT;
-	int		 on_lost_term = 1;
-	int		 status;
+	int	 ch;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "+sxenw:o:E:qh", longopts,
+	while ((ch = getopt_long(argc, argv, "+sxenw:E:FoqhV", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 's':
-			opts.mode = LOCKS_SHARED;
+			la->opts.mode = LOCKS_SHARED;
 			break;
 		case 'x':
 		case 'e':
-			opts.mode = LOCKS_EXCLUSIVE;
+			la->opts.mode = LOCKS_EXCLUSIVE;
 			break;
 		case 'n':
-			nonblock = 1;
+			la->nonblock = 1;
 			break;
 		case 'w':
-			opts.timeout = parse_seconds(optarg, "-w");
+			la->opts.timeout = parse_seconds(optarg, "-w");
+			break;
+		case 'E':
+			la->conflict = parse_exit_code(optarg);
+			break;
+		case 'F':
+			la->no_fork = 1;
+			break;
+		case 'o':
+			la->close = 1;
 			break;
 		case OPT_ON_LOST:
 			if (strcmp(optarg, "term") == 0)
-				on_lost_term = 1;
+				la->on_lost = ON_LOST_TERM;
 			else if (strcmp(optarg, "ignore") == 0)
-				on_lost_term = 0;
+				la->on_lost = ON_LOST_IGNORE;
 			else
 				usage_error("--on-lost wants term or ignore");
 			break;
 		case OPT_NOTIFY_AFTER:
-			opts.notify_after = parse_seconds(optarg,
+			la->opts.notify_after = parse_seconds(optarg,
 			    "--notify-after");
 			break;
-		case 'o':
+		case OPT_OWNER:
 			if (strlen(optarg) > LOCKS_MAX_OWNER)
-				usage_error("-o wants at most %d bytes",
+				usage_error("--owner wants at most %d bytes",
 				    LOCKS_MAX_OWNER);
-			opts.owner = optarg;
-			break;
-		case 'E':
-			conflict = parse_exit_code(optarg);
+			la->opts.owner = optarg;
 			break;
 		case 'q':
-			ctx.quiet = 1;
+			la->quiet = 1;
+			break;
+		case OPT_VERBOSE:
+			la->verbose = 1;
 			break;
 		case OPT_SOCKET:
-			sock = optarg;
+			*sock = optarg;
 			break;
 		case 'h':
 			help();
+		case 'V':
+			printf("locks %s\n", LOCKS_VERSION);
+			exit(0);
 		default:
 			usage_error(NULL);
 		}
 	}
+	if (!is_run && (la->no_fork || la->close ||
+	    la->on_lost != ON_LOST_UNSET))
+		usage_error("-F, -o and --on-lost are options of run");
+	if (la->no_fork && la->close)
+		usage_error("the --no-fork and --close options are "
+		    "incompatible");
+	if (la->no_fork && la->on_lost != ON_LOST_UNSET)
+		usage_error("--on-lost cannot apply with --no-fork: the "
+		    "command holds the connection, and no one watches it");
+	if (la->quiet && la->verbose)
+		usage_error("-q and --verbose contradict each other");
+	if (la->nonblock)
+		la->opts.timeout = 0;
+	la->opts.on_blocking = la->quiet ? NULL : blocking_notice;
+	la->opts.arg = la;
+}
+
+/* The shell for -c: $SHELL, else /bin/sh, as flock(1) chooses. */
+static char *
+command_shell(void)
+{
+	char	*shell;
+
+	shell = getenv("SHELL");
+	return shell != NULL && *shell != '\0' ? shell : (char *)"/bin/sh";
+}
+
+/* locks run: take a lock, run a command under it, release it. */
+static int
+cmd_run(int argc, char **argv, const char *sock)
+{
+	struct lock_args la = LOCK_ARGS_INIT;
+	locks_conn	*conn;
+	const char	*name;
+	char		*owner = NULL, **command, *shell_argv[4];
+	int64_t		 token;
+	int		 status;
+
+	parse_lock_options(argc, argv, &sock, &la, 1);
 	if (optind >= argc)
 		usage_error("run wants a lock name");
 	name = argv[optind++];
 	check_name(name);
-	if (optind < argc && strcmp(argv[optind], "--") == 0)
-		optind++;
-	if (optind >= argc)
-		usage_error("run wants a command after the lock name");
-	command = argv + optind;
-	if (nonblock)
-		opts.timeout = 0;
-	opts.on_blocking = ctx.quiet ? NULL : blocking_notice;
-	opts.arg = &ctx;
+	if (optind < argc && (strcmp(argv[optind], "-c") == 0 ||
+	    strcmp(argv[optind], "--command") == 0)) {
+		if (argc != optind + 2)
+			usage_error("%s wants exactly one command argument",
+			    argv[optind]);
+		shell_argv[0] = command_shell();
+		shell_argv[1] = (char *)"-c";
+		shell_argv[2] = argv[optind + 1];
+		shell_argv[3] = NULL;
+		command = shell_argv;
+		/* The owner shown is the command line, not the shell. */
+		if (la.opts.owner == NULL)
+			la.opts.owner = owner = default_owner(shell_argv + 2);
+	} else {
+		if (optind < argc && strcmp(argv[optind], "--") == 0)
+			optind++;
+		if (optind >= argc)
+			usage_error("run wants a command after the lock name");
+		command = argv + optind;
+	}
 
 	conn = connect_or_exit(sock, "locks run");
-	if (opts.owner == NULL)
-		opts.owner = owner = default_owner(command);
-	error = locks_acquire(conn, name, &opts, &token);
-	free(owner);
-	if (error == LOCKS_E_TIMEOUT) {
-		if (!ctx.quiet && opts.timeout == 0)
-			fprintf(stderr, "locks: %s is held\n", name);
-		else if (!ctx.quiet)
-			fprintf(stderr, "locks: %s is held; timed out after "
-			    "%g seconds\n", name, opts.timeout);
-		locks_close(conn);
-		return conflict;
-	}
-	if (error != LOCKS_OK) {
-		status = report(error, conn, locks_socket_path(conn));
+	if (la.opts.owner == NULL)
+		la.opts.owner = owner = default_owner(command);
+	if (!take_lock(conn, name, &la, &token, &status)) {
+		free(owner);
 		locks_close(conn);
 		return status;
 	}
-	status = run_command(command, name, token, conn, on_lost_term);
+	free(owner);
+	if (la.no_fork)
+		exec_in_place(command, name, token, conn);
+	status = run_command(command, name, token, conn,
+	    la.on_lost != ON_LOST_IGNORE);
 	/*
 	 * Release with a round trip, not just a close, so the lock is free
 	 * by the time we exit: a script's next flock(1) must not race us.
 	 */
+	if (locks_held(conn, name))
+		locks_release(conn, name);
+	locks_close(conn);
+	return status;
+}
+
+/*
+ * Hold the lock until stdin reaches its end or SIGTERM comes through
+ * sfd; return 0, or EX_TEMPFAIL if locksd went away and took the lock.
+ */
+static int
+hold_until_eof(locks_conn *conn, const char *name, int sfd)
+{
+	struct pollfd	 pfd[3];
+	char		 buf[512];
+	ssize_t		 n;
+	int		 status = -1;
+
+	pfd[0].fd = sfd;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = STDIN_FILENO;
+	pfd[1].events = POLLIN;
+	pfd[2].fd = locks_fd(conn);
+	pfd[2].events = POLLIN | POLLRDHUP;
+	while (status == -1) {
+		if (poll(pfd, 3, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			die(EX_OSERR, "poll: %s", strerror(errno));
+		}
+		if (pfd[0].revents & POLLIN)
+			status = 0;
+		/* What comes on stdin is read and dropped; its end ends us. */
+		if (pfd[1].revents & POLLNVAL)
+			status = 0;
+		else if (pfd[1].revents != 0 &&
+		    (n = read(STDIN_FILENO, buf, sizeof buf)) <= 0 &&
+		    (n == 0 || (errno != EINTR && errno != EAGAIN)))
+			status = 0;
+		if (pfd[2].revents != 0 && locks_check(conn) != LOCKS_OK) {
+			fprintf(stderr, "locks: %s; %s is no longer held\n",
+			    locks_last_message(conn), name);
+			status = EX_TEMPFAIL;
+		}
+	}
+	return status;
+}
+
+/* locks hold: take a lock, print its token, hold it until told. */
+static int
+cmd_hold(int argc, char **argv, const char *sock)
+{
+	struct lock_args la = LOCK_ARGS_INIT;
+	locks_conn	*conn;
+	const char	*name;
+	sigset_t	 block;
+	int64_t		 token;
+	int		 sfd, status;
+
+	parse_lock_options(argc, argv, &sock, &la, 0);
+	if (optind >= argc)
+		usage_error("hold wants a lock name");
+	if (argc - optind > 1)
+		usage_error("hold takes one lock name and no command");
+	name = argv[optind];
+	check_name(name);
+
+	conn = connect_or_exit(sock, "locks hold");
+	if (!take_lock(conn, name, &la, &token, &status)) {
+		locks_close(conn);
+		return status;
+	}
+	/* Catch SIGTERM before the token says we hold, or one may kill us. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	if ((sfd = signalfd(-1, &block, SFD_CLOEXEC)) == -1)
+		die(EX_OSERR, "signalfd: %s", strerror(errno));
+	/* One line, flushed now: a coproc reads it to know it holds. */
+	printf("%" PRId64 "\n", token);
+	if (fflush(stdout) == EOF)
+		die(EX_OSERR, "error writing the token: %s", strerror(errno));
+	status = hold_until_eof(conn, name, sfd);
+	close(sfd);
 	if (locks_held(conn, name))
 		locks_release(conn, name);
 	locks_close(conn);
@@ -858,6 +1174,65 @@ cmd_list(int argc, char **argv, const char *sock)
 	return 0;
 }
 
+/*
+ * locks check: exit 0 if NAME is free, EXIT_HELD if anyone holds it,
+ * outside holders included, printing them unless -q.
+ */
+static int
+cmd_check(int argc, char **argv, const char *sock)
+{
+	static const struct option longopts[] = {
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const locks_lock *lock;
+	locks_conn	*conn;
+	locks_list	*list;
+	const char	*name;
+	size_t		 i;
+	int		 ch, error, status, quiet = 0, held = 0;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'q':
+			quiet = 1;
+			break;
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (argc - optind != 1)
+		usage_error("check wants one lock name");
+	check_name(name = argv[optind]);
+
+	conn = connect_or_exit(sock, "locks check");
+	if ((error = locks_list_query(conn, name, LOCKS_LIST_ALL, &list)) !=
+	    LOCKS_OK) {
+		status = report(error, conn, locks_socket_path(conn));
+		locks_close(conn);
+		return status;
+	}
+	/* Waiters and no holder mean someone outside the broker has it. */
+	for (i = 0; i < locks_list_count(list); i++) {
+		lock = locks_list_lock(list, i);
+		if (locks_lock_nholders(lock) + locks_lock_nwaiters(lock) > 0)
+			held = 1;
+	}
+	if (held && !quiet)
+		list_print(list);
+	locks_list_free(list);
+	locks_close(conn);
+	return held ? EXIT_HELD : 0;
+}
+
 /* Format a duration in seconds as "1d 2h 3m 4s", leading zeros left out. */
 static void
 format_uptime(double seconds, char *buf, size_t size)
@@ -955,6 +1330,10 @@ main(int argc, char **argv)
 
 	if (strcmp(cmd, "run") == 0)
 		status = cmd_run(argc, argv, sock);
+	else if (strcmp(cmd, "hold") == 0)
+		status = cmd_hold(argc, argv, sock);
+	else if (strcmp(cmd, "check") == 0)
+		status = cmd_check(argc, argv, sock);
 	else if (strcmp(cmd, "list") == 0)
 		status = cmd_list(argc, argv, sock);
 	else if (strcmp(cmd, "status") == 0)

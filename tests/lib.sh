@@ -45,6 +45,12 @@ finish() {
 	exit "$1"
 }
 
+# Milliseconds on a monotonic-enough clock (bash 5).
+ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo $((t / 1000))
+}
+
 # Retry a command for up to 5 s.
 wait_until() {
 	local i

@@ -52,12 +52,6 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-# Milliseconds on a monotonic-enough clock.
-ms() {
-	local t=${EPOCHREALTIME/[.,]/}
-	echo $((t / 1000))
-}
-
 # Run the CLI against the test daemon.
 lk() {
 	"$LOCKS" --socket "$SOCK" "$@"
@@ -141,8 +135,13 @@ test_nonblock_on_held_lock_exits_1_without_running() {
 	[ "$rc" -eq 1 ] || fail "exit $rc, not 1"
 	[ ! -e "$TMP/ran.nb" ] || fail "the command ran"
 	[ "$took" -lt $((2000 * SLOW)) ] || fail "-n waited ${took} ms"
+	# As flock(1): a conflict prints nothing, so cron mails nothing.
+	[ ! -s "$TMP/err.nb" ] || fail "printed: $(cat "$TMP/err.nb")"
+	lk run --verbose -n cli-nb -- true 2>"$TMP/err.nb"
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "--verbose -n: exit $rc, not 1"
 	grep -q 'cli-nb' "$TMP/err.nb" ||
-	    fail "no message: $(cat "$TMP/err.nb")"
+	    fail "--verbose: no message: $(cat "$TMP/err.nb")"
 }
 
 test_conflict_exit_code_replaces_1() {
@@ -172,9 +171,9 @@ test_wait_timeout_exits_1_after_the_timeout() {
 
 test_blocked_run_names_the_holder_then_succeeds() {
 	local rc start took
-	hold cli-who 1.5 -o holder-owner || return 1
+	hold cli-who 1.5 --owner holder-owner || return 1
 	start=$(ms)
-	lk run cli-who -- touch "$TMP/ran.who" 2>"$TMP/err.who"
+	lk run --verbose cli-who -- touch "$TMP/ran.who" 2>"$TMP/err.who"
 	rc=$?
 	took=$(($(ms) - start))
 	[ "$rc" -eq 0 ] || fail "exit $rc"
@@ -202,9 +201,11 @@ test_quiet_says_nothing_while_blocked() {
 
 test_notify_after_delays_the_notice() {
 	hold cli-na 1.5 || return 1
-	lk run --notify-after 5 cli-na -- true 2>"$TMP/err.na" ||
+	lk run --verbose --notify-after 5 cli-na -- true 2>"$TMP/err.na" ||
 	    fail "exit $?"
-	[ ! -s "$TMP/err.na" ] || fail "noticed early: $(cat "$TMP/err.na")"
+	# --verbose says how long it took, but names no holder.
+	! grep -q 'held by' "$TMP/err.na" ||
+	    fail "noticed early: $(cat "$TMP/err.na")"
 }
 
 test_shared_runs_hold_the_lock_together() {
@@ -236,8 +237,8 @@ list_shows_waiter() {
 
 test_list_shows_holder_and_waiter_rows() {
 	local out wpid
-	hold cli-list 1.5 -o list-owner || return 1
-	"$LOCKS" --socket "$SOCK" run -q -o list-waiter cli-list -- true \
+	hold cli-list 1.5 --owner list-owner || return 1
+	"$LOCKS" --socket "$SOCK" run -q --owner list-waiter cli-list -- true \
 	    >/dev/null 2>&1 &
 	wpid=$!
 	wait_until list_shows_waiter cli-list || fail "no waiter listed"
@@ -258,7 +259,7 @@ test_list_shows_holder_and_waiter_rows() {
 
 test_list_json_is_the_daemons_reply() {
 	local out
-	hold cli-json 3 -o json-owner || return 1
+	hold cli-json 3 --owner json-owner || return 1
 	out=$(lk list --json) || fail "exit $?"
 	echo "$out" | is_json || fail "not JSON: $out"
 	echo "$out" | grep -q '"cli-json"' || fail "name missing: $out"
@@ -326,13 +327,13 @@ test_unreachable_daemon_exits_69_with_one_line() {
 	[ ! -e "$TMP/ran.69" ] || fail "the command ran"
 }
 
-test_usage_errors_exit_2() {
+test_usage_errors_exit_64() {
 	local args rc
 	while IFS= read -r args; do
 		# shellcheck disable=SC2086
 		lk $args >/dev/null 2>"$TMP/err.2"
 		rc=$?
-		[ "$rc" -eq 2 ] || fail "locks $args: exit $rc, not 2"
+		[ "$rc" -eq 64 ] || fail "locks $args: exit $rc, not 64"
 		[ -s "$TMP/err.2" ] || fail "locks $args: no message"
 	done <<EOF
 run
@@ -352,11 +353,11 @@ status --all
 EOF
 	"$LOCKS" >/dev/null 2>&1
 	rc=$?
-	[ "$rc" -eq 2 ] || fail "locks with no command: exit $rc"
+	[ "$rc" -eq 64 ] || fail "locks with no command: exit $rc"
 	# A bad name is a usage error even with no daemon to ask.
 	"$LOCKS" --socket "$TMP/nowhere.sock" run a/b -- true 2>/dev/null
 	rc=$?
-	[ "$rc" -eq 2 ] || fail "a/b with no daemon: exit $rc, not 2"
+	[ "$rc" -eq 64 ] || fail "a/b with no daemon: exit $rc, not 64"
 	[ ! -e "$TMP/ran.2" ] || fail "a command ran"
 }
 
@@ -381,7 +382,7 @@ test_run_waits_for_an_outside_flock() {
 	    >/dev/null 2>&1 &
 	wait_until test -e "$ready" || fail "flock(1) did not start"
 	start=$(ms)
-	lk run -w 10 cli-out -- true 2>"$TMP/err.out"
+	lk run --verbose -w 10 cli-out -- true 2>"$TMP/err.out"
 	rc=$?
 	took=$(($(ms) - start))
 	[ "$rc" -eq 0 ] || fail "exit $rc"
@@ -475,8 +476,8 @@ t "--socket and LOCKS_SOCKET choose the daemon" \
     test_socket_option_and_environment_choose_the_daemon
 t "an unreachable daemon: exit 69 and one line naming the socket" \
     test_unreachable_daemon_exits_69_with_one_line
-t "usage errors exit 2" \
-    test_usage_errors_exit_2
+t "usage errors exit 64 (EX_USAGE, as flock(1))" \
+    test_usage_errors_exit_64
 t "flock(1) cannot take a lock that locks run holds" \
     test_flock_cannot_take_a_lock_run_holds
 t "run waits for a lock flock(1) holds outside the broker" \
@@ -629,7 +630,7 @@ test_on_lost_with_a_bad_value_is_a_usage_error() {
 		lk run $arg cli-lost-usage -- touch "$TMP/ran.lu" \
 		    >/dev/null 2>"$TMP/err.lu"
 		rc=$?
-		[ "$rc" -eq 2 ] || fail "run $arg: exit $rc, not 2"
+		[ "$rc" -eq 64 ] || fail "run $arg: exit $rc, not 64"
 		[ -s "$TMP/err.lu" ] || fail "run $arg: no message"
 	done
 	[ ! -e "$TMP/ran.lu" ] || fail "the command ran"
