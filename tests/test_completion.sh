@@ -50,9 +50,10 @@ has() {
 test_subcommands_come_from_the_help() {
 	local out
 	out=$(complete_words "")
-	for cmd in run list status; do
+	for cmd in run hold check list status; do
 		has "$cmd" <<<"$out"
 	done
+	[ "$(grep -cx run <<<"$out")" = 1 ] || fail "run offered twice"
 	[ "$(complete_words "st")" = status ] || fail "st: $(complete_words st)"
 }
 
