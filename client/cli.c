@@ -347,6 +347,11 @@ report(int error, locks_conn *conn, const char *path)
 		    strncmp(msg + 18, path, plen) == 0 &&
 		    strncmp(msg + 18 + plen, ": ", 2) == 0)
 			reason = msg + 18 + plen + 2;
+		else if (strncmp(msg, "cannot connect to ", 18) == 0) {
+			/* It names another socket, such as the system one. */
+			fprintf(stderr, "locks: %s\n", msg);
+			return EX_UNAVAILABLE;
+		}
 		fprintf(stderr, "locks: cannot connect to locksd at %s: %s\n",
 		    path, reason);
 		return EX_UNAVAILABLE;

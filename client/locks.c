@@ -103,6 +103,19 @@ conn_open_discover(locks_conn **ret_conn)
 	if (strncmp(why, CONN_FAILED, strlen(CONN_FAILED)) == 0)
 		why += strlen(CONN_FAILED);
 	snprintf(sys_why, sizeof sys_why, "%s", why);
+	/*
+	 * A system socket that is there but does not answer is a system
+	 * broker that is down: the per-user one's locks are other locks,
+	 * so passing over to it would let two jobs in under one name.
+	 */
+	if (access(sys, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) {
+		error_msg(NULL, "cannot connect to the system broker at %s; "
+		    "it is there but does not answer: start it with "
+		    "`systemctl start locksd.socket`, or remove the stale "
+		    "socket (a per-user broker would hold other locks)",
+		    sys_why);
+		return LOCKS_E_CONNECT;
+	}
 	n = proto_user_socket(user, sizeof user);
 	if (n < 0 || (size_t)n >= sizeof user) {
 		error_msg(NULL, "default socket path too long");

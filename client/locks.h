@@ -97,7 +97,9 @@ const char	*locks_mode_name(enum locks_mode mode);
  * one; when neither answers it fails with LOCKS_E_CONNECT, and
  * locks_last_message(NULL) names both and how to start a broker.  A
  * system socket that answers but fails its checks is refused, not passed
- * over, and so is a system broker that refuses the caller.
+ * over, and so is a system broker that refuses the caller, and a system
+ * socket that is there but does not answer: the per-user broker is tried
+ * only when there is no system socket at all.
  *
  * The checks come before anything is said.  The socket's directory must
  * be a real directory (not a symbolic link) writable by neither its group

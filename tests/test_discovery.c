@@ -253,12 +253,19 @@ START_TEST(test_nonroot_client_falls_back_to_its_own_broker)
 }
 END_TEST
 
-START_TEST(test_a_dead_system_broker_is_passed_over)
+/*
+ * A system socket that is there but does not answer is a system broker
+ * that is down: passing over to the per-user one would let two jobs in
+ * under one name, so the client says so instead.
+ */
+START_TEST(test_a_dead_system_broker_is_an_error_not_passed_over)
 {
 	struct sockets		 so;
 	struct h_daemon		 sys, user;
 	struct client_report	 rep;
 	struct stat		 sb;
+	char			 out[4096], want[1024];
+	int			 status;
 
 	if (!can_switch_users("a stale system socket"))
 		return;
@@ -269,7 +276,16 @@ START_TEST(test_a_dead_system_broker_is_passed_over)
 	ck_assert_int_eq(lstat(so.sys, &sb), 0);
 	start_user(&user, &so);
 	client_as_nobody(&so, &rep);
-	expect_reached(&rep, so.user);
+	snprintf(want, sizeof want, "cannot connect to the system broker at "
+	    "%s: Connection refused; it is there but does not answer",
+	    so.sys);
+	expect_failed(&rep, LOCKS_E_CONNECT, want);
+
+	/* The CLI names the system socket, not the per-user one. */
+	status = cli_as_nobody(&so, "status", out, sizeof out);
+	ck_assert_msg(strstr(out, want) != NULL && strncmp(out, "locks: "
+	    "cannot connect to the system broker", 36) == 0, "%s", out);
+	ck_assert_int_eq(status, 69);
 	stop(&user);
 }
 END_TEST
@@ -401,7 +417,8 @@ discovery_suite(void)
 	tcase_add_test(tc,
 	    test_nonroot_client_takes_the_system_broker_when_it_answers);
 	tcase_add_test(tc, test_nonroot_client_falls_back_to_its_own_broker);
-	tcase_add_test(tc, test_a_dead_system_broker_is_passed_over);
+	tcase_add_test(tc,
+	    test_a_dead_system_broker_is_an_error_not_passed_over);
 	tcase_add_test(tc,
 	    test_no_broker_names_every_path_tried_and_how_to_start_one);
 	tcase_add_test(tc, test_system_socket_served_by_a_stranger_is_refused);
