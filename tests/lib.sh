@@ -51,6 +51,18 @@ ms() {
 	echo $((t / 1000))
 }
 
+# The EXIT trap of a script with one daemon, its pid in $DPID: stop it,
+# then finish with the script's own status.
+stop_daemon_and_finish() {
+	local rc=$?
+	trap - EXIT
+	if [ -n "${DPID:-}" ]; then
+		kill -TERM "$DPID" 2>/dev/null
+		wait "$DPID" 2>/dev/null
+	fi
+	finish "$rc"
+}
+
 # Retry a command for up to 5 s.
 wait_until() {
 	local i

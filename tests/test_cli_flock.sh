@@ -21,16 +21,7 @@ SOCK=$TMP/locksd.sock
 LOCKDIR=$TMP/locks
 DPID=
 
-teardown() {
-	local rc=$?
-	trap - EXIT
-	if [ -n "$DPID" ]; then
-		kill -TERM "$DPID" 2>/dev/null
-		wait "$DPID" 2>/dev/null
-	fi
-	finish "$rc"
-}
-trap teardown EXIT
+trap stop_daemon_and_finish EXIT
 trap 'exit 130' INT TERM
 
 lk() {

@@ -19,12 +19,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-completion.XXXXXX") || exit 1
 SOCK=$TMP/locksd.sock
 DPID=
 
-teardown() {
-	trap - EXIT
-	[ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID"
-	rm -rf "$TMP"
-}
-trap teardown EXIT
+trap stop_daemon_and_finish EXIT
+trap 'exit 130' INT TERM
 
 # Complete the words given, the last one being the word under the cursor,
 # with $LOCKS first on the line; print the candidates, one per line.
@@ -95,4 +91,3 @@ t "lock names come from the broker on the socket given" \
     test_names_come_from_the_broker
 t "nothing is offered for the command after --" \
     test_nothing_after_the_double_dash
-finish 0

@@ -49,17 +49,7 @@ DEST=$TMP/dest
 SOCK=$TMP/locksd.sock
 DPID=
 
-# Stop the daemon and clean up, whatever happened.
-teardown() {
-	local rc=$?
-	trap - EXIT
-	if [ -n "$DPID" ]; then
-		kill -TERM "$DPID" 2>/dev/null
-		wait "$DPID" 2>/dev/null
-	fi
-	finish "$rc"
-}
-trap teardown EXIT
+trap stop_daemon_and_finish EXIT
 trap 'exit 130' INT TERM
 
 # Run an installed program with the installed library.
