@@ -344,14 +344,15 @@ report(int error, locks_conn *conn, const char *path)
 		/* The library says "cannot connect to PATH: REASON". */
 		reason = msg;
 		plen = strlen(path);
-		if (strncmp(msg, "cannot connect to ", 18) == 0 &&
-		    strncmp(msg + 18, path, plen) == 0 &&
-		    strncmp(msg + 18 + plen, ": ", 2) == 0)
-			reason = msg + 18 + plen + 2;
-		else if (strncmp(msg, "cannot connect to ", 18) == 0) {
-			/* It names another socket, such as the system one. */
-			fprintf(stderr, "locks: %s\n", msg);
-			return EX_UNAVAILABLE;
+		if (strncmp(msg, "cannot connect to ", 18) == 0) {
+			reason = msg + 18;
+			/* Another socket, such as the system one: as it is. */
+			if (strncmp(reason, path, plen) != 0 ||
+			    strncmp(reason + plen, ": ", 2) != 0) {
+				fprintf(stderr, "locks: %s\n", msg);
+				return EX_UNAVAILABLE;
+			}
+			reason += plen + 2;
 		}
 		fprintf(stderr, "locks: cannot connect to locksd at %s: %s\n",
 		    path, reason);
