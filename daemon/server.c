@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <sys/file.h>
@@ -847,25 +848,21 @@ server_may_admit(struct server *srv, int fd, const struct peer *peer,
 
 /*
  * Send a refused peer its one error line and close.  A new socket's
- * buffer takes a short line whole, so one write(2) is enough.
+ * buffer takes a short line whole, so one writev(2) is enough.
  */
 static void
 server_refuse(int fd, enum proto_error error, const char *msg)
 {
 	struct json_object	*reply = proto_reply_error(NULL, error, msg);
-	const char		*text;
+	struct iovec		 iov[2];
 	size_t			 len;
-	char			 line[512];
 
-	text = proto_serialize(reply, &len);
-	if (len < sizeof line) {
-		memcpy(line, text, len);
-		line[len++] = '\n';
-		if (write(fd, line, len) == -1)
-			log_debug("write to a refused peer: %s",
-			    strerror(errno));
-	} else
-		log_warnx("refusal too long to send: %s", msg);
+	iov[0].iov_base = (void *)proto_serialize(reply, &len);
+	iov[0].iov_len = len;
+	iov[1].iov_base = "\n";
+	iov[1].iov_len = 1;
+	if (writev(fd, iov, 2) == -1)
+		log_debug("write to a refused peer: %s", strerror(errno));
 	json_object_put(reply);
 	close(fd);
 }
