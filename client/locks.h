@@ -44,6 +44,7 @@ enum locks_error {
 	LOCKS_E_LIMIT = -10,		/* "limit" */
 	LOCKS_E_PERMISSION_DENIED = -11, /* "permission_denied" */
 	LOCKS_E_INTERNAL = -12,		/* "internal" */
+	LOCKS_E_UNSUPPORTED = -13,	/* "unsupported" */
 	LOCKS_E_CONNECT = -100,		/* could not reach the daemon */
 	LOCKS_E_LOST = -101,		/* the connection broke */
 	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */
@@ -158,13 +159,36 @@ struct locks_acquire_opts {
 #define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL }
 
 /*
- * Take the named lock; opts may be NULL for an exclusive lock waited for
- * forever.  On success *ret_token (may be NULL) is the fencing token.
+ * Take a lock; opts may be NULL for an exclusive lock waited for forever.
+ * On success *ret_token (may be NULL) is the fencing token.
+ *
+ * target is a lock name, or a path: anything containing '/'.  For a path
+ * the library opens the file itself, as flock(1) does (read-only, created
+ * 0666 if missing; a directory works too), and passes the descriptor to
+ * the daemon with the request, so whoever can open a file can lock it.
+ * The daemon keys every lock by its file, so a path to a lock file in the
+ * lock dir and that file's name are one lock, FIFO with each other, and
+ * so are two paths to one file.  A file system whose flock(2) cannot tell
+ * the broker's clients apart (NFS, CIFS, ...) is refused with
+ * LOCKS_E_UNSUPPORTED; so is anything but a regular file or a directory.
+ * Release a path lock by the same target string.
  */
-int		 locks_acquire(locks_conn *conn, const char *name,
+int		 locks_acquire(locks_conn *conn, const char *target,
+		    const struct locks_acquire_opts *opts, int64_t *ret_token);
+/*
+ * The descriptor form, for flock(1)'s "locks run 9": queue for the file
+ * that fd is open on, FIFO with every broker client of that file, and
+ * once granted leave the flock on fd's own open file description, not on
+ * the connection.  The lock then lasts as long as that description stays
+ * open in some process (or until flock(fd, LOCK_UN)), exactly like a
+ * flock(2) on fd; the connection holds nothing afterwards, and the daemon
+ * shows the lock in list as held by this process's parent until it sees
+ * the file unlocked.  fd must be open on a regular file or a directory.
+ */
+int		 locks_acquire_fd(locks_conn *conn, int fd,
 		    const struct locks_acquire_opts *opts, int64_t *ret_token);
 /* Release a lock this connection holds, or cancel its wait for it. */
-int		 locks_release(locks_conn *conn, const char *name);
+int		 locks_release(locks_conn *conn, const char *target);
 /* Make a round trip, to learn that the daemon answers. */
 int		 locks_ping(locks_conn *conn);
 
