@@ -725,7 +725,7 @@ list_decode(locks_conn *conn, struct json_object *reply,
 
 	if ((list = calloc(1, sizeof *list)) == NULL ||
 	    (list->json = strdup(json_object_to_json_string_ext(reply,
-	    JSON_C_TO_STRING_PLAIN))) == NULL)
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))) == NULL)
 		error = LOCKS_E_NOMEM;
 	else
 		error = decode_list(reply, list);

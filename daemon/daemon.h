@@ -60,6 +60,7 @@ void		 lock_file_id(const struct lock *, dev_t *, ino_t *);
 int		 lock_file_flocked(const struct lock *);
 void		 lock_file_path(const struct lock *, char *, size_t);
 int		 store_file_handoff(struct lock *, int, enum proto_mode);
+int		 store_file_fd_flocked(int);
 const char	*store_file_remote_fs(unsigned long);
 
 /* outside.c: flocks held by processes outside the broker. */
@@ -213,8 +214,16 @@ void		 listing_free(struct listing *);
 void		 listing_handoff_add(struct listing *,
 		    const struct handoff_info *);
 struct json_object *listing_holders(struct listing *, struct lock *);
-struct json_object *listing_locks(struct listing *, const char *, int,
-		    const char *, size_t, int *);
+/* The file of a path a list asks for: its identity and its path. */
+struct listing_file {
+	dev_t			 dev;
+	ino_t			 ino;
+	const char		*path;
+};
+
+struct json_object *listing_locks(struct listing *, const char *,
+		    const struct listing_file *, int, const char *, size_t,
+		    int *);
 
 /* server.c: the listening socket, signals, timers and shared state. */
 struct server_config {

@@ -371,7 +371,8 @@ outside_only(struct listing *listing, const struct outside *out,
 /* Add the files of the lock directory held only from outside. */
 static void
 entries_add_outside(struct listing *listing, const struct outside *out,
-    const char *name, struct entry **entries, size_t *n, size_t *cap)
+    const char *name, const struct listing_file *file,
+    struct entry **entries, size_t *n, size_t *cap)
 {
 	struct dirent	*de;
 	struct stat	 sb;
@@ -380,6 +381,14 @@ entries_add_outside(struct listing *listing, const struct outside *out,
 
 	if (out->n == 0 || fstat(listing->lock_dirfd, &sb) == -1)
 		return;
+	if (file != NULL) {
+		if (locktab_find(listing->locktab, name) == NULL &&
+		    outside_count(out->holders, out->n, file->dev, file->ino,
+		    0) > 0)
+			entry_add(entries, n, cap, file->path, NULL, file->dev,
+			    file->ino);
+		return;
+	}
 	if (name != NULL) {
 		if (!proto_is_path(name) && outside_only(listing, out, name,
 		    &sb))
@@ -477,7 +486,8 @@ entry_cmp(const void *a, const void *b)
 /* Collect what to list: broker locks (one name, or all), then outsiders. */
 static size_t
 entries_collect(struct listing *listing, const struct outside *out,
-    const char *name, int all, struct entry **ret)
+    const char *name, const struct listing_file *file, int all,
+    struct entry **ret)
 {
 	struct locktab	*tab = listing->locktab;
 	struct entry	*entries = NULL;
@@ -496,7 +506,8 @@ entries_collect(struct listing *listing, const struct outside *out,
 	}
 	entries_add_handoffs(listing, out, name, &entries, &n, &cap);
 	if (all)
-		entries_add_outside(listing, out, name, &entries, &n, &cap);
+		entries_add_outside(listing, out, name, file, &entries, &n,
+		    &cap);
 	if (n > 0)
 		qsort(entries, n, sizeof *entries, entry_cmp);
 	*ret = entries;
@@ -593,10 +604,13 @@ entry_encode(struct listing *listing, const struct entry *entry,
  * most limit of them (0: PROTO_MAX_LIST), and no more once the array
  * passes LIST_REPLY_BYTES, so a reply that nobody reads pins a bounded
  * amount.  *ret_more says whether entries were left for another page.
+ * A path's lock (name its key) comes with its file, which "all" lists
+ * when only outsiders flock it.
  */
 struct json_object *
-listing_locks(struct listing *listing, const char *name, int all,
-    const char *after, size_t limit, int *ret_more)
+listing_locks(struct listing *listing, const char *name,
+    const struct listing_file *file, int all, const char *after,
+    size_t limit, int *ret_more)
 {
 	struct json_object	*array, *obj;
 	struct outside		 out;
@@ -610,7 +624,7 @@ listing_locks(struct listing *listing, const char *name, int all,
 	nblocked = blocked_collect(listing, name, &blocked, &outsiders);
 	outside_read(listing, &out, blocked, nblocked, all || outsiders);
 	free(blocked);
-	n = entries_collect(listing, &out, name, all, &entries);
+	n = entries_collect(listing, &out, name, file, all, &entries);
 	array = json_object_new_array();
 	for (i = entries_after(entries, n, after); i < n; i++) {
 		if (shown == limit || bytes >= LIST_REPLY_BYTES)

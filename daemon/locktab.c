@@ -858,6 +858,18 @@ locktab_explain(struct locktab *tab, const char *name, int error, char *buf,
 	return tab->ops->explain(tab->store, name, error, buf, size);
 }
 
+/*
+ * A fencing token for a grant made outside the queues (a holder taking
+ * its own lock again), or 0 past the token limit.
+ */
+int64_t
+locktab_take_token(struct locktab *tab)
+{
+	if (tab->store->next_token > tab->store->token_limit)
+		return 0;
+	return tab->store->next_token++;
+}
+
 /* Return the token the next grant will get. */
 int64_t
 locktab_next_token(const struct locktab *tab)

@@ -52,6 +52,7 @@ size_t		 locktab_nheld(const struct locktab *);
 size_t		 locktab_nwaiting(const struct locktab *);
 uint64_t	 locktab_granted_total(const struct locktab *);
 int64_t		 locktab_next_token(const struct locktab *);
+int64_t		 locktab_take_token(struct locktab *);
 void		 locktab_set_token_limit(struct locktab *, int64_t);
 int		 locktab_explain(struct locktab *, const char *, int, char *,
 		    size_t);

@@ -7,6 +7,9 @@
  * session_host server.c made.
  */
 
+#include <sys/file.h>
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -509,6 +512,39 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 	}
 }
 
+/*
+ * The descriptor form on a description that holds the flock already:
+ * the caller asks for its own lock again, which flock(2) grants at once,
+ * as flock(1) does; converting it may fail if others share it.  No queue
+ * is involved, so the holder keeps its place and gets a new token.
+ */
+static void
+handoff_again(struct session *s, const struct proto_request *r, int fd)
+{
+	struct json_object	*reply;
+	int64_t			 token;
+
+	if (flock(fd, (r->mode == PROTO_SHARED ? LOCK_SH : LOCK_EX) |
+	    LOCK_NB) == -1) {
+		reply_error(s->conn, r, PROTO_E_TIMEOUT, errno == EWOULDBLOCK ?
+		    "the lock is held: this descriptor's own lock cannot "
+		    "change mode while others share it" : strerror(errno));
+		return;
+	}
+	if ((token = locktab_take_token(s->host->locktab)) == 0) {
+		reply_error(s->conn, r, PROTO_E_INTERNAL,
+		    s->host->tokens_exhausted(s->host->arg));
+		return;
+	}
+	reply = reply_new(r);
+	json_object_object_add(reply, "name", json_object_new_string(r->name));
+	json_object_object_add(reply, "mode",
+	    json_object_new_string(proto_mode_name(r->mode)));
+	json_object_object_add(reply, "token", json_object_new_int64(token));
+	json_object_object_add(reply, "waited", json_object_new_double(0));
+	conn_send(s->conn, reply);
+}
+
 /* A new acquire, with its owner and id text in the same allocation. */
 static struct acquire *
 acquire_new(struct session *s, const struct proto_request *r)
@@ -555,6 +591,10 @@ handle_acquire(struct session *s, const struct proto_request *r,
 		if (path_resolve(s, r, fds, r->handoff ? 2 : 1, key,
 		    sizeof key) != 0)
 			return;
+		if (r->handoff && store_file_fd_flocked(fds->fd[0])) {
+			handoff_again(s, r, fds->fd[0]);
+			return;
+		}
 		name = key;
 	}
 	if (acquire_find(s, name) != NULL) {
@@ -615,12 +655,32 @@ handle_release(struct session *s, const struct proto_request *r)
 	reply_ok(s->conn, r->id_text, r->id_len);
 }
 
+/* The identity and kernel path of a list's descriptor; 0 if unknown. */
+static int
+descriptor_file(int fd, struct listing_file *file, char *path, size_t size)
+{
+	struct stat	 sb;
+	char		 link[64];
+	ssize_t		 n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if (fstat(fd, &sb) == -1 ||
+	    (n = readlink(link, path, size - 1)) <= 0)
+		return 0;
+	path[n] = '\0';
+	file->dev = sb.st_dev;
+	file->ino = sb.st_ino;
+	file->path = path;
+	return 1;
+}
+
 static void
 handle_list(struct session *s, const struct proto_request *r,
     struct descriptors *fds)
 {
 	struct json_object	*reply, *locks;
-	char			 key[PROTO_MAX_NAME + 1];
+	struct listing_file	 file, *filep = NULL;
+	char			 key[PROTO_MAX_NAME + 1], path[PATH_MAX];
 	const char		*name = r->name;
 	int			 more;
 
@@ -628,9 +688,11 @@ handle_list(struct session *s, const struct proto_request *r,
 		if (path_resolve(s, r, fds, 1, key, sizeof key) != 0)
 			return;
 		name = key;
+		if (descriptor_file(fds->fd[0], &file, path, sizeof path))
+			filep = &file;
 	}
 	reply = reply_new(r);
-	locks = listing_locks(s->host->listing, name, r->all, r->after,
+	locks = listing_locks(s->host->listing, name, filep, r->all, r->after,
 	    (size_t)r->limit, &more);
 	json_object_object_add(reply, "locks", locks);
 	json_object_object_add(reply, "more", json_object_new_boolean(more));

@@ -886,3 +886,26 @@ store_file_handoff(struct lock *lock, int fd, enum proto_mode mode)
 	file_lock_drop(fl);
 	return flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : -errno;
 }
+
+/*
+ * Whether fd's open file description holds a flock already: the kernel
+ * lists a description's locks in /proc/self/fdinfo.  Such a caller asks
+ * again for its own lock, which flock(2) grants (or converts) at once.
+ */
+int
+store_file_fd_flocked(int fd)
+{
+	char	 path[64], buf[4096];
+	ssize_t	 n;
+	int	 info;
+
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	if ((info = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(info, buf, sizeof buf - 1);
+	close(info);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, "\nlock:\t") != NULL && strstr(buf, "FLOCK") != NULL;
+}

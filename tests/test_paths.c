@@ -366,6 +366,56 @@ START_TEST(test_descriptor_form_waits_in_fifo_order)
 }
 END_TEST
 
+/* Locking a descriptor again is flock(2) on its own lock: granted. */
+START_TEST(test_descriptor_form_again_on_its_own_description)
+{
+	locks_conn	*c = h_lib_conn("da-a");
+	char		 path[256];
+	int64_t		 first = 0, again = 0;
+	int		 fd;
+
+	test_path(path, sizeof path, "da.lock");
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(locks_acquire_fd(c, fd, NULL, &first), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire_fd(c, fd, NULL, &again), LOCKS_OK);
+	ck_assert_int_gt(again, first);
+	ck_assert_int_eq(flock_free(path), 0);
+	close(fd);
+	ck_assert_int_eq(flock_free(path), 1);
+	locks_close(c);
+}
+END_TEST
+
+/* flock(1) outside the broker on a path lock's file is shown, by pid. */
+START_TEST(test_outside_holder_of_a_path_is_listed)
+{
+	locks_conn		*c = h_lib_conn("po-a");
+	struct locks_acquire_opts opts = LOCKS_ACQUIRE_OPTS_INIT;
+	locks_list		*list = NULL;
+	const locks_lock	*lock;
+	struct h_flock		 outsider;
+	char			 path[256];
+
+	test_path(path, sizeof path, "po.lock");
+	ck_assert_int_eq(h_flock_spawn(&outsider, "-x", path), 0);
+	opts.timeout = 0;
+	ck_assert_int_eq(locks_acquire(c, path, &opts, NULL), LOCKS_E_TIMEOUT);
+	h_sleep(H_OUTSIDE_STALE_SECS);	/* past any scan made before */
+	ck_assert_int_eq(locks_list_query(c, path, LOCKS_LIST_ALL, &list),
+	    LOCKS_OK);
+	ck_assert_int_eq(locks_list_count(list), 1);
+	lock = locks_list_lock(list, 0);
+	ck_assert_int_eq(locks_lock_nholders(lock), 1);
+	ck_assert(locks_holder_external(locks_lock_holder(lock, 0)));
+	ck_assert_int_eq(locks_holder_pid(locks_lock_holder(lock, 0)),
+	    outsider.pid);
+	locks_list_free(list);
+	h_flock_kill(&outsider);
+	locks_close(c);
+}
+END_TEST
+
 /* Send one line with descriptors, as a client of the wire would. */
 static void
 send_with_fds(struct h_conn *c, const char *line, const int *fds, size_t n)
@@ -445,6 +495,8 @@ paths_suite(void)
 	tcase_add_test(tc,
 	    test_descriptor_form_lives_as_long_as_the_descriptor);
 	tcase_add_test(tc, test_descriptor_form_waits_in_fifo_order);
+	tcase_add_test(tc, test_descriptor_form_again_on_its_own_description);
+	tcase_add_test(tc, test_outside_holder_of_a_path_is_listed);
 	tcase_add_test(tc,
 	    test_descriptors_come_only_where_a_request_takes_them);
 	suite_add_tcase(s, tc);
