@@ -193,6 +193,9 @@ struct results {
 	struct figure	 cli_locks;
 	struct figure	 cli_flock;
 	struct figure	 cli_ratio;
+	struct figure	 path_name;	/* scenario 6, cycles/s */
+	struct figure	 path_path;
+	struct figure	 path_cost;	/* path cycle time over name's */
 };
 
 struct bench {
@@ -221,6 +224,9 @@ void		 scenario_contention(struct bench *);
 void		 scenario_scale(struct bench *);
 void		 scenario_queue(struct bench *);
 void		 scenario_cli(struct bench *);
+
+/* paths.c: scenario 6, a path lock's cycle beside a name lock's. */
+void		 scenario_paths(struct bench *);
 
 /* report.c: the Markdown tables. */
 void		 report_intro(const struct bench *);

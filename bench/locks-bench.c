@@ -75,7 +75,7 @@ usage(FILE *out)
 	    "  --quick              3 short runs, for a smoke test\n"
 	    "  --runs N             runs per figure (default 5; at least 3)\n"
 	    "  --secs S             seconds per load measurement (default 2)\n"
-	    "  --scenarios LIST     of 1,2,3,4,5 (default all)\n"
+	    "  --scenarios LIST     of 1,2,3,4,5,6 (default all)\n"
 	    "  --systems LIST       of locks,raw,redis,echo (default all)\n"
 	    "  --scale LIST         client counts of scenario 4 (default "
 	    "1000,9000)\n"
@@ -115,7 +115,7 @@ parse_scenarios(const char *text)
 	snprintf(buf, sizeof buf, "%s", text);
 	for (tok = strtok_r(buf, ",", &save); tok != NULL;
 	    tok = strtok_r(NULL, ",", &save))
-		set |= 1U << parse_int(tok, 1, 5);
+		set |= 1U << parse_int(tok, 1, 6);
 	return set;
 }
 
@@ -364,7 +364,7 @@ main(int argc, char **argv)
 	b.o.scale[0] = 1000;
 	b.o.scale[1] = 9000;
 	b.o.nscale = 2;
-	b.o.scenarios = 0x3e;
+	b.o.scenarios = 0x7e;
 	b.o.systems = (1U << SYS_COUNT) - 1;
 	parse_options(argc, argv, &b.o);
 	if (b.o.runs < 3)
@@ -394,6 +394,8 @@ main(int argc, char **argv)
 	}
 	if (b.o.scenarios & (1U << 5))
 		scenario_cli(&b);
+	if (b.o.scenarios & (1U << 6))
+		scenario_paths(&b);
 	report_targets(&b);
 	bench_cleanup(&b);
 	return 0;

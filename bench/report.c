@@ -368,6 +368,8 @@ report_targets(const struct bench *b)
 	    scale_fig(b, 9000, SYS_RAW), 4.0, 0);
 	target_row("9000 waiters: slowest/fastest bucket (bench's own bar)",
 	    &flat, 0.8, 1);
+	target_row("path lock cycle time ÷ name lock cycle (issue 12)",
+	    &r->path_cost, 1.3, 0);
 	printf("\n");
 	fflush(stdout);
 }

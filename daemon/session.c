@@ -272,13 +272,14 @@ grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 	char	 line[PROTO_REPLY_MAX];
 	size_t	 len;
 
-	if (proto_is_path(a->target)) {
+	/* A path the fast line cannot carry as it is goes through json-c. */
+	if (proto_is_path(a->target) && !proto_name_plain(a->target)) {
 		grant_reply_path(a, req, waited_us);
 		return;
 	}
 	len = proto_format_grant(line, sizeof line, a->id_text, a->id_len,
-	    lock_req_name(req), lock_req_mode(req),
-	    (uint64_t)lock_req_token(req), waited_us);
+	    a->target, lock_req_mode(req), (uint64_t)lock_req_token(req),
+	    waited_us);
 	reply_write(a->conn, line, len, a->id_text, a->id_len);
 }
 

@@ -107,8 +107,10 @@ struct store_file {
 	struct watcher		*watcher;	/* NULL without an event loop */
 	struct event		*retry_ev;
 	int			 retry_armed;	/* retry_ev is pending */
-	void			*by_file;	/* tsearch(3): name locks by
-						   file identity */
+	void			*by_file;	/* tsearch(3): locks by file
+						   identity */
+	dev_t			 local_dev;	/* a device known local */
+	int			 local_dev_known;
 };
 
 static const struct lock_store_ops store_file_ops;
@@ -341,15 +343,16 @@ file_lock_id_cmp(const void *a, const void *b)
 }
 
 /*
- * Index a name lock by its file, so that a path to that file finds it;
- * of two locks on one file (a hard link), the first keeps the entry.
+ * Index a lock by its file, so that a path to that file finds it (a
+ * name lock, or a path lock at once, idle too); of two locks on one file
+ * (a hard link), the first keeps the entry.
  */
 static void
 file_lock_index(struct file_lock *fl)
 {
 	void	*node;
 
-	if (!fl->by_fd && (node = tsearch(fl, &fl->store->by_file,
+	if ((node = tsearch(fl, &fl->store->by_file,
 	    file_lock_id_cmp)) == NULL)
 		log_warnx("out of memory indexing lock files");
 }
@@ -360,7 +363,7 @@ file_lock_unindex(struct file_lock *fl)
 {
 	void	*node;
 
-	if (fl->by_fd || (node = tfind(fl, &fl->store->by_file,
+	if ((node = tfind(fl, &fl->store->by_file,
 	    file_lock_id_cmp)) == NULL || *(struct file_lock **)node != fl)
 		return;
 	tdelete(fl, &fl->store->by_file, file_lock_id_cmp);
@@ -383,6 +386,7 @@ file_lock_adopt_fd(struct file_lock *fl, int *object)
 	fl->file.ino = sb.st_ino;
 	fl->file.seen = 0;
 	fl->by_fd = 1;
+	file_lock_index(fl);
 	return 0;
 }
 
@@ -561,8 +565,8 @@ store_file_remote_fs(unsigned long f_type)
 
 /* Whether a client's file can be locked here; -errno and msg if not. */
 static int
-file_check_lockable(int fd, const struct stat *sb, char *msg,
-    size_t msg_size)
+file_check_lockable(struct store_file *sf, int fd, const struct stat *sb,
+    char *msg, size_t msg_size)
 {
 	struct statfs	 sfs;
 	const char	*fs;
@@ -575,6 +579,9 @@ file_check_lockable(int fd, const struct stat *sb, char *msg,
 		    "special file");
 		return -EINVAL;
 	}
+	/* Clients tend to lock on one file system: ask it once. */
+	if (sf->local_dev_known && sf->local_dev == sb->st_dev)
+		return 0;
 	if (fstatfs(fd, &sfs) == -1) {
 		snprintf(msg, msg_size, "cannot tell the file's file system: "
 		    "%s", strerror(errno));
@@ -586,6 +593,8 @@ file_check_lockable(int fd, const struct stat *sb, char *msg,
 		    "clients apart; lock a file on a local file system", fs);
 		return -EOPNOTSUPP;
 	}
+	sf->local_dev = sb->st_dev;
+	sf->local_dev_known = 1;
 	return 0;
 }
 
@@ -615,8 +624,9 @@ file_lock_dir_name(struct store_file *sf, int fd, const struct stat *sb,
 }
 
 /*
- * A client's descriptor resolves to the name lock open on its file, or to
- * the lock dir's file of that name, or else to the file's identity.
+ * A client's descriptor resolves to the lock open on its file (a name
+ * lock, or a path lock), or to the lock dir's file of that name, or else
+ * to the file's identity.
  */
 static int
 file_lock_resolve(struct lock_store *store, void *object, char *key,
@@ -633,7 +643,7 @@ file_lock_resolve(struct lock_store *store, void *object, char *key,
 		    strerror(errno));
 		return -errno;
 	}
-	if ((error = file_check_lockable(fd, &sb, msg, msg_size)) != 0)
+	if ((error = file_check_lockable(sf, fd, &sb, msg, msg_size)) != 0)
 		return error;
 	probe.file.dev = sb.st_dev;
 	probe.file.ino = sb.st_ino;

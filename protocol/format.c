@@ -398,10 +398,28 @@ proto_format_ok(char *buf, size_t size, const char *id_text, size_t id_len)
 }
 
 /*
+ * Whether a lock name or path fits a grant line as it is: at most
+ * PROTO_MAX_NAME bytes, none of which JSON would escape (a valid name
+ * never has one; a path may).
+ */
+int
+proto_name_plain(const char *name)
+{
+	const unsigned char	*p;
+
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f ||
+		    p - (const unsigned char *)name >= PROTO_MAX_NAME)
+			return 0;
+	}
+	return 1;
+}
+
+/*
  * Write a grant reply, with the lock's name, mode and token and the wait
  * in microseconds (as seconds with six decimals), into buf of size bytes,
- * the id left out if long.  The name is a valid lock name, which never
- * needs escaping.  Returns the length, or 0 if size is less than
+ * the id left out if long.  The name is a valid lock name, or a path
+ * that proto_name_plain passed, which needs no escaping.  Returns the length, or 0 if size is less than
  * PROTO_REPLY_MAX or the name longer than PROTO_MAX_NAME.
  */
 size_t

@@ -178,6 +178,7 @@ int		 proto_holder_decode(struct json_object *,
 #define PROTO_REPLY_MAX		(PROTO_MAX_NAME + PROTO_REPLY_ID_INLINE + 128)
 
 const char	*proto_mode_name(enum proto_mode);
+int		 proto_name_plain(const char *);
 struct json_object *proto_request_encode(const struct proto_request *,
 		    int64_t);
 size_t		 proto_request_format(char *, size_t,

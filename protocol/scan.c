@@ -475,7 +475,7 @@ scan_label(struct scan *s, enum scan_key key, const char **ret_label)
 	return (*ret_label = scan_copy(s, v)) == NULL ? -1 : 0;
 }
 
-/* A valid name; absent or null is NULL, which only list accepts. */
+/* A valid name or path; absent or null is NULL, which only list accepts. */
 static int
 scan_name(struct scan *s, int required, const char **ret_name)
 {
@@ -485,7 +485,8 @@ scan_name(struct scan *s, int required, const char **ret_name)
 		*ret_name = NULL;
 		return required ? -1 : 0;
 	}
-	if (v->type != SCAN_STRING || !proto_name_valid(v->text, v->len))
+	/* A path (with a '/') too: its cycle is as hot as a name's. */
+	if (v->type != SCAN_STRING || !proto_target_valid(v->text, v->len))
 		return -1;
 	return (*ret_name = scan_copy(s, v)) == NULL ? -1 : 0;
 }
