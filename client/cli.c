@@ -15,11 +15,13 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,7 +85,8 @@ static const char usage_text[] =
     "       locks [--socket PATH] hold [-s|-x] [-n] [-w SECS] [-E CODE]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose] NAME\n"
     "       locks [--socket PATH] check [-q] NAME\n"
-    "       locks [--socket PATH] list [-a] [--json] [NAME]\n"
+    "       locks [--socket PATH] list [-a] [-o COLUMNS] [-n] [-r] [--json]\n"
+    "                 [NAME]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";
 
@@ -103,7 +106,8 @@ static const char help_text[] =
     "                      hold it until stdin closes or SIGTERM comes\n"
     "  check NAME          exit 0 if NAME is free, 1 if it is held (and\n"
     "                      print the holders, unless -q)\n"
-    "  list [NAME]         show holders and waiters (of NAME only)\n"
+    "  list [NAME]         show holders and waiters; of NAME only, with\n"
+    "                      its holders outside the broker, or \"NAME: free\"\n"
     "  status              show the daemon's version and counters\n"
     "\n"
     "Options:\n"
@@ -150,9 +154,34 @@ static const char help_text[] =
     "\n"
     "Options of check, list and status:\n"
     "  -q, --quiet         check: print nothing, only the exit status\n"
-    "  --json              print the daemon's reply as one line of JSON\n"
+    "  --json              list: print the locks as one JSON array (the\n"
+    "                      protocol's lock objects); status: the daemon's\n"
+    "                      reply as one line of JSON\n"
     "  -a, --all           list: also files of the lock directory held only\n"
     "                      by programs outside the broker\n"
+    "  -o, --output COLUMNS\n"
+    "                      list: the columns to show, comma-separated, in\n"
+    "                      any case; +COLUMNS adds to the default ones\n"
+    "  -n, --noheadings    list: no header line (nor \"NAME: free\")\n"
+    "  -r, --raw           list: one space between cells, no alignment;\n"
+    "                      blanks, \\, control and non-ASCII bytes as \\xNN,\n"
+    "                      as lslocks -r\n"
+    "\n"
+    "Columns of list (the first nine are the default):\n"
+    "  NAME                the lock's name\n"
+    "  STATE               held, waiting, or external (held outside the\n"
+    "                      broker)\n"
+    "  MODE                exclusive or shared\n"
+    "  PID                 the holder's or waiter's process\n"
+    "  USER                its user's name (the number if it has none)\n"
+    "  CLIENT              its client label\n"
+    "  SINCE               when it got the lock, or began to wait (local\n"
+    "                      time, YYYY-MM-DD HH:MM:SS)\n"
+    "  HELD                how long since then: how long it has held the\n"
+    "                      lock, or waited for it (as 1m05s)\n"
+    "  OWNER               the owner text; outside the broker, the command\n"
+    "  UID                 its user's number\n"
+    "  TOKEN               a holder's fencing token\n"
     "\n"
     "A name is 1 to " TEXT(LOCKS_MAX_NAME) " bytes of [A-Za-z0-9._:@+-] not "
     "starting with '.'.\n"
@@ -161,8 +190,8 @@ static const char help_text[] =
     "  0      success (list, status, hold); check: the lock is free\n"
     "  N      run: the command's status, or 128+SIG if a signal killed it\n"
     "  1      run, hold: the lock is taken (-n) or the wait timed out (see\n"
-    "         -E); check: the lock is held; other commands: a daemon\n"
-    "         timeout\n"
+    "         -E); check: the lock is held (and only then); status: a\n"
+    "         daemon timeout\n"
     "  64     usage error, including an invalid lock name\n"
     "  69     cannot reach the daemon (a system socket that is there but\n"
     "         does not answer included), or the connection was lost, or\n"
@@ -170,9 +199,9 @@ static const char help_text[] =
     "  70     the daemon refused the request, or its reply made no sense,\n"
     "         or it speaks another protocol version\n"
     "  71     cannot fork\n"
-    "  75     the daemon hit a resource limit; try again later; or run,\n"
-    "         hold: locksd went away while the lock was held\n"
-    "         (--on-lost=term)\n"
+    "  75     the daemon hit a resource limit, or (check, list) timed out:\n"
+    "         try again later; or run, hold: locksd went away while the\n"
+    "         lock was held (--on-lost=term)\n"
     "  77     the daemon does not allow this user (permission_denied)\n"
     "  126    run: the command cannot be executed\n"
     "  127    run: the command was not found\n";
@@ -996,42 +1025,180 @@ cmd_hold(int argc, char **argv, const char *sock)
 	return status;
 }
 
+/* The columns of list -o; the first LIST_DEFAULT_COLUMNS are the default. */
+enum list_column {
+	COL_NAME,
+	COL_STATE,
+	COL_MODE,
+	COL_PID,
+	COL_USER,
+	COL_CLIENT,
+	COL_SINCE,
+	COL_HELD,
+	COL_OWNER,
+	COL_UID,
+	COL_TOKEN,
+	COL_COUNT
+};
+
+#define LIST_DEFAULT_COLUMNS	(COL_OWNER + 1)
+#define LIST_MAX_COLUMNS	32	/* -o's list, repeats included */
+
+/* Column names, as the header shows them and -o takes them (any case). */
+static const char *const list_column_names[COL_COUNT] = {
+	[COL_NAME] = "NAME",
+	[COL_STATE] = "STATE",
+	[COL_MODE] = "MODE",
+	[COL_PID] = "PID",
+	[COL_USER] = "USER",
+	[COL_CLIENT] = "CLIENT",
+	[COL_SINCE] = "SINCE",
+	[COL_HELD] = "HELD",
+	[COL_OWNER] = "OWNER",
+	[COL_UID] = "UID",
+	[COL_TOKEN] = "TOKEN",
+};
+
+/* The options of list, and of check's printing of holders. */
+struct list_opts {
+	int		 json;
+	int		 all;		/* -a: also files held only outside */
+	int		 noheadings;	/* -n */
+	int		 raw;		/* -r: lslocks -r's format */
+	int		 table_given;	/* -o, -n or -r: not with --json */
+	size_t		 ncolumns;
+	int		 columns[LIST_MAX_COLUMNS];	/* enum list_column */
+};
+
+/* Set the default columns and format. */
+static void
+list_opts_init(struct list_opts *lo)
+{
+	int	 c;
+
+	memset(lo, 0, sizeof *lo);
+	for (c = 0; c < LIST_DEFAULT_COLUMNS; c++)
+		lo->columns[lo->ncolumns++] = c;
+}
+
+/* The column named by len bytes at name, in any case; else a usage error. */
+static int
+list_column_by_name(const char *name, size_t len)
+{
+	char	 valid[256] = "";
+	char	*shown;
+	int	 c;
+
+	for (c = 0; c < COL_COUNT; c++) {
+		if (strlen(list_column_names[c]) == len &&
+		    strncasecmp(list_column_names[c], name, len) == 0)
+			return c;
+	}
+	for (c = 0; c < COL_COUNT; c++) {
+		strcat(valid, list_column_names[c]);
+		if (c + 1 < COL_COUNT)
+			strcat(valid, ",");
+	}
+	/* Only so much of what the user typed is worth echoing back. */
+	shown = strndup(name, len < 64 ? len : 64);
+	if (shown == NULL)
+		die(EX_OSERR, "out of memory");
+	usage_error("unknown column \"%s\" for -o; the columns are %s",
+	    clean(shown, 1), valid);
+}
+
+/*
+ * Parse -o's comma-separated column names into lo, as lslocks does: a
+ * list that starts with '+' adds to the default columns.
+ */
+static void
+list_parse_columns(const char *text, struct list_opts *lo)
+{
+	const char	*end;
+
+	if (*text == '+')
+		text++;
+	else
+		lo->ncolumns = 0;
+	for (;; text = end + 1) {
+		end = strchrnul(text, ',');
+		if (lo->ncolumns == LIST_MAX_COLUMNS)
+			usage_error("-o takes at most %d columns",
+			    LIST_MAX_COLUMNS);
+		lo->columns[lo->ncolumns++] = list_column_by_name(text,
+		    (size_t)(end - text));
+		if (*end == '\0')
+			break;
+	}
+}
+
+/*
+ * Copy text for list -r, escaped as lslocks -r escapes it: blanks, '\',
+ * control characters and bytes past ASCII become \xNN, so that a row
+ * splits on its spaces.
+ */
+static char *
+raw_escape(const char *text)
+{
+	const unsigned char	*s = (const unsigned char *)text;
+	char			*out, *p;
+
+	p = out = xmalloc(strlen(text) * 4 + 1);
+	for (; *s != '\0'; s++) {
+		if (*s <= ' ' || *s == '\\' || *s >= 0x7f)
+			p += sprintf(p, "\\x%02x", *s);
+		else
+			*p++ = (char)*s;
+	}
+	*p = '\0';
+	return out;
+}
+
 /* A table of strings, row by row, for list. */
 struct table {
 	char		**cells;
 	size_t		  ncols;
 	size_t		  nrows;
 	size_t		  cap;
+	int		  raw;		/* -r: escape for raw_escape's rules */
 };
 
 /* Add a row of t->ncols strings, copied and made safe to print. */
 static void
 table_add(struct table *t, const char **row)
 {
-	size_t	 i;
+	const char	*cell;
+	size_t		 i;
 
 	if (t->nrows == t->cap) {
 		t->cap = t->cap == 0 ? 16 : t->cap * 2;
-		t->cells = realloc(t->cells,
-		    t->cap * t->ncols * sizeof *t->cells);
+		t->cells = reallocarray(t->cells, t->cap,
+		    t->ncols * sizeof *t->cells);
 		if (t->cells == NULL)
 			die(EX_OSERR, "out of memory");
 	}
-	for (i = 0; i < t->ncols; i++)
-		t->cells[t->nrows * t->ncols + i] =
-		    clean(*row[i] != '\0' ? row[i] : "-", 0);
+	for (i = 0; i < t->ncols; i++) {
+		cell = *row[i] != '\0' ? row[i] : "-";
+		t->cells[t->nrows * t->ncols + i] = t->raw ? raw_escape(cell) :
+		    clean(cell, 0);
+	}
 	t->nrows++;
 }
 
-/* Print the table with aligned columns, then free its cells. */
+/*
+ * Print the table, with aligned columns or, raw, one space between
+ * cells; then free its cells.
+ */
 static void
 table_print(struct table *t)
 {
-	size_t	 widths[16] = { 0 };
+	size_t	*widths;
 	size_t	 r, c, n;
 	char	*cell;
 
-	for (r = 0; r < t->nrows; r++) {
+	if ((widths = calloc(t->ncols, sizeof *widths)) == NULL)
+		die(EX_OSERR, "out of memory");
+	for (r = 0; r < t->nrows && !t->raw; r++) {
 		for (c = 0; c < t->ncols; c++) {
 			n = strlen(t->cells[r * t->ncols + c]);
 			if (n > widths[c])
@@ -1041,103 +1208,340 @@ table_print(struct table *t)
 	for (r = 0; r < t->nrows; r++) {
 		for (c = 0; c < t->ncols; c++) {
 			cell = t->cells[r * t->ncols + c];
-			if (c + 1 < t->ncols)
-				printf("%-*s  ", (int)widths[c], cell);
-			else
+			if (c + 1 == t->ncols)
 				printf("%s\n", cell);
+			else if (t->raw)
+				printf("%s ", cell);
+			else
+				printf("%-*s  ", (int)widths[c], cell);
 			free(cell);
 		}
 	}
+	free(widths);
 	free(t->cells);
 }
 
-/* Add a row for one holder or waiter of lock. */
+/* Format a unix time as local "YYYY-MM-DD HH:MM:SS"; "" if unknown. */
 static void
-list_add_holder(struct table *t, const char *name, const locks_holder *h,
+format_date(double t, char *buf, size_t size)
+{
+	struct tm	 tm;
+	time_t		 secs;
+
+	buf[0] = '\0';
+	if (t <= 0 || !isfinite(t) || t > 1e15)
+		return;
+	secs = (time_t)t;
+	if (localtime_r(&secs, &tm) != NULL)
+		strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/*
+ * Format a duration by its units from the first that is not zero: spaced
+ * for people ("1d 2h 3m 4s", status) or compact, zero-padded, for a
+ * column ("1m05s", list).
+ */
+static void
+format_span(double seconds, int compact, char *buf, size_t size)
+{
+	static const char	 letters[] = "dhms";
+	long long		 s, units[4];
+	size_t			 n = 0;
+	int			 i, started = 0;
+
+	/* A clock set back since the grant makes it negative: say 0s. */
+	s = seconds > 0 && seconds < 1e15 ? (long long)seconds : 0;
+	units[0] = s / 86400;
+	units[1] = s / 3600 % 24;
+	units[2] = s / 60 % 60;
+	units[3] = s % 60;
+	buf[0] = '\0';
+	for (i = 0; i < 4 && n < size; i++) {
+		if (!started && units[i] == 0 && i < 3)
+			continue;
+		n += (size_t)snprintf(buf + n, size - n, "%s%0*lld%c",
+		    started && !compact ? " " : "", started && compact ? 2 : 1,
+		    units[i], letters[i]);
+		started = 1;
+	}
+}
+
+/* What list_add_holder needs besides the holder: a table and a clock. */
+struct list_view {
+	const struct list_opts	*opts;
+	struct table		 table;
+	double			 now;	/* realtime, like the daemon's since */
+	uid_t			 user_uid;	/* the last uid looked up */
+	char			 user[LOGIN_NAME_MAX + 1];	/* its name */
+};
+
+/* The user name of uid, or its number if it has none (cached: one lookup). */
+static const char *
+list_user(struct list_view *v, uid_t uid)
+{
+	struct passwd	*pw;
+
+	if (v->user[0] != '\0' && v->user_uid == uid)
+		return v->user;
+	v->user_uid = uid;
+	if ((pw = getpwuid(uid)) != NULL && pw->pw_name[0] != '\0')
+		snprintf(v->user, sizeof v->user, "%s", pw->pw_name);
+	else
+		snprintf(v->user, sizeof v->user, "%lu", (unsigned long)uid);
+	return v->user;
+}
+
+/* Add the row of lo's columns, picked from every column's cell. */
+static void
+list_add_row(struct list_view *v, const char *const *cells)
+{
+	const char	*row[LIST_MAX_COLUMNS];
+	size_t		 i;
+
+	for (i = 0; i < v->opts->ncolumns; i++)
+		row[i] = cells[v->opts->columns[i]];
+	table_add(&v->table, row);
+}
+
+/*
+ * Add a row for one holder or waiter of lock.  A waiter's SINCE is when
+ * it began to wait, so its HELD is how long it has waited.
+ */
+static void
+list_add_holder(struct list_view *v, const char *name, const locks_holder *h,
     int waiting)
 {
-	char		 pid[32], uid[32], since[64];
-	const char	*row[8];
+	char		 pid[32], uid[32], since[64], held[64], token[32];
+	const char	*cells[COL_COUNT];
+	double		 granted = locks_holder_since(h);
 
 	snprintf(pid, sizeof pid, "%ld", (long)locks_holder_pid(h));
 	snprintf(uid, sizeof uid, "%lu", (unsigned long)locks_holder_uid(h));
-	format_since(locks_holder_since(h), since, sizeof since);
-	row[0] = name;
-	row[1] = waiting ? "waiting" : "held";
-	row[2] = locks_mode_name(locks_holder_mode(h));
-	row[3] = pid;
-	row[4] = uid;
-	row[5] = locks_holder_client(h);
-	row[6] = since;
-	row[7] = locks_holder_owner(h);
+	snprintf(token, sizeof token, "%" PRId64, locks_holder_token(h));
+	format_date(granted, since, sizeof since);
+	format_span(v->now - granted, 1, held, sizeof held);
+	cells[COL_NAME] = name;
+	cells[COL_STATE] = waiting ? "waiting" : "held";
+	cells[COL_MODE] = locks_mode_name(locks_holder_mode(h));
+	cells[COL_PID] = pid;
+	cells[COL_UID] = uid;
+	cells[COL_USER] = list_user(v, locks_holder_uid(h));
+	cells[COL_CLIENT] = locks_holder_client(h);
+	cells[COL_SINCE] = since;
+	cells[COL_HELD] = since[0] != '\0' ? held : "";
+	cells[COL_OWNER] = locks_holder_owner(h);
+	cells[COL_TOKEN] = waiting ? "" : token;
 	if (locks_holder_external(h)) {
-		/* Outside the broker: no uid, label or time; the command. */
-		row[1] = "external";
-		row[4] = row[5] = row[6] = "";
-		row[7] = locks_holder_command(h);
+		/* Outside the broker: no uid, label, time or token. */
+		cells[COL_STATE] = "external";
+		cells[COL_UID] = cells[COL_USER] = cells[COL_CLIENT] = "";
+		cells[COL_SINCE] = cells[COL_HELD] = cells[COL_TOKEN] = "";
+		cells[COL_OWNER] = locks_holder_command(h);
 	}
-	table_add(t, row);
+	list_add_row(v, cells);
 }
 
-/* Print the locks of a listing as a table; nothing at all when empty. */
+/* Add the row of a lock whose holder, outside the broker, is not known. */
 static void
-list_print(const locks_list *list)
+list_add_unknown_outside(struct list_view *v, const char *name)
 {
-	static const char *header[8] = { "NAME", "STATE", "MODE", "PID",
-	    "UID", "CLIENT", "SINCE", "OWNER" };
-	static const char *outside[8] = { NULL, "external", "", "", "", "",
-	    "", "" };
-	struct table		 t = { NULL, 8, 0, 0 };
+	const char	*cells[COL_COUNT];
+	int		 c;
+
+	for (c = 0; c < COL_COUNT; c++)
+		cells[c] = "";
+	cells[COL_NAME] = name;
+	cells[COL_STATE] = "external";
+	list_add_row(v, cells);
+}
+
+/* Print the locks of a listing as lo says; nothing at all when empty. */
+static void
+list_print(const locks_list *list, const struct list_opts *lo)
+{
+	struct list_view	 v;
+	struct timespec		 now;
 	const locks_lock	*lock;
 	size_t			 i, j;
 
 	if (locks_list_count(list) == 0)
 		return;
-	table_add(&t, header);
+	memset(&v, 0, sizeof v);
+	v.opts = lo;
+	v.table.ncols = lo->ncolumns;
+	v.table.raw = lo->raw;
+	clock_gettime(CLOCK_REALTIME, &now);
+	v.now = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+	if (!lo->noheadings)
+		list_add_row(&v, list_column_names);
 	for (i = 0; i < locks_list_count(list); i++) {
 		lock = locks_list_lock(list, i);
 		for (j = 0; j < locks_lock_nholders(lock); j++)
-			list_add_holder(&t, locks_lock_name(lock),
+			list_add_holder(&v, locks_lock_name(lock),
 			    locks_lock_holder(lock, j), 0);
-		if (locks_lock_nholders(lock) == 0) {
-			/* Waiters and no holder: someone outside has it. */
-			outside[0] = locks_lock_name(lock);
-			table_add(&t, outside);
-		}
+		/* Waiters and no holder: someone outside has it. */
+		if (locks_lock_nholders(lock) == 0)
+			list_add_unknown_outside(&v, locks_lock_name(lock));
 		for (j = 0; j < locks_lock_nwaiters(lock); j++)
-			list_add_holder(&t, locks_lock_name(lock),
+			list_add_holder(&v, locks_lock_name(lock),
 			    locks_lock_waiter(lock, j), 1);
 	}
-	table_print(&t);
+	table_print(&v.table);
+}
+
+/* The end of the JSON string that starts at p (its '"'); NULL if cut. */
+static const char *
+json_string_end(const char *p)
+{
+	for (p++; *p != '\0'; p++) {
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* The end of the JSON value that starts at p; NULL if cut off. */
+static const char *
+json_value_end(const char *p)
+{
+	int	 depth = 0;
+
+	for (;;) {
+		switch (*p) {
+		case '\0':
+			return NULL;
+		case '"':
+			if ((p = json_string_end(p)) == NULL || depth == 0)
+				return p;
+			continue;
+		case '[':
+		case '{':
+			depth++;
+			break;
+		case ']':
+		case '}':
+			/* At depth 0, the end of the object a scalar is in. */
+			if (depth == 0)
+				return p;
+			if (--depth == 0)
+				return p + 1;
+			break;
+		case ',':
+			if (depth == 0)
+				return p;
+			break;
+		}
+		p++;
+	}
+}
+
+/*
+ * Find the value of member key in a JSON object written by json-c's
+ * plain mode (no spaces between tokens); set *ret_len and return its
+ * start, or NULL if there is no such member.
+ */
+static const char *
+json_member(const char *text, const char *key, size_t *ret_len)
+{
+	const char	*p = text, *colon, *end;
+	size_t		 klen = strlen(key);
+
+	if (*p++ != '{')
+		return NULL;
+	while (*p == '"') {
+		if ((colon = json_string_end(p)) == NULL || *colon != ':' ||
+		    (end = json_value_end(colon + 1)) == NULL)
+			return NULL;
+		if ((size_t)(colon - p) == klen + 2 &&
+		    strncmp(p + 1, key, klen) == 0) {
+			*ret_len = (size_t)(end - colon - 1);
+			return colon + 1;
+		}
+		p = *end == ',' ? end + 1 : end;
+	}
+	return NULL;
+}
+
+/*
+ * Print the listing's locks as one JSON array, the data without the
+ * reply's id and ok around it; liblocks gives only the whole reply.
+ */
+static int
+list_print_json(const locks_list *list)
+{
+	const char	*locks;
+	size_t		 len;
+
+	if ((locks = json_member(locks_list_json(list), "locks", &len)) ==
+	    NULL) {
+		fprintf(stderr, "locks: the list reply has no locks array\n");
+		return EX_SOFTWARE;
+	}
+	printf("%.*s\n", (int)len, locks);
+	return 0;
+}
+
+/* Apply one of list's own options, -a, -o, -n or -r, to lo. */
+static void
+list_option(int ch, const char *arg, struct list_opts *lo)
+{
+	switch (ch) {
+	case 'a':
+		lo->all = 1;
+		return;
+	case 'o':
+		list_parse_columns(arg, lo);
+		break;
+	case 'n':
+		lo->noheadings = 1;
+		break;
+	case 'r':
+		lo->raw = 1;
+		break;
+	}
+	lo->table_given = 1;
 }
 
 /*
  * Parse the options list and status share (--json, --socket, --help, and
- * for list, given ret_all, --all); returns whether --json was given and
- * leaves optind at the operands.
+ * for list, given ret_list, -a, -o, -n and -r); returns whether --json
+ * was given and leaves optind at the operands.
  */
 static int
-parse_view_options(int argc, char **argv, const char **sock, int *ret_all)
+parse_view_options(int argc, char **argv, const char **sock,
+    struct list_opts *ret_list)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "all", no_argument, NULL, 'a' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "noheadings", no_argument, NULL, 'n' },
+		{ "raw", no_argument, NULL, 'r' },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int	 ch, json = 0;
+	struct list_opts lo;
+	int	 ch;
 
+	list_opts_init(&lo);
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "ah", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "ao:nrh", longopts, NULL)) !=
+	    -1) {
 		switch (ch) {
 		case OPT_JSON:
-			json = 1;
+			lo.json = 1;
 			break;
 		case 'a':
-			if (ret_all == NULL)
-				usage_error("--all is an option of list");
-			*ret_all = 1;
+		case 'o':
+		case 'n':
+		case 'r':
+			if (ret_list == NULL)
+				usage_error("-a, -o, -n and -r are options of "
+				    "list");
+			list_option(ch, optarg, &lo);
 			break;
 		case OPT_SOCKET:
 			*sock = optarg;
@@ -1148,38 +1552,67 @@ parse_view_options(int argc, char **argv, const char **sock, int *ret_all)
 			usage_error(NULL);
 		}
 	}
-	return json;
+	if (lo.json && lo.table_given)
+		usage_error("--json prints every field: -o, -n and -r are "
+		    "for the table");
+	if (ret_list != NULL)
+		*ret_list = lo;
+	return lo.json;
 }
 
-/* locks list: show holders and waiters. */
+/*
+ * Report a failed list query.  The daemon timing out is not a lock's
+ * doing, so it must not exit 1, which check means "held": EX_TEMPFAIL.
+ */
+static int
+report_query(int error, locks_conn *conn)
+{
+	int	 status;
+
+	status = report(error, conn, locks_socket_path(conn));
+	return error == LOCKS_E_TIMEOUT ? EX_TEMPFAIL : status;
+}
+
+/*
+ * locks list: show holders and waiters.  Given a name, outside holders
+ * count without -a, and a free lock says so (to people: not with -n or -r).
+ */
 static int
 cmd_list(int argc, char **argv, const char *sock)
 {
+	struct list_opts lo;
 	locks_conn	*conn;
 	locks_list	*list;
 	const char	*name = NULL;
-	int		 error, json, status, all = 0;
+	char		*shown;
+	int		 error, status = 0;
 
-	json = parse_view_options(argc, argv, &sock, &all);
+	parse_view_options(argc, argv, &sock, &lo);
 	if (argc - optind > 1)
 		usage_error("list takes at most one lock name");
 	if (optind < argc)
 		check_name(name = argv[optind]);
 
 	conn = connect_or_exit(sock, "locks list");
-	if ((error = locks_list_query(conn, name, all ? LOCKS_LIST_ALL : 0,
-	    &list)) != LOCKS_OK) {
-		status = report(error, conn, locks_socket_path(conn));
+	if ((error = locks_list_query(conn, name,
+	    lo.all || name != NULL ? LOCKS_LIST_ALL : 0, &list)) != LOCKS_OK) {
+		status = report_query(error, conn);
 		locks_close(conn);
 		return status;
 	}
-	if (json)
-		printf("%s\n", locks_list_json(list));
-	else
-		list_print(list);
+	if (lo.json)
+		status = list_print_json(list);
+	else if (name != NULL && locks_list_count(list) == 0) {
+		if (!lo.noheadings && !lo.raw) {
+			shown = clean(name, 0);
+			printf("%s: free\n", shown);
+			free(shown);
+		}
+	} else
+		list_print(list, &lo);
 	locks_list_free(list);
 	locks_close(conn);
-	return 0;
+	return status;
 }
 
 /*
@@ -1195,6 +1628,7 @@ cmd_check(int argc, char **argv, const char *sock)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct list_opts lo;
 	const locks_lock *lock;
 	locks_conn	*conn;
 	locks_list	*list;
@@ -1224,7 +1658,7 @@ cmd_check(int argc, char **argv, const char *sock)
 	conn = connect_or_exit(sock, "locks check");
 	if ((error = locks_list_query(conn, name, LOCKS_LIST_ALL, &list)) !=
 	    LOCKS_OK) {
-		status = report(error, conn, locks_socket_path(conn));
+		status = report_query(error, conn);
 		locks_close(conn);
 		return status;
 	}
@@ -1234,30 +1668,12 @@ cmd_check(int argc, char **argv, const char *sock)
 		if (locks_lock_nholders(lock) + locks_lock_nwaiters(lock) > 0)
 			held = 1;
 	}
+	list_opts_init(&lo);
 	if (held && !quiet)
-		list_print(list);
+		list_print(list, &lo);
 	locks_list_free(list);
 	locks_close(conn);
 	return held ? EXIT_HELD : 0;
-}
-
-/* Format a duration in seconds as "1d 2h 3m 4s", leading zeros left out. */
-static void
-format_uptime(double seconds, char *buf, size_t size)
-{
-	long long	 s;
-
-	s = seconds > 0 && seconds < 1e15 ? (long long)seconds : 0;
-	if (s >= 86400)
-		snprintf(buf, size, "%lldd %lldh %lldm %llds", s / 86400,
-		    s / 3600 % 24, s / 60 % 60, s % 60);
-	else if (s >= 3600)
-		snprintf(buf, size, "%lldh %lldm %llds", s / 3600,
-		    s / 60 % 60, s % 60);
-	else if (s >= 60)
-		snprintf(buf, size, "%lldm %llds", s / 60, s % 60);
-	else
-		snprintf(buf, size, "%llds", s);
 }
 
 /* locks status: show the daemon's version and counters. */
@@ -1283,7 +1699,7 @@ cmd_status(int argc, char **argv, const char *sock)
 		printf("%s\n", locks_status_json(st));
 	else {
 		version = clean(locks_status_version(st), 0);
-		format_uptime(locks_status_uptime(st), uptime, sizeof uptime);
+		format_span(locks_status_uptime(st), 0, uptime, sizeof uptime);
 		printf("socket: %s\n", locks_socket_path(conn));
 		printf("version: %s\n", version);
 		printf("uptime: %s\n", uptime);

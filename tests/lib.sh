@@ -51,15 +51,16 @@ ms() {
 	echo $((t / 1000))
 }
 
-# The EXIT trap of a script with one daemon, its pid in $DPID: stop it,
-# then finish with the script's own status.
+# The EXIT trap of a script with daemons, their pids in $DPID (one, or
+# several separated by spaces): stop them, then finish with the script's
+# own status.
 stop_daemon_and_finish() {
-	local rc=$?
+	local rc=$? pid
 	trap - EXIT
-	if [ -n "${DPID:-}" ]; then
-		kill -TERM "$DPID" 2>/dev/null
-		wait "$DPID" 2>/dev/null
-	fi
+	for pid in ${DPID:-}; do
+		kill -TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
 	finish "$rc"
 }
 

@@ -56,7 +56,8 @@ test_subcommands_come_from_the_help() {
 test_options_come_from_the_help() {
 	local out
 	out=$(complete_words run --)
-	for opt in --shared --exclusive --nonblock --timeout --socket; do
+	for opt in --shared --exclusive --nonblock --timeout --socket \
+	    --output --noheadings --raw; do
 		has "$opt" <<<"$out"
 	done
 	[ "$(complete_words run --nonb)" = --nonblock ] ||
@@ -74,6 +75,24 @@ test_names_come_from_the_broker() {
 	has completion-alpha <<<"$out"
 }
 
+test_list_output_completes_columns_from_the_help() {
+	local out
+	out=$(complete_words list -o "")
+	for col in NAME, STATE, PID, USER, SINCE, HELD, TOKEN,; do
+		has "$col" <<<"$out"
+	done
+	[ "$(complete_words list -o NAME,P)" = NAME,PID, ] ||
+	    fail "NAME,P: $(complete_words list -o NAME,P)"
+	[ "$(complete_words list --output +TO)" = +TOKEN, ] ||
+	    fail "+TO: $(complete_words list --output +TO)"
+	[ "$(complete_words list --output=HE)" = --output=HELD, ] ||
+	    fail "--output=HE: $(complete_words list --output=HE)"
+	# run's -o is flock's --close: a lock name follows, not columns.
+	out=$(LOCKS_SOCKET=$SOCK complete_words run -o "")
+	grep -q , <<<"$out" && fail "run -o offers columns: $out"
+	return 0
+}
+
 test_nothing_after_the_double_dash() {
 	local out
 	out=$(LOCKS_SOCKET=$SOCK complete_words run x -- "")
@@ -89,5 +108,7 @@ t "subcommands come from locks --help" test_subcommands_come_from_the_help
 t "options come from locks --help" test_options_come_from_the_help
 t "lock names come from the broker on the socket given" \
     test_names_come_from_the_broker
+t "list -o completes the columns --help lists" \
+    test_list_output_completes_columns_from_the_help
 t "nothing is offered for the command after --" \
     test_nothing_after_the_double_dash
