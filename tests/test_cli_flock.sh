@@ -296,8 +296,12 @@ test_check_says_free_or_held() {
 	[ $? -eq 69 ] || fail "no daemon: not 69"
 	lk check 2>/dev/null
 	[ $? -eq 64 ] || fail "no name: not 64"
-	lk check a/b 2>/dev/null
+	lk check .hidden 2>/dev/null
 	[ $? -eq 64 ] || fail "bad name: not 64"
+	# A path is checked by its file; one that is not there is free.
+	lk check "$TMP/no-such-file" || fail "missing path: not free"
+	out=$(lk check "$LOCKDIR/fl-chk")
+	[ $? -eq 1 ] || fail "held by path: not held: $out"
 }
 
 test_hold_holds_until_stdin_closes() {
