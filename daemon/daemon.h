@@ -83,6 +83,7 @@ struct outside_holder *outside_find(struct outside_holder *, size_t, dev_t,
 size_t		 outside_count(struct outside_holder *, size_t, dev_t, ino_t,
 		    int);
 struct json_object *outside_encode(struct outside_holder *);
+ssize_t		 proc_read(const char *, char *, size_t);
 
 /* access.c: who may connect, from the peer's credentials. */
 struct access;

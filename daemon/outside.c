@@ -65,6 +65,26 @@ outside_utf8_clean(char *name)
 	}
 }
 
+/*
+ * Read a small /proc file (one read is all the kernel gives at once) into
+ * buf, NUL-terminated; the length, or -1.
+ */
+ssize_t
+proc_read(const char *path, char *buf, size_t size)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if (size == 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
 /* Read the command name of pid, as ps shows it ("?" if it is gone). */
 static void
 outside_command(pid_t pid, char *buf, size_t size)

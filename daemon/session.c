@@ -294,17 +294,10 @@ proc_parent(pid_t pid)
 {
 	char		 path[64], buf[512], *close_paren;
 	long		 ppid = 0;
-	ssize_t		 n;
-	int		 fd;
 
 	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if (proc_read(path, buf, sizeof buf) <= 0)
 		return 0;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	/* The command may hold any bytes, so parse after its last ')'. */
 	if ((close_paren = strrchr(buf, ')')) == NULL ||
 	    sscanf(close_paren + 1, " %*c %ld", &ppid) != 1)

@@ -906,16 +906,9 @@ int
 store_file_fd_flocked(int fd)
 {
 	char	 path[64], buf[4096];
-	ssize_t	 n;
-	int	 info;
 
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	if ((info = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if (proc_read(path, buf, sizeof buf) <= 0)
 		return 0;
-	n = read(info, buf, sizeof buf - 1);
-	close(info);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	return strstr(buf, "\nlock:\t") != NULL && strstr(buf, "FLOCK") != NULL;
 }
