@@ -40,6 +40,21 @@
 #define PASS_SECS	0.01		/* and the time they may take */
 #define IO_RETRIABLE(e)	((e) == EAGAIN || (e) == EWOULDBLOCK || (e) == EINTR)
 
+/*
+ * The descriptors of one read, for the line holding byte at of the input
+ * kept.  A read ends with the data its descriptors came on, so groups
+ * wait only for a line still incomplete, and two are the most a client
+ * sending one request per sendmsg(2) can have waiting.
+ */
+#define CONN_FD_GROUPS	4
+
+struct conn_fds {
+	int			 fd[PROTO_MAX_FDS];
+	size_t			 n;		/* came; past PROTO_MAX_FDS,
+						   the rest were closed */
+	size_t			 at;
+};
+
 enum conn_state {
 	CONN_OPEN,
 	CONN_CLOSING
@@ -66,11 +81,9 @@ struct conn {
 	size_t			 partial_len;
 	size_t			 partial_size;
 	size_t			 partial_scanned; /* of it, known without \n */
-	int			 fds[PROTO_MAX_FDS]; /* came with a line */
-	size_t			 nfds;		/* in fds, or more came */
-	size_t			 fds_at;	/* in the line holding this
-						   byte of the input kept */
-	int			 line_has_fds;	/* the line now handled */
+	struct conn_fds		 fds[CONN_FD_GROUPS]; /* by position */
+	size_t			 nfd_groups;
+	int			 line_has_fds;	/* fds[0] is the handled line's */
 };
 
 /*
@@ -95,15 +108,36 @@ static void	conn_flush_cb(evutil_socket_t, short, void *);
 static void	conn_more_cb(evutil_socket_t, short, void *);
 static void	conn_keep_fds(struct conn *, struct msghdr *, size_t);
 
-/* Close the descriptors no line took. */
+/* Close the first waiting group of descriptors, which no line took. */
 static void
-conn_close_fds(struct conn *conn)
+conn_drop_fds(struct conn *conn)
+{
+	struct conn_fds	*g = &conn->fds[0];
+	size_t		 i;
+
+	for (i = 0; i < g->n && i < PROTO_MAX_FDS; i++)
+		close(g->fd[i]);
+	conn->nfd_groups--;
+	memmove(&conn->fds[0], &conn->fds[1],
+	    conn->nfd_groups * sizeof conn->fds[0]);
+}
+
+/* The kept input now starts used bytes later: so do the groups' places. */
+static void
+conn_shift_fds(struct conn *conn, size_t used)
 {
 	size_t	 i;
 
-	for (i = 0; i < conn->nfds && i < PROTO_MAX_FDS; i++)
-		close(conn->fds[i]);
-	conn->nfds = 0;
+	for (i = 0; i < conn->nfd_groups; i++)
+		conn->fds[i].at -= used;
+}
+
+/* Close every waiting descriptor. */
+static void
+conn_close_fds(struct conn *conn)
+{
+	while (conn->nfd_groups > 0)
+		conn_drop_fds(conn);
 }
 
 /*
@@ -114,18 +148,21 @@ conn_close_fds(struct conn *conn)
 size_t
 conn_take_fds(struct conn *conn, int *fds, size_t max)
 {
-	size_t	 i, n = conn->nfds;
+	struct conn_fds	*g = &conn->fds[0];
+	size_t		 i, n;
 
 	if (!conn->line_has_fds)
 		return 0;
+	n = g->n;
 	for (i = 0; i < n && i < PROTO_MAX_FDS; i++) {
 		if (i < max)
-			fds[i] = conn->fds[i];
+			fds[i] = g->fd[i];
 		else
-			close(conn->fds[i]);
+			close(g->fd[i]);
 	}
-	conn->nfds = 0;
+	g->n = 0;
 	conn->line_has_fds = 0;
+	conn_drop_fds(conn);
 	return n;
 }
 
@@ -418,20 +455,18 @@ conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 			    PROTO_TEXT(PROTO_MAX_LINE) " bytes");
 			break;
 		}
-		conn->line_has_fds = conn->nfds > 0 &&
-		    conn->fds_at >= (size_t)(line - buf) &&
-		    conn->fds_at <= (size_t)(nl - buf);
+		conn->line_has_fds = conn->nfd_groups > 0 &&
+		    conn->fds[0].at <= (size_t)(nl - buf);
 		conn->cb->line(line, nl - line, conn->cb_arg);
 		if (conn->line_has_fds) {
 			/* Descriptors the owner did not take go now. */
 			conn->line_has_fds = 0;
-			conn_close_fds(conn);
+			conn_drop_fds(conn);
 		}
 		handled++;
 		line = nl + 1;
 	}
-	if (conn->nfds > 0)
-		conn->fds_at -= line - buf;	/* kept input starts at line */
+	conn_shift_fds(conn, (size_t)(line - buf));
 	return line - buf;
 }
 
@@ -513,42 +548,55 @@ conn_recv(struct conn *conn, char *buf, size_t size, size_t at)
 	msg.msg_iovlen = 1;
 	msg.msg_control = &control;
 	msg.msg_controllen = sizeof control;
-	if ((n = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC)) <= 0 ||
-	    msg.msg_controllen == 0)
+	if ((n = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC)) <= 0)
 		return n;
-	conn_keep_fds(conn, &msg, at + n - 1);
+	/* Out of descriptors, the kernel sends none, but says so. */
+	if (msg.msg_controllen > 0 || (msg.msg_flags & MSG_CTRUNC))
+		conn_keep_fds(conn, &msg, at + n - 1);
 	return n;
 }
 
 /*
- * Keep the descriptors of one read for the line holding byte at.  More
- * than one request may carry (or a truncated list) are closed, and the
- * count kept past PROTO_MAX_FDS so that the line is refused.
+ * Keep the descriptors of one read for the line holding byte at.  Those
+ * past what one request may carry, or a list the kernel cut short, are
+ * closed, the count kept past PROTO_MAX_FDS so that the line is refused.
+ * A client with more groups waiting than any request stream makes is
+ * cut off.
  */
 static void
 conn_keep_fds(struct conn *conn, struct msghdr *msg, size_t at)
 {
+	struct conn_fds	 g = { .n = 0, .at = at };
 	struct cmsghdr	*c;
 	size_t		 i, n;
 	int		*fds;
 
-	conn_close_fds(conn);
 	for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
 		fds = (int *)(void *)CMSG_DATA(c);
 		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (i = 0; i < n; i++) {
-			if (conn->nfds < PROTO_MAX_FDS)
-				conn->fds[conn->nfds] = fds[i];
+			if (g.n < PROTO_MAX_FDS)
+				g.fd[g.n] = fds[i];
 			else
 				close(fds[i]);
-			conn->nfds++;
+			g.n++;
 		}
 	}
-	if (msg->msg_flags & MSG_CTRUNC)
-		conn->nfds += PROTO_MAX_FDS + 1;
-	conn->fds_at = at;
+	if ((msg->msg_flags & MSG_CTRUNC) && g.n <= PROTO_MAX_FDS) {
+		for (i = 0; i < g.n; i++)
+			close(g.fd[i]);
+		g.n = PROTO_MAX_FDS + 1;	/* refused, whatever came */
+	}
+	if (conn->nfd_groups == CONN_FD_GROUPS) {
+		for (i = 0; i < g.n && i < PROTO_MAX_FDS; i++)
+			close(g.fd[i]);
+		conn_close_with(conn, PROTO_E_LIMIT, "descriptors sent faster "
+		    "than the requests that carry them");
+		return;
+	}
+	conn->fds[conn->nfd_groups++] = g;
 }
 
 /*

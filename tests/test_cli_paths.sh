@@ -50,13 +50,16 @@ queue() {
 }
 
 test_path_is_fifo_across_cli_processes() {
-	local path=$TMP/fifo.lock ready=$TMP/ready.fifo
+	local path=$TMP/fifo.lock ready=$TMP/ready.fifo go=$TMP/go.fifo
 	: >"$TMP/order"
-	lk run "$path" -- sh -c 'touch "$0"; sleep 1' "$ready" &
+	# The first holder lets go only once all three wait.
+	lk run "$path" -- sh -c 'touch "$0"
+	    while [ ! -e "$1" ]; do sleep 0.05; done' "$ready" "$go" &
 	wait_until test -e "$ready" || fail "the first holder did not start"
 	queue "$path" A
 	queue "$path" B
 	queue "$path" C
+	touch "$go"
 	wait
 	[ "$(tr -d '\n' <"$TMP/order")" = ABC ] ||
 	    fail "granted out of order: $(tr '\n' ' ' <"$TMP/order")"

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,6 +481,52 @@ START_TEST(test_descriptors_come_only_where_a_request_takes_them)
 }
 END_TEST
 
+/*
+ * Descriptors wait for their line, however the reads fall: a long line
+ * before a path request makes the request straddle two reads, and the
+ * next request's descriptors arrive before the first request is whole.
+ */
+START_TEST(test_descriptors_wait_for_a_line_split_across_reads)
+{
+	struct h_conn		*c = h_connect();
+	struct json_object	*r;
+	char			 x[256], y[256], line[512], *pad;
+	int			 fx, fy;
+	size_t			 padlen = 65500;
+
+	test_path(x, sizeof x, "split-x.lock");
+	test_path(y, sizeof y, "split-y.lock");
+	fx = open(x, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	fy = open(y, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert(fx >= 0 && fy >= 0);
+	pad = malloc(padlen + 64);
+	ck_assert_ptr_nonnull(pad);
+	snprintf(pad, padlen + 64, "{\"id\":1,\"op\":\"ping\",\"pad\":\"%*s\"}\n",
+	    (int)(padlen - 40), "");
+	/* Stopped, the daemon reads all three at once when it resumes. */
+	ck_assert_int_eq(kill(h_srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(h_send_raw(c, pad, strlen(pad)), 0);
+	snprintf(line, sizeof line, "{\"id\":2,\"op\":\"acquire\","
+	    "\"name\":\"%s\"}\n", x);
+	send_with_fds(c, line, &fx, 1);
+	snprintf(line, sizeof line, "{\"id\":3,\"op\":\"acquire\","
+	    "\"name\":\"%s\"}\n", y);
+	send_with_fds(c, line, &fy, 1);
+	ck_assert_int_eq(kill(h_srv.pid, SIGCONT), 0);
+	EXPECT_OK(h_recv(c, H_REPLY_SECS));
+	r = h_recv(c, H_REPLY_SECS);
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "name"), x);
+	r = h_recv(c, H_REPLY_SECS);
+	EXPECT_OK(r);
+	ck_assert_str_eq(h_str(r, "name"), y);
+	free(pad);
+	close(fx);
+	close(fy);
+	h_conn_close(c);
+}
+END_TEST
+
 static Suite *
 paths_suite(void)
 {
@@ -499,6 +546,8 @@ paths_suite(void)
 	tcase_add_test(tc, test_outside_holder_of_a_path_is_listed);
 	tcase_add_test(tc,
 	    test_descriptors_come_only_where_a_request_takes_them);
+	tcase_add_test(tc,
+	    test_descriptors_wait_for_a_line_split_across_reads);
 	suite_add_tcase(s, tc);
 	return s;
 }
