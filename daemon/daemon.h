@@ -50,6 +50,7 @@ void		 store_file_free(struct store_file *);
 struct lock_store *store_file_base(struct store_file *);
 int		 store_file_set_max_files(struct store_file *, size_t);
 size_t		 store_file_nfiles(const struct store_file *);
+size_t		 store_file_max_paths(const struct store_file *);
 void		 store_file_set_blocked_cb(struct store_file *,
 		    store_file_blocked_cb, void *);
 void		 store_file_adopt(struct store_file *, struct lock *, int,

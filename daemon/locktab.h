@@ -27,6 +27,7 @@ struct lock_store;
 /* locktab_acquire's own errors, outside the errno range. */
 #define LOCKTAB_E_MAX_FILES	(-100000)	/* past the lock file bound */
 #define LOCKTAB_E_NO_TOKENS	(-100001)	/* past the token limit */
+#define LOCKTAB_E_MAX_PATHS	(-100002)	/* past the path lock bound */
 
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef void (*locktab_failed_cb)(struct lock_req *, int, void *);
@@ -85,7 +86,7 @@ void		*lock_req_arg(const struct lock_req *);
  *
  * open	    fills a new lock's state for name, from the object a client
  *	    passed for it (NULL for a plain name), which it may take; 0,
- *	    -errno, or LOCKTAB_E_MAX_FILES.  It may call
+ *	    -errno, LOCKTAB_E_MAX_FILES or LOCKTAB_E_MAX_PATHS.  It may call
  *	    locktab_close_idle to give back resources idle locks keep, and
  *	    try again.
  * close    drops whatever the state takes or holds and frees it.

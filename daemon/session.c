@@ -61,6 +61,9 @@ struct acquire {
 	int			 held;
 	int			 handoff_fd;	/* descriptor form: the
 						   caller's, else -1 */
+	int			 by_path;	/* asked for the file below */
+	dev_t			 path_dev;
+	ino_t			 path_ino;
 	const char		*target;	/* the name or path asked */
 	char			 text[];	/* owner, id_text, target */
 };
@@ -355,6 +358,29 @@ acquire_hand_off(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 }
 
 /*
+ * Whether a path's grant is on the file the client opened: a path may
+ * lead to a name lock whose file is replaced before the grant, which
+ * then moves to the new file.  If so, say so and let go.
+ */
+static int
+acquire_same_file(struct acquire *a, struct lock_req *req)
+{
+	dev_t	 dev;
+	ino_t	 ino;
+
+	lock_file_id(lock_req_lock(req), &dev, &ino);
+	if (dev == a->path_dev && ino == a->path_ino)
+		return 1;
+	if (a->session->acquiring == a)
+		a->session->acquiring = NULL;
+	acquire_error(a, PROTO_E_INTERNAL, "the lock file this path leads "
+	    "to was replaced in the lock dir while the request waited; ask "
+	    "again");
+	acquire_drop(a);
+	return 0;
+}
+
+/*
  * The lock table granted an acquire: reply with its token.  The reply is
  * formatted directly, as names never need escaping.
  */
@@ -367,6 +393,8 @@ session_granted(struct lock_req *req, void *arg)
 	a->req = req;
 	a->held = 1;
 	acquire_stop_timers(a);
+	if (a->by_path && !acquire_same_file(a, req))
+		return;
 	waited = clock_monotonic() - a->started;
 	if (!(waited >= 0 && waited < PROTO_MAX_SECONDS * 10))
 		waited = 0;
@@ -484,6 +512,10 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 		/* No token left under the ceiling saved on disk. */
 		reply_error(s->conn, r, PROTO_E_INTERNAL,
 		    host->tokens_exhausted(host->arg));
+	} else if (rc == LOCKTAB_E_MAX_PATHS) {
+		reply_error(s->conn, r, PROTO_E_LIMIT, "too many path locks "
+		    "are open: each keeps its file open, and they may take at "
+		    "most half the daemon's descriptors (RLIMIT_NOFILE)");
 	} else if (rc == LOCKTAB_E_MAX_FILES) {
 		snprintf(msg, sizeof msg, "the lock directory already holds "
 		    "%zu lock files (--max-lock-files); only names whose file "
@@ -570,6 +602,26 @@ acquire_new(struct session *s, const struct proto_request *r)
 	return a;
 }
 
+/*
+ * Note the file a path's acquire is for, from its descriptors (a
+ * handoff's two must be one file); -1 if they are not.
+ */
+static int
+acquire_note_file(struct acquire *a, const struct descriptors *fds)
+{
+	struct stat	 sb, own;
+
+	if (fstat(fds->fd[fds->n - 1], &sb) == -1)
+		return -1;
+	if (fds->n == 2 && (fstat(fds->fd[0], &own) == -1 ||
+	    own.st_dev != sb.st_dev || own.st_ino != sb.st_ino))
+		return -1;
+	a->by_path = 1;
+	a->path_dev = sb.st_dev;
+	a->path_ino = sb.st_ino;
+	return 0;
+}
+
 static void
 handle_acquire(struct session *s, const struct proto_request *r,
     struct descriptors *fds)
@@ -604,6 +656,12 @@ handle_acquire(struct session *s, const struct proto_request *r,
 	if ((a = acquire_new(s, r)) == NULL) {
 		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
+		return;
+	}
+	if (fds->n > 0 && acquire_note_file(a, fds) == -1) {
+		reply_error(s->conn, r, PROTO_E_BAD_REQUEST, "the two "
+		    "descriptors of a handoff are not of one file");
+		acquire_free(a);
 		return;
 	}
 	if (r->handoff) {

@@ -35,6 +35,7 @@
 
 #include <sys/types.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
@@ -111,6 +112,8 @@ struct store_file {
 						   identity */
 	dev_t			 local_dev;	/* a device known local */
 	int			 local_dev_known;
+	size_t			 npaths;	/* clients' files kept open */
+	size_t			 max_paths;
 };
 
 static const struct lock_store_ops store_file_ops;
@@ -376,10 +379,16 @@ file_lock_unindex(struct file_lock *fl)
 static int
 file_lock_adopt_fd(struct file_lock *fl, int *object)
 {
-	struct stat	 sb;
+	struct store_file	*sf = fl->store;
+	struct stat		 sb;
 
 	if (object == NULL || *object < 0 || fstat(*object, &sb) == -1)
 		return -EBADF;
+	/* Idle locks give theirs back first. */
+	if (sf->npaths >= sf->max_paths && (locktab_close_idle(sf->base.tab)
+	    == 0 || sf->npaths >= sf->max_paths))
+		return LOCKTAB_E_MAX_PATHS;
+	sf->npaths++;
 	fl->fd = *object;
 	*object = -1;
 	fl->file.dev = sb.st_dev;
@@ -422,6 +431,8 @@ file_lock_close(void *state)
 	file_lock_unindex(fl);
 	file_lock_drop(fl);
 	close(fl->fd);
+	if (fl->by_fd)
+		fl->store->npaths--;
 }
 
 /*
@@ -647,7 +658,10 @@ file_lock_resolve(struct lock_store *store, void *object, char *key,
 		return error;
 	probe.file.dev = sb.st_dev;
 	probe.file.ino = sb.st_ino;
-	if ((node = tfind(&probe, &sf->by_file, file_lock_id_cmp)) != NULL) {
+	/* A name lock whose name now leads elsewhere is not this file's. */
+	if ((node = tfind(&probe, &sf->by_file, file_lock_id_cmp)) != NULL &&
+	    ((*(struct file_lock **)node)->by_fd ||
+	    !file_lock_stale(*(struct file_lock **)node))) {
 		snprintf(key, key_size, "%s",
 		    (*(struct file_lock **)node)->name);
 		return 0;
@@ -696,6 +710,27 @@ store_file_keeps_ctimes(int dirfd)
 }
 
 /*
+ * Path locks keep a client's file open each: at most half the daemon's
+ * descriptors, so that they can never starve accept(2) or the lock dir.
+ */
+static size_t
+store_file_paths_bound(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 32768;
+	return rl.rlim_cur / 2 > 16 ? (size_t)(rl.rlim_cur / 2) : 16;
+}
+
+/* The bound on path locks. */
+size_t
+store_file_max_paths(const struct store_file *sf)
+{
+	return sf->max_paths;
+}
+
+/*
  * A file store over an open lock directory (dir is its path, borrowed
  * for messages), its tokens from first_token on.  With an event loop,
  * outside holders are watched and polled; with base NULL (unit tests)
@@ -715,6 +750,7 @@ store_file_new(struct event_base *base, int dirfd, const char *dir,
 	sf->dirfd = dirfd;
 	sf->dir = dir;
 	sf->max_files = SIZE_MAX;
+	sf->max_paths = store_file_paths_bound();
 	sf->ctime_fs = store_file_keeps_ctimes(dirfd);
 	if (base == NULL)
 		return sf;
@@ -814,9 +850,11 @@ store_file_adopt(struct store_file *sf, struct lock *lock, int fd,
 	}
 	if (file_id(fd, &file) < 0)
 		return;
+	file_lock_unindex(fl);
 	close(fl->fd);
 	fl->fd = fd;
 	fl->file = file;
+	file_lock_index(fl);
 	fl->flock = mode == PROTO_SHARED ? LOCK_FLOCK_SH : LOCK_FLOCK_EX;
 	locktab_taken(sf->base.tab, lock, 0);
 }

@@ -265,6 +265,40 @@ START_TEST(test_two_paths_to_one_file_are_one_lock)
 }
 END_TEST
 
+/*
+ * A path to the file a name lock had before the name was replaced is
+ * that file's lock, not the name's: the grant is on the file it opened.
+ */
+START_TEST(test_path_to_a_replaced_lock_file_locks_that_file)
+{
+	locks_conn	*c = h_lib_conn("pz-a"), *d = h_lib_conn("pz-b");
+	char		 name_path[256], hard[256], fresh[256];
+	int		 fd, pipefd[2];
+	pid_t		 pid;
+
+	snprintf(name_path, sizeof name_path, "%s/pz-name", h_srv.lock_dir);
+	test_path(hard, sizeof hard, "pz-hard");
+	test_path(fresh, sizeof fresh, "pz-fresh");
+	ck_assert_int_eq(locks_acquire(c, "pz-name", NULL, NULL), LOCKS_OK);
+	ck_assert_int_eq(link(name_path, hard), 0);
+	fd = open(fresh, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(rename(fresh, name_path), 0);
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid = spawn_acquirer(hard, 'H', pipefd[1]);
+	h_sleep(0.2);
+	ck_assert_int_eq(locks_release(c, "pz-name"), LOCKS_OK);
+	ck_assert_int_eq(read_tag(pipefd[0]), 'H');
+	/* The file it opened is the one locked. */
+	ck_assert_int_eq(flock_free(hard), 0);
+	kill_child(pid);
+	locks_close(c);
+	locks_close(d);
+}
+END_TEST
+
 /* Only regular files and directories are locked; others are refused. */
 START_TEST(test_path_refuses_what_it_cannot_lock)
 {
@@ -539,6 +573,7 @@ paths_suite(void)
 	tcase_add_test(tc, test_path_and_name_share_one_fifo_queue);
 	tcase_add_test(tc, test_two_paths_to_one_file_are_one_lock);
 	tcase_add_test(tc, test_path_refuses_what_it_cannot_lock);
+	tcase_add_test(tc, test_path_to_a_replaced_lock_file_locks_that_file);
 	tcase_add_test(tc,
 	    test_descriptor_form_lives_as_long_as_the_descriptor);
 	tcase_add_test(tc, test_descriptor_form_waits_in_fifo_order);
