@@ -245,8 +245,15 @@ listing_holders(struct listing *listing, struct lock *lock)
 void
 listing_handoff_add(struct listing *listing, const struct handoff_info *info)
 {
-	struct handoff	*h;
+	struct handoff	*h, *old, *next;
 
+	/* The same process asking again replaces what it asked before. */
+	for (old = TAILQ_FIRST(&listing->handoffs); old != NULL; old = next) {
+		next = TAILQ_NEXT(old, entry);
+		if (old->dev == info->dev && old->ino == info->ino &&
+		    old->holder.pid == info->holder.pid)
+			handoff_free(listing, old);
+	}
 	if (listing->nhandoffs >= HANDOFF_MAX)
 		handoff_free(listing, TAILQ_FIRST(&listing->handoffs));
 	if ((h = calloc(1, sizeof *h)) == NULL ||

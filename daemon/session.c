@@ -308,6 +308,22 @@ proc_parent(pid_t pid)
 	return (pid_t)ppid;
 }
 
+/* The holder of a handed-over lock: the client, as of now. */
+static void
+handoff_holder(struct handoff_info *h, const struct client_info *client,
+    const char *owner, enum proto_mode mode, int64_t token)
+{
+	h->holder.pid = client->peer.pid;
+	h->holder.uid = client->peer.uid;
+	h->holder.gid = client->peer.gid;
+	h->holder.client = client->label;
+	h->holder.owner = owner;
+	h->holder.mode = mode;
+	h->holder.since = clock_realtime();
+	h->holder.token = token;
+	h->parent = proc_parent(client->peer.pid);
+}
+
 /* What list keeps of a lock handed over to the acquire's client. */
 static void
 handoff_describe(const struct acquire *a, struct lock_req *req,
@@ -321,15 +337,9 @@ handoff_describe(const struct acquire *a, struct lock_req *req,
 	h->key = lock_req_name(req);
 	h->name = name;
 	lock_file_id(lock, &h->dev, &h->ino);
-	h->holder.pid = client->peer.pid;
-	h->holder.uid = client->peer.uid;
-	h->holder.gid = client->peer.gid;
-	h->holder.client = client->label;
-	h->holder.owner = a->holder.owner;
-	h->holder.mode = lock_req_mode(req);
+	handoff_holder(h, client, a->holder.owner, lock_req_mode(req),
+	    lock_req_token(req));
 	h->holder.since = lock_req_since(req);
-	h->holder.token = lock_req_token(req);
-	h->parent = proc_parent(client->peer.pid);
 }
 
 static void
@@ -485,8 +495,10 @@ path_resolve(struct session *s, const struct proto_request *r,
 
 	if (fds->n != want) {
 		snprintf(msg, sizeof msg, "a request for a path carries %s of "
-		    "the file (SCM_RIGHTS) on its line; %zu came", want == 2 ?
-		    "two descriptors" : "one descriptor", fds->n);
+		    "the file (SCM_RIGHTS) on its line; %s%zu came", want == 2 ?
+		    "two descriptors" : "one descriptor", fds->n >
+		    PROTO_MAX_FDS ? "more than " : "", fds->n > PROTO_MAX_FDS ?
+		    (size_t)PROTO_MAX_FDS : fds->n);
 		reply_error(s->conn, r, PROTO_E_BAD_REQUEST, msg);
 		return -1;
 	}
@@ -545,9 +557,14 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
  * is involved, so the holder keeps its place and gets a new token.
  */
 static void
-handoff_again(struct session *s, const struct proto_request *r, int fd)
+handoff_again(struct session *s, const struct proto_request *r,
+    const char *key, int fd)
 {
 	struct json_object	*reply;
+	struct handoff_info	 h;
+	struct stat		 sb;
+	char			 shown[PATH_MAX], link[64];
+	ssize_t			 n;
 	int64_t			 token;
 
 	if (flock(fd, (r->mode == PROTO_SHARED ? LOCK_SH : LOCK_EX) |
@@ -561,6 +578,19 @@ handoff_again(struct session *s, const struct proto_request *r, int fd)
 		reply_error(s->conn, r, PROTO_E_INTERNAL,
 		    s->host->tokens_exhausted(s->host->arg));
 		return;
+	}
+	/* list shows the holder with its new mode and token. */
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if (fstat(fd, &sb) == 0 &&
+	    (n = readlink(link, shown, sizeof shown - 1)) > 0) {
+		shown[n] = '\0';
+		memset(&h, 0, sizeof h);
+		h.key = key;
+		h.name = key[0] == '/' ? shown : key;
+		h.dev = sb.st_dev;
+		h.ino = sb.st_ino;
+		handoff_holder(&h, &s->client, r->owner, r->mode, token);
+		listing_handoff_add(s->host->listing, &h);
 	}
 	reply = reply_new(r);
 	json_object_object_add(reply, "name", json_object_new_string(r->name));
@@ -638,7 +668,7 @@ handle_acquire(struct session *s, const struct proto_request *r,
 		    sizeof key) != 0)
 			return;
 		if (r->handoff && store_file_fd_flocked(fds->fd[0])) {
-			handoff_again(s, r, fds->fd[0]);
+			handoff_again(s, r, key, fds->fd[0]);
 			return;
 		}
 		name = key;

@@ -404,18 +404,30 @@ END_TEST
 /* Locking a descriptor again is flock(2) on its own lock: granted. */
 START_TEST(test_descriptor_form_again_on_its_own_description)
 {
-	locks_conn	*c = h_lib_conn("da-a");
-	char		 path[256];
-	int64_t		 first = 0, again = 0;
-	int		 fd;
+	locks_conn		*c = h_lib_conn("da-a");
+	struct locks_acquire_opts shared = LOCKS_ACQUIRE_OPTS_INIT;
+	locks_list		*list = NULL;
+	const locks_lock	*lock;
+	char			 path[256];
+	int64_t			 first = 0, again = 0;
+	int			 fd;
 
 	test_path(path, sizeof path, "da.lock");
 	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(locks_acquire_fd(c, fd, NULL, &first), LOCKS_OK);
-	ck_assert_int_eq(locks_acquire_fd(c, fd, NULL, &again), LOCKS_OK);
+	shared.mode = LOCKS_SHARED;
+	ck_assert_int_eq(locks_acquire_fd(c, fd, &shared, &again), LOCKS_OK);
 	ck_assert_int_gt(again, first);
 	ck_assert_int_eq(flock_free(path), 0);
+	/* list shows the one holder, now shared, with the new token. */
+	lock = listed(c, path, &list);
+	ck_assert_ptr_nonnull(lock);
+	ck_assert_int_eq(locks_lock_nholders(lock), 1);
+	ck_assert_int_eq(locks_holder_mode(locks_lock_holder(lock, 0)),
+	    LOCKS_SHARED);
+	ck_assert_int_eq(locks_holder_token(locks_lock_holder(lock, 0)), again);
+	locks_list_free(list);
 	close(fd);
 	ck_assert_int_eq(flock_free(path), 1);
 	locks_close(c);
