@@ -517,6 +517,48 @@ test_what_the_command_leaves_running_keeps_the_lock() {
 	touch "$go"
 }
 
+# Whether pid $1 is stopped.
+stopped() {
+	grep -q '^[0-9]* (.*) T' "/proc/$1/stat"
+}
+
+test_run_returns_only_once_the_lock_is_free() {
+	local pid i
+	# The command stops the daemon: the release cannot be answered yet.
+	"$LOCKS" --socket "$SOCK" run cli-sync -- sh -c 'kill -STOP "$0"' \
+	    "$DPID" &
+	pid=$!
+	wait_until stopped "$DPID" || fail "the daemon did not stop"
+	for ((i = 0; i < 50; i++)); do
+		gone "$pid" && break
+		sleep 0.02
+	done
+	# Had run returned on a mere close, the stopped daemon would still
+	# hold the flock.
+	if gone "$pid" && ! flock -n "$LOCKDIR/cli-sync" true; then
+		kill -CONT "$DPID"
+		fail "run returned before the lock was free"
+	fi
+	kill -CONT "$DPID"
+	wait "$pid" || fail "exit $?"
+	flock -n "$LOCKDIR/cli-sync" true || fail "not free once run returned"
+}
+
+test_sigterm_during_the_release_keeps_the_commands_status() {
+	local pid rc cmdpid=$TMP/pid.sync
+	"$LOCKS" --socket "$SOCK" run cli-sync2 -- \
+	    sh -c 'echo $$ >"$1"; kill -STOP "$0"; exit 5' "$DPID" "$cmdpid" &
+	pid=$!
+	wait_until stopped "$DPID" || fail "the daemon did not stop"
+	wait_until gone "$(cat "$cmdpid")" || fail "the command did not exit"
+	# locks run now waits for the answer to its release.
+	kill -TERM "$pid"
+	kill -CONT "$DPID"
+	wait "$pid"
+	rc=$?
+	[ "$rc" -eq 5 ] || fail "exit $rc, not the command's 5"
+}
+
 test_sigint_ends_locks_run_and_the_command_keeps_the_lock() {
 	local go=$TMP/go.int cmd rc sig
 	for sig in INT QUIT; do
@@ -601,6 +643,10 @@ t "-o: kill -9 of locks run frees the lock at once" \
     test_close_lets_kill_9_of_locks_run_free_the_lock
 t "what the command leaves running keeps the lock, as with flock(1)" \
     test_what_the_command_leaves_running_keeps_the_lock
+t "run returns only once the lock is free, when nothing kept it" \
+    test_run_returns_only_once_the_lock_is_free
+t "a SIGTERM during the release leaves run the command's status" \
+    test_sigterm_during_the_release_keeps_the_commands_status
 t "SIGINT, SIGQUIT end locks run alone; the command keeps the lock" \
     test_sigint_ends_locks_run_and_the_command_keeps_the_lock
 t "lock files stay, mode 0644, after release" \
