@@ -13,7 +13,8 @@ _Static_assert(LOCKS_E_BAD_JSON == -PROTO_E_BAD_JSON &&
     LOCKS_E_INVALID_NAME == -PROTO_E_INVALID_NAME &&
     LOCKS_E_TIMEOUT == -PROTO_E_TIMEOUT &&
     LOCKS_E_INTERNAL == -PROTO_E_INTERNAL &&
-    PROTO_E_COUNT == PROTO_E_INTERNAL + 1,
+    LOCKS_E_UNSUPPORTED == -PROTO_E_UNSUPPORTED &&
+    PROTO_E_COUNT == PROTO_E_UNSUPPORTED + 1,
     "locks_error must mirror enum proto_error");
 
 /* The last message of this thread, for errors with no connection to keep it. */
@@ -36,7 +37,7 @@ error_msg(locks_conn *conn, const char *fmt, ...)
 const char *
 locks_error_code(int error)
 {
-	if (error <= 0 && error >= LOCKS_E_INTERNAL)
+	if (error <= 0 && error >= LOCKS_E_UNSUPPORTED)
 		return proto_error_code((enum proto_error)-error);
 	switch (error) {
 	case LOCKS_E_CONNECT:
@@ -53,6 +54,8 @@ locks_error_code(int error)
 		return "untrusted_socket";
 	case LOCKS_E_VERSION:
 		return "protocol_version";
+	case LOCKS_E_OPEN:
+		return "open_failed";
 	}
 	return "unknown";
 }
@@ -88,6 +91,8 @@ locks_strerror(int error)
 		return "Permission denied by the daemon";
 	case LOCKS_E_INTERNAL:
 		return "Internal error in the daemon";
+	case LOCKS_E_UNSUPPORTED:
+		return "The lock daemon cannot lock that file correctly";
 	case LOCKS_E_CONNECT:
 		return "Cannot connect to the lock daemon";
 	case LOCKS_E_LOST:
@@ -100,6 +105,8 @@ locks_strerror(int error)
 		return "Invalid argument";
 	case LOCKS_E_UNTRUSTED:
 		return "The lock daemon's socket is not trustworthy";
+	case LOCKS_E_OPEN:
+		return "Cannot open the file to lock";
 	case LOCKS_E_VERSION:
 		return "The lock daemon speaks a protocol version other than "
 		    "this library's (" PROTO_TEXT(PROTO_VERSION) ")";

@@ -46,6 +46,10 @@ struct locks_conn {
 
 	char			**held;		/* granted, not released */
 	size_t			 nheld;
+
+	int			 send_fds[PROTO_MAX_FDS]; /* go with the next
+						   request, borrowed */
+	size_t			 nsend_fds;
 };
 
 struct locks_holder {

@@ -6,6 +6,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -195,17 +196,68 @@ locks_socket_path(const locks_conn *conn)
 	return conn->path;
 }
 
-/* Check a lock name here, so a bad one costs no round trip. */
+/*
+ * Check a lock target here, so a bad one costs no round trip: a name, or
+ * a path (holding a '/') of at most PROTO_MAX_PATH bytes.
+ */
 static int
 check_name(locks_conn *conn, const char *name)
 {
+	if (name != NULL && proto_is_path(name)) {
+		if (strlen(name) <= PROTO_MAX_PATH)
+			return LOCKS_OK;
+		error_msg(conn, "path longer than %d bytes", PROTO_MAX_PATH);
+		return LOCKS_E_INVALID_NAME;
+	}
 	if (name == NULL || !proto_name_valid(name, strlen(name))) {
 		error_msg(conn, "name must be 1 to %d bytes of "
-		    "[A-Za-z0-9._:@+-], not starting with '.'",
-		    PROTO_MAX_NAME);
+		    "[A-Za-z0-9._:@+-], not starting with '.', or a path "
+		    "(with a '/')", PROTO_MAX_NAME);
 		return LOCKS_E_INVALID_NAME;
 	}
 	return LOCKS_OK;
+}
+
+/*
+ * A path as it goes on the wire, where strings are UTF-8: bytes that are
+ * not become '?', the same way every time, so a release names what the
+ * acquire did.  Returns a copy to free, or NULL.
+ */
+static char *
+path_spelling(const char *path)
+{
+	char	*copy;
+	size_t	 i, len = strlen(path);
+
+	if ((copy = strdup(path)) == NULL || proto_utf8_valid(copy, len))
+		return copy;
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)copy[i] >= 0x80)
+			copy[i] = '?';
+	}
+	return copy;
+}
+
+/*
+ * Open a path to lock as flock(1) does: read-only, created 0666 if it is
+ * missing (with create), and a directory read-only.  Returns the fd, or
+ * -1 with the message set and errno kept.
+ */
+static int
+path_open(locks_conn *conn, const char *path, int create)
+{
+	int	 fd, saved;
+
+	fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC |
+	    (create ? O_CREAT : 0), 0666);
+	if (fd == -1 && errno == EISDIR)
+		fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		saved = errno;
+		error_msg(conn, "cannot open %s: %s", path, strerror(saved));
+		errno = saved;
+	}
+	return fd;
 }
 
 /* Check acquire options against the protocol's ranges. */
@@ -277,31 +329,26 @@ held_remove(locks_conn *conn, const char *name)
 	conn->held[i] = conn->held[--conn->nheld];
 }
 
-/* Take the named lock, waiting as opts say; the token goes to ret_token. */
-int
-locks_acquire(locks_conn *conn, const char *name,
-    const struct locks_acquire_opts *opts, int64_t *ret_token)
+/*
+ * Send an acquire (with the descriptors set on conn, if any) and take its
+ * grant; the token goes to *ret_value.  held says whether the connection
+ * keeps the lock (not after a handoff).
+ */
+static int
+acquire_send(locks_conn *conn, const char *name,
+    const struct locks_acquire_opts *opts, int handoff, int held,
+    int64_t *ret_value)
 {
-	static const struct locks_acquire_opts dflt = LOCKS_ACQUIRE_OPTS_INIT;
 	struct proto_request	 req;
 	struct blocking		 blk;
 	struct json_object	*reply, *token;
 	int64_t			 value;
 	int			 error;
 
-	if (conn == NULL) {
-		error_msg(NULL, "no connection");
-		return LOCKS_E_INVAL;
-	}
-	if (opts == NULL)
-		opts = &dflt;
-	if ((error = check_name(conn, name)) != LOCKS_OK ||
-	    (error = check_acquire_opts(conn, opts)) != LOCKS_OK)
-		return error;
-
 	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_ACQUIRE;
 	req.name = name;
+	req.handoff = handoff;
 	req.mode = opts->mode == LOCKS_SHARED ? PROTO_SHARED :
 	    PROTO_EXCLUSIVE;
 	req.timeout = opts->timeout < 0 ? -1 : opts->timeout;
@@ -312,8 +359,9 @@ locks_acquire(locks_conn *conn, const char *name,
 	blk.name = name;
 	blk.cb = opts->on_blocking;
 	blk.arg = opts->arg;
-	if ((error = conn_transact_fast(conn, &req, &blk, &reply,
-	    &value)) != LOCKS_OK)
+	error = conn_transact_fast(conn, &req, &blk, &reply, &value);
+	conn->nsend_fds = 0;
+	if (error != LOCKS_OK)
 		return error;
 	if (reply != NULL &&
 	    (error = conn_reply_error(conn, reply)) != LOCKS_OK) {
@@ -331,16 +379,135 @@ locks_acquire(locks_conn *conn, const char *name,
 		error_msg(conn, "acquire reply has no token");
 		return conn_break(conn, LOCKS_E_PROTOCOL);
 	}
-	if (held_add(conn, name) != LOCKS_OK) {
+	if (held && held_add(conn, name) != LOCKS_OK) {
 		/* Untracked locks would defeat locks_held: give it back. */
 		json_object_put(reply);
 		error_msg(conn, "out of memory");
 		return conn_break(conn, LOCKS_E_NOMEM);
 	}
-	if (ret_token != NULL)
-		*ret_token = value;
+	*ret_value = value;
 	json_object_put(reply);
 	return LOCKS_OK;
+}
+
+/* The checks every acquire makes first; opts NULL gets the defaults. */
+static int
+acquire_check(locks_conn *conn, const struct locks_acquire_opts **opts)
+{
+	static const struct locks_acquire_opts dflt = LOCKS_ACQUIRE_OPTS_INIT;
+
+	if (conn == NULL) {
+		error_msg(NULL, "no connection");
+		return LOCKS_E_INVAL;
+	}
+	if (*opts == NULL)
+		*opts = &dflt;
+	return check_acquire_opts(conn, *opts);
+}
+
+/*
+ * A path's acquire: the file opened here, its descriptor sent with the
+ * request and closed after, so the daemon holds the only copy.
+ */
+static int
+acquire_path(locks_conn *conn, const char *path,
+    const struct locks_acquire_opts *opts, int64_t *ret_value)
+{
+	char	*spelled;
+	int	 fd, error;
+
+	if ((fd = path_open(conn, path, 1)) == -1)
+		return LOCKS_E_OPEN;
+	if ((spelled = path_spelling(path)) == NULL) {
+		close(fd);
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	conn->send_fds[0] = fd;
+	conn->nsend_fds = 1;
+	error = acquire_send(conn, spelled, opts, 0, 1, ret_value);
+	close(fd);
+	free(spelled);
+	return error;
+}
+
+/* Take a lock (a name or a path), waiting as opts say. */
+int
+locks_acquire(locks_conn *conn, const char *target,
+    const struct locks_acquire_opts *opts, int64_t *ret_token)
+{
+	int64_t	 value;
+	int	 error;
+
+	if ((error = acquire_check(conn, &opts)) != LOCKS_OK ||
+	    (error = check_name(conn, target)) != LOCKS_OK)
+		return error;
+	if (proto_is_path(target))
+		error = acquire_path(conn, target, opts, &value);
+	else
+		error = acquire_send(conn, target, opts, 0, 1, &value);
+	if (error == LOCKS_OK && ret_token != NULL)
+		*ret_token = value;
+	return error;
+}
+
+/*
+ * The path the kernel gives fd, as the descriptor form names its lock;
+ * "/proc/PID/fd/N" for one without a path.  Returns a copy to free.
+ */
+static char *
+fd_path(int fd)
+{
+	char	 link[64], path[PROTO_MAX_PATH + 1];
+	ssize_t	 n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof path - 1)) <= 0 ||
+	    path[0] != '/') {
+		snprintf(path, sizeof path, "/proc/%ld/fd/%d", (long)getpid(),
+		    fd);
+		n = (ssize_t)strlen(path);
+	}
+	path[n] = '\0';
+	return path_spelling(path);
+}
+
+/*
+ * The descriptor form: the daemon queues for fd's file, then moves the
+ * flock onto fd's own open file description.  It gets fd and a second
+ * open of the file (its own, to wait on), which is closed here after.
+ */
+int
+locks_acquire_fd(locks_conn *conn, int fd,
+    const struct locks_acquire_opts *opts, int64_t *ret_token)
+{
+	char	 link[64], *name;
+	int64_t	 value;
+	int	 own, error;
+
+	if ((error = acquire_check(conn, &opts)) != LOCKS_OK)
+		return error;
+	if (fd < 0 || fcntl(fd, F_GETFD) == -1) {
+		error_msg(conn, "descriptor %d is not open", fd);
+		return LOCKS_E_INVAL;
+	}
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if ((own = path_open(conn, link, 0)) == -1)
+		return LOCKS_E_OPEN;
+	if ((name = fd_path(fd)) == NULL) {
+		close(own);
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	conn->send_fds[0] = fd;
+	conn->send_fds[1] = own;
+	conn->nsend_fds = 2;
+	error = acquire_send(conn, name, opts, 1, 0, &value);
+	close(own);
+	free(name);
+	if (error == LOCKS_OK && ret_token != NULL)
+		*ret_token = value;
+	return error;
 }
 
 /* Release a lock this connection holds, or cancel its wait for it. */
@@ -348,6 +515,7 @@ int
 locks_release(locks_conn *conn, const char *name)
 {
 	struct proto_request	 req;
+	char			*spelled;
 	int			 error;
 
 	if (conn == NULL) {
@@ -358,10 +526,15 @@ locks_release(locks_conn *conn, const char *name)
 		return error;
 	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_RELEASE;
-	req.name = name;
+	if ((spelled = path_spelling(name)) == NULL) {
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	req.name = spelled;
 	error = conn_simple(conn, &req);
 	if (error == LOCKS_OK || error == LOCKS_E_NOT_HELD)
-		held_remove(conn, name);
+		held_remove(conn, spelled);
+	free(spelled);
 	return error;
 }
 
@@ -430,18 +603,23 @@ locks_ping(locks_conn *conn)
  * reply: the first, with every page's locks.  *ret_reply is the caller's.
  */
 static int
-list_fetch(locks_conn *conn, struct proto_request *req,
+list_fetch(locks_conn *conn, struct proto_request *req, int fd,
     struct json_object **ret_reply)
 {
 	struct json_object	*first = NULL, *reply, *all;
-	char			 after[PROTO_MAX_NAME + 1];
+	char			 after[PROTO_MAX_PATH + 1];
 	int			 error = LOCKS_OK, more = 1;
 
 	if ((all = json_object_new_array()) == NULL)
 		return LOCKS_E_NOMEM;
 	while (more) {
-		if ((error = conn_transact(conn, req, NULL, &reply, NULL,
-		    NULL)) != LOCKS_OK)
+		if (fd >= 0) {
+			conn->send_fds[0] = fd;
+			conn->nsend_fds = 1;
+		}
+		error = conn_transact(conn, req, NULL, &reply, NULL, NULL);
+		conn->nsend_fds = 0;
+		if (error != LOCKS_OK)
 			break;
 		error = conn_reply_error(conn, reply);
 		if (error == LOCKS_OK)
@@ -466,6 +644,44 @@ list_fetch(locks_conn *conn, struct proto_request *req,
 	return LOCKS_OK;
 }
 
+static int	list_decode(locks_conn *, struct json_object *, locks_list **);
+
+/*
+ * List one path's lock: the file opened here without creating it, its
+ * descriptor sent with each page; a file that is not there is unlocked.
+ */
+static int
+list_path(locks_conn *conn, struct proto_request *req, locks_list **ret_list)
+{
+	struct json_object	*reply;
+	char			*spelled;
+	int			 fd, error;
+
+	if ((fd = path_open(conn, req->name, 0)) == -1) {
+		if (errno != ENOENT)
+			return LOCKS_E_OPEN;
+		reply = json_object_new_object();
+		json_object_object_add(reply, "locks",
+		    json_object_new_array());
+		return list_decode(conn, reply, ret_list);
+	}
+	if ((spelled = path_spelling(req->name)) == NULL) {
+		close(fd);
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	req->name = spelled;
+	error = list_fetch(conn, req, fd, &reply);
+	close(fd);
+	free(spelled);
+	if (error != LOCKS_OK) {
+		if (error == LOCKS_E_PROTOCOL)
+			error_msg(conn, "malformed list reply");
+		return error;
+	}
+	return list_decode(conn, reply, ret_list);
+}
+
 /* List the locks (name NULL: all of them); flags: LOCKS_LIST_ALL or 0. */
 int
 locks_list_query(locks_conn *conn, const char *name, int flags,
@@ -473,7 +689,6 @@ locks_list_query(locks_conn *conn, const char *name, int flags,
 {
 	struct proto_request	 req;
 	struct json_object	*reply;
-	locks_list		*list;
 	int			 error;
 
 	if (conn == NULL || ret_list == NULL) {
@@ -490,14 +705,27 @@ locks_list_query(locks_conn *conn, const char *name, int flags,
 	req.op = PROTO_OP_LIST;
 	req.name = name;
 	req.all = (flags & LOCKS_LIST_ALL) != 0;
-	if ((error = list_fetch(conn, &req, &reply)) != LOCKS_OK) {
+	if (name != NULL && proto_is_path(name))
+		return list_path(conn, &req, ret_list);
+	if ((error = list_fetch(conn, &req, -1, &reply)) != LOCKS_OK) {
 		if (error == LOCKS_E_PROTOCOL)
 			error_msg(conn, "malformed list reply");
 		return error;
 	}
+	return list_decode(conn, reply, ret_list);
+}
+
+/* Turn a whole list reply, which it takes, into a locks_list. */
+static int
+list_decode(locks_conn *conn, struct json_object *reply,
+    locks_list **ret_list)
+{
+	locks_list	*list;
+	int		 error;
+
 	if ((list = calloc(1, sizeof *list)) == NULL ||
 	    (list->json = strdup(json_object_to_json_string_ext(reply,
-	    JSON_C_TO_STRING_PLAIN))) == NULL)
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))) == NULL)
 		error = LOCKS_E_NOMEM;
 	else
 		error = decode_list(reply, list);

@@ -27,7 +27,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 /*
- * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_INTERNAL map one-to-one
+ * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_UNSUPPORTED map one-to-one
  * onto the protocol's error codes; the rest are the library's own.
  */
 enum locks_error {
@@ -51,7 +51,8 @@ enum locks_error {
 	LOCKS_E_NOMEM = -103,		/* out of memory */
 	LOCKS_E_INVAL = -104,		/* bad argument to the library */
 	LOCKS_E_UNTRUSTED = -105,	/* the default socket is not safe */
-	LOCKS_E_VERSION = -106		/* the daemon speaks another protocol */
+	LOCKS_E_VERSION = -106,		/* the daemon speaks another protocol */
+	LOCKS_E_OPEN = -107		/* cannot open the path; errno says why */
 };
 
 enum locks_mode {

@@ -227,6 +227,36 @@ conn_break(locks_conn *conn, int error)
 	return error;
 }
 
+/*
+ * Send the first bytes of a line with the descriptors the request
+ * carries (SCM_RIGHTS), which the daemon gives to the line they came on.
+ */
+static ssize_t
+conn_send_fds(locks_conn *conn, const char *line, size_t len)
+{
+	union {
+		struct cmsghdr	 hdr;
+		char		 space[CMSG_SPACE(sizeof(int) *
+				    PROTO_MAX_FDS)];
+	}		 control;
+	struct iovec	 iov = { (void *)line, len };
+	struct msghdr	 msg = { 0 };
+	struct cmsghdr	*c;
+	size_t		 fds_len = sizeof(int) * conn->nsend_fds;
+
+	memset(&control, 0, sizeof control);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = &control;
+	msg.msg_controllen = CMSG_SPACE(fds_len);
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(fds_len);
+	memcpy(CMSG_DATA(c), conn->send_fds, fds_len);
+	return sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
+}
+
 /* Send one whole line, retrying short writes and EINTR. */
 static int
 conn_send_line(locks_conn *conn, const char *line, size_t len)
@@ -234,7 +264,11 @@ conn_send_line(locks_conn *conn, const char *line, size_t len)
 	ssize_t	 n;
 
 	while (len > 0) {
-		n = send(conn->fd, line, len, MSG_NOSIGNAL);
+		if (conn->nsend_fds > 0) {
+			if ((n = conn_send_fds(conn, line, len)) > 0)
+				conn->nsend_fds = 0;
+		} else
+			n = send(conn->fd, line, len, MSG_NOSIGNAL);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;

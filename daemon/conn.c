@@ -20,6 +20,8 @@
  * and are flushed once per pass of the event loop.
  */
 
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,11 @@ struct conn {
 	size_t			 partial_len;
 	size_t			 partial_size;
 	size_t			 partial_scanned; /* of it, known without \n */
+	int			 fds[PROTO_MAX_FDS]; /* came with a line */
+	size_t			 nfds;		/* in fds, or more came */
+	size_t			 fds_at;	/* in the line holding this
+						   byte of the input kept */
+	int			 line_has_fds;	/* the line now handled */
 };
 
 /*
@@ -86,6 +93,41 @@ static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_flush_cb(evutil_socket_t, short, void *);
 static void	conn_more_cb(evutil_socket_t, short, void *);
+static void	conn_keep_fds(struct conn *, struct msghdr *, size_t);
+
+/* Close the descriptors no line took. */
+static void
+conn_close_fds(struct conn *conn)
+{
+	size_t	 i;
+
+	for (i = 0; i < conn->nfds && i < PROTO_MAX_FDS; i++)
+		close(conn->fds[i]);
+	conn->nfds = 0;
+}
+
+/*
+ * Take the descriptors that came with the line the owner is handling,
+ * from inside its line callback: up to max into fds.  Returns how many
+ * came, which may be more than max (the rest are closed); 0 if none.
+ */
+size_t
+conn_take_fds(struct conn *conn, int *fds, size_t max)
+{
+	size_t	 i, n = conn->nfds;
+
+	if (!conn->line_has_fds)
+		return 0;
+	for (i = 0; i < n && i < PROTO_MAX_FDS; i++) {
+		if (i < max)
+			fds[i] = conn->fds[i];
+		else
+			close(conn->fds[i]);
+	}
+	conn->nfds = 0;
+	conn->line_has_fds = 0;
+	return n;
+}
 
 /* Free what conn_new allocated, whatever it got to. */
 static void
@@ -102,6 +144,7 @@ conn_free_parts(struct conn *conn)
 	if (conn->out != NULL)
 		evbuffer_free(conn->out);
 	free(conn->partial);
+	conn_close_fds(conn);
 	free(conn);
 }
 
@@ -375,10 +418,20 @@ conn_handle_lines(struct conn *conn, char *buf, size_t len, size_t scanned)
 			    PROTO_TEXT(PROTO_MAX_LINE) " bytes");
 			break;
 		}
+		conn->line_has_fds = conn->nfds > 0 &&
+		    conn->fds_at >= (size_t)(line - buf) &&
+		    conn->fds_at <= (size_t)(nl - buf);
 		conn->cb->line(line, nl - line, conn->cb_arg);
+		if (conn->line_has_fds) {
+			/* Descriptors the owner did not take go now. */
+			conn->line_has_fds = 0;
+			conn_close_fds(conn);
+		}
 		handled++;
 		line = nl + 1;
 	}
+	if (conn->nfds > 0)
+		conn->fds_at -= line - buf;	/* kept input starts at line */
 	return line - buf;
 }
 
@@ -439,6 +492,66 @@ conn_partial_room(struct conn *conn)
 }
 
 /*
+ * Read once into buf, which the kept input's byte at is, taking the
+ * descriptors a client sent with a request (SCM_RIGHTS): they belong to
+ * the line holding the last byte read, since Linux ends a read with the
+ * data they came on, and a request sent with them is that data's end.
+ */
+static ssize_t
+conn_recv(struct conn *conn, char *buf, size_t size, size_t at)
+{
+	union {
+		struct cmsghdr	 hdr;
+		char		 space[CMSG_SPACE(sizeof(int) *
+				    PROTO_MAX_FDS)];
+	}		 control;
+	struct iovec	 iov = { buf, size };
+	struct msghdr	 msg = { 0 };
+	ssize_t		 n;
+
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = &control;
+	msg.msg_controllen = sizeof control;
+	if ((n = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC)) <= 0 ||
+	    msg.msg_controllen == 0)
+		return n;
+	conn_keep_fds(conn, &msg, at + n - 1);
+	return n;
+}
+
+/*
+ * Keep the descriptors of one read for the line holding byte at.  More
+ * than one request may carry (or a truncated list) are closed, and the
+ * count kept past PROTO_MAX_FDS so that the line is refused.
+ */
+static void
+conn_keep_fds(struct conn *conn, struct msghdr *msg, size_t at)
+{
+	struct cmsghdr	*c;
+	size_t		 i, n;
+	int		*fds;
+
+	conn_close_fds(conn);
+	for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		fds = (int *)(void *)CMSG_DATA(c);
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			if (conn->nfds < PROTO_MAX_FDS)
+				conn->fds[conn->nfds] = fds[i];
+			else
+				close(fds[i]);
+			conn->nfds++;
+		}
+	}
+	if (msg->msg_flags & MSG_CTRUNC)
+		conn->nfds += PROTO_MAX_FDS + 1;
+	conn->fds_at = at;
+}
+
+/*
  * Read once and handle every complete line.  Returns what read(2) did: the
  * byte count, 0 at EOF or -1 with errno.  Out of memory, the connection is
  * closing with an error reply, and the return is 1 so that reply flushes.
@@ -450,7 +563,7 @@ conn_read_input(struct conn *conn)
 	size_t	 used, room;
 
 	if (conn->partial_len == 0) {
-		if ((n = read(conn->fd, conn_rbuf, sizeof conn_rbuf)) <= 0)
+		if ((n = conn_recv(conn, conn_rbuf, sizeof conn_rbuf, 0)) <= 0)
 			return n;
 		used = conn_handle_lines(conn, conn_rbuf, n, 0);
 		if (used < (size_t)n && conn->state == CONN_OPEN &&
@@ -460,7 +573,8 @@ conn_read_input(struct conn *conn)
 	}
 	if ((room = conn_partial_room(conn)) == 0)
 		goto nomem;
-	n = read(conn->fd, conn->partial + conn->partial_len, room);
+	n = conn_recv(conn, conn->partial + conn->partial_len, room,
+	    conn->partial_len);
 	if (n <= 0)
 		return n;
 	conn->partial_len += n;

@@ -56,21 +56,32 @@ void		 store_file_adopt(struct store_file *, struct lock *, int,
 		    enum proto_mode);
 void		 store_file_watch_ended(struct store_file *);
 int		 lock_fd(const struct lock *);
+void		 lock_file_id(const struct lock *, dev_t *, ino_t *);
+int		 lock_file_flocked(const struct lock *);
+void		 lock_file_path(const struct lock *, char *, size_t);
+int		 store_file_handoff(struct lock *, int, enum proto_mode);
+int		 store_file_fd_flocked(int);
+const char	*store_file_remote_fs(unsigned long);
 
 /* outside.c: flocks held by processes outside the broker. */
 struct outside_holder {
 	pid_t		 pid;
+	dev_t		 dev;
 	ino_t		 ino;
 	enum proto_mode	 mode;
+	int		 own;		/* the daemon's: a client's */
 	char		 command[32];	/* "" until read for encoding */
 };
 struct outside_cache;
 
 struct outside_cache *outside_cache_new(void);
 void		 outside_cache_free(struct outside_cache *);
-size_t		 outside_get(struct outside_cache *, dev_t, int,
-		    struct outside_holder **);
-struct outside_holder *outside_find(struct outside_holder *, size_t, ino_t);
+size_t		 outside_get(struct outside_cache *, int,
+		    struct outside_holder **, double *);
+struct outside_holder *outside_find(struct outside_holder *, size_t, dev_t,
+		    ino_t);
+size_t		 outside_count(struct outside_holder *, size_t, dev_t, ino_t,
+		    int);
 struct json_object *outside_encode(struct outside_holder *);
 
 /* access.c: who may connect, from the peer's credentials. */
@@ -122,6 +133,7 @@ void		 conn_send(struct conn *, struct json_object *);
 void		 conn_write(struct conn *, const char *, size_t);
 void		 conn_close_with(struct conn *, enum proto_error,
 		    const char *);
+size_t		 conn_take_fds(struct conn *, int *, size_t);
 
 /*
  * session.c: one client's session over its conn: the tokener and the
@@ -175,15 +187,43 @@ void		 session_granted(struct lock_req *, void *);
 void		 session_failed(struct lock_req *, int, void *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
+struct handoff;
+TAILQ_HEAD(handoff_list, handoff);
+
 struct listing {
 	struct locktab		*locktab;
 	struct outside_cache	*outside;
 	int			 lock_dirfd;
+	struct handoff_list	 handoffs;	/* oldest first */
+	size_t			 nhandoffs;
 };
 
+/* A descriptor-form lock handed over to its client's open file. */
+struct handoff_info {
+	const char		*key;		/* the lock table's name */
+	const char		*name;		/* as list shows it */
+	dev_t			 dev;
+	ino_t			 ino;
+	struct proto_holder	 holder;
+	pid_t			 parent;	/* of holder.pid, or 0 */
+};
+
+void		 listing_init(struct listing *, struct locktab *,
+		    struct outside_cache *, int);
+void		 listing_free(struct listing *);
+void		 listing_handoff_add(struct listing *,
+		    const struct handoff_info *);
 struct json_object *listing_holders(struct listing *, struct lock *);
-struct json_object *listing_locks(struct listing *, const char *, int,
-		    const char *, size_t, int *);
+/* The file of a path a list asks for: its identity and its path. */
+struct listing_file {
+	dev_t			 dev;
+	ino_t			 ino;
+	const char		*path;
+};
+
+struct json_object *listing_locks(struct listing *, const char *,
+		    const struct listing_file *, int, const char *, size_t,
+		    int *);
 
 /* server.c: the listening socket, signals, timers and shared state. */
 struct server_config {

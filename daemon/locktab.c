@@ -49,6 +49,7 @@
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -159,7 +160,8 @@ lock_cmp(const void *a, const void *b)
  * state and the name share the lock's allocation.
  */
 static int
-lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
+lock_new(struct locktab *tab, const char *name, void *object,
+    struct lock **ret_lock)
 {
 	struct lock	*lock;
 	size_t		 len = strlen(name), state_size = tab->ops->lock_size;
@@ -176,7 +178,7 @@ lock_new(struct locktab *tab, const char *name, struct lock **ret_lock)
 	lock->tab = tab;
 	TAILQ_INIT(&lock->holders);
 	TAILQ_INIT(&lock->waiters);
-	if ((error = tab->ops->open(tab->store, lock, lock->name,
+	if ((error = tab->ops->open(tab->store, lock, lock->name, object,
 	    lock->state)) != 0) {
 		free(lock);
 		return error;
@@ -589,6 +591,19 @@ int
 locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
     int try_only, void *arg, struct lock_req **ret_req)
 {
+	return locktab_acquire_object(tab, name, NULL, mode, try_only, arg,
+	    ret_req);
+}
+
+/*
+ * Ask for the lock locktab_resolve named for an object a client passed,
+ * which the store's open may take if the lock is new; else as
+ * locktab_acquire.
+ */
+int
+locktab_acquire_object(struct locktab *tab, const char *name, void *object,
+    enum proto_mode mode, int try_only, void *arg, struct lock_req **ret_req)
+{
 	struct lock	*lock;
 	struct lock_req	*req;
 	int		 error;
@@ -597,7 +612,8 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 		return -ENOMEM;
 	if ((lock = lock_lookup(tab, name)) != NULL && lock->idle)
 		lock = lock_revive(lock);
-	if (lock == NULL && (error = lock_new(tab, name, &lock)) != 0) {
+	if (lock == NULL && (error = lock_new(tab, name, object,
+	    &lock)) != 0) {
 		req_free(tab, req);
 		return error;
 	}
@@ -633,6 +649,22 @@ locktab_acquire(struct locktab *tab, const char *name, enum proto_mode mode,
 		lock_enqueue(lock, req);
 	*ret_req = req;
 	return 0;
+}
+
+/*
+ * The name the table keeps the lock of a client's object under (see the
+ * store's resolve op): 0, or -errno with a sentence in msg.
+ */
+int
+locktab_resolve(struct locktab *tab, void *object, char *key,
+    size_t key_size, char *msg, size_t msg_size)
+{
+	if (tab->ops->resolve == NULL) {
+		snprintf(msg, msg_size, "this lock store takes names only");
+		return -EOPNOTSUPP;
+	}
+	return tab->ops->resolve(tab->store, object, key, key_size, msg,
+	    msg_size);
 }
 
 /*
@@ -824,6 +856,18 @@ locktab_explain(struct locktab *tab, const char *name, int error, char *buf,
 	if (tab->ops->explain == NULL)
 		return 0;
 	return tab->ops->explain(tab->store, name, error, buf, size);
+}
+
+/*
+ * A fencing token for a grant made outside the queues (a holder taking
+ * its own lock again), or 0 past the token limit.
+ */
+int64_t
+locktab_take_token(struct locktab *tab)
+{
+	if (tab->store->next_token > tab->store->token_limit)
+		return 0;
+	return tab->store->next_token++;
 }
 
 /* Return the token the next grant will get. */

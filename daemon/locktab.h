@@ -37,6 +37,10 @@ struct locktab	*locktab_new(struct lock_store *, locktab_granted_cb,
 void		 locktab_free(struct locktab *);
 int		 locktab_acquire(struct locktab *, const char *,
 		    enum proto_mode, int, void *, struct lock_req **);
+int		 locktab_acquire_object(struct locktab *, const char *,
+		    void *, enum proto_mode, int, void *, struct lock_req **);
+int		 locktab_resolve(struct locktab *, void *, char *, size_t,
+		    char *, size_t);
 void		 locktab_release(struct locktab *, struct lock_req *);
 void		 locktab_taken(struct locktab *, struct lock *, int);
 void		 locktab_retry(struct locktab *);
@@ -48,6 +52,7 @@ size_t		 locktab_nheld(const struct locktab *);
 size_t		 locktab_nwaiting(const struct locktab *);
 uint64_t	 locktab_granted_total(const struct locktab *);
 int64_t		 locktab_next_token(const struct locktab *);
+int64_t		 locktab_take_token(struct locktab *);
 void		 locktab_set_token_limit(struct locktab *, int64_t);
 int		 locktab_explain(struct locktab *, const char *, int, char *,
 		    size_t);
@@ -78,9 +83,11 @@ void		*lock_req_arg(const struct lock_req *);
  * struct lock_store first.  Each lock carries lock_size bytes of the
  * store's own, its state, which every op but open gets.
  *
- * open	    fills a new lock's state for name; 0, -errno, or
- *	    LOCKTAB_E_MAX_FILES.  It may call locktab_close_idle to give
- *	    back resources idle locks keep, and try again.
+ * open	    fills a new lock's state for name, from the object a client
+ *	    passed for it (NULL for a plain name), which it may take; 0,
+ *	    -errno, or LOCKTAB_E_MAX_FILES.  It may call
+ *	    locktab_close_idle to give back resources idle locks keep, and
+ *	    try again.
  * close    drops whatever the state takes or holds and frees it.
  * take	    takes the lock in mode at once, or converts a take to mode:
  *	    0, or -errno (-EWOULDBLOCK while someone outside the table has
@@ -98,6 +105,11 @@ void		*lock_req_arg(const struct lock_req *);
  *	    fit for it, LOCK_STORE_MOVED if the state was moved to a new
  *	    object (an old wait is void), or -errno if it cannot be, with
  *	    nothing left taken: the lock then waits.
+ * resolve  optional: the name under which the table keeps the lock of
+ *	    an object a client passed (a descriptor of a file, for the
+ *	    file store), written into key as snprintf does: 0, or -errno
+ *	    with a sentence for the client in msg.  Two objects that are
+ *	    one lock underneath resolve to one name.
  * explain  optional: why name's object cannot be opened or taken with
  *	    -errno, as one sentence for the client naming the object and
  *	    the fix, written into buf as snprintf does; 0 when the store
@@ -112,7 +124,7 @@ void		*lock_req_arg(const struct lock_req *);
 struct lock_store_ops {
 	size_t	 lock_size;
 	int	(*open)(struct lock_store *, struct lock *, const char *,
-		    void *);
+		    void *, void *);
 	void	(*close)(void *);
 	int	(*take)(void *, enum proto_mode);
 	void	(*drop)(void *);
@@ -122,6 +134,8 @@ struct lock_store_ops {
 	int	(*refresh)(void *);
 	int	(*explain)(struct lock_store *, const char *, int, char *,
 		    size_t);
+	int	(*resolve)(struct lock_store *, void *, char *, size_t,
+		    char *, size_t);
 };
 
 struct lock_store {

@@ -1,8 +1,8 @@
 /*
- * Seeing holders outside the broker: the flock(2) locks in /proc/locks on
- * the lock directory's device, matched to lock files by inode, the way
- * util-linux lslocks does.  The daemon's own flocks (its pid) are its
- * clients' and are left out.
+ * Seeing holders outside the broker: the flock(2) locks in /proc/locks,
+ * matched to lock files by device and inode, the way util-linux lslocks
+ * does.  The daemon's own flocks (its pid) are its clients': they are kept
+ * apart, marked own, to count the descriptor-form locks it handed over.
  */
 
 #include <sys/stat.h>
@@ -24,9 +24,9 @@
 #define OUTSIDE_FRESH_SECS 0.1	/* a scan serves all requests this long */
 #define OUTSIDE_REREADS	3	/* more reads of one scan's time, at most */
 
-/* Parse one /proc/locks line; 1 if it is a granted FLOCK on dev. */
+/* Parse one /proc/locks line; 1 if it is a granted FLOCK. */
 static int
-outside_parse(const char *line, dev_t dev, struct outside_holder *ret)
+outside_parse(const char *line, struct outside_holder *ret)
 {
 	char		 type[16], access[16], rw[16];
 	unsigned int	 major, minor;
@@ -39,10 +39,10 @@ outside_parse(const char *line, dev_t dev, struct outside_holder *ret)
 	if (sscanf(line + 1, "%15s %15s %15s %ld %x:%x:%lu", type, access, rw,
 	    &pid, &major, &minor, &ino) != 7)
 		return 0;
-	if (strcmp(type, "FLOCK") != 0 || pid <= 0 ||
-	    makedev(major, minor) != dev)
+	if (strcmp(type, "FLOCK") != 0 || pid <= 0)
 		return 0;
 	ret->pid = (pid_t)pid;
+	ret->dev = makedev(major, minor);
 	ret->ino = (ino_t)ino;
 	ret->mode = strcmp(rw, "READ") == 0 ? PROTO_SHARED : PROTO_EXCLUSIVE;
 	return 1;
@@ -119,12 +119,14 @@ outside_slurp(void)
 	return buf;
 }
 
-/* Order holders by inode, then pid and mode, so one file's are adjacent. */
+/* Order holders by file, then pid and mode, so one file's are adjacent. */
 static int
 outside_cmp(const void *a, const void *b)
 {
 	const struct outside_holder	*x = a, *y = b;
 
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
 	if (x->ino != y->ino)
 		return x->ino < y->ino ? -1 : 1;
 	if (x->pid != y->pid)
@@ -149,15 +151,14 @@ outside_sort_unique(struct outside_holder *holders, size_t n)
 }
 
 /*
- * Collect the flocks held on device dev by processes other than self,
- * sorted by inode.  Returns the count and an array to free (NULL when
+ * Collect the flocks held, those of self marked own, sorted by file.  Returns the count and an array to free (NULL when
  * none or on error).  /proc/locks is only consistent a page at a time, so
  * a busy machine can still hide a holder; callers that know a lock is
  * held outside retry.  Command names are read later, for the holders
  * shown (outside_encode), not for every flock on the machine.
  */
 static size_t
-outside_scan(dev_t dev, pid_t self, struct outside_holder **ret)
+outside_scan(pid_t self, struct outside_holder **ret)
 {
 	struct outside_holder	*holders = NULL, *grown, h;
 	size_t			 n = 0, cap = 0;
@@ -170,8 +171,9 @@ outside_scan(dev_t dev, pid_t self, struct outside_holder **ret)
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
 		memset(&h, 0, sizeof h);
-		if (!outside_parse(line, dev, &h) || h.pid == self)
+		if (!outside_parse(line, &h))
 			continue;
+		h.own = h.pid == self;
 		if (n == cap) {
 			cap = cap == 0 ? 16 : cap * 2;
 			grown = reallocarray(holders, cap, sizeof *holders);
@@ -194,7 +196,6 @@ outside_scan(dev_t dev, pid_t self, struct outside_holder **ret)
 struct outside_cache {
 	struct outside_holder	*holders;
 	size_t			 n;
-	dev_t			 dev;
 	double			 read_at;	/* monotonic; < 0: never */
 	int			 rereads;	/* left until the next read */
 };
@@ -219,53 +220,70 @@ outside_cache_free(struct outside_cache *cache)
 	free(cache);
 }
 
-/* Replace the cached scan with a new one of device dev. */
+/* Replace the cached scan with a new one. */
 static void
-outside_cache_read(struct outside_cache *cache, dev_t dev)
+outside_cache_read(struct outside_cache *cache)
 {
 	free(cache->holders);
-	cache->n = outside_scan(dev, getpid(), &cache->holders);
-	cache->dev = dev;
+	cache->n = outside_scan(getpid(), &cache->holders);
 	cache->read_at = clock_monotonic();
 }
 
 /*
- * The outside flocks on device dev, sorted by inode, at most
- * OUTSIDE_FRESH_SECS old; the array belongs to the cache and lives until
- * the next call.  With reread set (the caller knows a holder the scan
- * missed, as /proc/locks is consistent only a page at a time), read again
- * if this scan's rereads are not used up.
+ * The flocks on the machine, sorted by file, at most OUTSIDE_FRESH_SECS
+ * old (when *ret_read_at, monotonic, says); the array belongs to the
+ * cache and lives until the next call.  With reread set (the caller
+ * knows a holder the scan missed, as /proc/locks is consistent only a
+ * page at a time), read again if this scan's rereads are not used up.
  */
 size_t
-outside_get(struct outside_cache *cache, dev_t dev, int reread,
-    struct outside_holder **ret)
+outside_get(struct outside_cache *cache, int reread,
+    struct outside_holder **ret, double *ret_read_at)
 {
-	if (cache->read_at < 0 || cache->dev != dev ||
+	if (cache->read_at < 0 ||
 	    clock_monotonic() - cache->read_at >= OUTSIDE_FRESH_SECS) {
-		outside_cache_read(cache, dev);
+		outside_cache_read(cache);
 		cache->rereads = OUTSIDE_REREADS;
 	} else if (reread && cache->rereads > 0) {
-		outside_cache_read(cache, dev);
+		outside_cache_read(cache);
 		cache->rereads--;
 	}
 	*ret = cache->holders;
+	*ret_read_at = cache->read_at;
 	return cache->n;
 }
 
-/* The first of the n sorted holders that flocks inode ino, or NULL. */
+/* The first of the n sorted flocks on file dev:ino, or NULL. */
 struct outside_holder *
-outside_find(struct outside_holder *holders, size_t n, ino_t ino)
+outside_find(struct outside_holder *holders, size_t n, dev_t dev, ino_t ino)
 {
 	size_t	 lo = 0, hi = n, mid;
 
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		if (holders[mid].ino < ino)
+		if (holders[mid].dev < dev ||
+		    (holders[mid].dev == dev && holders[mid].ino < ino))
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < n && holders[lo].ino == ino ? &holders[lo] : NULL;
+	return lo < n && holders[lo].dev == dev && holders[lo].ino == ino ?
+	    &holders[lo] : NULL;
+}
+
+/* How many of the n sorted flocks on dev:ino are own, or not own. */
+size_t
+outside_count(struct outside_holder *holders, size_t n, dev_t dev,
+    ino_t ino, int own)
+{
+	struct outside_holder	*h, *end = holders + n;
+	size_t			 count = 0;
+
+	if ((h = outside_find(holders, n, dev, ino)) == NULL)
+		return 0;
+	for (; h < end && h->dev == dev && h->ino == ino; h++)
+		count += !h->own == !own;
+	return count;
 }
 
 /* Describe an outside holder as the protocol shows it. */

@@ -738,6 +738,7 @@ server_free(struct server *srv)
 		log_warn("unlink %s", srv->socket_path);
 	locktab_free(srv->locktab);
 	store_file_free(srv->store);
+	listing_free(&srv->listing);
 	outside_cache_free(srv->outside);
 	close(srv->claim_fd);
 	close(srv->lock_dirfd);
@@ -948,9 +949,8 @@ server_host_init(struct server *srv, const struct server_config *config)
 {
 	struct session_host	*host = &srv->host;
 
-	srv->listing.locktab = srv->locktab;
-	srv->listing.outside = srv->outside;
-	srv->listing.lock_dirfd = srv->lock_dirfd;
+	listing_init(&srv->listing, srv->locktab, srv->outside,
+	    srv->lock_dirfd);
 	host->base = srv->base;
 	host->locktab = srv->locktab;
 	host->listing = &srv->listing;

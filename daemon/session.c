@@ -7,7 +7,12 @@
  * session_host server.c made.
  */
 
+#include <sys/file.h>
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
@@ -20,6 +25,12 @@
 struct acquire;
 TAILQ_HEAD(acquire_list, acquire);
 
+/* The descriptors that came with one request line. */
+struct descriptors {
+	int			 fd[PROTO_MAX_FDS];
+	size_t			 n;		/* may exceed PROTO_MAX_FDS */
+};
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	struct session_host	*host;
@@ -27,6 +38,8 @@ struct session {
 	struct json_tokener	*tok;
 	struct client_info	 client;
 	struct acquire_list	 acquires;
+	struct acquire		*acquiring;	/* in locktab_acquire; NULL
+						   once handed off there */
 	int			 uid_counted;	/* for host->closed */
 };
 
@@ -46,7 +59,10 @@ struct acquire {
 	struct event		*notify_ev;
 	double			 started;	/* monotonic */
 	int			 held;
-	char			 text[];	/* owner and id_text */
+	int			 handoff_fd;	/* descriptor form: the
+						   caller's, else -1 */
+	const char		*target;	/* the name or path asked */
+	char			 text[];	/* owner, id_text, target */
 };
 
 /* The lock table's arg is the holder, so it must be the first member. */
@@ -64,14 +80,27 @@ acquire_count(struct session *s)
 	return n;
 }
 
-/* Find the session's acquire of name, waiting or held. */
+/* Find the session's acquire of the lock named key, waiting or held. */
 static struct acquire *
-acquire_find(struct session *s, const char *name)
+acquire_find(struct session *s, const char *key)
 {
 	struct acquire	*a;
 
 	TAILQ_FOREACH(a, &s->acquires, entry) {
-		if (a->req != NULL && strcmp(lock_req_name(a->req), name) == 0)
+		if (a->req != NULL && strcmp(lock_req_name(a->req), key) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+/* Find the session's acquire asked for as target (a name or a path). */
+static struct acquire *
+acquire_find_target(struct session *s, const char *target)
+{
+	struct acquire	*a;
+
+	TAILQ_FOREACH(a, &s->acquires, entry) {
+		if (a->req != NULL && strcmp(a->target, target) == 0)
 			return a;
 	}
 	return NULL;
@@ -97,6 +126,8 @@ acquire_free(struct acquire *a)
 {
 	TAILQ_REMOVE(&a->session->acquires, a, entry);
 	acquire_stop_timers(a);
+	if (a->handoff_fd >= 0)
+		close(a->handoff_fd);
 	free(a);
 }
 
@@ -163,7 +194,7 @@ acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 	event = proto_event_new(id, "blocking");
 	json_object_put(id);
 	json_object_object_add(event, "name",
-	    json_object_new_string(lock_req_name(a->req)));
+	    json_object_new_string(a->target));
 	json_object_object_add(event, "holders",
 	    listing_holders(a->session->host->listing,
 	    lock_req_lock(a->req)));
@@ -214,6 +245,26 @@ reply_ok(struct conn *conn, const char *id_text, size_t id_len)
 	    id_len), id_text, id_len);
 }
 
+/* A path lock's grant: its path may need escaping, so json-c writes it. */
+static void
+grant_reply_path(struct acquire *a, struct lock_req *req, uint64_t waited_us)
+{
+	struct json_object	*id, *reply;
+
+	id = proto_id_parse(a->id_text, a->id_len);
+	reply = proto_reply_new(id, 1);
+	json_object_put(id);
+	json_object_object_add(reply, "name",
+	    json_object_new_string(a->target));
+	json_object_object_add(reply, "mode",
+	    json_object_new_string(proto_mode_name(lock_req_mode(req))));
+	json_object_object_add(reply, "token",
+	    json_object_new_int64(lock_req_token(req)));
+	json_object_object_add(reply, "waited",
+	    json_object_new_double(waited_us / 1e6));
+	conn_send(a->conn, reply);
+}
+
 /* Send a grant reply, formatted by hand: printf was a sixth of its cost. */
 static void
 grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
@@ -221,10 +272,92 @@ grant_reply(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 	char	 line[PROTO_REPLY_MAX];
 	size_t	 len;
 
+	if (proto_is_path(a->target)) {
+		grant_reply_path(a, req, waited_us);
+		return;
+	}
 	len = proto_format_grant(line, sizeof line, a->id_text, a->id_len,
 	    lock_req_name(req), lock_req_mode(req),
 	    (uint64_t)lock_req_token(req), waited_us);
 	reply_write(a->conn, line, len, a->id_text, a->id_len);
+}
+
+/*
+ * The descriptor form's grant: move the flock onto the caller's own open
+ * file description, note who holds it there for list, and let go: the
+ * lock now lasts as long as that description, like any flock(2) on it.
+ */
+/* The parent of process pid, from /proc (0 if it cannot be read). */
+static pid_t
+proc_parent(pid_t pid)
+{
+	char		 path[64], buf[512], *close_paren;
+	long		 ppid = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command may hold any bytes, so parse after its last ')'. */
+	if ((close_paren = strrchr(buf, ')')) == NULL ||
+	    sscanf(close_paren + 1, " %*c %ld", &ppid) != 1)
+		return 0;
+	return (pid_t)ppid;
+}
+
+/* What list keeps of a lock handed over to the acquire's client. */
+static void
+handoff_describe(const struct acquire *a, struct lock_req *req,
+    struct handoff_info *h, char *name, size_t name_size)
+{
+	const struct client_info	*client = a->holder.client;
+	struct lock			*lock = lock_req_lock(req);
+
+	memset(h, 0, sizeof *h);
+	lock_file_path(lock, name, name_size);
+	h->key = lock_req_name(req);
+	h->name = name;
+	lock_file_id(lock, &h->dev, &h->ino);
+	h->holder.pid = client->peer.pid;
+	h->holder.uid = client->peer.uid;
+	h->holder.gid = client->peer.gid;
+	h->holder.client = client->label;
+	h->holder.owner = a->holder.owner;
+	h->holder.mode = lock_req_mode(req);
+	h->holder.since = lock_req_since(req);
+	h->holder.token = lock_req_token(req);
+	h->parent = proc_parent(client->peer.pid);
+}
+
+static void
+acquire_hand_off(struct acquire *a, struct lock_req *req, uint64_t waited_us)
+{
+	struct handoff_info	 h;
+	char			 name[PATH_MAX];
+	int			 rc;
+
+	rc = store_file_handoff(lock_req_lock(req), a->handoff_fd,
+	    lock_req_mode(req));
+	close(a->handoff_fd);
+	a->handoff_fd = -1;
+	if (a->session->acquiring == a)
+		a->session->acquiring = NULL;
+	if (rc != 0) {
+		acquire_error(a, PROTO_E_TIMEOUT, rc == -EWOULDBLOCK ?
+		    "a process outside the broker took the file while the "
+		    "lock moved onto the descriptor" : strerror(-rc));
+	} else {
+		handoff_describe(a, req, &h, name, sizeof name);
+		listing_handoff_add(a->session->host->listing, &h);
+		grant_reply(a, req, waited_us);
+	}
+	acquire_drop(a);
 }
 
 /*
@@ -243,6 +376,10 @@ session_granted(struct lock_req *req, void *arg)
 	waited = clock_monotonic() - a->started;
 	if (!(waited >= 0 && waited < PROTO_MAX_SECONDS * 10))
 		waited = 0;
+	if (a->handoff_fd >= 0) {
+		acquire_hand_off(a, req, (uint64_t)(waited * 1e6 + 0.5));
+		return;
+	}
 	grant_reply(a, req, (uint64_t)(waited * 1e6 + 0.5));
 }
 
@@ -299,6 +436,47 @@ acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 	return 0;
 }
 
+/* Close the descriptors of a request that no lock took. */
+static void
+descriptors_close(struct descriptors *fds)
+{
+	size_t	 i;
+
+	for (i = 0; i < fds->n && i < PROTO_MAX_FDS; i++) {
+		if (fds->fd[i] >= 0)
+			close(fds->fd[i]);
+	}
+	fds->n = 0;
+}
+
+/*
+ * The lock name of a path request from the descriptors sent with it
+ * (want of them: the caller's own, then the broker's copy, for a
+ * handoff; else the file's one), or -1 after an error reply.
+ */
+static int
+path_resolve(struct session *s, const struct proto_request *r,
+    struct descriptors *fds, size_t want, char *key, size_t key_size)
+{
+	char	 msg[512];
+	int	 rc;
+
+	if (fds->n != want) {
+		snprintf(msg, sizeof msg, "a request for a path carries %s of "
+		    "the file (SCM_RIGHTS) on its line; %zu came", want == 2 ?
+		    "two descriptors" : "one descriptor", fds->n);
+		reply_error(s->conn, r, PROTO_E_BAD_REQUEST, msg);
+		return -1;
+	}
+	rc = locktab_resolve(s->host->locktab, &fds->fd[want - 1], key,
+	    key_size, msg, sizeof msg);
+	if (rc == 0)
+		return 0;
+	reply_error(s->conn, r, rc == -EOPNOTSUPP || rc == -EINVAL ?
+	    PROTO_E_UNSUPPORTED : PROTO_E_INTERNAL, msg);
+	return -1;
+}
+
 /* Reply to an acquire the lock table refused with errno -rc. */
 static void
 acquire_failed(struct session *s, const struct proto_request *r, int rc)
@@ -334,15 +512,50 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 	}
 }
 
+/*
+ * The descriptor form on a description that holds the flock already:
+ * the caller asks for its own lock again, which flock(2) grants at once,
+ * as flock(1) does; converting it may fail if others share it.  No queue
+ * is involved, so the holder keeps its place and gets a new token.
+ */
+static void
+handoff_again(struct session *s, const struct proto_request *r, int fd)
+{
+	struct json_object	*reply;
+	int64_t			 token;
+
+	if (flock(fd, (r->mode == PROTO_SHARED ? LOCK_SH : LOCK_EX) |
+	    LOCK_NB) == -1) {
+		reply_error(s->conn, r, PROTO_E_TIMEOUT, errno == EWOULDBLOCK ?
+		    "the lock is held: this descriptor's own lock cannot "
+		    "change mode while others share it" : strerror(errno));
+		return;
+	}
+	if ((token = locktab_take_token(s->host->locktab)) == 0) {
+		reply_error(s->conn, r, PROTO_E_INTERNAL,
+		    s->host->tokens_exhausted(s->host->arg));
+		return;
+	}
+	reply = reply_new(r);
+	json_object_object_add(reply, "name", json_object_new_string(r->name));
+	json_object_object_add(reply, "mode",
+	    json_object_new_string(proto_mode_name(r->mode)));
+	json_object_object_add(reply, "token", json_object_new_int64(token));
+	json_object_object_add(reply, "waited", json_object_new_double(0));
+	conn_send(s->conn, reply);
+}
+
 /* A new acquire, with its owner and id text in the same allocation. */
 static struct acquire *
 acquire_new(struct session *s, const struct proto_request *r)
 {
 	struct acquire	*a;
 	size_t		 owner_size = strlen(r->owner) + 1;
-	char		*id_text;
+	size_t		 target_size = strlen(r->name) + 1;
+	char		*id_text, *target;
 
-	if ((a = calloc(1, sizeof *a + owner_size + r->id_len + 1)) == NULL)
+	if ((a = calloc(1, sizeof *a + owner_size + r->id_len + 1 +
+	    target_size)) == NULL)
 		return NULL;
 	memcpy(a->text, r->owner, owner_size);
 	a->holder.owner = a->text;
@@ -351,6 +564,10 @@ acquire_new(struct session *s, const struct proto_request *r)
 	memcpy(id_text, r->id_text, r->id_len);
 	id_text[r->id_len] = '\0';
 	a->id_text = id_text;
+	target = id_text + r->id_len + 1;
+	memcpy(target, r->name, target_size);
+	a->target = target;
+	a->handoff_fd = -1;
 	a->session = s;
 	a->conn = s->conn;
 	a->id_len = r->id_len;
@@ -360,14 +577,27 @@ acquire_new(struct session *s, const struct proto_request *r)
 }
 
 static void
-handle_acquire(struct session *s, const struct proto_request *r)
+handle_acquire(struct session *s, const struct proto_request *r,
+    struct descriptors *fds)
 {
 	struct session_host	*host = s->host;
 	struct acquire		*a;
 	struct lock_req		*req;
+	char			 key[PROTO_MAX_NAME + 1];
+	const char		*name = r->name;
 	int			 rc;
 
-	if (acquire_find(s, r->name) != NULL) {
+	if (proto_is_path(r->name)) {
+		if (path_resolve(s, r, fds, r->handoff ? 2 : 1, key,
+		    sizeof key) != 0)
+			return;
+		if (r->handoff && store_file_fd_flocked(fds->fd[0])) {
+			handoff_again(s, r, fds->fd[0]);
+			return;
+		}
+		name = key;
+	}
+	if (acquire_find(s, name) != NULL) {
 		reply_error(s->conn, r, PROTO_E_ALREADY_HELD,
 		    "this connection already holds or awaits that name");
 		return;
@@ -382,14 +612,24 @@ handle_acquire(struct session *s, const struct proto_request *r)
 		    "out of memory");
 		return;
 	}
+	if (r->handoff) {
+		a->handoff_fd = fds->fd[0];	/* the caller's, to flock */
+		fds->fd[0] = -1;
+	}
 	/* The lock table's arg is the holder, the acquire's first member. */
-	rc = locktab_acquire(host->locktab, r->name, r->mode,
-	    r->timeout == 0, &a->holder, &req);
+	s->acquiring = a;
+	rc = locktab_acquire_object(host->locktab, name, fds->n > 0 ?
+	    &fds->fd[fds->n - 1] : NULL, r->mode, r->timeout == 0,
+	    &a->holder, &req);
 	if (rc != 0) {
+		s->acquiring = NULL;
 		acquire_failed(s, r, rc);
 		acquire_free(a);
 		return;
 	}
+	if (s->acquiring == NULL)
+		return;		/* granted at once and handed off: a is gone */
+	s->acquiring = NULL;
 	a->req = req;
 	if (!a->held && acquire_arm_timers(a, r) == -1) {
 		reply_error(s->conn, r, PROTO_E_LIMIT,
@@ -403,7 +643,7 @@ handle_release(struct session *s, const struct proto_request *r)
 {
 	struct acquire	*a;
 
-	if ((a = acquire_find(s, r->name)) == NULL) {
+	if ((a = acquire_find_target(s, r->name)) == NULL) {
 		reply_error(s->conn, r, PROTO_E_NOT_HELD,
 		    "this connection neither holds nor awaits that name");
 		return;
@@ -415,14 +655,44 @@ handle_release(struct session *s, const struct proto_request *r)
 	reply_ok(s->conn, r->id_text, r->id_len);
 }
 
+/* The identity and kernel path of a list's descriptor; 0 if unknown. */
+static int
+descriptor_file(int fd, struct listing_file *file, char *path, size_t size)
+{
+	struct stat	 sb;
+	char		 link[64];
+	ssize_t		 n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if (fstat(fd, &sb) == -1 ||
+	    (n = readlink(link, path, size - 1)) <= 0)
+		return 0;
+	path[n] = '\0';
+	file->dev = sb.st_dev;
+	file->ino = sb.st_ino;
+	file->path = path;
+	return 1;
+}
+
 static void
-handle_list(struct session *s, const struct proto_request *r)
+handle_list(struct session *s, const struct proto_request *r,
+    struct descriptors *fds)
 {
 	struct json_object	*reply, *locks;
+	struct listing_file	 file, *filep = NULL;
+	char			 key[PROTO_MAX_NAME + 1], path[PATH_MAX];
+	const char		*name = r->name;
 	int			 more;
 
+	if (name != NULL && proto_is_path(name)) {
+		if (path_resolve(s, r, fds, 1, key, sizeof key) != 0)
+			return;
+		name = key;
+		if (descriptor_file(fds->fd[0], &file, path, sizeof path))
+			filep = &file;
+	}
 	reply = reply_new(r);
-	locks = listing_locks(s->host->listing, r->name, r->all, r->after,
+	locks = listing_locks(s->host->listing, name, filep, r->all, r->after,
 	    (size_t)r->limit, &more);
 	json_object_object_add(reply, "locks", locks);
 	json_object_object_add(reply, "more", json_object_new_boolean(more));
@@ -487,15 +757,34 @@ handle_hello(struct session *s, const struct proto_request *r)
 	conn_send(s->conn, reply);
 }
 
+/*
+ * Whether the descriptors that came with a request are the ones it takes:
+ * only a path's acquire and list take any.
+ */
+static int
+descriptors_expected(struct session *s, const struct proto_request *r,
+    const struct descriptors *fds)
+{
+	if (fds->n == 0 || (r->name != NULL && proto_is_path(r->name) &&
+	    (r->op == PROTO_OP_ACQUIRE || r->op == PROTO_OP_LIST)))
+		return 1;
+	reply_error(s->conn, r, PROTO_E_BAD_REQUEST, "a descriptor came with "
+	    "a request that takes none: only an acquire or list of a path "
+	    "(a name with a '/') carries one");
+	return 0;
+}
+
 /* Answer one decoded request, or the error its decoding found. */
 static void
 session_dispatch(struct session *s, const struct proto_request *r,
-    enum proto_error error, const char *msg)
+    enum proto_error error, const char *msg, struct descriptors *fds)
 {
 	if (error != PROTO_OK) {
 		reply_error(s->conn, r, error, msg);
 		return;
 	}
+	if (!descriptors_expected(s, r, fds))
+		return;
 	switch (r->op) {
 	case PROTO_OP_HELLO:
 		handle_hello(s, r);
@@ -504,13 +793,13 @@ session_dispatch(struct session *s, const struct proto_request *r,
 		reply_ok(s->conn, r->id_text, r->id_len);
 		break;
 	case PROTO_OP_ACQUIRE:
-		handle_acquire(s, r);
+		handle_acquire(s, r, fds);
 		break;
 	case PROTO_OP_RELEASE:
 		handle_release(s, r);
 		break;
 	case PROTO_OP_LIST:
-		handle_list(s, r);
+		handle_list(s, r, fds);
 		break;
 	case PROTO_OP_STATUS:
 		handle_status(s, r);
@@ -529,11 +818,17 @@ session_line_cb(const char *line, size_t len, void *arg)
 	enum proto_error	 error;
 	const char		*msg = NULL;
 
-	if (proto_blank(line, len))
+	struct descriptors	 fds;
+
+	fds.n = conn_take_fds(s->conn, fds.fd, PROTO_MAX_FDS);
+	if (proto_blank(line, len)) {
+		descriptors_close(&fds);
 		return;
+	}
 	error = proto_request_parse(s->tok, line, len, &scratch, &r, &obj,
 	    &msg);
-	session_dispatch(s, &r, error, msg);
+	session_dispatch(s, &r, error, msg, &fds);
+	descriptors_close(&fds);
 	json_object_put(obj);
 }
 

@@ -19,6 +19,16 @@
  * excludes anyone who opens the name, so it is dropped when the name is
  * used again, and the name opened anew.
  *
+ * Path locks.  A client may also lock any file it can open itself: it
+ * passes the descriptor, and the lock is kept under the file's identity,
+ * "/DEV:INO" in hex (no name holds a '/'), on that descriptor.  A path to
+ * a lock file that is open under its name, or that sits in the lock dir
+ * under a valid name, resolves to the name instead: one file, one queue.
+ * The daemon never opens a client's path, and refuses file systems whose
+ * flock(2) is emulated per process, where all its clients would be one
+ * owner.  Path locks are not watched by a thread (that would need a second
+ * open of the client's file); the retry poll serves them.
+ *
  * Files are counted for --max-lock-files, and the fencing tokens come
  * from a counter seeded by the caller (from the lock dir's token file).
  */
@@ -31,6 +41,7 @@
 #include <linux/magic.h>
 
 #include <dirent.h>
+#include <search.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -81,6 +92,7 @@ struct file_lock {
 	int			 fd;
 	struct lock_file_id	 file;		/* what fd is */
 	enum lock_flock		 flock;
+	int			 by_fd;		/* a client's file, no name */
 };
 
 struct store_file {
@@ -95,9 +107,14 @@ struct store_file {
 	struct watcher		*watcher;	/* NULL without an event loop */
 	struct event		*retry_ev;
 	int			 retry_armed;	/* retry_ev is pending */
+	void			*by_file;	/* tsearch(3): name locks by
+						   file identity */
 };
 
 static const struct lock_store_ops store_file_ops;
+
+static void	file_lock_index(struct file_lock *);
+static void	file_lock_unindex(struct file_lock *);
 
 /*
  * Note which file fd is; a directory is no lock file, so refuse it as
@@ -271,9 +288,11 @@ file_lock_reopen(struct file_lock *fl)
 	if ((fd = store_file_open(fl->store, fl->name, &file)) < 0)
 		return fd;
 	file_lock_drop(fl);
+	file_lock_unindex(fl);
 	close(fl->fd);
 	fl->fd = fd;
 	fl->file = file;
+	file_lock_index(fl);
 	return 0;
 }
 
@@ -289,7 +308,8 @@ file_lock_refresh(void *state)
 	struct file_lock	*fl = state;
 	int			 error;
 
-	if (!file_lock_stale(fl))
+	/* A path lock is its file, whatever names lead to it now. */
+	if (fl->by_fd || !file_lock_stale(fl))
 		return 0;
 	if ((error = file_lock_reopen(fl)) == 0)
 		return LOCK_STORE_MOVED;
@@ -301,25 +321,91 @@ file_lock_refresh(void *state)
 static int
 file_lock_current(void *state)
 {
-	return !file_lock_stale(state);
+	struct file_lock	*fl = state;
+
+	return fl->by_fd || !file_lock_stale(fl);
 }
 
-/* Open the file of a new lock. */
+/* Order name locks by the identity of their file. */
+static int
+file_lock_id_cmp(const void *a, const void *b)
+{
+	const struct lock_file_id	*x = &((const struct file_lock *)a)->file;
+	const struct lock_file_id	*y = &((const struct file_lock *)b)->file;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Index a name lock by its file, so that a path to that file finds it;
+ * of two locks on one file (a hard link), the first keeps the entry.
+ */
+static void
+file_lock_index(struct file_lock *fl)
+{
+	void	*node;
+
+	if (!fl->by_fd && (node = tsearch(fl, &fl->store->by_file,
+	    file_lock_id_cmp)) == NULL)
+		log_warnx("out of memory indexing lock files");
+}
+
+/* Take a name lock out of the index, if the entry is its own. */
+static void
+file_lock_unindex(struct file_lock *fl)
+{
+	void	*node;
+
+	if (fl->by_fd || (node = tfind(fl, &fl->store->by_file,
+	    file_lock_id_cmp)) == NULL || *(struct file_lock **)node != fl)
+		return;
+	tdelete(fl, &fl->store->by_file, file_lock_id_cmp);
+}
+
+/*
+ * A path lock keeps the descriptor its client passed: *object, which
+ * becomes the store's (-1 left behind).
+ */
+static int
+file_lock_adopt_fd(struct file_lock *fl, int *object)
+{
+	struct stat	 sb;
+
+	if (object == NULL || *object < 0 || fstat(*object, &sb) == -1)
+		return -EBADF;
+	fl->fd = *object;
+	*object = -1;
+	fl->file.dev = sb.st_dev;
+	fl->file.ino = sb.st_ino;
+	fl->file.seen = 0;
+	fl->by_fd = 1;
+	return 0;
+}
+
+/* Open the file of a new lock: the name's, or the one a client passed. */
 static int
 file_lock_open(struct lock_store *store, struct lock *lock, const char *name,
-    void *state)
+    void *object, void *state)
 {
 	struct store_file	*sf = (struct store_file *)store;
 	struct file_lock	*fl = state;
 	int			 fd;
 
-	if ((fd = store_file_open(sf, name, &fl->file)) < 0)
-		return fd;
 	fl->store = sf;
 	fl->lock = lock;
 	fl->name = name;
-	fl->fd = fd;
 	fl->flock = LOCK_FLOCK_NONE;
+	if (name[0] == '/')
+		return file_lock_adopt_fd(fl, object);
+	if ((fd = store_file_open(sf, name, &fl->file)) < 0)
+		return fd;
+	fl->fd = fd;
+	fl->by_fd = 0;
+	file_lock_index(fl);
 	return 0;
 }
 
@@ -329,6 +415,7 @@ file_lock_close(void *state)
 {
 	struct file_lock	*fl = state;
 
+	file_lock_unindex(fl);
 	file_lock_drop(fl);
 	close(fl->fd);
 }
@@ -374,7 +461,8 @@ file_lock_blocked(struct file_lock *fl, int blocked, enum proto_mode mode)
 {
 	struct store_file	*sf = fl->store;
 
-	if (sf->blocked_cb != NULL)
+	/* A watch opens the name; a path lock has none, so it is polled. */
+	if (sf->blocked_cb != NULL && !fl->by_fd)
 		sf->blocked_cb(fl->lock, blocked, mode, sf->blocked_arg);
 	store_file_poll(sf);
 }
@@ -420,7 +508,7 @@ file_lock_explain(struct lock_store *store, const char *name, int error,
 	char			 owner[64], me[64];
 	uid_t			 uid = geteuid();
 
-	if (error != -EACCES && error != -EPERM)
+	if ((error != -EACCES && error != -EPERM) || name[0] == '/')
 		return 0;
 	store_file_user(uid, me, sizeof me);
 	if (fstatat(sf->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == -1) {
@@ -438,6 +526,129 @@ file_lock_explain(struct lock_store *store, const char *name, int error,
 	    (unsigned)(sb.st_mode & 07777), strerror(-error), (long)uid, me);
 }
 
+/*
+ * File systems whose flock(2) is not the kernel's own: emulated with
+ * byte-range locks owned per process (NFS, SMB, 9p), or kept by a server
+ * that sees one client per machine.  Every broker client would be one
+ * owner there.  FUSE and Ceph keep flock's per-description owners.
+ */
+static const struct {
+	unsigned long	 magic;
+	const char	*name;
+} remote_fs[] = {
+	{ NFS_SUPER_MAGIC, "nfs" },
+	{ SMB_SUPER_MAGIC, "smb" },
+	{ CIFS_SUPER_MAGIC, "cifs" },
+	{ SMB2_SUPER_MAGIC, "smb2" },
+	{ V9FS_MAGIC, "9p" },
+	{ AFS_SUPER_MAGIC, "afs" },
+	{ AFS_FS_MAGIC, "afs" },
+	{ CODA_SUPER_MAGIC, "coda" },
+};
+
+/* The name of f_type's file system if flock(2) there is not local. */
+const char *
+store_file_remote_fs(unsigned long f_type)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof remote_fs / sizeof remote_fs[0]; i++) {
+		if (remote_fs[i].magic == f_type)
+			return remote_fs[i].name;
+	}
+	return NULL;
+}
+
+/* Whether a client's file can be locked here; -errno and msg if not. */
+static int
+file_check_lockable(int fd, const struct stat *sb, char *msg,
+    size_t msg_size)
+{
+	struct statfs	 sfs;
+	const char	*fs;
+
+	if (!S_ISREG(sb->st_mode) && !S_ISDIR(sb->st_mode)) {
+		snprintf(msg, msg_size, "only a regular file or a directory "
+		    "can be locked, and this is a %s", S_ISFIFO(sb->st_mode) ?
+		    "FIFO" : S_ISSOCK(sb->st_mode) ? "socket" :
+		    S_ISCHR(sb->st_mode) || S_ISBLK(sb->st_mode) ? "device" :
+		    "special file");
+		return -EINVAL;
+	}
+	if (fstatfs(fd, &sfs) == -1) {
+		snprintf(msg, msg_size, "cannot tell the file's file system: "
+		    "%s", strerror(errno));
+		return -errno;
+	}
+	if ((fs = store_file_remote_fs((unsigned long)sfs.f_type)) != NULL) {
+		snprintf(msg, msg_size, "the file is on %s, where flock(2) "
+		    "is not the kernel's own and cannot tell the broker's "
+		    "clients apart; lock a file on a local file system", fs);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/*
+ * The name of the lock file in the lock dir that fd is, found by the name
+ * the kernel gives the descriptor; 0 if it is none.
+ */
+static int
+file_lock_dir_name(struct store_file *sf, int fd, const struct stat *sb,
+    char *name, size_t size)
+{
+	char		 link[64], path[PATH_MAX];
+	const char	*base;
+	struct stat	 at_sb;
+	ssize_t		 n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof path - 1)) <= 0)
+		return 0;
+	path[n] = '\0';
+	base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+	if (!proto_name_valid(base, strlen(base)) ||
+	    fstatat(sf->dirfd, base, &at_sb, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    at_sb.st_dev != sb->st_dev || at_sb.st_ino != sb->st_ino)
+		return 0;
+	return snprintf(name, size, "%s", base) > 0;
+}
+
+/*
+ * A client's descriptor resolves to the name lock open on its file, or to
+ * the lock dir's file of that name, or else to the file's identity.
+ */
+static int
+file_lock_resolve(struct lock_store *store, void *object, char *key,
+    size_t key_size, char *msg, size_t msg_size)
+{
+	struct store_file	*sf = (struct store_file *)store;
+	struct file_lock	 probe;
+	struct stat		 sb;
+	void			*node;
+	int			 fd = *(int *)object, error;
+
+	if (fstat(fd, &sb) == -1) {
+		snprintf(msg, msg_size, "cannot stat the descriptor: %s",
+		    strerror(errno));
+		return -errno;
+	}
+	if ((error = file_check_lockable(fd, &sb, msg, msg_size)) != 0)
+		return error;
+	probe.file.dev = sb.st_dev;
+	probe.file.ino = sb.st_ino;
+	if ((node = tfind(&probe, &sf->by_file, file_lock_id_cmp)) != NULL) {
+		snprintf(key, key_size, "%s",
+		    (*(struct file_lock **)node)->name);
+		return 0;
+	}
+	if (file_lock_dir_name(sf, fd, &sb, key, key_size))
+		return 0;
+	snprintf(key, key_size, "/%jx:%jx", (uintmax_t)sb.st_dev,
+	    (uintmax_t)sb.st_ino);
+	return 0;
+}
+
 static const struct lock_store_ops store_file_ops = {
 	.lock_size = sizeof(struct file_lock),
 	.open = file_lock_open,
@@ -449,6 +660,7 @@ static const struct lock_store_ops store_file_ops = {
 	.current = file_lock_current,
 	.refresh = file_lock_refresh,
 	.explain = file_lock_explain,
+	.resolve = file_lock_resolve,
 };
 
 /*
@@ -613,4 +825,87 @@ lock_fd(const struct lock *lock)
 	const struct file_lock	*fl = lock_store_state(lock);
 
 	return fl->fd;
+}
+
+/* The device and inode of a lock's file. */
+void
+lock_file_id(const struct lock *lock, dev_t *ret_dev, ino_t *ret_ino)
+{
+	const struct file_lock	*fl = lock_store_state(lock);
+
+	*ret_dev = fl->file.dev;
+	*ret_ino = fl->file.ino;
+}
+
+/* Whether the store's descriptor of a lock holds a flock now. */
+int
+lock_file_flocked(const struct lock *lock)
+{
+	const struct file_lock	*fl = lock_store_state(lock);
+
+	return fl->flock != LOCK_FLOCK_NONE;
+}
+
+/*
+ * The path the kernel gives a path lock's descriptor, as list shows it
+ * (with " (deleted)" for a file since unlinked); the lock's name if it
+ * is a name lock, or the kernel gives none.
+ */
+void
+lock_file_path(const struct lock *lock, char *buf, size_t size)
+{
+	const struct file_lock	*fl = lock_store_state(lock);
+	char			 link[64];
+	ssize_t			 n;
+
+	snprintf(buf, size, "%s", lock_name(lock));
+	if (!fl->by_fd || size < 2)
+		return;
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fl->fd);
+	if ((n = readlink(link, buf, size - 1)) > 0 && buf[0] == '/')
+		buf[n] = '\0';
+	else
+		snprintf(buf, size, "%s", lock_name(lock));
+}
+
+/*
+ * Move a granted lock's flock onto fd, a client's own open file
+ * description of the same file, for the descriptor form: afterwards the
+ * flock lives as long as that description, and the store's fd holds
+ * nothing.  Shared goes over with no gap; exclusive cannot, as no two
+ * descriptions hold LOCK_EX at once, so an outsider's flock may get in
+ * between: then -EWOULDBLOCK, and the lock is the outsider's.
+ */
+int
+store_file_handoff(struct lock *lock, int fd, enum proto_mode mode)
+{
+	struct file_lock	*fl = lock_store_state(lock);
+
+	if (mode == PROTO_SHARED)
+		return flock(fd, LOCK_SH | LOCK_NB) == 0 ? 0 : -errno;
+	file_lock_drop(fl);
+	return flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : -errno;
+}
+
+/*
+ * Whether fd's open file description holds a flock already: the kernel
+ * lists a description's locks in /proc/self/fdinfo.  Such a caller asks
+ * again for its own lock, which flock(2) grants (or converts) at once.
+ */
+int
+store_file_fd_flocked(int fd)
+{
+	char	 path[64], buf[4096];
+	ssize_t	 n;
+	int	 info;
+
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	if ((info = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(info, buf, sizeof buf - 1);
+	close(info);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, "\nlock:\t") != NULL && strstr(buf, "FLOCK") != NULL;
 }

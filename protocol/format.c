@@ -87,6 +87,9 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		    json_object_new_double(req->notify_after));
 		json_object_object_add(obj, "owner",
 		    json_object_new_string(req->owner ? req->owner : ""));
+		if (req->handoff)
+			json_object_object_add(obj, "handoff",
+			    json_object_new_boolean(1));
 		break;
 	default:
 		break;
@@ -254,6 +257,8 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 	out_double(out, req->notify_after);
 	out_key(out, "owner");
 	out_string(out, req->owner ? req->owner : "");
+	if (req->handoff)
+		out_text(out, ",\"handoff\":true");
 }
 
 static void

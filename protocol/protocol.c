@@ -24,6 +24,7 @@ static const char *error_codes[PROTO_E_COUNT] = {
 	[PROTO_E_LIMIT] = "limit",
 	[PROTO_E_PERMISSION_DENIED] = "permission_denied",
 	[PROTO_E_INTERNAL] = "internal",
+	[PROTO_E_UNSUPPORTED] = "unsupported",
 };
 
 #define OP_NAME(op, text)	[PROTO_OP_##op] = text,
@@ -97,6 +98,25 @@ proto_name_valid(const char *name, size_t len)
 			return 0;
 	}
 	return 1;
+}
+
+/* Whether a lock target is a path rather than a name: it holds a '/'. */
+int
+proto_is_path(const char *target)
+{
+	return strchr(target, '/') != NULL;
+}
+
+/*
+ * A target is a lock name, or a path: 1 to PROTO_MAX_PATH bytes holding a
+ * '/' and no NUL.  The daemon never opens a path; it only echoes it.
+ */
+int
+proto_target_valid(const char *target, size_t len)
+{
+	if (target == NULL || memchr(target, '/', len) == NULL)
+		return proto_name_valid(target, len);
+	return len <= PROTO_MAX_PATH && memchr(target, '\0', len) == NULL;
 }
 
 /*
@@ -550,13 +570,37 @@ get_name(struct json_object *req, int required, const char **ret_name,
 		*ret_msg = "name must be a string";
 		return PROTO_E_BAD_REQUEST;
 	}
-	if (!proto_name_valid(json_object_get_string(value),
+	if (!proto_target_valid(json_object_get_string(value),
 	    (size_t)json_object_get_string_len(value))) {
 		*ret_msg = "name must be 1 to " PROTO_TEXT(PROTO_MAX_NAME)
-		    " bytes of [A-Za-z0-9._:@+-], not starting with '.'";
+		    " bytes of [A-Za-z0-9._:@+-], not starting with '.', "
+		    "or a path (with a '/') of at most "
+		    PROTO_TEXT(PROTO_MAX_PATH) " bytes";
 		return PROTO_E_INVALID_NAME;
 	}
 	*ret_name = json_object_get_string(value);
+	return PROTO_OK;
+}
+
+/* Read acquire's handoff flag, which only a path lock may set. */
+static enum proto_error
+decode_handoff(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, FIELD(HANDOFF), &value) ||
+	    json_object_is_type(value, json_type_null))
+		return PROTO_OK;
+	if (!json_object_is_type(value, json_type_boolean)) {
+		*ret_msg = "handoff must be a boolean";
+		return PROTO_E_BAD_REQUEST;
+	}
+	req->handoff = json_object_get_boolean(value);
+	if (req->handoff && !proto_is_path(req->name)) {
+		*ret_msg = "handoff is for a path lock, whose name holds a '/'";
+		return PROTO_E_BAD_REQUEST;
+	}
 	return PROTO_OK;
 }
 
@@ -593,7 +637,7 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 		return PROTO_E_BAD_REQUEST;
 	}
-	return PROTO_OK;
+	return decode_handoff(obj, req, ret_msg);
 }
 
 static enum proto_error
@@ -680,11 +724,10 @@ decode_paging(struct json_object *obj, struct proto_request *req,
 			*ret_msg = "after must be a string";
 			return PROTO_E_BAD_REQUEST;
 		}
-		if (!proto_name_valid(json_object_get_string(value),
+		if (!proto_target_valid(json_object_get_string(value),
 		    (size_t)json_object_get_string_len(value))) {
-			*ret_msg = "after must be a lock name: 1 to "
-			    PROTO_TEXT(PROTO_MAX_NAME) " bytes of "
-			    "[A-Za-z0-9._:@+-], not starting with '.'";
+			*ret_msg = "after must be a lock name or path, as "
+			    "list shows them";
 			return PROTO_E_INVALID_NAME;
 		}
 		req->after = json_object_get_string(value);

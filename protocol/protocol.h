@@ -23,6 +23,8 @@
 
 #define PROTO_MAX_LINE 65536	/* bytes in one request line, without LF */
 #define PROTO_MAX_NAME 200	/* bytes in a lock name */
+#define PROTO_MAX_PATH 4096	/* bytes in a path lock's target */
+#define PROTO_MAX_FDS 2		/* descriptors with one request */
 #define PROTO_MAX_LABEL 256	/* bytes in an owner or client label */
 #define PROTO_MAX_ID 1024	/* bytes in an id's JSON text */
 #define PROTO_MAX_LIST 1000	/* largest limit of a list request */
@@ -56,6 +58,7 @@ enum proto_error {
 	PROTO_E_LIMIT,
 	PROTO_E_PERMISSION_DENIED,
 	PROTO_E_INTERNAL,
+	PROTO_E_UNSUPPORTED,
 	PROTO_E_COUNT
 };
 
@@ -81,7 +84,7 @@ enum proto_op {
 	X(ID, "id") X(OP, "op") X(NAME, "name") X(MODE, "mode")		\
 	X(TIMEOUT, "timeout") X(NOTIFY_AFTER, "notify_after")		\
 	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
-	X(LIMIT, "limit") X(AFTER, "after")
+	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")
 
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
@@ -89,7 +92,8 @@ struct proto_request {
 	struct json_object	*id;		/* NULL: see id_text */
 	const char		*id_text;	/* id as JSON, not NUL-ended */
 	size_t			 id_len;
-	const char		*name;		/* NULL when absent */
+	const char		*name;		/* NULL when absent; a path
+						   if it holds a '/' */
 	enum proto_mode		 mode;
 	double			 timeout;	/* < 0 means wait forever */
 	double			 notify_after;
@@ -98,6 +102,8 @@ struct proto_request {
 	int			 all;		/* list: outside-only locks too */
 	int			 limit;		/* list: 1 to 1000, 0: none */
 	const char		*after;		/* list: names past it */
+	int			 handoff;	/* acquire: flock the
+						   caller's descriptor */
 };
 
 /* Room for the strings of a request decoded on the fast path. */
@@ -123,6 +129,8 @@ struct proto_holder {
 const char	*proto_error_code(enum proto_error);
 enum proto_error proto_error_from_code(const char *);
 int		 proto_name_valid(const char *, size_t);
+int		 proto_is_path(const char *);
+int		 proto_target_valid(const char *, size_t);
 int		 proto_utf8_valid(const char *, size_t);
 const char	*proto_socket_env(void);
 const char	*proto_system_socket(void);

@@ -60,6 +60,7 @@ _Static_assert(KEY_COUNT <= 32, "struct scan has a bit per key in seen");
 static const unsigned char keys_by_first[128][2] = {
 	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
+	['h'] = { KEY_HANDOFF },
 	['i'] = { KEY_ID },
 	['l'] = { KEY_LIMIT },
 	['m'] = { KEY_MODE },
@@ -530,8 +531,9 @@ scan_acquire(struct scan *s, struct proto_request *req)
 	if (scan_name(s, 1, &req->name) == -1 ||
 	    scan_mode(s, &req->mode) == -1 ||
 	    scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
-	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1)
-		return -1;
+	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1 ||
+	    scan_field(s, KEY_HANDOFF) != NULL)
+		return -1;	/* a handoff is for paths, which json-c reads */
 	return scan_label(s, KEY_OWNER, &req->owner);
 }
 

@@ -64,11 +64,12 @@ fake_find(struct lock_store *store, const char *name)
 
 static int
 fake_open(struct lock_store *store, struct lock *lock, const char *name,
-    void *state)
+    void *object, void *state)
 {
 	struct fake_store	*fs = (struct fake_store *)store;
 	struct fake_lock	*fl = state;
 
+	(void)object;
 	fl->store = fs;
 	fl->lock = lock;
 	fl->name = name;

@@ -69,6 +69,23 @@ START_TEST(test_name_accepts_allowed_characters)
 }
 END_TEST
 
+START_TEST(test_target_is_a_name_or_a_path)
+{
+	char	 path[PROTO_MAX_PATH + 2];
+
+	ck_assert(proto_target_valid("backup", 6));
+	ck_assert(!proto_target_valid(".x", 2));
+	ck_assert(proto_target_valid("a/b", 3));
+	ck_assert(proto_target_valid("/var/lock/caf\xc3\xa9 x", 17));
+	ck_assert(!proto_target_valid("/a\0b", 4));
+	memset(path, 'p', sizeof path);
+	path[0] = '/';
+	ck_assert(proto_target_valid(path, PROTO_MAX_PATH));
+	ck_assert(!proto_target_valid(path, PROTO_MAX_PATH + 1));
+	ck_assert(proto_is_path("a/b") && !proto_is_path("ab"));
+}
+END_TEST
+
 START_TEST(test_name_rejects_paths_and_bad_bytes)
 {
 	const char	*bad[] = { "", ".", "..", ".hidden", "a/b", "/etc",
@@ -229,8 +246,17 @@ START_TEST(test_decode_rejects_bad_fields)
 	    PROTO_E_BAD_REQUEST);
 	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":5}"),
 	    PROTO_E_BAD_REQUEST);
+	/* A name with a '/' is a path: valid, but not with a NUL. */
 	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a/b\"}"),
+	    PROTO_OK);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a/\\u0000b\"}"),
 	    PROTO_E_INVALID_NAME);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a/b\","
+	    "\"handoff\":true}"), PROTO_OK);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"ab\","
+	    "\"handoff\":true}"), PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a/b\","
+	    "\"handoff\":1}"), PROTO_E_BAD_REQUEST);
 	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\\u0000b\"}"),
 	    PROTO_E_INVALID_NAME);
 	ck_assert_int_eq(decode_error("{\"op\":\"acquire\",\"name\":\"a\","
@@ -525,7 +551,7 @@ START_TEST(test_request_parse_errors_match_json_c)
 	const char		*msg;
 	const char		*line;
 
-	line = "{\"id\":7,\"op\":\"acquire\",\"name\":\"../x\"}";
+	line = "{\"id\":7,\"op\":\"acquire\",\"name\":\".x\"}";
 	ck_assert_int_eq(proto_request_parse(tok, line, strlen(line), &sc, &r,
 	    &obj, &msg), PROTO_E_INVALID_NAME);
 	ck_assert_int_eq(json_object_get_int(r.id), 7);
@@ -1170,7 +1196,7 @@ START_TEST(test_list_paging_fields_decode)
 	    "\"limit\":99999999999999999999", "\"after\":5",
 	    "\"after\":true", "\"after\":[\"a\"]" };
 	static const char *const invalid_name[] = { "\"after\":\"\"",
-	    "\"after\":\"..\"", "\"after\":\".x\"", "\"after\":\"a/b\"",
+	    "\"after\":\"..\"", "\"after\":\".x\"", "\"after\":\"a/\\u0000\"",
 	    "\"after\":\"caf\xc3\xa9\"" };
 	struct both		 b;
 	char			 line[256];
@@ -1184,6 +1210,10 @@ START_TEST(test_list_paging_fields_decode)
 	    PROTO_OK, NULL, 1);
 	ck_assert_int_eq(b.r.limit, 1);
 	ck_assert_str_eq(b.r.after, "db");
+	/* A path lock is listed under its path, so after may be one. */
+	expect_both(&b, L("{\"op\":\"list\",\"after\":\"/tmp/x\"}"),
+	    PROTO_OK, NULL, 0);
+	ck_assert_str_eq(b.r.after, "/tmp/x");
 	expect_both(&b, L("{\"op\":\"list\",\"limit\":1000,\t"
 	    "\"after\":\"a:b@c\",\"name\":\"x\"}"), PROTO_OK, NULL, 0);
 	ck_assert_int_eq(b.r.limit, 1000);
@@ -1496,6 +1526,7 @@ protocol_suite(void)
 
 	tcase_add_test(tc, test_name_accepts_allowed_characters);
 	tcase_add_test(tc, test_name_rejects_paths_and_bad_bytes);
+	tcase_add_test(tc, test_target_is_a_name_or_a_path);
 	tcase_add_test(tc, test_parse_line_rejects_garbage);
 	tcase_add_test(tc, test_parse_line_limits_depth);
 	tcase_add_test(tc, test_parse_line_forgets_a_cut_off_surrogate);

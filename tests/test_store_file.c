@@ -9,6 +9,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <linux/magic.h>
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -778,6 +780,67 @@ START_TEST(test_free_drops_flocks_without_callbacks)
 }
 END_TEST
 
+/* The file systems whose flock(2) is emulated are named, local ones not. */
+START_TEST(test_remote_file_systems_are_refused_by_name)
+{
+	ck_assert_str_eq(store_file_remote_fs(NFS_SUPER_MAGIC), "nfs");
+	ck_assert_str_eq(store_file_remote_fs(CIFS_SUPER_MAGIC), "cifs");
+	ck_assert_str_eq(store_file_remote_fs(SMB2_SUPER_MAGIC), "smb2");
+	ck_assert_str_eq(store_file_remote_fs(SMB_SUPER_MAGIC), "smb");
+	ck_assert_str_eq(store_file_remote_fs(V9FS_MAGIC), "9p");
+	ck_assert_ptr_null(store_file_remote_fs(EXT4_SUPER_MAGIC));
+	ck_assert_ptr_null(store_file_remote_fs(TMPFS_MAGIC));
+	ck_assert_ptr_null(store_file_remote_fs(XFS_SUPER_MAGIC));
+	ck_assert_ptr_null(store_file_remote_fs(FUSE_SUPER_MAGIC));
+}
+END_TEST
+
+/* Resolve a descriptor of path; returns the key, or NULL with rc set. */
+static const char *
+resolve(const char *path, char *key, size_t size, int *ret_rc)
+{
+	char	 msg[256];
+	int	 fd;
+
+	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	*ret_rc = locktab_resolve(tab, &fd, key, size, msg, sizeof msg);
+	close(fd);
+	return *ret_rc == 0 ? key : NULL;
+}
+
+/*
+ * A path to a lock dir file resolves to its name, and so does any path
+ * to the file of an open name lock (a hard link); others to the file.
+ */
+START_TEST(test_paths_resolve_to_one_name_per_file)
+{
+	char		 path[PATH_MAX + 8], other[PATH_MAX + 8], key[256];
+	char		 want[64];
+	struct stat	 sb;
+	int		 rc;
+
+	snprintf(path, sizeof path, "%s/db", lockdir);
+	ck_assert_str_eq(resolve(path, key, sizeof key, &rc), "db");
+	/* .hidden is no valid name, so its file keys it. */
+	snprintf(path, sizeof path, "%s/.hidden", lockdir);
+	ck_assert_ptr_nonnull(resolve(path, key, sizeof key, &rc));
+	ck_assert_int_eq(stat(path, &sb), 0);
+	snprintf(want, sizeof want, "/%jx:%jx", (uintmax_t)sb.st_dev,
+	    (uintmax_t)sb.st_ino);
+	ck_assert_str_eq(key, want);
+
+	/* A hard link elsewhere finds the name lock while it is open. */
+	acq("db", PROTO_EXCLUSIVE, 1);
+	snprintf(path, sizeof path, "%s/db", lockdir);
+	snprintf(other, sizeof other, "%s/link-to-db", TEST_TMPDIR);
+	unlink(other);
+	ck_assert_int_eq(link(path, other), 0);
+	ck_assert_str_eq(resolve(other, key, sizeof key, &rc), "db");
+	unlink(other);
+}
+END_TEST
+
 /* Collect the file store tests into one suite. */
 static Suite *
 store_file_suite(void)
@@ -818,6 +881,8 @@ store_file_suite(void)
 	tcase_add_test(tc, test_max_files_bounds_new_lock_files_only);
 	tcase_add_test(tc, test_out_of_descriptors_closes_idle_fds_and_retries);
 	tcase_add_test(tc, test_free_drops_flocks_without_callbacks);
+	tcase_add_test(tc, test_remote_file_systems_are_refused_by_name);
+	tcase_add_test(tc, test_paths_resolve_to_one_name_per_file);
 	suite_add_tcase(s, tc);
 	return s;
 }
