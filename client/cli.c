@@ -31,12 +31,6 @@
 
 #include "locks.h"
 
-/*
- * TEMPORARY, until liblocks' descriptor form is merged from issue12-paths:
- * a weak reference, so that locks links without it and says so at run time.
- */
-#pragma weak locks_acquire_fd
-
 #ifndef LOCKS_VERSION
 #define LOCKS_VERSION "0.1.0"
 #endif
@@ -465,6 +459,8 @@ report(int error, locks_conn *conn, const char *path)
 		return EX_NOPERM;
 	case LOCKS_E_LIMIT:
 		return EX_TEMPFAIL;
+	case LOCKS_E_OPEN:
+		return EX_NOINPUT;	/* flock(1)'s status for a file it cannot open */
 	}
 	return EX_SOFTWARE;
 }
@@ -884,9 +880,7 @@ take_lock(locks_conn *conn, const char *label, const char *target, int fd,
 	int		 error;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	if (fd >= 0 && locks_acquire_fd == NULL)
-		error = LOCKS_E_UNSUPPORTED;	/* TEMPORARY: see the top */
-	else if (fd >= 0)
+	if (fd >= 0)
 		error = locks_acquire_fd(conn, fd, &la->opts, ret_token);
 	else
 		error = locks_acquire(conn, target, &la->opts, ret_token);

@@ -74,6 +74,19 @@ test_names_come_from_the_broker() {
 	has completion-alpha <<<"$out"
 }
 
+test_new_options_and_paths() {
+	local out
+	out=$(complete_words run --)
+	for opt in --unlock --fallback --close --no-fork; do
+		has "$opt" <<<"$out"
+	done
+	has -u <<<"$(complete_words run -)"
+	mkdir -p "$TMP/dir.c"
+	touch "$TMP/dir.c/lockfile"
+	out=$(LOCKS_SOCKET=$SOCK complete_words run "$TMP/dir.c/lo")
+	[ "$out" = "$TMP/dir.c/lockfile" ] || fail "path: $out"
+}
+
 test_nothing_after_the_double_dash() {
 	local out
 	out=$(LOCKS_SOCKET=$SOCK complete_words run x -- "")
@@ -89,5 +102,7 @@ t "subcommands come from locks --help" test_subcommands_come_from_the_help
 t "options come from locks --help" test_options_come_from_the_help
 t "lock names come from the broker on the socket given" \
     test_names_come_from_the_broker
+t "-u, --unlock, --fallback, and paths for a target with a /" \
+    test_new_options_and_paths
 t "nothing is offered for the command after --" \
     test_nothing_after_the_double_dash
