@@ -1502,11 +1502,14 @@ hold_take(locks_conn *conn, const char *name, struct lock_args *la,
 	struct timespec	 start;
 	int		 error;
 
+	/* -n never waits, so there is no wait to give up. */
+	if (la->opts.timeout == 0)
+		return take_lock(conn, name, name, -1, la, ret_token,
+		    ret_status);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	now.timeout = 0;
 	now.on_blocking = NULL;
-	if (la->opts.timeout != 0 &&
-	    locks_acquire(conn, name, &now, ret_token) == LOCKS_OK) {
+	if (locks_acquire(conn, name, &now, ret_token) == LOCKS_OK) {
 		say_took(name, la, &start);
 		return LOCKS_OK;
 	}

@@ -301,7 +301,7 @@ test_check_says_free_or_held() {
 }
 
 test_hold_holds_until_stdin_closes() {
-	local token rc
+	local token rc i
 	coproc HOLD { lk hold --owner coproc-owner fl-hold; }
 	read -r -t 10 token <&"${HOLD[0]}" || fail "no token within 10 s"
 	[[ $token =~ ^[0-9]+$ ]] || fail "token: $token"
@@ -317,6 +317,11 @@ test_hold_holds_until_stdin_closes() {
 	out=$(lk hold fl-hold </dev/null) || fail "</dev/null: exit $?"
 	[[ $out =~ ^[0-9]+$ ]] || fail "</dev/null printed $out"
 	[ "$out" -gt "$token" ] || fail "token $out after $token"
+	# So with -n, which never waits.
+	for ((i = 0; i < 10; i++)); do
+		out=$(lk hold -n fl-hold </dev/null) || fail "-n: exit $?"
+		[[ $out =~ ^[0-9]+$ ]] || fail "-n </dev/null printed $out"
+	done
 }
 
 test_hold_ends_on_sigterm_and_on_conflict() {
@@ -332,7 +337,7 @@ test_hold_ends_on_sigterm_and_on_conflict() {
 	wait "$pid"
 	rc=$?
 	[ "$rc" -eq 0 ] || fail "exit $rc after SIGTERM"
-	lk check -q fl-hold-t || fail "still held after SIGTERM"
+	lk check -q fl-hold-t || fail "still held after SIGTERM: $(lk check fl-hold-t)"
 	hold fl-hold-t 5 || return 1
 	out=$(lk hold -n fl-hold-t </dev/null)
 	rc=$?
