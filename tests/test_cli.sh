@@ -449,12 +449,20 @@ run_until_told() {
 	wait_until test -s "$go.ready" || fail "could not hold $name"
 }
 
-# Fail unless both "locks run -n" and "flock -n" are refused NAME ($1);
-# $2 says when.
+# The file of a lock target: a path as it is, a name in the lock dir.
+lock_file() {
+	case $1 in
+	*/*) echo "$1" ;;
+	*) echo "$LOCKDIR/$1" ;;
+	esac
+}
+
+# Fail unless both "locks run -n" and "flock -n" are refused the lock
+# target $1 (a name or a path); $2 says when.
 both_refused() {
 	lk run -n "$1" -- true
 	[ $? -eq 1 ] || fail "$2: locks run -n got $1"
-	flock -n "$LOCKDIR/$1" true
+	flock -n "$(lock_file "$1")" true
 	[ $? -eq 1 ] || fail "$2: flock -n got $1"
 }
 
@@ -464,19 +472,26 @@ gone() {
 }
 
 test_kill_9_of_locks_run_leaves_the_lock_with_the_command() {
-	local go=$TMP/go.k9 cmd
-	run_until_told cli-k9 "$go" || return 1
-	cmd=$(cat "$go.ready")
+	local target go cmd
+	for target in cli-k9 "$TMP/k9.lock"; do
+		go=$TMP/go.k9.${target##*/}
+		run_until_told "$target" "$go" || return 1
+		cmd=$(cat "$go.ready")
+		kill -9 "$HOLD_PID"
+		wait "$HOLD_PID" 2>/dev/null
+		both_refused "$target" "after kill -9 of locks run"
+		touch "$go"
+		wait_until gone "$cmd" || fail "the command did not end"
+		wait_until lk run -n "$target" -- true ||
+		    fail "$target: still held after the command exited"
+		flock -n "$(lock_file "$target")" true ||
+		    fail "$target: flock -n: still held"
+	done
+	run_until_told cli-k9 "$TMP/go.k9c" || return 1
 	kill -9 "$HOLD_PID"
-	wait "$HOLD_PID" 2>/dev/null
-	both_refused cli-k9 "after kill -9 of locks run"
 	lk check -q cli-k9
 	[ $? -eq 1 ] || fail "check: free after kill -9 of locks run"
-	touch "$go"
-	wait_until gone "$cmd" || fail "the command did not end"
-	wait_until lk run -n cli-k9 -- true ||
-	    fail "locks run -n: still held after the command exited"
-	flock -n "$LOCKDIR/cli-k9" true || fail "flock -n: still held"
+	touch "$TMP/go.k9c"
 }
 
 test_close_lets_kill_9_of_locks_run_free_the_lock() {
