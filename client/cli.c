@@ -1,10 +1,14 @@
 /*
- * locks(1): run a command under a named lock held by locksd, and show the
+ * locks(1): run a command under a lock held by locksd, and show the
  * daemon's locks and counters.  Built on liblocks alone.  The options of
- * "run" follow util-linux flock(1).
+ * "run" follow util-linux flock(1), and invoked as "flock" it takes
+ * flock(1)'s command line itself.
  */
 
+#include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -16,6 +20,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,7 +57,8 @@ enum {
 	OPT_ON_LOST,
 	OPT_JSON,
 	OPT_VERBOSE,
-	OPT_OWNER
+	OPT_OWNER,
+	OPT_FALLBACK
 };
 
 /* --on-lost: not given, term or ignore. */
@@ -72,18 +78,30 @@ struct lock_args {
 	int		 no_fork;	/* -F */
 	int		 close;		/* -o */
 	int		 on_lost;	/* ON_LOST_* */
+	int		 unlock;	/* -u */
+	int		 fallback;	/* --fallback: no broker, plain flock(2) */
+	int		 as_flock;	/* invoked as flock: its exit statuses */
 };
 
 #define LOCK_ARGS_INIT { LOCKS_ACQUIRE_OPTS_INIT, 0, EXIT_CONFLICT, 0, 0, 0, \
-	0, ON_LOST_UNSET }
+	0, ON_LOST_UNSET, 0, 0, 0 }
+
+/*
+ * Set once in main when invoked as flock (a symlink flock -> locks); it
+ * picks the usage, help and version shown, nothing else.
+ */
+static int invoked_as_flock;
 
 static const char usage_text[] =
     "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-F|-o]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
-    "                 [--on-lost=term|ignore]\n"
-    "                 NAME [--] COMMAND [ARGS...] | NAME -c 'COMMAND'\n"
+    "                 [--on-lost=term|ignore] [--fallback]\n"
+    "                 NAME|PATH [--] COMMAND [ARGS...] | NAME|PATH -c 'COMMAND'\n"
+    "       locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-u]\n"
+    "                 [--fallback] [-q|--verbose] N\n"
     "       locks [--socket PATH] hold [-s|-x] [-n] [-w SECS] [-E CODE]\n"
-    "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose] NAME\n"
+    "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
+    "                 NAME|PATH\n"
     "       locks [--socket PATH] check [-q] NAME\n"
     "       locks [--socket PATH] list [-a] [-o COLUMNS] [-n] [-r] [--json]\n"
     "                 [NAME]\n"
@@ -92,18 +110,28 @@ static const char usage_text[] =
 
 static const char help_text[] =
     "\n"
-    "Run a command while holding a named lock from locksd, or show the\n"
-    "daemon's locks.\n"
+    "Run a command while holding a lock from locksd, or show the daemon's\n"
+    "locks.  Invoked as flock (a symlink flock -> locks), take flock(1)'s\n"
+    "command line, with no \"run\", and fall back to a plain flock(2) when\n"
+    "no broker answers.\n"
     "\n"
     "Commands:\n"
-    "  run NAME [--] COMMAND [ARGS...]\n"
-    "  run NAME -c 'COMMAND'\n"
-    "                      take lock NAME, run COMMAND (with -c, through\n"
-    "                      $SHELL -c, else /bin/sh -c) with LOCKS_NAME and\n"
-    "                      LOCKS_TOKEN (the fencing token) in its\n"
-    "                      environment, release the lock when it exits\n"
-    "  hold NAME           take lock NAME, print its token on one line and\n"
-    "                      hold it until stdin closes or SIGTERM comes\n"
+    "  run NAME|PATH [--] COMMAND [ARGS...]\n"
+    "  run NAME|PATH -c 'COMMAND'\n"
+    "                      take lock NAME (or the file PATH, anything with\n"
+    "                      a '/'), run COMMAND (with -c, through $SHELL -c,\n"
+    "                      else /bin/sh -c) with LOCKS_NAME and LOCKS_TOKEN\n"
+    "                      (the fencing token) in its environment; COMMAND\n"
+    "                      inherits the lock, which ends when COMMAND and\n"
+    "                      whatever it left running that kept it have exited\n"
+    "  run N               lock the open descriptor N (all digits, no\n"
+    "                      COMMAND) in the broker's FIFO order and leave the\n"
+    "                      lock on it, as flock N does: it lasts while the\n"
+    "                      descriptor stays open, or until run -u N\n"
+    "  hold NAME|PATH      take the lock, print its token on one line and\n"
+    "                      hold it until stdin closes or SIGTERM comes;\n"
+    "                      either one while waiting gives up (stdin's end:\n"
+    "                      the conflict status; SIGTERM: 143)\n"
     "  check NAME          exit 0 if NAME is free, 1 if it is held (and\n"
     "                      print the holders, unless -q)\n"
     "  list [NAME]         show holders and waiters; of NAME only, with\n"
@@ -142,15 +170,23 @@ static const char help_text[] =
     "Options of run only:\n"
     "  -c, --command 'COMMAND'\n"
     "                      after NAME: run COMMAND through the shell\n"
-    "  -F, --no-fork       exec COMMAND in place of locks, which then\n"
-    "                      holds the lock (its connection) itself until\n"
-    "                      it exits; --on-lost cannot apply\n"
+    "  -F, --no-fork       exec COMMAND in place of locks; it holds the\n"
+    "                      lock (the connection) itself until it exits;\n"
+    "                      --on-lost cannot apply\n"
     "  -o, --close         COMMAND does not inherit the lock: locks holds\n"
-    "                      it until COMMAND exits (always so without -F)\n"
+    "                      it until COMMAND exits, and if locks is killed\n"
+    "                      the lock ends at once\n"
+    "  -u, --unlock        with N: flock(N, LOCK_UN); the broker notices\n"
+    "  --fallback          if no broker answers (or it cannot lock the\n"
+    "                      file), take a plain flock(2) on the same file or\n"
+    "                      descriptor, as flock(1) would; for a NAME that is\n"
+    "                      locks/NAME beside the socket; said under --verbose\n"
     "  --on-lost=term|ignore\n"
     "                      if locksd dies while COMMAND runs, the lock is\n"
     "                      gone: term (the default) warns, sends SIGTERM to\n"
     "                      COMMAND and exits 75; ignore only warns\n"
+    "SIGTERM and SIGHUP to run are passed on to COMMAND; SIGINT and SIGQUIT\n"
+    "end run itself, as they end flock(1), and COMMAND keeps the lock.\n"
     "\n"
     "Options of check, list and status:\n"
     "  -q, --quiet         check: print nothing, only the exit status\n"
@@ -203,8 +239,52 @@ static const char help_text[] =
     "         try again later; or run, hold: locksd went away while the\n"
     "         lock was held (--on-lost=term)\n"
     "  77     the daemon does not allow this user (permission_denied)\n"
+    "  65     run N: N is no open descriptor (as flock(1))\n"
+    "  66     run: the lock file cannot be opened (73 on a read-only or\n"
+    "         full file system; as flock(1))\n"
     "  126    run: the command cannot be executed\n"
-    "  127    run: the command was not found\n";
+    "  127    run: the command was not found\n"
+    "Invoked as flock, a command that cannot run exits 69, as flock(1)'s\n"
+    "does, and no broker is no error: the plain flock(2) is used.\n";
+
+static const char flock_usage_text[] =
+    "usage: flock [options] FILE|DIR COMMAND [ARGS...]\n"
+    "       flock [options] FILE|DIR -c COMMAND\n"
+    "       flock [options] N\n";
+
+static const char flock_help_text[] =
+    "\n"
+    "flock(1)'s command line, served by locksd: the lock is granted in FIFO\n"
+    "order, shown by \"locks list\", and carries a fencing token; with no\n"
+    "broker, a plain flock(2) as flock(1) takes.  This is locks(1).\n"
+    "\n"
+    "Options:\n"
+    "  -s, --shared        get a shared lock\n"
+    "  -x, -e, --exclusive get an exclusive lock (the default)\n"
+    "  -u, --unlock        remove a lock\n"
+    "  -n, --nb, --nonblock\n"
+    "                      fail rather than wait\n"
+    "  -w, --wait, --timeout SECS\n"
+    "                      wait for a limited amount of time\n"
+    "  -E, --conflict-exit-code N\n"
+    "                      exit status after a conflict or timeout\n"
+    "  -o, --close         close the lock's descriptor before COMMAND\n"
+    "  -c, --command COMMAND\n"
+    "                      run a single command string through the shell\n"
+    "  -F, --no-fork       execute COMMAND without forking\n"
+    "  --verbose           say how long getting the lock took, or why not,\n"
+    "                      and when there is no broker\n"
+    "  -h, --help          display this help\n"
+    "  -V, --version       display the version\n"
+    "The options of \"locks run\" (--owner, --socket, --notify-after,\n"
+    "--on-lost, -q) work too; see locks(1).\n";
+
+/* The usage lines of the name locks was invoked by. */
+static const char *
+usage_lines(void)
+{
+	return invoked_as_flock ? flock_usage_text : usage_text;
+}
 
 /* Say what went wrong with the command line and exit. */
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -219,7 +299,7 @@ usage_error(const char *fmt, ...)
 		va_end(ap);
 		fputc('\n', stderr);
 	}
-	fputs(usage_text, stderr);
+	fputs(usage_lines(), stderr);
 	exit(EXIT_USAGE);
 }
 
@@ -227,8 +307,17 @@ usage_error(const char *fmt, ...)
 static void __attribute__((noreturn))
 help(void)
 {
-	fputs(usage_text, stdout);
-	fputs(help_text, stdout);
+	fputs(usage_lines(), stdout);
+	fputs(invoked_as_flock ? flock_help_text : help_text, stdout);
+	exit(0);
+}
+
+/* Print the version and exit. */
+static void __attribute__((noreturn))
+print_version(void)
+{
+	printf(invoked_as_flock ? "flock (locks %s)\n" : "locks %s\n",
+	    LOCKS_VERSION);
 	exit(0);
 }
 
@@ -399,6 +488,8 @@ report(int error, locks_conn *conn, const char *path)
 		return EX_NOPERM;
 	case LOCKS_E_LIMIT:
 		return EX_TEMPFAIL;
+	case LOCKS_E_OPEN:
+		return EX_NOINPUT;	/* flock(1)'s status for a file it cannot open */
 	}
 	return EX_SOFTWARE;
 }
@@ -557,46 +648,69 @@ blocking_notice(const locks_lock *lock, int position, void *arg)
 }
 
 /*
- * In the child (or, with -F, in place of locks): set the lock's
- * environment and exec the command, with the signal mask given.
+ * What the command finds: its argv, LOCKS_NAME and LOCKS_TOKEN, the
+ * descriptors it inherits and the one it must not (-o without a broker).
  */
-static void __attribute__((noreturn))
-exec_command(char **argv, const char *name, int64_t token,
-    const sigset_t *mask)
-{
-	char	 buf[32];
-
-	sigprocmask(SIG_SETMASK, mask, NULL);
-	snprintf(buf, sizeof buf, "%" PRId64, token);
-	if (setenv("LOCKS_NAME", name, 1) == -1 ||
-	    setenv("LOCKS_TOKEN", buf, 1) == -1) {
-		fprintf(stderr, "locks: setenv: %s\n", strerror(errno));
-		_exit(EXIT_NOEXEC);
-	}
-	execvp(argv[0], argv);
-	fprintf(stderr, "locks: cannot run %s: %s\n", argv[0],
-	    strerror(errno));
-	_exit(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
-}
+struct command_env {
+	char		**argv;
+	const char	 *name;		/* LOCKS_NAME: the target as given */
+	int64_t		  token;	/* LOCKS_TOKEN; 0: no broker, unset */
+	int		  inherit[2];	/* made inheritable in the child, or -1 */
+	int		  close_fd;	/* closed in the child, or -1 */
+	int		  as_flock;	/* cannot run: 69, as flock(1) exits */
+};
 
 /*
- * -F: become the command.  The connection is the lock, so it must
- * survive the exec: liblocks opens it close-on-exec, and we clear that.
+ * In the child (or, with -F, in place of locks): give the command its
+ * descriptors and environment and exec it, with the signal mask given.
  */
 static void __attribute__((noreturn))
-exec_in_place(char **argv, const char *name, int64_t token,
-    locks_conn *conn)
+exec_command(const struct command_env *env, const sigset_t *mask)
+{
+	char	 buf[32];
+	int	 i, flags, error = 0;
+
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	/* liblocks opens its socket close-on-exec: clear that here only. */
+	for (i = 0; i < 2; i++) {
+		if (env->inherit[i] >= 0 &&
+		    ((flags = fcntl(env->inherit[i], F_GETFD)) == -1 ||
+		    fcntl(env->inherit[i], F_SETFD, flags & ~FD_CLOEXEC) ==
+		    -1)) {
+			fprintf(stderr, "locks: fcntl: %s\n", strerror(errno));
+			_exit(EX_OSERR);
+		}
+	}
+	if (env->close_fd >= 0)
+		close(env->close_fd);
+	snprintf(buf, sizeof buf, "%" PRId64, env->token);
+	if (setenv("LOCKS_NAME", env->name, 1) == -1)
+		error = errno;
+	else if (env->token > 0 ? setenv("LOCKS_TOKEN", buf, 1) == -1 :
+	    unsetenv("LOCKS_TOKEN") == -1)
+		error = errno;
+	if (error != 0) {
+		fprintf(stderr, "locks: setenv: %s\n", strerror(error));
+		_exit(env->as_flock ? EX_OSERR : EXIT_NOEXEC);
+	}
+	execvp(env->argv[0], env->argv);
+	error = errno;
+	fprintf(stderr, "locks: cannot run %s: %s\n", env->argv[0],
+	    strerror(error));
+	if (env->as_flock)
+		_exit(error == ENOMEM ? EX_OSERR : EX_UNAVAILABLE);
+	_exit(error == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+}
+
+/* -F: become the command, which then holds the lock itself. */
+static void __attribute__((noreturn))
+exec_in_place(const struct command_env *env)
 {
 	sigset_t	 mask;
-	int		 fd, flags;
 
-	fd = locks_fd(conn);
-	if ((flags = fcntl(fd, F_GETFD)) == -1 ||
-	    fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) == -1)
-		die(EX_OSERR, "fcntl: %s", strerror(errno));
 	sigprocmask(SIG_SETMASK, NULL, &mask);
 	fflush(NULL);
-	exec_command(argv, name, token, &mask);
+	exec_command(env, &mask);
 }
 
 /* Wait for the child to finish; return its exit status, shell style. */
@@ -644,35 +758,61 @@ lost_lock(locks_conn *conn, const char *name, pid_t pid, int on_lost_term,
 }
 
 /*
- * Run the command and wait for it, watching the daemon connection too.
- * Signals arrive through a signalfd: terminal signals (SIGINT, SIGQUIT)
- * reach the command through the process group, so we ignore them;
- * SIGTERM and SIGHUP are sent to us alone, so we pass them on.
+ * Whether anyone still holds the write end of the pipe whose read end is
+ * fd: a process the command left running that kept what it inherited.
  */
 static int
-run_command(char **argv, const char *name, int64_t token, locks_conn *conn,
-    int on_lost_term)
+still_inherited(int fd)
+{
+	struct pollfd	 pfd = { fd, POLLIN, 0 };
+
+	while (poll(&pfd, 1, 0) == -1) {
+		if (errno != EINTR)
+			return 0;
+	}
+	return (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) == 0;
+}
+
+/*
+ * Run the command and wait for it, watching the daemon connection (conn,
+ * NULL without a broker) too.  With inherit_conn the command inherits
+ * the connection, which is the lock, and with it the write end of a pipe
+ * that tells us afterwards whether anything it left running still holds
+ * them (*ret_left_behind).  SIGTERM and SIGHUP are passed on to the
+ * command; SIGINT and SIGQUIT keep their effect, as in flock(1), since the
+ * command keeps the lock without us.  Returns with SIGTERM, SIGHUP and
+ * SIGCHLD still blocked, so that no signal cuts the release short.
+ */
+static int
+run_command(struct command_env *env, locks_conn *conn, int inherit_conn,
+    int on_lost_term, int *ret_left_behind)
 {
 	struct signalfd_siginfo	 si;
 	struct pollfd		 pfd[2];
 	sigset_t		 block, orig;
 	pid_t			 pid;
-	int			 sfd, status, lost = 0;
+	int			 sfd, status, lost = 0, sentinel[2] = { -1, -1 };
 
 	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGQUIT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, &orig);
 	if ((sfd = signalfd(-1, &block, SFD_CLOEXEC)) == -1)
 		die(EX_OSERR, "signalfd: %s", strerror(errno));
+	if (conn != NULL && inherit_conn) {
+		if (pipe2(sentinel, O_CLOEXEC) == -1)
+			die(EX_OSERR, "pipe: %s", strerror(errno));
+		env->inherit[0] = locks_fd(conn);
+		env->inherit[1] = sentinel[1];
+	}
 	fflush(NULL);
 	if ((pid = fork()) == -1)
 		die(EX_OSERR, "fork: %s", strerror(errno));
 	if (pid == 0)
-		exec_command(argv, name, token, &orig);
+		exec_command(env, &orig);
+	if (sentinel[1] != -1)
+		close(sentinel[1]);
 
 	pfd[0].fd = sfd;
 	pfd[0].events = POLLIN;
@@ -681,16 +821,17 @@ run_command(char **argv, const char *name, int64_t token, locks_conn *conn,
 	for (;;) {
 		if (wait_child(pid, WNOHANG, &status))
 			break;
-		if (poll(pfd, lost ? 1 : 2, -1) == -1) {
+		if (poll(pfd, lost || conn == NULL ? 1 : 2, -1) == -1) {
 			if (errno == EINTR)
 				continue;
 			die(EX_OSERR, "poll: %s", strerror(errno));
 		}
 		/* locks_check reads what woke us: events, or the loss. */
-		if (!lost && pfd[1].revents != 0 &&
+		if (!lost && conn != NULL && pfd[1].revents != 0 &&
 		    locks_check(conn) != LOCKS_OK) {
 			lost = 1;
-			if (lost_lock(conn, name, pid, on_lost_term, &status))
+			if (lost_lock(conn, env->name, pid, on_lost_term,
+			    &status))
 				break;
 		}
 		if ((pfd[0].revents & POLLIN) &&
@@ -699,7 +840,9 @@ run_command(char **argv, const char *name, int64_t token, locks_conn *conn,
 			kill(pid, (int)si.ssi_signo);
 	}
 	close(sfd);
-	sigprocmask(SIG_SETMASK, &orig, NULL);
+	*ret_left_behind = sentinel[0] != -1 && still_inherited(sentinel[0]);
+	if (sentinel[0] != -1)
+		close(sentinel[0]);
 	return status;
 }
 
@@ -712,7 +855,7 @@ check_name(const char *name)
 		return;
 	fprintf(stderr, "locks: invalid lock name \"%s\": " NAME_RULES "\n",
 	    name);
-	fputs(usage_text, stderr);
+	fputs(usage_lines(), stderr);
 	exit(EXIT_USAGE);
 }
 
@@ -727,39 +870,106 @@ elapsed(const struct timespec *start)
 	    (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* With --verbose, say that the lock was not got, and how long we tried. */
+static void
+say_conflict(const char *label, const struct lock_args *la,
+    const struct timespec *start)
+{
+	if (la->verbose && la->opts.timeout == 0)
+		fprintf(stderr, "locks: %s is held; failed to get the lock\n",
+		    label);
+	else if (la->verbose)
+		fprintf(stderr, "locks: %s is held; timed out after %.6f "
+		    "seconds waiting to get the lock\n", label,
+		    elapsed(start));
+}
+
+/* With --verbose, say how long getting the lock took. */
+static void
+say_took(const char *label, const struct lock_args *la,
+    const struct timespec *start)
+{
+	if (la->verbose)
+		fprintf(stderr, "locks: getting %s took %.6f seconds\n", label,
+		    elapsed(start));
+}
+
 /*
- * Take the lock for run or hold.  On failure, set ret_status to the exit
- * status (-E's on a conflict, which may be 0) and return 0.  A conflict
- * is silent unless --verbose, so cron mails nothing, as with flock(1).
+ * Take the lock on target (a name or a path), or with fd >= 0 on that
+ * descriptor, for run or hold.  On failure, set ret_status to the exit
+ * status (-E's on a conflict, which may be 0) and return the error.  A
+ * conflict is silent unless --verbose, so cron mails nothing, as with
+ * flock(1).  With a fallback, an unsupported file is left to the caller,
+ * unsaid.
  */
 static int
-take_lock(locks_conn *conn, const char *name, struct lock_args *la,
-    int64_t *ret_token, int *ret_status)
+take_lock(locks_conn *conn, const char *label, const char *target, int fd,
+    struct lock_args *la, int64_t *ret_token, int *ret_status)
 {
 	struct timespec	 start;
 	int		 error;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	error = locks_acquire(conn, name, &la->opts, ret_token);
+	if (fd >= 0)
+		error = locks_acquire_fd(conn, fd, &la->opts, ret_token);
+	else
+		error = locks_acquire(conn, target, &la->opts, ret_token);
 	if (error == LOCKS_E_TIMEOUT) {
-		if (la->verbose && la->opts.timeout == 0)
-			fprintf(stderr, "locks: %s is held; failed to get the "
-			    "lock\n", name);
-		else if (la->verbose)
-			fprintf(stderr, "locks: %s is held; timed out after "
-			    "%.6f seconds waiting to get the lock\n", name,
-			    elapsed(&start));
+		say_conflict(label, la, &start);
 		*ret_status = la->conflict;
-		return 0;
+		return error;
 	}
+	if (error == LOCKS_E_UNSUPPORTED && la->fallback)
+		return error;
 	if (error != LOCKS_OK) {
 		*ret_status = report(error, conn, locks_socket_path(conn));
-		return 0;
+		return error;
 	}
-	if (la->verbose)
-		fprintf(stderr, "locks: getting %s took %.6f seconds\n", name,
-		    elapsed(&start));
-	return 1;
+	say_took(label, la, &start);
+	return LOCKS_OK;
+}
+
+/* The options of run, hold and flock, in one table for getopt_long. */
+static const struct option lock_longopts[] = {
+	{ "shared", no_argument, NULL, 's' },
+	{ "exclusive", no_argument, NULL, 'x' },
+	{ "unlock", no_argument, NULL, 'u' },
+	{ "nonblock", no_argument, NULL, 'n' },
+	{ "nonblocking", no_argument, NULL, 'n' },
+	{ "nb", no_argument, NULL, 'n' },
+	{ "timeout", required_argument, NULL, 'w' },
+	{ "wait", required_argument, NULL, 'w' },
+	{ "conflict-exit-code", required_argument, NULL, 'E' },
+	{ "no-fork", no_argument, NULL, 'F' },
+	{ "close", no_argument, NULL, 'o' },
+	{ "fallback", no_argument, NULL, OPT_FALLBACK },
+	{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
+	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
+	{ "owner", required_argument, NULL, OPT_OWNER },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* Refuse the options that make no sense together. */
+static void
+check_lock_options(const struct lock_args *la, int is_run)
+{
+	if (!is_run && (la->no_fork || la->close || la->unlock ||
+	    la->fallback || la->on_lost != ON_LOST_UNSET))
+		usage_error("-F, -o, -u, --fallback and --on-lost are "
+		    "options of run");
+	if (la->no_fork && la->close)
+		usage_error("the --no-fork and --close options are "
+		    "incompatible");
+	if (la->no_fork && la->on_lost != ON_LOST_UNSET)
+		usage_error("--on-lost cannot apply with --no-fork: the "
+		    "command holds the connection, and no one watches it");
+	if (la->quiet && la->verbose)
+		usage_error("-q and --verbose contradict each other");
 }
 
 /*
@@ -770,31 +980,10 @@ static void
 parse_lock_options(int argc, char **argv, const char **sock,
     struct lock_args *la, int is_run)
 {
-	static const struct option longopts[] = {
-		{ "shared", no_argument, NULL, 's' },
-		{ "exclusive", no_argument, NULL, 'x' },
-		{ "nonblock", no_argument, NULL, 'n' },
-		{ "nonblocking", no_argument, NULL, 'n' },
-		{ "nb", no_argument, NULL, 'n' },
-		{ "timeout", required_argument, NULL, 'w' },
-		{ "wait", required_argument, NULL, 'w' },
-		{ "conflict-exit-code", required_argument, NULL, 'E' },
-		{ "no-fork", no_argument, NULL, 'F' },
-		{ "close", no_argument, NULL, 'o' },
-		{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
-		{ "on-lost", required_argument, NULL, OPT_ON_LOST },
-		{ "owner", required_argument, NULL, OPT_OWNER },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, OPT_VERBOSE },
-		{ "socket", required_argument, NULL, OPT_SOCKET },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 }
-	};
 	int	 ch;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "+sxenw:E:FoqhV", longopts,
+	while ((ch = getopt_long(argc, argv, "+sxeunw:E:FoqhV", lock_longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 's':
@@ -803,6 +992,9 @@ parse_lock_options(int argc, char **argv, const char **sock,
 		case 'x':
 		case 'e':
 			la->opts.mode = LOCKS_EXCLUSIVE;
+			break;
+		case 'u':
+			la->unlock = 1;
 			break;
 		case 'n':
 			la->nonblock = 1;
@@ -818,6 +1010,9 @@ parse_lock_options(int argc, char **argv, const char **sock,
 			break;
 		case 'o':
 			la->close = 1;
+			break;
+		case OPT_FALLBACK:
+			la->fallback = 1;
 			break;
 		case OPT_ON_LOST:
 			if (strcmp(optarg, "term") == 0)
@@ -849,23 +1044,12 @@ parse_lock_options(int argc, char **argv, const char **sock,
 		case 'h':
 			help();
 		case 'V':
-			printf("locks %s\n", LOCKS_VERSION);
-			exit(0);
+			print_version();
 		default:
 			usage_error(NULL);
 		}
 	}
-	if (!is_run && (la->no_fork || la->close ||
-	    la->on_lost != ON_LOST_UNSET))
-		usage_error("-F, -o and --on-lost are options of run");
-	if (la->no_fork && la->close)
-		usage_error("the --no-fork and --close options are "
-		    "incompatible");
-	if (la->no_fork && la->on_lost != ON_LOST_UNSET)
-		usage_error("--on-lost cannot apply with --no-fork: the "
-		    "command holds the connection, and no one watches it");
-	if (la->quiet && la->verbose)
-		usage_error("-q and --verbose contradict each other");
+	check_lock_options(la, is_run);
 	if (la->nonblock)
 		la->opts.timeout = 0;
 	la->opts.on_blocking = la->quiet ? NULL : blocking_notice;
@@ -882,64 +1066,487 @@ command_shell(void)
 	return shell != NULL && *shell != '\0' ? shell : (char *)"/bin/sh";
 }
 
-/* locks run: take a lock, run a command under it, release it. */
-static int
-cmd_run(int argc, char **argv, const char *sock)
-{
-	struct lock_args la = LOCK_ARGS_INIT;
-	locks_conn	*conn;
-	const char	*name;
-	char		*owner = NULL, **command, *shell_argv[4];
-	int64_t		 token;
-	int		 status;
+/*
+ * What run locks, and what it runs: a name, a path (anything with a
+ * '/'), or in the descriptor form a descriptor with no command.
+ */
+struct run_target {
+	const char	 *target;	/* the name or path; the number for N */
+	char		  label[32];	/* "descriptor N" in the descriptor form */
+	int		  fd;		/* the descriptor form's N, else -1 */
+	char		**command;	/* NULL in the descriptor form */
+	char		 *shell_argv[4]; /* $SHELL -c COMMAND, for -c */
+	char		 *path;		/* flock's bare FILE made ./FILE, owned */
+};
 
-	parse_lock_options(argc, argv, &sock, &la, 1);
+/* The descriptor form's N: all digits, up to INT_MAX; else -1. */
+static int
+parse_descriptor(const char *text)
+{
+	long	 value = 0;
+
+	if (*text == '\0')
+		return -1;
+	for (; *text != '\0'; text++) {
+		if (*text < '0' || *text > '9')
+			return -1;
+		value = value * 10 + (*text - '0');
+		if (value > INT_MAX)
+			return -1;
+	}
+	return (int)value;
+}
+
+/* What listings and messages call the target. */
+static const char *
+target_label(const struct run_target *rt)
+{
+	return rt->fd >= 0 ? rt->label : rt->target;
+}
+
+/*
+ * Parse run's operands after the options into rt: the target, then the
+ * command (ARGS, or -c 'COMMAND'), or nothing in the descriptor form.
+ * Invoked as flock, a bare FILE is a file in the current directory, not
+ * a name.
+ */
+static void
+parse_run_operands(int argc, char **argv, const struct lock_args *la,
+    struct run_target *rt)
+{
+	size_t	 len;
+
+	memset(rt, 0, sizeof *rt);
+	rt->fd = -1;
 	if (optind >= argc)
-		usage_error("run wants a lock name");
-	name = argv[optind++];
-	check_name(name);
+		usage_error("run wants a lock name, a path or a descriptor");
+	rt->target = argv[optind++];
 	if (optind < argc && (strcmp(argv[optind], "-c") == 0 ||
 	    strcmp(argv[optind], "--command") == 0)) {
 		if (argc != optind + 2)
 			usage_error("%s wants exactly one command argument",
 			    argv[optind]);
-		shell_argv[0] = command_shell();
-		shell_argv[1] = (char *)"-c";
-		shell_argv[2] = argv[optind + 1];
-		shell_argv[3] = NULL;
-		command = shell_argv;
-		/* The owner shown is the command line, not the shell. */
-		if (la.opts.owner == NULL)
-			la.opts.owner = owner = default_owner(shell_argv + 2);
+		rt->shell_argv[0] = command_shell();
+		rt->shell_argv[1] = (char *)"-c";
+		rt->shell_argv[2] = argv[optind + 1];
+		rt->command = rt->shell_argv;
 	} else {
 		if (optind < argc && strcmp(argv[optind], "--") == 0)
 			optind++;
-		if (optind >= argc)
-			usage_error("run wants a command after the lock name");
-		command = argv + optind;
+		if (optind < argc)
+			rt->command = argv + optind;
 	}
+	if (rt->command == NULL) {
+		if ((rt->fd = parse_descriptor(rt->target)) == -1)
+			usage_error("run wants a command after %s, or a "
+			    "descriptor number alone", rt->target);
+		snprintf(rt->label, sizeof rt->label, "descriptor %d", rt->fd);
+		if (la->on_lost != ON_LOST_UNSET)
+			usage_error("--on-lost wants a command to watch");
+	} else if (la->unlock && !la->as_flock)
+		usage_error("-u unlocks a descriptor: locks run -u N");
+	else if (strchr(rt->target, '/') == NULL && la->as_flock) {
+		len = strlen(rt->target) + 3;
+		rt->path = xmalloc(len);
+		snprintf(rt->path, len, "./%s", rt->target);
+		rt->target = rt->path;
+	} else if (strchr(rt->target, '/') == NULL)
+		check_name(rt->target);
+}
 
-	conn = connect_or_exit(sock, "locks run");
-	if (la.opts.owner == NULL)
-		la.opts.owner = owner = default_owner(command);
-	if (!take_lock(conn, name, &la, &token, &status)) {
-		free(owner);
-		locks_close(conn);
-		return status;
+/*
+ * Open path as flock(1) does: read-only, created 0666 if missing, and a
+ * directory read-only; exit with flock(1)'s statuses if it cannot be.
+ * The descriptor is inherited by the command, as flock(1)'s is.
+ */
+static int
+open_lock_file(const char *path)
+{
+	int	 fd;
+
+	fd = open(path, O_RDONLY | O_NOCTTY | O_CREAT, 0666);
+	if (fd == -1 && errno == EISDIR)
+		fd = open(path, O_RDONLY | O_NOCTTY);
+	if (fd != -1)
+		return fd;
+	fprintf(stderr, "locks: cannot open lock file %s: %s\n", path,
+	    strerror(errno));
+	if (errno == ENOMEM || errno == EMFILE || errno == ENFILE)
+		exit(EX_OSERR);
+	if (errno == EROFS || errno == ENOSPC)
+		exit(EX_CANTCREAT);
+	exit(EX_NOINPUT);
+}
+
+/* Exit as flock(1) does when fd is no open descriptor. */
+static void
+check_descriptor(int fd)
+{
+	if (fcntl(fd, F_GETFD) != -1)
+		return;
+	fprintf(stderr, "locks: %d: %s\n", fd, strerror(errno));
+	exit(EX_DATAERR);
+}
+
+/* Set when the -w timer of a plain flock(2) wait has run out. */
+static volatile sig_atomic_t plain_wait_expired;
+
+/* The SIGALRM handler of that timer: interrupt flock(2), say why. */
+static void
+plain_wait_alarm(int sig)
+{
+	(void)sig;
+	plain_wait_expired = 1;
+}
+
+/*
+ * Arm the -w timer, or with seconds 0 disarm it.  It fires again every
+ * 10 ms after it runs out, in case it first fired just before flock(2)
+ * began to sleep.
+ */
+static void
+plain_wait_timer(double seconds)
+{
+	struct sigaction	 sa;
+	struct itimerval	 it;
+	double			 whole;
+
+	memset(&sa, 0, sizeof sa);
+	memset(&it, 0, sizeof it);
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the signal must cut flock(2) short. */
+	sa.sa_handler = seconds > 0 ? plain_wait_alarm : SIG_DFL;
+	if (seconds > 0) {
+		it.it_value.tv_usec = (suseconds_t)(modf(seconds, &whole) *
+		    1e6);
+		it.it_value.tv_sec = (time_t)whole;
+		if (it.it_value.tv_sec == 0 && it.it_value.tv_usec == 0)
+			it.it_value.tv_usec = 1;
+		it.it_interval.tv_usec = 10000;
 	}
-	free(owner);
-	if (la.no_fork)
-		exec_in_place(command, name, token, conn);
-	status = run_command(command, name, token, conn,
-	    la.on_lost != ON_LOST_IGNORE);
-	/*
-	 * Release with a round trip, not just a close, so the lock is free
-	 * by the time we exit: a script's next flock(1) must not race us.
-	 */
-	if (locks_held(conn, name))
-		locks_release(conn, name);
-	locks_close(conn);
+	if (setitimer(ITIMER_REAL, &it, NULL) == -1 ||
+	    sigaction(SIGALRM, &sa, NULL) == -1)
+		die(EX_OSERR, "cannot set up the -w timer: %s",
+		    strerror(errno));
+}
+
+/*
+ * flock(2) fd with op (LOCK_SH, LOCK_EX or LOCK_UN) and la's patience;
+ * return 1 once done, 0 on a conflict or timeout; exit as flock(1) does
+ * on any other error, naming label.
+ */
+static int
+plain_flock(int fd, int op, const char *label, const struct lock_args *la)
+{
+	int	 error = 0;
+
+	if (la->opts.timeout == 0)
+		op |= LOCK_NB;
+	else if (la->opts.timeout > 0) {
+		plain_wait_expired = 0;
+		plain_wait_timer(la->opts.timeout);
+	}
+	while (flock(fd, op) == -1) {
+		if (errno == EINTR && !plain_wait_expired)
+			continue;
+		error = errno;
+		break;
+	}
+	if (la->opts.timeout > 0)
+		plain_wait_timer(0);
+	if (error == 0)
+		return 1;
+	if (error == EWOULDBLOCK || error == EINTR)
+		return 0;
+	fprintf(stderr, "locks: %s: %s\n", label, strerror(error));
+	exit(error == ENOLCK || error == ENOMEM ? EX_OSERR : EX_DATAERR);
+}
+
+/*
+ * The lock file of a name when no broker answers: locks/NAME beside the
+ * socket the broker would serve (--socket or $LOCKS_SOCKET, else the
+ * system socket if there is one, as liblocks looks, else the default),
+ * where locksd keeps it unless started with --lock-dir.
+ */
+static char *
+fallback_lock_file(const char *sock, const char *name)
+{
+	char		 buf[PATH_MAX], *path, *slash;
+	const char	*sys;
+	struct stat	 st;
+	size_t		 size;
+
+	if (sock == NULL && getenv("LOCKS_SOCKET") == NULL && geteuid() != 0) {
+		sys = getenv("LOCKS_SYSTEM_SOCKET");
+		if (sys == NULL || *sys != '/')
+			sys = "/run/locksd/locksd.sock";
+		if (lstat(sys, &st) == 0)
+			sock = sys;
+	}
+	sock = socket_path(sock, buf, sizeof buf);
+	size = strlen(sock) + strlen(name) + sizeof "/locks/";
+	path = xmalloc(size);
+	slash = strrchr(sock, '/');
+	snprintf(path, size, "%.*slocks/%s", slash != NULL ?
+	    (int)(slash - sock + 1) : 0, sock, name);
+	return path;
+}
+
+/*
+ * Do what flock(1) does: a plain flock(2) on the target's file or
+ * descriptor, then run the command holding it (or with -u, unlock).  This
+ * is the fallback when no broker answers (why says so, for --verbose),
+ * and -u's only way.
+ */
+static int
+run_plain(struct run_target *rt, struct lock_args *la, const char *sock,
+    const char *why)
+{
+	struct command_env env = { rt->command, rt->target, 0, { -1, -1 }, -1,
+	    la->as_flock };
+	struct timespec	 start;
+	char		*path = NULL;
+	int		 fd, op, status, left_behind;
+
+	op = la->unlock ? LOCK_UN : la->opts.mode == LOCKS_SHARED ? LOCK_SH :
+	    LOCK_EX;
+	if (rt->fd == -1 && strchr(rt->target, '/') == NULL)
+		rt->target = path = fallback_lock_file(sock, rt->target);
+	if (why != NULL && la->verbose)
+		fprintf(stderr, "locks: %s; falling back to a plain flock(2) "
+		    "on %s\n", why, target_label(rt));
+	fd = rt->fd >= 0 ? rt->fd : open_lock_file(rt->target);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (!plain_flock(fd, op, target_label(rt), la)) {
+		say_conflict(target_label(rt), la, &start);
+		free(path);
+		return la->conflict;
+	}
+	if (!la->unlock)
+		say_took(target_label(rt), la, &start);
+	if (rt->command == NULL) {
+		free(path);
+		return 0;
+	}
+	if (la->close)
+		env.close_fd = fd;
+	if (la->no_fork)
+		exec_in_place(&env);
+	status = run_command(&env, NULL, 0, 0, &left_behind);
+	free(path);
 	return status;
+}
+
+/*
+ * After the command: if nothing it left running kept the connection,
+ * release with a round trip, not just a close, so the lock is free by
+ * the time we exit and a script's next flock(1) cannot race us.  If
+ * something did, only close our copy: the lock ends with the last
+ * holder, as an inherited flock(1) descriptor does.
+ */
+static void
+end_run(locks_conn *conn, const struct run_target *rt,
+    const struct lock_args *la, int left_behind)
+{
+	if (left_behind && la->verbose)
+		fprintf(stderr, "locks: %s stays held by what the command "
+		    "left running\n", rt->target);
+	else if (!left_behind && locks_held(conn, rt->target))
+		locks_release(conn, rt->target);
+	locks_close(conn);
+}
+
+/*
+ * locks run (and flock): take the lock through the broker and run the
+ * command under it; in the descriptor form, leave the lock on the
+ * descriptor.  With a fallback, no broker means a plain flock(2).
+ */
+static int
+run_with_broker(struct run_target *rt, struct lock_args *la,
+    const char *sock)
+{
+	struct command_env env = { rt->command, rt->target, 0, { -1, -1 }, -1,
+	    la->as_flock };
+	char		 buf[PATH_MAX];
+	locks_conn	*conn;
+	char		*owner = NULL;
+	int		 error, status, left_behind;
+
+	if (rt->fd >= 0)
+		check_descriptor(rt->fd);
+	else if (strchr(rt->target, '/') != NULL)
+		close(open_lock_file(rt->target));
+	if ((error = locks_connect(sock, la->as_flock ? "flock" :
+	    "locks run", &conn)) != LOCKS_OK) {
+		if (error == LOCKS_E_CONNECT && la->fallback)
+			return run_plain(rt, la, sock, locks_last_message(NULL));
+		return report(error, NULL, socket_path(sock, buf, sizeof buf));
+	}
+	if (la->opts.owner == NULL && rt->command != NULL)
+		la->opts.owner = owner = default_owner(rt->shell_argv[0] !=
+		    NULL ? rt->shell_argv + 2 : rt->command);
+	error = take_lock(conn, target_label(rt), rt->target, rt->fd, la,
+	    &env.token, &status);
+	free(owner);
+	la->opts.owner = NULL;
+	if (error == LOCKS_E_UNSUPPORTED && la->fallback) {
+		locks_close(conn);
+		return run_plain(rt, la, sock, "the broker cannot lock this "
+		    "file");
+	}
+	if (error != LOCKS_OK || rt->fd >= 0) {
+		locks_close(conn);
+		return error != LOCKS_OK ? status : 0;
+	}
+	if (la->no_fork) {
+		env.inherit[0] = locks_fd(conn);
+		exec_in_place(&env);
+	}
+	status = run_command(&env, conn, !la->close,
+	    la->on_lost != ON_LOST_IGNORE, &left_behind);
+	end_run(conn, rt, la, left_behind);
+	return status;
+}
+
+/*
+ * locks run, and locks invoked as flock (as_flock): flock(1)'s command
+ * line, its statuses, and without a broker its plain flock(2) if asked.
+ */
+static int
+cmd_run(int argc, char **argv, const char *sock, int as_flock)
+{
+	struct lock_args la = LOCK_ARGS_INIT;
+	struct run_target rt;
+	int		 status;
+
+	la.as_flock = la.fallback = as_flock;
+	parse_lock_options(argc, argv, &sock, &la, 1);
+	parse_run_operands(argc, argv, &la, &rt);
+	if (la.unlock)
+		status = run_plain(&rt, &la, sock, NULL);
+	else
+		status = run_with_broker(&rt, &la, sock);
+	free(rt.path);
+	return status;
+}
+
+/*
+ * Whether stdin, polled with revents, has reached its end (or is not
+ * there at all); what comes on it is read and dropped.
+ */
+static int
+stdin_ended(short revents)
+{
+	char	 buf[512];
+	ssize_t	 n;
+
+	if (revents & POLLNVAL)
+		return 1;
+	if (revents == 0)
+		return 0;
+	n = read(STDIN_FILENO, buf, sizeof buf);
+	return n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN);
+}
+
+/* While hold waits for its grant: stdin's end gives up the wait. */
+struct eof_watch {
+	pthread_t	 thread;
+	int		 stop[2];	/* a pipe: written to end the watch */
+	const char	*name;
+	int		 conflict;	/* exit status if stdin ends first */
+	int		 verbose;
+};
+
+/*
+ * The watch thread: read and drop what comes on stdin; at its end, exit
+ * the whole process, which closes the connection and so cancels the
+ * wait, since no token has been printed yet.
+ */
+static void *
+eof_watch_main(void *arg)
+{
+	struct eof_watch	*w = arg;
+	struct pollfd		 pfd[2];
+
+	pfd[0].fd = w->stop[0];
+	pfd[0].events = POLLIN;
+	pfd[1].fd = STDIN_FILENO;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			return NULL;
+		}
+		if (pfd[0].revents != 0)
+			return NULL;
+		if (stdin_ended(pfd[1].revents))
+			break;
+	}
+	if (w->verbose)
+		fprintf(stderr, "locks: stdin ended while waiting for %s; "
+		    "giving up\n", w->name);
+	_exit(w->conflict);
+}
+
+/* Start watching stdin for its end while hold waits. */
+static void
+eof_watch_start(struct eof_watch *w, const char *name,
+    const struct lock_args *la)
+{
+	int	 error;
+
+	w->name = name;
+	w->conflict = la->conflict;
+	w->verbose = la->verbose;
+	if (pipe2(w->stop, O_CLOEXEC) == -1)
+		die(EX_OSERR, "pipe: %s", strerror(errno));
+	if ((error = pthread_create(&w->thread, NULL, eof_watch_main, w)) !=
+	    0)
+		die(EX_OSERR, "pthread_create: %s", strerror(error));
+}
+
+/* Stop the watch: the wait is over, granted or not. */
+static void
+eof_watch_stop(struct eof_watch *w)
+{
+	if (write(w->stop[1], "", 1) == -1)
+		die(EX_OSERR, "cannot stop the stdin watch: %s",
+		    strerror(errno));
+	pthread_join(w->thread, NULL);
+	close(w->stop[0]);
+	close(w->stop[1]);
+}
+
+/*
+ * Take the lock for hold.  A lock free now is granted whatever stdin
+ * says, so "locks hold X </dev/null" takes and lets go; only a wait is
+ * given up when stdin ends.
+ */
+static int
+hold_take(locks_conn *conn, const char *name, struct lock_args *la,
+    int64_t *ret_token, int *ret_status)
+{
+	struct locks_acquire_opts now = la->opts;
+	struct eof_watch watch;
+	struct timespec	 start;
+	int		 error;
+
+	/* -n never waits, so there is no wait to give up. */
+	if (la->opts.timeout == 0)
+		return take_lock(conn, name, name, -1, la, ret_token,
+		    ret_status);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	now.timeout = 0;
+	now.on_blocking = NULL;
+	if (locks_acquire(conn, name, &now, ret_token) == LOCKS_OK) {
+		say_took(name, la, &start);
+		return LOCKS_OK;
+	}
+	eof_watch_start(&watch, name, la);
+	error = take_lock(conn, name, name, -1, la, ret_token, ret_status);
+	eof_watch_stop(&watch);
+	return error;
 }
 
 /*
@@ -950,8 +1557,6 @@ static int
 hold_until_eof(locks_conn *conn, const char *name, int sfd)
 {
 	struct pollfd	 pfd[3];
-	char		 buf[512];
-	ssize_t		 n;
 	int		 status = -1;
 
 	pfd[0].fd = sfd;
@@ -968,12 +1573,7 @@ hold_until_eof(locks_conn *conn, const char *name, int sfd)
 		}
 		if (pfd[0].revents & POLLIN)
 			status = 0;
-		/* What comes on stdin is read and dropped; its end ends us. */
-		if (pfd[1].revents & POLLNVAL)
-			status = 0;
-		else if (pfd[1].revents != 0 &&
-		    (n = read(STDIN_FILENO, buf, sizeof buf)) <= 0 &&
-		    (n == 0 || (errno != EINTR && errno != EAGAIN)))
+		if (stdin_ended(pfd[1].revents))
 			status = 0;
 		if (pfd[2].revents != 0 && locks_check(conn) != LOCKS_OK) {
 			fprintf(stderr, "locks: %s; %s is no longer held\n",
@@ -984,7 +1584,11 @@ hold_until_eof(locks_conn *conn, const char *name, int sfd)
 	return status;
 }
 
-/* locks hold: take a lock, print its token, hold it until told. */
+/*
+ * locks hold: take a lock, print its token, hold it until told.  While
+ * it waits, stdin's end gives up (the conflict status) and SIGTERM ends
+ * it as any program (143); no token was printed, nothing was held.
+ */
 static int
 cmd_hold(int argc, char **argv, const char *sock)
 {
@@ -993,18 +1597,22 @@ cmd_hold(int argc, char **argv, const char *sock)
 	const char	*name;
 	sigset_t	 block;
 	int64_t		 token;
-	int		 sfd, status;
+	int		 sfd, status, error;
 
 	parse_lock_options(argc, argv, &sock, &la, 0);
 	if (optind >= argc)
-		usage_error("hold wants a lock name");
+		usage_error("hold wants a lock name or a path");
 	if (argc - optind > 1)
-		usage_error("hold takes one lock name and no command");
+		usage_error("hold takes one lock name or path and no command");
 	name = argv[optind];
-	check_name(name);
+	if (strchr(name, '/') == NULL)
+		check_name(name);
+	else
+		close(open_lock_file(name));
 
 	conn = connect_or_exit(sock, "locks hold");
-	if (!take_lock(conn, name, &la, &token, &status)) {
+	error = hold_take(conn, name, &la, &token, &status);
+	if (error != LOCKS_OK) {
 		locks_close(conn);
 		return status;
 	}
@@ -1728,9 +2336,18 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char	*sock = NULL, *cmd;
+	const char	*sock = NULL, *cmd, *base;
 	int		 ch, status;
 
+	/* A symlink flock -> locks: flock(1)'s command line, no "run". */
+	base = strrchr(argv[0], '/');
+	base = base != NULL ? base + 1 : argv[0];
+	if (strcmp(base, "flock") == 0) {
+		invoked_as_flock = 1;
+		status = cmd_run(argc, argv, NULL, 1);
+		fflush(stdout);
+		return status;
+	}
 	while ((ch = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case OPT_SOCKET:
@@ -1754,7 +2371,7 @@ main(int argc, char **argv)
 	argv[0] = (char *)"locks";
 
 	if (strcmp(cmd, "run") == 0)
-		status = cmd_run(argc, argv, sock);
+		status = cmd_run(argc, argv, sock, 0);
 	else if (strcmp(cmd, "hold") == 0)
 		status = cmd_hold(argc, argv, sock);
 	else if (strcmp(cmd, "check") == 0)

@@ -339,8 +339,14 @@ run
 run cli-usage
 run cli-usage --
 run --bogus cli-usage -- touch $TMP/ran.2
-run a/b -- touch $TMP/ran.2
+run a%b -- touch $TMP/ran.2
 run .hidden -- touch $TMP/ran.2
+run 9x
+run -u cli-usage -- touch $TMP/ran.2
+run -u
+run --on-lost=term 9
+hold -u cli-usage
+hold --fallback cli-usage
 run -w abc cli-usage -- touch $TMP/ran.2
 run -w -1 cli-usage -- touch $TMP/ran.2
 run -E 300 -n cli-usage -- touch $TMP/ran.2
@@ -354,9 +360,9 @@ EOF
 	rc=$?
 	[ "$rc" -eq 64 ] || fail "locks with no command: exit $rc"
 	# A bad name is a usage error even with no daemon to ask.
-	"$LOCKS" --socket "$TMP/nowhere.sock" run a/b -- true 2>/dev/null
+	"$LOCKS" --socket "$TMP/nowhere.sock" run a%b -- true 2>/dev/null
 	rc=$?
-	[ "$rc" -eq 64 ] || fail "a/b with no daemon: exit $rc, not 64"
+	[ "$rc" -eq 64 ] || fail "a%b with no daemon: exit $rc, not 64"
 	[ ! -e "$TMP/ran.2" ] || fail "a command ran"
 }
 
@@ -424,19 +430,179 @@ test_sigterm_reaches_the_command_and_frees_the_lock() {
 	lk run -w 2 cli-term -- true || fail "lock not released"
 }
 
-test_kill_9_of_locks_run_frees_the_lock() {
-	local rc start pidfile=$TMP/pid.k9
-	"$LOCKS" --socket "$SOCK" run cli-k9 -- \
-	    sh -c 'echo $$ >"$0"; exec sleep 10' "$pidfile" >/dev/null 2>&1 &
+#
+# The lock follows the command: it inherits the connection, as it would
+# inherit flock(1)'s descriptor.
+#
+
+# run_until_told NAME GO [run options]: "locks run" NAME in the
+# background with a command that writes its pid to GO.ready and runs
+# until the file GO exists.  HOLD_PID is the locks process.
+run_until_told() {
+	local name=$1 go=$2
+	shift 2
+	"$LOCKS" --socket "$SOCK" run "$@" "$name" -- sh -c \
+	    'echo $$ >"$0.ready"; while [ ! -e "$0" ]; do sleep 0.05; done' \
+	    "$go" >/dev/null 2>&1 &
 	HOLD_PID=$!
-	wait_until test -s "$pidfile" || fail "did not run"
+	wait_until test -s "$go.ready" || fail "could not hold $name"
+}
+
+# The file of a lock target: a path as it is, a name in the lock dir.
+lock_file() {
+	case $1 in
+	*/*) echo "$1" ;;
+	*) echo "$LOCKDIR/$1" ;;
+	esac
+}
+
+# Fail unless both "locks run -n" and "flock -n" are refused the lock
+# target $1 (a name or a path); $2 says when.
+both_refused() {
+	lk run -n "$1" -- true
+	[ $? -eq 1 ] || fail "$2: locks run -n got $1"
+	flock -n "$(lock_file "$1")" true
+	[ $? -eq 1 ] || fail "$2: flock -n got $1"
+}
+
+# Whether pid $1 is gone (or a zombie nobody reaped yet).
+gone() {
+	[ ! -e "/proc/$1" ] || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat"
+}
+
+test_kill_9_of_locks_run_leaves_the_lock_with_the_command() {
+	local target go cmd
+	for target in cli-k9 "$TMP/k9.lock"; do
+		go=$TMP/go.k9.${target##*/}
+		run_until_told "$target" "$go" || return 1
+		cmd=$(cat "$go.ready")
+		kill -9 "$HOLD_PID"
+		wait "$HOLD_PID" 2>/dev/null
+		both_refused "$target" "after kill -9 of locks run"
+		touch "$go"
+		wait_until gone "$cmd" || fail "the command did not end"
+		wait_until lk run -n "$target" -- true ||
+		    fail "$target: still held after the command exited"
+		flock -n "$(lock_file "$target")" true ||
+		    fail "$target: flock -n: still held"
+	done
+	run_until_told cli-k9 "$TMP/go.k9c" || return 1
 	kill -9 "$HOLD_PID"
-	start=$(ms)
-	lk run -w 5 cli-k9 -- true
+	lk check -q cli-k9
+	[ $? -eq 1 ] || fail "check: free after kill -9 of locks run"
+	touch "$TMP/go.k9c"
+}
+
+test_close_lets_kill_9_of_locks_run_free_the_lock() {
+	local go=$TMP/go.k9o
+	run_until_told cli-k9o "$go" -o || return 1
+	kill -9 "$HOLD_PID"
+	wait "$HOLD_PID" 2>/dev/null
+	wait_until lk run -n cli-k9o -- true ||
+	    fail "-o: the lock outlived locks run"
+	flock -n "$LOCKDIR/cli-k9o" true || fail "-o: flock -n refused"
+	touch "$go"
+}
+
+test_what_the_command_leaves_running_keeps_the_lock() {
+	local go=$TMP/go.bg rc i err=$TMP/err.bg
+	# The command leaves a loop running, which keeps what it inherited.
+	lk run --verbose cli-bg -- sh -c '(while [ ! -e "$0" ]; do
+	    sleep 0.05; done) >/dev/null 2>&1 & exit 3' "$go" 2>"$err"
 	rc=$?
-	kill -9 "$(cat "$pidfile")" 2>/dev/null
-	[ "$rc" -eq 0 ] || fail "exit $rc"
-	[ $(($(ms) - start)) -lt $((2000 * SLOW)) ] || fail "release was slow"
+	[ "$rc" -eq 3 ] || fail "exit $rc, not the command's 3"
+	grep -q 'cli-bg stays held by what the command left running' "$err" ||
+	    fail "--verbose did not say so: $(cat "$err")"
+	both_refused cli-bg "while what the command left runs"
+	touch "$go"
+	wait_until lk run -n cli-bg -- true ||
+	    fail "still held after the loop ended"
+	# Nothing left running: free the moment run returns, never racing.
+	for ((i = 0; i < 20; i++)); do
+		lk run cli-bg -- true || fail "run $i: exit $?"
+		flock -n "$LOCKDIR/cli-bg" true ||
+		    fail "run $i: not free as run returned"
+	done
+	# With -o, what the command leaves running holds nothing.
+	rm -f "$go"
+	lk run -o cli-bg -- sh -c '(while [ ! -e "$0" ]; do sleep 0.05;
+	    done) >/dev/null 2>&1 & exit 0' "$go" || fail "-o: exit $?"
+	flock -n "$LOCKDIR/cli-bg" true || fail "-o: still held"
+	touch "$go"
+}
+
+# Whether pid $1 is stopped.
+stopped() {
+	grep -q '^[0-9]* (.*) T' "/proc/$1/stat"
+}
+
+test_run_returns_only_once_the_lock_is_free() {
+	local pid i
+	# The command stops the daemon: the release cannot be answered yet.
+	"$LOCKS" --socket "$SOCK" run cli-sync -- sh -c 'kill -STOP "$0"' \
+	    "$DPID" &
+	pid=$!
+	wait_until stopped "$DPID" || fail "the daemon did not stop"
+	for ((i = 0; i < 50; i++)); do
+		gone "$pid" && break
+		sleep 0.02
+	done
+	# Had run returned on a mere close, the stopped daemon would still
+	# hold the flock.
+	if gone "$pid" && ! flock -n "$LOCKDIR/cli-sync" true; then
+		kill -CONT "$DPID"
+		fail "run returned before the lock was free"
+	fi
+	kill -CONT "$DPID"
+	wait "$pid" || fail "exit $?"
+	flock -n "$LOCKDIR/cli-sync" true || fail "not free once run returned"
+}
+
+test_sigterm_during_the_release_keeps_the_commands_status() {
+	local pid rc cmdpid=$TMP/pid.sync
+	"$LOCKS" --socket "$SOCK" run cli-sync2 -- \
+	    sh -c 'echo $$ >"$1"; kill -STOP "$0"; exit 5' "$DPID" "$cmdpid" &
+	pid=$!
+	wait_until stopped "$DPID" || fail "the daemon did not stop"
+	wait_until gone "$(cat "$cmdpid")" || fail "the command did not exit"
+	# locks run now waits for the answer to its release.
+	kill -TERM "$pid"
+	kill -CONT "$DPID"
+	wait "$pid"
+	rc=$?
+	[ "$rc" -eq 5 ] || fail "exit $rc, not the command's 5"
+}
+
+test_sigint_ends_locks_run_and_the_command_keeps_the_lock() {
+	local go=$TMP/go.int cmd rc sig
+	for sig in INT QUIT; do
+		rm -f "$go" "$go.ready"
+		# A shell's background job ignores SIGINT and SIGQUIT: undo it.
+		# No core file from SIGQUIT, either.
+		python3 -c 'import os, resource, signal, sys
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+for s in (signal.SIGINT, signal.SIGQUIT):
+    signal.signal(s, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' "$LOCKS" --socket "$SOCK" run \
+		    cli-int -- sh -c 'trap "" INT QUIT; echo $$ >"$0.ready"
+		    while [ ! -e "$0" ]; do sleep 0.05; done' "$go" \
+		    >/dev/null 2>&1 &
+		HOLD_PID=$!
+		wait_until test -s "$go.ready" || fail "$sig: did not run"
+		cmd=$(cat "$go.ready")
+		kill -"$sig" "$HOLD_PID"
+		wait_until gone "$HOLD_PID" || fail "SIG$sig was swallowed"
+		wait "$HOLD_PID"
+		rc=$?
+		[ "$rc" -eq $((128 + $(kill -l "$sig"))) ] ||
+		    fail "SIG$sig: exit $rc"
+		gone "$cmd" && fail "SIG$sig: the command ended too"
+		both_refused cli-int "after SIG$sig to locks run"
+		touch "$go"
+		wait_until gone "$cmd" || fail "the command did not end"
+		wait_until lk run -n cli-int -- true ||
+		    fail "SIG$sig: still held after the command exited"
+	done
 }
 
 test_lock_files_stay_after_release() {
@@ -485,8 +651,18 @@ t "list --all also shows files held only outside the broker" \
     test_list_all_shows_files_held_only_outside
 t "SIGTERM to locks run reaches the command and frees the lock" \
     test_sigterm_reaches_the_command_and_frees_the_lock
-t "kill -9 of locks run frees the lock at once" \
-    test_kill_9_of_locks_run_frees_the_lock
+t "kill -9 of locks run: the command keeps the lock until it exits" \
+    test_kill_9_of_locks_run_leaves_the_lock_with_the_command
+t "-o: kill -9 of locks run frees the lock at once" \
+    test_close_lets_kill_9_of_locks_run_free_the_lock
+t "what the command leaves running keeps the lock, as with flock(1)" \
+    test_what_the_command_leaves_running_keeps_the_lock
+t "run returns only once the lock is free, when nothing kept it" \
+    test_run_returns_only_once_the_lock_is_free
+t "a SIGTERM during the release leaves run the command's status" \
+    test_sigterm_during_the_release_keeps_the_commands_status
+t "SIGINT, SIGQUIT end locks run alone; the command keeps the lock" \
+    test_sigint_ends_locks_run_and_the_command_keeps_the_lock
 t "lock files stay, mode 0644, after release" \
     test_lock_files_stay_after_release
 

@@ -305,7 +305,7 @@ test_check_says_free_or_held() {
 }
 
 test_hold_holds_until_stdin_closes() {
-	local token rc
+	local token rc i
 	coproc HOLD { lk hold --owner coproc-owner fl-hold; }
 	read -r -t 10 token <&"${HOLD[0]}" || fail "no token within 10 s"
 	[[ $token =~ ^[0-9]+$ ]] || fail "token: $token"
@@ -321,6 +321,11 @@ test_hold_holds_until_stdin_closes() {
 	out=$(lk hold fl-hold </dev/null) || fail "</dev/null: exit $?"
 	[[ $out =~ ^[0-9]+$ ]] || fail "</dev/null printed $out"
 	[ "$out" -gt "$token" ] || fail "token $out after $token"
+	# So with -n, which never waits.
+	for ((i = 0; i < 10; i++)); do
+		out=$(lk hold -n fl-hold </dev/null) || fail "-n: exit $?"
+		[[ $out =~ ^[0-9]+$ ]] || fail "-n </dev/null printed $out"
+	done
 }
 
 test_hold_ends_on_sigterm_and_on_conflict() {
@@ -336,7 +341,7 @@ test_hold_ends_on_sigterm_and_on_conflict() {
 	wait "$pid"
 	rc=$?
 	[ "$rc" -eq 0 ] || fail "exit $rc after SIGTERM"
-	lk check -q fl-hold-t || fail "still held after SIGTERM"
+	lk check -q fl-hold-t || fail "still held after SIGTERM: $(lk check fl-hold-t)"
 	hold fl-hold-t 5 || return 1
 	out=$(lk hold -n fl-hold-t </dev/null)
 	rc=$?
@@ -348,6 +353,45 @@ test_hold_ends_on_sigterm_and_on_conflict() {
 	[ $? -eq 64 ] || fail "hold -F is no usage error"
 	lk hold fl-hold-t true </dev/null 2>/dev/null
 	[ $? -eq 64 ] || fail "hold with a command is no usage error"
+}
+
+# Succeed once "locks list" shows a waiter for NAME.
+has_waiter() {
+	lk list "$1" | grep -qw waiting
+}
+
+# Succeed once it shows none.
+no_waiter() {
+	! has_waiter "$1"
+}
+
+test_hold_gives_up_a_wait_when_stdin_ends_or_on_sigterm() {
+	local rc pid fifo=$TMP/fifo.hold-w out=$TMP/out.hold-w
+	hold fl-hold-w 60 || return 1
+	coproc WAITER { lk hold fl-hold-w; }
+	wait_until has_waiter fl-hold-w || fail "hold is not waiting"
+	eval "exec ${WAITER[1]}>&-"
+	wait "$WAITER_PID"
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "stdin's end while waiting: exit $rc, not 1"
+	wait_until no_waiter fl-hold-w || fail "the wait was not cancelled"
+	coproc WAITER { lk hold -E 7 fl-hold-w; }
+	wait_until has_waiter fl-hold-w || fail "-E 7: hold is not waiting"
+	eval "exec ${WAITER[1]}>&-"
+	wait "$WAITER_PID"
+	rc=$?
+	[ "$rc" -eq 7 ] || fail "-E 7: exit $rc, not 7"
+	# SIGTERM while waiting: 143, no token, the wait cancelled.
+	mkfifo "$fifo" || fail "mkfifo"
+	"$LOCKS" --socket "$SOCK" hold fl-hold-w <>"$fifo" >"$out" &
+	pid=$!
+	wait_until has_waiter fl-hold-w || fail "SIGTERM: hold is not waiting"
+	kill -TERM "$pid"
+	wait "$pid"
+	rc=$?
+	[ "$rc" -eq 143 ] || fail "SIGTERM while waiting: exit $rc, not 143"
+	[ ! -s "$out" ] || fail "SIGTERM while waiting printed $(cat "$out")"
+	wait_until no_waiter fl-hold-w || fail "SIGTERM: the wait was not cancelled"
 }
 
 start_daemon
@@ -379,3 +423,5 @@ t "hold prints the token and holds until stdin closes" \
     test_hold_holds_until_stdin_closes
 t "hold ends on SIGTERM, and exits like run on a conflict" \
     test_hold_ends_on_sigterm_and_on_conflict
+t "hold gives up a wait when stdin ends (exit 1 or -E) or on SIGTERM (143)" \
+    test_hold_gives_up_a_wait_when_stdin_ends_or_on_sigterm

@@ -93,6 +93,19 @@ test_list_output_completes_columns_from_the_help() {
 	return 0
 }
 
+test_new_options_and_paths() {
+	local out
+	out=$(complete_words run --)
+	for opt in --unlock --fallback --close --no-fork; do
+		has "$opt" <<<"$out"
+	done
+	has -u <<<"$(complete_words run -)"
+	mkdir -p "$TMP/dir.c"
+	touch "$TMP/dir.c/lockfile"
+	out=$(LOCKS_SOCKET=$SOCK complete_words run "$TMP/dir.c/lo")
+	[ "$out" = "$TMP/dir.c/lockfile" ] || fail "path: $out"
+}
+
 test_nothing_after_the_double_dash() {
 	local out
 	out=$(LOCKS_SOCKET=$SOCK complete_words run x -- "")
@@ -110,5 +123,7 @@ t "lock names come from the broker on the socket given" \
     test_names_come_from_the_broker
 t "list -o completes the columns --help lists" \
     test_list_output_completes_columns_from_the_help
+t "-u, --unlock, --fallback, and paths for a target with a /" \
+    test_new_options_and_paths
 t "nothing is offered for the command after --" \
     test_nothing_after_the_double_dash
