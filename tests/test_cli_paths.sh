@@ -30,6 +30,12 @@ lk() {
 	"$LOCKS" --socket "$SOCK" "$@"
 }
 
+# in_background ARGS...: "locks ARGS" in the background, its own job (not a
+# subshell's child, which reap could not end), its output dropped.
+in_background() {
+	"$LOCKS" --socket "$SOCK" "$@" >/dev/null 2>&1 </dev/null &
+}
+
 # waiters TARGET: how many wait for TARGET, from list --json.
 waiters() {
 	lk list --json "$1" | python3 -c '
@@ -43,8 +49,7 @@ print(sum(len(l["waiters"]) for l in locks))'
 queue() {
 	local before
 	before=$(waiters "$1")
-	lk run "$1" -- sh -c 'echo "$0" >>"$1"; sleep 0.2' "$2" \
-	    "$TMP/order" >/dev/null 2>&1 &
+	in_background run "$1" -- sh -c 'echo "$0" >>"$1"; sleep 0.2' "$2" "$TMP/order"
 	wait_until test "$(waiters "$1")" -gt "$before" ||
 	    fail "$2 did not queue for $1"
 }
@@ -52,9 +57,10 @@ queue() {
 test_path_is_fifo_across_cli_processes() {
 	local path=$TMP/fifo.lock ready=$TMP/ready.fifo go=$TMP/go.fifo
 	: >"$TMP/order"
-	# The first holder lets go only once all three wait.
-	lk run "$path" -- sh -c 'touch "$0"
-	    while [ ! -e "$1" ]; do sleep 0.05; done' "$ready" "$go" &
+	# The first holder lets go once all three wait (or after 20 s).
+	in_background run "$path" -- sh -c 'touch "$0"; i=0
+	    while [ ! -e "$1" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done' \
+	    "$ready" "$go"
 	wait_until test -e "$ready" || fail "the first holder did not start"
 	queue "$path" A
 	queue "$path" B
@@ -67,7 +73,7 @@ test_path_is_fifo_across_cli_processes() {
 
 test_flock_is_excluded_on_a_path_lock() {
 	local path=$TMP/excl.lock ready=$TMP/ready.excl
-	lk run "$path" -- sh -c 'touch "$0"; sleep 3' "$ready" &
+	in_background run "$path" -- sh -c 'touch "$0"; sleep 3' "$ready"
 	wait_until test -e "$ready" || fail "the holder did not start"
 	"$FLOCK" -n "$path" true && fail "flock -n got a held path lock"
 	"$FLOCK" -n -s "$path" true && fail "flock -n -s got it too"
@@ -78,7 +84,7 @@ test_flock_is_excluded_on_a_path_lock() {
 
 test_path_and_name_share_one_queue() {
 	local path=$LOCKDIR/shared ready=$TMP/ready.shared out
-	lk run shared -- sh -c 'touch "$0"; sleep 3' "$ready" &
+	in_background run shared -- sh -c 'touch "$0"; sleep 3' "$ready"
 	wait_until test -e "$ready" || fail "the name holder did not start"
 	lk run -n "$path" -- true && fail "the path ran while the name held"
 	out=$(lk list --json "$path")
