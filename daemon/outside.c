@@ -52,8 +52,8 @@ outside_parse(const char *line, struct outside_holder *ret)
  * A process may name itself with any bytes, but what the daemon sends
  * must be UTF-8: if the name is not, its bytes past ASCII become '?'.
  */
-static void
-outside_utf8_clean(char *name)
+void
+utf8_clean(char *name)
 {
 	char	*p;
 
@@ -99,7 +99,7 @@ outside_command(pid_t pid, char *buf, size_t size)
 	if (fgets(buf, (int)size, fp) != NULL)
 		buf[strcspn(buf, "\n")] = '\0';
 	fclose(fp);
-	outside_utf8_clean(buf);
+	utf8_clean(buf);
 }
 
 /*

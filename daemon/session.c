@@ -584,6 +584,7 @@ handoff_again(struct session *s, const struct proto_request *r,
 	if (fstat(fd, &sb) == 0 &&
 	    (n = readlink(link, shown, sizeof shown - 1)) > 0) {
 		shown[n] = '\0';
+		utf8_clean(shown);
 		memset(&h, 0, sizeof h);
 		h.key = key;
 		h.name = key[0] == '/' ? shown : key;
@@ -750,6 +751,7 @@ descriptor_file(int fd, struct listing_file *file, char *path, size_t size)
 	    (n = readlink(link, path, size - 1)) <= 0)
 		return 0;
 	path[n] = '\0';
+	utf8_clean(path);
 	file->dev = sb.st_dev;
 	file->ino = sb.st_ino;
 	file->path = path;

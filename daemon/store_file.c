@@ -896,8 +896,9 @@ lock_file_flocked(const struct lock *lock)
 
 /*
  * The path the kernel gives a path lock's descriptor, as list shows it
- * (with " (deleted)" for a file since unlinked); the lock's name if it
- * is a name lock, or the kernel gives none.
+ * (with " (deleted)" for a file since unlinked, and bytes that are not
+ * UTF-8 as '?'); the lock's name if it is a name lock, or the kernel
+ * gives none.
  */
 void
 lock_file_path(const struct lock *lock, char *buf, size_t size)
@@ -910,9 +911,10 @@ lock_file_path(const struct lock *lock, char *buf, size_t size)
 	if (!fl->by_fd || size < 2)
 		return;
 	snprintf(link, sizeof link, "/proc/self/fd/%d", fl->fd);
-	if ((n = readlink(link, buf, size - 1)) > 0 && buf[0] == '/')
+	if ((n = readlink(link, buf, size - 1)) > 0 && buf[0] == '/') {
 		buf[n] = '\0';
-	else
+		utf8_clean(buf);	/* what the daemon sends is UTF-8 */
+	} else
 		snprintf(buf, size, "%s", lock_name(lock));
 }
 

@@ -299,6 +299,24 @@ START_TEST(test_path_to_a_replaced_lock_file_locks_that_file)
 }
 END_TEST
 
+/* A path that is not UTF-8 is listed with '?' for its bad bytes. */
+START_TEST(test_path_of_any_bytes_is_listed_as_utf8)
+{
+	locks_conn	*c = h_lib_conn("pu-a"), *d = h_lib_conn("pu-b");
+	locks_list	*list = NULL;
+	char		 path[256], shown[256];
+
+	test_path(path, sizeof path, "bad-\xff.lock");
+	test_path(shown, sizeof shown, "bad-?.lock");
+	ck_assert_int_eq(locks_acquire(c, path, NULL, NULL), LOCKS_OK);
+	ck_assert_ptr_nonnull(listed(d, shown, &list));
+	locks_list_free(list);
+	ck_assert_int_eq(locks_release(c, path), LOCKS_OK);
+	locks_close(c);
+	locks_close(d);
+}
+END_TEST
+
 /* Only regular files and directories are locked; others are refused. */
 START_TEST(test_path_refuses_what_it_cannot_lock)
 {
@@ -585,6 +603,7 @@ paths_suite(void)
 	tcase_add_test(tc, test_path_and_name_share_one_fifo_queue);
 	tcase_add_test(tc, test_two_paths_to_one_file_are_one_lock);
 	tcase_add_test(tc, test_path_refuses_what_it_cannot_lock);
+	tcase_add_test(tc, test_path_of_any_bytes_is_listed_as_utf8);
 	tcase_add_test(tc, test_path_to_a_replaced_lock_file_locks_that_file);
 	tcase_add_test(tc,
 	    test_descriptor_form_lives_as_long_as_the_descriptor);
