@@ -738,3 +738,100 @@ conn_more_cb(evutil_socket_t fd, short events, void *arg)
 	(void)events;
 	conn_handle_kept(conn);
 }
+
+/*
+ * What a reload keeps of the connection, into ss: its socket, the input
+ * not yet handled, the output not yet sent (replies gathered for one
+ * write included) and the descriptors that wait for their line.  The
+ * bytes are borrowed from conn, which must not change until they are
+ * written.
+ */
+void
+conn_export(struct conn *conn, struct snap_session *ss)
+{
+	size_t	 i;
+
+	conn_reply_to_out(conn, 0);
+	ss->fd = conn->fd;
+	ss->closing = conn->state == CONN_CLOSING;
+	ss->partial = conn->partial;
+	ss->partial_len = (uint32_t)conn->partial_len;
+	ss->out_len = (uint32_t)evbuffer_get_length(conn->out);
+	ss->out = ss->out_len > 0 ?
+	    (char *)evbuffer_pullup(conn->out, -1) : NULL;
+	if (ss->out == NULL)
+		ss->out_len = 0;
+	ss->ngroups = (uint32_t)conn->nfd_groups;
+	for (i = 0; i < conn->nfd_groups && i < SNAP_FD_GROUPS; i++) {
+		memcpy(ss->groups[i].fd, conn->fds[i].fd,
+		    sizeof ss->groups[i].fd);
+		ss->groups[i].n = (uint32_t)conn->fds[i].n;
+		ss->groups[i].at = (uint32_t)conn->fds[i].at;
+	}
+}
+
+/* Put back the kept input of a restored connection, to handle first. */
+static int
+conn_restore_input(struct conn *conn, const struct snap_session *ss)
+{
+	static const struct timeval	 next_pass = { 0, 0 };
+
+	if (ss->partial_len == 0)
+		return 0;
+	if (ss->partial_len > PARTIAL_MAX ||
+	    (conn->partial = malloc(ss->partial_len)) == NULL ||
+	    (conn->more_ev = evtimer_new(conn->base, conn_more_cb,
+	    conn)) == NULL)
+		return -1;
+	memcpy(conn->partial, ss->partial, ss->partial_len);
+	conn->partial_len = conn->partial_size = ss->partial_len;
+	conn->partial_scanned = 0;
+	/* Its lines go first, on the first pass of the loop. */
+	conn->more = 1;
+	event_del(conn->read_ev);
+	evtimer_add(conn->more_ev, &next_pass);
+	return 0;
+}
+
+/*
+ * A connection as a reload kept it (conn_export), over ss->fd, which it
+ * owns from then on: NULL if out of memory, with the socket and the
+ * waiting descriptors closed.
+ */
+struct conn *
+conn_restore(struct event_base *base, const struct snap_session *ss,
+    size_t output_high, const struct conn_cb *cb, void *arg)
+{
+	struct conn	*conn;
+	size_t		 i, j;
+
+	if ((conn = conn_new(base, ss->fd, output_high, cb, arg)) == NULL)
+		goto closefds;
+	for (i = 0; i < ss->ngroups && i < CONN_FD_GROUPS; i++) {
+		for (j = 0; j < PROTO_MAX_FDS; j++)
+			conn->fds[i].fd[j] = ss->groups[i].fd[j];
+		conn->fds[i].n = ss->groups[i].n;
+		conn->fds[i].at = ss->groups[i].at;
+		conn->nfd_groups++;
+	}
+	if ((ss->out_len > 0 && evbuffer_add(conn->out, ss->out,
+	    ss->out_len) == -1) || conn_restore_input(conn, ss) == -1) {
+		log_warnx("out of memory restoring a connection");
+		conn_free(conn);
+		return NULL;
+	}
+	if (ss->closing) {
+		conn->state = CONN_CLOSING;
+		event_del(conn->read_ev);
+	}
+	if (ss->out_len > 0 || ss->closing)
+		conn_arm_flush(conn);
+	return conn;
+
+closefds:
+	for (i = 0; i < ss->ngroups && i < SNAP_FD_GROUPS; i++)
+		for (j = 0; j < PROTO_MAX_FDS && j < ss->groups[i].n; j++)
+			if (ss->groups[i].fd[j] >= 0)
+				close(ss->groups[i].fd[j]);
+	return NULL;
+}

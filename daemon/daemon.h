@@ -59,6 +59,7 @@ void		 store_file_watch_ended(struct store_file *);
 int		 lock_fd(const struct lock *);
 void		 lock_file_id(const struct lock *, dev_t *, ino_t *);
 int		 lock_file_flocked(const struct lock *);
+int		 lock_file_taken(const struct lock *);
 void		 lock_file_path(const struct lock *, char *, size_t);
 int		 store_file_handoff(struct lock *, int, enum proto_mode);
 int		 store_file_fd_flocked(int);
@@ -77,6 +78,7 @@ struct outside_cache;
 
 struct outside_cache *outside_cache_new(void);
 void		 outside_cache_free(struct outside_cache *);
+void		 outside_set_former(struct outside_cache *, pid_t);
 size_t		 outside_get(struct outside_cache *, int,
 		    struct outside_holder **, double *);
 struct outside_holder *outside_find(struct outside_holder *, size_t, dev_t,
@@ -137,6 +139,11 @@ void		 conn_write(struct conn *, const char *, size_t);
 void		 conn_close_with(struct conn *, enum proto_error,
 		    const char *);
 size_t		 conn_take_fds(struct conn *, int *, size_t);
+struct snap_session;
+void		 conn_export(struct conn *, struct snap_session *);
+struct conn	*conn_restore(struct event_base *,
+		    const struct snap_session *, size_t,
+		    const struct conn_cb *, void *);
 
 /*
  * session.c: one client's session over its conn: the tokener and the
@@ -187,6 +194,17 @@ struct session	*session_new(struct session_host *, int,
 void		 session_free(struct session *);
 void		 session_free_all(struct session_host *);
 void		 session_granted(struct lock_req *, void *);
+struct snap_req;
+int		 session_export(struct session *, uint32_t,
+		    struct snap_session *);
+void		 session_req_ref(const struct lock_req *, struct snap_req *);
+struct snap;
+int		 session_export_all(struct session_host *, struct snap *);
+struct session	*session_restore(struct session_host *,
+		    const struct snap_session *, int);
+struct snap_acquire;
+int		 session_restore_acquire(struct session *,
+		    struct snap_acquire *, struct lock *);
 void		 session_failed(struct lock_req *, int, void *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
@@ -217,6 +235,11 @@ void		 listing_free(struct listing *);
 void		 listing_handoff_add(struct listing *,
 		    const struct handoff_info *);
 struct json_object *listing_holders(struct listing *, struct lock *);
+struct snap_handoff;
+size_t		 listing_handoffs_export(struct listing *,
+		    struct snap_handoff **);
+void		 listing_handoff_restore(struct listing *,
+		    const struct snap_handoff *);
 /* The file of a path a list asks for: its identity and its path. */
 struct listing_file {
 	dev_t			 dev;
@@ -227,6 +250,127 @@ struct listing_file {
 struct json_object *listing_locks(struct listing *, const char *,
 		    const struct listing_file *, int, const char *, size_t,
 		    int *);
+
+/*
+ * state.c: what survives a reload (an exec in place) or a restart
+ * through systemd's descriptor store, as plain data, and its one format.
+ * Descriptors are kept as the numbers of the process that wrote the
+ * state; a restart maps them to the numbers it got (state_map_fds).
+ * Every fd field is -1 when absent.  Bump STATE_VERSION on any change of
+ * the format.
+ */
+#define STATE_VERSION	1
+#define STATE_ENV	"LOCKSD_STATE_FD"	/* the memfd, on a reload */
+#define STATE_FDNAME	"state"			/* the memfd, on a restart */
+
+struct snap_fds {
+	int			 fd[PROTO_MAX_FDS];
+	uint32_t		 n;		/* may exceed PROTO_MAX_FDS */
+	uint32_t		 at;
+};
+
+struct snap_acquire {
+	char			*target;	/* the name or path asked */
+	char			*owner;
+	char			*id_text;
+	uint32_t		 held;
+	uint32_t		 mode;		/* enum proto_mode */
+	int64_t			 token;		/* 0 while waiting */
+	double			 since;		/* realtime */
+	double			 started;	/* monotonic, as are: */
+	double			 timeout_at;	/* 0: none */
+	double			 notify_at;	/* 0: none, or sent */
+	uint32_t		 by_path;
+	uint64_t		 path_dev;
+	uint64_t		 path_ino;
+	int			 handoff_fd;
+};
+
+#define SNAP_FD_GROUPS	4		/* conn.c's CONN_FD_GROUPS */
+
+struct snap_session {
+	int			 fd;
+	struct peer		 peer;
+	char			*label;
+	uint32_t		 counted;
+	uint32_t		 closing;
+	char			*partial;
+	uint32_t		 partial_len;
+	char			*out;
+	uint32_t		 out_len;
+	uint32_t		 ngroups;
+	struct snap_fds		 groups[SNAP_FD_GROUPS];
+	uint32_t		 nacquires;
+	struct snap_acquire	*acquires;
+};
+
+/* One request of a lock: the session's index, and its acquire's. */
+struct snap_req {
+	uint32_t		 session;
+	uint32_t		 acquire;
+};
+
+struct snap_lock {
+	char			*name;		/* the lock table's key */
+	int			 fd;
+	uint32_t		 flock;		/* 0 none, 1 shared, 2 excl. */
+	uint32_t		 nholders;	/* reqs: holders, then waiters */
+	uint32_t		 nreqs;
+	struct snap_req		*reqs;
+};
+
+struct snap_handoff {
+	char			*key;
+	char			*name;
+	uint64_t		 dev;
+	uint64_t		 ino;
+	int32_t			 pid;
+	uint32_t		 uid;
+	uint32_t		 gid;
+	char			*client;
+	char			*owner;
+	uint32_t		 mode;
+	double			 since;
+	int64_t			 token;
+	int32_t			 parent;
+};
+
+struct snap {
+	uint32_t		 version;	/* of what was read */
+	int32_t			 pid;		/* the writer's */
+	int32_t			 former_pid;	/* the writer's writer, or 0 */
+	int			 claim_fd;
+	int			 lock_dirfd;
+	uint32_t		 own_socket;
+	double			 started;	/* monotonic */
+	uint32_t		 nlisteners;
+	int			*listeners;
+	uint32_t		 nsessions;
+	struct snap_session	*sessions;
+	uint32_t		 nlocks;
+	struct snap_lock	*locks;
+	uint32_t		 nhandoffs;
+	struct snap_handoff	*handoffs;
+	int			 owned;		/* strings are the snap's */
+};
+
+typedef void	(*state_fd_cb)(int *, void *);
+
+int		 state_write(int, const struct snap *);
+int		 state_read(int, struct snap *, char *, size_t);
+void		 state_free(struct snap *);
+void		 state_each_fd(struct snap *, state_fd_cb, void *);
+int		 state_memfd(const struct snap *);
+
+/* reload.c: SIGHUP's exec in place, SIGTERM's descriptor store. */
+struct server;
+
+void		 reload_init(char **);
+int		 reload_exec(struct server *);
+int		 reload_fdstore_wanted(void);
+int		 reload_fdstore(struct server *);
+int		 reload_startup(struct snap *, int **, size_t *);
+void		 reload_store_forget(void);
 
 /* server.c: the listening socket, signals, timers and shared state. */
 struct server_config {
@@ -241,6 +385,7 @@ struct server_config {
 	size_t		 max_clients_per_uid;	/* 0: no per-uid bound */
 	int64_t		 token_reserve;	/* tokens saved ahead; 0: 1e9 */
 	size_t		 max_lock_files; /* 0: no bound */
+	struct snap	*restore;	/* a reload's state, or NULL */
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);
@@ -251,6 +396,8 @@ struct locktab	*server_locktab(struct server *);
 struct session_host *server_sessions(struct server *);
 size_t		 server_nconns(const struct server *);
 int		 server_failed(const struct server *);
+int		 server_snapshot(struct server *, struct snap *);
+void		 server_handed_over(struct server *);
 
 /* clock.c */
 double		 clock_realtime(void);
@@ -263,11 +410,13 @@ double		 clock_monotonic(void);
 struct systemd;
 
 size_t		 systemd_listen_fds(int **);
+void		 systemd_check_fd(int, const char *);
 int		 systemd_socket_path(int, char *, size_t);
 struct systemd	*systemd_new(struct event_base *);
 void		 systemd_free(struct systemd *);
 void		 systemd_ready(struct systemd *, const char *);
 void		 systemd_status(struct systemd *, const char *);
 void		 systemd_stopping(struct systemd *);
+void		 systemd_reloading(struct systemd *);
 
 #endif /* LOCKSD_DAEMON_H */

@@ -647,3 +647,65 @@ listing_locks(struct listing *listing, const char *name,
 	entries_free(entries, n);
 	return array;
 }
+
+/*
+ * What a reload keeps of the handed-over locks, oldest first: an array
+ * the caller frees, its strings borrowed.  0 if there are none or
+ * memory ran out.
+ */
+size_t
+listing_handoffs_export(struct listing *listing, struct snap_handoff **ret)
+{
+	struct snap_handoff	*out;
+	struct handoff		*h;
+	size_t			 n = 0;
+
+	*ret = NULL;
+	if (listing->nhandoffs == 0 || (out = calloc(listing->nhandoffs,
+	    sizeof *out)) == NULL)
+		return 0;
+	TAILQ_FOREACH(h, &listing->handoffs, entry) {
+		out[n].key = h->key;
+		out[n].name = h->name;
+		out[n].dev = h->dev;
+		out[n].ino = h->ino;
+		out[n].pid = h->holder.pid;
+		out[n].uid = h->holder.uid;
+		out[n].gid = h->holder.gid;
+		out[n].client = (char *)h->holder.client;
+		out[n].owner = (char *)h->holder.owner;
+		out[n].mode = h->holder.mode;
+		out[n].since = h->holder.since;
+		out[n].token = h->holder.token;
+		out[n].parent = h->parent;
+		n++;
+	}
+	*ret = out;
+	return n;
+}
+
+/* Note again a handed-over lock a reload kept. */
+void
+listing_handoff_restore(struct listing *listing, const struct snap_handoff *s)
+{
+	struct handoff_info	 info;
+
+	if (s->key == NULL || s->name == NULL || s->client == NULL ||
+	    s->owner == NULL)
+		return;
+	memset(&info, 0, sizeof info);
+	info.key = s->key;
+	info.name = s->name;
+	info.dev = (dev_t)s->dev;
+	info.ino = (ino_t)s->ino;
+	info.holder.pid = s->pid;
+	info.holder.uid = s->uid;
+	info.holder.gid = s->gid;
+	info.holder.client = s->client;
+	info.holder.owner = s->owner;
+	info.holder.mode = s->mode;
+	info.holder.since = s->since;
+	info.holder.token = s->token;
+	info.parent = s->parent;
+	listing_handoff_add(listing, &info);
+}

@@ -160,7 +160,7 @@ lock_cmp(const void *a, const void *b)
  * state and the name share the lock's allocation.
  */
 static int
-lock_new(struct locktab *tab, const char *name, void *object,
+lock_new_with(struct locktab *tab, const char *name, void *object, int kept,
     struct lock **ret_lock)
 {
 	struct lock	*lock;
@@ -178,8 +178,8 @@ lock_new(struct locktab *tab, const char *name, void *object,
 	lock->tab = tab;
 	TAILQ_INIT(&lock->holders);
 	TAILQ_INIT(&lock->waiters);
-	if ((error = tab->ops->open(tab->store, lock, lock->name, object,
-	    lock->state)) != 0) {
+	if ((error = (kept ? tab->ops->restore : tab->ops->open)(tab->store,
+	    lock, lock->name, object, lock->state)) != 0) {
 		free(lock);
 		return error;
 	}
@@ -191,6 +191,13 @@ lock_new(struct locktab *tab, const char *name, void *object,
 	TAILQ_INSERT_TAIL(&tab->locks, lock, entry);
 	*ret_lock = lock;
 	return 0;
+}
+
+static int
+lock_new(struct locktab *tab, const char *name, void *object,
+    struct lock **ret_lock)
+{
+	return lock_new_with(tab, name, object, 0, ret_lock);
 }
 
 /*
@@ -1001,4 +1008,71 @@ void *
 lock_req_arg(const struct lock_req *req)
 {
 	return req->arg;
+}
+
+/*
+ * Restoring a reload's state: a lock of that name over what the store
+ * kept of it (struct lock_store_kept), with no holders or waiters yet.
+ * 0, -EEXIST if the table has one already, or the store's -errno.
+ */
+int
+locktab_restore_lock(struct locktab *tab, const char *name, void *kept,
+    struct lock **ret_lock)
+{
+	if (tab->ops->restore == NULL)
+		return -EOPNOTSUPP;
+	if (lock_lookup(tab, name) != NULL)
+		return -EEXIST;
+	return lock_new_with(tab, name, kept, 1, ret_lock);
+}
+
+/*
+ * Restoring: append a holder (with its token, granted at since) or a
+ * waiter (queued at since) to a restored lock, as it was, with no
+ * callback and no grant; locktab_restore_done settles the table after.
+ */
+int
+locktab_restore_req(struct lock *lock, enum proto_mode mode, int held,
+    int64_t token, double since, void *arg, struct lock_req **ret_req)
+{
+	struct locktab	*tab = lock->tab;
+	struct lock_req	*req;
+
+	if ((req = req_new(tab)) == NULL)
+		return -ENOMEM;
+	req->lock = lock;
+	req->mode = mode;
+	req->arg = arg;
+	if (held) {
+		req->held = 1;
+		req->token = token;
+		TAILQ_INSERT_TAIL(&lock->holders, req, entry);
+		lock->nholders++;
+		tab->nheld++;
+	} else
+		lock_enqueue(lock, req);
+	req->since = since;
+	*ret_req = req;
+	return 0;
+}
+
+/*
+ * Restoring is done: a lock left with nobody is retired, one whose
+ * holders are gone grants its queue (or waits for an outsider), and the
+ * grants are reported as any others.
+ */
+void
+locktab_restore_done(struct locktab *tab)
+{
+	struct lock	*lock, *next;
+
+	for (lock = TAILQ_FIRST(&tab->locks); lock != NULL; lock = next) {
+		next = TAILQ_NEXT(lock, entry);
+		if (lock->nholders == 0 && lock->nwaiters == 0)
+			lock_retire(lock);
+		else if (lock->nwaiters > 0)
+			lock_grant(lock);
+	}
+	locktab_dispatch(tab);
+	locktab_report_failed(tab);
 }

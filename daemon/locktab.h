@@ -57,6 +57,11 @@ int64_t		 locktab_take_token(struct locktab *);
 void		 locktab_set_token_limit(struct locktab *, int64_t);
 int		 locktab_explain(struct locktab *, const char *, int, char *,
 		    size_t);
+int		 locktab_restore_lock(struct locktab *, const char *, void *,
+		    struct lock **);
+int		 locktab_restore_req(struct lock *, enum proto_mode, int,
+		    int64_t, double, void *, struct lock_req **);
+void		 locktab_restore_done(struct locktab *);
 
 struct lock	*locktab_find(struct locktab *, const char *);
 struct lock	*locktab_first(struct locktab *);
@@ -111,6 +116,9 @@ void		*lock_req_arg(const struct lock_req *);
  *	    file store), written into key as snprintf does: 0, or -errno
  *	    with a sentence for the client in msg.  Two objects that are
  *	    one lock underneath resolve to one name.
+ * restore  optional: fills a new lock's state, as open does, from what
+ *	    a reload kept of it (a struct lock_store_kept), taking its
+ *	    descriptor: 0 or -errno, with the descriptor left to the caller.
  * explain  optional: why name's object cannot be opened or taken with
  *	    -errno, as one sentence for the client naming the object and
  *	    the fix, written into buf as snprintf does; 0 when the store
@@ -135,8 +143,16 @@ struct lock_store_ops {
 	int	(*refresh)(void *);
 	int	(*explain)(struct lock_store *, const char *, int, char *,
 		    size_t);
+	int	(*restore)(struct lock_store *, struct lock *, const char *,
+		    void *, void *);
 	int	(*resolve)(struct lock_store *, void *, char *, size_t,
 		    char *, size_t);
+};
+
+/* What a reload kept of a lock underneath: its descriptor and take. */
+struct lock_store_kept {
+	int			 fd;
+	int			 taken;		/* 0, or 1 + enum proto_mode */
 };
 
 struct lock_store {

@@ -155,6 +155,16 @@ default_lock_dir(const char *socket_path, char *buf, size_t size)
 		fatalx("path too long: %s", socket_path);
 }
 
+/* Empty the descriptor store of what this instance took from it. */
+static void
+forget_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	reload_store_forget();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -180,10 +190,17 @@ main(int argc, char **argv)
 	};
 	struct event_base	*base;
 	struct server		*srv;
+	struct snap		 snap;
 	char			 socket_buf[PATH_MAX], lock_dir_buf[PATH_MAX];
 	int			*listen_fds = NULL;
-	int			 ch, verbose = 0, status;
+	int			 ch, verbose = 0, status, restored;
+	char			**args;
 
+	/* getopt may reorder argv: a reload starts the daemon as it was. */
+	if ((args = calloc(argc + 1, sizeof *args)) == NULL)
+		return 1;
+	memcpy(args, argv, argc * sizeof *args);
+	reload_init(args);
 	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
@@ -230,9 +247,13 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init(verbose);
-	/* Socket activation: serve the sockets systemd passed, bind none. */
-	config.nlisten_fds = systemd_listen_fds(&listen_fds);
+	/*
+	 * Socket activation: serve the sockets systemd passed, bind none;
+	 * and a reload's or restart's state, if one was handed over.
+	 */
+	restored = reload_startup(&snap, &listen_fds, &config.nlisten_fds);
 	config.listen_fds = listen_fds;
+	config.restore = restored ? &snap : NULL;
 	if (config.socket_path == NULL) {
 		default_socket(listen_fds, config.nlisten_fds, socket_buf,
 		    sizeof socket_buf);
@@ -246,18 +267,23 @@ main(int argc, char **argv)
 	raise_fd_limit();
 	/* Lock files are 0644 and the lock dir 0755, whatever we inherit. */
 	umask(022);
-	if (config.nlisten_fds == 0)
+	if (config.nlisten_fds == 0 && !restored)
 		make_parent_dir(config.socket_path);
 
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	srv = server_new(base, &config);
+	state_free(&snap);
+	/* After the first replies: the gap is what clients wait through. */
+	event_base_once(base, -1, EV_TIMEOUT, forget_cb, NULL,
+	    &(struct timeval){ 0, 0 });
 	event_base_dispatch(base);
 	status = server_failed(srv) ? 1 : 0;
 	server_free(srv);
 	access_free(config.access);
 	event_base_free(base);
 	free(listen_fds);
+	free(args);
 	log_info("stopped");
 	return status;
 }

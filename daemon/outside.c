@@ -178,7 +178,7 @@ outside_sort_unique(struct outside_holder *holders, size_t n)
  * shown (outside_encode), not for every flock on the machine.
  */
 static size_t
-outside_scan(pid_t self, struct outside_holder **ret)
+outside_scan(pid_t self, pid_t former, struct outside_holder **ret)
 {
 	struct outside_holder	*holders = NULL, *grown, h;
 	size_t			 n = 0, cap = 0;
@@ -193,7 +193,8 @@ outside_scan(pid_t self, struct outside_holder **ret)
 		memset(&h, 0, sizeof h);
 		if (!outside_parse(line, &h))
 			continue;
-		h.own = h.pid == self;
+		/* A restart's flocks still show the pid that took them. */
+		h.own = h.pid == self || (former > 0 && h.pid == former);
 		if (n == cap) {
 			cap = cap == 0 ? 16 : cap * 2;
 			grown = reallocarray(holders, cap, sizeof *holders);
@@ -218,6 +219,7 @@ struct outside_cache {
 	size_t			 n;
 	double			 read_at;	/* monotonic; < 0: never */
 	int			 rereads;	/* left until the next read */
+	pid_t			 former;	/* a previous daemon's, or 0 */
 };
 
 struct outside_cache *
@@ -245,7 +247,7 @@ static void
 outside_cache_read(struct outside_cache *cache)
 {
 	free(cache->holders);
-	cache->n = outside_scan(getpid(), &cache->holders);
+	cache->n = outside_scan(getpid(), cache->former, &cache->holders);
 	cache->read_at = clock_monotonic();
 }
 
@@ -320,4 +322,15 @@ outside_encode(struct outside_holder *h)
 	ph.mode = h->mode;
 	ph.command = h->command;
 	return proto_holder_encode(&ph);
+}
+
+/*
+ * Count the flocks of pid, the daemon this one was restarted from, as
+ * the daemon's own: the descriptors it handed over keep its pid in
+ * /proc/locks.
+ */
+void
+outside_set_former(struct outside_cache *cache, pid_t pid)
+{
+	cache->former = pid == getpid() ? 0 : pid;
 }

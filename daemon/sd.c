@@ -29,7 +29,7 @@ struct systemd {
 };
 
 /* Check that an inherited descriptor is a listening Unix stream socket. */
-static void
+void
 systemd_check_fd(int fd, const char *name)
 {
 	int	 r, flags;
@@ -207,4 +207,11 @@ systemd_stopping(struct systemd *sd)
 {
 	systemd_set_status(sd, "shutting down");
 	systemd_send(sd, "STOPPING=1\nSTATUS=shutting down");
+}
+
+/* Tell systemd a reload begins; READY=1 ends it, from whichever image. */
+void
+systemd_reloading(struct systemd *sd)
+{
+	systemd_send(sd, "RELOADING=1\nSTATUS=reloading");
 }

@@ -23,6 +23,8 @@
 
 #include <event2/listener.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "daemon.h"
 
 #define TOKEN_RESERVE	1000000000LL	/* tokens reserved on disk ahead */
@@ -59,6 +61,7 @@ struct server {
 	struct event		*tick_ev;
 	struct event		*resume_ev;
 	struct systemd		*sd;
+	int			 handed_over;	/* to a next instance */
 };
 
 /* How many connections one uid has open. */
@@ -68,6 +71,7 @@ struct uid_count {
 };
 
 static void	server_host_init(struct server *, const struct server_config *);
+static void	server_restore(struct server *, struct snap *);
 static void	server_session_closed(const struct peer *, int, void *);
 
 /*
@@ -368,7 +372,11 @@ server_accept_error_cb(struct evconnlistener *listener, void *arg)
 	}
 }
 
-/* SIGTERM and SIGINT stop the loop; main then shuts down cleanly. */
+/*
+ * SIGTERM and SIGINT stop the loop; main then shuts down cleanly.  Under
+ * systemd, SIGTERM first hands everything to the descriptor store, so
+ * that a restart loses nothing (reload.c).
+ */
 static void
 server_stop_cb(evutil_socket_t sig, short events, void *arg)
 {
@@ -376,18 +384,30 @@ server_stop_cb(evutil_socket_t sig, short events, void *arg)
 
 	(void)events;
 	log_info("received signal %d, shutting down", (int)sig);
+	if (sig == SIGTERM && !srv->handed_over && reload_fdstore_wanted())
+		reload_fdstore(srv);
 	systemd_stopping(srv->sd);
 	event_base_loopexit(srv->base, NULL);
 }
 
-/* SIGHUP: there is no configuration file to re-read yet. */
+/*
+ * SIGHUP: execute the binary again in place, handing over everything
+ * (reload.c); if that fails, carry on as before.
+ */
 static void
 server_hup_cb(evutil_socket_t sig, short events, void *arg)
 {
+	struct server	*srv = arg;
+
 	(void)sig;
 	(void)events;
-	(void)arg;
-	log_info("SIGHUP: no configuration file to reload; ignored");
+	if (srv->handed_over)
+		return;
+	systemd_reloading(srv->sd);
+	reload_exec(srv);
+	log_warnx("reload failed; this daemon carries on as it was");
+	systemd_status(srv->sd, "reload failed");
+	systemd_ready(srv->sd, "reload failed; running as before");
 }
 
 /*
@@ -622,13 +642,79 @@ server_timers(struct server *srv)
 	evtimer_add(srv->tick_ev, &second);
 }
 
+/* Accept on one listening socket, which the server owns from then on. */
+static void
+server_add_listener(struct server *srv, int fd)
+{
+	struct evconnlistener	*l;
+
+	l = evconnlistener_new(srv->base, server_accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l == NULL)
+		fatalx("cannot listen on fd %d", fd);
+	evconnlistener_set_error_cb(l, server_accept_error_cb);
+	srv->listeners[srv->nlisteners++] = l;
+}
+
+/* Whether fd is the same socket as one of n others (systemd's, again). */
+static int
+socket_among(int fd, const int *fds, size_t n)
+{
+	struct stat	 a, b;
+	size_t		 i;
+
+	if (fstat(fd, &a) == -1)
+		return 1;
+	for (i = 0; i < n; i++) {
+		if (fstat(fds[i], &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A reload's listening sockets, beside any systemd passed anew (the
+ * socket unit's, which a restart gets again): each socket once.
+ */
+static void
+server_listen_kept(struct server *srv, const struct server_config *config)
+{
+	struct snap		*snap = config->restore;
+	size_t			 i, n = config->nlisten_fds + snap->nlisteners;
+	int			 fd;
+
+	if ((srv->listeners = calloc(n, sizeof *srv->listeners)) == NULL)
+		fatal("calloc");
+	for (i = 0; i < config->nlisten_fds; i++)
+		server_add_listener(srv, config->listen_fds[i]);
+	for (i = 0; i < snap->nlisteners; i++) {
+		if ((fd = snap->listeners[i]) < 0)
+			continue;
+		if (socket_among(fd, config->listen_fds, config->nlisten_fds) ||
+		    sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+			close(fd);
+			continue;
+		}
+		server_add_listener(srv, fd);
+	}
+	for (i = 0; i < snap->nlisteners; i++)
+		snap->listeners[i] = -1;	/* the listeners' now */
+	srv->own_socket = snap->own_socket && config->nlisten_fds == 0;
+	if (srv->nlisteners == 0)
+		fatalx("the reload kept no listening socket");
+}
+
 /* Listen on the sockets systemd passed us, or else bind our own. */
 static void
 server_listen(struct server *srv, const struct server_config *config)
 {
 	size_t	 i, n = config->nlisten_fds;
-	int	 fd;
 
+	if (config->restore != NULL && config->restore->nlisteners > 0) {
+		server_listen_kept(srv, config);
+		return;
+	}
 	/* No socket at all: the fuzzer hands in connections itself. */
 	if (config->socket_path == NULL && n == 0)
 		return;
@@ -637,20 +723,54 @@ server_listen(struct server *srv, const struct server_config *config)
 		n = 1;
 	if ((srv->listeners = calloc(n, sizeof *srv->listeners)) == NULL)
 		fatal("calloc");
-	for (i = 0; i < n; i++) {
-		if (srv->own_socket)
-			fd = socket_listen(srv->socket_path);
-		else
-			fd = config->listen_fds[i];
-		srv->listeners[i] = evconnlistener_new(srv->base,
-		    server_accept_cb, srv,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-		if (srv->listeners[i] == NULL)
-			fatalx("cannot listen on fd %d", fd);
-		evconnlistener_set_error_cb(srv->listeners[i],
-		    server_accept_error_cb);
-		srv->nlisteners++;
+	for (i = 0; i < n; i++)
+		server_add_listener(srv, srv->own_socket ?
+		    socket_listen(srv->socket_path) : config->listen_fds[i]);
+}
+
+/* Mark a descriptor a reload kept close-on-exec again; -1 if it is bad. */
+static int
+fd_keep(int fd)
+{
+	int	 flags;
+
+	if (fd < 0 || (flags = fcntl(fd, F_GETFD)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+/* The lock dir a reload kept open, if it still is one; else open it. */
+static int
+server_kept_dir(const struct snap *snap, const char *path)
+{
+	struct stat	 sb;
+
+	if (snap == NULL || fd_keep(snap->lock_dirfd) == -1 ||
+	    fstat(snap->lock_dirfd, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
+		if (snap != NULL && snap->lock_dirfd >= 0)
+			close(snap->lock_dirfd);
+		return lock_dir_open(path);
 	}
+	return snap->lock_dirfd;
+}
+
+/*
+ * The lock dir's claim a reload kept, its flock still held by the same
+ * open file description; our pid goes into it.  Else claim it anew.
+ */
+static int
+server_kept_claim(const struct snap *snap, int dirfd, const char *path)
+{
+	char	 buf[32];
+	int	 len;
+
+	if (snap == NULL || fd_keep(snap->claim_fd) == -1)
+		return lock_dir_claim(dirfd, path);
+	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(snap->claim_fd, 0) == -1 ||
+	    pwrite(snap->claim_fd, buf, (size_t)len, 0) != len)
+		log_warn("cannot write the pid into %s/%s", path, CLAIM_FILE);
+	return snap->claim_fd;
 }
 
 /* Set up the lock table, the socket, signals and timers. */
@@ -673,8 +793,11 @@ server_new(struct event_base *base, const struct server_config *config)
 	    config->token_reserve : TOKEN_RESERVE;
 	if ((srv->lock_dir = strdup(config->lock_dir)) == NULL)
 		fatal("strdup");
-	srv->lock_dirfd = lock_dir_open(config->lock_dir);
-	srv->claim_fd = lock_dir_claim(srv->lock_dirfd, config->lock_dir);
+	srv->lock_dirfd = server_kept_dir(config->restore, config->lock_dir);
+	srv->claim_fd = server_kept_claim(config->restore, srv->lock_dirfd,
+	    config->lock_dir);
+	if (config->restore != NULL)
+		config->restore->lock_dirfd = config->restore->claim_fd = -1;
 	/* A removed directory has no links, where the fs counts them. */
 	srv->nlink_known = fstat(srv->lock_dirfd, &sb) == 0 && sb.st_nlink > 0;
 	if ((error = token_seed(srv->lock_dirfd, clock_realtime(),
@@ -708,6 +831,8 @@ server_new(struct event_base *base, const struct server_config *config)
 	if (srv->socket_path == NULL)
 		fatal("strdup");
 	server_listen(srv, config);
+	if (config->restore != NULL)
+		server_restore(srv, config->restore);
 	server_signals(srv);
 	srv->sd = systemd_new(base);
 	server_timers(srv);
@@ -734,7 +859,8 @@ server_free(struct server *srv)
 	for (i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	free(srv->listeners);
-	if (srv->own_socket && unlink(srv->socket_path) == -1)
+	if (srv->own_socket && !srv->handed_over &&
+	    unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);
 	locktab_free(srv->locktab);
 	store_file_free(srv->store);
@@ -964,4 +1090,254 @@ server_host_init(struct server *srv, const struct server_config *config)
 	host->tokens_exhausted = server_tokens_exhausted;
 	host->lock_file_missing = server_lock_file_missing;
 	host->arg = srv;
+}
+
+/*
+ * The next instance has everything: what this one does from now on must
+ * not reach the descriptors it handed over (reload.c makes them
+ * /dev/null), nor remove the socket the next one serves.
+ */
+void
+server_handed_over(struct server *srv)
+{
+	srv->handed_over = 1;
+}
+
+/* A lock's holders, then its waiters, as a reload keeps them. */
+static int
+snapshot_lock(struct lock *lock, struct snap_lock *sl)
+{
+	struct lock_req	*req;
+	uint32_t	 n = 0;
+
+	sl->name = (char *)lock_name(lock);
+	sl->fd = lock_fd(lock);
+	sl->flock = (uint32_t)lock_file_taken(lock);
+	for (req = lock_first_holder(lock); req != NULL;
+	    req = lock_req_next(req))
+		n++;
+	sl->nholders = n;
+	for (req = lock_first_waiter(lock); req != NULL;
+	    req = lock_req_next(req))
+		n++;
+	if (n > 0 && (sl->reqs = calloc(n, sizeof *sl->reqs)) == NULL)
+		return -1;
+	n = 0;
+	for (req = lock_first_holder(lock); req != NULL;
+	    req = lock_req_next(req))
+		session_req_ref(req, &sl->reqs[n++]);
+	for (req = lock_first_waiter(lock); req != NULL;
+	    req = lock_req_next(req))
+		session_req_ref(req, &sl->reqs[n++]);
+	sl->nreqs = n;
+	return 0;
+}
+
+/* Every lock in use; idle ones are closed first, as they hold nothing. */
+static int
+snapshot_locks(struct server *srv, struct snap *snap)
+{
+	struct lock	*lock;
+	uint32_t	 n = 0;
+
+	locktab_close_idle(srv->locktab);
+	for (lock = locktab_first(srv->locktab); lock != NULL;
+	    lock = locktab_next(lock))
+		n++;
+	if (n == 0)
+		return 0;
+	if ((snap->locks = calloc(n, sizeof *snap->locks)) == NULL)
+		return -1;
+	for (lock = locktab_first(srv->locktab); lock != NULL;
+	    lock = locktab_next(lock)) {
+		snap->locks[snap->nlocks].fd = -1;
+		if (snapshot_lock(lock, &snap->locks[snap->nlocks++]) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * What a reload keeps of the whole daemon, as plain data borrowing from
+ * it (state_free frees the arrays); -1 if out of memory.
+ */
+int
+server_snapshot(struct server *srv, struct snap *snap)
+{
+	size_t	 i;
+
+	memset(snap, 0, sizeof *snap);
+	snap->version = STATE_VERSION;
+	snap->pid = getpid();
+	snap->claim_fd = srv->claim_fd;
+	snap->lock_dirfd = srv->lock_dirfd;
+	snap->own_socket = srv->own_socket;
+	snap->started = srv->host.started;
+	if (srv->nlisteners > 0 && (snap->listeners = calloc(srv->nlisteners,
+	    sizeof *snap->listeners)) == NULL)
+		return -1;
+	for (i = 0; i < srv->nlisteners; i++)
+		snap->listeners[snap->nlisteners++] =
+		    evconnlistener_get_fd(srv->listeners[i]);
+	if (session_export_all(&srv->host, snap) == -1 ||
+	    snapshot_locks(srv, snap) == -1)
+		return -1;
+	snap->nhandoffs = (uint32_t)listing_handoffs_export(&srv->listing,
+	    &snap->handoffs);
+	return 0;
+}
+
+/* Close a descriptor of the state that nothing took. */
+static void
+restore_close_fd(int *fd, void *arg)
+{
+	(void)arg;
+	close(*fd);
+	*fd = -1;
+}
+
+/* Mark a descriptor of the state close-on-exec again. */
+static void
+restore_cloexec_fd(int *fd, void *arg)
+{
+	(void)arg;
+	fd_keep(*fd);
+}
+
+/* Whether a lock name from the state is one the table could have. */
+static int
+restore_name_valid(const char *name)
+{
+	return name != NULL && (name[0] == '/' ? strlen(name) <=
+	    PROTO_MAX_NAME : proto_name_valid(name, strlen(name)));
+}
+
+/*
+ * Put back one lock and its requests, each acquire once, and only into
+ * the session it was in.  Counts what it placed in placed[session].
+ */
+static void
+restore_lock(struct server *srv, struct snap *snap, struct snap_lock *sl,
+    struct session **sessions, uint32_t *placed)
+{
+	struct lock_store_kept	 kept = { sl->fd, (int)sl->flock };
+	struct snap_session	*ss;
+	struct snap_req		*r;
+	struct lock		*lock;
+	uint32_t		 i;
+	int			 rc;
+
+	if (sl->fd < 0 || !restore_name_valid(sl->name))
+		return;
+	if ((rc = locktab_restore_lock(srv->locktab, sl->name, &kept,
+	    &lock)) != 0) {
+		log_warnx("cannot restore the lock %s: %s", sl->name,
+		    rc < 0 && rc > -4096 ? strerror(-rc) : "past a limit");
+		return;
+	}
+	fd_keep(sl->fd);
+	sl->fd = -1;		/* the store's now */
+	for (i = 0; i < sl->nreqs; i++) {
+		r = &sl->reqs[i];
+		if (r->session >= snap->nsessions ||
+		    sessions[r->session] == NULL)
+			continue;
+		ss = &snap->sessions[r->session];
+		if (r->acquire >= ss->nacquires ||
+		    ss->acquires[r->acquire].target == NULL ||
+		    ss->acquires[r->acquire].held != (i < sl->nholders))
+			continue;
+		if (session_restore_acquire(sessions[r->session],
+		    &ss->acquires[r->acquire], lock) == 0) {
+			placed[r->session]++;
+			/* Placed once: a second reference finds no target. */
+			free(ss->acquires[r->acquire].target);
+			ss->acquires[r->acquire].target = NULL;
+		}
+	}
+}
+
+/* The connections, each with none of its acquires yet. */
+static void
+restore_sessions(struct server *srv, struct snap *snap,
+    struct session **sessions)
+{
+	struct snap_session	*ss;
+	uint32_t		 i;
+	int			 counted;
+
+	for (i = 0; i < snap->nsessions; i++) {
+		ss = &snap->sessions[i];
+		if (ss->fd < 0 || fd_keep(ss->fd) == -1)
+			continue;
+		counted = server_count_uid(srv, ss->peer.uid);
+		sessions[i] = session_restore(&srv->host, ss, counted);
+		ss->fd = -1;
+		memset(ss->groups, 0xff, sizeof ss->groups);	/* the conn's */
+		ss->ngroups = 0;
+		if (sessions[i] == NULL)
+			server_session_closed(&ss->peer, counted, srv);
+	}
+}
+
+/*
+ * A session missing an acquire it had would tell its client nothing of
+ * a lock lost: it is closed instead, as a crash would, so that its
+ * client learns it.
+ */
+static size_t
+restore_drop_incomplete(struct snap *snap, struct session **sessions,
+    const uint32_t *placed)
+{
+	uint32_t	 i;
+	size_t		 dropped = 0;
+
+	for (i = 0; i < snap->nsessions; i++) {
+		if (sessions[i] == NULL ||
+		    placed[i] == snap->sessions[i].nacquires)
+			continue;
+		session_free(sessions[i]);
+		sessions[i] = NULL;
+		dropped++;
+	}
+	return dropped;
+}
+
+/*
+ * Restore what a reload kept: connections, locks with their holders and
+ * waiters in order, handed-over locks.  What cannot be restored is
+ * released as a crash would release it; the rest carries on.
+ */
+static void
+server_restore(struct server *srv, struct snap *snap)
+{
+	struct session	**sessions;
+	uint32_t	 *placed, i;
+	size_t		  dropped;
+
+	state_each_fd(snap, restore_cloexec_fd, NULL);
+	outside_set_former(srv->outside, snap->pid);
+	if (snap->started > 0)
+		srv->host.started = snap->started;
+	sessions = calloc(snap->nsessions + 1, sizeof *sessions);
+	placed = calloc(snap->nsessions + 1, sizeof *placed);
+	if (sessions == NULL || placed == NULL)
+		fatal("calloc");
+	restore_sessions(srv, snap, sessions);
+	for (i = 0; i < snap->nlocks; i++)
+		restore_lock(srv, snap, &snap->locks[i], sessions, placed);
+	dropped = restore_drop_incomplete(snap, sessions, placed);
+	for (i = 0; i < snap->nhandoffs; i++)
+		listing_handoff_restore(&srv->listing, &snap->handoffs[i]);
+	locktab_restore_done(srv->locktab);
+	state_each_fd(snap, restore_close_fd, NULL);
+	log_info("restored %zu connections and %zu locks held, %zu waiting, "
+	    "from pid %ld%s", srv->host.nsessions, locktab_nheld(srv->locktab),
+	    locktab_nwaiting(srv->locktab), (long)snap->pid, dropped > 0 ?
+	    "; closed the connections whose locks were not all kept" : "");
+	if (dropped > 0)
+		log_warnx("%zu connections lost a lock in the handover and "
+		    "were closed", dropped);
+	free(sessions);
+	free(placed);
 }

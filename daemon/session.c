@@ -41,6 +41,7 @@ struct session {
 	struct acquire		*acquiring;	/* in locktab_acquire; NULL
 						   once handed off there */
 	int			 uid_counted;	/* for host->closed */
+	uint32_t		 snap_index;	/* in the state being saved */
 };
 
 /*
@@ -58,6 +59,9 @@ struct acquire {
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
 	double			 started;	/* monotonic */
+	double			 timeout_at;	/* monotonic; 0: none */
+	double			 notify_at;	/* monotonic; 0: none, or sent */
+	uint32_t		 snap_index;	/* in the state being saved */
 	int			 held;
 	int			 handoff_fd;	/* descriptor form: the
 						   caller's, else -1 */
@@ -193,6 +197,7 @@ acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	a->notify_at = 0;
 	id = proto_id_parse(a->id_text, a->id_len);
 	event = proto_event_new(id, "blocking");
 	json_object_put(id);
@@ -444,25 +449,36 @@ seconds_to_tv(double seconds)
 	return tv;
 }
 
+/* Arm one timer of an acquire to fire in seconds; -1 if out of memory. */
+static int
+acquire_arm(struct acquire *a, struct event **evp,
+    event_callback_fn cb, double seconds)
+{
+	struct timeval	 tv;
+
+	*evp = evtimer_new(a->session->host->base, cb, a);
+	tv = seconds_to_tv(seconds > 0 ? seconds : 0);
+	return *evp == NULL || evtimer_add(*evp, &tv) ? -1 : 0;
+}
+
 /* Arm the timeout and blocking-notice timers of a queued acquire. */
 static int
 acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 {
-	struct event_base	*base = a->session->host->base;
-	struct timeval		 tv;
+	double	 now = clock_monotonic();
 
 	if (r->timeout > 0) {
-		a->timeout_ev = evtimer_new(base, acquire_timeout_cb, a);
-		tv = seconds_to_tv(r->timeout);
-		if (a->timeout_ev == NULL || evtimer_add(a->timeout_ev, &tv))
+		a->timeout_at = now + r->timeout;
+		if (acquire_arm(a, &a->timeout_ev, acquire_timeout_cb,
+		    r->timeout) == -1)
 			return -1;
 	}
 	/* The maximum, 1e9 s, is how a client says "never tell me". */
 	if ((r->timeout < 0 || r->notify_after < r->timeout) &&
 	    r->notify_after < PROTO_MAX_SECONDS) {
-		a->notify_ev = evtimer_new(base, acquire_notify_cb, a);
-		tv = seconds_to_tv(r->notify_after);
-		if (a->notify_ev == NULL || evtimer_add(a->notify_ev, &tv))
+		a->notify_at = now + r->notify_after;
+		if (acquire_arm(a, &a->notify_ev, acquire_notify_cb,
+		    r->notify_after) == -1)
 			return -1;
 	}
 	return 0;
@@ -602,35 +618,43 @@ handoff_again(struct session *s, const struct proto_request *r,
 	conn_send(s->conn, reply);
 }
 
-/* A new acquire, with its owner and id text in the same allocation. */
+/* A new acquire, with its owner, id text and target in one allocation. */
 static struct acquire *
-acquire_new(struct session *s, const struct proto_request *r)
+acquire_alloc(struct session *s, const char *owner, const char *id_text,
+    size_t id_len, const char *name)
 {
 	struct acquire	*a;
-	size_t		 owner_size = strlen(r->owner) + 1;
-	size_t		 target_size = strlen(r->name) + 1;
-	char		*id_text, *target;
+	size_t		 owner_size = strlen(owner) + 1;
+	size_t		 target_size = strlen(name) + 1;
+	char		*id, *target;
 
-	if ((a = calloc(1, sizeof *a + owner_size + r->id_len + 1 +
+	if ((a = calloc(1, sizeof *a + owner_size + id_len + 1 +
 	    target_size)) == NULL)
 		return NULL;
-	memcpy(a->text, r->owner, owner_size);
+	memcpy(a->text, owner, owner_size);
 	a->holder.owner = a->text;
 	a->holder.client = &s->client;
-	id_text = a->text + owner_size;
-	memcpy(id_text, r->id_text, r->id_len);
-	id_text[r->id_len] = '\0';
-	a->id_text = id_text;
-	target = id_text + r->id_len + 1;
-	memcpy(target, r->name, target_size);
+	id = a->text + owner_size;
+	memcpy(id, id_text, id_len);
+	id[id_len] = '\0';
+	a->id_text = id;
+	target = id + id_len + 1;
+	memcpy(target, name, target_size);
 	a->target = target;
 	a->handoff_fd = -1;
 	a->session = s;
 	a->conn = s->conn;
-	a->id_len = r->id_len;
+	a->id_len = id_len;
 	a->started = clock_monotonic();
 	TAILQ_INSERT_TAIL(&s->acquires, a, entry);
 	return a;
+}
+
+/* A new acquire of a request. */
+static struct acquire *
+acquire_new(struct session *s, const struct proto_request *r)
+{
+	return acquire_alloc(s, r->owner, r->id_text, r->id_len, r->name);
 }
 
 /*
@@ -1018,4 +1042,173 @@ session_free_all(struct session_host *host)
 
 	while ((s = TAILQ_FIRST(&host->sessions)) != NULL)
 		session_free(s);
+}
+
+/*
+ * What a reload keeps of a session, into ss, as the index-th: its
+ * client, its conn (conn_export) and its acquires, in an array ss owns;
+ * strings are borrowed.  -1 if out of memory.
+ */
+int
+session_export(struct session *s, uint32_t index, struct snap_session *ss)
+{
+	struct snap_acquire	*sa;
+	struct acquire		*a;
+	uint32_t		 n = 0;
+
+	s->snap_index = index;
+	conn_export(s->conn, ss);
+	ss->peer = s->client.peer;
+	ss->label = s->client.label;
+	ss->counted = s->uid_counted;
+	ss->nacquires = (uint32_t)acquire_count(s);
+	if (ss->nacquires > 0 && (ss->acquires = calloc(ss->nacquires,
+	    sizeof *ss->acquires)) == NULL)
+		return -1;
+	TAILQ_FOREACH(a, &s->acquires, entry) {
+		a->snap_index = n;
+		sa = &ss->acquires[n++];
+		sa->target = (char *)a->target;
+		sa->owner = (char *)a->holder.owner;
+		sa->id_text = (char *)a->id_text;
+		sa->held = a->held;
+		sa->mode = a->req != NULL ? lock_req_mode(a->req) : 0;
+		sa->token = a->req != NULL && a->held ?
+		    lock_req_token(a->req) : 0;
+		sa->since = a->req != NULL ? lock_req_since(a->req) : 0;
+		sa->started = a->started;
+		sa->timeout_at = a->timeout_ev != NULL ? a->timeout_at : 0;
+		sa->notify_at = a->notify_ev != NULL ? a->notify_at : 0;
+		sa->by_path = a->by_path;
+		sa->path_dev = a->path_dev;
+		sa->path_ino = a->path_ino;
+		sa->handoff_fd = a->handoff_fd;
+	}
+	return 0;
+}
+
+/* Which session and acquire a lock request of the state being saved is. */
+void
+session_req_ref(const struct lock_req *req, struct snap_req *ret_ref)
+{
+	const struct acquire	*a = lock_req_arg(req);
+
+	ret_ref->session = a->session->snap_index;
+	ret_ref->acquire = a->snap_index;
+}
+
+/*
+ * A session as a reload kept it, over its conn (conn_restore), with no
+ * acquires yet: session_restore_acquire adds them.  NULL if out of
+ * memory, with its descriptors closed.
+ */
+struct session *
+session_restore(struct session_host *host, const struct snap_session *ss,
+    int counted)
+{
+	struct session	*s;
+
+	if ((s = calloc(1, sizeof *s)) == NULL ||
+	    (s->tok = proto_tokener_new()) == NULL ||
+	    (s->client.label = strdup(ss->label != NULL ? ss->label : "")) ==
+	    NULL) {
+		log_warnx("out of memory restoring a connection");
+		if (s != NULL)
+			session_free_parts(s);
+		close(ss->fd);
+		return NULL;
+	}
+	s->host = host;
+	TAILQ_INIT(&s->acquires);
+	if ((s->conn = conn_restore(host->base, ss, host->output_high,
+	    &session_conn_cb, s)) == NULL) {
+		session_free_parts(s);
+		return NULL;
+	}
+	s->client.peer = ss->peer;
+	s->uid_counted = counted;
+	TAILQ_INSERT_TAIL(&host->sessions, s, entry);
+	host->nsessions++;
+	return s;
+}
+
+/* Re-arm a restored waiter's timers for what is left of them. */
+static int
+acquire_rearm(struct acquire *a, const struct snap_acquire *sa)
+{
+	double	 now = clock_monotonic();
+
+	if (sa->timeout_at > 0) {
+		a->timeout_at = sa->timeout_at;
+		if (acquire_arm(a, &a->timeout_ev, acquire_timeout_cb,
+		    sa->timeout_at - now) == -1)
+			return -1;
+	}
+	if (sa->notify_at > 0) {
+		a->notify_at = sa->notify_at;
+		if (acquire_arm(a, &a->notify_ev, acquire_notify_cb,
+		    sa->notify_at - now) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Put back one acquire of a restored session, at the tail of the
+ * restored lock's holders or waiters, as it was.  It takes sa's
+ * handoff_fd (-1 left behind).  0, or -errno with nothing added.
+ */
+int
+session_restore_acquire(struct session *s, struct snap_acquire *sa,
+    struct lock *lock)
+{
+	struct acquire	*a;
+	struct lock_req	*req;
+	int		 rc;
+
+	if (sa->target == NULL || sa->owner == NULL || sa->id_text == NULL ||
+	    acquire_find(s, lock_name(lock)) != NULL)
+		return -EINVAL;
+	if ((a = acquire_alloc(s, sa->owner, sa->id_text, strlen(sa->id_text),
+	    sa->target)) == NULL)
+		return -ENOMEM;
+	a->started = sa->started;
+	a->held = sa->held;
+	a->by_path = sa->by_path;
+	a->path_dev = (dev_t)sa->path_dev;
+	a->path_ino = (ino_t)sa->path_ino;
+	if ((rc = locktab_restore_req(lock, sa->mode, sa->held, sa->token,
+	    sa->since, &a->holder, &req)) != 0) {
+		acquire_free(a);
+		return rc;
+	}
+	a->req = req;
+	a->handoff_fd = sa->handoff_fd;
+	sa->handoff_fd = -1;
+	if (!a->held && acquire_rearm(a, sa) == -1) {
+		acquire_drop(a);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Export every session into s->sessions (session_export); -1 if no memory. */
+int
+session_export_all(struct session_host *host, struct snap *snap)
+{
+	struct session	*s;
+	uint32_t	 n = 0;
+
+	if (host->nsessions == 0)
+		return 0;
+	if ((snap->sessions = calloc(host->nsessions,
+	    sizeof *snap->sessions)) == NULL)
+		return -1;
+	TAILQ_FOREACH(s, &host->sessions, entry) {
+		snap->nsessions = n + 1;
+		if (session_export(s, n, &snap->sessions[n]) == -1)
+			return -1;
+		n++;
+	}
+	return 0;
 }

@@ -673,7 +673,42 @@ file_lock_resolve(struct lock_store *store, void *object, char *key,
 	return 0;
 }
 
+/*
+ * A lock's file kept across a reload: the same open file description,
+ * so the flock it held is still held, and nothing is taken anew.
+ */
+static int
+file_lock_restore(struct lock_store *store, struct lock *lock,
+    const char *name, void *object, void *state)
+{
+	struct store_file	*sf = (struct store_file *)store;
+	struct lock_store_kept	*kept = object;
+	struct file_lock	*fl = state;
+	struct stat		 sb;
+
+	if (kept->fd < 0 || fstat(kept->fd, &sb) == -1)
+		return -EBADF;
+	if (name[0] == '/') {
+		if (sf->npaths >= sf->max_paths)
+			return LOCKTAB_E_MAX_PATHS;
+		sf->npaths++;
+	}
+	fl->store = sf;
+	fl->lock = lock;
+	fl->name = name;
+	fl->fd = kept->fd;
+	fl->file.dev = sb.st_dev;
+	fl->file.ino = sb.st_ino;
+	fl->file.seen = 0;
+	fl->by_fd = name[0] == '/';
+	fl->flock = kept->taken == 0 ? LOCK_FLOCK_NONE :
+	    kept->taken - 1 == PROTO_SHARED ? LOCK_FLOCK_SH : LOCK_FLOCK_EX;
+	file_lock_index(fl);
+	return 0;
+}
+
 static const struct lock_store_ops store_file_ops = {
+	.restore = file_lock_restore,
 	.lock_size = sizeof(struct file_lock),
 	.open = file_lock_open,
 	.close = file_lock_close,
@@ -883,6 +918,18 @@ lock_file_id(const struct lock *lock, dev_t *ret_dev, ino_t *ret_ino)
 
 	*ret_dev = fl->file.dev;
 	*ret_ino = fl->file.ino;
+}
+
+/* What the store's descriptor of a lock holds: 0, or 1 + the mode. */
+int
+lock_file_taken(const struct lock *lock)
+{
+	const struct file_lock	*fl = lock_store_state(lock);
+
+	if (fl->flock == LOCK_FLOCK_NONE)
+		return 0;
+	return 1 + (fl->flock == LOCK_FLOCK_SH ? PROTO_SHARED :
+	    PROTO_EXCLUSIVE);
 }
 
 /* Whether the store's descriptor of a lock holds a flock now. */

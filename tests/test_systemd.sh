@@ -216,10 +216,20 @@ stop_notified_daemon() {
 	RPID=
 }
 
+# Under systemd, SIGTERM first hands everything to the descriptor store
+# (systemd 252 cannot say whether there is one), the state last; the
+# socket is left, as the store may pass it to the next instance, which
+# would otherwise find a stale one and bind anew.
 test_stopping_on_sigterm() {
 	grep -q ' STOPPING=1$' "$NOTIFY" || fail "no STOPPING=1: $(cat "$NOTIFY")"
 	[ "$NSTATUS" -eq 0 ] || fail "exit $NSTATUS"
-	[ ! -e "$NSOCK" ] || fail "its own socket was not removed"
+	grep -q ' FDSTORE=1$' "$NOTIFY" || fail "no FDSTORE=1: $(cat "$NOTIFY")"
+	[ "$(grep ' FDNAME=' "$NOTIFY" | tail -1 | cut -d' ' -f2)" = \
+	    FDNAME=state ] || fail "the state did not go last: $(cat "$NOTIFY")"
+	[ "$(stamps 'FDNAME=state')" -le "$(stamps 'STOPPING=1')" ] ||
+	    fail "STOPPING=1 came before the handover ended"
+	[ -S "$NSOCK" ] || fail "its socket was removed though the store may" \
+	    "hand it to the next instance"
 }
 
 test_no_watchdog_unless_asked_for_this_pid() {
@@ -343,7 +353,7 @@ t "STATUS= follows changes, at most once a second" \
 t "WATCHDOG=1 about every 100 ms with WATCHDOG_USEC=200000" \
     test_watchdog_pings_at_half_watchdog_usec
 stop_notified_daemon
-t "STOPPING=1 on SIGTERM, then exit 0" \
+t "STOPPING=1 on SIGTERM, after handing all to the descriptor store; exit 0" \
     test_stopping_on_sigterm
 t "no WATCHDOG=1 without WATCHDOG_USEC, or for another WATCHDOG_PID" \
     test_no_watchdog_unless_asked_for_this_pid

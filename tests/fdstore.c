@@ -1,0 +1,315 @@
+/*
+ * The descriptor store's test double (fdstore.h): what systemd 252 does
+ * with sd_pid_notify_with_fds(FDSTORE=1, FDNAME=...), without PID 1.
+ */
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fdstore.h"
+
+#define NOTIFY_MAX_FDS	768	/* systemd reads at most this many per message */
+
+/* Bind the notify socket in dir and point $NOTIFY_SOCKET at it. */
+int
+fdstore_open(struct fdstore *fs, const char *dir)
+{
+	struct sockaddr_un	 sun;
+	int			 size = 8 << 20;
+
+	memset(fs, 0, sizeof *fs);
+	fs->listener = -1;
+	fs->max = FDSTORE_MAX;
+	snprintf(fs->path, sizeof fs->path, "%s/notify", dir);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", fs->path);
+	unlink(fs->path);
+	if ((fs->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0)) == -1 ||
+	    bind(fs->sock, (struct sockaddr *)&sun, sizeof sun) == -1)
+		return -1;
+	setsockopt(fs->sock, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	setenv("NOTIFY_SOCKET", fs->path, 1);
+	return 0;
+}
+
+/* Close everything kept. */
+void
+fdstore_close(struct fdstore *fs)
+{
+	size_t	 i;
+
+	for (i = 0; i < fs->n; i++) {
+		close(fs->fds[i]);
+		free(fs->names[i]);
+	}
+	free(fs->fds);
+	free(fs->names);
+	if (fs->sock >= 0)
+		close(fs->sock);
+	unlink(fs->path);
+	unsetenv("NOTIFY_SOCKET");
+	memset(fs, 0, sizeof *fs);
+	fs->sock = -1;
+}
+
+/* How many kept descriptors have name (NULL: all). */
+size_t
+fdstore_count(const struct fdstore *fs, const char *name)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < fs->n; i++)
+		n += name == NULL || strcmp(fs->names[i], name) == 0;
+	return n;
+}
+
+/* Keep one descriptor under name, or close it past the bound. */
+static void
+store_add(struct fdstore *fs, int fd, const char *name)
+{
+	if (fs->n >= fs->max) {
+		close(fd);
+		fs->refused++;
+		return;
+	}
+	if ((fs->n & 255) == 0) {
+		fs->fds = realloc(fs->fds, (fs->n + 256) * sizeof *fs->fds);
+		fs->names = realloc(fs->names, (fs->n + 256) *
+		    sizeof *fs->names);
+	}
+	fs->fds[fs->n] = fd;
+	fs->names[fs->n] = strdup(name);
+	fs->n++;
+}
+
+/* FDSTOREREMOVE=1: close every kept descriptor of that name. */
+static void
+store_remove(struct fdstore *fs, const char *name)
+{
+	size_t	 i = 0;
+
+	while (i < fs->n) {
+		if (strcmp(fs->names[i], name) != 0) {
+			i++;
+			continue;
+		}
+		close(fs->fds[i]);
+		free(fs->names[i]);
+		fs->n--;
+		fs->fds[i] = fs->fds[fs->n];
+		fs->names[i] = fs->names[fs->n];
+	}
+}
+
+/* The value of a "KEY=value" line of a message, or NULL. */
+static const char *
+field(const char *msg, const char *key, char *buf, size_t size)
+{
+	size_t		 len = strlen(key);
+	const char	*p = msg, *end;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, key, len) == 0 && p[len] == '=') {
+			p += len + 1;
+			end = strchr(p, '\n');
+			snprintf(buf, size, "%.*s", end != NULL ?
+			    (int)(end - p) : (int)strlen(p), p);
+			return buf;
+		}
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return NULL;
+}
+
+/* Handle one datagram: its text, and the descriptors that came with it. */
+static void
+store_message(struct fdstore *fs, const char *text, int *fds, size_t nfds)
+{
+	char		 name[256], flag[16];
+	const char	*fdname;
+	size_t		 i;
+
+	fdname = field(text, "FDNAME", name, sizeof name);
+	if (field(text, "FDSTOREREMOVE", flag, sizeof flag) != NULL &&
+	    strcmp(flag, "1") == 0 && fdname != NULL)
+		store_remove(fs, fdname);
+	if (field(text, "FDSTORE", flag, sizeof flag) != NULL &&
+	    strcmp(flag, "1") == 0) {
+		fs->messages++;
+		for (i = 0; i < nfds; i++)
+			store_add(fs, fds[i], fdname != NULL ? fdname :
+			    "stored");
+		return;
+	}
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+/* Read every datagram waiting; returns how many. */
+int
+fdstore_drain(struct fdstore *fs)
+{
+	union {
+		struct cmsghdr	 hdr;
+		char		 space[CMSG_SPACE(sizeof(int) *
+				    NOTIFY_MAX_FDS)];
+	}		 control;
+	char		 text[4096];
+	struct iovec	 iov = { text, sizeof text - 1 };
+	struct msghdr	 msg;
+	struct cmsghdr	*c;
+	ssize_t		 n;
+	int		 count = 0;
+
+	for (;;) {
+		memset(&msg, 0, sizeof msg);
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = &control;
+		msg.msg_controllen = sizeof control;
+		if ((n = recvmsg(fs->sock, &msg, MSG_CMSG_CLOEXEC)) == -1)
+			return count;
+		text[n] = '\0';
+		count++;
+		for (c = CMSG_FIRSTHDR(&msg); c != NULL;
+		    c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level == SOL_SOCKET &&
+			    c->cmsg_type == SCM_RIGHTS)
+				store_message(fs, text, (int *)(void *)
+				    CMSG_DATA(c), (c->cmsg_len -
+				    CMSG_LEN(0)) / sizeof(int));
+		}
+		if (CMSG_FIRSTHDR(&msg) == NULL)
+			store_message(fs, text, NULL, 0);
+	}
+}
+
+/* Move the kept descriptors to 3 and up, in the child, for exec. */
+static void
+child_place_fds(struct fdstore *fs)
+{
+	size_t	 i, n = fs->n + (fs->listener >= 0);
+	int	*tmp = calloc(n + 1, sizeof *tmp);
+	int	 base = 3 + (int)n + 16;
+
+	/* First out of the way of 3..3+n, then down into place. */
+	for (i = 0; i < fs->n; i++)
+		tmp[i] = fcntl(fs->fds[i], F_DUPFD, base);
+	if (fs->listener >= 0)
+		tmp[fs->n] = fcntl(fs->listener, F_DUPFD, base);
+	for (i = 0; i < n; i++) {
+		dup2(tmp[i], 3 + (int)i);
+		close(tmp[i]);
+	}
+	free(tmp);
+}
+
+/* LISTEN_FDNAMES, as systemd joins them. */
+static char *
+names_joined(const struct fdstore *fs)
+{
+	size_t	 i, len = 16;
+	char	*s;
+
+	for (i = 0; i < fs->n; i++)
+		len += strlen(fs->names[i]) + 1;
+	if ((s = calloc(1, len)) == NULL)
+		return NULL;
+	for (i = 0; i < fs->n; i++) {
+		if (i > 0)
+			strcat(s, ":");
+		strcat(s, fs->names[i]);
+	}
+	if (fs->listener >= 0)
+		strcat(s, fs->n > 0 ? ":locksd.socket" : "locksd.socket");
+	return s;
+}
+
+/* Exec the next instance in the child, as systemd would start it. */
+static void
+child_exec(struct fdstore *fs, const struct h_daemon *d)
+{
+	const char	*wrapper = getenv("LOCKSD_WRAPPER");
+	char		 num[32], *names = names_joined(fs);
+	int		 fd;
+
+	child_place_fds(fs);
+	fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+	    0600);
+	if (fd != -1) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	snprintf(num, sizeof num, "%zu", fs->n + (fs->listener >= 0));
+	setenv("LISTEN_FDS", num, 1);
+	setenv("LISTEN_FDNAMES", names != NULL ? names : "", 1);
+	snprintf(num, sizeof num, "%ld", (long)getpid());
+	setenv("LISTEN_PID", num, 1);
+	umask(077);
+	if (wrapper != NULL && *wrapper != '\0')
+		execl("/bin/sh", "sh", "-c", "exec $LOCKSD_WRAPPER \"$@\"",
+		    "sh", LOCKSD_PATH, "--socket", d->socket_path,
+		    "--lock-dir", d->lock_dir, (char *)NULL);
+	else
+		execl(LOCKSD_PATH, LOCKSD_PATH, "--socket", d->socket_path,
+		    "--lock-dir", d->lock_dir, (char *)NULL);
+	_exit(127);
+}
+
+/*
+ * systemctl restart: SIGTERM the daemon, keep what it stores until it
+ * exits, then start the next one with it.  0 once it is started; the
+ * caller then drains the store while it starts (fdstore_drain), as it
+ * empties the store with FDSTOREREMOVE=1 and blocks while no one reads.
+ */
+int
+fdstore_restart(struct fdstore *fs, struct h_daemon *d)
+{
+	struct pollfd	 pfd = { fs->sock, POLLIN, 0 };
+	double		 deadline = h_now() + h_slow(2 * H_START_SECS);
+	pid_t		 pid;
+	int		 status;
+
+	kill(d->pid, SIGTERM);
+	for (;;) {
+		fdstore_drain(fs);
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+			break;
+		if (h_now() > deadline) {
+			snprintf(fs->error, sizeof fs->error, "the daemon did "
+			    "not exit after SIGTERM");
+			return -1;
+		}
+		poll(&pfd, 1, 10);
+	}
+	fdstore_drain(fs);
+	d->pid = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(fs->error, sizeof fs->error, "the daemon ended "
+		    "with status %d", status);
+		return -1;
+	}
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0)
+		child_exec(fs, d);
+	/* It empties the store as it starts: the caller drains it. */
+	d->pid = pid;
+	return 0;
+}
