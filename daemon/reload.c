@@ -204,6 +204,35 @@ upload_fd(int *fd, void *arg)
 	upload_named(arg, *fd, name);
 }
 
+/* Count the descriptors of a state. */
+static void
+count_fd(int *fd, void *arg)
+{
+	(void)fd;
+	(*(size_t *)arg)++;
+}
+
+/*
+ * Whether the store takes n descriptors: $FDSTORE is its bound (the
+ * unit sets it for systemd before 254, which sets it itself).
+ */
+static int
+store_fits(size_t n)
+{
+	const char	*fdstore = getenv("FDSTORE");
+	long		 max;
+
+	if (fdstore == NULL)
+		return 1;
+	max = strtol(fdstore, NULL, 10);
+	if (max > 0 && n <= (size_t)max)
+		return 1;
+	log_warnx("restart: %zu descriptors to hand over, and the descriptor "
+	    "store takes %ld (FDSTORE=, FileDescriptorStoreMax=); releasing "
+	    "everything", n, max);
+	return 0;
+}
+
 /* Point a handed-over descriptor at /dev/null: nothing here reaches it. */
 static void
 detach_fd(int *fd, void *arg)
@@ -222,12 +251,19 @@ reload_fdstore(struct server *srv)
 {
 	struct upload	 up = { 0, 0 };
 	struct snap	 snap;
+	size_t		 n = 1;		/* the state's own */
 	int		 fd, null;
 
 	if (server_snapshot(srv, &snap) == -1 ||
 	    (fd = state_memfd(&snap)) < 0) {
 		log_warnx("restart: cannot save the state; releasing "
 		    "everything");
+		state_free(&snap);
+		return -1;
+	}
+	state_each_fd(&snap, count_fd, &n);
+	if (!store_fits(n)) {
+		close(fd);
 		state_free(&snap);
 		return -1;
 	}

@@ -325,6 +325,14 @@ test_units_keep_their_promises() {
 	has locksd.service 'WatchdogSec=[1-9][0-9]*s?'
 	has locksd.service 'LimitNOFILE=[0-9]{6,}'
 	has locksd.service 'User=locksd'
+	has locksd.service 'ExecReload=/bin/kill -HUP \$MAINPID'
+	has locksd.service 'FileDescriptorStoreMax=[0-9]{6,}'
+	# The daemon's own bound is the store's.
+	[ "$(sed -n 's/^FileDescriptorStoreMax=//p' \
+	    "$SRC/systemd/locksd.service")" = \
+	    "$(sed -n 's/^Environment=FDSTORE=//p' \
+	    "$SRC/systemd/locksd.service")" ] ||
+	    fail "Environment=FDSTORE= is not FileDescriptorStoreMax="
 	has locksd.service 'RuntimeDirectory=locksd'
 	has locksd.service 'RuntimeDirectoryMode=0755'
 	has locksd.service 'RuntimeDirectoryPreserve=yes'
