@@ -261,7 +261,7 @@ struct json_object *listing_locks(struct listing *, const char *,
  */
 #define STATE_VERSION	1
 #define STATE_ENV	"LOCKSD_STATE_FD"	/* the memfd, on a reload */
-#define STATE_FDNAME	"state"			/* the memfd, on a restart */
+#define STATE_FDNAME	"~state"	/* the memfd, on a restart */
 
 struct snap_fds {
 	int			 fd[PROTO_MAX_FDS];
@@ -371,6 +371,7 @@ int		 reload_fdstore_wanted(void);
 int		 reload_fdstore(struct server *);
 int		 reload_startup(struct snap *, int **, size_t *);
 void		 reload_store_forget(void);
+void		 reload_store_forget_wait(void);
 
 /* server.c: the listening socket, signals, timers and shared state. */
 struct server_config {

@@ -278,6 +278,7 @@ main(int argc, char **argv)
 	event_base_once(base, -1, EV_TIMEOUT, forget_cb, NULL,
 	    &(struct timeval){ 0, 0 });
 	event_base_dispatch(base);
+	reload_store_forget_wait();
 	status = server_failed(srv) ? 1 : 0;
 	server_free(srv);
 	access_free(config.access);

@@ -10,8 +10,8 @@
  * fails does too.
  *
  * Restart (SIGTERM under systemd): every descriptor goes to systemd's
- * descriptor store (FDSTORE=1), one per message, named "fd<N>" after
- * its number here, and the memfd last, named "state".  The next
+ * descriptor store (FDSTORE=1), one per message, named after its number
+ * here ("~" and base 36), and the memfd last, named "~state".  The next
  * instance gets them back as LISTEN_FDS/LISTEN_FDNAMES and finds each by
  * its name.  Then this instance points every handed-over number at
  * /dev/null before it tears down, so that its teardown releases nothing
@@ -23,13 +23,18 @@
  * which releases it as a crash would.
  */
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -43,7 +48,12 @@
 #include "daemon.h"
 
 #define PROBE_SECS	5	/* for the new binary's --version */
-#define FDNAME_PREFIX	"fd"
+/*
+ * A descriptor's name in the store: "~" and its number here in base 36.
+ * Short, because systemd passes all names in one LISTEN_FDNAMES, and
+ * execve(2) takes at most 128 KiB in one string: about 32,000 names.
+ */
+#define FDNAME_PREFIX	"~"
 
 extern char **environ;
 
@@ -128,10 +138,13 @@ reload_exec(struct server *srv)
 {
 	struct snap	 snap;
 	char		 num[16];
+	double		 began;
 	int		 fd, off = 0, on = 1;
 
 	if (reload_probe() == -1)
 		return -1;
+	reload_store_forget_wait();
+	began = clock_monotonic();
 	if (server_snapshot(srv, &snap) == -1) {
 		log_warnx("reload: out of memory saving the state");
 		state_free(&snap);
@@ -143,7 +156,8 @@ reload_exec(struct server *srv)
 		state_free(&snap);
 		return -1;
 	}
-	log_info("reload: executing %s in place", reload_exe);
+	log_info("reload: executing %s in place (state saved in %.1f ms)",
+	    reload_exe, (clock_monotonic() - began) * 1e3);
 	state_each_fd(&snap, set_cloexec, &off);
 	set_cloexec(&fd, &off);
 	snprintf(num, sizeof num, "%d", fd);
@@ -174,24 +188,95 @@ reload_fdstore_wanted(void)
 
 /* What an upload to the store did: how many went, the first error. */
 struct upload {
+	int		 sock;		/* connected to $NOTIFY_SOCKET */
 	size_t		 sent;
 	int		 error;
 };
 
-/* Store one descriptor under name. */
+/*
+ * A datagram socket connected to $NOTIFY_SOCKET (a path, or "@" for the
+ * abstract namespace), for many messages: sd_pid_notify_with_fds makes a
+ * socket per message, a third of the cost of 20,000 of them.  -errno.
+ */
+static int
+notify_connect(void)
+{
+	const char		*path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un	 sun;
+	socklen_t		 len;
+	int			 fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof sun.sun_path)
+		return -EAFNOSUPPORT;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';
+	len = offsetof(struct sockaddr_un, sun_path) + strlen(path) +
+	    (path[0] == '/');
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, len) == -1) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* Store one descriptor under name: one message, as systemd 252 names. */
 static void
 upload_named(struct upload *up, int fd, const char *name)
 {
-	char	 msg[64];
-	int	 rc;
+	union {
+		struct cmsghdr	 hdr;
+		char		 space[CMSG_SPACE(sizeof(int))];
+	}		 control;
+	char		 text[64];
+	struct iovec	 iov;
+	struct msghdr	 msg;
+	struct cmsghdr	*c;
 
 	if (up->error != 0)
 		return;
-	snprintf(msg, sizeof msg, "FDSTORE=1\nFDNAME=%s", name);
-	if ((rc = sd_pid_notify_with_fds(0, 0, msg, &fd, 1)) <= 0)
-		up->error = rc < 0 ? rc : -ENOTCONN;
-	else
-		up->sent++;
+	iov.iov_base = text;
+	iov.iov_len = (size_t)snprintf(text, sizeof text,
+	    "FDSTORE=1\nFDNAME=%s", name);
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = &control;
+	msg.msg_controllen = sizeof control;
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	while (sendmsg(up->sock, &msg, MSG_NOSIGNAL) == -1) {
+		if (errno != EINTR) {
+			up->error = -errno;
+			return;
+		}
+	}
+	up->sent++;
+}
+
+/* A descriptor's name in the store, from its number here. */
+static void
+fd_name(int fd, char *buf, size_t size)
+{
+	char		 digits[16];
+	size_t		 n = 0;
+	unsigned	 v = (unsigned)fd;
+
+	do {
+		digits[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+		v /= 36;
+	} while (v > 0 && n < sizeof digits);
+	snprintf(buf, size, FDNAME_PREFIX);
+	while (n > 0 && strlen(buf) + 1 < size)
+		strncat(buf, &digits[--n], 1);
 }
 
 /* Store one descriptor of the state under its number's name. */
@@ -200,7 +285,7 @@ upload_fd(int *fd, void *arg)
 {
 	char	 name[32];
 
-	snprintf(name, sizeof name, FDNAME_PREFIX "%d", *fd);
+	fd_name(*fd, name, sizeof name);
 	upload_named(arg, *fd, name);
 }
 
@@ -249,11 +334,13 @@ detach_fd(int *fd, void *arg)
 int
 reload_fdstore(struct server *srv)
 {
-	struct upload	 up = { 0, 0 };
+	struct upload	 up = { -1, 0, 0 };
 	struct snap	 snap;
 	size_t		 n = 1;		/* the state's own */
+	double		 began = clock_monotonic(), saved;
 	int		 fd, null;
 
+	reload_store_forget_wait();
 	if (server_snapshot(srv, &snap) == -1 ||
 	    (fd = state_memfd(&snap)) < 0) {
 		log_warnx("restart: cannot save the state; releasing "
@@ -261,15 +348,20 @@ reload_fdstore(struct server *srv)
 		state_free(&snap);
 		return -1;
 	}
+	saved = clock_monotonic();
 	state_each_fd(&snap, count_fd, &n);
 	if (!store_fits(n)) {
 		close(fd);
 		state_free(&snap);
 		return -1;
 	}
+	if ((up.sock = notify_connect()) < 0)
+		up.error = up.sock;
 	state_each_fd(&snap, upload_fd, &up);
 	/* Last: without it, the next instance closes what came. */
 	upload_named(&up, fd, STATE_FDNAME);
+	if (up.sock >= 0)
+		close(up.sock);
 	close(fd);
 	if (up.error != 0) {
 		log_warnx("restart: the descriptor store took %zu descriptors, "
@@ -284,8 +376,9 @@ reload_fdstore(struct server *srv)
 	state_each_fd(&snap, detach_fd, &null);
 	close(null);
 	server_handed_over(srv);
-	log_info("restart: handed %zu descriptors to the descriptor store",
-	    up.sent);
+	log_info("restart: handed %zu descriptors to the descriptor store "
+	    "(state saved in %.1f ms, sent in %.1f ms)", up.sent,
+	    (saved - began) * 1e3, (clock_monotonic() - saved) * 1e3);
 	state_free(&snap);
 	return 0;
 }
@@ -412,7 +505,37 @@ startup_exec(const char *env, struct snap *snap, struct fdset *listeners)
 struct named_fds {
 	char		**names;
 	int		  n;
+	int		 *order;	/* indexes, sorted by name */
+	char		 *used;		/* read or mapped already */
 };
+
+static struct named_fds	*sort_nf;	/* for order_cmp */
+
+static int
+order_cmp(const void *a, const void *b)
+{
+	return strcmp(sort_nf->names[*(const int *)a],
+	    sort_nf->names[*(const int *)b]);
+}
+
+/* The index of the descriptor named name, or -1. */
+static int
+named_find(struct named_fds *nf, const char *name)
+{
+	int	 lo = 0, hi = nf->n - 1, mid, c;
+
+	while (lo <= hi) {
+		mid = (lo + hi) / 2;
+		c = strcmp(nf->names[nf->order[mid]], name);
+		if (c == 0)
+			return nf->order[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
 
 /* Map a state's old descriptor number to the one systemd gave back. */
 static void
@@ -422,49 +545,53 @@ map_fd(int *fd, void *arg)
 	char			 name[32];
 	int			 i;
 
-	snprintf(name, sizeof name, FDNAME_PREFIX "%d", *fd);
-	for (i = 0; i < nf->n; i++) {
-		if (nf->names[i] != NULL && strcmp(nf->names[i], name) == 0) {
-			taken_names[ntaken++] = nf->names[i];
-			nf->names[i] = NULL;	/* taken */
-			*fd = SD_LISTEN_FDS_START + i;
-			return;
-		}
+	fd_name(*fd, name, sizeof name);
+	if ((i = named_find(nf, name)) == -1 || nf->used[i]) {
+		*fd = -1;
+		return;
 	}
-	*fd = -1;
+	nf->used[i] = 1;	/* a second reference finds none */
+	*fd = SD_LISTEN_FDS_START + i;
 }
 
-/* Whether a descriptor name is one of ours: "fd" and digits. */
+/* Whether a descriptor name is one of ours ("~" led, the state's too). */
 static int
 fdname_ours(const char *name)
 {
-	size_t	 n = strlen(FDNAME_PREFIX);
-
-	return strncmp(name, FDNAME_PREFIX, n) == 0 && name[n] != '\0' &&
-	    strspn(name + n, "0123456789") == strlen(name + n);
+	return strncmp(name, FDNAME_PREFIX, strlen(FDNAME_PREFIX)) == 0;
 }
 
 /*
- * A restart: find the state by its name and read it, map its numbers to
- * the descriptors systemd gave back, close what it does not name.  The
- * others (a socket unit's) are listeners.  1 if a state was read.
+ * A restart: find the newest state by its name and read it, map its
+ * numbers to the descriptors systemd gave back by their names, and close
+ * ours that it does not name (left by an earlier upload, or past what
+ * was read).  The others (a socket unit's) are listeners.  Every name of
+ * ours is removed from the store once running (reload_store_forget).
+ * 1 if a state was read.
  */
 static int
 startup_listen(struct named_fds *nf, struct snap *snap,
     struct fdset *listeners)
 {
-	int	 i, ok = 0, fd;
+	int	 i, ok = 0, fd, st;
 
-	if (nf->n > 0 && (taken_names = calloc(nf->n,
-	    sizeof *taken_names)) == NULL)
+	if (nf->n > 0 && ((taken_names = calloc(nf->n,
+	    sizeof *taken_names)) == NULL || (nf->order = calloc(nf->n,
+	    sizeof *nf->order)) == NULL || (nf->used = calloc(nf->n, 1)) ==
+	    NULL))
 		fatal("calloc");
-	for (i = 0; i < nf->n && !ok; i++) {
-		if (nf->names[i] != NULL &&
-		    strcmp(nf->names[i], STATE_FDNAME) == 0) {
-			taken_names[ntaken++] = nf->names[i];
-			nf->names[i] = NULL;
-			ok = read_state(SD_LISTEN_FDS_START + i, snap);
-		}
+	for (i = 0; i < nf->n; i++) {
+		nf->order[i] = i;
+		if (fdname_ours(nf->names[i]) &&
+		    (taken_names[ntaken++] = strdup(nf->names[i])) == NULL)
+			fatal("strdup");
+	}
+	sort_nf = nf;
+	if (nf->n > 0)
+		qsort(nf->order, nf->n, sizeof *nf->order, order_cmp);
+	if ((st = named_find(nf, STATE_FDNAME)) >= 0) {
+		nf->used[st] = 1;
+		ok = read_state(SD_LISTEN_FDS_START + st, snap);
 	}
 	if (ok) {
 		state_each_fd(snap, map_fd, nf);
@@ -472,23 +599,21 @@ startup_listen(struct named_fds *nf, struct snap *snap,
 		    "%ld", (long)snap->pid);
 	}
 	for (i = 0; i < nf->n; i++) {
-		if (nf->names[i] == NULL)
-			continue;
 		fd = SD_LISTEN_FDS_START + i;
-		if (!fdname_ours(nf->names[i])) {
+		if (nf->used[i])
+			;	/* read, or mapped */
+		else if (!fdname_ours(nf->names[i])) {
 			systemd_check_fd(fd, nf->names[i]);
 			fdset_add(&fd, listeners);
-		} else {
-			if (!ok || snap->nlisteners == 0)
-				salvage_fd(fd, listeners);
-			else
-				close(fd);
-			taken_names[ntaken++] = nf->names[i];
-			continue;
-		}
+		} else if (!ok || snap->nlisteners == 0)
+			salvage_fd(fd, listeners);
+		else
+			close(fd);
 		free(nf->names[i]);
 	}
 	free(nf->names);
+	free(nf->order);
+	free(nf->used);
 	return ok;
 }
 
@@ -501,7 +626,7 @@ int
 reload_startup(struct snap *snap, int **ret_fds, size_t *ret_n)
 {
 	struct fdset		 listeners = { 0 };
-	struct named_fds	 nf = { NULL, 0 };
+	struct named_fds	 nf = { NULL, 0, NULL, NULL };
 	const char		*env = getenv(STATE_ENV);
 	int			 ok, i;
 
@@ -526,24 +651,59 @@ reload_startup(struct snap *snap, int **ret_fds, size_t *ret_n)
 	return ok;
 }
 
+/* Send FDSTOREREMOVE=1 for every name taken, off the event loop. */
+static void *
+forget_main(void *arg)
+{
+	char	 msg[300];
+	size_t	 i, failed = 0;
+
+	(void)arg;
+	for (i = 0; i < ntaken; i++) {
+		snprintf(msg, sizeof msg, "FDSTOREREMOVE=1\nFDNAME=%s",
+		    taken_names[i]);
+		if (sd_notify(0, msg) <= 0)
+			failed++;
+	}
+	if (failed > 0)
+		log_warnx("restore: %zu descriptors could not be removed from "
+		    "the descriptor store", failed);
+	return NULL;
+}
+
+static pthread_t	 forget_thread;
+static int		 forgetting;
+
 /*
  * Take what this instance got from the descriptor store out of it: the
  * store would otherwise keep every connection open after this daemon
- * closes it, and hand stale descriptors to the next restart.
+ * closes it.  A thread sends the messages, so the event loop serves
+ * clients meanwhile; one message per name is how systemd 252 removes.
  */
 void
 reload_store_forget(void)
 {
-	char	 msg[300];
+	if (ntaken == 0)
+		return;
+	if (pthread_create(&forget_thread, NULL, forget_main, NULL) != 0) {
+		forget_main(NULL);
+		reload_store_forget_wait();
+		return;
+	}
+	forgetting = 1;
+}
+
+/* Wait for the store to be emptied; before exec, a restart, or exit. */
+void
+reload_store_forget_wait(void)
+{
 	size_t	 i;
 
-	for (i = 0; i < ntaken; i++) {
-		snprintf(msg, sizeof msg, "FDSTOREREMOVE=1\nFDNAME=%s",
-		    taken_names[i]);
-		if (sd_notify(0, msg) <= 0 && i == 0)
-			log_warnx("restore: cannot empty the descriptor store");
+	if (forgetting)
+		pthread_join(forget_thread, NULL);
+	forgetting = 0;
+	for (i = 0; i < ntaken; i++)
 		free(taken_names[i]);
-	}
 	free(taken_names);
 	taken_names = NULL;
 	ntaken = 0;

@@ -62,6 +62,7 @@ struct server {
 	struct event		*resume_ev;
 	struct systemd		*sd;
 	int			 handed_over;	/* to a next instance */
+	pid_t			 former_pid;	/* the daemon restored from */
 };
 
 /* How many connections one uid has open. */
@@ -1169,6 +1170,7 @@ server_snapshot(struct server *srv, struct snap *snap)
 	memset(snap, 0, sizeof *snap);
 	snap->version = STATE_VERSION;
 	snap->pid = getpid();
+	snap->former_pid = srv->former_pid;
 	snap->claim_fd = srv->claim_fd;
 	snap->lock_dirfd = srv->lock_dirfd;
 	snap->own_socket = srv->own_socket;
@@ -1314,9 +1316,11 @@ server_restore(struct server *srv, struct snap *snap)
 	struct session	**sessions;
 	uint32_t	 *placed, i;
 	size_t		  dropped;
+	double		  began = clock_monotonic();
 
 	state_each_fd(snap, restore_cloexec_fd, NULL);
-	outside_set_former(srv->outside, snap->pid);
+	srv->former_pid = snap->pid != getpid() ? snap->pid : snap->former_pid;
+	outside_set_former(srv->outside, srv->former_pid);
 	if (snap->started > 0)
 		srv->host.started = snap->started;
 	sessions = calloc(snap->nsessions + 1, sizeof *sessions);
@@ -1332,8 +1336,9 @@ server_restore(struct server *srv, struct snap *snap)
 	locktab_restore_done(srv->locktab);
 	state_each_fd(snap, restore_close_fd, NULL);
 	log_info("restored %zu connections and %zu locks held, %zu waiting, "
-	    "from pid %ld%s", srv->host.nsessions, locktab_nheld(srv->locktab),
-	    locktab_nwaiting(srv->locktab), (long)snap->pid, dropped > 0 ?
+	    "from pid %ld, in %.1f ms%s", srv->host.nsessions,
+	    locktab_nheld(srv->locktab), locktab_nwaiting(srv->locktab),
+	    (long)snap->pid, (clock_monotonic() - began) * 1e3, dropped > 0 ?
 	    "; closed the connections whose locks were not all kept" : "");
 	if (dropped > 0)
 		log_warnx("%zu connections lost a lock in the handover and "

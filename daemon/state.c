@@ -61,7 +61,7 @@ put(struct wbuf *w, const void *p, size_t n)
 	char	*grown;
 	size_t	 cap;
 
-	if (w->failed)
+	if (w->failed || n == 0)
 		return;
 	if (w->len + n > w->cap) {
 		cap = w->cap == 0 ? 4096 : w->cap;
@@ -363,22 +363,15 @@ write_handoffs(struct wbuf *w, const struct snap *s)
 	section_end(w, at);
 }
 
-/* Write all of buf to fd; -errno on failure. */
+/* Write all of buf to fd, a memfd, which takes it in one call or fails. */
 static int
 write_all(int fd, const char *buf, size_t len)
 {
-	ssize_t	 n;
+	ssize_t	 n = write(fd, buf, len);
 
-	while (len > 0) {
-		if ((n = write(fd, buf, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (n == -1)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
 }
 
 /* Write the state to fd, from its start: 0, or -errno. */

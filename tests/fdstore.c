@@ -199,24 +199,46 @@ fdstore_drain(struct fdstore *fs)
 	}
 }
 
-/* Move the kept descriptors to 3 and up, in the child, for exec. */
+/*
+ * Move the kept descriptors (and the socket unit's listener) to 3 and up,
+ * in the child, for exec, in place: one that sits in a slot another
+ * needs moves out of the way first, so only one spare descriptor is
+ * ever needed.
+ */
 static void
 child_place_fds(struct fdstore *fs)
 {
 	size_t	 i, n = fs->n + (fs->listener >= 0);
-	int	*tmp = calloc(n + 1, sizeof *tmp);
-	int	 base = 3 + (int)n + 16;
+	int	*want = calloc(n + 1, sizeof *want);
+	int	*in_slot = calloc(n + 1, sizeof *in_slot);	/* index + 1 */
+	int	 top = 3 + (int)n, slot;
 
-	/* First out of the way of 3..3+n, then down into place. */
 	for (i = 0; i < fs->n; i++)
-		tmp[i] = fcntl(fs->fds[i], F_DUPFD, base);
+		want[i] = fs->fds[i];
 	if (fs->listener >= 0)
-		tmp[fs->n] = fcntl(fs->listener, F_DUPFD, base);
+		want[fs->n] = fs->listener;
+	for (i = 0; i < n; i++)
+		if (want[i] >= 3 && want[i] < top)
+			in_slot[want[i] - 3] = (int)i + 1;
 	for (i = 0; i < n; i++) {
-		dup2(tmp[i], 3 + (int)i);
-		close(tmp[i]);
+		slot = 3 + (int)i;
+		if (want[i] == slot)
+			continue;
+		/* Whoever sits in the slot moves up first. */
+		if (in_slot[i] != 0 && (size_t)in_slot[i] - 1 != i) {
+			want[in_slot[i] - 1] = fcntl(slot, F_DUPFD, top);
+			close(slot);
+		}
+		dup2(want[i], slot);
+		if (want[i] >= top)
+			close(want[i]);
+		else if (want[i] >= 3)
+			in_slot[want[i] - 3] = 0;
+		want[i] = slot;
+		in_slot[i] = (int)i + 1;
 	}
-	free(tmp);
+	free(want);
+	free(in_slot);
 }
 
 /* LISTEN_FDNAMES, as systemd joins them. */
@@ -245,7 +267,9 @@ static void
 child_exec(struct fdstore *fs, const struct h_daemon *d)
 {
 	const char	*wrapper = getenv("LOCKSD_WRAPPER");
+	const char	*argv[20];
 	char		 num[32], *names = names_joined(fs);
+	size_t		 i, n = 0;
 	int		 fd;
 
 	child_place_fds(fs);
@@ -261,13 +285,23 @@ child_exec(struct fdstore *fs, const struct h_daemon *d)
 	snprintf(num, sizeof num, "%ld", (long)getpid());
 	setenv("LISTEN_PID", num, 1);
 	umask(077);
-	if (wrapper != NULL && *wrapper != '\0')
-		execl("/bin/sh", "sh", "-c", "exec $LOCKSD_WRAPPER \"$@\"",
-		    "sh", LOCKSD_PATH, "--socket", d->socket_path,
-		    "--lock-dir", d->lock_dir, (char *)NULL);
-	else
-		execl(LOCKSD_PATH, LOCKSD_PATH, "--socket", d->socket_path,
-		    "--lock-dir", d->lock_dir, (char *)NULL);
+	argv[n++] = LOCKSD_PATH;
+	argv[n++] = "--socket";
+	argv[n++] = d->socket_path;
+	argv[n++] = "--lock-dir";
+	argv[n++] = d->lock_dir;
+	for (i = 0; i < 4 && d->extra[i] != NULL; i++)
+		argv[n++] = d->extra[i];
+	argv[n] = NULL;
+	if (wrapper != NULL && *wrapper != '\0') {
+		memmove(argv + 4, argv, (n + 1) * sizeof *argv);
+		argv[0] = "sh";
+		argv[1] = "-c";
+		argv[2] = "exec $LOCKSD_WRAPPER \"$@\"";
+		argv[3] = "sh";
+		execv("/bin/sh", (char *const *)argv);
+	} else
+		execv(LOCKSD_PATH, (char *const *)argv);
 	_exit(127);
 }
 
@@ -298,6 +332,9 @@ fdstore_restart(struct fdstore *fs, struct h_daemon *d)
 		poll(&pfd, 1, 10);
 	}
 	fdstore_drain(fs);
+	if (getenv("FDSTORE_DEBUG"))
+		fprintf(stderr, "old exited after %.3f s, %zu fds\n",
+		    h_now() - (deadline - h_slow(2 * H_START_SECS)), fs->n);
 	d->pid = 0;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		snprintf(fs->error, sizeof fs->error, "the daemon ended "
