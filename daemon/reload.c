@@ -244,6 +244,7 @@ upload_named(struct upload *up, int fd, const char *name)
 	iov.iov_len = (size_t)snprintf(text, sizeof text,
 	    "FDSTORE=1\nFDNAME=%s", name);
 	memset(&msg, 0, sizeof msg);
+	memset(&control, 0, sizeof control);	/* its padding is sent too */
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = &control;

@@ -445,6 +445,34 @@ START_TEST(test_failed_reload_keeps_the_old_daemon)
 }
 END_TEST
 
+/*
+ * More descriptors than the store takes ($FDSTORE, which the unit sets
+ * to FileDescriptorStoreMax=): nothing is handed over, all is released.
+ */
+START_TEST(test_store_too_small_releases_everything)
+{
+	struct h_conn	*x;
+	char		 buf[8192];
+
+	setenv("FDSTORE", "3", 1);
+	start(BY_RESTART);
+	unsetenv("FDSTORE");
+	x = h_connect();
+	h_take(x, "rl-small", "exclusive");
+	kill(h_srv.pid, SIGTERM);
+	ck_assert_msg(h_recv_closed(x, h_slow(H_REPLY_SECS)), "%s",
+	    h_error());
+	ck_assert_int_eq(h_wait_exit(h_srv.pid, h_slow(H_START_SECS), NULL),
+	    0);
+	h_srv.pid = 0;
+	fdstore_drain(&store);
+	ck_assert_uint_eq(fdstore_count(&store, NULL), 0);
+	ck_assert_msg(!file_held("rl-small"), "the lock outlived the daemon");
+	ck_assert_int_ge(h_slurp(h_srv.log_path, buf, sizeof buf), 0);
+	ck_assert_msg(strstr(buf, "releasing everything") != NULL, "%s", buf);
+}
+END_TEST
+
 static Suite *
 reload_suite(void)
 {
@@ -463,6 +491,7 @@ reload_suite(void)
 	tcase_add_loop_test(tc, test_a_thousand_connections, 0, 2);
 	tcase_add_loop_test(tc, test_kill_after_handover_releases_everything,
 	    0, 2);
+	tcase_add_test(tc, test_store_too_small_releases_everything);
 	tcase_add_test(tc, test_unreadable_state_is_survived);
 	tcase_add_test(tc, test_failed_reload_keeps_the_old_daemon);
 	suite_add_tcase(s, tc);
