@@ -261,7 +261,7 @@ struct json_object *listing_locks(struct listing *, const char *,
  */
 #define STATE_VERSION	1
 #define STATE_ENV	"LOCKSD_STATE_FD"	/* the memfd, on a reload */
-#define STATE_FDNAME	"~state"	/* the memfd, on a restart */
+#define STATE_FDNAME	"~=state"	/* the memfd, on a restart */
 
 struct snap_fds {
 	int			 fd[PROTO_MAX_FDS];
@@ -288,8 +288,15 @@ struct snap_acquire {
 
 #define SNAP_FD_GROUPS	4		/* conn.c's CONN_FD_GROUPS */
 
+/* Which file a descriptor is: how a batch from the store is told apart. */
+struct snap_id {
+	uint64_t		 dev;
+	uint64_t		 ino;
+};
+
 struct snap_session {
 	int			 fd;
+	struct snap_id		 id;		/* of the socket */
 	struct peer		 peer;
 	char			*label;
 	uint32_t		 counted;
@@ -313,6 +320,7 @@ struct snap_req {
 struct snap_lock {
 	char			*name;		/* the lock table's key */
 	int			 fd;
+	struct snap_id		 id;		/* of its file */
 	uint32_t		 flock;		/* 0 none, 1 shared, 2 excl. */
 	uint32_t		 nholders;	/* reqs: holders, then waiters */
 	uint32_t		 nreqs;

@@ -10,11 +10,13 @@
  * fails does too.
  *
  * Restart (SIGTERM under systemd): every descriptor goes to systemd's
- * descriptor store (FDSTORE=1), one per message, named after its number
- * here ("~" and base 36), and the memfd last, named "~state".  The next
- * instance gets them back as LISTEN_FDS/LISTEN_FDNAMES and finds each by
- * its name.  Then this instance points every handed-over number at
- * /dev/null before it tears down, so that its teardown releases nothing
+ * descriptor store (FDSTORE=1): sockets and lock files in batches under
+ * one name per kind, told apart by their identity, which the state
+ * records; the others one per message, named after their number here
+ * ("~" and base 36); the memfd last, named "~=state".  The next instance
+ * gets them back as LISTEN_FDS/LISTEN_FDNAMES and finds each by identity
+ * or name, never by position.  Then this instance points every
+ * handed-over number at /dev/null, so that its teardown releases nothing
  * the next one holds.
  *
  * At start (reload_startup): the state of either way is read; what it
@@ -54,6 +56,13 @@
  * execve(2) takes at most 128 KiB in one string: about 32,000 names.
  */
 #define FDNAME_PREFIX	"~"
+/*
+ * Sockets and lock files go in batches of BATCH_MAX (the kernel's
+ * SCM_MAX_FD) under one name each, told apart by their identity.
+ */
+#define BATCH_MAX	253
+#define BATCH_CONNS	"~=c"	/* "=": never a number's name */
+#define BATCH_LOCKS	"~=l"
 
 extern char **environ;
 
@@ -186,11 +195,50 @@ reload_fdstore_wanted(void)
 	return fdstore == NULL || strtol(fdstore, NULL, 10) > 0;
 }
 
+/* Descriptors a state names, sorted, to tell which others to close. */
+struct fdset {
+	int		*fd;
+	size_t		 n;
+	size_t		 cap;
+};
+
+static void
+fdset_add(int *fd, void *arg)
+{
+	struct fdset	*set = arg;
+	int		*grown;
+
+	if (set->n == set->cap) {
+		set->cap = set->cap == 0 ? 64 : set->cap * 2;
+		if ((grown = reallocarray(set->fd, set->cap,
+		    sizeof *grown)) == NULL)
+			fatal("reallocarray");
+		set->fd = grown;
+	}
+	set->fd[set->n++] = *fd;
+}
+
+static int
+int_cmp(const void *a, const void *b)
+{
+	int	 x = *(const int *)a, y = *(const int *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+fdset_has(const struct fdset *set, int fd)
+{
+	return set->n > 0 && bsearch(&fd, set->fd, set->n, sizeof fd,
+	    int_cmp) != NULL;
+}
+
 /* What an upload to the store did: how many went, the first error. */
 struct upload {
 	int		 sock;		/* connected to $NOTIFY_SOCKET */
 	size_t		 sent;
 	int		 error;
+	struct fdset	*batched;	/* sent in a batch already */
 };
 
 /*
@@ -225,20 +273,20 @@ notify_connect(void)
 	return fd;
 }
 
-/* Store one descriptor under name: one message, as systemd 252 names. */
+/* Store n descriptors under one name, in one message. */
 static void
-upload_named(struct upload *up, int fd, const char *name)
+upload_fds(struct upload *up, const int *fds, size_t n, const char *name)
 {
 	union {
 		struct cmsghdr	 hdr;
-		char		 space[CMSG_SPACE(sizeof(int))];
+		char		 space[CMSG_SPACE(sizeof(int) * BATCH_MAX)];
 	}		 control;
 	char		 text[64];
 	struct iovec	 iov;
 	struct msghdr	 msg;
 	struct cmsghdr	*c;
 
-	if (up->error != 0)
+	if (up->error != 0 || n == 0 || n > BATCH_MAX)
 		return;
 	iov.iov_base = text;
 	iov.iov_len = (size_t)snprintf(text, sizeof text,
@@ -248,19 +296,118 @@ upload_named(struct upload *up, int fd, const char *name)
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = &control;
-	msg.msg_controllen = sizeof control;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
 	c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
 	while (sendmsg(up->sock, &msg, MSG_NOSIGNAL) == -1) {
 		if (errno != EINTR) {
 			up->error = -errno;
 			return;
 		}
 	}
-	up->sent++;
+	up->sent += n;
+}
+
+/* Store one descriptor under its own name. */
+static void
+upload_named(struct upload *up, int fd, const char *name)
+{
+	upload_fds(up, &fd, 1, name);
+}
+
+/* A descriptor with the identity of its file, for a batch. */
+struct idfd {
+	struct snap_id	 id;
+	int		 fd;
+};
+
+static int
+idfd_cmp(const void *a, const void *b)
+{
+	const struct snap_id	*x = &((const struct idfd *)a)->id;
+	const struct snap_id	*y = &((const struct idfd *)b)->id;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Send the n descriptors of one kind in a (sorted here) in messages of
+ * BATCH_MAX under one name: the next instance tells them apart by their
+ * identity.  Two of one identity cannot be told apart: they are left out,
+ * to go one by one under their own names.  Those sent go into batched.
+ */
+static void
+upload_batch(struct upload *up, struct idfd *a, size_t n, const char *name,
+    struct fdset *batched)
+{
+	int	 fds[BATCH_MAX];
+	size_t	 i, k = 0;
+
+	qsort(a, n, sizeof *a, idfd_cmp);
+	for (i = 0; i < n; i++) {
+		if ((i > 0 && idfd_cmp(&a[i - 1], &a[i]) == 0) ||
+		    (i + 1 < n && idfd_cmp(&a[i], &a[i + 1]) == 0))
+			continue;
+		fds[k++] = a[i].fd;
+		fdset_add(&a[i].fd, batched);
+		if (k == BATCH_MAX) {
+			upload_fds(up, fds, k, name);
+			k = 0;
+		}
+	}
+	upload_fds(up, fds, k, name);
+}
+
+/*
+ * The identity of each connection's socket, for the batch: only a restart
+ * needs it, so the snapshot leaves it to here.
+ */
+static void
+note_conn_ids(struct snap *snap)
+{
+	struct stat	 sb;
+	uint32_t	 i;
+
+	for (i = 0; i < snap->nsessions; i++) {
+		if (snap->sessions[i].fd >= 0 &&
+		    fstat(snap->sessions[i].fd, &sb) == 0) {
+			snap->sessions[i].id.dev = sb.st_dev;
+			snap->sessions[i].id.ino = sb.st_ino;
+		}
+	}
+}
+
+/* Batch the connections' sockets, then the locks' files. */
+static void
+upload_batches(struct upload *up, struct snap *snap, struct fdset *batched)
+{
+	struct idfd	*a;
+	uint32_t	 i, n = 0;
+
+	if ((a = calloc((size_t)snap->nsessions + snap->nlocks + 1,
+	    sizeof *a)) == NULL)
+		return;		/* then all go one by one */
+	for (i = 0; i < snap->nsessions; i++)
+		if (snap->sessions[i].fd >= 0 && snap->sessions[i].id.ino != 0)
+			a[n++] = (struct idfd){ snap->sessions[i].id,
+			    snap->sessions[i].fd };
+	upload_batch(up, a, n, BATCH_CONNS, batched);
+	n = 0;
+	for (i = 0; i < snap->nlocks; i++)
+		if (snap->locks[i].fd >= 0 && snap->locks[i].id.ino != 0)
+			a[n++] = (struct idfd){ snap->locks[i].id,
+			    snap->locks[i].fd };
+	upload_batch(up, a, n, BATCH_LOCKS, batched);
+	free(a);
+	if (batched->n > 0)
+		qsort(batched->fd, batched->n, sizeof *batched->fd, int_cmp);
 }
 
 /* A descriptor's name in the store, from its number here. */
@@ -284,10 +431,13 @@ fd_name(int fd, char *buf, size_t size)
 static void
 upload_fd(int *fd, void *arg)
 {
-	char	 name[32];
+	struct upload	*up = arg;
+	char		 name[32];
 
+	if (up->batched != NULL && fdset_has(up->batched, *fd))
+		return;
 	fd_name(*fd, name, sizeof name);
-	upload_named(arg, *fd, name);
+	upload_named(up, *fd, name);
 }
 
 /* Count the descriptors of a state. */
@@ -335,14 +485,17 @@ detach_fd(int *fd, void *arg)
 int
 reload_fdstore(struct server *srv)
 {
-	struct upload	 up = { -1, 0, 0 };
+	struct fdset	 batched = { 0 };
+	struct upload	 up = { -1, 0, 0, &batched };
 	struct snap	 snap;
 	size_t		 n = 1;		/* the state's own */
 	double		 began = clock_monotonic(), saved;
-	int		 fd, null;
+	int		 fd, null, saved_ok;
 
 	reload_store_forget_wait();
-	if (server_snapshot(srv, &snap) == -1 ||
+	if ((saved_ok = server_snapshot(srv, &snap)) == 0)
+		note_conn_ids(&snap);
+	if (saved_ok == -1 ||
 	    (fd = state_memfd(&snap)) < 0) {
 		log_warnx("restart: cannot save the state; releasing "
 		    "everything");
@@ -358,7 +511,9 @@ reload_fdstore(struct server *srv)
 	}
 	if ((up.sock = notify_connect()) < 0)
 		up.error = up.sock;
+	upload_batches(&up, &snap, &batched);
 	state_each_fd(&snap, upload_fd, &up);
+	free(batched.fd);
 	/* Last: without it, the next instance closes what came. */
 	upload_named(&up, fd, STATE_FDNAME);
 	if (up.sock >= 0)
@@ -382,44 +537,6 @@ reload_fdstore(struct server *srv)
 	    (saved - began) * 1e3, (clock_monotonic() - saved) * 1e3);
 	state_free(&snap);
 	return 0;
-}
-
-/* Descriptors a state names, sorted, to tell which others to close. */
-struct fdset {
-	int		*fd;
-	size_t		 n;
-	size_t		 cap;
-};
-
-static void
-fdset_add(int *fd, void *arg)
-{
-	struct fdset	*set = arg;
-	int		*grown;
-
-	if (set->n == set->cap) {
-		set->cap = set->cap == 0 ? 64 : set->cap * 2;
-		if ((grown = reallocarray(set->fd, set->cap,
-		    sizeof *grown)) == NULL)
-			fatal("reallocarray");
-		set->fd = grown;
-	}
-	set->fd[set->n++] = *fd;
-}
-
-static int
-int_cmp(const void *a, const void *b)
-{
-	int	 x = *(const int *)a, y = *(const int *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int
-fdset_has(const struct fdset *set, int fd)
-{
-	return set->n > 0 && bsearch(&fd, set->fd, set->n, sizeof fd,
-	    int_cmp) != NULL;
 }
 
 /* Keep an inherited listening socket as a listener, else close it. */
@@ -555,6 +672,81 @@ map_fd(int *fd, void *arg)
 	*fd = SD_LISTEN_FDS_START + i;
 }
 
+/* The descriptors of a batch, by identity: idfd with their indexes. */
+static size_t
+batch_table(struct named_fds *nf, const char *name, struct idfd **ret)
+{
+	struct idfd	*t;
+	struct stat	 sb;
+	size_t		 n = 0;
+	int		 i;
+
+	if ((t = calloc((size_t)nf->n + 1, sizeof *t)) == NULL)
+		fatal("calloc");
+	for (i = 0; i < nf->n; i++) {
+		if (strcmp(nf->names[i], name) != 0 ||
+		    fstat(SD_LISTEN_FDS_START + i, &sb) == -1)
+			continue;
+		t[n].id.dev = sb.st_dev;
+		t[n].id.ino = sb.st_ino;
+		t[n++].fd = i;
+	}
+	if (n > 0)
+		qsort(t, n, sizeof *t, idfd_cmp);
+	*ret = t;
+	return n;
+}
+
+/* The descriptor of the batch with identity id, taken once; or -1. */
+static int
+batch_take(struct named_fds *nf, struct idfd *t, size_t n,
+    const struct snap_id *id)
+{
+	struct idfd	 key = { *id, -1 }, *found;
+
+	if (n == 0 || (found = bsearch(&key, t, n, sizeof *t,
+	    idfd_cmp)) == NULL || nf->used[found->fd])
+		return -1;
+	nf->used[found->fd] = 1;
+	return SD_LISTEN_FDS_START + found->fd;
+}
+
+/*
+ * Map the state's descriptors onto what systemd gave back: sockets and
+ * lock files of a batch by their identity, every other by its name.
+ */
+static void
+map_state(struct named_fds *nf, struct snap *snap)
+{
+	struct idfd	*conns, *locks;
+	size_t		 nc, nl;
+	int		*sfd, *lfd;
+	uint32_t	 i;
+
+	nc = batch_table(nf, BATCH_CONNS, &conns);
+	nl = batch_table(nf, BATCH_LOCKS, &locks);
+	if ((sfd = calloc((size_t)snap->nsessions + 1, sizeof *sfd)) == NULL ||
+	    (lfd = calloc((size_t)snap->nlocks + 1, sizeof *lfd)) == NULL)
+		fatal("calloc");
+	for (i = 0; i < snap->nsessions; i++)
+		sfd[i] = snap->sessions[i].fd < 0 ? -1 :
+		    batch_take(nf, conns, nc, &snap->sessions[i].id);
+	for (i = 0; i < snap->nlocks; i++)
+		lfd[i] = snap->locks[i].fd < 0 ? -1 :
+		    batch_take(nf, locks, nl, &snap->locks[i].id);
+	state_each_fd(snap, map_fd, nf);
+	for (i = 0; i < snap->nsessions; i++)
+		if (sfd[i] >= 0)
+			snap->sessions[i].fd = sfd[i];
+	for (i = 0; i < snap->nlocks; i++)
+		if (lfd[i] >= 0)
+			snap->locks[i].fd = lfd[i];
+	free(sfd);
+	free(lfd);
+	free(conns);
+	free(locks);
+}
+
 /* Whether a descriptor name is one of ours ("~" led, the state's too). */
 static int
 fdname_ours(const char *name)
@@ -574,28 +766,34 @@ static int
 startup_listen(struct named_fds *nf, struct snap *snap,
     struct fdset *listeners)
 {
-	int	 i, ok = 0, fd, st;
+	const char	*name;
+	int		 i, ok = 0, fd, st;
 
 	if (nf->n > 0 && ((taken_names = calloc(nf->n,
 	    sizeof *taken_names)) == NULL || (nf->order = calloc(nf->n,
 	    sizeof *nf->order)) == NULL || (nf->used = calloc(nf->n, 1)) ==
 	    NULL))
 		fatal("calloc");
-	for (i = 0; i < nf->n; i++) {
+	for (i = 0; i < nf->n; i++)
 		nf->order[i] = i;
-		if (fdname_ours(nf->names[i]) &&
-		    (taken_names[ntaken++] = strdup(nf->names[i])) == NULL)
-			fatal("strdup");
-	}
 	sort_nf = nf;
 	if (nf->n > 0)
 		qsort(nf->order, nf->n, sizeof *nf->order, order_cmp);
+	/* Each name once: one FDSTOREREMOVE=1 removes all of that name. */
+	for (i = 0; i < nf->n; i++) {
+		name = nf->names[nf->order[i]];
+		if (!fdname_ours(name) || (ntaken > 0 &&
+		    strcmp(taken_names[ntaken - 1], name) == 0))
+			continue;
+		if ((taken_names[ntaken++] = strdup(name)) == NULL)
+			fatal("strdup");
+	}
 	if ((st = named_find(nf, STATE_FDNAME)) >= 0) {
 		nf->used[st] = 1;
 		ok = read_state(SD_LISTEN_FDS_START + st, snap);
 	}
 	if (ok) {
-		state_each_fd(snap, map_fd, nf);
+		map_state(nf, snap);
 		log_info("restore: from the descriptor store, state of pid "
 		    "%ld", (long)snap->pid);
 	}

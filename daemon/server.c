@@ -1110,10 +1110,15 @@ snapshot_lock(struct lock *lock, struct snap_lock *sl)
 {
 	struct lock_req	*req;
 	uint32_t	 n = 0;
+	dev_t		 dev;
+	ino_t		 ino;
 
 	sl->name = (char *)lock_name(lock);
 	sl->fd = lock_fd(lock);
 	sl->flock = (uint32_t)lock_file_taken(lock);
+	lock_file_id(lock, &dev, &ino);
+	sl->id.dev = dev;
+	sl->id.ino = ino;
 	for (req = lock_first_holder(lock); req != NULL;
 	    req = lock_req_next(req))
 		n++;

@@ -282,6 +282,8 @@ write_session(struct wbuf *w, const struct snap_session *ss)
 	uint32_t	 i, j;
 
 	put_u32(w, (uint32_t)ss->fd);
+	put_u64(w, ss->id.dev);
+	put_u64(w, ss->id.ino);
 	put_u32(w, (uint32_t)ss->peer.pid);
 	put_u32(w, (uint32_t)ss->peer.uid);
 	put_u32(w, (uint32_t)ss->peer.gid);
@@ -325,6 +327,8 @@ write_locks(struct wbuf *w, const struct snap *s)
 	for (i = 0; i < s->nlocks; i++) {
 		put_str(w, s->locks[i].name);
 		put_u32(w, (uint32_t)s->locks[i].fd);
+		put_u64(w, s->locks[i].id.dev);
+		put_u64(w, s->locks[i].id.ino);
 		put_u32(w, s->locks[i].flock);
 		put_u32(w, s->locks[i].nholders);
 		put_u32(w, s->locks[i].nreqs);
@@ -476,6 +480,8 @@ read_session(struct rbuf *r, struct snap_session *ss)
 	uint32_t	 i, n;
 
 	ss->fd = get_fd(r);
+	ss->id.dev = get_u64(r);
+	ss->id.ino = get_u64(r);
 	ss->peer.pid = (pid_t)get_u32(r);
 	ss->peer.uid = (uid_t)get_u32(r);
 	ss->peer.gid = (gid_t)get_u32(r);
@@ -501,7 +507,7 @@ read_session(struct rbuf *r, struct snap_session *ss)
 static void
 read_sessions(struct rbuf *r, struct snap *s)
 {
-	uint32_t	 i, n = get_count(r, 32, UINT32_MAX);
+	uint32_t	 i, n = get_count(r, 48, UINT32_MAX);
 
 	if (n == 0 || (s->sessions = calloc(n, sizeof *s->sessions)) == NULL)
 		return;
@@ -519,6 +525,8 @@ read_lock(struct rbuf *r, struct snap_lock *l)
 
 	l->name = get_str(r);
 	l->fd = get_fd(r);
+	l->id.dev = get_u64(r);
+	l->id.ino = get_u64(r);
 	l->flock = get_u32(r);
 	l->nholders = get_u32(r);
 	l->nreqs = get_count(r, 8, UINT32_MAX);
@@ -536,7 +544,7 @@ read_lock(struct rbuf *r, struct snap_lock *l)
 static void
 read_locks(struct rbuf *r, struct snap *s)
 {
-	uint32_t	 i, n = get_count(r, 20, UINT32_MAX);
+	uint32_t	 i, n = get_count(r, 36, UINT32_MAX);
 
 	if (n == 0 || (s->locks = calloc(n, sizeof *s->locks)) == NULL)
 		return;

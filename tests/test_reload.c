@@ -366,6 +366,35 @@ START_TEST(test_a_thousand_connections)
 }
 END_TEST
 
+/*
+ * Two names hard-linked to one file: two locks on one identity, which a
+ * restart cannot tell apart in a batch, so they go under names of their
+ * own.
+ */
+START_TEST(test_hard_linked_lock_files)
+{
+	struct h_conn	*a, *b, *c;
+	int64_t		 ta, tb;
+
+	start(_i);
+	ck_assert_int_eq(h_system("mkdir -p '%s' && touch '%s/rl-ln1' && "
+	    "ln '%s/rl-ln1' '%s/rl-ln2'", h_srv.lock_dir, h_srv.lock_dir,
+	    h_srv.lock_dir, h_srv.lock_dir), 0);
+	a = h_connect();
+	b = h_connect();
+	ta = token_of(h_take(a, "rl-ln1", "shared"));
+	tb = token_of(h_take(b, "rl-ln2", "shared"));
+	hand_over(_i);
+	c = h_connect();
+	ck_assert_int_eq(token_of(h_member(h_listed(c, "rl-ln1"), "holders",
+	    0)), ta);
+	ck_assert_int_eq(token_of(h_member(h_listed(c, "rl-ln2"), "holders",
+	    0)), tb);
+	h_drop(a, "rl-ln1");
+	ck_assert_msg(file_held("rl-ln2"), "rl-ln2's flock was dropped");
+}
+END_TEST
+
 /* kill -9 after a handover: every lock goes, every client learns it. */
 START_TEST(test_kill_after_handover_releases_everything)
 {
@@ -489,6 +518,7 @@ reload_suite(void)
 	tcase_add_loop_test(tc, test_liblocks_clients_notice_nothing, 0, 2);
 	tcase_add_loop_test(tc, test_locks_run_keeps_running, 0, 2);
 	tcase_add_loop_test(tc, test_a_thousand_connections, 0, 2);
+	tcase_add_loop_test(tc, test_hard_linked_lock_files, 0, 2);
 	tcase_add_loop_test(tc, test_kill_after_handover_releases_everything,
 	    0, 2);
 	tcase_add_test(tc, test_store_too_small_releases_everything);

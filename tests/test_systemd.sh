@@ -224,9 +224,9 @@ test_stopping_on_sigterm() {
 	grep -q ' STOPPING=1$' "$NOTIFY" || fail "no STOPPING=1: $(cat "$NOTIFY")"
 	[ "$NSTATUS" -eq 0 ] || fail "exit $NSTATUS"
 	grep -q ' FDSTORE=1$' "$NOTIFY" || fail "no FDSTORE=1: $(cat "$NOTIFY")"
-	grep ' FDNAME=' "$NOTIFY" | tail -1 | grep -q ' FDNAME=~state$' ||
+	grep ' FDNAME=' "$NOTIFY" | tail -1 | grep -q ' FDNAME=~=state$' ||
 	    fail "the state did not go last: $(cat "$NOTIFY")"
-	[ "$(stamps 'FDNAME=~state')" -le "$(stamps 'STOPPING=1')" ] ||
+	[ "$(stamps 'FDNAME=~=state')" -le "$(stamps 'STOPPING=1')" ] ||
 	    fail "STOPPING=1 came before the handover ended"
 	[ -S "$NSOCK" ] || fail "its socket was removed though the store may" \
 	    "hand it to the next instance"
