@@ -63,6 +63,7 @@ int		 lock_file_taken(const struct lock *);
 void		 lock_file_path(const struct lock *, char *, size_t);
 int		 store_file_handoff(struct lock *, int, enum proto_mode);
 int		 store_file_fd_flocked(int);
+int		 file_id_cmp(uint64_t, uint64_t, uint64_t, uint64_t);
 const char	*store_file_remote_fs(unsigned long);
 
 /* outside.c: flocks held by processes outside the broker. */
@@ -418,7 +419,6 @@ double		 clock_monotonic(void);
  */
 struct systemd;
 
-size_t		 systemd_listen_fds(int **);
 void		 systemd_check_fd(int, const char *);
 int		 systemd_socket_path(int, char *, size_t);
 struct systemd	*systemd_new(struct event_base *);

@@ -330,11 +330,7 @@ idfd_cmp(const void *a, const void *b)
 	const struct snap_id	*x = &((const struct idfd *)a)->id;
 	const struct snap_id	*y = &((const struct idfd *)b)->id;
 
-	if (x->dev != y->dev)
-		return x->dev < y->dev ? -1 : 1;
-	if (x->ino != y->ino)
-		return x->ino < y->ino ? -1 : 1;
-	return 0;
+	return file_id_cmp(x->dev, x->ino, y->dev, y->ino);
 }
 
 /*

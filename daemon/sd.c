@@ -1,7 +1,9 @@
 /*
- * systemd integration through libsystemd's sd-daemon API: the listening
- * sockets of socket activation (LISTEN_FDS), and the notifications a
- * Type=notify service sends (READY=1, STATUS=, STOPPING=1, WATCHDOG=1).
+ * systemd integration through libsystemd's sd-daemon API: the check of
+ * the listening sockets of socket activation (reload.c reads LISTEN_FDS,
+ * as a restart's descriptors come that way too), and the notifications
+ * a Type=notify service sends (READY=1, STATUS=, STOPPING=1, WATCHDOG=1,
+ * RELOADING=1).
  *
  * Functions here are prefixed systemd_, as sd_ belongs to libsystemd.
  * Every notification is a no-op when NOTIFY_SOCKET is unset, so locksd
@@ -43,36 +45,6 @@ systemd_check_fd(int fd, const char *name)
 	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
 		fatal("fcntl fd %d", fd);
-}
-
-/*
- * Return how many listening sockets systemd passed us (0 without socket
- * activation), and their descriptors in *ret_fds, which the caller frees.
- */
-size_t
-systemd_listen_fds(int **ret_fds)
-{
-	char	**names = NULL;
-	int	 *fds;
-	int	  n, i;
-
-	if ((n = sd_listen_fds_with_names(1, &names)) < 0)
-		fatalx("sd_listen_fds_with_names: %s", strerror(-n));
-	if (n == 0)
-		return 0;
-	if ((fds = calloc(n, sizeof *fds)) == NULL)
-		fatal("calloc");
-	for (i = 0; i < n; i++) {
-		fds[i] = SD_LISTEN_FDS_START + i;
-		systemd_check_fd(fds[i], names != NULL ? names[i] : "?");
-		log_debug("inherited fd %d (%s)", fds[i],
-		    names != NULL ? names[i] : "?");
-	}
-	for (i = 0; names != NULL && i < n; i++)
-		free(names[i]);
-	free(names);
-	*ret_fds = fds;
-	return n;
 }
 
 /* Put the path a listening socket is bound to in buf; -1 if it has none. */

@@ -331,6 +331,17 @@ file_lock_current(void *state)
 	return fl->by_fd || !file_lock_stale(fl);
 }
 
+/* Order two file identities: by device, then inode. */
+int
+file_id_cmp(uint64_t dev_a, uint64_t ino_a, uint64_t dev_b, uint64_t ino_b)
+{
+	if (dev_a != dev_b)
+		return dev_a < dev_b ? -1 : 1;
+	if (ino_a != ino_b)
+		return ino_a < ino_b ? -1 : 1;
+	return 0;
+}
+
 /* Order name locks by the identity of their file. */
 static int
 file_lock_id_cmp(const void *a, const void *b)
@@ -338,11 +349,7 @@ file_lock_id_cmp(const void *a, const void *b)
 	const struct lock_file_id	*x = &((const struct file_lock *)a)->file;
 	const struct lock_file_id	*y = &((const struct file_lock *)b)->file;
 
-	if (x->dev != y->dev)
-		return x->dev < y->dev ? -1 : 1;
-	if (x->ino != y->ino)
-		return x->ino < y->ino ? -1 : 1;
-	return 0;
+	return file_id_cmp(x->dev, x->ino, y->dev, y->ino);
 }
 
 /*
