@@ -79,7 +79,8 @@ struct outside_cache;
 
 struct outside_cache *outside_cache_new(void);
 void		 outside_cache_free(struct outside_cache *);
-void		 outside_set_former(struct outside_cache *, pid_t);
+void		 outside_set_former(struct outside_cache *, const int32_t *,
+		    size_t);
 size_t		 outside_get(struct outside_cache *, int,
 		    struct outside_holder **, double *);
 struct outside_holder *outside_find(struct outside_holder *, size_t, dev_t,
@@ -344,10 +345,17 @@ struct snap_handoff {
 	int32_t			 parent;
 };
 
+/*
+ * Pids of the daemons a restart chain came through: flocks they took
+ * keep their pid in /proc/locks, and are still the daemon's own.
+ */
+#define SNAP_FORMER_MAX	8
+
 struct snap {
 	uint32_t		 version;	/* of what was read */
 	int32_t			 pid;		/* the writer's */
-	int32_t			 former_pid;	/* the writer's writer, or 0 */
+	uint32_t		 nformer;
+	int32_t			 former[SNAP_FORMER_MAX]; /* earlier daemons' */
 	int			 claim_fd;
 	int			 lock_dirfd;
 	uint32_t		 own_socket;

@@ -170,6 +170,9 @@ outside_sort_unique(struct outside_holder *holders, size_t n)
 	return kept + 1;
 }
 
+struct outside_cache;
+static int	outside_former(const struct outside_cache *, pid_t);
+
 /*
  * Collect the flocks held, those of self marked own, sorted by file.  Returns the count and an array to free (NULL when
  * none or on error).  /proc/locks is only consistent a page at a time, so
@@ -178,7 +181,8 @@ outside_sort_unique(struct outside_holder *holders, size_t n)
  * shown (outside_encode), not for every flock on the machine.
  */
 static size_t
-outside_scan(pid_t self, pid_t former, struct outside_holder **ret)
+outside_scan(pid_t self, const struct outside_cache *cache,
+    struct outside_holder **ret)
 {
 	struct outside_holder	*holders = NULL, *grown, h;
 	size_t			 n = 0, cap = 0;
@@ -194,7 +198,7 @@ outside_scan(pid_t self, pid_t former, struct outside_holder **ret)
 		if (!outside_parse(line, &h))
 			continue;
 		/* A restart's flocks still show the pid that took them. */
-		h.own = h.pid == self || (former > 0 && h.pid == former);
+		h.own = h.pid == self || outside_former(cache, h.pid);
 		if (n == cap) {
 			cap = cap == 0 ? 16 : cap * 2;
 			grown = reallocarray(holders, cap, sizeof *holders);
@@ -219,7 +223,8 @@ struct outside_cache {
 	size_t			 n;
 	double			 read_at;	/* monotonic; < 0: never */
 	int			 rereads;	/* left until the next read */
-	pid_t			 former;	/* a previous daemon's, or 0 */
+	pid_t			 former[SNAP_FORMER_MAX]; /* earlier daemons' */
+	size_t			 nformer;
 };
 
 struct outside_cache *
@@ -247,7 +252,7 @@ static void
 outside_cache_read(struct outside_cache *cache)
 {
 	free(cache->holders);
-	cache->n = outside_scan(getpid(), cache->former, &cache->holders);
+	cache->n = outside_scan(getpid(), cache, &cache->holders);
 	cache->read_at = clock_monotonic();
 }
 
@@ -330,7 +335,25 @@ outside_encode(struct outside_holder *h)
  * /proc/locks.
  */
 void
-outside_set_former(struct outside_cache *cache, pid_t pid)
+outside_set_former(struct outside_cache *cache, const int32_t *pids,
+    size_t n)
 {
-	cache->former = pid == getpid() ? 0 : pid;
+	size_t	 i;
+
+	cache->nformer = 0;
+	for (i = 0; i < n && i < SNAP_FORMER_MAX; i++)
+		if (pids[i] > 0 && pids[i] != getpid())
+			cache->former[cache->nformer++] = pids[i];
+}
+
+/* Whether pid is one of the daemons this one was restarted from. */
+static int
+outside_former(const struct outside_cache *cache, pid_t pid)
+{
+	size_t	 i;
+
+	for (i = 0; i < cache->nformer; i++)
+		if (cache->former[i] == pid)
+			return 1;
+	return 0;
 }

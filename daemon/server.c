@@ -62,7 +62,8 @@ struct server {
 	struct event		*resume_ev;
 	struct systemd		*sd;
 	int			 handed_over;	/* to a next instance */
-	pid_t			 former_pid;	/* the daemon restored from */
+	int32_t			 former[SNAP_FORMER_MAX]; /* restored from */
+	size_t			 nformer;
 };
 
 /* How many connections one uid has open. */
@@ -1175,7 +1176,8 @@ server_snapshot(struct server *srv, struct snap *snap)
 	memset(snap, 0, sizeof *snap);
 	snap->version = STATE_VERSION;
 	snap->pid = getpid();
-	snap->former_pid = srv->former_pid;
+	memcpy(snap->former, srv->former, sizeof snap->former);
+	snap->nformer = (uint32_t)srv->nformer;
 	snap->claim_fd = srv->claim_fd;
 	snap->lock_dirfd = srv->lock_dirfd;
 	snap->own_socket = srv->own_socket;
@@ -1201,6 +1203,29 @@ restore_close_fd(int *fd, void *arg)
 	(void)arg;
 	close(*fd);
 	*fd = -1;
+}
+
+/*
+ * The daemons a restart chain came through, newest last, at most
+ * SNAP_FORMER_MAX: their flocks are the daemon's own.
+ */
+static void
+restore_former(struct server *srv, const struct snap *snap)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < snap->nformer && i < SNAP_FORMER_MAX; i++)
+		srv->former[n++] = snap->former[i];
+	if (snap->pid != getpid() && snap->pid > 0) {
+		if (n == SNAP_FORMER_MAX) {
+			memmove(srv->former, srv->former + 1,
+			    (n - 1) * sizeof *srv->former);
+			n--;
+		}
+		srv->former[n++] = snap->pid;
+	}
+	srv->nformer = n;
+	outside_set_former(srv->outside, srv->former, n);
 }
 
 /* Mark a descriptor of the state close-on-exec again. */
@@ -1324,8 +1349,7 @@ server_restore(struct server *srv, struct snap *snap)
 	double		  began = clock_monotonic();
 
 	state_each_fd(snap, restore_cloexec_fd, NULL);
-	srv->former_pid = snap->pid != getpid() ? snap->pid : snap->former_pid;
-	outside_set_former(srv->outside, srv->former_pid);
+	restore_former(srv, snap);
 	if (snap->started > 0)
 		srv->host.started = snap->started;
 	sessions = calloc(snap->nsessions + 1, sizeof *sessions);

@@ -234,14 +234,17 @@ get_count(struct rbuf *r, size_t min, size_t max)
 static void
 write_header(struct wbuf *w, const struct snap *s)
 {
-	size_t	 at = section_begin(w, TAG_HEADER);
+	size_t		 at = section_begin(w, TAG_HEADER);
+	uint32_t	 i;
 
 	put_u32(w, (uint32_t)s->pid);
-	put_u32(w, (uint32_t)s->former_pid);
+	put_u32(w, s->nformer);
 	put_u32(w, (uint32_t)s->claim_fd);
 	put_u32(w, (uint32_t)s->lock_dirfd);
 	put_u32(w, s->own_socket);
 	put_f64(w, s->started);
+	for (i = 0; i < s->nformer && i < SNAP_FORMER_MAX; i++)
+		put_u32(w, (uint32_t)s->former[i]);
 	section_end(w, at);
 }
 
@@ -417,12 +420,20 @@ state_memfd(const struct snap *s)
 static void
 read_header(struct rbuf *r, struct snap *s)
 {
+	uint32_t	 i;
+
 	s->pid = (int32_t)get_u32(r);
-	s->former_pid = (int32_t)get_u32(r);
+	s->nformer = get_u32(r);
 	s->claim_fd = get_fd(r);
 	s->lock_dirfd = get_fd(r);
 	s->own_socket = get_u32(r) != 0;
 	s->started = get_f64(r);
+	if (s->nformer > SNAP_FORMER_MAX)
+		s->nformer = SNAP_FORMER_MAX;
+	for (i = 0; i < s->nformer; i++)
+		s->former[i] = (int32_t)get_u32(r);
+	if (r->bad)
+		s->nformer = 0;
 }
 
 static void

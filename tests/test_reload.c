@@ -152,6 +152,32 @@ START_TEST(test_held_locks_keep_their_tokens)
 END_TEST
 
 /*
+ * Handed over twice: /proc/locks shows the first daemon's pid for the
+ * flock, and it must still count as the daemon's own, never as a holder
+ * outside the broker.
+ */
+START_TEST(test_own_flocks_are_no_outside_holders)
+{
+	struct h_conn		*x, *c;
+	struct json_object	*l;
+
+	start(_i);
+	x = h_connect();
+	h_take(x, "rl-own", "shared");
+	hand_over(_i);
+	hand_over(_i);
+	c = h_connect();
+	h_sleep(H_OUTSIDE_STALE_SECS);
+	l = h_listed(c, "rl-own");
+	EXPECT_LEN(l, "holders", 1);
+	ck_assert_msg(!h_is(h_member(l, "holders", 0), "external",
+	    json_type_boolean) || !json_object_get_boolean(h_get(h_member(l,
+	    "holders", 0), "external")), "the daemon's own flock is listed as "
+	    "an outsider's: %s", h_json(l));
+}
+END_TEST
+
+/*
  * flock -n in a loop the whole time: not once may it get a file the
  * broker holds, before, during or after the handover.
  */
@@ -233,6 +259,34 @@ START_TEST(test_timeouts_keep_counting)
 	ck_assert_msg(h_now() - sent < 8.5, "the timeout fired %.1f s after "
 	    "the request, not about 6", h_now() - sent);
 	ck_assert_msg(h_now() - sent > 5.5, "the timeout fired early");
+}
+END_TEST
+
+/* notify_after keeps counting too: the blocking event comes on time. */
+START_TEST(test_notify_after_keeps_counting)
+{
+	struct h_conn		*h, *w;
+	struct json_object	*r;
+	double			 sent;
+
+	start(_i);
+	h = h_connect();
+	w = h_connect();
+	h_take(h, "rl-n", "exclusive");
+	sent = h_now();
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":6,\"name\":"
+	    "\"rl-n\",\"notify_after\":6}"), 0);
+	h_sleep(3);
+	hand_over(_i);
+	r = h_recv(w, 20);
+	EXPECT_BLOCKING(r);
+	EXPECT_ID(r, 6);
+	ck_assert_msg(h_now() - sent < 8.5, "the blocking event came %.1f s "
+	    "after the request, not about 6", h_now() - sent);
+	ck_assert_msg(h_now() - sent > 5.5, "the blocking event came early");
+	/* And the wait itself goes on: the grant comes on release. */
+	h_drop(h, "rl-n");
+	h_granted(w, 6, H_REPLY_SECS);
 }
 END_TEST
 
@@ -511,8 +565,10 @@ reload_suite(void)
 	tc = h_tcase("handover", 120);
 	tcase_add_loop_test(tc, test_held_locks_keep_their_tokens, 0, 2);
 	tcase_add_loop_test(tc, test_plain_flock_fails_throughout, 0, 2);
+	tcase_add_loop_test(tc, test_own_flocks_are_no_outside_holders, 0, 2);
 	tcase_add_loop_test(tc, test_waiters_keep_fifo_order, 0, 2);
 	tcase_add_loop_test(tc, test_timeouts_keep_counting, 0, 2);
+	tcase_add_loop_test(tc, test_notify_after_keeps_counting, 0, 2);
 	tcase_add_loop_test(tc, test_half_sent_line_completes_after, 0, 2);
 	tcase_add_loop_test(tc, test_blocked_on_outside_holder, 0, 2);
 	tcase_add_loop_test(tc, test_liblocks_clients_notice_nothing, 0, 2);
