@@ -118,6 +118,17 @@ class Mutex:
         self._token = None
         self._pid = None
 
+    def __del__(self):
+        """A held Mutex that is dropped closes its connection, which
+        releases the lock (as closing the seed's descriptor did)."""
+        conn = getattr(self, '_conn', None)
+        if conn is not None and self._pid == os.getpid():
+            try:
+                _conn.watcher.unwatch(conn)
+                conn.close()
+            except Exception:
+                pass
+
     def __repr__(self):
         """The target and whether it is held."""
         return '<locks.Mutex %r %s%s>' % (

@@ -18,6 +18,7 @@ Nothing here is public: use :mod:`locks`.
 """
 
 import array
+import codecs
 import errno
 import json
 import os
@@ -242,10 +243,21 @@ def check_hello(reply, path):
                           (path, version, PROTOCOL_VERSION))
 
 
+def _qmark(err):
+    """A codec error handler: each byte that is not UTF-8 becomes '?'."""
+    return '?' * (err.end - err.start), err.end
+
+
+codecs.register_error('locks-qmark', _qmark)
+
+
 def parse_line(line, path):
-    """Parse one reply line into a dict; nonsense is a ProtocolError."""
+    """Parse one reply line into a dict; nonsense is a ProtocolError.
+
+    Bytes that are not UTF-8 read as '?', the protocol's own spelling of
+    them: the daemon's list can echo a path's raw bytes (reported)."""
     try:
-        obj = json.loads(line)
+        obj = json.loads(line.decode('utf-8', 'locks-qmark'))
     except ValueError:
         obj = None
     if not isinstance(obj, dict):

@@ -236,6 +236,15 @@ class Mutex:
         self._held = False
         self._token = None
 
+    def __del__(self):
+        """A dropped aio Mutex closes its connection (a held lock goes)."""
+        conn = getattr(self, '_aconn', None)
+        if conn is not None and conn.pid == os.getpid():
+            try:
+                conn.close()
+            except Exception:
+                pass
+
     def __repr__(self):
         """The target and whether it is held."""
         return '<locks.aio.Mutex %r%s>' % (
