@@ -43,7 +43,7 @@ from ._errors import (AlreadyHeld, BadRequest, Cancelled, Error, Internal,
                       InvalidName, LimitReached, Lost, NotHeld,
                       PermissionDenied, ProtocolError, Timeout, Unavailable,
                       Unsupported, Untrusted, from_reply)
-from ._target import (Target, acquire_line, check_label, check_seconds)
+from ._target import Target, acquire_line, init_args
 
 __all__ = [
     'Mutex', 'list', 'status', 'default_socket', 'Holder', 'Waiter',
@@ -104,14 +104,8 @@ class Mutex:
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
                  owner=None, socket=None, on_lost=None):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
-        self._target = Target(target)
-        self.path = target
-        self.timeout = check_seconds('timeout', timeout)
-        self.callback = callback
-        self.shared = bool(shared)
-        self.owner = check_label('owner', owner)
-        self.socket = socket
-        self.on_lost = on_lost
+        init_args(self, target, timeout, callback, shared, owner, socket,
+                  on_lost)
         self._mu = threading.RLock()
         self._busy = False
         self._conn = None
@@ -326,28 +320,6 @@ class Mutex:
 
 
 @dataclasses.dataclass
-class Holder:
-    """A holder of a lock, as ``list`` shows it (PROTOCOL.md, *list*).
-
-    A broker client has pid, uid, gid (from ``SO_PEERCRED``), client,
-    owner, mode, since (unix time) and token.  A process outside the
-    broker that flocks the file has ``external`` True, pid, mode and
-    command.
-    """
-
-    pid: typing.Optional[int] = None
-    uid: typing.Optional[int] = None
-    gid: typing.Optional[int] = None
-    client: typing.Optional[str] = None
-    owner: typing.Optional[str] = None
-    mode: typing.Optional[str] = None
-    since: typing.Optional[float] = None
-    token: typing.Optional[int] = None
-    external: bool = False
-    command: typing.Optional[str] = None
-
-
-@dataclasses.dataclass
 class Waiter:
     """A queued request for a lock; ``since`` is when it began waiting."""
 
@@ -358,6 +330,21 @@ class Waiter:
     owner: typing.Optional[str] = None
     mode: typing.Optional[str] = None
     since: typing.Optional[float] = None
+
+
+@dataclasses.dataclass
+class Holder(Waiter):
+    """A holder of a lock, as ``list`` shows it (PROTOCOL.md, *list*).
+
+    A broker client has pid, uid, gid (from ``SO_PEERCRED``), client,
+    owner, mode, since (unix time, when granted) and token.  A process
+    outside the broker that flocks the file has ``external`` True, pid,
+    mode and command.
+    """
+
+    token: typing.Optional[int] = None
+    external: bool = False
+    command: typing.Optional[str] = None
 
 
 @dataclasses.dataclass

@@ -266,6 +266,18 @@ def parse_line(line, path):
     return obj
 
 
+def forget_socket(conn):
+    """Mark conn broken and close its descriptor without closing the
+    socket object's idea of it twice (detach, then close the number)."""
+    conn.broken = True
+    sock, conn.sock = conn.sock, None
+    if sock is not None:
+        try:
+            os.close(sock.detach())
+        except OSError:
+            pass
+
+
 # Every connection this process made, so a forked child can let go of
 # its copies (see _after_fork_in_child).
 _all_conns = weakref.WeakSet()
@@ -310,13 +322,7 @@ class Conn:
         """In a forked child: close our copy of the descriptor without a
         word to the broker, so the parent's connection (and the locks it
         holds) stays the parent's, and only the parent's."""
-        self.broken = True
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                os.close(sock.detach())
-            except OSError:
-                pass
+        forget_socket(self)
 
     def _lost(self, why):
         """Mark the connection lost, and return the Lost to raise."""

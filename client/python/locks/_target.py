@@ -147,3 +147,16 @@ def acquire_line(target, rid, timeout, callback, shared, owner):
         parts.append(',"owner":%s' % json.dumps(owner, ensure_ascii=False))
     parts.append('}\n')
     return ''.join(parts).encode('utf-8')
+
+
+def init_args(mutex, target, timeout, callback, shared, owner, socket,
+              on_lost):
+    """Check and set a Mutex's arguments (locks.Mutex and locks.aio's)."""
+    mutex._target = Target(target)
+    mutex.path = target
+    mutex.timeout = check_seconds('timeout', timeout)
+    mutex.callback = callback
+    mutex.shared = bool(shared)
+    mutex.owner = check_label('owner', owner)
+    mutex.socket = socket
+    mutex.on_lost = on_lost

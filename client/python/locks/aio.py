@@ -29,7 +29,7 @@ import socket
 
 from . import _conn
 from ._errors import Lost, ProtocolError, from_reply
-from ._target import Target, acquire_line, check_label, check_seconds
+from ._target import acquire_line, init_args
 
 __all__ = ['Mutex']
 
@@ -98,13 +98,7 @@ class _AConn:
 
     def forget(self):
         """In a forked child: drop our copy of the descriptor silently."""
-        self.broken = True
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                os.close(sock.detach())
-            except OSError:
-                pass
+        _conn.forget_socket(self)
 
     def _readable(self):
         """The reader callback: take whole lines and hand them out."""
@@ -223,14 +217,8 @@ class Mutex:
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
                  owner=None, socket=None, on_lost=None):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
-        self._target = Target(target)
-        self.path = target
-        self.timeout = check_seconds('timeout', timeout)
-        self.callback = callback
-        self.shared = bool(shared)
-        self.owner = check_label('owner', owner)
-        self.socket = socket
-        self.on_lost = on_lost
+        init_args(self, target, timeout, callback, shared, owner, socket,
+                  on_lost)
         self._alock = None
         self._aconn = None
         self._held = False
