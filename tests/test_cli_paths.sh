@@ -44,13 +44,18 @@ locks = json.load(sys.stdin)
 print(sum(len(l["waiters"]) for l in locks))'
 }
 
+# more_waiters TARGET N: whether more than N wait for TARGET now.
+more_waiters() {
+	[ "$(waiters "$1")" -gt "$2" ]
+}
+
 # queue TARGET TAG: a background "locks run TARGET" that appends TAG to
 # $TMP/order once it holds the lock, then returns once it waits.
 queue() {
 	local before
 	before=$(waiters "$1")
 	in_background run "$1" -- sh -c 'echo "$0" >>"$1"; sleep 0.2' "$2" "$TMP/order"
-	wait_until test "$(waiters "$1")" -gt "$before" ||
+	wait_until more_waiters "$1" "$before" ||
 	    fail "$2 did not queue for $1"
 }
 
