@@ -267,6 +267,28 @@ class TestFork(BrokerCase):
             Mutex(path, timeout=0).lock()
         m.release()
 
+    def test_fork_while_another_thread_waits_in_lock(self):
+        holder, waiter = Mutex(self.name()), None
+        holder.lock()
+        waiter = Mutex(holder.path)
+        t = threading.Thread(target=waiter.lock, daemon=True)
+        t.start()
+        self.wait_until(lambda: self.waiters(holder.path) == 1,
+                        'the thread waits')
+        pid = os.fork()
+        if pid == 0:
+            # The thread inside waiter.lock() is not in the child: its
+            # hold on the Mutex must not hang the child's calls.
+            signal.alarm(10)
+            waiter.release()
+            os._exit(0 if not waiter.locked else 2)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        holder.release()
+        t.join(10)
+        self.assertTrue(waiter.locked)
+        waiter.release()
+
     def test_a_forked_child_does_not_keep_the_lock_alive(self):
         ctx = multiprocessing.get_context('fork')
         ready, child = ctx.Event(), ctx.Value('i', 0)
@@ -305,6 +327,53 @@ class TestLostAndErrors(unittest.TestCase):
         b.release()                          # holds nothing now
         with self.assertRaises(locks.Unavailable):
             b.lock()
+
+    def test_a_dead_broker_is_lost_not_sigpipe(self):
+        # With SIGPIPE at its default, a send to a dead broker must raise,
+        # not kill the process: run it in a child to see how it ends.
+        broker = Broker()
+        self.addCleanup(broker.stop)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            m = Mutex('py-pipe', socket=broker.socket)
+            m.lock()
+            os.kill(broker.proc.pid, signal.SIGKILL)
+            time.sleep(0.3)
+            code = 3
+            try:
+                for _ in range(3):
+                    m.release()
+                    m.lock()
+            except (locks.Lost, locks.Unavailable):
+                code = 0
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+    def test_an_interrupted_release_holds_nothing(self):
+        broker = Broker()
+        self.addCleanup(broker.stop)
+        m = Mutex('py-intr', socket=broker.socket)
+        m.lock()
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGALRM, interrupt)
+        self.addCleanup(signal.signal, signal.SIGALRM, old)
+        broker.proc.send_signal(signal.SIGSTOP)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with self.assertRaises(KeyboardInterrupt):
+                m.release()
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+        self.assertFalse(m.locked)
+        # The next lock() is a new one, not a Lost for the old.
+        m.lock()
+        self.assertTrue(m.locked)
+        m.release()
 
     def test_no_broker_names_the_socket(self):
         path = '/nonexistent-locks-dir/locksd.sock'

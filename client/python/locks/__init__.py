@@ -107,6 +107,7 @@ class Mutex:
         init_args(self, target, timeout, callback, shared, owner, socket,
                   on_lost)
         self._mu = threading.RLock()
+        self._mu_pid = os.getpid()
         self._busy = False
         self._conn = None
         self._token = None
@@ -164,6 +165,12 @@ class Mutex:
 
     def _enter(self):
         """Take the Mutex's own lock for one call."""
+        if self._mu_pid != os.getpid():
+            # Forked while another thread was inside a call, the child's
+            # copy of the lock may be held by a thread it does not have.
+            self._mu = threading.RLock()
+            self._mu_pid = os.getpid()
+            self._busy = False
         self._mu.acquire()
         if self._busy:
             self._mu.release()
@@ -184,6 +191,16 @@ class Mutex:
                                   ' (%s)' % conn.lost_why
                                   if conn.lost_why else ''))
 
+    def _still_held(self):
+        """Read what the broker sent the held connection without blocking;
+        raise Lost if it is gone."""
+        if self._conn.broken:
+            self._lost()
+        try:
+            self._conn.drain()
+        except Lost:
+            self._lost()
+
     def lock(self):
         """Take the lock, waiting as ``timeout`` and ``callback`` say.
 
@@ -197,12 +214,7 @@ class Mutex:
         self._enter()
         try:
             if self._conn is not None:
-                if self._conn.broken:
-                    self._lost()
-                try:
-                    self._conn.drain()
-                except Lost:
-                    self._lost()
+                self._still_held()
                 return self._token
             return self._acquire()
         finally:
@@ -281,6 +293,11 @@ class Mutex:
                 reply = conn.request(self._target.release_line(rid), rid)
             except Lost:
                 self._lost()
+            except BaseException:
+                # Interrupted, the connection was closed, which let the
+                # lock go: hold nothing, so the next lock() starts anew.
+                self._forget()
+                raise
             self._forget()
             _conn.pool.give(conn)
             if not reply.get('ok'):
@@ -299,12 +316,7 @@ class Mutex:
         try:
             if self._conn is None:
                 return False
-            if self._conn.broken:
-                self._lost()
-            try:
-                self._conn.drain()
-            except Lost:
-                self._lost()
+            self._still_held()
             return True
         finally:
             self._mu.release()

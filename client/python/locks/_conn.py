@@ -213,10 +213,22 @@ def connect_socket(path=None, blocking=True):
     return open_socket(path, _TRUST_CALLER, blocking), path
 
 
+def send_all(sock, line, fd=None):
+    """Send all of line, fd in SCM_RIGHTS with its first bytes, with
+    MSG_NOSIGNAL as liblocks sends: a daemon gone is an error, never a
+    SIGPIPE (which a program may leave at its default, fatal)."""
+    ancillary = [] if fd is None else [
+        (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))]
+    while line:
+        n = sock.sendmsg([line], ancillary, socket.MSG_NOSIGNAL)
+        ancillary = []
+        line = line[n:]
+
+
 def client_label():
     """The label hello sends: the program's name, as liblocks uses."""
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
-    if not name or name == '-c':
+    if not name or name in ('-c', '-'):
         name = 'python'
     return name.encode('utf-8', 'replace')[:MAX_LABEL].decode(
         'utf-8', 'ignore')
@@ -301,7 +313,7 @@ class Conn:
         self.next_id = 1
         _all_conns.add(self)
         try:
-            self.sock.sendall(hello_line(client_label()))
+            send_all(self.sock, hello_line(client_label()))
             check_hello(self._read_final(0, None), self.path)
         except BaseException:
             self.close()
@@ -337,14 +349,7 @@ class Conn:
             raise Lost('the connection to locksd at %s is unusable after '
                        'an earlier error' % self.path)
         try:
-            if fd is None:
-                self.sock.sendall(line)
-                return
-            n = self.sock.sendmsg([line], [(socket.SOL_SOCKET,
-                                            socket.SCM_RIGHTS,
-                                            array.array('i', [fd]))])
-            if n < len(line):
-                self.sock.sendall(line[n:])
+            send_all(self.sock, line, fd)
         except OSError as e:
             # The daemon may have said why it hung up (limit, permission).
             raise self._refusal(e)
@@ -474,7 +479,8 @@ class Pool:
                 conn = conns.pop()
                 try:
                     conn.drain()
-                except Lost:
+                except Exception:
+                    conn.close()  # lost, or it spoke nonsense
                     continue
                 conn.key = key
                 return conn

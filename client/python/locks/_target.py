@@ -93,10 +93,13 @@ class Target:
 
 
 def check_seconds(what, value):
-    """Check a timeout (None: forever; a negative one is 0, as the seed's
-    was: try once) and return it as a number."""
+    """Check a timeout (None: forever; inf: the longest the broker takes;
+    a negative one is 0, as the seed's was: try once) and return it as a
+    number, or None."""
     if value is None:
         return None
+    if value == math.inf:
+        return MAX_SECONDS  # as good as forever, and the seed took inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError('%s must be a number of seconds or None, not %s' %
                         (what, type(value).__name__))

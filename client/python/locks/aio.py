@@ -165,7 +165,8 @@ class _AConn:
             (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))]
         while line:
             try:
-                n = self.sock.sendmsg([line], ancillary)
+                n = self.sock.sendmsg([line], ancillary,
+                                      socket.MSG_NOSIGNAL)
             except (BlockingIOError, InterruptedError):
                 writable = self.loop.create_future()
                 fileno = self.sock.fileno()
