@@ -61,7 +61,7 @@ void		 lock_file_id(const struct lock *, dev_t *, ino_t *);
 int		 lock_file_flocked(const struct lock *);
 void		 lock_file_path(const struct lock *, char *, size_t);
 int		 store_file_handoff(struct lock *, int, enum proto_mode);
-int		 store_file_fd_flocked(int);
+int		 store_file_fd_flocked(int, enum proto_mode *);
 const char	*store_file_remote_fs(unsigned long);
 
 /* outside.c: flocks held by processes outside the broker. */
