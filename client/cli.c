@@ -113,7 +113,7 @@ static const char help_text[] =
     "Run a command while holding a lock from locksd, or show the daemon's\n"
     "locks.  Invoked as flock (a symlink flock -> locks), take flock(1)'s\n"
     "command line, with no \"run\", and fall back to a plain flock(2) when\n"
-    "no broker answers.\n"
+    "no broker answers or it refuses.\n"
     "\n"
     "Commands:\n"
     "  run NAME|PATH [--] COMMAND [ARGS...]\n"
@@ -177,9 +177,10 @@ static const char help_text[] =
     "                      it until COMMAND exits, and if locks is killed\n"
     "                      the lock ends at once\n"
     "  -u, --unlock        with N: flock(N, LOCK_UN); the broker notices\n"
-    "  --fallback          if no broker answers (or it cannot lock the\n"
-    "                      file), take a plain flock(2) on the same file or\n"
-    "                      descriptor, as flock(1) would; for a NAME that is\n"
+    "  --fallback          if no broker answers (or it refuses the user,\n"
+    "                      the request or the file), take a plain flock(2)\n"
+    "                      on the same file or descriptor, as flock(1)\n"
+    "                      would; for a NAME that is\n"
     "                      locks/NAME beside the socket; said under --verbose\n"
     "  --on-lost=term|ignore\n"
     "                      if locksd dies while COMMAND runs, the lock is\n"
@@ -793,6 +794,8 @@ run_command(struct command_env *env, locks_conn *conn, int inherit_conn,
 	pid_t			 pid;
 	int			 sfd, status, lost = 0, sentinel[2] = { -1, -1 };
 
+	/* An inherited SIG_IGN would reap the child unseen, as in flock(1). */
+	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
@@ -895,12 +898,39 @@ say_took(const char *label, const struct lock_args *la,
 }
 
 /*
+ * Whether a plain flock(2) should stand in for the broker after error:
+ * with a fallback (as flock, or --fallback), on anything the broker side
+ * refused, so that flock never does less than flock(1); and always for
+ * a descriptor the broker could not be handed (a file its holder may no
+ * longer open), where the plain flock on it is exactly flock(1)'s.
+ */
+static int
+may_fall_back(int error, int fd, const struct lock_args *la)
+{
+	if (fd >= 0 && error == LOCKS_E_OPEN)
+		return 1;
+	if (!la->fallback)
+		return 0;
+	switch (error) {
+	case LOCKS_E_CONNECT:
+	case LOCKS_E_UNTRUSTED:
+	case LOCKS_E_VERSION:
+	case LOCKS_E_PERMISSION_DENIED:
+	case LOCKS_E_LIMIT:
+	case LOCKS_E_UNSUPPORTED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
  * Take the lock on target (a name or a path), or with fd >= 0 on that
  * descriptor, for run or hold.  On failure, set ret_status to the exit
  * status (-E's on a conflict, which may be 0) and return the error.  A
  * conflict is silent unless --verbose, so cron mails nothing, as with
- * flock(1).  With a fallback, an unsupported file is left to the caller,
- * unsaid.
+ * flock(1).  An error a plain flock(2) can stand in for is left to the
+ * caller, unsaid (may_fall_back).
  */
 static int
 take_lock(locks_conn *conn, const char *label, const char *target, int fd,
@@ -919,7 +949,7 @@ take_lock(locks_conn *conn, const char *label, const char *target, int fd,
 		*ret_status = la->conflict;
 		return error;
 	}
-	if (error == LOCKS_E_UNSUPPORTED && la->fallback)
+	if (may_fall_back(error, fd, la))
 		return error;
 	if (error != LOCKS_OK) {
 		*ret_status = report(error, conn, locks_socket_path(conn));
@@ -1231,12 +1261,34 @@ plain_wait_timer(double seconds)
 }
 
 /*
- * flock(2) fd with op (LOCK_SH, LOCK_EX or LOCK_UN) and la's patience;
- * return 1 once done, 0 on a conflict or timeout; exit as flock(1) does
- * on any other error, naming label.
+ * Open path read-write on the descriptor number *fd holds, once: NFS
+ * emulates flock with fcntl, which wants LOCK_EX on a writable file.
  */
 static int
-plain_flock(int fd, int op, const char *label, const struct lock_args *la)
+reopen_rdwr(int *fd, const char *path)
+{
+	static int	 tried;
+	int		 rw;
+
+	if (tried++ || (rw = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)) == -1)
+		return -1;
+	if (dup3(rw, *fd, O_CLOEXEC) == -1) {
+		close(rw);
+		return -1;
+	}
+	close(rw);
+	return 0;
+}
+
+/*
+ * flock(2) fd with op (LOCK_SH, LOCK_EX or LOCK_UN) and la's patience;
+ * return 1 once done, 0 on a conflict or timeout; exit as flock(1) does
+ * on any other error, naming label.  fd is of path (NULL: a descriptor
+ * the caller gave), which may be reopened read-write for NFS.
+ */
+static int
+plain_flock(int fd, int op, const char *label, const char *label_path,
+    const struct lock_args *la)
 {
 	int	 error = 0;
 
@@ -1248,6 +1300,10 @@ plain_flock(int fd, int op, const char *label, const struct lock_args *la)
 	}
 	while (flock(fd, op) == -1) {
 		if (errno == EINTR && !plain_wait_expired)
+			continue;
+		/* NFS wants a writable file for LOCK_EX, as flock(1) knows. */
+		if ((errno == EIO || errno == EBADF) && label_path != NULL &&
+		    (op & LOCK_EX) && reopen_rdwr(&fd, label_path) == 0)
 			continue;
 		error = errno;
 		break;
@@ -1317,7 +1373,8 @@ run_plain(struct run_target *rt, struct lock_args *la, const char *sock,
 		    "on %s\n", why, target_label(rt));
 	fd = rt->fd >= 0 ? rt->fd : open_lock_file(rt->target);
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	if (!plain_flock(fd, op, target_label(rt), la)) {
+	if (!plain_flock(fd, op, target_label(rt), rt->fd >= 0 ? NULL :
+	    rt->target, la)) {
 		say_conflict(target_label(rt), la, &start);
 		free(path);
 		return la->conflict;
@@ -1357,6 +1414,28 @@ end_run(locks_conn *conn, const struct run_target *rt,
 }
 
 /*
+ * Whether fd's open file description holds a flock already (the kernel
+ * lists a description's locks in /proc/self/fdinfo): then flock(1)'s
+ * flock(2) on it converts the lock in place, with no queue to join.
+ */
+static int
+descriptor_flocked(int fd)
+{
+	char	 path[64], line[256];
+	FILE	*fp;
+	int	 found = 0;
+
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	if ((fp = fopen(path, "re")) == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof line, fp) != NULL)
+		found = strncmp(line, "lock:", 5) == 0 &&
+		    strstr(line, "FLOCK") != NULL;
+	fclose(fp);
+	return found;
+}
+
+/*
  * locks run (and flock): take the lock through the broker and run the
  * command under it; in the descriptor form, leave the lock on the
  * descriptor.  With a fallback, no broker means a plain flock(2).
@@ -1376,9 +1455,12 @@ run_with_broker(struct run_target *rt, struct lock_args *la,
 		check_descriptor(rt->fd);
 	else if (strchr(rt->target, '/') != NULL)
 		close(open_lock_file(rt->target));
+	/* A descriptor holding its flock already converts it in place. */
+	if (rt->fd >= 0 && descriptor_flocked(rt->fd))
+		return run_plain(rt, la, sock, NULL);
 	if ((error = locks_connect(sock, la->as_flock ? "flock" :
 	    "locks run", &conn)) != LOCKS_OK) {
-		if (error == LOCKS_E_CONNECT && la->fallback)
+		if (may_fall_back(error, -1, la))
 			return run_plain(rt, la, sock, locks_last_message(NULL));
 		return report(error, NULL, socket_path(sock, buf, sizeof buf));
 	}
@@ -1389,10 +1471,10 @@ run_with_broker(struct run_target *rt, struct lock_args *la,
 	    &env.token, &status);
 	free(owner);
 	la->opts.owner = NULL;
-	if (error == LOCKS_E_UNSUPPORTED && la->fallback) {
+	if (error != LOCKS_OK && may_fall_back(error, rt->fd, la)) {
+		snprintf(buf, sizeof buf, "%s", locks_last_message(conn));
 		locks_close(conn);
-		return run_plain(rt, la, sock, "the broker cannot lock this "
-		    "file");
+		return run_plain(rt, la, sock, buf);
 	}
 	if (error != LOCKS_OK || rt->fd >= 0) {
 		locks_close(conn);

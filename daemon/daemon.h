@@ -62,7 +62,7 @@ int		 lock_file_flocked(const struct lock *);
 int		 lock_file_taken(const struct lock *);
 void		 lock_file_path(const struct lock *, char *, size_t);
 int		 store_file_handoff(struct lock *, int, enum proto_mode);
-int		 store_file_fd_flocked(int);
+int		 store_file_fd_flocked(int, enum proto_mode *);
 int		 file_id_cmp(uint64_t, uint64_t, uint64_t, uint64_t);
 const char	*store_file_remote_fs(unsigned long);
 

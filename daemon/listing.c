@@ -31,7 +31,7 @@ struct outside {
 	double			 read_at;
 };
 
-#define OUTSIDE_TRIES	4	/* looks at /proc/locks per reply, at most */
+#define OUTSIDE_TRIES	8	/* looks at /proc/locks per reply, at most */
 #define LIST_REPLY_BYTES (256 * 1024)	/* of locks in one list reply */
 #define HANDOFF_MAX	4096	/* handoffs remembered at once */
 

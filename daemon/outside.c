@@ -22,7 +22,7 @@
 #define OUTSIDE_READ	65536	/* bytes asked of each read(2) */
 #define OUTSIDE_MAX_BYTES (64 * 1024 * 1024)	/* of /proc/locks read */
 #define OUTSIDE_FRESH_SECS 0.1	/* a scan serves all requests this long */
-#define OUTSIDE_REREADS	3	/* more reads of one scan's time, at most */
+#define OUTSIDE_REREADS	7	/* more reads of one scan's time, at most */
 
 /* Parse one /proc/locks line; 1 if it is a granted FLOCK. */
 static int

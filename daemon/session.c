@@ -568,13 +568,14 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 
 /*
  * The descriptor form on a description that holds the flock already:
- * the caller asks for its own lock again, which flock(2) grants at once,
- * as flock(1) does; converting it may fail if others share it.  No queue
- * is involved, so the holder keeps its place and gets a new token.
+ * the caller asks for its own lock again, granted at once in the same
+ * mode, as flock(2) would, with a new token.  A conversion is refused
+ * untouched: done here without waiting it could lose the lock, and
+ * flock(2) on the descriptor does it as flock(1) would.
  */
 static void
 handoff_again(struct session *s, const struct proto_request *r,
-    const char *key, int fd)
+    const char *key, int fd, enum proto_mode held)
 {
 	struct json_object	*reply;
 	struct handoff_info	 h;
@@ -583,11 +584,11 @@ handoff_again(struct session *s, const struct proto_request *r,
 	ssize_t			 n;
 	int64_t			 token;
 
-	if (flock(fd, (r->mode == PROTO_SHARED ? LOCK_SH : LOCK_EX) |
-	    LOCK_NB) == -1) {
-		reply_error(s->conn, r, PROTO_E_TIMEOUT, errno == EWOULDBLOCK ?
-		    "the lock is held: this descriptor's own lock cannot "
-		    "change mode while others share it" : strerror(errno));
+	/* A failed LOCK_NB conversion would drop the lock it has. */
+	if (r->mode != held) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "this descriptor "
+		    "holds the lock already, in the other mode: convert it "
+		    "with flock(2) on the descriptor itself");
 		return;
 	}
 	if ((token = locktab_take_token(s->host->locktab)) == 0) {
@@ -686,14 +687,15 @@ handle_acquire(struct session *s, const struct proto_request *r,
 	struct lock_req		*req;
 	char			 key[PROTO_MAX_NAME + 1];
 	const char		*name = r->name;
+	enum proto_mode		 held;
 	int			 rc;
 
 	if (proto_is_path(r->name)) {
 		if (path_resolve(s, r, fds, r->handoff ? 2 : 1, key,
 		    sizeof key) != 0)
 			return;
-		if (r->handoff && store_file_fd_flocked(fds->fd[0])) {
-			handoff_again(s, r, key, fds->fd[0]);
+		if (r->handoff && store_file_fd_flocked(fds->fd[0], &held)) {
+			handoff_again(s, r, key, fds->fd[0], held);
 			return;
 		}
 		name = key;

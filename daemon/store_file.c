@@ -992,17 +992,22 @@ store_file_handoff(struct lock *lock, int fd, enum proto_mode mode)
 }
 
 /*
- * Whether fd's open file description holds a flock already: the kernel
- * lists a description's locks in /proc/self/fdinfo.  Such a caller asks
- * again for its own lock, which flock(2) grants (or converts) at once.
+ * Whether fd's open file description holds a flock already, and in
+ * which mode: the kernel lists a description's locks in
+ * /proc/self/fdinfo.  Such a caller asks again for its own lock.
  */
 int
-store_file_fd_flocked(int fd)
+store_file_fd_flocked(int fd, enum proto_mode *ret_mode)
 {
-	char	 path[64], buf[4096];
+	char	 path[64], buf[4096], *lock;
 
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	if (proc_read(path, buf, sizeof buf) <= 0)
+	if (proc_read(path, buf, sizeof buf) <= 0 ||
+	    (lock = strstr(buf, "\nlock:\t")) == NULL ||
+	    (lock = strstr(lock, "FLOCK")) == NULL)
 		return 0;
-	return strstr(buf, "\nlock:\t") != NULL && strstr(buf, "FLOCK") != NULL;
+	/* "lock:\t1: FLOCK  ADVISORY  WRITE ...": WRITE is LOCK_EX. */
+	*ret_mode = strncmp(lock + strcspn(lock, "RW"), "READ", 4) == 0 ?
+	    PROTO_SHARED : PROTO_EXCLUSIVE;
+	return 1;
 }

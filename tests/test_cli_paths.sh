@@ -115,6 +115,29 @@ test_a_file_it_cannot_lock_is_refused_with_why() {
 	    fail "the error does not name the path: $err"
 }
 
+test_descriptor_converts_its_own_lock_in_place() {
+	local f=$TMP/conv.lock
+	# Shared, then exclusive on the same descriptor, as flock -s 9; -x 9.
+	(
+		exec 9>"$f"
+		lk run -s 9 || exit 2
+		lk run -x 9 || exit 3
+		"$FLOCK" -n -s "$f" true && exit 4
+		exit 0
+	) || fail "shared then exclusive on one descriptor: exit $?"
+	"$FLOCK" -n "$f" true || fail "the lock outlived its descriptor"
+}
+
+test_an_ignored_sigchld_is_not_inherited() {
+	local rc
+	timeout 20 python3 -c 'import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])' "$LOCKS" --socket "$SOCK" run \
+	    "$TMP/chld.lock" sh -c 'exit 5'
+	rc=$?
+	[ "$rc" -eq 5 ] || fail "with SIGCHLD ignored: exit $rc, not 5"
+}
+
 #
 
 "$LOCKSD" --socket "$SOCK" --lock-dir "$LOCKDIR" 2>"$TMP/locksd.log" &
@@ -130,3 +153,7 @@ t "a path into the lock dir and the name are one queue" \
     test_path_and_name_share_one_queue
 t "a file the broker cannot lock is refused, saying why" \
     test_a_file_it_cannot_lock_is_refused_with_why
+t "a descriptor converts its own lock in place, as flock(1)" \
+    test_descriptor_converts_its_own_lock_in_place
+t "an inherited SIG_IGN for SIGCHLD does not hang locks run" \
+    test_an_ignored_sigchld_is_not_inherited

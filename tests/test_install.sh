@@ -13,8 +13,10 @@
 # The environment names the configured install locations, as CMake
 # knows them: INSTALL_PREFIX, INSTALL_SBINDIR, INSTALL_BINDIR,
 # INSTALL_LIBDIR, INSTALL_INCLUDEDIR, INSTALL_MANDIR (all absolute),
-# SYSTEMD_UNITDIR and SYSTEMD_SYSUSERSDIR; and CC and PROBE_CFLAGS, the
-# compiler and flags (such as sanitizers) liblocks was built with.
+# SYSTEMD_UNITDIR and SYSTEMD_SYSUSERSDIR; CC and PROBE_CFLAGS, the
+# compiler and flags (such as sanitizers) liblocks was built with; and
+# PYTHON3 and LOCKS_PYTHON_SITEDIR, the interpreter and where the Python
+# package goes (empty without python3: its tests are skipped).
 
 set -u
 export LC_ALL=C
@@ -191,6 +193,64 @@ test_program_linked_with_liblocks_a_takes_a_lock() {
 	    fail "printed: $out"
 }
 
+test_python_package_is_in_the_site_dir() {
+	local f
+	for f in __init__.py aio.py _conn.py _errors.py _target.py; do
+		[ -f "$DEST$LOCKS_PYTHON_SITEDIR/locks/$f" ] ||
+		    fail "missing $LOCKS_PYTHON_SITEDIR/locks/$f"
+	done
+	! ls "$DEST$LOCKS_PYTHON_SITEDIR/locks" | grep -qv '\.py$' ||
+	    fail "more than the sources: $(ls "$DEST$LOCKS_PYTHON_SITEDIR/locks")"
+}
+
+# Take a lock from the installed locksd with the package in $1.
+python_takes_a_lock() {
+	PYTHONPATH=$1 PYTHONDONTWRITEBYTECODE=1 "$PYTHON3" -c '
+import sys, locks, locks.aio
+assert locks.__file__.startswith(sys.argv[1]), locks.__file__
+with locks.Mutex("install-python", socket=sys.argv[2]) as m:
+    print("token", m.token)
+' "$1" "$SOCK"
+}
+
+test_installed_python_package_takes_a_lock() {
+	local out
+	out=$(python_takes_a_lock "$DEST$LOCKS_PYTHON_SITEDIR" 2>&1) ||
+	    fail "failed: $out"
+	[[ $out =~ ^token\ [0-9]+$ ]] || fail "printed: $out"
+}
+
+# A python3 with pip, setuptools and wheel, for an offline build without
+# isolation: $PYTHON3, else Debian's (python3-pip, python3-setuptools,
+# python3-wheel).
+pip_python() {
+	local py
+	for py in "$PYTHON3" /usr/bin/python3; do
+		if "$py" -c 'import setuptools, wheel' 2>/dev/null &&
+		    "$py" -m pip --version >/dev/null 2>&1; then
+			echo "$py"
+			return 0
+		fi
+	done
+	return 1
+}
+
+test_pip_installs_the_package_offline() {
+	local out py
+	py=$(pip_python) || fail "no python3 with pip, setuptools and wheel" \
+	    "(apt-get install python3-pip python3-setuptools python3-wheel)"
+	# A copy, so that setuptools' build/ and egg-info stay out of the tree.
+	cp -r "$SRC/client/python" "$TMP/pysrc" || fail "cannot copy"
+	rm -rf "$TMP/pysrc/locks/__pycache__"
+	out=$("$py" -m pip install --no-build-isolation --no-index \
+	    --no-deps --no-cache-dir --disable-pip-version-check --quiet \
+	    --target "$TMP/pip" "$TMP/pysrc" 2>&1) || fail "pip: $out"
+	[ -d "$TMP/pip"/locks-*.dist-info ] || fail "no dist-info"
+	out=$(PYTHON3=$py python_takes_a_lock "$TMP/pip" 2>&1) ||
+	    fail "failed: $out"
+	[[ $out =~ ^token\ [0-9]+$ ]] || fail "printed: $out"
+}
+
 t "cmake --install into a DESTDIR" test_cmake_install_into_destdir
 t "locksd, locks, liblocks, locks.h, locks.pc, units, man pages, completion" \
     test_files_are_in_the_gnu_places
@@ -210,3 +270,11 @@ t "a program built with pkg-config and locks.h takes a lock" \
     test_program_built_with_pkg_config_takes_a_lock
 t "a program linked with liblocks.a takes a lock" \
     test_program_linked_with_liblocks_a_takes_a_lock
+if [ -n "${PYTHON3:-}" ] && [ -n "${LOCKS_PYTHON_SITEDIR:-}" ]; then
+	t "the Python package is installed in $LOCKS_PYTHON_SITEDIR" \
+	    test_python_package_is_in_the_site_dir
+	t "the installed Python package takes a lock" \
+	    test_installed_python_package_takes_a_lock
+	t "pip installs client/python offline (--no-build-isolation)" \
+	    test_pip_installs_the_package_offline
+fi

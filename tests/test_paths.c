@@ -434,18 +434,20 @@ START_TEST(test_descriptor_form_again_on_its_own_description)
 	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(locks_acquire_fd(c, fd, NULL, &first), LOCKS_OK);
-	shared.mode = LOCKS_SHARED;
-	ck_assert_int_eq(locks_acquire_fd(c, fd, &shared, &again), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire_fd(c, fd, NULL, &again), LOCKS_OK);
 	ck_assert_int_gt(again, first);
 	ck_assert_int_eq(flock_free(path), 0);
-	/* list shows the one holder, now shared, with the new token. */
+	/* list shows the one holder, with the new token. */
 	lock = listed(c, path, &list);
 	ck_assert_ptr_nonnull(lock);
 	ck_assert_int_eq(locks_lock_nholders(lock), 1);
-	ck_assert_int_eq(locks_holder_mode(locks_lock_holder(lock, 0)),
-	    LOCKS_SHARED);
 	ck_assert_int_eq(locks_holder_token(locks_lock_holder(lock, 0)), again);
 	locks_list_free(list);
+	/* A conversion is refused, and the lock is left as it was. */
+	shared.mode = LOCKS_SHARED;
+	ck_assert_int_eq(locks_acquire_fd(c, fd, &shared, NULL),
+	    LOCKS_E_UNSUPPORTED);
+	ck_assert_int_eq(flock_free(path), 0);
 	close(fd);
 	ck_assert_int_eq(flock_free(path), 1);
 	locks_close(c);

@@ -1,0 +1,465 @@
+"""locks: FIFO locks from the locksd broker, with the seed library's API.
+
+The seed library ``locks`` (``pip install locks``) gave Python one class::
+
+    from locks import Mutex
+    with Mutex('/tmp/file.lock'):                 # wait forever
+        ...
+    with Mutex('/tmp/file.lock', timeout=0.5):    # BlockingIOError after 0.5 s
+        ...
+    with Mutex('/tmp/file.lock', callback=cb):    # try once; if taken, cb()
+        ...                                       # once, then wait forever
+
+This package keeps every promise of that API, and takes its locks through
+the ``locksd`` broker instead of polling ``flock(LOCK_NB)``: waiters are
+served first come, first served, ``locks.list()`` says who holds what,
+every grant carries a fencing token, and the lock file is never unlinked.
+
+- A target holding a ``/`` (or bytes, or an ``os.PathLike``) is a path:
+  the client opens it as ``flock(1)`` does and hands the descriptor to the
+  broker, which holds the real ``flock(2)`` on it and queues it FIFO with
+  every other client of that file (the ``locks`` CLI, liblocks).
+- A bare word is a broker name, the file ``<lock-dir>/NAME``.
+
+The broker is found as liblocks finds it: ``socket=``, else
+``$LOCKS_SOCKET``, else the system broker (for a user other than root,
+when one answers there), else the per-user one.  See the README's "Which
+socket" for the checks made before talking to a default socket.
+
+Each held (or awaited) lock uses one connection of its own; a connection
+is kept in a per-process pool once its lock is released, so locking over
+and over costs no new connection.  A forked child never uses or keeps
+its parent's connections.
+"""
+
+import dataclasses
+import json
+import os
+import threading
+import typing
+
+from . import _conn
+from ._errors import (AlreadyHeld, BadRequest, Cancelled, Error, Internal,
+                      InvalidName, LimitReached, Lost, NotHeld,
+                      PermissionDenied, ProtocolError, Timeout, Unavailable,
+                      Unsupported, Untrusted, from_reply)
+from ._target import Target, acquire_line, init_args
+
+__all__ = [
+    'Mutex', 'list', 'status', 'default_socket', 'Holder', 'Waiter',
+    'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
+    'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
+    'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',
+    'Unavailable', 'Untrusted', 'Lost',
+]
+__title__ = 'locks'
+__version__ = '0.2.0'
+__url__ = 'https://github.com/rossmacarthur/locks'
+__license__ = 'MIT'
+__description__ = 'FIFO locks with fencing tokens from the locksd broker'
+
+
+def default_socket():
+    """The socket path a default connection names first, as
+    ``locks_default_socket()`` does: ``$LOCKS_SOCKET``, else the system
+    socket for root, else the per-user one."""
+    return _conn.default_socket()
+
+
+class Mutex:
+    """One lock on a broker name or a file, held through locksd.
+
+    Args:
+        target: a path (a str holding ``/``, bytes, or ``os.PathLike``) or
+            a broker name (a bare word of ``[A-Za-z0-9._:@+-]``).
+        timeout (float or None): how long ``lock()`` waits.  ``None``
+            waits forever; ``0`` tries once.  Once it passes, ``lock()``
+            raises ``BlockingIOError`` (``errno.EAGAIN``; the class is
+            :class:`locks.Timeout`), unless there is a callback.
+        callback (callable or None): called once, with no arguments, when
+            the lock is still taken after ``timeout`` (at once if there is
+            no timeout); ``lock()`` then waits forever.
+        shared (bool): a shared lock instead of an exclusive one.
+        owner (str or None): free text shown in ``locks list``.
+        socket (str or None): the broker's socket; by default it is found
+            as liblocks finds it.
+        on_lost (callable or None): called once, with no arguments, from a
+            background thread if the broker goes away while this Mutex
+            holds the lock.
+
+    Attributes:
+        path: the target as given (the seed's name for it).
+        timeout, callback, shared, owner, socket, on_lost: as given.
+        token (int or None): the fencing token while held, else ``None``.
+        locked (bool): whether this Mutex, in this process, holds the lock.
+
+    One Mutex serialises its own calls; any number of them may be used
+    from any threads, and two on one target exclude each other even in
+    one thread.  ``lock()`` while held and ``release()`` while not are
+    no-ops.  A forked child's copy holds nothing: its ``release()`` leaves
+    the parent's lock alone and its ``lock()`` takes one of its own.  A
+    Mutex pickles (for multiprocessing's spawn) as an unheld copy.
+    """
+
+    def __init__(self, target, timeout=None, callback=None, *, shared=False,
+                 owner=None, socket=None, on_lost=None):
+        """Make a Mutex; nothing is locked, or connected, until lock()."""
+        init_args(self, target, timeout, callback, shared, owner, socket,
+                  on_lost)
+        self._mu = threading.RLock()
+        self._mu_pid = os.getpid()
+        self._busy = False
+        self._conn = None
+        self._token = None
+        self._pid = None
+
+    def __del__(self):
+        """A held Mutex that is dropped closes its connection, which
+        releases the lock (as closing the seed's descriptor did)."""
+        conn = getattr(self, '_conn', None)
+        if conn is not None and self._pid == os.getpid():
+            try:
+                _conn.watcher.unwatch(conn)
+                conn.close()
+            except Exception:
+                pass
+
+    def __repr__(self):
+        """The target and whether it is held."""
+        return '<locks.Mutex %r %s%s>' % (
+            self.path, 'shared' if self.shared else 'exclusive',
+            ' locked token=%d' % self._token if self.locked else '')
+
+    def __getstate__(self):
+        """Pickle the arguments only: a copy never holds the lock."""
+        return {'target': self.path, 'timeout': self.timeout,
+                'callback': self.callback, 'shared': self.shared,
+                'owner': self.owner, 'socket': self.socket,
+                'on_lost': self.on_lost}
+
+    def __setstate__(self, state):
+        """Make an unheld Mutex from pickled arguments."""
+        target = state.pop('target')
+        timeout = state.pop('timeout')
+        callback = state.pop('callback')
+        self.__init__(target, timeout, callback, **state)
+
+    @property
+    def locked(self):
+        """Whether this Mutex, in this process, holds the lock now (as far
+        as is known without a system call: ``check()`` asks)."""
+        conn = self._conn
+        return (conn is not None and self._pid == os.getpid() and
+                not conn.broken)
+
+    @property
+    def token(self):
+        """The fencing token of the grant while held, else None."""
+        return self._token if self.locked else None
+
+    def _forget(self):
+        """Drop the held state (the connection is someone else's now)."""
+        self._conn = None
+        self._token = None
+        self._pid = None
+
+    def _enter(self):
+        """Take the Mutex's own lock for one call."""
+        if self._mu_pid != os.getpid():
+            # Forked while another thread was inside a call, the child's
+            # copy of the lock may be held by a thread it does not have.
+            self._mu = threading.RLock()
+            self._mu_pid = os.getpid()
+            self._busy = False
+        self._mu.acquire()
+        if self._busy:
+            self._mu.release()
+            raise RuntimeError('a Mutex was used from inside its own '
+                               'callback')
+        if self._conn is not None and self._pid != os.getpid():
+            # A forked copy: the parent's connection is not ours.
+            self._forget()
+
+    def _lost(self):
+        """The connection was lost while held: forget it, raise Lost."""
+        conn = self._conn
+        self._forget()
+        _conn.watcher.unwatch(conn)
+        conn.close()
+        raise Lost('lost the lock on %s: the connection to locksd at %s '
+                   'is gone%s' % (self._target.wire, conn.path,
+                                  ' (%s)' % conn.lost_why
+                                  if conn.lost_why else ''))
+
+    def _still_held(self):
+        """Read what the broker sent the held connection without blocking;
+        raise Lost if it is gone."""
+        if self._conn.broken:
+            self._lost()
+        try:
+            self._conn.drain()
+        except Lost:
+            self._lost()
+
+    def lock(self):
+        """Take the lock, waiting as ``timeout`` and ``callback`` say.
+
+        A no-op if this Mutex holds it already (but :class:`Lost` if the
+        broker went away meanwhile).  Raises ``BlockingIOError``
+        (``errno.EAGAIN``) when the timeout passes with no callback,
+        :class:`Unavailable` when no broker answers, an ``OSError`` naming
+        the file when a path cannot be opened, and :class:`Error` for
+        what the broker refuses.  Returns the fencing token.
+        """
+        self._enter()
+        try:
+            if self._conn is not None:
+                self._still_held()
+                return self._token
+            return self._acquire()
+        finally:
+            self._mu.release()
+
+    def _acquire(self):
+        """Send the acquire on a pooled connection and wait for the grant;
+        a dead idle connection is replaced once."""
+        target = self._target
+        fd = target.open() if target.is_path else None
+        try:
+            for attempt in (0, 1):
+                conn = _conn.pool.take(self.socket)
+                reused = conn.next_id > 1
+                try:
+                    reply = self._request(conn, fd)
+                    break
+                except Lost:
+                    if attempt or not reused:
+                        raise
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if not reply.get('ok'):
+            _conn.pool.give(conn)
+            raise from_reply(reply, '%s (locksd at %s)' % (target.wire,
+                                                           conn.path))
+        token = reply.get('token')
+        if not isinstance(token, int) or token <= 0:
+            conn.close()
+            raise ProtocolError('the grant of %s from locksd at %s has no '
+                                'token' % (target.wire, conn.path))
+        self._conn = conn
+        self._token = token
+        self._pid = os.getpid()
+        if self.on_lost is not None:
+            _conn.watcher.watch(conn, self.on_lost)
+        return token
+
+    def _request(self, conn, fd):
+        """One acquire on conn; the blocking event calls the callback."""
+        rid = conn.new_id()
+        callback = self.callback
+        called = []
+
+        def on_event(event):
+            if event.get('event') == 'blocking' and callback is not None \
+                    and not called:
+                called.append(True)
+                self._busy = True
+                try:
+                    callback()
+                finally:
+                    self._busy = False
+
+        line = acquire_line(self._target, rid, self.timeout, callback,
+                            self.shared, self.owner)
+        return conn.request(line, rid, on_event, fd)
+
+    def release(self):
+        """Let the lock go; a no-op if this Mutex does not hold it.
+
+        Raises :class:`Lost` if the broker went away while it was held
+        (the lock was gone before this call).
+        """
+        self._enter()
+        try:
+            conn = self._conn
+            if conn is None:
+                return
+            if conn.broken:
+                self._lost()
+            _conn.watcher.unwatch(conn)
+            rid = conn.new_id()
+            try:
+                reply = conn.request(self._target.release_line(rid), rid)
+            except Lost:
+                self._lost()
+            except BaseException:
+                # Interrupted, the connection was closed, which let the
+                # lock go: hold nothing, so the next lock() starts anew.
+                self._forget()
+                raise
+            self._forget()
+            _conn.pool.give(conn)
+            if not reply.get('ok'):
+                raise from_reply(reply, '%s (locksd at %s)' % (
+                    self._target.wire, conn.path))
+        finally:
+            self._mu.release()
+
+    def check(self):
+        """Whether the lock is held, checked without blocking.
+
+        Returns True while held, False if this Mutex holds nothing, and
+        raises :class:`Lost` (once) if the broker went away while held.
+        """
+        self._enter()
+        try:
+            if self._conn is None:
+                return False
+            self._still_held()
+            return True
+        finally:
+            self._mu.release()
+
+    def __enter__(self):
+        """``with Mutex(...):`` takes the lock."""
+        self.lock()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Leaving the ``with`` block releases it."""
+        self.release()
+
+
+@dataclasses.dataclass
+class Waiter:
+    """A queued request for a lock; ``since`` is when it began waiting."""
+
+    pid: typing.Optional[int] = None
+    uid: typing.Optional[int] = None
+    gid: typing.Optional[int] = None
+    client: typing.Optional[str] = None
+    owner: typing.Optional[str] = None
+    mode: typing.Optional[str] = None
+    since: typing.Optional[float] = None
+
+
+@dataclasses.dataclass
+class Holder(Waiter):
+    """A holder of a lock, as ``list`` shows it (PROTOCOL.md, *list*).
+
+    A broker client has pid, uid, gid (from ``SO_PEERCRED``), client,
+    owner, mode, since (unix time, when granted) and token.  A process
+    outside the broker that flocks the file has ``external`` True, pid,
+    mode and command.
+    """
+
+    token: typing.Optional[int] = None
+    external: bool = False
+    command: typing.Optional[str] = None
+
+
+@dataclasses.dataclass
+class LockInfo:
+    """One lock with holders or waiters: its name (a path lock's is the
+    path the broker sees), holders in grant order, waiters in queue
+    order."""
+
+    name: str
+    holders: typing.List[Holder]
+    waiters: typing.List[Waiter]
+
+
+@dataclasses.dataclass
+class Status:
+    """The broker's counters (PROTOCOL.md, *status*)."""
+
+    version: str
+    pid: int
+    uptime: float
+    connections: int
+    locks_held: int
+    waiters: int
+    acquired_total: int
+
+
+def _pick(cls, obj):
+    """Build a dataclass from the fields of obj it knows (others are
+    ignored, as the protocol asks of clients)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+def _decode_lock(obj):
+    """One entry of a list reply."""
+    return LockInfo(name=obj.get('name'),
+                    holders=[_pick(Holder, h) for h in obj.get('holders',
+                                                               ())],
+                    waiters=[_pick(Waiter, w) for w in obj.get('waiters',
+                                                               ())])
+
+
+def _transact(conn, body, fd=None):
+    """Send a request body (JSON without id) and return its final reply;
+    a failure gives the connection back to the pool first."""
+    rid = conn.new_id()
+    line = ('{"id":%d,%s}\n' % (rid, json.dumps(body)[1:-1])).encode()
+    reply = conn.request(line, rid, fd=fd)
+    if not reply.get('ok'):
+        _conn.pool.give(conn)
+        raise from_reply(reply)
+    return reply
+
+
+def list(target=None, all=False, *, socket=None):  # noqa: A001
+    """The locks with holders or waiters, as a list of :class:`LockInfo`.
+
+    Args:
+        target: only this name or path (a path is opened, never created;
+            a file that does not exist is a lock nobody holds).
+        all (bool): also files held only outside the broker.
+        socket: the broker's socket, found as usual by default.
+
+    Every page of the broker's reply is fetched and joined.
+    """
+    t = Target(target) if target is not None else None
+    fd = None
+    if t is not None and t.is_path:
+        try:
+            fd = t.open(create=False)
+        except FileNotFoundError:
+            return []
+    try:
+        conn = _conn.pool.take(socket)
+        locks, after = [], None
+        while True:
+            body = {'op': 'list'}
+            if t is not None:
+                body['name'] = t.wire
+            if all:
+                body['all'] = True
+            if after is not None:
+                body['after'] = after
+            reply = _transact(conn, body, fd)
+            page = reply.get('locks')
+            if not isinstance(page, type([])):
+                conn.close()
+                raise ProtocolError('malformed list reply from locksd at %s'
+                                    % conn.path)
+            locks.extend(_decode_lock(e) for e in page)
+            if not reply.get('more') or not page:
+                break
+            after = page[-1].get('name')
+        _conn.pool.give(conn)
+        return locks
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def status(*, socket=None):
+    """The broker's counters, as a :class:`Status`."""
+    conn = _conn.pool.take(socket)
+    reply = _transact(conn, {'op': 'status'})
+    _conn.pool.give(conn)
+    return _pick(Status, reply)

@@ -1,0 +1,113 @@
+"""What the Python tests share: a real locksd on a private socket.
+
+ctest passes the daemon as $LOCKSD and the CLI as $LOCKS_CLI; run by
+hand, they default to build/locksd and build/locks of the tree.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+TREE = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+LOCKSD = os.environ.get('LOCKSD') or os.path.join(TREE, 'build', 'locksd')
+LOCKS_CLI = os.environ.get('LOCKS_CLI') or os.path.join(TREE, 'build',
+                                                        'locks')
+
+
+def wait_for_socket(path, proc, log, secs=10):
+    """Wait until something accepts on path (or the daemon died)."""
+    deadline = time.monotonic() + secs
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(log) as f:
+                    raise RuntimeError('locksd did not start on %s: %s' %
+                                       (path, f.read()))
+            time.sleep(0.02)
+        finally:
+            s.close()
+
+
+class Broker:
+    """A locksd of the test's own: socket and lock dir in a temp dir."""
+
+    def __init__(self, base=None, sock=None, user=None, group=None):
+        """Start it, and wait until it accepts connections."""
+        self.dir = base or tempfile.mkdtemp(prefix='locks-py.')
+        self.socket = sock or os.path.join(self.dir, 'locksd.sock')
+        self.lock_dir = os.path.join(os.path.dirname(self.socket), 'locks')
+        self.log = os.path.join(self.dir, 'locksd-%d.log' % id(self))
+        with open(self.log, 'w') as log:
+            self.proc = subprocess.Popen(
+                [LOCKSD, '--socket', self.socket, '--lock-dir',
+                 self.lock_dir], stdout=log, stderr=log, user=user,
+                group=group)
+        wait_for_socket(self.socket, self.proc, self.log)
+        self.own_dir = base is None
+
+    def kill(self, sig=signal.SIGKILL):
+        """Kill the daemon and reap it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait()
+
+    def stop(self):
+        """Stop it (SIGTERM) and remove its directory if it made it."""
+        self.kill(signal.SIGTERM)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BrokerCase(unittest.TestCase):
+    """A test case with one broker for the class, named by $LOCKS_SOCKET
+    so that every Mutex (and every child process) finds it."""
+
+    @classmethod
+    def setUpClass(cls):
+        """Start the class's broker."""
+        cls.broker = Broker()
+        cls._saved_env = os.environ.get('LOCKS_SOCKET')
+        os.environ['LOCKS_SOCKET'] = cls.broker.socket
+
+    @classmethod
+    def tearDownClass(cls):
+        """Stop it."""
+        if cls._saved_env is None:
+            os.environ.pop('LOCKS_SOCKET', None)
+        else:
+            os.environ['LOCKS_SOCKET'] = cls._saved_env
+        cls.broker.stop()
+
+    def tmpfile(self):
+        """A fresh temporary file, as the seed's tests made with mkstemp."""
+        fd, path = tempfile.mkstemp(prefix='locks-py-test.')
+        os.close(fd)
+        self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
+        return path
+
+    def name(self):
+        """A broker name of this test's own."""
+        return self.id().rsplit('.', 1)[-1].strip('_') or 'test'
+
+    def wait_until(self, pred, what, secs=5):
+        """Wait (up to secs) until pred() is true, for test sequencing."""
+        deadline = time.monotonic() + secs
+        while not pred():
+            if time.monotonic() > deadline:
+                self.fail('timed out waiting until ' + what)
+            time.sleep(0.01)
+
+    def waiters(self, target):
+        """How many requests wait for target in the broker."""
+        import locks
+        return sum(len(lk.waiters) for lk in locks.list(target))

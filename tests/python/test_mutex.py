@@ -1,0 +1,405 @@
+"""What the seed lacks: names, paths beside names and the CLI, shared
+mode, tokens, FIFO across processes, threads, fork safety, Lost, and the
+errors."""
+
+import errno
+import fcntl
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+import locks
+from locks import Mutex
+from support import LOCKS_CLI, Broker, BrokerCase
+
+
+def queue_and_record(target, index, out):
+    """Wait for target, then write index to out (one line, appended)."""
+    with Mutex(target):
+        with open(out, 'a') as f:
+            f.write('%d\n' % index)
+
+
+def hold_and_fork(target, ready, child_pid):
+    """Take target, fork a child that sleeps on, then die unreleased."""
+    m = Mutex(target)
+    m.lock()
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    child_pid.value = pid
+    ready.set()
+    os._exit(0)
+
+
+class TestNames(BrokerCase):
+    """Broker names, and paths that are the same file."""
+
+    def test_a_name_is_the_lock_dir_file(self):
+        m = Mutex('py-name', owner='the test')
+        token = m.lock()
+        self.assertTrue(os.path.isfile(os.path.join(self.broker.lock_dir,
+                                                    'py-name')))
+        [lk] = locks.list('py-name')
+        self.assertEqual(lk.name, 'py-name')
+        [h] = lk.holders
+        self.assertEqual((h.pid, h.uid, h.token, h.owner, h.mode),
+                         (os.getpid(), os.geteuid(), token, 'the test',
+                          'exclusive'))
+        m.release()
+        self.assertEqual(locks.list('py-name'), [])
+
+    def test_path_and_name_and_cli_share_one_queue(self):
+        path = os.path.join(self.broker.lock_dir, 'py-shared-q')
+        m = Mutex(path)
+        m.lock()
+        with self.assertRaises(BlockingIOError):
+            Mutex('py-shared-q', timeout=0.2).lock()
+        rc = subprocess.call([LOCKS_CLI, 'check', '-q', 'py-shared-q'])
+        self.assertEqual(rc, 1)
+        rc = subprocess.call([LOCKS_CLI, 'run', '-n', 'py-shared-q', '--',
+                              'true'])
+        self.assertEqual(rc, 1)
+        # A CLI waiter queues behind us, and gets it once we let go.
+        cli = subprocess.Popen([LOCKS_CLI, 'run', 'py-shared-q', '--',
+                                'true'])
+        self.wait_until(lambda: self.waiters('py-shared-q') == 1,
+                        'the CLI waits')
+        m.release()
+        self.assertEqual(cli.wait(10), 0)
+        self.assertEqual(subprocess.call([LOCKS_CLI, 'check', '-q', path]),
+                         0)
+
+    def test_flock_is_excluded_while_held(self):
+        path = self.tmpfile()
+        with Mutex(path):
+            rc = subprocess.call(['flock', '-n', path, 'true'])
+            self.assertEqual(rc, 1)
+        self.assertEqual(subprocess.call(['flock', '-n', path, 'true']), 0)
+
+    def test_a_directory_and_a_missing_file(self):
+        d = os.path.dirname(self.tmpfile())
+        path = os.path.join(d, 'locks-py-new.%d' % os.getpid())
+        self.addCleanup(os.unlink, path)
+        with Mutex(path):
+            self.assertTrue(os.path.isfile(path))
+        with Mutex(d + '/'):
+            self.assertEqual(len(locks.list(d + '/')), 1)
+
+    def test_non_utf8_path_spelled_with_question_marks(self):
+        d = os.path.dirname(self.tmpfile()).encode()
+        raw = d + b'/locks-py-\xff.%d' % os.getpid()
+        self.addCleanup(os.unlink, raw)
+        m = Mutex(raw)
+        m.lock()
+        with self.assertRaises(BlockingIOError):
+            Mutex(raw, timeout=0).lock()
+        [lk] = locks.list(raw)
+        self.assertTrue(lk.name.endswith('/locks-py-?.%d' % os.getpid()),
+                        lk.name)
+        m.release()     # by the same spelling, or this would be not_held
+        Mutex(raw, timeout=0).lock()
+
+    def test_shared_mode(self):
+        a, b = Mutex('py-shared', shared=True), Mutex('py-shared',
+                                                     shared=True)
+        a.lock()
+        b.lock()
+        [lk] = locks.list('py-shared')
+        self.assertEqual([h.mode for h in lk.holders], ['shared'] * 2)
+        with self.assertRaises(BlockingIOError):
+            Mutex('py-shared', timeout=0.2).lock()
+        a.release()
+        b.release()
+        Mutex('py-shared', timeout=0).lock()
+
+    def test_tokens_increase(self):
+        m = Mutex('py-tokens')
+        seen = []
+        for _ in range(5):
+            with m:
+                seen.append(m.token)
+            self.assertIsNone(m.token)
+        self.assertEqual(seen, sorted(set(seen)))
+
+    def test_invalid_name_is_a_value_error(self):
+        for bad in ('two words', '.hidden', '', 'x' * 201, 'caf\u00e9'):
+            with self.assertRaises(locks.InvalidName) as e:
+                Mutex(bad)
+            self.assertIsInstance(e.exception, ValueError)
+            self.assertEqual(e.exception.code, 'invalid_name')
+
+    def test_timeout_and_callback_waits_then_calls_once(self):
+        holder = Mutex('py-cb')
+        holder.lock()
+        called = threading.Event()
+        start = time.monotonic()
+        m = Mutex('py-cb', timeout=1, callback=called.set)
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.assertFalse(called.wait(0.5))     # not before the timeout
+        self.assertTrue(called.wait(5))
+        self.assertGreaterEqual(time.monotonic() - start, 0.9)
+        self.assertTrue(t.is_alive())          # then it waits on
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
+
+    def test_pickled_copy_holds_nothing(self):
+        m = Mutex('py-pickle', timeout=2, owner='o', shared=True)
+        m.lock()
+        c = pickle.loads(pickle.dumps(m))
+        self.assertFalse(c.locked)
+        self.assertEqual((c.path, c.timeout, c.owner, c.shared),
+                         ('py-pickle', 2, 'o', True))
+        c.release()
+        self.assertTrue(m.check())
+        m.release()
+
+    def test_status_and_list_are_dataclasses(self):
+        st = locks.status()
+        self.assertEqual(st.pid, self.broker.proc.pid)
+        self.assertGreaterEqual(st.connections, 1)
+        with Mutex('py-status'):
+            self.assertEqual(locks.status().locks_held, st.locks_held + 1)
+            self.assertIn('py-status', [lk.name for lk in locks.list()])
+
+
+class TestFifoAndThreads(BrokerCase):
+    """Order across processes, and threads."""
+
+    def test_fifo_across_processes(self):
+        out = self.tmpfile()
+        holder = Mutex('py-fifo')
+        holder.lock()
+        ctx = multiprocessing.get_context('fork')
+        procs = []
+        for i in range(4):
+            p = ctx.Process(target=queue_and_record, args=('py-fifo', i,
+                                                           out))
+            p.start()
+            procs.append(p)
+            self.wait_until(lambda: self.waiters('py-fifo') == i + 1,
+                            'waiter %d queues' % i)
+        holder.release()
+        for p in procs:
+            p.join(10)
+            self.assertEqual(p.exitcode, 0)
+        with open(out) as f:
+            self.assertEqual(f.read().split(), ['0', '1', '2', '3'])
+
+    def test_threads_exclude_each_other(self):
+        state = {'inside': 0, 'most': 0, 'count': 0}
+
+        def work():
+            for _ in range(20):
+                with Mutex('py-threads'):
+                    state['inside'] += 1
+                    state['most'] = max(state['most'], state['inside'])
+                    n = state['count']
+                    time.sleep(0.001)
+                    state['count'] = n + 1
+                    state['inside'] -= 1
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual((state['count'], state['most']), (80, 1))
+
+    def test_one_mutex_serialises_its_calls(self):
+        holder = Mutex('py-serial')
+        holder.lock()
+        m = Mutex('py-serial')
+        tokens = []
+        threads = [threading.Thread(target=lambda: tokens.append(m.lock()))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        self.wait_until(lambda: self.waiters('py-serial') == 1,
+                        'the first lock() waits')
+        time.sleep(0.2)
+        self.assertEqual(self.waiters('py-serial'), 1)   # not two acquires
+        holder.release()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(len(tokens), 2)
+        self.assertEqual(tokens[0], tokens[1])
+        [lk] = locks.list('py-serial')
+        self.assertEqual(len(lk.holders), 1)
+        m.release()
+
+
+class TestFork(BrokerCase):
+    """A forked child holds nothing of its parent's."""
+
+    def test_forked_copy_holds_nothing(self):
+        path = self.tmpfile()
+        m = Mutex(path, timeout=0.2)
+        m.lock()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                if m.locked or m.token is not None:
+                    code = 2
+                m.release()                  # must not release the parent's
+                try:
+                    m.lock()                 # its own: the parent holds it
+                    code = 3
+                except BlockingIOError:
+                    pass
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertTrue(m.check())
+        with self.assertRaises(BlockingIOError):
+            Mutex(path, timeout=0).lock()
+        m.release()
+
+    def test_fork_while_another_thread_waits_in_lock(self):
+        holder, waiter = Mutex(self.name()), None
+        holder.lock()
+        waiter = Mutex(holder.path)
+        t = threading.Thread(target=waiter.lock, daemon=True)
+        t.start()
+        self.wait_until(lambda: self.waiters(holder.path) == 1,
+                        'the thread waits')
+        pid = os.fork()
+        if pid == 0:
+            # The thread inside waiter.lock() is not in the child: its
+            # hold on the Mutex must not hang the child's calls.
+            signal.alarm(10)
+            waiter.release()
+            os._exit(0 if not waiter.locked else 2)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        holder.release()
+        t.join(10)
+        self.assertTrue(waiter.locked)
+        waiter.release()
+
+    def test_a_forked_child_does_not_keep_the_lock_alive(self):
+        ctx = multiprocessing.get_context('fork')
+        ready, child = ctx.Event(), ctx.Value('i', 0)
+        p = ctx.Process(target=hold_and_fork, args=('py-fork-keep', ready,
+                                                     child))
+        p.start()
+        self.assertTrue(ready.wait(10))
+        p.join(10)
+        self.addCleanup(os.kill, child.value, signal.SIGKILL)
+        os.kill(child.value, 0)     # the grandchild lives on
+        # Its holder died; the lock must be free though the child lives.
+        Mutex('py-fork-keep', timeout=2).lock()
+
+
+class TestLostAndErrors(unittest.TestCase):
+    """A broker that dies under held locks, and no broker at all."""
+
+    def test_lost(self):
+        broker = Broker()
+        self.addCleanup(broker.stop)
+        lost = threading.Event()
+        a = Mutex('py-lost', socket=broker.socket, on_lost=lost.set)
+        b = Mutex('py-lost-2', socket=broker.socket)
+        a.lock()
+        b.lock()
+        self.assertTrue(a.check())
+        broker.kill()
+        self.assertTrue(lost.wait(5))
+        self.assertFalse(a.locked)
+        with self.assertRaises(locks.Lost) as e:
+            a.check()
+        self.assertIn(broker.socket, str(e.exception))
+        self.assertFalse(a.check())         # once
+        with self.assertRaises(locks.Lost):
+            b.release()
+        b.release()                          # holds nothing now
+        with self.assertRaises(locks.Unavailable):
+            b.lock()
+
+    def test_a_dead_broker_is_lost_not_sigpipe(self):
+        # With SIGPIPE at its default, a send to a dead broker must raise,
+        # not kill the process: run it in a child to see how it ends.
+        broker = Broker()
+        self.addCleanup(broker.stop)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            m = Mutex('py-pipe', socket=broker.socket)
+            m.lock()
+            os.kill(broker.proc.pid, signal.SIGKILL)
+            time.sleep(0.3)
+            code = 3
+            try:
+                for _ in range(3):
+                    m.release()
+                    m.lock()
+            except (locks.Lost, locks.Unavailable):
+                code = 0
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+    def test_an_interrupted_release_holds_nothing(self):
+        broker = Broker()
+        self.addCleanup(broker.stop)
+        m = Mutex('py-intr', socket=broker.socket)
+        m.lock()
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGALRM, interrupt)
+        self.addCleanup(signal.signal, signal.SIGALRM, old)
+        broker.proc.send_signal(signal.SIGSTOP)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with self.assertRaises(KeyboardInterrupt):
+                m.release()
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+        self.assertFalse(m.locked)
+        # The next lock() is a new one, not a Lost for the old.
+        m.lock()
+        self.assertTrue(m.locked)
+        m.release()
+
+    def test_no_broker_names_the_socket(self):
+        path = '/nonexistent-locks-dir/locksd.sock'
+        with self.assertRaises(locks.Unavailable) as e:
+            Mutex('x', socket=path).lock()
+        self.assertIsInstance(e.exception, ConnectionError)
+        self.assertIn(path, str(e.exception))
+        saved = os.environ.get('LOCKS_SOCKET')
+        os.environ['LOCKS_SOCKET'] = path
+        try:
+            with self.assertRaises(locks.Unavailable) as e:
+                locks.status()
+            self.assertIn(path, str(e.exception))
+        finally:
+            if saved is None:
+                os.environ.pop('LOCKS_SOCKET')
+            else:
+                os.environ['LOCKS_SOCKET'] = saved
+
+    def test_a_path_that_cannot_be_opened_names_the_file(self):
+        path = '/nonexistent-locks-dir/file.lock'
+        with self.assertRaises(FileNotFoundError) as e:
+            Mutex(path, socket='/nonexistent/s').lock()
+        self.assertEqual(e.exception.filename, path.encode())
+        self.assertEqual(e.exception.errno, errno.ENOENT)
+
+
+if __name__ == '__main__':
+    unittest.main()
