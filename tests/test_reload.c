@@ -235,55 +235,51 @@ START_TEST(test_waiters_keep_fifo_order)
 END_TEST
 
 /*
- * A timeout keeps counting from the request, not from the handover: a
- * timer begun anew would fire at least 3 s later than the one kept.
+ * Send an acquire of name (held by h) on w with id and the timer fields
+ * given, wait 3 s, hand over, and return what comes on w: a timer of 6 s
+ * kept comes about 6 s after the request; one begun anew would come at
+ * least 3 s later.
  */
-START_TEST(test_timeouts_keep_counting)
+static struct json_object *
+timer_across(int how, struct h_conn *h, struct h_conn *w, const char *name,
+    int id, const char *fields)
 {
-	struct h_conn		*h, *w;
 	struct json_object	*r;
 	double			 sent;
 
-	start(_i);
-	h = h_connect();
-	w = h_connect();
-	h_take(h, "rl-t", "exclusive");
+	h_take(h, name, "exclusive");
 	sent = h_now();
-	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":9,\"name\":"
-	    "\"rl-t\",\"timeout\":6,\"notify_after\":1000000000}"), 0);
+	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":%d,\"name\":"
+	    "\"%s\",%s}", id, name, fields), 0);
 	h_sleep(3);
-	hand_over(_i);
+	hand_over(how);
 	r = h_recv(w, 20);
-	EXPECT_ERROR(r, "timeout");
-	EXPECT_ID(r, 9);
-	ck_assert_msg(h_now() - sent < 8.5, "the timeout fired %.1f s after "
-	    "the request, not about 6", h_now() - sent);
-	ck_assert_msg(h_now() - sent > 5.5, "the timeout fired early");
+	EXPECT_ID(r, id);
+	ck_assert_msg(h_now() - sent < 8.5, "%s came %.1f s after the "
+	    "request, not about 6", h_json(r), h_now() - sent);
+	ck_assert_msg(h_now() - sent > 5.5, "%s came early", h_json(r));
+	return r;
+}
+
+/* A timeout keeps counting from the request, not from the handover. */
+START_TEST(test_timeouts_keep_counting)
+{
+	start(_i);
+	EXPECT_ERROR(timer_across(_i, h_connect(), h_connect(), "rl-t", 9,
+	    "\"timeout\":6,\"notify_after\":1000000000"), "timeout");
 }
 END_TEST
 
 /* notify_after keeps counting too: the blocking event comes on time. */
 START_TEST(test_notify_after_keeps_counting)
 {
-	struct h_conn		*h, *w;
-	struct json_object	*r;
-	double			 sent;
+	struct h_conn	*h, *w;
 
 	start(_i);
 	h = h_connect();
 	w = h_connect();
-	h_take(h, "rl-n", "exclusive");
-	sent = h_now();
-	ck_assert_int_eq(h_send(w, "{\"op\":\"acquire\",\"id\":6,\"name\":"
-	    "\"rl-n\",\"notify_after\":6}"), 0);
-	h_sleep(3);
-	hand_over(_i);
-	r = h_recv(w, 20);
-	EXPECT_BLOCKING(r);
-	EXPECT_ID(r, 6);
-	ck_assert_msg(h_now() - sent < 8.5, "the blocking event came %.1f s "
-	    "after the request, not about 6", h_now() - sent);
-	ck_assert_msg(h_now() - sent > 5.5, "the blocking event came early");
+	EXPECT_BLOCKING(timer_across(_i, h, w, "rl-n", 6,
+	    "\"notify_after\":6"));
 	/* And the wait itself goes on: the grant comes on release. */
 	h_drop(h, "rl-n");
 	h_granted(w, 6, H_REPLY_SECS);
