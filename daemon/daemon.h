@@ -89,6 +89,7 @@ size_t		 outside_count(struct outside_holder *, size_t, dev_t, ino_t,
 		    int);
 struct json_object *outside_encode(struct outside_holder *);
 ssize_t		 proc_read(const char *, char *, size_t);
+ssize_t		 fd_path(int, char *, size_t);
 void		 utf8_clean(char *);
 
 /* access.c: who may connect, from the peer's credentials. */

@@ -85,6 +85,23 @@ proc_read(const char *path, char *buf, size_t size)
 	return n;
 }
 
+/*
+ * The path the kernel gives descriptor fd, NUL-terminated in buf, its
+ * bytes as they are; the length, or -1.
+ */
+ssize_t
+fd_path(int fd, char *buf, size_t size)
+{
+	char	 link[64];
+	ssize_t	 n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	if (size < 2 || (n = readlink(link, buf, size - 1)) <= 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
 /* Read the command name of pid, as ps shows it ("?" if it is gone). */
 static void
 outside_command(pid_t pid, char *buf, size_t size)

@@ -567,6 +567,24 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 }
 
 /*
+ * The identity and kernel path (as UTF-8, for list) of a client's
+ * descriptor; 0 if unknown.
+ */
+static int
+descriptor_file(int fd, struct listing_file *file, char *path, size_t size)
+{
+	struct stat	 sb;
+
+	if (fstat(fd, &sb) == -1 || fd_path(fd, path, size) <= 0)
+		return 0;
+	utf8_clean(path);
+	file->dev = sb.st_dev;
+	file->ino = sb.st_ino;
+	file->path = path;
+	return 1;
+}
+
+/*
  * The descriptor form on a description that holds the flock already:
  * the caller asks for its own lock again, granted at once in the same
  * mode, as flock(2) would, with a new token.  A conversion is refused
@@ -579,9 +597,8 @@ handoff_again(struct session *s, const struct proto_request *r,
 {
 	struct json_object	*reply;
 	struct handoff_info	 h;
-	struct stat		 sb;
-	char			 shown[PATH_MAX], link[64];
-	ssize_t			 n;
+	struct listing_file	 file;
+	char			 shown[PATH_MAX];
 	int64_t			 token;
 
 	/* A failed LOCK_NB conversion would drop the lock it has. */
@@ -597,16 +614,12 @@ handoff_again(struct session *s, const struct proto_request *r,
 		return;
 	}
 	/* list shows the holder with its new mode and token. */
-	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-	if (fstat(fd, &sb) == 0 &&
-	    (n = readlink(link, shown, sizeof shown - 1)) > 0) {
-		shown[n] = '\0';
-		utf8_clean(shown);
+	if (descriptor_file(fd, &file, shown, sizeof shown)) {
 		memset(&h, 0, sizeof h);
 		h.key = key;
 		h.name = key[0] == '/' ? shown : key;
-		h.dev = sb.st_dev;
-		h.ino = sb.st_ino;
+		h.dev = file.dev;
+		h.ino = file.ino;
 		handoff_holder(&h, &s->client, r->owner, r->mode, token);
 		listing_handoff_add(s->host->listing, &h);
 	}
@@ -762,26 +775,6 @@ handle_release(struct session *s, const struct proto_request *r)
 		    "the wait was cancelled by a release");
 	acquire_drop(a);
 	reply_ok(s->conn, r->id_text, r->id_len);
-}
-
-/* The identity and kernel path of a list's descriptor; 0 if unknown. */
-static int
-descriptor_file(int fd, struct listing_file *file, char *path, size_t size)
-{
-	struct stat	 sb;
-	char		 link[64];
-	ssize_t		 n;
-
-	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-	if (fstat(fd, &sb) == -1 ||
-	    (n = readlink(link, path, size - 1)) <= 0)
-		return 0;
-	path[n] = '\0';
-	utf8_clean(path);
-	file->dev = sb.st_dev;
-	file->ino = sb.st_ino;
-	file->path = path;
-	return 1;
 }
 
 static void

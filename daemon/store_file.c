@@ -624,15 +624,12 @@ static int
 file_lock_dir_name(struct store_file *sf, int fd, const struct stat *sb,
     char *name, size_t size)
 {
-	char		 link[64], path[PATH_MAX];
+	char		 path[PATH_MAX];
 	const char	*base;
 	struct stat	 at_sb;
-	ssize_t		 n;
 
-	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-	if ((n = readlink(link, path, sizeof path - 1)) <= 0)
+	if (fd_path(fd, path, sizeof path) <= 0)
 		return 0;
-	path[n] = '\0';
 	base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
 	if (!proto_name_valid(base, strlen(base)) ||
 	    fstatat(sf->dirfd, base, &at_sb, AT_SYMLINK_NOFOLLOW) == -1 ||
@@ -958,17 +955,10 @@ void
 lock_file_path(const struct lock *lock, char *buf, size_t size)
 {
 	const struct file_lock	*fl = lock_store_state(lock);
-	char			 link[64];
-	ssize_t			 n;
 
-	snprintf(buf, size, "%s", lock_name(lock));
-	if (!fl->by_fd || size < 2)
-		return;
-	snprintf(link, sizeof link, "/proc/self/fd/%d", fl->fd);
-	if ((n = readlink(link, buf, size - 1)) > 0 && buf[0] == '/') {
-		buf[n] = '\0';
+	if (fl->by_fd && fd_path(fl->fd, buf, size) > 0 && buf[0] == '/')
 		utf8_clean(buf);	/* what the daemon sends is UTF-8 */
-	} else
+	else
 		snprintf(buf, size, "%s", lock_name(lock));
 }
 
