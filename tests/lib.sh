@@ -110,7 +110,9 @@ t() {
 	shift
 	n=$((n + 1))
 	SHARED_JOBS=$(jobs -p)
-	if out=$(trap reap EXIT; "$@" 2>&1); then
+	# exec 2>&1, not "$@" 2>&1: a redirection on a function call saves
+	# fd 2 at fd 10 or above, where a test may open its own descriptor.
+	if out=$(trap reap EXIT; exec 2>&1; "$@"); then
 		echo "ok $n - $desc"
 	else
 		failed=$((failed + 1))
