@@ -184,6 +184,7 @@ struct session_host {
 	size_t			 output_high;	/* unread reply bytes */
 	double			 started;	/* monotonic, for uptime */
 	struct session_list	 sessions;	/* kept by session.c */
+	struct json_tokener	*tok;		/* session.c's, shared */
 	size_t			 nsessions;
 	/* Calls up into the daemon, each given arg. */
 	void		 (*closed)(const struct peer *, int, void *);

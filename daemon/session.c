@@ -35,7 +35,6 @@ struct session {
 	TAILQ_ENTRY(session)	 entry;
 	struct session_host	*host;
 	struct conn		*conn;
-	struct json_tokener	*tok;
 	struct client_info	 client;
 	struct acquire_list	 acquires;
 	struct acquire		*acquiring;	/* in locktab_acquire; NULL
@@ -910,6 +909,19 @@ session_dispatch(struct session *s, const struct proto_request *r,
 	}
 }
 
+/*
+ * The one tokener every session parses with: each line is parsed whole
+ * and the tokener reset first, so none needs its own (a kilobyte a
+ * connection, and an allocation per accept and per restore).
+ */
+static struct json_tokener *
+host_tokener(struct session_host *host)
+{
+	if (host->tok == NULL)
+		host->tok = proto_tokener_new();
+	return host->tok;
+}
+
 /* The conn's line callback: parse one request line and dispatch it. */
 static void
 session_line_cb(const char *line, size_t len, void *arg)
@@ -928,8 +940,13 @@ session_line_cb(const char *line, size_t len, void *arg)
 		descriptors_close(&fds);
 		return;
 	}
-	error = proto_request_parse(s->tok, line, len, &scratch, &r, &obj,
-	    &msg);
+	if (host_tokener(s->host) == NULL) {
+		conn_close_with(s->conn, PROTO_E_INTERNAL, "out of memory");
+		descriptors_close(&fds);
+		return;
+	}
+	error = proto_request_parse(s->host->tok, line, len, &scratch, &r,
+	    &obj, &msg);
 	session_dispatch(s, &r, error, msg, &fds);
 	descriptors_close(&fds);
 	json_object_put(obj);
@@ -969,8 +986,6 @@ static const struct conn_cb session_conn_cb = {
 static void
 session_free_parts(struct session *s)
 {
-	if (s->tok != NULL)
-		json_tokener_free(s->tok);
 	free(s->client.label);
 	free(s);
 }
@@ -987,7 +1002,6 @@ session_new(struct session_host *host, int fd, const struct peer *peer,
 	struct session	*s;
 
 	if ((s = calloc(1, sizeof *s)) == NULL ||
-	    (s->tok = proto_tokener_new()) == NULL ||
 	    (s->client.label = strdup("")) == NULL) {
 		log_warnx("out of memory accepting a connection");
 		if (s != NULL)
@@ -1037,6 +1051,9 @@ session_free_all(struct session_host *host)
 
 	while ((s = TAILQ_FIRST(&host->sessions)) != NULL)
 		session_free(s);
+	if (host->tok != NULL)
+		json_tokener_free(host->tok);
+	host->tok = NULL;
 }
 
 /*
@@ -1104,7 +1121,6 @@ session_restore(struct session_host *host, const struct snap_session *ss,
 	struct session	*s;
 
 	if ((s = calloc(1, sizeof *s)) == NULL ||
-	    (s->tok = proto_tokener_new()) == NULL ||
 	    (s->client.label = strdup(ss->label != NULL ? ss->label : "")) ==
 	    NULL) {
 		log_warnx("out of memory restoring a connection");

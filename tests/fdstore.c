@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -314,7 +315,10 @@ child_exec(struct fdstore *fs, const struct h_daemon *d)
 int
 fdstore_restart(struct fdstore *fs, struct h_daemon *d)
 {
-	struct pollfd	 pfd = { fs->sock, POLLIN, 0 };
+	/* A pidfd wakes the wait at the exit, as SIGCHLD wakes PID 1. */
+	int		 pidfd = (int)syscall(SYS_pidfd_open, d->pid, 0);
+	struct pollfd	 pfd[2] = { { fs->sock, POLLIN, 0 },
+			    { pidfd, POLLIN, 0 } };
 	double		 deadline = h_now() + h_slow(2 * H_START_SECS);
 	pid_t		 pid;
 	int		 status;
@@ -327,10 +331,14 @@ fdstore_restart(struct fdstore *fs, struct h_daemon *d)
 		if (h_now() > deadline) {
 			snprintf(fs->error, sizeof fs->error, "the daemon did "
 			    "not exit after SIGTERM");
+			if (pidfd >= 0)
+				close(pidfd);
 			return -1;
 		}
-		poll(&pfd, 1, 10);
+		poll(pfd, pidfd >= 0 ? 2 : 1, 10);
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	fdstore_drain(fs);
 	if (getenv("FDSTORE_DEBUG"))
 		fprintf(stderr, "old exited after %.3f s, %zu fds\n",
