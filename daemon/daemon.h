@@ -288,6 +288,7 @@ struct snap_acquire {
 	uint64_t		 path_dev;
 	uint64_t		 path_ino;
 	int			 handoff_fd;
+	int			 had_handoff;	/* the state named one */
 };
 
 #define SNAP_FD_GROUPS	4		/* conn.c's CONN_FD_GROUPS */
@@ -429,7 +430,7 @@ double		 clock_monotonic(void);
  */
 struct systemd;
 
-void		 systemd_check_fd(int, const char *);
+int		 systemd_take_fd(int, const char *);
 int		 systemd_socket_path(int, char *, size_t);
 struct systemd	*systemd_new(struct event_base *);
 void		 systemd_free(struct systemd *);

@@ -436,32 +436,60 @@ upload_fd(int *fd, void *arg)
 	upload_named(up, *fd, name);
 }
 
-/* Count the descriptors of a state. */
+/*
+ * systemd hands every name back in one LISTEN_FDNAMES, and execve(2)
+ * takes at most 128 KiB in one string (MAX_ARG_STRLEN): room is left for
+ * "LISTEN_FDNAMES=" and a socket unit's own names.
+ */
+#define NAMES_MAX	(128 * 1024 - 4096)
+
+/* What a handover sends: descriptors, and the bytes of their names. */
+struct handover_size {
+	size_t		 fds;
+	size_t		 name_bytes;
+};
+
+/* Count one descriptor of a state, its name as long as it may be. */
 static void
 count_fd(int *fd, void *arg)
 {
-	(void)fd;
-	(*(size_t *)arg)++;
+	struct handover_size	*size = arg;
+	char			 name[32];
+	size_t			 len;
+
+	fd_name(*fd, name, sizeof name);
+	len = strlen(name) > strlen(BATCH_CONNS) ? strlen(name) :
+	    strlen(BATCH_CONNS);
+	size->fds++;
+	size->name_bytes += len + 1;	/* and its ':' */
 }
 
 /*
- * Whether the store takes n descriptors: $FDSTORE is its bound (the
- * unit sets it for systemd before 254, which sets it itself).
+ * Whether the store takes them: $FDSTORE is its bound (the unit sets it
+ * for systemd before 254, which sets it itself), and their names must
+ * fit in the next instance's environment.
  */
 static int
-store_fits(size_t n)
+store_fits(const struct handover_size *size)
 {
 	const char	*fdstore = getenv("FDSTORE");
 	long		 max;
 
+	if (size->name_bytes > NAMES_MAX) {
+		log_warnx("restart: %zu descriptors to hand over, and their "
+		    "names (%zu bytes) would not fit in the next instance's "
+		    "LISTEN_FDNAMES (%d bytes); releasing everything",
+		    size->fds, size->name_bytes, NAMES_MAX);
+		return 0;
+	}
 	if (fdstore == NULL)
 		return 1;
 	max = strtol(fdstore, NULL, 10);
-	if (max > 0 && n <= (size_t)max)
+	if (max > 0 && size->fds <= (size_t)max)
 		return 1;
 	log_warnx("restart: %zu descriptors to hand over, and the descriptor "
 	    "store takes %ld (FDSTORE=, FileDescriptorStoreMax=); releasing "
-	    "everything", n, max);
+	    "everything", size->fds, max);
 	return 0;
 }
 
@@ -484,7 +512,7 @@ reload_fdstore(struct server *srv)
 	struct fdset	 batched = { 0 };
 	struct upload	 up = { -1, 0, 0, &batched };
 	struct snap	 snap;
-	size_t		 n = 1;		/* the state's own */
+	struct handover_size	 size = { 1, sizeof STATE_FDNAME };
 	double		 began = clock_monotonic(), saved;
 	int		 fd, null, saved_ok;
 
@@ -499,8 +527,8 @@ reload_fdstore(struct server *srv)
 		return -1;
 	}
 	saved = clock_monotonic();
-	state_each_fd(&snap, count_fd, &n);
-	if (!store_fits(n)) {
+	state_each_fd(&snap, count_fd, &size);
+	if (!store_fits(&size)) {
 		close(fd);
 		state_free(&snap);
 		return -1;
@@ -590,6 +618,12 @@ read_state(int fd, struct snap *snap)
 	int	 rc;
 
 	rc = state_read(fd, snap, msg, sizeof msg);
+	/*
+	 * Emptied for systemd's copy too: a crash before this instance takes
+	 * it out of the store must not restore holders it has since released.
+	 */
+	if (ftruncate(fd, 0) == -1)
+		log_warn("restore: cannot empty the state read");
 	close(fd);
 	if (rc < 0) {
 		log_warnx("restore: %s; serving the listening sockets only, "
@@ -798,8 +832,8 @@ startup_listen(struct named_fds *nf, struct snap *snap,
 		if (nf->used[i])
 			;	/* read, or mapped */
 		else if (!fdname_ours(nf->names[i])) {
-			systemd_check_fd(fd, nf->names[i]);
-			fdset_add(&fd, listeners);
+			if (systemd_take_fd(fd, nf->names[i]) == 0)
+				fdset_add(&fd, listeners);
 		} else if (!ok || snap->nlisteners == 0)
 			salvage_fd(fd, listeners);
 		else
@@ -881,8 +915,7 @@ reload_store_forget(void)
 	if (ntaken == 0)
 		return;
 	if (pthread_create(&forget_thread, NULL, forget_main, NULL) != 0) {
-		forget_main(NULL);
-		reload_store_forget_wait();
+		reload_store_forget_wait();	/* sends them itself */
 		return;
 	}
 	forgetting = 1;
@@ -896,6 +929,8 @@ reload_store_forget_wait(void)
 
 	if (forgetting)
 		pthread_join(forget_thread, NULL);
+	else if (ntaken > 0)	/* not yet sent: stale names would pile up */
+		forget_main(NULL);
 	forgetting = 0;
 	for (i = 0; i < ntaken; i++)
 		free(taken_names[i]);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
@@ -30,21 +31,26 @@ struct systemd {
 	int		 warned;	/* a failed notification was logged */
 };
 
-/* Check that an inherited descriptor is a listening Unix stream socket. */
-void
-systemd_check_fd(int fd, const char *name)
+/*
+ * Take an inherited descriptor as a listener if it is a listening Unix
+ * stream socket (made non-blocking); else log it and close it, 0 or -1:
+ * one stray descriptor in the store must not make every start fail.
+ */
+int
+systemd_take_fd(int fd, const char *name)
 {
 	int	 r, flags;
 
 	r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
-	if (r < 0)
-		fatalx("inherited fd %d (%s): %s", fd, name, strerror(-r));
-	if (r == 0)
-		fatalx("inherited fd %d (%s) is not a listening Unix stream "
-		    "socket", fd, name);
-	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
-		fatal("fcntl fd %d", fd);
+	if (r <= 0 || (flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+		log_warnx("inherited fd %d (%s) is not a listening Unix "
+		    "stream socket%s%s; closed", fd, name, r < 0 ? ": " : "",
+		    r < 0 ? strerror(-r) : "");
+		close(fd);
+		return -1;
+	}
+	return 0;
 }
 
 /* Put the path a listening socket is bound to in buf; -1 if it has none. */

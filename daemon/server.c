@@ -644,12 +644,24 @@ server_timers(struct server *srv)
 	evtimer_add(srv->tick_ev, &second);
 }
 
+/* Mark a descriptor a reload kept close-on-exec again; -1 if it is bad. */
+static int
+fd_keep(int fd)
+{
+	int	 flags;
+
+	if (fd < 0 || (flags = fcntl(fd, F_GETFD)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 /* Accept on one listening socket, which the server owns from then on. */
 static void
 server_add_listener(struct server *srv, int fd)
 {
 	struct evconnlistener	*l;
 
+	fd_keep(fd);	/* a reload's exec cleared it, for the handover */
 	l = evconnlistener_new(srv->base, server_accept_cb, srv,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (l == NULL)
@@ -728,17 +740,6 @@ server_listen(struct server *srv, const struct server_config *config)
 	for (i = 0; i < n; i++)
 		server_add_listener(srv, srv->own_socket ?
 		    socket_listen(srv->socket_path) : config->listen_fds[i]);
-}
-
-/* Mark a descriptor a reload kept close-on-exec again; -1 if it is bad. */
-static int
-fd_keep(int fd)
-{
-	int	 flags;
-
-	if (fd < 0 || (flags = fcntl(fd, F_GETFD)) == -1)
-		return -1;
-	return fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 }
 
 /* The lock dir a reload kept open, if it still is one; else open it. */
@@ -1065,7 +1066,8 @@ server_session_closed(const struct peer *peer, int counted, void *arg)
 		tdelete(count, &srv->uid_counts, uid_count_cmp);
 		free(count);
 	}
-	if (evtimer_pending(srv->resume_ev, NULL)) {
+	/* A restore closes sessions before the timers exist. */
+	if (srv->resume_ev != NULL && evtimer_pending(srv->resume_ev, NULL)) {
 		evtimer_del(srv->resume_ev);
 		server_listeners_enable(srv);
 	}

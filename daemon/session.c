@@ -1180,6 +1180,9 @@ session_restore_acquire(struct session *s, struct snap_acquire *sa,
 	if (sa->target == NULL || sa->owner == NULL || sa->id_text == NULL ||
 	    acquire_find(s, lock_name(lock)) != NULL)
 		return -EINVAL;
+	/* Granted without the caller's descriptor, it would flock another. */
+	if (sa->had_handoff && sa->handoff_fd < 0)
+		return -EBADF;
 	if ((a = acquire_alloc(s, sa->owner, sa->id_text, strlen(sa->id_text),
 	    sa->target)) == NULL)
 		return -ENOMEM;

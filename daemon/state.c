@@ -465,6 +465,7 @@ read_acquire(struct rbuf *r, struct snap_acquire *a)
 	a->path_dev = get_u64(r);
 	a->path_ino = get_u64(r);
 	a->handoff_fd = get_fd(r);
+	a->had_handoff = a->handoff_fd >= 0;	/* even if it does not come */
 }
 
 static void

@@ -3,6 +3,7 @@
  * with sd_pid_notify_with_fds(FDSTORE=1, FDNAME=...), without PID 1.
  */
 
+#include <linux/kcmp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -31,6 +32,7 @@ fdstore_open(struct fdstore *fs, const char *dir)
 
 	memset(fs, 0, sizeof *fs);
 	fs->listener = -1;
+	fs->state_copy = -1;
 	fs->max = FDSTORE_MAX;
 	snprintf(fs->path, sizeof fs->path, "%s/notify", dir);
 	memset(&sun, 0, sizeof sun);
@@ -58,12 +60,17 @@ fdstore_close(struct fdstore *fs)
 	}
 	free(fs->fds);
 	free(fs->names);
+	free(fs->ids);
+	free(fs->slots);
+	if (fs->state_copy >= 0)
+		close(fs->state_copy);
 	if (fs->sock >= 0)
 		close(fs->sock);
 	unlink(fs->path);
 	unsetenv("NOTIFY_SOCKET");
 	memset(fs, 0, sizeof *fs);
 	fs->sock = -1;
+	fs->state_copy = -1;
 }
 
 /* How many kept descriptors have name (NULL: all). */
@@ -77,23 +84,111 @@ fdstore_count(const struct fdstore *fs, const char *name)
 	return n;
 }
 
-/* Keep one descriptor under name, or close it past the bound. */
-static void
-store_add(struct fdstore *fs, int fd, const char *name)
+static size_t
+id_hash(const struct fdstore_id *id, size_t nslots)
 {
+	return (size_t)((id->ino * 0x9e3779b97f4a7c15ULL) ^ id->dev) &
+	    (nslots - 1);
+}
+
+/* Hash every kept descriptor's file anew, with room for as many more. */
+static void
+slots_rebuild(struct fdstore *fs)
+{
+	size_t	 i, h;
+
+	free(fs->slots);
+	for (fs->nslots = 1024; fs->nslots < 4 * (fs->n + 1); fs->nslots *= 2)
+		;
+	fs->slots = calloc(fs->nslots, sizeof *fs->slots);
+	for (i = 0; i < fs->n; i++) {
+		for (h = id_hash(&fs->ids[i], fs->nslots); fs->slots[h] != 0;
+		    h = (h + 1) & (fs->nslots - 1))
+			;
+		fs->slots[h] = i + 1;
+	}
+}
+
+/*
+ * Whether fd is an open file description kept already, as systemd 252
+ * checks: it compares each new one with every one kept (kcmp), which
+ * costs PID 1 n*n/2 calls for n descriptors (BENCHMARKS.md).  The double
+ * compares only those of one file, found by hash, to stay cheap itself.
+ */
+static int
+store_has(struct fdstore *fs, int fd, const struct fdstore_id *id)
+{
+	pid_t	 pid = getpid();
+	size_t	 h, i;
+
+	if (fs->nslots == 0 || 2 * (fs->n + 1) > fs->nslots)
+		slots_rebuild(fs);
+	for (h = id_hash(id, fs->nslots); fs->slots[h] != 0;
+	    h = (h + 1) & (fs->nslots - 1)) {
+		i = fs->slots[h] - 1;
+		if (fs->ids[i].dev == id->dev && fs->ids[i].ino == id->ino &&
+		    syscall(SYS_kcmp, pid, pid, KCMP_FILE, fs->fds[i], fd) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Hash the descriptor just kept, at fs->n - 1. */
+static void
+slots_add(struct fdstore *fs)
+{
+	size_t	 h;
+
+	for (h = id_hash(&fs->ids[fs->n - 1], fs->nslots); fs->slots[h] != 0;
+	    h = (h + 1) & (fs->nslots - 1))
+		;
+	fs->slots[h] = fs->n;
+}
+
+/* Drop the kept descriptor i. */
+void
+fdstore_drop(struct fdstore *fs, size_t i)
+{
+	close(fs->fds[i]);
+	free(fs->names[i]);
+	fs->n--;
+	memmove(&fs->fds[i], &fs->fds[i + 1], (fs->n - i) * sizeof *fs->fds);
+	memmove(&fs->names[i], &fs->names[i + 1], (fs->n - i) *
+	    sizeof *fs->names);
+	memmove(&fs->ids[i], &fs->ids[i + 1], (fs->n - i) * sizeof *fs->ids);
+	fs->nslots = 0;		/* the indexes moved */
+}
+
+/* Keep one descriptor under name, or close it past the bound. */
+void
+fdstore_add(struct fdstore *fs, int fd, const char *name)
+{
+	struct fdstore_id	 id = { 0, 0 };
+	struct stat		 sb;
+
 	if (fs->n >= fs->max) {
 		close(fd);
 		fs->refused++;
+		return;
+	}
+	if (fstat(fd, &sb) == 0)
+		id = (struct fdstore_id){ sb.st_dev, sb.st_ino };
+	if (store_has(fs, fd, &id)) {
+		close(fd);
+		fs->duplicates++;
 		return;
 	}
 	if ((fs->n & 255) == 0) {
 		fs->fds = realloc(fs->fds, (fs->n + 256) * sizeof *fs->fds);
 		fs->names = realloc(fs->names, (fs->n + 256) *
 		    sizeof *fs->names);
+		fs->ids = realloc(fs->ids, (fs->n + 256) * sizeof *fs->ids);
 	}
 	fs->fds[fs->n] = fd;
 	fs->names[fs->n] = strdup(name);
+	fs->ids[fs->n] = id;
 	fs->n++;
+	slots_add(fs);
 }
 
 /* FDSTOREREMOVE=1: close every kept descriptor of that name. */
@@ -103,16 +198,66 @@ store_remove(struct fdstore *fs, const char *name)
 	size_t	 i = 0;
 
 	while (i < fs->n) {
-		if (strcmp(fs->names[i], name) != 0) {
+		if (strcmp(fs->names[i], name) != 0)
 			i++;
-			continue;
-		}
-		close(fs->fds[i]);
-		free(fs->names[i]);
-		fs->n--;
-		fs->fds[i] = fs->fds[fs->n];
-		fs->names[i] = fs->names[fs->n];
+		else
+			fdstore_drop(fs, i);
 	}
+}
+
+/* systemd polls what it keeps, and drops a socket whose peer hung up. */
+static void
+store_sweep_hung_up(struct fdstore *fs)
+{
+	struct pollfd	 pfd;
+	size_t		 i = 0;
+
+	while (i < fs->n) {
+		pfd = (struct pollfd){ fs->fds[i], 0, 0 };
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP |
+		    POLLERR))) {
+			fdstore_drop(fs, i);
+			fs->hung_up++;
+		} else
+			i++;
+	}
+}
+
+/* Newest first, as systemd 252 keeps them (it prepends each). */
+static void
+store_reverse(struct fdstore *fs)
+{
+	struct fdstore_id	 id;
+	size_t			 i, j;
+	int			 fd;
+	char			*name;
+
+	for (i = 0, j = fs->n; i + 1 < j; i++, j--) {
+		fd = fs->fds[i];
+		fs->fds[i] = fs->fds[j - 1];
+		fs->fds[j - 1] = fd;
+		name = fs->names[i];
+		fs->names[i] = fs->names[j - 1];
+		fs->names[j - 1] = name;
+		id = fs->ids[i];
+		fs->ids[i] = fs->ids[j - 1];
+		fs->ids[j - 1] = id;
+	}
+	fs->nslots = 0;		/* the indexes moved */
+}
+
+/* Keep a copy of the state handed back, to see what became of it. */
+static void
+store_copy_state(struct fdstore *fs)
+{
+	size_t	 i;
+
+	if (fs->state_copy >= 0)
+		close(fs->state_copy);
+	fs->state_copy = -1;
+	for (i = 0; i < fs->n; i++)
+		if (strcmp(fs->names[i], "~=state") == 0)
+			fs->state_copy = fcntl(fs->fds[i], F_DUPFD_CLOEXEC, 3);
 }
 
 /* The value of a "KEY=value" line of a message, or NULL. */
@@ -153,7 +298,7 @@ store_message(struct fdstore *fs, const char *text, int *fds, size_t nfds)
 	    strcmp(flag, "1") == 0) {
 		fs->messages++;
 		for (i = 0; i < nfds; i++)
-			store_add(fs, fds[i], fdname != NULL ? fdname :
+			fdstore_add(fs, fds[i], fdname != NULL ? fdname :
 			    "stored");
 		return;
 	}
@@ -223,8 +368,10 @@ child_place_fds(struct fdstore *fs)
 			in_slot[want[i] - 3] = (int)i + 1;
 	for (i = 0; i < n; i++) {
 		slot = 3 + (int)i;
-		if (want[i] == slot)
+		if (want[i] == slot) {
+			fcntl(slot, F_SETFD, 0);	/* dup2 would clear it */
 			continue;
+		}
 		/* Whoever sits in the slot moves up first. */
 		if (in_slot[i] != 0 && (size_t)in_slot[i] - 1 != i) {
 			want[in_slot[i] - 1] = fcntl(slot, F_DUPFD, top);
@@ -274,6 +421,8 @@ child_exec(struct fdstore *fs, const struct h_daemon *d)
 	int		 fd;
 
 	child_place_fds(fs);
+	/* PID 1 passes nothing else: close what the test process had open. */
+	close_range(3 + (unsigned)(fs->n + (fs->listener >= 0)), ~0U, 0);
 	fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
 	    0600);
 	if (fd != -1) {
@@ -349,6 +498,11 @@ fdstore_restart(struct fdstore *fs, struct h_daemon *d)
 		    "with status %d", status);
 		return -1;
 	}
+	if (fs->between != NULL)
+		fs->between(fs, fs->between_arg);
+	store_sweep_hung_up(fs);
+	store_reverse(fs);
+	store_copy_state(fs);
 	fflush(NULL);
 	if ((pid = fork()) == -1)
 		return -1;

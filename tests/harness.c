@@ -1564,3 +1564,27 @@ h_lib_conn(const char *client)
 	    locks_error_code(rc), locks_last_message(NULL));
 	return c;
 }
+
+/* Send one line with descriptors, as a client of the wire would. */
+void
+h_send_with_fds(struct h_conn *c, const char *line, const int *fds, size_t n)
+{
+	char		 control[CMSG_SPACE(sizeof(int) * 4)];
+	struct iovec	 iov = { (void *)line, strlen(line) };
+	struct msghdr	 msg;
+	struct cmsghdr	*cm;
+
+	memset(&msg, 0, sizeof msg);
+	memset(control, 0, sizeof control);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+	ck_assert_int_eq(sendmsg(c->fd, &msg, MSG_NOSIGNAL),
+	    (ssize_t)strlen(line));
+}

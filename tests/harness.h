@@ -131,6 +131,8 @@ struct h_conn	*h_conn_open(const char *);
 void		 h_conn_close(struct h_conn *);
 void		 h_conn_close_all(void);
 int		 h_send_raw(struct h_conn *, const void *, size_t);
+void		 h_send_with_fds(struct h_conn *, const char *, const int *,
+		    size_t);
 int		 h_send(struct h_conn *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 struct json_object *h_recv(struct h_conn *, double);

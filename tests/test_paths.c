@@ -483,30 +483,6 @@ START_TEST(test_outside_holder_of_a_path_is_listed)
 }
 END_TEST
 
-/* Send one line with descriptors, as a client of the wire would. */
-static void
-send_with_fds(struct h_conn *c, const char *line, const int *fds, size_t n)
-{
-	char		 control[CMSG_SPACE(sizeof(int) * 4)];
-	struct iovec	 iov = { (void *)line, strlen(line) };
-	struct msghdr	 msg;
-	struct cmsghdr	*cm;
-
-	memset(&msg, 0, sizeof msg);
-	memset(control, 0, sizeof control);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control;
-	msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-	memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-	ck_assert_int_eq(sendmsg(c->fd, &msg, MSG_NOSIGNAL),
-	    (ssize_t)strlen(line));
-}
-
 /* The wire: a descriptor where none is taken, or too many, is refused. */
 START_TEST(test_descriptors_come_only_where_a_request_takes_them)
 {
@@ -520,7 +496,7 @@ START_TEST(test_descriptors_come_only_where_a_request_takes_them)
 	ck_assert_int_ge(fds[0], 0);
 	fds[1] = fds[2] = fds[0];
 
-	send_with_fds(c, "{\"id\":1,\"op\":\"acquire\",\"name\":\"w1\"}\n",
+	h_send_with_fds(c, "{\"id\":1,\"op\":\"acquire\",\"name\":\"w1\"}\n",
 	    fds, 1);
 	r = h_recv(c, H_REPLY_SECS);
 	EXPECT_ERROR(r, "bad_request");
@@ -528,16 +504,16 @@ START_TEST(test_descriptors_come_only_where_a_request_takes_them)
 
 	snprintf(line, sizeof line, "{\"id\":2,\"op\":\"acquire\","
 	    "\"name\":\"%s\"}\n", path);
-	send_with_fds(c, line, fds, 2);
+	h_send_with_fds(c, line, fds, 2);
 	r = h_recv(c, H_REPLY_SECS);
 	EXPECT_ERROR(r, "bad_request");
 	ck_assert_ptr_nonnull(strstr(h_json(r), "2 came"));
 
-	send_with_fds(c, line, fds, 3);
+	h_send_with_fds(c, line, fds, 3);
 	EXPECT_ERROR(h_recv(c, H_REPLY_SECS), "bad_request");
 
 	/* The connection still works, and a right request is granted. */
-	send_with_fds(c, line, fds, 1);
+	h_send_with_fds(c, line, fds, 1);
 	r = h_recv(c, H_REPLY_SECS);
 	EXPECT_OK(r);
 	ck_assert_str_eq(h_str(r, "name"), path);
@@ -574,10 +550,10 @@ START_TEST(test_descriptors_wait_for_a_line_split_across_reads)
 	ck_assert_int_eq(h_send_raw(c, pad, strlen(pad)), 0);
 	snprintf(line, sizeof line, "{\"id\":2,\"op\":\"acquire\","
 	    "\"name\":\"%s\"}\n", x);
-	send_with_fds(c, line, &fx, 1);
+	h_send_with_fds(c, line, &fx, 1);
 	snprintf(line, sizeof line, "{\"id\":3,\"op\":\"acquire\","
 	    "\"name\":\"%s\"}\n", y);
-	send_with_fds(c, line, &fy, 1);
+	h_send_with_fds(c, line, &fy, 1);
 	ck_assert_int_eq(kill(h_srv.pid, SIGCONT), 0);
 	EXPECT_OK(h_recv(c, H_REPLY_SECS));
 	r = h_recv(c, H_REPLY_SECS);

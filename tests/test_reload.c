@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -78,9 +79,12 @@ store_settles(void)
 	}
 }
 
-/* Hand the daemon over one way, and wait until the new one restored. */
+/*
+ * Hand the daemon over one way, and wait until the new one restored,
+ * leaving the store as it is.
+ */
 static void
-hand_over(int how)
+hand_over_unsettled(int how)
 {
 	double	 deadline = h_now() + h_slow(2 * H_START_SECS);
 
@@ -99,6 +103,13 @@ hand_over(int how)
 		}
 		h_sleep(0.01);
 	}
+}
+
+/* Hand the daemon over, and wait until it took all from the store. */
+static void
+hand_over(int how)
+{
+	hand_over_unsettled(how);
 	if (how == BY_RESTART)
 		store_settles();
 }
@@ -552,6 +563,170 @@ START_TEST(test_store_too_small_releases_everything)
 }
 END_TEST
 
+/* The store's double calls this between the old exit and the new start. */
+static void
+close_conn_between(struct fdstore *fs, void *arg)
+{
+	(void)fs;
+	h_conn_close(arg);
+}
+
+/*
+ * A client gone in the gap: systemd drops its hung-up socket from the
+ * store, so its session comes back without one; its lock goes free, and
+ * the next waiter gets it.
+ */
+START_TEST(test_client_gone_mid_restart)
+{
+	struct h_conn	*x, *w;
+	int64_t		 t;
+
+	start(BY_RESTART);
+	x = h_connect();
+	w = h_connect();
+	t = token_of(h_take(x, "rl-gone", "exclusive"));
+	h_queue(w, "rl-gone", "exclusive", 7, "next");
+	store.between = close_conn_between;
+	store.between_arg = x;
+	hand_over(BY_RESTART);
+	store.between = NULL;
+	ck_assert_uint_ge(store.hung_up, 1);
+	ck_assert_int_gt(token_of(h_granted(w, 7, H_REPLY_SECS)), t);
+	ck_assert_msg(file_held("rl-gone"), "the waiter's flock is missing");
+}
+END_TEST
+
+/*
+ * The state, once read, is emptied for systemd's copy too: a crash
+ * before the new instance takes it out of the store must not bring back
+ * holders it has released since.
+ */
+START_TEST(test_state_is_emptied_once_read)
+{
+	struct stat	 sb;
+
+	start(BY_RESTART);
+	h_take(h_connect(), "rl-once", "exclusive");
+	hand_over(BY_RESTART);
+	ck_assert_int_ge(store.state_copy, 0);
+	ck_assert_int_eq(fstat(store.state_copy, &sb), 0);
+	ck_assert_int_eq(sb.st_size, 0);
+}
+END_TEST
+
+/* Drop from the store every descriptor of the file arg names, but ours. */
+static void
+drop_file_between(struct fdstore *fs, void *arg)
+{
+	struct stat	 want, sb;
+	size_t		 i = 0;
+
+	ck_assert_int_eq(stat(arg, &want), 0);
+	while (i < fs->n) {
+		if (strncmp(fs->names[i], "~=", 2) != 0 &&
+		    fstat(fs->fds[i], &sb) == 0 && sb.st_dev == want.st_dev &&
+		    sb.st_ino == want.st_ino)
+			fdstore_drop(fs, i);
+		else
+			i++;
+	}
+}
+
+/*
+ * A waiter in the descriptor form whose own descriptor did not come
+ * back: granting it without would flock another description, so its
+ * connection is closed, as a crash would, and the holder keeps its lock.
+ */
+START_TEST(test_lost_handoff_descriptor_closes_its_connection)
+{
+	struct h_conn		*x, *w;
+	struct json_object	*r;
+	char			 path[PATH_MAX], line[PATH_MAX + 128];
+	int			 fds[2];
+
+	start(BY_RESTART);
+	snprintf(path, sizeof path, "%s/rl-handoff.lock", h_run_dir());
+	x = h_connect();
+	w = h_connect();
+	ck_assert_int_ge(fds[0] = open(path, O_RDONLY | O_CREAT | O_CLOEXEC,
+	    0644), 0);
+	snprintf(line, sizeof line, "{\"id\":1,\"op\":\"acquire\",\"name\":"
+	    "\"%s\"}\n", path);
+	h_send_with_fds(x, line, fds, 1);
+	EXPECT_OK(h_recv(x, H_REPLY_SECS));
+	close(fds[0]);
+	ck_assert_int_ge(fds[0] = open(path, O_RDONLY | O_CLOEXEC), 0);
+	ck_assert_int_ge(fds[1] = open(path, O_RDONLY | O_CLOEXEC), 0);
+	snprintf(line, sizeof line, "{\"id\":2,\"op\":\"acquire\",\"name\":"
+	    "\"%s\",\"handoff\":true}\n", path);
+	h_send_with_fds(w, line, fds, 2);
+	r = h_recv(w, H_REPLY_SECS);
+	EXPECT_BLOCKING(r);
+	close(fds[1]);
+	store.between = drop_file_between;
+	store.between_arg = path;
+	hand_over(BY_RESTART);
+	store.between = NULL;
+	ck_assert_msg(h_recv_closed(w, h_slow(H_REPLY_SECS)), "the waiter "
+	    "without its descriptor was kept: %s", h_error());
+	EXPECT_OK(h_request(x, "{\"op\":\"release\",\"name\":\"%s\"}", path));
+	ck_assert_int_eq(flock(fds[0], LOCK_EX | LOCK_NB), 0);
+	close(fds[0]);
+}
+END_TEST
+
+/*
+ * A descriptor in the store that is neither ours nor a listening socket
+ * (another program's, say) is closed with a word in the log; the start
+ * goes on, rather than failing every time systemd tries again.
+ */
+START_TEST(test_stray_descriptor_in_the_store_is_closed)
+{
+	char	 buf[1 << 16];
+
+	start(BY_RESTART);
+	h_take(h_connect(), "rl-stray", "exclusive");
+	fdstore_add(&store, open("/dev/null", O_RDONLY | O_CLOEXEC), "stray");
+	hand_over_unsettled(BY_RESTART);	/* the stray is not its to remove */
+	ck_assert_msg(file_held("rl-stray"), "the lock was lost");
+	ck_assert_int_ge(h_slurp(h_srv.log_path, buf, sizeof buf), 0);
+	ck_assert_msg(strstr(buf, "(stray) is not a listening") != NULL,
+	    "%s", buf);
+}
+END_TEST
+
+/* Every descriptor a handover kept is close-on-exec again after it. */
+START_TEST(test_kept_descriptors_are_close_on_exec)
+{
+	char		 dir[64], path[PATH_MAX], buf[512];
+	struct dirent	*de;
+	DIR		*d;
+	unsigned	 flags;
+	int		 fd, n = 0;
+
+	start(_i);
+	h_take(h_connect(), "rl-cloexec", "exclusive");
+	hand_over(_i);
+	snprintf(dir, sizeof dir, "/proc/%ld/fdinfo", (long)h_srv.pid);
+	ck_assert_ptr_nonnull(d = opendir(dir));
+	while ((de = readdir(d)) != NULL) {
+		/* valgrind keeps its own descriptors high, at 1000 and up. */
+		if ((fd = atoi(de->d_name)) < 3 || fd >= 1000)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (h_slurp(path, buf, sizeof buf) < 0 ||
+		    sscanf(strstr(buf, "flags:") != NULL ? strstr(buf,
+		    "flags:") : "", "flags: %o", &flags) != 1)
+			continue;
+		ck_assert_msg(flags & O_CLOEXEC, "fd %d is not close-on-exec "
+		    "after the handover", fd);
+		n++;
+	}
+	closedir(d);
+	ck_assert_int_ge(n, 3);
+}
+END_TEST
+
 static Suite *
 reload_suite(void)
 {
@@ -573,6 +748,12 @@ reload_suite(void)
 	tcase_add_loop_test(tc, test_hard_linked_lock_files, 0, 2);
 	tcase_add_loop_test(tc, test_kill_after_handover_releases_everything,
 	    0, 2);
+	tcase_add_loop_test(tc, test_kept_descriptors_are_close_on_exec, 0,
+	    2);
+	tcase_add_test(tc, test_client_gone_mid_restart);
+	tcase_add_test(tc, test_state_is_emptied_once_read);
+	tcase_add_test(tc, test_lost_handoff_descriptor_closes_its_connection);
+	tcase_add_test(tc, test_stray_descriptor_in_the_store_is_closed);
 	tcase_add_test(tc, test_store_too_small_releases_everything);
 	tcase_add_test(tc, test_unreadable_state_is_survived);
 	tcase_add_test(tc, test_failed_reload_keeps_the_old_daemon);
