@@ -102,9 +102,9 @@ static const char usage_text[] =
     "       locks [--socket PATH] hold [-s|-x] [-n] [-w SECS] [-E CODE]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
     "                 NAME|PATH\n"
-    "       locks [--socket PATH] check [-q] NAME\n"
+    "       locks [--socket PATH] check [-q] NAME|PATH\n"
     "       locks [--socket PATH] list [-a] [-o COLUMNS] [-n] [-r] [--json]\n"
-    "                 [NAME]\n"
+    "                 [NAME|PATH]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";
 
@@ -132,9 +132,9 @@ static const char help_text[] =
     "                      hold it until stdin closes or SIGTERM comes;\n"
     "                      either one while waiting gives up (stdin's end:\n"
     "                      the conflict status; SIGTERM: 143)\n"
-    "  check NAME          exit 0 if NAME is free, 1 if it is held (and\n"
+    "  check NAME|PATH     exit 0 if it is free, 1 if it is held (and\n"
     "                      print the holders, unless -q)\n"
-    "  list [NAME]         show holders and waiters; of NAME only, with\n"
+    "  list [NAME|PATH]    show holders and waiters; of that lock only, with\n"
     "                      its holders outside the broker, or \"NAME: free\"\n"
     "  status              show the daemon's version and counters\n"
     "\n"
@@ -878,7 +878,10 @@ static void
 say_conflict(const char *label, const struct lock_args *la,
     const struct timespec *start)
 {
-	if (la->verbose && la->opts.timeout == 0)
+	if (la->verbose && la->as_flock)	/* flock(1)'s own words */
+		fprintf(stderr, "flock: %s\n", la->opts.timeout == 0 ?
+		    "failed to get lock" : "timeout while waiting to get lock");
+	else if (la->verbose && la->opts.timeout == 0)
 		fprintf(stderr, "locks: %s is held; failed to get the lock\n",
 		    label);
 	else if (la->verbose)
@@ -892,9 +895,23 @@ static void
 say_took(const char *label, const struct lock_args *la,
     const struct timespec *start)
 {
-	if (la->verbose)
+	if (la->verbose && la->as_flock)	/* on stdout, as flock(1) */
+		printf("flock: getting lock took %.6f seconds\n",
+		    elapsed(start));
+	else if (la->verbose)
 		fprintf(stderr, "locks: getting %s took %.6f seconds\n", label,
 		    elapsed(start));
+}
+
+/*
+ * Invoked as flock with --verbose, say what runs, as flock(1) does: into
+ * stdout's buffer, flushed at the end when stdout is a file, as flock's.
+ */
+static void
+say_executing(const struct lock_args *la, const struct command_env *env)
+{
+	if (la->verbose && la->as_flock)
+		printf("flock: executing %s\n", env->argv[0]);
 }
 
 /*
@@ -1387,6 +1404,7 @@ run_plain(struct run_target *rt, struct lock_args *la, const char *sock,
 	}
 	if (la->close)
 		env.close_fd = fd;
+	say_executing(la, &env);
 	if (la->no_fork)
 		exec_in_place(&env);
 	status = run_command(&env, NULL, 0, 0, &left_behind);
@@ -1480,6 +1498,7 @@ run_with_broker(struct run_target *rt, struct lock_args *la,
 		locks_close(conn);
 		return error != LOCKS_OK ? status : 0;
 	}
+	say_executing(la, &env);
 	if (la->no_fork) {
 		env.inherit[0] = locks_fd(conn);
 		exec_in_place(&env);

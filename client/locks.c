@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "liblocks.h"
@@ -477,20 +478,14 @@ fd_path(int fd)
  * flock onto fd's own open file description.  It gets fd and a second
  * open of the file (its own, to wait on), which is closed here after.
  */
-int
-locks_acquire_fd(locks_conn *conn, int fd,
+static int
+acquire_fd_once(locks_conn *conn, int fd,
     const struct locks_acquire_opts *opts, int64_t *ret_token)
 {
 	char	 link[64], *name;
 	int64_t	 value;
 	int	 own, error;
 
-	if ((error = acquire_check(conn, &opts)) != LOCKS_OK)
-		return error;
-	if (fd < 0 || fcntl(fd, F_GETFD) == -1) {
-		error_msg(conn, "descriptor %d is not open", fd);
-		return LOCKS_E_INVAL;
-	}
 	/* flock(1) needs no read access: a write-only open does too. */
 	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
 	if ((own = open(link, O_WRONLY | O_NOCTTY | O_CLOEXEC)) == -1 &&
@@ -509,6 +504,49 @@ locks_acquire_fd(locks_conn *conn, int fd,
 	free(name);
 	if (error == LOCKS_OK && ret_token != NULL)
 		*ret_token = value;
+	return error;
+}
+
+static double
+monotonic_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int
+locks_acquire_fd(locks_conn *conn, int fd,
+    const struct locks_acquire_opts *opts, int64_t *ret_token)
+{
+	struct locks_acquire_opts	 again;
+	double				 deadline, left;
+	int				 error;
+
+	if ((error = acquire_check(conn, &opts)) != LOCKS_OK)
+		return error;
+	if (fd < 0 || fcntl(fd, F_GETFD) == -1) {
+		error_msg(conn, "descriptor %d is not open", fd);
+		return LOCKS_E_INVAL;
+	}
+	again = *opts;
+	deadline = monotonic_now() + opts->timeout;
+	/*
+	 * An exclusive grant moves the flock onto fd with an unlock and a
+	 * lock, and a process outside the broker waiting in flock(2) may
+	 * take the file in between: the daemon then answers timeout.  Wait
+	 * again, as flock(1) would, while time is left (a real timeout
+	 * leaves none).
+	 */
+	while ((error = acquire_fd_once(conn, fd, &again, ret_token)) ==
+	    LOCKS_E_TIMEOUT && opts->timeout != 0) {
+		if (opts->timeout > 0) {
+			if ((left = deadline - monotonic_now()) < 0.001)
+				break;
+			again.timeout = left;
+		}
+	}
 	return error;
 }
 

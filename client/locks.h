@@ -185,6 +185,9 @@ int		 locks_acquire(locks_conn *conn, const char *target,
  * flock(2) on fd; the connection holds nothing afterwards, and the daemon
  * shows the lock in list as held by this process's parent until it sees
  * the file unlocked.  fd must be open on a regular file or a directory.
+ * An exclusive grant moves the flock with an unlock and a lock, and a
+ * flock(2) waiting outside the broker may win that instant; the call then
+ * waits again, within what is left of opts->timeout, as flock(1) would.
  */
 int		 locks_acquire_fd(locks_conn *conn, int fd,
 		    const struct locks_acquire_opts *opts, int64_t *ret_token);

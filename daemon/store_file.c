@@ -530,7 +530,14 @@ file_lock_explain(struct lock_store *store, const char *name, int error,
 	char			 owner[64], me[64];
 	uid_t			 uid = geteuid();
 
-	if ((error != -EACCES && error != -EPERM) || name[0] == '/')
+	size_t			 dirlen = strlen(sf->dir);
+
+	/* A path into the lock dir is that name's lock, and its file. */
+	if (strncmp(name, sf->dir, dirlen) == 0 && name[dirlen] == '/' &&
+	    strchr(name + dirlen + 1, '/') == NULL)
+		name += dirlen + 1;
+	if ((error != -EACCES && error != -EPERM) || name[0] == '/' ||
+	    name[0] == '\0')
 		return 0;
 	store_file_user(uid, me, sizeof me);
 	if (fstatat(sf->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == -1) {

@@ -65,6 +65,7 @@ struct fake_script {
 	int	 after_grant;	/* events pushed right after a grant */
 	int	 every_ms;	/* > 0: after a grant, push this often */
 	int	 hangup_ms;	/* > 0: hang up this long after a grant */
+	int	 lost_handoffs;	/* descriptor-form acquires to time out */
 };
 
 /* A running fake daemon. */
@@ -159,6 +160,8 @@ fake_acquire(int fd, long long id, const struct fake_script *script)
 	fake_events(fd, script->after_grant);
 }
 
+static int	 handoffs_lost;	/* in the fake: timed out so far */
+
 /*
  * Answer one request line; returns 1 after a grant.  Request lines start
  * {"id":N,"op":"NAME" as proto_request_format writes them.
@@ -178,7 +181,16 @@ fake_answer(int fd, const char *line, const struct fake_script *script)
 	else if (strcmp(op, "hello") == 0)
 		fake_say(fd, "{\"id\":%lld,\"ok\":true,\"server\":\"locksd\","
 		    "\"pid\":%ld}\n", id, (long)getpid());
-	else if (strcmp(op, "acquire") == 0) {
+	else if (strcmp(op, "acquire") == 0 && strstr(line,
+	    "\"handoff\":true") != NULL && handoffs_lost <
+	    script->lost_handoffs) {
+		/* As locksd says when an outside flock won the move. */
+		handoffs_lost++;
+		fake_say(fd, "{\"id\":%lld,\"ok\":false,\"error\":{\"code\":"
+		    "\"timeout\",\"message\":\"a process outside the broker "
+		    "took the file while the lock moved onto the descriptor\"}}"
+		    "\n", id);
+	} else if (strcmp(op, "acquire") == 0) {
 		fake_acquire(fd, id, script);
 		return 1;
 	} else
@@ -557,6 +569,47 @@ START_TEST(test_events_during_an_acquire_are_passed_over)
 END_TEST
 
 /*
+ * The descriptor form waits again when an outside flock(2) won the move
+ * of the lock onto the descriptor (the daemon says timeout), as flock(1)
+ * would; with a timeout it stops once that is spent, and with 0 at once.
+ */
+START_TEST(test_descriptor_form_waits_again_after_a_lost_move)
+{
+	struct fake_script	 script = { .protocol = PROTO_VERSION,
+				    .lost_handoffs = 2 };
+	struct locks_acquire_opts opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct fake		 f;
+	locks_conn		*conn = NULL;
+	int64_t			 token = 0;
+	int			 fd;
+
+	ck_assert_int_ge(fd = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+	fake_start(&f, &script);
+	ck_assert_int_eq(locks_connect(f.path, "test", &conn), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire_fd(conn, fd, NULL, &token), LOCKS_OK);
+	ck_assert_int_eq(token, FAKE_TOKEN);
+	locks_close(conn);
+	fake_stop(&f);
+
+	opts.timeout = 0;
+	fake_start(&f, &script);
+	ck_assert_int_eq(locks_connect(f.path, "test", &conn), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire_fd(conn, fd, &opts, &token),
+	    LOCKS_E_TIMEOUT);
+	locks_close(conn);
+	fake_stop(&f);
+
+	opts.timeout = 60;
+	fake_start(&f, &script);
+	ck_assert_int_eq(locks_connect(f.path, "test", &conn), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire_fd(conn, fd, &opts, &token), LOCKS_OK);
+	locks_close(conn);
+	fake_stop(&f);
+	close(fd);
+}
+END_TEST
+
+/*
  * The protocol version in hello.
  */
 
@@ -802,6 +855,7 @@ client_suite(void)
 	tcase_add_test(tc, test_check_notices_a_hangup_after_pushed_events);
 	tcase_add_test(tc, test_check_calls_a_line_that_is_not_json_a_loss);
 	tcase_add_test(tc, test_events_during_an_acquire_are_passed_over);
+	tcase_add_test(tc, test_descriptor_form_waits_again_after_a_lost_move);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("protocol version");

@@ -282,6 +282,43 @@ test_as_flock_goes_through_the_broker() {
 	wait
 }
 
+# verbose_run IMPL ARGS...: stdout and stderr of IMPL --verbose, timings
+# masked, as "out:" and "err:" lines.
+verbose_run() {
+	local impl=$1 cmd
+	shift
+	cmd=$(impl_cmd "$impl")
+	LOCKS_SOCKET=$(impl_socket "$impl") "$cmd" --verbose "$@" \
+	    >"$TMP/v.out" 2>"$TMP/v.err" </dev/null
+	sed 's/^/out: /' "$TMP/v.out"
+	sed 's/^/err: /' "$TMP/v.err"
+}
+
+# flock(1)'s --verbose words, on its streams: util-linux's unlock test
+# compares them.
+test_verbose_says_what_flock_says() {
+	local f=$TMP/verbose.lock go=$TMP/go.verbose want got
+	# Sorted: flock(1) leaves its lines in stdout's buffer past the
+	# command's own when stdout is a file; locks flushes them first.
+	want=$(verbose_run real "$f" echo hi |
+	    sed 's/[0-9.]* seconds/N seconds/' | sort)
+	got=$(verbose_run broker "$f" echo hi |
+	    sed 's/[0-9.]* seconds/N seconds/' | sort)
+	[ "$got" = "$want" ] || fail "granted: flock says [$want], locks [$got]"
+	"$REAL_FLOCK" "$f" sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done' \
+	    "$go" &
+	wait_until sh -c '! "$0" -n "$1" true' "$REAL_FLOCK" "$f" ||
+	    fail "the holder did not take $f"
+	want=$(verbose_run real -n "$f" true)
+	got=$(verbose_run broker -n "$f" true)
+	[ "$got" = "$want" ] || fail "-n: flock says [$want], locks [$got]"
+	want=$(verbose_run real -w 0.2 "$f" true | tail -n 1)
+	got=$(verbose_run broker -w 0.2 "$f" true | tail -n 1)
+	[ "$got" = "$want" ] || fail "-w: flock ends [$want], locks [$got]"
+	touch "$go"
+	wait
+}
+
 test_fallback_is_silent_unless_verbose() {
 	local err=$TMP/err.fb
 	LOCKS_SOCKET=$NOWHERE "$AS_FLOCK" "$TMP/fb.lock" true 2>"$err" ||
@@ -350,6 +387,8 @@ t "exit statuses of the command line: flock(1)'s, 3 ways" \
     test_exit_statuses
 t "as flock, with a broker: the broker's lock and token, no fallback" \
     test_as_flock_goes_through_the_broker
+t "--verbose says what flock(1) says, on its streams" \
+    test_verbose_says_what_flock_says
 t "with no broker, the fallback is silent unless --verbose" \
     test_fallback_is_silent_unless_verbose
 t "locks run falls back only with --fallback (to locks/NAME for a name)" \

@@ -419,6 +419,60 @@ START_TEST(test_descriptor_form_waits_in_fifo_order)
 }
 END_TEST
 
+/* A child that waits in flock(2) for path, outside the broker, then lets go. */
+static pid_t
+spawn_outside_waiter(const char *path)
+{
+	pid_t	 pid;
+	int	 fd;
+
+	if ((pid = fork()) == 0) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		_exit(fd == -1 || flock(fd, LOCK_EX) == -1 ? 1 : 0);
+	}
+	ck_assert_int_gt(pid, 0);
+	return pid;
+}
+
+/*
+ * An exclusive descriptor-form grant unlocks the broker's copy and locks
+ * the caller's, and a flock(2) waiting outside may win that instant:
+ * the caller then waits again, as flock(1) would, and never sees an
+ * error for a wait without a timeout.  A race, so it is run many times.
+ */
+START_TEST(test_descriptor_form_outlasts_an_outside_waiter)
+{
+	locks_conn	*c = h_lib_conn("dw-a");
+	char		 path[256];
+	int		 i, status, fd;
+	pid_t		 waiter, outsider;
+
+	test_path(path, sizeof path, "dw.lock");
+	for (i = 0; i < 20; i++) {
+		ck_assert_int_eq(locks_acquire(c, path, NULL, NULL), LOCKS_OK);
+		if ((waiter = fork()) == 0) {
+			locks_conn	*e;
+
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			_exit(fd == -1 || locks_connect(h_srv.socket_path,
+			    "dw-b", &e) != LOCKS_OK || locks_acquire_fd(e, fd,
+			    NULL, NULL) != LOCKS_OK ? 1 : 0);
+		}
+		ck_assert_int_gt(waiter, 0);
+		wait_waiters(c, path, 1);
+		outsider = spawn_outside_waiter(path);
+		h_sleep(0.02);		/* into flock(2), most of the time */
+		ck_assert_int_eq(locks_release(c, path), LOCKS_OK);
+		ck_assert_int_eq(h_wait_exit(waiter, h_slow(10), &status), 0);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "round %d: the descriptor form failed", i);
+		ck_assert_int_eq(h_wait_exit(outsider, h_slow(10), &status),
+		    0);
+	}
+	locks_close(c);
+}
+END_TEST
+
 /* Locking a descriptor again is flock(2) on its own lock: granted. */
 START_TEST(test_descriptor_form_again_on_its_own_description)
 {
@@ -586,6 +640,7 @@ paths_suite(void)
 	tcase_add_test(tc,
 	    test_descriptor_form_lives_as_long_as_the_descriptor);
 	tcase_add_test(tc, test_descriptor_form_waits_in_fifo_order);
+	tcase_add_test(tc, test_descriptor_form_outlasts_an_outside_waiter);
 	tcase_add_test(tc, test_descriptor_form_again_on_its_own_description);
 	tcase_add_test(tc, test_outside_holder_of_a_path_is_listed);
 	tcase_add_test(tc,

@@ -1776,6 +1776,7 @@ START_TEST(test_unreadable_lock_file_error_names_path_owner_mode_and_fix)
 	struct h_daemon	 d;
 	struct h_conn	*c;
 	char		 path[PATH_MAX], mode_text[64], runs_as[64];
+	char		 line[PATH_MAX + 64];
 	int		 fd;
 
 	if (!start_as_nobody(&d, "a lock file the broker may not read"))
@@ -1794,6 +1795,15 @@ START_TEST(test_unreadable_lock_file_error_names_path_owner_mode_and_fix)
 	    "cannot open the lock file", path, mode_text,
 	    "Permission denied", runs_as, "needs read access",
 	    "chmod a+r it or remove it", NULL });
+	/* A path to that file is the name's lock, and says the same. */
+	snprintf(line, sizeof line, "{\"op\":\"acquire\",\"id\":3,"
+	    "\"name\":\"%s\"}\n", path);
+	ck_assert_int_ge(fd = open(path, O_RDONLY | O_CLOEXEC), 0);
+	h_send_with_fds(c, line, &fd, 1);
+	close(fd);
+	expect_message_has(h_recv(c, H_REPLY_SECS), (const char *const []){
+	    "cannot open the lock file", path, mode_text, "needs read access",
+	    NULL });
 
 	/* The fix works: the same name is usable at once. */
 	ck_assert_int_eq(chmod(path, 0644), 0);
