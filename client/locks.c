@@ -483,7 +483,7 @@ acquire_fd_once(locks_conn *conn, int fd,
     const struct locks_acquire_opts *opts, int64_t *ret_token)
 {
 	char	 link[64], *name;
-	int64_t	 value;
+	int64_t	 value = 0;
 	int	 own, error;
 
 	/* flock(1) needs no read access: a write-only open does too. */
