@@ -140,6 +140,34 @@ os.execv(sys.argv[1], sys.argv[1:])' "$LOCKS" --socket "$SOCK" run \
 
 #
 
+test_hold_holds_a_path() {
+	local f=$TMP/hold-path.lock token rc
+	coproc HOLDP { lk hold "$f"; }
+	read -r -t 10 token <&"${HOLDP[0]}" || fail "no token within 10 s"
+	[[ $token =~ ^[0-9]+$ ]] || fail "token: $token"
+	"$FLOCK" -n "$f" true && fail "flock -n got $f while hold had it"
+	lk check -q "$f"
+	[ $? -eq 1 ] || fail "check does not see the path held"
+	eval "exec ${HOLDP[1]}>&-"
+	wait "$HOLDP_PID"
+	rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc after EOF"
+	"$FLOCK" -n "$f" true || fail "still held after EOF"
+}
+
+test_dash_c_before_the_path_as_flock() {
+	local f=$TMP/dash-c.lock out rc
+	mkdir -p "$TMP/bin" && ln -sf "$LOCKS" "$TMP/bin/flock" || fail "ln"
+	# flock(1) takes -c only after the file: before it, both refuse.
+	"$FLOCK" -c 'echo real' "$f" >/dev/null 2>&1
+	rc=$?
+	LOCKS_SOCKET=$SOCK "$TMP/bin/flock" -c 'echo ran' "$f" >/dev/null 2>&1
+	[ $? -eq "$rc" ] || fail "flock exits $rc for -c before the file"
+	out=$(LOCKS_SOCKET=$SOCK "$TMP/bin/flock" "$f" -c \
+	    'echo "ran $LOCKS_TOKEN"' 2>&1) || fail "exit $?: $out"
+	[[ $out =~ ^ran\ [0-9]+$ ]] || fail "printed: $out"
+}
+
 "$LOCKSD" --socket "$SOCK" --lock-dir "$LOCKDIR" 2>"$TMP/locksd.log" &
 DPID=$!
 wait_until lk status >/dev/null 2>&1 ||
@@ -157,3 +185,6 @@ t "a descriptor converts its own lock in place, as flock(1)" \
     test_descriptor_converts_its_own_lock_in_place
 t "an inherited SIG_IGN for SIGCHLD does not hang locks run" \
     test_an_ignored_sigchld_is_not_inherited
+t "hold PATH holds the file until stdin closes" test_hold_holds_a_path
+t "as flock, -c after the path runs through the broker, before it is 64" \
+    test_dash_c_before_the_path_as_flock
