@@ -2043,9 +2043,11 @@ list_add_holder(struct list_view *v, const char *name, const locks_holder *h,
 	cells[COL_OWNER] = locks_holder_owner(h);
 	cells[COL_TOKEN] = waiting ? "" : token;
 	if (locks_holder_external(h)) {
-		/* Outside the broker: no uid, label, time or token. */
+		/* Outside the broker: no label, time or token; a uid if seen. */
 		cells[COL_STATE] = "external";
-		cells[COL_UID] = cells[COL_USER] = cells[COL_CLIENT] = "";
+		if (locks_holder_uid(h) == (uid_t)-1)
+			cells[COL_UID] = cells[COL_USER] = "";
+		cells[COL_CLIENT] = "";
 		cells[COL_SINCE] = cells[COL_HELD] = cells[COL_TOKEN] = "";
 		cells[COL_OWNER] = locks_holder_command(h);
 	}

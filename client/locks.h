@@ -225,6 +225,7 @@ const locks_holder *locks_lock_waiter(const locks_lock *lock, size_t i);
 /* One holder or waiter.  Strings are never NULL. */
 int		 locks_holder_external(const locks_holder *h);
 pid_t		 locks_holder_pid(const locks_holder *h);
+/* An outside holder's uid is (uid_t)-1 when the daemon could not see it. */
 uid_t		 locks_holder_uid(const locks_holder *h);
 gid_t		 locks_holder_gid(const locks_holder *h);
 const char	*locks_holder_client(const locks_holder *h);

@@ -119,6 +119,17 @@ outside_command(pid_t pid, char *buf, size_t size)
 	utf8_clean(buf);
 }
 
+/* The user a process runs as (its /proc directory's owner), if seen. */
+static uid_t
+outside_uid(pid_t pid)
+{
+	struct stat	 sb;
+	char		 path[64];
+
+	snprintf(path, sizeof path, "/proc/%ld", (long)pid);
+	return stat(path, &sb) == 0 ? sb.st_uid : PROTO_NO_UID;
+}
+
 /*
  * Read all of /proc/locks with large read(2)s: stdio's 1 KiB reads let the
  * kernel's view shift between them far more often.  Returns a
@@ -341,6 +352,7 @@ outside_encode(struct outside_holder *h)
 	memset(&ph, 0, sizeof ph);
 	ph.external = 1;
 	ph.pid = h->pid;
+	ph.uid = outside_uid(h->pid);
 	ph.mode = h->mode;
 	ph.command = h->command;
 	return proto_holder_encode(&ph);

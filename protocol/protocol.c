@@ -898,6 +898,9 @@ proto_holder_encode(const struct proto_holder *h)
 		json_object_object_add(obj, "external",
 		    json_object_new_boolean(1));
 	json_object_object_add(obj, "pid", json_object_new_int64(h->pid));
+	if (h->external && h->uid != PROTO_NO_UID)
+		json_object_object_add(obj, "uid",
+		    json_object_new_int64(h->uid));
 	if (!h->external) {
 		json_object_object_add(obj, "uid",
 		    json_object_new_int64(h->uid));
@@ -955,7 +958,9 @@ proto_holder_decode(struct json_object *obj, struct proto_holder *h)
 	h->external = json_object_object_get_ex(obj, "external", &value) &&
 	    json_object_get_boolean(value);
 	h->pid = (pid_t)get_int(obj, "pid");
-	h->uid = (uid_t)get_int(obj, "uid");
+	h->uid = json_object_object_get_ex(obj, "uid", &value) &&
+	    is_number(value) ? (uid_t)json_object_get_int64(value) :
+	    PROTO_NO_UID;
 	h->gid = (gid_t)get_int(obj, "gid");
 	h->token = get_int(obj, "token");
 	h->client = get_string(obj, "client");

@@ -113,10 +113,13 @@ struct proto_scratch {
 };
 
 /* One holder or waiter as it travels in list and blocking messages. */
+/* An outside holder's uid when its process could not be seen. */
+#define PROTO_NO_UID	((uid_t)-1)
+
 struct proto_holder {
 	int			 external;	/* held outside the broker */
 	pid_t			 pid;
-	uid_t			 uid;
+	uid_t			 uid;		/* PROTO_NO_UID: not known */
 	gid_t			 gid;
 	const char		*client;
 	const char		*owner;

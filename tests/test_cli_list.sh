@@ -98,6 +98,8 @@ test_list_name_shows_an_outside_holder_without_all() {
 	    fail "exit $?"
 	[ "$out" = "ls-out external exclusive $OUT_PID flock" ] ||
 	    fail "list ls-out: $out"
+	out=$(lk list -n -r -o USER ls-out) || fail "exit $?"
+	[ "$out" = "$(id -un)" ] || fail "USER of the outside holder: $out"
 	# Listing everything still leaves outside-only files to -a.
 	lk list | grep -q ls-out && fail "plain list shows it: $(lk list)"
 	lk list -a | grep -q ls-out || fail "list -a does not show it"

@@ -170,6 +170,10 @@ check_external(struct json_object *h, pid_t pid, const char *mode)
 	ck_assert_msg(h_str(h, "command") != NULL &&
 	    strcmp(h_str(h, "command"), "flock") == 0,
 	    "command flock expected: %s", h_json(h));
+	/* The flock(1) runs as this test's user, which the daemon can see. */
+	ck_assert_msg(h_get(h, "uid") != NULL && h_int(h, "uid") ==
+	    (int64_t)getuid(), "uid %ld expected: %s", (long)getuid(),
+	    h_json(h));
 }
 
 /* Check a broker holder or waiter of this test's process, in mode. */
