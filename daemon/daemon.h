@@ -430,7 +430,7 @@ double		 clock_monotonic(void);
  */
 struct systemd;
 
-int		 systemd_take_fd(int, const char *);
+int		 systemd_take_fd(int, const char *, int);
 int		 systemd_socket_path(int, char *, size_t);
 struct systemd	*systemd_new(struct event_base *);
 void		 systemd_free(struct systemd *);

@@ -832,7 +832,7 @@ startup_listen(struct named_fds *nf, struct snap *snap,
 		if (nf->used[i])
 			;	/* read, or mapped */
 		else if (!fdname_ours(nf->names[i])) {
-			if (systemd_take_fd(fd, nf->names[i]) == 0)
+			if (systemd_take_fd(fd, nf->names[i], ok) == 0)
 				fdset_add(&fd, listeners);
 		} else if (!ok || snap->nlisteners == 0)
 			salvage_fd(fd, listeners);

@@ -33,15 +33,22 @@ struct systemd {
 
 /*
  * Take an inherited descriptor as a listener if it is a listening Unix
- * stream socket (made non-blocking); else log it and close it, 0 or -1:
- * one stray descriptor in the store must not make every start fail.
+ * stream socket (made non-blocking): 0.  Else, at a plain start, it is a
+ * socket unit set up wrong, and fatal; in a restore it is a stray the
+ * store kept, and is logged and closed (-1), since failing would fail
+ * every start that systemd tries again with the same store.
  */
 int
-systemd_take_fd(int fd, const char *name)
+systemd_take_fd(int fd, const char *name, int restoring)
 {
 	int	 r, flags;
 
 	r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+	if (r < 0 && !restoring)
+		fatalx("inherited fd %d (%s): %s", fd, name, strerror(-r));
+	if (r == 0 && !restoring)
+		fatalx("inherited fd %d (%s) is not a listening Unix stream "
+		    "socket", fd, name);
 	if (r <= 0 || (flags = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
 		log_warnx("inherited fd %d (%s) is not a listening Unix "
