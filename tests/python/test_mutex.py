@@ -14,7 +14,7 @@ import time
 import unittest
 
 import locks
-from locks import Mutex
+from locks import Mutex, _conn
 from support import LOCKS_CLI, Broker, BrokerCase
 
 
@@ -399,6 +399,73 @@ class TestLostAndErrors(unittest.TestCase):
             Mutex(path, socket='/nonexistent/s').lock()
         self.assertEqual(e.exception.filename, path.encode())
         self.assertEqual(e.exception.errno, errno.ENOENT)
+
+
+class TestStuckBroker(unittest.TestCase):
+    """A broker that is stopped (SIGSTOP) does not hang a lock() with a
+    timeout: past the timeout plus the grace it is Unavailable."""
+
+    def setUp(self):
+        self.broker = Broker()
+        self.addCleanup(self.broker.stop)
+
+    def stop_broker(self):
+        """SIGSTOP the broker until the test ends."""
+        self.broker.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.broker.proc.send_signal, signal.SIGCONT)
+
+    def assert_unavailable_soon(self, m, bound):
+        start = time.monotonic()
+        with self.assertRaises(locks.Unavailable) as e:
+            m.lock()
+        took = time.monotonic() - start
+        self.assertLess(took, bound)
+        self.assertIn(self.broker.socket, str(e.exception))
+        self.assertIn('did not answer within', str(e.exception))
+        self.assertFalse(m.locked)
+        return took
+
+    def test_a_new_connection_to_a_stopped_broker(self):
+        self.stop_broker()
+        took = self.assert_unavailable_soon(
+            Mutex('py-stuck', timeout=0, socket=self.broker.socket), 10)
+        self.assertGreaterEqual(took, _conn.DEADLINE_GRACE * 0.9)
+
+    def test_a_pooled_connection_to_a_stopped_broker(self):
+        # hello done on a pooled connection: the acquire alone must time out.
+        m = Mutex('py-stuck-pool', timeout=0.2, socket=self.broker.socket)
+        with m:
+            pass
+        self.stop_broker()
+        self.assert_unavailable_soon(m, 10)
+        self.broker.proc.send_signal(signal.SIGCONT)
+        with m:                      # a fresh connection works again
+            self.assertTrue(m.locked)
+
+    def test_a_callback_and_a_timeout_to_a_stopped_broker(self):
+        calls = []
+        m = Mutex('py-stuck-cb', timeout=0, callback=lambda: calls.append(1),
+                  socket=self.broker.socket)
+        self.stop_broker()
+        self.assert_unavailable_soon(m, 10)
+        self.assertEqual(calls, [])
+
+    def test_no_timeout_after_the_blocking_event(self):
+        # With a callback the wait after it is forever: no deadline then.
+        holder = Mutex('py-stuck-wait', socket=self.broker.socket)
+        holder.lock()
+        called = threading.Event()
+        m = Mutex('py-stuck-wait', timeout=0, callback=called.set,
+                  socket=self.broker.socket)
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.assertTrue(called.wait(5))
+        time.sleep(_conn.DEADLINE_GRACE + 0.5)
+        self.assertTrue(t.is_alive())
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
 
 
 if __name__ == '__main__':
