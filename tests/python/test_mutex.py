@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ import unittest
 
 import locks
 from locks import Mutex, _conn
-from support import LOCKS_CLI, Broker, BrokerCase
+from support import LOCKS_CLI, Broker, BrokerCase, FakeBroker
 
 
 def queue_and_record(target, index, out):
@@ -466,6 +467,71 @@ class TestStuckBroker(unittest.TestCase):
         t.join(10)
         self.assertTrue(m.locked)
         m.release()
+
+
+def grant_then(second):
+    """A FakeBroker script: connection 0 grants its first acquire and
+    answers the release, then does what second(conn_no, request) says;
+    every later connection grants at once."""
+    def respond(n, req):
+        rid = req['id']
+        if req['op'] == 'release':
+            return [{'id': rid, 'ok': True}]
+        if n == 0 and rid > 1:
+            return second(n, req)
+        return [{'id': rid, 'ok': True, 'name': req['name'],
+                 'token': 10 + n}]
+    return respond
+
+
+class TestRetry(unittest.TestCase):
+    """An acquire on a pooled connection that the broker drops."""
+
+    def fake(self, second):
+        fake = FakeBroker(grant_then(second))
+        self.addCleanup(fake.stop)
+        return fake
+
+    def test_dropped_unheard_is_retried_on_a_new_connection(self):
+        fake = self.fake(lambda n, req: None)      # hang up, not a word
+        m = Mutex('py-retry', socket=fake.socket)
+        with m:
+            pass
+        self.assertEqual(m.lock(), 11)           # granted on connection 1
+        self.assertEqual(fake.conns, 2)
+        m.release()
+
+    def test_dropped_after_the_blocking_event_is_lost_and_calls_once(self):
+        def event_then_hang_up(n, req):
+            fake.blocked.append(req['id'])
+            return [{'id': req['id'], 'event': 'blocking', 'name':
+                     req['name'], 'holders': [], 'position': 1}]
+
+        calls = []
+        fake = self.fake(event_then_hang_up)
+        fake.blocked = []
+        m = Mutex('py-retry-cb', callback=lambda: calls.append(1),
+                  socket=fake.socket)
+        with m:
+            pass
+        # The broker sent the event and then (below) went away: the wait
+        # was the broker's, so it is Lost, not retried, and one callback.
+        t = threading.Thread(target=lambda: self.wait_and_drop(fake))
+        t.start()
+        with self.assertRaises(locks.Lost):
+            m.lock()
+        t.join(10)
+        self.assertEqual(calls, [1])
+        self.assertEqual(fake.conns, 1)
+        self.assertFalse(m.locked)
+
+    def wait_and_drop(self, fake):
+        """Once the event is sent, drop connection 0."""
+        deadline = time.monotonic() + 5
+        while not fake.blocked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        fake.open[0].shutdown(socket.SHUT_RDWR)
 
 
 if __name__ == '__main__':
