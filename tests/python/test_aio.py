@@ -152,6 +152,22 @@ class TestAioLost(unittest.TestCase):
         run(main())
 
 
+    def test_release_after_the_broker_died_is_lost(self):
+        broker = Broker()
+        self.addCleanup(broker.stop)
+
+        async def main():
+            m = locks.aio.Mutex('aio-lost-release', socket=broker.socket)
+            await m.lock()
+            broker.kill()
+            await asyncio.sleep(0.2)
+            with self.assertRaises(locks.Lost):
+                await m.release()
+            self.assertFalse(m.locked)
+            await m.release()           # holds nothing now: a no-op
+        run(main())
+
+
 class TestAioStuckBroker(unittest.TestCase):
     """A stopped broker does not hang an aio lock() with a timeout."""
 

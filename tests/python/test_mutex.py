@@ -315,8 +315,14 @@ class TestLostAndErrors(unittest.TestCase):
         b = Mutex('py-lost-2', socket=broker.socket)
         a.lock()
         b.lock()
+        d = Mutex('py-lost-4', socket=broker.socket)
+        d.lock()
         self.assertTrue(a.check())
         broker.kill()
+        time.sleep(0.2)
+        with self.assertRaises(locks.Lost):
+            d.lock()                         # lock() on a held one: Lost
+        self.assertFalse(d.locked)
         self.assertTrue(lost.wait(5))
         self.assertFalse(a.locked)
         with self.assertRaises(locks.Lost) as e:
@@ -400,6 +406,105 @@ class TestLostAndErrors(unittest.TestCase):
             Mutex(path, socket='/nonexistent/s').lock()
         self.assertEqual(e.exception.filename, path.encode())
         self.assertEqual(e.exception.errno, errno.ENOENT)
+
+
+class TestAudit(BrokerCase):
+    """Connection reuse, the callback-only case, broker errors, FIFO on a
+    path with the CLI in the queue, and outside holders in list."""
+
+    def test_one_mutex_reuses_its_connection(self):
+        before = locks.status().connections
+        m = Mutex('py-reuse')
+        conns = set()
+        for _ in range(20):
+            m.lock()
+            conns.add(id(m._conn))
+            self.assertLessEqual(locks.status().connections, before + 1)
+            m.release()
+        self.assertEqual(len(conns), 1)
+        self.assertLessEqual(locks.status().connections, before)
+
+    def test_callback_only_calls_promptly_while_taken(self):
+        holder = Mutex('py-cb-only')
+        holder.lock()
+        called = threading.Event()
+        m = Mutex('py-cb-only', callback=called.set)
+        start = time.monotonic()
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.assertTrue(called.wait(5))
+        self.assertLess(time.monotonic() - start, 1)
+        self.assertTrue(t.is_alive())
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
+
+    def test_callback_only_not_called_when_free(self):
+        calls = []
+        m = Mutex('py-cb-free', callback=lambda: calls.append(1))
+        with m:
+            self.assertTrue(m.locked)
+        time.sleep(0.1)
+        self.assertEqual(calls, [])
+
+    def test_a_broker_error_has_its_code_and_base(self):
+        with self.assertRaises(locks.Unsupported) as e:
+            Mutex('/dev/null').lock()
+        self.assertEqual(e.exception.code, 'unsupported')
+        self.assertIsInstance(e.exception, locks.Error)
+        self.assertIsInstance(e.exception, OSError)
+        self.assertIn('/dev/null', str(e.exception))
+
+    def test_fifo_on_a_path_with_a_cli_waiter_in_the_middle(self):
+        path = self.tmpfile()
+        out = self.tmpfile()
+        holder = Mutex(path)
+        holder.lock()
+        ctx = multiprocessing.get_context('fork')
+        procs = []
+        for i in range(5):
+            if i == 2:
+                p = subprocess.Popen([LOCKS_CLI, 'run', path, '--', 'sh',
+                                      '-c', 'echo 2 >> "$1"', 'sh', out])
+            else:
+                p = ctx.Process(target=queue_and_record, args=(path, i, out))
+                p.start()
+            procs.append(p)
+            self.wait_until(lambda: self.waiters(path) == i + 1,
+                            'waiter %d queues' % i)
+        holder.release()
+        for p in procs:
+            if isinstance(p, subprocess.Popen):
+                self.assertEqual(p.wait(10), 0)
+            else:
+                p.join(10)
+                self.assertEqual(p.exitcode, 0)
+        with open(out) as f:
+            self.assertEqual(f.read().split(), ['0', '1', '2', '3', '4'])
+
+    def test_list_all_shows_an_outside_flock_as_external(self):
+        name = 'py-outside'
+        lock_file = os.path.join(self.broker.lock_dir, name)
+        path = self.tmpfile()
+        procs = [subprocess.Popen(['flock', f, 'sleep', '30'])
+                 for f in (lock_file, path)]
+        for p in procs:
+            self.addCleanup(p.wait)
+            self.addCleanup(p.kill)
+        for target in (name, path):
+            self.wait_until(
+                lambda: subprocess.call(['flock', '-n', lock_file if target
+                                         == name else path, 'true']) == 1,
+                'flock holds ' + target)
+            self.assertEqual(locks.list(target), [])
+            [lk] = locks.list(target, all=True)
+            [h] = lk.holders
+            self.assertTrue(h.external)
+            self.assertEqual(h.mode, 'exclusive')
+            self.assertIn(h.pid, [p.pid for p in procs])
+        self.assertIn(name, [lk.name for lk in locks.list(all=True)
+                             if any(h.external for h in lk.holders)])
 
 
 class TestStuckBroker(unittest.TestCase):
