@@ -10,6 +10,7 @@ import pickle
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -505,6 +506,58 @@ class TestAudit(BrokerCase):
             self.assertIn(h.pid, [p.pid for p in procs])
         self.assertIn(name, [lk.name for lk in locks.list(all=True)
                              if any(h.external for h in lk.holders)])
+
+
+ATEXIT_CHECK = r"""
+import atexit, os
+kept = []
+def check():
+    left = [c for cs in pool.idle.values() for c in cs]
+    os._exit(3 if left or not kept or any(c.sock is not None
+                                           for c in kept) else 0)
+atexit.register(check)      # before locks: so it runs after locks' own
+import locks
+from locks._conn import pool
+locks.status()
+with locks.Mutex('py-atexit'):
+    pass
+kept.extend(c for cs in pool.idle.values() for c in cs)
+"""
+
+
+class TestHygiene(BrokerCase):
+    """A timeout reads back as given, idle connections close at exit, and
+    a star-import does not shadow the builtin list."""
+
+    def test_an_infinite_timeout_reads_back_as_given(self):
+        m = Mutex('py-inf', timeout=float('inf'))
+        self.assertEqual(m.timeout, float('inf'))
+        with m:
+            self.assertTrue(m.locked)
+        holder = Mutex('py-inf')
+        holder.lock()
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.wait_until(lambda: self.waiters('py-inf') == 1, 'it waits')
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
+        self.assertEqual(pickle.loads(pickle.dumps(m)).timeout,
+                         float('inf'))
+
+    def test_idle_connections_are_closed_at_exit(self):
+        proc = subprocess.run([sys.executable, '-c', ATEXIT_CHECK],
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(proc.returncode, 0, proc.stdout)
+
+    def test_star_import_leaves_the_builtin_list(self):
+        ns = {}
+        exec('from locks import *', ns)
+        self.assertNotIn('list', ns)
+        self.assertIn('Mutex', ns)
+        self.assertTrue(callable(locks.list))
 
 
 class TestStuckBroker(unittest.TestCase):

@@ -45,8 +45,9 @@ from ._errors import (AlreadyHeld, BadRequest, Cancelled, Error, Internal,
                       Unsupported, Untrusted, from_reply)
 from ._target import Target, acquire_line, init_args
 
+# Not 'list': a star-import would shadow the builtin (locks.list works).
 __all__ = [
-    'Mutex', 'list', 'status', 'default_socket', 'Holder', 'Waiter',
+    'Mutex', 'status', 'default_socket', 'Holder', 'Waiter',
     'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
     'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
     'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',

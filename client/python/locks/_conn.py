@@ -18,6 +18,7 @@ Nothing here is public: use :mod:`locks`.
 """
 
 import array
+import atexit
 import codecs
 import errno
 import json
@@ -98,7 +99,7 @@ class Deadline:
     @classmethod
     def for_timeout(cls, timeout):
         """The deadline of a lock() with this timeout (None: none)."""
-        if timeout is None:
+        if timeout is None or timeout >= 1e9:    # inf, or as good as
             return None
         return cls(timeout + DEADLINE_GRACE)
 
@@ -457,12 +458,14 @@ class Conn:
         """Wait until the socket is readable or self.deadline passes;
         then close, and raise Unavailable."""
         deadline = self.deadline
-        left = deadline.remaining()
-        if left > 0:
-            p = select.poll()
-            p.register(self.sock.fileno(), select.POLLIN | select.POLLHUP |
-                       select.POLLERR)
-            if p.poll(max(int(left * 1000 + 0.999), 1)):
+        p = select.poll()
+        p.register(self.sock.fileno(), select.POLLIN | select.POLLHUP |
+                   select.POLLERR)
+        while True:
+            left = deadline.remaining()
+            if left <= 0:
+                break
+            if p.poll(min(max(int(left * 1000 + 0.999), 1), 1 << 30)):
                 return
         err = deadline.expired(self.path)
         self.close()
@@ -616,6 +619,19 @@ class Pool:
                 return
         conn.close()
 
+    def close_idle(self):
+        """Close every idle connection (at exit, so none is left to the
+        garbage collector with a ResourceWarning); a forked child's
+        copies are only forgotten."""
+        with self.lock:
+            if self.pid != os.getpid():
+                self._reset()
+                return
+            idle, self.idle = self.idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
     def _reset(self):
         """Forget the parent's idle connections (in a forked child)."""
         for conns in self.idle.values():
@@ -626,6 +642,7 @@ class Pool:
 
 
 pool = Pool()
+atexit.register(pool.close_idle)
 
 
 class Watcher:
