@@ -396,6 +396,7 @@ class Conn:
         self.next_id = 1
         self.deadline = deadline
         self.heard = False
+        self._poll = None
         _all_conns.add(self)
         try:
             send_all(self.sock, hello_line(client_label()))
@@ -458,9 +459,11 @@ class Conn:
         """Wait until the socket is readable or self.deadline passes;
         then close, and raise Unavailable."""
         deadline = self.deadline
-        p = select.poll()
-        p.register(self.sock.fileno(), select.POLLIN | select.POLLHUP |
-                   select.POLLERR)
+        p = self._poll
+        if p is None:
+            p = self._poll = select.poll()
+            p.register(self.sock.fileno(), select.POLLIN | select.POLLHUP |
+                       select.POLLERR)
         while True:
             left = deadline.remaining()
             if left <= 0:
