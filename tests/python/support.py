@@ -111,3 +111,71 @@ class BrokerCase(unittest.TestCase):
         """How many requests wait for target in the broker."""
         import locks
         return sum(len(lk.waiters) for lk in locks.list(target))
+
+
+class FakeBroker:
+    """A scripted stand-in for locksd on a socket of its own, for what a
+    real one will not do on cue (hang up mid-wait, say, after an event).
+
+    respond(conn_no, request) returns the lines (dicts) to send back, or
+    None to hang up without a word; conn_no counts connections from 0.
+    hello is answered here.  self.requests lists (conn_no, request).
+    """
+
+    def __init__(self, respond):
+        """Listen, and serve each connection in a thread of its own."""
+        import json
+        import threading
+        self.json = json
+        self.respond = respond
+        self.dir = tempfile.mkdtemp(prefix='locks-py-fake.')
+        self.socket = os.path.join(self.dir, 'fake.sock')
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(self.socket)
+        self.listener.listen(16)
+        self.requests = []
+        self.conns = 0
+        self.open = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                s, _ = self.listener.accept()
+            except OSError:
+                return
+            n, self.conns = self.conns, self.conns + 1
+            self.open.append(s)
+            threading.Thread(target=self._serve, args=(s, n),
+                             daemon=True).start()
+
+    def _serve(self, s, n):
+        f = s.makefile('rb')
+        try:
+            for line in f:
+                req = self.json.loads(line)
+                if req.get('op') == 'hello':
+                    out = [{'id': req['id'], 'ok': True, 'protocol': 1}]
+                else:
+                    self.requests.append((n, req))
+                    out = self.respond(n, req)
+                if out is None:
+                    break
+                s.sendall(b''.join(self.json.dumps(o).encode() + b'\n'
+                                   for o in out))
+        except OSError:
+            pass
+        finally:
+            f.close()
+            s.close()
+
+    def stop(self):
+        """Close the listener and every connection; remove the socket."""
+        self.listener.close()
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)

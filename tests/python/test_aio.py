@@ -3,6 +3,8 @@ an event loop that keeps running while it waits, and Lost."""
 
 import asyncio
 import os
+import signal
+import time
 import unittest
 
 import locks
@@ -147,6 +149,79 @@ class TestAioLost(unittest.TestCase):
             self.assertFalse(m.check())
             with self.assertRaises(locks.Unavailable):
                 await m.lock()
+        run(main())
+
+
+    def test_release_after_the_broker_died_is_lost(self):
+        broker = Broker()
+        self.addCleanup(broker.stop)
+
+        async def main():
+            m = locks.aio.Mutex('aio-lost-release', socket=broker.socket)
+            await m.lock()
+            broker.kill()
+            await asyncio.sleep(0.2)
+            with self.assertRaises(locks.Lost):
+                await m.release()
+            self.assertFalse(m.locked)
+            await m.release()           # holds nothing now: a no-op
+        run(main())
+
+
+class TestAioStuckBroker(unittest.TestCase):
+    """A stopped broker does not hang an aio lock() with a timeout."""
+
+    def test_a_stopped_broker_is_unavailable(self):
+        broker = Broker()
+        self.addCleanup(broker.stop)
+
+        async def main():
+            m = locks.aio.Mutex('aio-stuck', timeout=0.2,
+                                socket=broker.socket)
+            await m.lock()          # the pooled case: hello is done
+            await m.release()
+            broker.proc.send_signal(signal.SIGSTOP)
+            try:
+                for mutex in (m, locks.aio.Mutex('aio-stuck', timeout=0,
+                                                 socket=broker.socket)):
+                    start = time.monotonic()
+                    with self.assertRaises(locks.Unavailable) as e:
+                        await mutex.lock()
+                    self.assertLess(time.monotonic() - start, 10)
+                    self.assertIn(broker.socket, str(e.exception))
+                    self.assertIn('did not answer within',
+                                  str(e.exception))
+                    self.assertFalse(mutex.locked)
+            finally:
+                broker.proc.send_signal(signal.SIGCONT)
+            await m.lock()          # answered again, on a new connection
+            self.assertTrue(m.locked)
+            await m.close()
+        run(main())
+
+    def test_open_does_not_block_the_loop(self):
+        # The loop runs on while lock() waits on a stopped broker.
+        broker = Broker()
+        self.addCleanup(broker.stop)
+
+        async def main():
+            broker.proc.send_signal(signal.SIGSTOP)
+            ticks = []
+
+            async def ticker():
+                while True:
+                    ticks.append(1)
+                    await asyncio.sleep(0.01)
+
+            t = asyncio.ensure_future(ticker())
+            try:
+                with self.assertRaises(locks.Unavailable):
+                    await locks.aio.Mutex('aio-stuck-loop', timeout=0,
+                                          socket=broker.socket).lock()
+            finally:
+                broker.proc.send_signal(signal.SIGCONT)
+                t.cancel()
+            self.assertGreater(len(ticks), 20)
         run(main())
 
 

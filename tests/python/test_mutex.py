@@ -8,14 +8,16 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
 
 import locks
-from locks import Mutex
-from support import LOCKS_CLI, Broker, BrokerCase
+from locks import Mutex, _conn
+from support import LOCKS_CLI, Broker, BrokerCase, FakeBroker
 
 
 def queue_and_record(target, index, out):
@@ -314,8 +316,14 @@ class TestLostAndErrors(unittest.TestCase):
         b = Mutex('py-lost-2', socket=broker.socket)
         a.lock()
         b.lock()
+        d = Mutex('py-lost-4', socket=broker.socket)
+        d.lock()
         self.assertTrue(a.check())
         broker.kill()
+        time.sleep(0.2)
+        with self.assertRaises(locks.Lost):
+            d.lock()                         # lock() on a held one: Lost
+        self.assertFalse(d.locked)
         self.assertTrue(lost.wait(5))
         self.assertFalse(a.locked)
         with self.assertRaises(locks.Lost) as e:
@@ -399,6 +407,289 @@ class TestLostAndErrors(unittest.TestCase):
             Mutex(path, socket='/nonexistent/s').lock()
         self.assertEqual(e.exception.filename, path.encode())
         self.assertEqual(e.exception.errno, errno.ENOENT)
+
+
+class TestAudit(BrokerCase):
+    """Connection reuse, the callback-only case, broker errors, FIFO on a
+    path with the CLI in the queue, and outside holders in list."""
+
+    def test_one_mutex_reuses_its_connection(self):
+        before = locks.status().connections
+        m = Mutex('py-reuse')
+        conns = set()
+        for _ in range(20):
+            m.lock()
+            conns.add(id(m._conn))
+            self.assertLessEqual(locks.status().connections, before + 1)
+            m.release()
+        self.assertEqual(len(conns), 1)
+        self.assertLessEqual(locks.status().connections, before)
+
+    def test_callback_only_calls_promptly_while_taken(self):
+        holder = Mutex('py-cb-only')
+        holder.lock()
+        called = threading.Event()
+        m = Mutex('py-cb-only', callback=called.set)
+        start = time.monotonic()
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.assertTrue(called.wait(5))
+        self.assertLess(time.monotonic() - start, 1)
+        self.assertTrue(t.is_alive())
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
+
+    def test_callback_only_not_called_when_free(self):
+        calls = []
+        m = Mutex('py-cb-free', callback=lambda: calls.append(1))
+        with m:
+            self.assertTrue(m.locked)
+        time.sleep(0.1)
+        self.assertEqual(calls, [])
+
+    def test_a_broker_error_has_its_code_and_base(self):
+        with self.assertRaises(locks.Unsupported) as e:
+            Mutex('/dev/null').lock()
+        self.assertEqual(e.exception.code, 'unsupported')
+        self.assertIsInstance(e.exception, locks.Error)
+        self.assertIsInstance(e.exception, OSError)
+        self.assertIn('/dev/null', str(e.exception))
+
+    def test_fifo_on_a_path_with_a_cli_waiter_in_the_middle(self):
+        path = self.tmpfile()
+        out = self.tmpfile()
+        holder = Mutex(path)
+        holder.lock()
+        ctx = multiprocessing.get_context('fork')
+        procs = []
+        for i in range(5):
+            if i == 2:
+                p = subprocess.Popen([LOCKS_CLI, 'run', path, '--', 'sh',
+                                      '-c', 'echo 2 >> "$1"', 'sh', out])
+            else:
+                p = ctx.Process(target=queue_and_record, args=(path, i, out))
+                p.start()
+            procs.append(p)
+            self.wait_until(lambda: self.waiters(path) == i + 1,
+                            'waiter %d queues' % i)
+        holder.release()
+        for p in procs:
+            if isinstance(p, subprocess.Popen):
+                self.assertEqual(p.wait(10), 0)
+            else:
+                p.join(10)
+                self.assertEqual(p.exitcode, 0)
+        with open(out) as f:
+            self.assertEqual(f.read().split(), ['0', '1', '2', '3', '4'])
+
+    def test_list_all_shows_an_outside_flock_as_external(self):
+        name = 'py-outside'
+        lock_file = os.path.join(self.broker.lock_dir, name)
+        path = self.tmpfile()
+        procs = [subprocess.Popen(['flock', f, 'sleep', '30'])
+                 for f in (lock_file, path)]
+        for p in procs:
+            self.addCleanup(p.wait)
+            self.addCleanup(p.kill)
+        for target in (name, path):
+            self.wait_until(
+                lambda: subprocess.call(['flock', '-n', lock_file if target
+                                         == name else path, 'true']) == 1,
+                'flock holds ' + target)
+            self.assertEqual(locks.list(target), [])
+            [lk] = locks.list(target, all=True)
+            [h] = lk.holders
+            self.assertTrue(h.external)
+            self.assertEqual(h.mode, 'exclusive')
+            self.assertIn(h.pid, [p.pid for p in procs])
+        self.assertIn(name, [lk.name for lk in locks.list(all=True)
+                             if any(h.external for h in lk.holders)])
+
+
+ATEXIT_CHECK = r"""
+import atexit, os
+kept = []
+def check():
+    left = [c for cs in pool.idle.values() for c in cs]
+    os._exit(3 if left or not kept or any(c.sock is not None
+                                           for c in kept) else 0)
+atexit.register(check)      # before locks: so it runs after locks' own
+import locks
+from locks._conn import pool
+locks.status()
+with locks.Mutex('py-atexit'):
+    pass
+kept.extend(c for cs in pool.idle.values() for c in cs)
+"""
+
+
+class TestHygiene(BrokerCase):
+    """A timeout reads back as given, idle connections close at exit, and
+    a star-import does not shadow the builtin list."""
+
+    def test_an_infinite_timeout_reads_back_as_given(self):
+        m = Mutex('py-inf', timeout=float('inf'))
+        self.assertEqual(m.timeout, float('inf'))
+        with m:
+            self.assertTrue(m.locked)
+        holder = Mutex('py-inf')
+        holder.lock()
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.wait_until(lambda: self.waiters('py-inf') == 1, 'it waits')
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
+        self.assertEqual(pickle.loads(pickle.dumps(m)).timeout,
+                         float('inf'))
+
+    def test_idle_connections_are_closed_at_exit(self):
+        proc = subprocess.run([sys.executable, '-c', ATEXIT_CHECK],
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(proc.returncode, 0, proc.stdout)
+
+    def test_star_import_leaves_the_builtin_list(self):
+        ns = {}
+        exec('from locks import *', ns)
+        self.assertNotIn('list', ns)
+        self.assertIn('Mutex', ns)
+        self.assertTrue(callable(locks.list))
+
+
+class TestStuckBroker(unittest.TestCase):
+    """A broker that is stopped (SIGSTOP) does not hang a lock() with a
+    timeout: past the timeout plus the grace it is Unavailable."""
+
+    def setUp(self):
+        self.broker = Broker()
+        self.addCleanup(self.broker.stop)
+
+    def stop_broker(self):
+        """SIGSTOP the broker until the test ends."""
+        self.broker.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.broker.proc.send_signal, signal.SIGCONT)
+
+    def assert_unavailable_soon(self, m, bound):
+        start = time.monotonic()
+        with self.assertRaises(locks.Unavailable) as e:
+            m.lock()
+        took = time.monotonic() - start
+        self.assertLess(took, bound)
+        self.assertIn(self.broker.socket, str(e.exception))
+        self.assertIn('did not answer within', str(e.exception))
+        self.assertFalse(m.locked)
+        return took
+
+    def test_a_new_connection_to_a_stopped_broker(self):
+        self.stop_broker()
+        took = self.assert_unavailable_soon(
+            Mutex('py-stuck', timeout=0, socket=self.broker.socket), 10)
+        self.assertGreaterEqual(took, _conn.DEADLINE_GRACE * 0.9)
+
+    def test_a_pooled_connection_to_a_stopped_broker(self):
+        # hello done on a pooled connection: the acquire alone must time out.
+        m = Mutex('py-stuck-pool', timeout=0.2, socket=self.broker.socket)
+        with m:
+            pass
+        self.stop_broker()
+        self.assert_unavailable_soon(m, 10)
+        self.broker.proc.send_signal(signal.SIGCONT)
+        with m:                      # a fresh connection works again
+            self.assertTrue(m.locked)
+
+    def test_a_callback_and_a_timeout_to_a_stopped_broker(self):
+        calls = []
+        m = Mutex('py-stuck-cb', timeout=0, callback=lambda: calls.append(1),
+                  socket=self.broker.socket)
+        self.stop_broker()
+        self.assert_unavailable_soon(m, 10)
+        self.assertEqual(calls, [])
+
+    def test_no_timeout_after_the_blocking_event(self):
+        # With a callback the wait after it is forever: no deadline then.
+        holder = Mutex('py-stuck-wait', socket=self.broker.socket)
+        holder.lock()
+        called = threading.Event()
+        m = Mutex('py-stuck-wait', timeout=0, callback=called.set,
+                  socket=self.broker.socket)
+        t = threading.Thread(target=m.lock)
+        t.start()
+        self.assertTrue(called.wait(5))
+        time.sleep(_conn.DEADLINE_GRACE + 0.5)
+        self.assertTrue(t.is_alive())
+        holder.release()
+        t.join(10)
+        self.assertTrue(m.locked)
+        m.release()
+
+
+def grant_then(second):
+    """A FakeBroker script: connection 0 grants its first acquire and
+    answers the release, then does what second(conn_no, request) says;
+    every later connection grants at once."""
+    def respond(n, req):
+        rid = req['id']
+        if req['op'] == 'release':
+            return [{'id': rid, 'ok': True}]
+        if n == 0 and rid > 1:
+            return second(n, req)
+        return [{'id': rid, 'ok': True, 'name': req['name'],
+                 'token': 10 + n}]
+    return respond
+
+
+class TestRetry(unittest.TestCase):
+    """An acquire on a pooled connection that the broker drops."""
+
+    def fake(self, second):
+        fake = FakeBroker(grant_then(second))
+        self.addCleanup(fake.stop)
+        return fake
+
+    def test_dropped_unheard_is_retried_on_a_new_connection(self):
+        fake = self.fake(lambda n, req: None)      # hang up, not a word
+        m = Mutex('py-retry', socket=fake.socket)
+        with m:
+            pass
+        self.assertEqual(m.lock(), 11)           # granted on connection 1
+        self.assertEqual(fake.conns, 2)
+        m.release()
+
+    def test_dropped_after_the_blocking_event_is_lost_and_calls_once(self):
+        def event_then_hang_up(n, req):
+            fake.blocked.append(req['id'])
+            return [{'id': req['id'], 'event': 'blocking', 'name':
+                     req['name'], 'holders': [], 'position': 1}]
+
+        calls = []
+        fake = self.fake(event_then_hang_up)
+        fake.blocked = []
+        m = Mutex('py-retry-cb', callback=lambda: calls.append(1),
+                  socket=fake.socket)
+        with m:
+            pass
+        # The broker sent the event and then (below) went away: the wait
+        # was the broker's, so it is Lost, not retried, and one callback.
+        t = threading.Thread(target=lambda: self.wait_and_drop(fake))
+        t.start()
+        with self.assertRaises(locks.Lost):
+            m.lock()
+        t.join(10)
+        self.assertEqual(calls, [1])
+        self.assertEqual(fake.conns, 1)
+        self.assertFalse(m.locked)
+
+    def wait_and_drop(self, fake):
+        """Once the event is sent, drop connection 0."""
+        deadline = time.monotonic() + 5
+        while not fake.blocked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        fake.open[0].shutdown(socket.SHUT_RDWR)
 
 
 if __name__ == '__main__':

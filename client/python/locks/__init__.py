@@ -45,8 +45,9 @@ from ._errors import (AlreadyHeld, BadRequest, Cancelled, Error, Internal,
                       Unsupported, Untrusted, from_reply)
 from ._target import Target, acquire_line, init_args
 
+# Not 'list': a star-import would shadow the builtin (locks.list works).
 __all__ = [
-    'Mutex', 'list', 'status', 'default_socket', 'Holder', 'Waiter',
+    'Mutex', 'status', 'default_socket', 'Holder', 'Waiter',
     'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
     'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
     'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',
@@ -222,18 +223,26 @@ class Mutex:
 
     def _acquire(self):
         """Send the acquire on a pooled connection and wait for the grant;
-        a dead idle connection is replaced once."""
+        an idle connection found dead before the broker said a word about
+        this acquire is replaced once.  With a timeout, a broker that does
+        not answer within it plus ``_conn.DEADLINE_GRACE`` is Unavailable.
+        """
         target = self._target
+        deadline = _conn.Deadline.for_timeout(self.timeout)
+        called = []     # across both attempts: the callback runs once
         fd = target.open() if target.is_path else None
         try:
             for attempt in (0, 1):
-                conn = _conn.pool.take(self.socket)
+                conn = _conn.pool.take(self.socket, deadline)
                 reused = conn.next_id > 1
                 try:
-                    reply = self._request(conn, fd)
+                    reply = self._request(conn, fd, deadline, called)
                     break
                 except Lost:
-                    if attempt or not reused:
+                    # Only a connection that died unheard is retried: once
+                    # an event came, the broker had the request (and the
+                    # callback may have run).
+                    if attempt or not reused or conn.heard or called:
                         raise
         finally:
             if fd is not None:
@@ -254,15 +263,18 @@ class Mutex:
             _conn.watcher.watch(conn, self.on_lost)
         return token
 
-    def _request(self, conn, fd):
-        """One acquire on conn; the blocking event calls the callback."""
+    def _request(self, conn, fd, deadline, called):
+        """One acquire on conn; the blocking event calls the callback,
+        unless called (a list shared by the attempts) says it ran, and
+        lifts the deadline: the wait after it is forever."""
         rid = conn.new_id()
         callback = self.callback
-        called = []
 
         def on_event(event):
-            if event.get('event') == 'blocking' and callback is not None \
-                    and not called:
+            if event.get('event') == 'blocking' and callback is not None:
+                conn.deadline = None
+                if called:
+                    return
                 called.append(True)
                 self._busy = True
                 try:
@@ -272,7 +284,7 @@ class Mutex:
 
         line = acquire_line(self._target, rid, self.timeout, callback,
                             self.shared, self.owner)
-        return conn.request(line, rid, on_event, fd)
+        return conn.request(line, rid, on_event, fd, deadline)
 
     def release(self):
         """Let the lock go; a no-op if this Mutex does not hold it.

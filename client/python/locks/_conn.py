@@ -18,6 +18,7 @@ Nothing here is public: use :mod:`locks`.
 """
 
 import array
+import atexit
 import codecs
 import errno
 import json
@@ -28,6 +29,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 import weakref
 
 from ._errors import (Lost, ProtocolError, Unavailable, Untrusted,
@@ -37,6 +39,10 @@ PROTOCOL_VERSION = 1
 SYSTEM_SOCKET = '/run/locksd/locksd.sock'
 MAX_LABEL = 256
 MAX_REPLY = 16 << 20
+
+# How much longer than its timeout a lock() waits for a broker that does
+# not answer (one stopped, or wedged) before it gives up with Unavailable.
+DEADLINE_GRACE = 2.0
 
 _TRUST_CALLER, _TRUST_SYSTEM, _TRUST_USER = 'caller', 'system', 'user'
 _CONN_FAILED = 'cannot connect to '
@@ -78,6 +84,41 @@ def default_socket():
     if os.geteuid() == 0:
         return system_socket()
     return user_socket()
+
+
+class Deadline:
+    """The client's own bound on a lock() with a timeout: connect, hello
+    and the acquire's reply must come within the timeout plus
+    DEADLINE_GRACE, or the broker is taken for one that does not answer."""
+
+    def __init__(self, seconds):
+        """A deadline seconds from now."""
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    @classmethod
+    def for_timeout(cls, timeout):
+        """The deadline of a lock() with this timeout (None: none)."""
+        if timeout is None or timeout >= 1e9:    # inf, or as good as
+            return None
+        return cls(timeout + DEADLINE_GRACE)
+
+    def remaining(self):
+        """Seconds left (at most 0 once passed)."""
+        return max(self.at - time.monotonic(), 0.0)
+
+    def expired(self, path):
+        """The Unavailable to raise once it has passed."""
+        return Unavailable('locksd at %s did not answer within %g s' %
+                           (path, self.seconds))
+
+
+def _set_sndtimeo(sock, seconds):
+    """SO_SNDTIMEO, which also bounds a blocking connect(2) on a Unix
+    socket whose backlog is full (0: no bound)."""
+    usec = int(seconds * 1e6)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                    struct.pack('ll', usec // 1000000, usec % 1000000))
 
 
 class _ConnectFailed(Unavailable):
@@ -141,8 +182,16 @@ def _check_peer(sock, path, trust, dir_owner):
                         'talk to it' % (path, uid, pid, dir_owner))
 
 
-def open_socket(path, trust=_TRUST_CALLER, blocking=True):
-    """Connect to the socket at path, checking it as trust says.
+def connect_failed(path, e):
+    """The _ConnectFailed for an OSError from connect(2)."""
+    return _ConnectFailed('%s%s: %s' % (_CONN_FAILED, path,
+                                        os.strerror(e.errno)
+                                        if e.errno else e))
+
+
+def open_socket(path, trust=_TRUST_CALLER, blocking=True, deadline=None):
+    """Connect to the socket at path, checking it as trust says, within
+    deadline if there is one.
 
     Raises Untrusted when a check refuses it, _ConnectFailed (an
     Unavailable) when nothing answers.
@@ -152,12 +201,22 @@ def open_socket(path, trust=_TRUST_CALLER, blocking=True):
         dir_owner = _check_socket_dir(path, trust)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(path)
-    except OSError as e:
+        if deadline is not None:
+            left = deadline.remaining()
+            if left <= 0:
+                raise deadline.expired(path)
+            _set_sndtimeo(sock, left)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            if deadline is not None and e.errno == errno.EAGAIN:
+                raise deadline.expired(path) from None
+            raise connect_failed(path, e) from None
+        if deadline is not None:
+            _set_sndtimeo(sock, 0)
+    except BaseException:
         sock.close()
-        raise _ConnectFailed('%s%s: %s' % (_CONN_FAILED, path,
-                                           os.strerror(e.errno)
-                                           if e.errno else e))
+        raise
     # Before hello: a stranger learns nothing, not even our label.
     if trust != _TRUST_CALLER:
         try:
@@ -169,18 +228,18 @@ def open_socket(path, trust=_TRUST_CALLER, blocking=True):
     return sock
 
 
-def _discover(blocking):
-    """A non-root user's socket: the system broker's if one answers there,
-    else (only when there is no system socket at all) the per-user one."""
-    sys_path = system_socket()
-    try:
-        return open_socket(sys_path, _TRUST_SYSTEM, blocking), sys_path
-    except _ConnectFailed as e:
-        sys_why = str(e)
-        if sys_why.startswith(_CONN_FAILED):
-            sys_why = sys_why[len(_CONN_FAILED):]
-    # A system socket that is there but does not answer is a system
-    # broker that is down: the per-user one's locks are other locks.
+def system_failed(e):
+    """Why the system socket failed, for the message that follows."""
+    sys_why = str(e)
+    if sys_why.startswith(_CONN_FAILED):
+        sys_why = sys_why[len(_CONN_FAILED):]
+    return sys_why
+
+
+def check_system_absent(sys_path, sys_why):
+    """Raise Unavailable if the system socket is there (but did not
+    answer): only a system socket that is missing falls back to the
+    per-user one."""
     try:
         os.stat(sys_path)
         present = True
@@ -192,25 +251,48 @@ def _discover(blocking):
             'does not answer: start it with `systemctl start '
             'locksd.socket`, or remove the stale socket (a per-user broker '
             'would hold other locks)' % sys_why)
+
+
+def user_failed(e, sys_why):
+    """The Unavailable when neither the system nor the user socket
+    answers."""
+    return Unavailable(
+        '%s, nor to the system broker at %s; start it with `systemctl '
+        'start locksd.socket`, or start your own with `locksd`' %
+        (e, sys_why))
+
+
+def _discover(blocking, deadline):
+    """A non-root user's socket: the system broker's if one answers there,
+    else (only when there is no system socket at all) the per-user one."""
+    sys_path = system_socket()
+    try:
+        return (open_socket(sys_path, _TRUST_SYSTEM, blocking, deadline),
+                sys_path)
+    except _ConnectFailed as e:
+        sys_why = system_failed(e)
+    # A system socket that is there but does not answer is a system
+    # broker that is down: the per-user one's locks are other locks.
+    check_system_absent(sys_path, sys_why)
     user_path = user_socket()
     try:
-        return open_socket(user_path, _TRUST_USER, blocking), user_path
+        return (open_socket(user_path, _TRUST_USER, blocking, deadline),
+                user_path)
     except _ConnectFailed as e:
-        raise Unavailable(
-            '%s, nor to the system broker at %s; start it with `systemctl '
-            'start locksd.socket`, or start your own with `locksd`' %
-            (e, sys_why))
+        raise user_failed(e, sys_why)
 
 
-def connect_socket(path=None, blocking=True):
+def connect_socket(path=None, blocking=True, deadline=None):
     """Open the socket path (None: the default, found and checked as
-    liblocks does).  Returns (socket, path); says nothing yet."""
+    liblocks does), within deadline if given.  Returns (socket, path);
+    says nothing yet."""
     if path is not None:
-        return open_socket(os.fspath(path), _TRUST_CALLER, blocking), path
+        return (open_socket(os.fspath(path), _TRUST_CALLER, blocking,
+                            deadline), path)
     if socket_env() is None and os.geteuid() != 0:
-        return _discover(blocking)
+        return _discover(blocking, deadline)
     path = default_socket()
-    return open_socket(path, _TRUST_CALLER, blocking), path
+    return open_socket(path, _TRUST_CALLER, blocking, deadline), path
 
 
 def send_all(sock, line, fd=None):
@@ -303,14 +385,18 @@ class Conn:
     for it go to a hook, and lines for nobody are dropped.
     """
 
-    def __init__(self, path=None):
-        """Connect (path None: the default socket) and say hello."""
-        self.sock, self.path = connect_socket(path)
+    def __init__(self, path=None, deadline=None):
+        """Connect (path None: the default socket) and say hello, within
+        deadline (a Deadline) if given."""
+        self.sock, self.path = connect_socket(path, deadline=deadline)
         self.pid = os.getpid()
         self.broken = False
         self.lost_why = None
         self.buf = b''
         self.next_id = 1
+        self.deadline = deadline
+        self.heard = False
+        self._poll = None
         _all_conns.add(self)
         try:
             send_all(self.sock, hello_line(client_label()))
@@ -318,6 +404,8 @@ class Conn:
         except BaseException:
             self.close()
             raise
+        finally:
+            self.deadline = None
 
     def usable(self):
         """Whether this process may use the connection for a new request."""
@@ -367,10 +455,32 @@ class Conn:
             pass
         return self._lost(os.strerror(err.errno) if err.errno else str(err))
 
+    def _wait_readable(self):
+        """Wait until the socket is readable or self.deadline passes;
+        then close, and raise Unavailable."""
+        deadline = self.deadline
+        p = self._poll
+        if p is None:
+            p = self._poll = select.poll()
+            p.register(self.sock.fileno(), select.POLLIN | select.POLLHUP |
+                       select.POLLERR)
+        while True:
+            left = deadline.remaining()
+            if left <= 0:
+                break
+            if p.poll(min(max(int(left * 1000 + 0.999), 1), 1 << 30)):
+                return
+        err = deadline.expired(self.path)
+        self.close()
+        raise err
+
     def _fill(self):
-        """Read once more from the socket, waiting."""
+        """Read once more from the socket, waiting (until self.deadline
+        if there is one)."""
         if len(self.buf) > MAX_REPLY:
             raise self._lost('reply longer than %d bytes' % MAX_REPLY)
+        if self.deadline is not None:
+            self._wait_readable()
         try:
             data = self.sock.recv(65536)
         except InterruptedError:
@@ -394,6 +504,8 @@ class Conn:
                 continue
             obj = parse_line(line, self.path)
             oid = obj.get('id')
+            if oid == rid:
+                self.heard = True
             if 'ok' in obj:
                 if rid is None or oid == rid:
                     return obj
@@ -406,9 +518,14 @@ class Conn:
             if oid == rid and on_event is not None:
                 on_event(obj)
 
-    def request(self, line, rid, on_event=None, fd=None):
-        """Send a request line with id rid and return its final reply."""
+    def request(self, line, rid, on_event=None, fd=None, deadline=None):
+        """Send a request line with id rid and return its final reply,
+        waiting no later than deadline (a Deadline) if given; on_event
+        may set self.deadline to None to wait on without one.
+        self.heard says afterwards whether any line for rid came."""
+        self.heard = False
         self.send(line, fd)
+        self.deadline = deadline
         try:
             return self._read_final(rid, on_event)
         except BaseException as e:
@@ -417,6 +534,8 @@ class Conn:
                 # way to leave nothing granted to nobody.
                 self.close()
             raise
+        finally:
+            self.deadline = None
 
     def new_id(self):
         """A fresh request id."""
@@ -466,8 +585,9 @@ class Pool:
         self.idle = {}
         self.pid = os.getpid()
 
-    def take(self, path):
-        """An idle connection to path (None: the default), or a new one."""
+    def take(self, path, deadline=None):
+        """An idle connection to path (None: the default), or a new one
+        (made within deadline, a Deadline, if given)."""
         key = path if path is not None else ('default', socket_env(),
                                              system_socket(),
                                              os.geteuid())
@@ -484,7 +604,7 @@ class Pool:
                     continue
                 conn.key = key
                 return conn
-        conn = Conn(path)
+        conn = Conn(path, deadline)
         conn.key = key
         return conn
 
@@ -502,6 +622,19 @@ class Pool:
                 return
         conn.close()
 
+    def close_idle(self):
+        """Close every idle connection (at exit, so none is left to the
+        garbage collector with a ResourceWarning); a forked child's
+        copies are only forgotten."""
+        with self.lock:
+            if self.pid != os.getpid():
+                self._reset()
+                return
+            idle, self.idle = self.idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
     def _reset(self):
         """Forget the parent's idle connections (in a forked child)."""
         for conns in self.idle.values():
@@ -512,6 +645,7 @@ class Pool:
 
 
 pool = Pool()
+atexit.register(pool.close_idle)
 
 
 class Watcher:

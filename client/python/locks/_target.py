@@ -93,13 +93,13 @@ class Target:
 
 
 def check_seconds(what, value):
-    """Check a timeout (None: forever; inf: the longest the broker takes;
-    a negative one is 0, as the seed's was: try once) and return it as a
-    number, or None."""
+    """Check a timeout (None: forever; inf, which the seed took, as
+    given: wire_seconds makes it the longest the broker takes; a negative
+    one is 0, as the seed's was: try once) and return it, or None."""
     if value is None:
         return None
     if value == math.inf:
-        return MAX_SECONDS  # as good as forever, and the seed took inf
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError('%s must be a number of seconds or None, not %s' %
                         (what, type(value).__name__))
@@ -107,6 +107,12 @@ def check_seconds(what, value):
         raise ValueError('%s must be at most %g seconds, not %r' %
                          (what, MAX_SECONDS, value))
     return max(value, 0)
+
+
+def wire_seconds(value):
+    """A checked timeout as the broker takes it: inf is MAX_SECONDS, as
+    good as forever."""
+    return MAX_SECONDS if value == math.inf else value
 
 
 def check_label(what, value):
@@ -142,10 +148,11 @@ def acquire_line(target, rid, timeout, callback, shared, owner):
         parts.append(',"mode":"shared"')
     if callback is None:
         if timeout is not None:
-            parts.append(',"timeout":%s' % json.dumps(timeout))
+            parts.append(',"timeout":%s' % json.dumps(wire_seconds(timeout)))
         parts.append(',"notify_after":1e9')
     else:
-        parts.append(',"notify_after":%s' % json.dumps(timeout or 0))
+        parts.append(',"notify_after":%s' %
+                     json.dumps(wire_seconds(timeout or 0)))
     if owner is not None:
         parts.append(',"owner":%s' % json.dumps(owner, ensure_ascii=False))
     parts.append('}\n')

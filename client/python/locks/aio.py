@@ -34,6 +34,65 @@ from ._target import acquire_line, init_args
 __all__ = ['Mutex']
 
 
+async def _within(aw, deadline, path):
+    """Await aw, within deadline if there is one: past it, aw is
+    cancelled and the broker at path is Unavailable."""
+    if deadline is None:
+        return await aw
+    try:
+        return await asyncio.wait_for(aw, deadline.remaining())
+    except asyncio.TimeoutError:
+        raise deadline.expired(path) from None
+
+
+async def _open_socket(loop, path, trust, deadline):
+    """_conn.open_socket on the loop: the checks, then loop.sock_connect
+    (within deadline), then the peer's check."""
+    dir_owner = 0
+    if trust != _conn._TRUST_CALLER:
+        dir_owner = _conn._check_socket_dir(path, trust)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        try:
+            await _within(loop.sock_connect(sock, path), deadline, path)
+        except OSError as e:
+            if isinstance(e, _conn.Unavailable):
+                raise
+            raise _conn.connect_failed(path, e) from None
+        if trust != _conn._TRUST_CALLER:
+            _conn._check_peer(sock, path, trust, dir_owner)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect_socket(loop, path, deadline):
+    """_conn.connect_socket without blocking the loop: (socket, path)."""
+    if path is not None:
+        path = os.fspath(path)
+        return (await _open_socket(loop, path, _conn._TRUST_CALLER,
+                                   deadline), path)
+    if _conn.socket_env() is not None or os.geteuid() == 0:
+        path = _conn.default_socket()
+        return (await _open_socket(loop, path, _conn._TRUST_CALLER,
+                                   deadline), path)
+    sys_path = _conn.system_socket()
+    try:
+        return (await _open_socket(loop, sys_path, _conn._TRUST_SYSTEM,
+                                   deadline), sys_path)
+    except _conn._ConnectFailed as e:
+        sys_why = _conn.system_failed(e)
+    _conn.check_system_absent(sys_path, sys_why)
+    user_path = _conn.user_socket()
+    try:
+        return (await _open_socket(loop, user_path, _conn._TRUST_USER,
+                                   deadline), user_path)
+    except _conn._ConnectFailed as e:
+        raise _conn.user_failed(e, sys_why)
+
+
 class _AConn:
     """One non-blocking connection driven by the event loop."""
 
@@ -53,14 +112,16 @@ class _AConn:
         loop.add_reader(sock.fileno(), self._readable)
 
     @classmethod
-    async def open(cls, path):
-        """Connect (path None: the default socket, checked) and say hello."""
+    async def open(cls, path, deadline=None):
+        """Connect (path None: the default socket, checked) and say hello,
+        within deadline (a Deadline) if given."""
         loop = asyncio.get_running_loop()
-        sock, path = _conn.connect_socket(path, blocking=False)
+        sock, path = await _connect_socket(loop, path, deadline)
         self = cls(loop, sock, path)
         try:
-            reply = await self.request(_conn.hello_line(_conn.client_label()),
-                                       0)
+            reply = await _within(
+                self.request(_conn.hello_line(_conn.client_label()), 0),
+                deadline, path)
             _conn.check_hello(reply, path)
         except BaseException:
             self.close()
@@ -295,15 +356,17 @@ class Mutex:
                     self._lost()
                 return self._token
             conn = self._aconn
+            deadline = _conn.Deadline.for_timeout(self.timeout)
             if conn is None or not conn.usable():
                 if conn is not None:
                     conn.close()
                 self._aconn = None
-                conn = self._aconn = await _AConn.open(self.socket)
+                conn = self._aconn = await _AConn.open(self.socket,
+                                                       deadline)
             target = self._target
             fd = target.open() if target.is_path else None
             try:
-                reply = await self._request(conn, fd)
+                reply = await self._request(conn, fd, deadline)
             except BaseException:
                 # Cancelled or failed mid-wait: closing the connection
                 # cancels the wait, or frees a grant that came meanwhile.
@@ -327,8 +390,10 @@ class Mutex:
             conn.on_lost = self.on_lost
             return token
 
-    async def _request(self, conn, fd):
-        """One acquire; the blocking event calls the callback, once."""
+    async def _request(self, conn, fd, deadline):
+        """One acquire; the blocking event calls the callback, once.
+        Until the reply (or, with a callback, the blocking event) the
+        wait is bounded by deadline, if given."""
         rid = conn.new_id()
         callback = self.callback
         blocking = None
@@ -346,12 +411,17 @@ class Mutex:
         try:
             if blocking is not None:
                 await asyncio.wait({reply, blocking},
+                                   timeout=None if deadline is None
+                                   else deadline.remaining(),
                                    return_when=asyncio.FIRST_COMPLETED)
+                if not reply.done() and not blocking.done():
+                    raise deadline.expired(conn.path)
                 if blocking.done():
                     result = callback()
                     if inspect.isawaitable(result):
                         await result
-            return await reply
+                return await reply
+            return await _within(reply, deadline, conn.path)
         finally:
             if not reply.done():
                 reply.cancel()
