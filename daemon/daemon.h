@@ -186,6 +186,7 @@ void		 store_etcd_set_hooks(struct store_etcd *,
 		    const struct store_etcd_hooks *);
 const char	*store_etcd_node(const struct store_etcd *);
 struct json_object *store_etcd_holders(struct lock *);
+int		 store_etcd_settled(struct lock *);
 struct etcd_list_req *store_etcd_list(struct store_etcd *, const char *,
 		    store_etcd_list_cb, void *);
 void		 store_etcd_list_cancel(struct etcd_list_req *);
@@ -220,6 +221,8 @@ struct holder_info {
 struct session_host {
 	struct event_base	*base;
 	struct locktab		*locktab;
+	struct locktab		*cluster;	/* over etcd, or NULL */
+	struct store_etcd	*etcd;		/* its store, or NULL */
 	struct listing		*listing;
 	size_t			 max_locks_per_client;
 	size_t			 max_lock_files;	/* 0: no bound */
@@ -252,6 +255,9 @@ struct snap_acquire;
 int		 session_restore_acquire(struct session *,
 		    struct snap_acquire *, struct lock *);
 void		 session_failed(struct lock_req *, int, void *);
+struct json_object *session_cluster_describe(struct lock *, void *);
+void		 session_cluster_queued(struct lock *, void *);
+void		 session_cluster_lost(struct lock *, void *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct handoff;
@@ -448,6 +454,7 @@ struct server_config {
 	int64_t		 token_reserve;	/* tokens saved ahead; 0: 1e9 */
 	size_t		 max_lock_files; /* 0: no bound */
 	struct snap	*restore;	/* a reload's state, or NULL */
+	const struct etcd_config *etcd;	/* --etcd, or NULL: no cluster */
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);

@@ -1204,6 +1204,15 @@ store_etcd_node(const struct store_etcd *st)
 	return st->node;
 }
 
+/* Whether etcd answered the lock's take yet: it holds or it waits. */
+int
+store_etcd_settled(struct lock *lock)
+{
+	struct etcd_lock	*el = state_lock(lock_store_state(lock));
+
+	return el->phase == EL_WAITING || el->phase == EL_OWNED;
+}
+
 /* The holders at the head of a waiting cluster lock, as last read. */
 struct json_object *
 store_etcd_holders(struct lock *lock)
