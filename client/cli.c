@@ -58,7 +58,8 @@ enum {
 	OPT_JSON,
 	OPT_VERBOSE,
 	OPT_OWNER,
-	OPT_FALLBACK
+	OPT_FALLBACK,
+	OPT_CLUSTER
 };
 
 /* --on-lost: not given, term or ignore. */
@@ -909,7 +910,8 @@ may_fall_back(int error, int fd, const struct lock_args *la)
 {
 	if (fd >= 0 && error == LOCKS_E_OPEN)
 		return 1;
-	if (!la->fallback)
+	/* A local flock(2) is no stand-in for a lock across machines. */
+	if (!la->fallback || la->opts.scope == LOCKS_CLUSTER)
 		return 0;
 	switch (error) {
 	case LOCKS_E_CONNECT:
@@ -976,6 +978,7 @@ static const struct option lock_longopts[] = {
 	{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
 	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
 	{ "owner", required_argument, NULL, OPT_OWNER },
+	{ "cluster", no_argument, NULL, OPT_CLUSTER },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -1000,6 +1003,9 @@ check_lock_options(const struct lock_args *la, int is_run)
 		    "command holds the connection, and no one watches it");
 	if (la->quiet && la->verbose)
 		usage_error("-q and --verbose contradict each other");
+	if (la->opts.scope == LOCKS_CLUSTER && (la->fallback || la->unlock))
+		usage_error("--cluster takes neither --fallback nor -u: a "
+		    "cluster lock lives in etcd, not in a file here");
 }
 
 /*
@@ -1055,6 +1061,9 @@ parse_lock_options(int argc, char **argv, const char **sock,
 		case OPT_NOTIFY_AFTER:
 			la->opts.notify_after = parse_seconds(optarg,
 			    "--notify-after");
+			break;
+		case OPT_CLUSTER:
+			la->opts.scope = LOCKS_CLUSTER;
 			break;
 		case OPT_OWNER:
 			if (strlen(optarg) > LOCKS_MAX_OWNER)
@@ -1729,6 +1738,7 @@ enum list_column {
 	COL_OWNER,
 	COL_UID,
 	COL_TOKEN,
+	COL_NODE,
 	COL_COUNT
 };
 
@@ -1748,6 +1758,7 @@ static const char *const list_column_names[COL_COUNT] = {
 	[COL_OWNER] = "OWNER",
 	[COL_UID] = "UID",
 	[COL_TOKEN] = "TOKEN",
+	[COL_NODE] = "NODE",
 };
 
 /* The options of list, and of check's printing of holders. */
@@ -1757,6 +1768,8 @@ struct list_opts {
 	int		 noheadings;	/* -n */
 	int		 raw;		/* -r: lslocks -r's format */
 	int		 table_given;	/* -o, -n or -r: not with --json */
+	int		 cluster;	/* --cluster: the cluster's locks */
+	int		 columns_given;	/* -o */
 	size_t		 ncolumns;
 	int		 columns[LIST_MAX_COLUMNS];	/* enum list_column */
 };
@@ -2022,6 +2035,7 @@ list_add_holder(struct list_view *v, const char *name, const locks_holder *h,
 	cells[COL_HELD] = since[0] != '\0' ? held : "";
 	cells[COL_OWNER] = locks_holder_owner(h);
 	cells[COL_TOKEN] = waiting ? "" : token;
+	cells[COL_NODE] = locks_holder_node(h);
 	if (locks_holder_external(h)) {
 		/* Outside the broker: no uid, label, time or token. */
 		cells[COL_STATE] = "external";
@@ -2184,6 +2198,7 @@ list_option(int ch, const char *arg, struct list_opts *lo)
 		return;
 	case 'o':
 		list_parse_columns(arg, lo);
+		lo->columns_given = 1;
 		break;
 	case 'n':
 		lo->noheadings = 1;
@@ -2210,6 +2225,7 @@ parse_view_options(int argc, char **argv, const char **sock,
 		{ "output", required_argument, NULL, 'o' },
 		{ "noheadings", no_argument, NULL, 'n' },
 		{ "raw", no_argument, NULL, 'r' },
+		{ "cluster", no_argument, NULL, OPT_CLUSTER },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -2237,12 +2253,20 @@ parse_view_options(int argc, char **argv, const char **sock,
 		case OPT_SOCKET:
 			*sock = optarg;
 			break;
+		case OPT_CLUSTER:
+			if (ret_list == NULL)
+				usage_error("--cluster is an option of list");
+			lo.cluster = 1;
+			break;
 		case 'h':
 			help();
 		default:
 			usage_error(NULL);
 		}
 	}
+	/* Other machines' holders: say which, unless -o chose. */
+	if (lo.cluster && !lo.columns_given)
+		lo.columns[lo.ncolumns++] = COL_NODE;
 	if (lo.json && lo.table_given)
 		usage_error("--json prints every field: -o, -n and -r are "
 		    "for the table");
@@ -2285,8 +2309,9 @@ cmd_list(int argc, char **argv, const char *sock)
 		check_name(name = argv[optind]);
 
 	conn = connect_or_exit(sock, "locks list");
-	if ((error = locks_list_query(conn, name,
-	    lo.all || name != NULL ? LOCKS_LIST_ALL : 0, &list)) != LOCKS_OK) {
+	if ((error = locks_list_query(conn, name, lo.cluster ?
+	    LOCKS_LIST_CLUSTER : lo.all || name != NULL ? LOCKS_LIST_ALL : 0,
+	    &list)) != LOCKS_OK) {
 		status = report_query(error, conn);
 		locks_close(conn);
 		return status;

@@ -229,7 +229,7 @@ holder_fill(struct proto_holder *h, struct lock_req *req)
 static struct json_object *
 cluster_holders(struct session_host *host, struct lock *lock)
 {
-	struct json_object		*holders, *holder;
+	struct json_object		*holders;
 	struct lock_req			*req;
 	struct proto_holder		 h;
 
@@ -238,10 +238,8 @@ cluster_holders(struct session_host *host, struct lock *lock)
 	holders = json_object_new_array();
 	for (; req != NULL; req = lock_req_next(req)) {
 		holder_fill(&h, req);
-		holder = proto_holder_encode(&h);
-		json_object_object_add(holder, "node",
-		    json_object_new_string(store_etcd_node(host->etcd)));
-		json_object_array_add(holders, holder);
+		h.node = store_etcd_node(host->etcd);
+		json_object_array_add(holders, proto_holder_encode(&h));
 	}
 	return holders;
 }

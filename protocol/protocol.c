@@ -946,6 +946,9 @@ proto_holder_encode(const struct proto_holder *h)
 	if (h->command != NULL)
 		json_object_object_add(obj, "command",
 		    json_object_new_string(h->command));
+	if (h->node != NULL)
+		json_object_object_add(obj, "node",
+		    json_object_new_string(h->node));
 	json_object_object_add(obj, "mode",
 	    json_object_new_string(proto_mode_name(h->mode)));
 	if (!h->external)
@@ -996,6 +999,7 @@ proto_holder_decode(struct json_object *obj, struct proto_holder *h)
 	h->client = get_string(obj, "client");
 	h->owner = get_string(obj, "owner");
 	h->command = get_string(obj, "command");
+	h->node = get_string(obj, "node");
 	if (mode_parse(get_string(obj, "mode"), &h->mode) != 0)
 		return -1;
 	if (json_object_object_get_ex(obj, "since", &value) && is_number(value))

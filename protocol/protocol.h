@@ -130,6 +130,7 @@ struct proto_holder {
 	const char		*client;
 	const char		*owner;
 	const char		*command;	/* external holders only */
+	const char		*node;		/* cluster holders only */
 	enum proto_mode		 mode;
 	double			 since;		/* unix time, seconds */
 	int64_t			 token;		/* 0 for waiters */

@@ -193,6 +193,15 @@ class ClusterTest(unittest.TestCase):
         return (self.start(Daemon(self.tmp, "alpha", self.etcd.url, *extra)),
                 self.start(Daemon(self.tmp, "beta", self.etcd.url, *extra)))
 
+    def start_cli_holder(self, daemon, name):
+        """Wait until locks run holds name on daemon."""
+        c = daemon.client()
+
+        def held():
+            c.send("list", scope="cluster", name=name)
+            return c.reply()["locks"] != []
+        wait_for("locks run to hold " + name, held)
+
     def assertGranted(self, reply):
         self.assertTrue(reply.get("ok"), reply)
         self.assertGreater(reply["token"], 0)
@@ -338,6 +347,11 @@ class ClusterTest(unittest.TestCase):
         a, w = alpha.client(), alpha.client()
         token = self.assertGranted(a.acquire("q"))
         w.send("acquire", name="q", scope="cluster", notify_after=1e9)
+        env = dict(os.environ, LOCKS_SOCKET=alpha.socket)
+        run = subprocess.Popen([LOCKS_CLI, "run", "--cluster",
+                                "--on-lost=term", "r", "--", "sleep", "600"],
+                               env=env, stderr=subprocess.PIPE)
+        self.start_cli_holder(alpha, "r")
         self.etcd.proc.send_signal(signal.SIGSTOP)
         start = time.monotonic()
         event = a.recv(3 + 10)
@@ -347,6 +361,10 @@ class ClusterTest(unittest.TestCase):
         self.assertLess(time.monotonic() - start, 3 + 5)
         # The waiter is not left hanging either.
         self.assertError(w.reply(), "unavailable")
+        # locks run --on-lost=term stops its command and exits 75.
+        self.assertEqual(run.wait(SLOW), 75)
+        self.assertIn(b"lost", run.stderr.read())
+        run.stderr.close()
         self.etcd.proc.send_signal(signal.SIGCONT)
         # Back: a new lease; the old one's key goes when it is revoked.
         self.assertGranted(a.acquire("q", timeout=SLOW))
