@@ -313,6 +313,26 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("cli", out.stdout)
         self.assertIn("beta", out.stdout)
 
+    def test_python_mutex_with_cluster_scope(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "..", "client", "python"))
+        import locks
+        alpha, beta = self.two_nodes()
+        with locks.Mutex("py", scope="cluster", socket=alpha.socket) as m:
+            self.assertGreater(m.token, 0)
+            other = locks.Mutex("py", 0, scope="cluster",
+                                socket=beta.socket)
+            with self.assertRaises(BlockingIOError):
+                other.lock()
+        self.assertGreater(other.lock(), m.token or 0)
+        other.release()
+        with self.assertRaises(ValueError):
+            locks.Mutex("/tmp/x", scope="cluster")
+        down = self.start(Daemon(self.tmp, "lonely",
+                                 "http://127.0.0.1:%d" % free_port()))
+        with self.assertRaises(locks.ClusterUnavailable):
+            locks.Mutex("py", scope="cluster", socket=down.socket).lock()
+
     def test_unsupported_without_etcd(self):
         plain = self.start(Daemon(self.tmp, "plain"))
         c = plain.client()
