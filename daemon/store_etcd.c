@@ -147,7 +147,7 @@ endpoint_parse(const char *url, size_t len, struct etcd_endpoint *ep)
 	}
 	if (text[0] == '\0' || strlen(text) >= sizeof ep->host)
 		return -1;
-	snprintf(ep->host, sizeof ep->host, "%s", text);
+	memcpy(ep->host, text, strlen(text) + 1);
 	return 0;
 }
 

@@ -115,6 +115,12 @@ class Daemon:
             self.proc.terminate()
             self.proc.wait()
         self.log.close()
+        # Under -DLOCKS_SANITIZE a report in the log fails the test.
+        with open(self.log.name) as f:
+            log = f.read()
+        if "Sanitizer" in log or "runtime error" in log:
+            raise AssertionError("locksd %s reported:\n%s" % (self.socket,
+                                                                log))
 
 
 class Client:
