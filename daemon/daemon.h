@@ -180,6 +180,7 @@ typedef void (*store_etcd_list_cb)(struct json_object *, void *);
 
 struct store_etcd *store_etcd_new(struct event_base *,
 		    const struct etcd_config *, char *, size_t);
+void		 store_etcd_shutdown(struct store_etcd *);
 void		 store_etcd_free(struct store_etcd *);
 struct lock_store *store_etcd_base(struct store_etcd *);
 void		 store_etcd_set_hooks(struct store_etcd *,

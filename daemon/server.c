@@ -866,6 +866,7 @@ server_free(struct server *srv)
 	for (i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	free(srv->listeners);
+	store_etcd_shutdown(srv->etcd);
 	if (srv->own_socket && !srv->handed_over &&
 	    unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);

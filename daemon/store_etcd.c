@@ -117,6 +117,7 @@ struct store_etcd {
 	struct etcd_lock_list	 locks;		/* every open state */
 	struct etcd_call_list	 calls;
 	struct store_etcd_hooks	 hooks;
+	int			 closing;	/* in store_etcd_free */
 };
 
 static void	el_read_queue(struct etcd_lock *);
@@ -292,6 +293,10 @@ etcd_post(struct store_etcd *st, const char *path, struct json_object *body,
 {
 	struct etcd_call	*call;
 
+	if (st->closing) {
+		json_object_put(body);
+		return;
+	}
 	if ((call = calloc(1, sizeof *call)) == NULL ||
 	    (call->body = strdup(json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN))) == NULL)
@@ -829,6 +834,8 @@ lease_grant_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 	(void)arg;
 	(void)gen;
 	st->leasing = 0;
+	if (st->closing)
+		return;
 	if (reply == NULL || id == 0) {
 		log_warnx("etcd: cannot grant a lease: no endpoint answers");
 		store_lease_failed(st);
@@ -1153,6 +1160,38 @@ store_etcd_new(struct event_base *base, const struct etcd_config *conf,
 	return st;
 }
 
+/* The answer to the revoke at shutdown: nothing left to wait for. */
+static void
+lease_revoked_cb(struct store_etcd *st, struct json_object *reply, void *arg,
+    uint64_t gen)
+{
+	(void)reply;
+	(void)arg;
+	(void)gen;
+	st->lease = 0;
+}
+
+/*
+ * At a clean stop, after the sessions are gone: revoke the lease, so
+ * that its keys go now and not a TTL later, and send what is pending.
+ * Runs the loop for at most ETCD_CALL_TIMEOUT seconds.
+ */
+void
+store_etcd_shutdown(struct store_etcd *st)
+{
+	struct json_object	*body;
+	double			 deadline = clock_monotonic() +
+	    ETCD_CALL_TIMEOUT;
+
+	if (st == NULL || st->lease == 0)
+		return;
+	body = obj_with(json_object_new_object(), "ID",
+	    etcd_int64_new(st->lease));
+	etcd_post(st, "/v3/lease/revoke", body, lease_revoked_cb, NULL, 0);
+	while (!TAILQ_EMPTY(&st->calls) && clock_monotonic() < deadline)
+		event_base_loop(st->evbase, EVLOOP_ONCE);
+}
+
 /* Free the store after its table: drop every call and connection. */
 void
 store_etcd_free(struct store_etcd *st)
@@ -1163,6 +1202,7 @@ store_etcd_free(struct store_etcd *st)
 
 	if (st == NULL)
 		return;
+	st->closing = 1;
 	for (i = 0; i < st->nendpoints; i++) {
 		for (j = 0; j < ETCD_POOL; j++) {
 			if (st->endpoints[i].pool[j] != NULL)
@@ -1171,8 +1211,12 @@ store_etcd_free(struct store_etcd *st)
 		if (st->endpoints[i].keepalive != NULL)
 			evhttp_connection_free(st->endpoints[i].keepalive);
 	}
-	while ((call = TAILQ_FIRST(&st->calls)) != NULL)
+	/* Each caller frees what it gave its call, as on a failed request. */
+	while ((call = TAILQ_FIRST(&st->calls)) != NULL) {
+		if (call->fn != NULL)
+			call->fn(st, NULL, call->arg, call->gen);
 		call_free(call);
+	}
 	while ((el = TAILQ_FIRST(&st->locks)) != NULL) {
 		el->refs = 1;
 		el_unref(el);

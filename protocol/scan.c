@@ -515,41 +515,48 @@ scan_seconds(struct scan *s, enum scan_key key, double dflt,
 	return 0;
 }
 
+/* Which of n words a field holds: its index, n when absent, -1 if none. */
 static int
-scan_mode(struct scan *s, enum proto_mode *ret_mode)
+scan_choice(const struct scan *s, enum scan_key key,
+    const struct scan_word *words, size_t n)
 {
 	const struct scan_value	*v;
 	size_t			 i;
 
-	if ((v = scan_field(s, KEY_MODE)) == NULL)
-		return 0;
-	for (i = 0; i < sizeof scan_modes / sizeof scan_modes[0]; i++) {
-		if (value_is(v, &scan_modes[i])) {
-			*ret_mode = i;
-			return 0;
-		}
+	if ((v = scan_field(s, key)) == NULL)
+		return (int)n;
+	for (i = 0; i < n; i++) {
+		if (value_is(v, &words[i]))
+			return (int)i;
 	}
 	return -1;
+}
+
+static int
+scan_mode(struct scan *s, enum proto_mode *ret_mode)
+{
+	int	 i;
+
+	i = scan_choice(s, KEY_MODE, scan_modes, 2);
+	if (i < 0)
+		return -1;
+	if (i < 2)
+		*ret_mode = i;
+	return 0;
 }
 
 /* The scope of a name's request; a path's cluster scope is json-c's. */
 static int
 scan_scope(struct scan *s, struct proto_request *req)
 {
-	const struct scan_value	*v;
-	size_t			 i;
+	int	 i;
 
-	if ((v = scan_field(s, KEY_SCOPE)) == NULL)
-		return 0;
-	for (i = 0; i < sizeof scan_scopes / sizeof scan_scopes[0]; i++) {
-		if (value_is(v, &scan_scopes[i])) {
-			req->scope = i;
-			return req->scope == PROTO_SCOPE_CLUSTER &&
-			    req->name != NULL && proto_is_path(req->name) ?
-			    -1 : 0;
-		}
-	}
-	return -1;
+	if ((i = scan_choice(s, KEY_SCOPE, scan_scopes, 2)) < 0)
+		return -1;
+	if (i < 2)
+		req->scope = i;
+	return req->scope == PROTO_SCOPE_CLUSTER && req->name != NULL &&
+	    proto_is_path(req->name) ? -1 : 0;
 }
 
 static int

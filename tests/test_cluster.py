@@ -367,6 +367,18 @@ class ClusterTest(unittest.TestCase):
         self.assertGranted(b.reply())
         self.assertLess(time.monotonic() - start, 3 + 10)
 
+    def test_sigterm_revokes_the_lease_at_once(self):
+        leaving = self.start(Daemon(self.tmp, "leaving", self.etcd.url,
+                                    "--etcd-ttl", "60"))
+        beta = self.start(Daemon(self.tmp, "beta", self.etcd.url))
+        self.assertGranted(leaving.client().acquire("s"))
+        b = beta.client()
+        b.send("acquire", name="s", scope="cluster", notify_after=1e9)
+        self.assertTrue(b.quiet())
+        leaving.proc.terminate()
+        # Well before the 60 s TTL: the stop revoked the lease.
+        self.assertGranted(b.reply(20))
+
     def test_lost_when_etcd_stops_answering_then_a_new_lease(self):
         alpha = self.start(Daemon(self.tmp, "alpha", self.etcd.url,
                                   "--etcd-ttl", "3"))
