@@ -259,6 +259,7 @@ void		 session_failed(struct lock_req *, int, void *);
 struct json_object *session_cluster_describe(struct lock *, void *);
 void		 session_cluster_queued(struct lock *, void *);
 void		 session_cluster_lost(struct lock *, void *);
+void		 session_cluster_drop_all(struct session_host *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct handoff;

@@ -1208,6 +1208,11 @@ server_snapshot(struct server *srv, struct snap *snap)
 {
 	size_t	 i;
 
+	/* Cluster locks live on this process's lease: they cannot go along. */
+	if (srv->etcd != NULL) {
+		session_cluster_drop_all(&srv->host);
+		store_etcd_shutdown(srv->etcd);
+	}
 	memset(snap, 0, sizeof *snap);
 	snap->version = STATE_VERSION;
 	snap->pid = getpid();

@@ -581,6 +581,38 @@ acquire_arm_notify(struct acquire *a)
 		log_warnx("out of memory arming a blocking notice");
 }
 
+/*
+ * Before a reload or restart: cluster locks cannot be handed over (they
+ * live on this process's lease), so holders get lost and waiters
+ * unavailable, and every cluster acquire goes.
+ */
+void
+session_cluster_drop_all(struct session_host *host)
+{
+	struct session	*s;
+	struct acquire	*a, *next;
+	struct lock	*lock;
+
+	TAILQ_FOREACH(s, &host->sessions, entry) {
+		for (a = TAILQ_FIRST(&s->acquires); a != NULL; a = next) {
+			next = TAILQ_NEXT(a, entry);
+			if (!a->cluster || a->req == NULL)
+				continue;
+			if (a->held) {
+				/* Takes every holder of the lock, maybe next. */
+				lock = lock_req_lock(a->req);
+				session_cluster_lost(lock, host);
+				next = TAILQ_FIRST(&s->acquires);
+				continue;
+			}
+			acquire_error(a, PROTO_E_UNAVAILABLE, "locksd is "
+			    "reloading: a cluster lock cannot be handed over; "
+			    "ask again");
+			acquire_drop(a);
+		}
+	}
+}
+
 static struct timeval
 seconds_to_tv(double seconds)
 {

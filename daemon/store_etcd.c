@@ -11,11 +11,15 @@
  * and one for each watch, which is a chunked stream of JSON lines.
  */
 
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -1160,36 +1164,64 @@ store_etcd_new(struct event_base *base, const struct etcd_config *conf,
 	return st;
 }
 
-/* The answer to the revoke at shutdown: nothing left to wait for. */
-static void
-lease_revoked_cb(struct store_etcd *st, struct json_object *reply, void *arg,
-    uint64_t gen)
+/*
+ * POST body to path on one endpoint and wait for the status line, with a
+ * plain blocking socket: for the revoke at a stop or reload, when the
+ * event loop cannot run (a signal's callback, or after the loop).
+ * Returns 0 on a 200.
+ */
+static int
+endpoint_post_now(const struct etcd_endpoint *ep, const char *path,
+    const char *body)
 {
-	(void)reply;
-	(void)arg;
-	(void)gen;
-	st->lease = 0;
+	struct addrinfo	 hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	struct timeval	 tv = { 1, 0 };
+	char		 port[8], req[1024], reply[64];
+	int		 fd, n, ok = -1;
+
+	snprintf(port, sizeof port, "%d", ep->port);
+	if (getaddrinfo(ep->host, port, &hints, &ai) != 0)
+		return -1;
+	n = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: %s\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n\r\n%s", path, ep->host, strlen(body),
+	    body);
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd != -1 && n > 0 && (size_t)n < sizeof req &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0 &&
+	    connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+	    write(fd, req, (size_t)n) == n &&
+	    (n = (int)read(fd, reply, sizeof reply - 1)) > 0) {
+		reply[n] = '\0';
+		ok = strncmp(reply, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
+	}
+	if (fd != -1)
+		close(fd);
+	freeaddrinfo(ai);
+	return ok;
 }
 
 /*
- * At a clean stop, after the sessions are gone: revoke the lease, so
- * that its keys go now and not a TTL later, and send what is pending.
- * Runs the loop for at most ETCD_CALL_TIMEOUT seconds.
+ * At a clean stop or a reload: revoke the lease, so that its keys go now
+ * and not a TTL later.  Tries each endpoint once, a second at most each.
  */
 void
 store_etcd_shutdown(struct store_etcd *st)
 {
-	struct json_object	*body;
-	double			 deadline = clock_monotonic() +
-	    ETCD_CALL_TIMEOUT;
+	char	 body[64];
+	size_t	 i;
 
 	if (st == NULL || st->lease == 0)
 		return;
-	body = obj_with(json_object_new_object(), "ID",
-	    etcd_int64_new(st->lease));
-	etcd_post(st, "/v3/lease/revoke", body, lease_revoked_cb, NULL, 0);
-	while (!TAILQ_EMPTY(&st->calls) && clock_monotonic() < deadline)
-		event_base_loop(st->evbase, EVLOOP_ONCE);
+	snprintf(body, sizeof body, "{\"ID\":\"%" PRId64 "\"}", st->lease);
+	for (i = 0; i < st->nendpoints; i++) {
+		if (endpoint_post_now(&st->endpoints[(st->current + i) %
+		    st->nendpoints], "/v3/lease/revoke", body) == 0)
+			break;
+	}
+	/* Its keys are gone: none of them is deleted again. */
+	st->lease = 0;
 }
 
 /* Free the store after its table: drop every call and connection. */

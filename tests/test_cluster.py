@@ -379,6 +379,21 @@ class ClusterTest(unittest.TestCase):
         # Well before the 60 s TTL: the stop revoked the lease.
         self.assertGranted(b.reply(20))
 
+    def test_reload_ends_cluster_locks_cleanly_and_revokes(self):
+        alpha = self.start(Daemon(self.tmp, "alpha", self.etcd.url,
+                                  "--etcd-ttl", "60"))
+        a, w = alpha.client(), alpha.client()
+        token = self.assertGranted(a.acquire("h"))
+        w.send("acquire", name="h", scope="cluster", notify_after=1e9)
+        self.assertTrue(w.quiet())
+        alpha.proc.send_signal(signal.SIGHUP)
+        event = a.recv()
+        self.assertEqual((event["event"], event["token"]), ("lost", token))
+        self.assertError(w.reply(), "unavailable")
+        # The old lease went with the reload, not 60 s later.
+        self.assertGreater(self.assertGranted(alpha.client().acquire(
+            "h", timeout=10)), token)
+
     def test_lost_when_etcd_stops_answering_then_a_new_lease(self):
         alpha = self.start(Daemon(self.tmp, "alpha", self.etcd.url,
                                   "--etcd-ttl", "3"))
