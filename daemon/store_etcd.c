@@ -70,6 +70,8 @@ struct etcd_lock {
 	struct event		*later;		/* deferred steps */
 	int			 later_error;	/* to report, or 0 */
 	int			 later_read;	/* read the queue again */
+	int			 later_check;	/* read it, keeping the watch */
+	int64_t			 watched;	/* the revision watched */
 	char			 name[];
 };
 TAILQ_HEAD(etcd_lock_list, etcd_lock);
@@ -85,6 +87,7 @@ struct etcd_call {
 	char			*body;
 	size_t			 tries;
 	int			 keepalive;
+	unsigned		 lane;		/* which pooled connection */
 	etcd_reply_fn		 fn;
 	void			*arg;
 	uint64_t		 gen;
@@ -104,7 +107,6 @@ struct store_etcd {
 	struct etcd_endpoint	 endpoints[ETCD_ENDPOINTS_MAX];
 	size_t			 nendpoints;
 	size_t			 current;	/* the endpoint in use */
-	size_t			 next_conn;
 	char			 prefix[ETCD_PREFIX_MAX];
 	char			 node[ETCD_NODE_MAX];
 	int			 ttl;
@@ -267,7 +269,7 @@ call_send(struct etcd_call *call)
 
 	conn = call->keepalive ? endpoint_conn(st, ep, &ep->keepalive,
 	    ETCD_CALL_TIMEOUT) : endpoint_conn(st, ep,
-	    &ep->pool[st->next_conn++ % ETCD_POOL], ETCD_CALL_TIMEOUT);
+	    &ep->pool[call->lane % ETCD_POOL], ETCD_CALL_TIMEOUT);
 	if (conn == NULL || (req = evhttp_request_new(call_done_cb,
 	    call)) == NULL) {
 		if (event_base_once(st->evbase, -1, EV_TIMEOUT,
@@ -288,12 +290,15 @@ call_send(struct etcd_call *call)
 }
 
 /*
- * POST body (which it takes) to path; fn gets the reply, or NULL, with
- * arg and gen.  fn may be NULL for a request whose answer is not needed.
+ * POST body (which it takes) to path on connection lane of the pool; fn
+ * gets the reply, or NULL, with arg and gen.  fn may be NULL for a
+ * request whose answer is not needed.  One connection answers in order,
+ * so one lock's requests share a lane: a delete is never overtaken by
+ * the next put of the same name.
  */
 static void
-etcd_post(struct store_etcd *st, const char *path, struct json_object *body,
-    etcd_reply_fn fn, void *arg, uint64_t gen)
+etcd_post(struct store_etcd *st, unsigned lane, const char *path,
+    struct json_object *body, etcd_reply_fn fn, void *arg, uint64_t gen)
 {
 	struct etcd_call	*call;
 
@@ -311,6 +316,7 @@ etcd_post(struct store_etcd *st, const char *path, struct json_object *body,
 	call->fn = fn;
 	call->arg = arg;
 	call->gen = gen;
+	call->lane = lane;
 	call->keepalive = strcmp(path, "/v3/lease/keepalive") == 0;
 	TAILQ_INSERT_TAIL(&st->calls, call, entry);
 	call_send(call);
@@ -363,11 +369,12 @@ release_request(const char *key, int64_t rev)
 
 /* Delete a take's key, guarded by its create_revision; no answer needed. */
 static void
-store_delete_key(struct store_etcd *st, const char *key, int64_t rev)
+store_delete_key(struct store_etcd *st, unsigned lane, const char *key,
+    int64_t rev)
 {
 	if (rev > 0)
-		etcd_post(st, "/v3/kv/txn", release_request(key, rev), NULL,
-		    NULL, 0);
+		etcd_post(st, lane, "/v3/kv/txn", release_request(key, rev),
+		    NULL, NULL, 0);
 }
 
 /* The prefix of one lock's queue, "<prefix><name>/". */
@@ -376,6 +383,18 @@ lock_prefix(const struct store_etcd *st, const char *name, char *out,
     size_t size)
 {
 	snprintf(out, size, "%s%s/", st->prefix, name);
+}
+
+/* The pooled connection of a lock's requests: from a hash of its name. */
+static unsigned
+el_lane(const struct etcd_lock *el)
+{
+	const unsigned char	*p;
+	unsigned		 h = 5381;
+
+	for (p = (const unsigned char *)el->name; *p != '\0'; p++)
+		h = h * 33 + *p;
+	return h;
 }
 
 /* Free a lock's state once nothing refers to it any more. */
@@ -412,13 +431,15 @@ el_let_go(struct etcd_lock *el)
 		el->store->nwaits--;
 	el_unwatch(el);
 	if (el->revision > 0 && el->lease == el->store->lease)
-		store_delete_key(el->store, el->key, el->revision);
+		store_delete_key(el->store, el_lane(el), el->key,
+		    el->revision);
 	el->revision = 0;
 	el->key[0] = '\0';
 	el->phase = EL_IDLE;
 	el->fresh = 0;
 	el->gen++;
 	el->later_read = 0;
+	el->later_check = 0;
 	el->later_error = 0;
 }
 
@@ -455,8 +476,11 @@ el_later_cb(evutil_socket_t fd, short events, void *arg)
 		el_let_go(el);
 		locktab_taken(st->base.tab, el->lock, error);
 	} else if (el->later_read) {
-		el->later_read = 0;
+		el->later_read = el->later_check = 0;
 		el_unwatch(el);
+		el_read_queue(el);
+	} else if (el->later_check) {
+		el->later_check = 0;
 		el_read_queue(el);
 	}
 }
@@ -523,16 +547,22 @@ el_queue_read(struct etcd_lock *el, struct json_object *range,
 	return etcd_queue_granted(q);
 }
 
-/* A line of a watch stream: 1 if it says the watched key is deleted. */
-static int
-watch_line_deleted(const char *line, size_t len)
+enum watch_line {
+	WATCH_OTHER,
+	WATCH_DELETED,		/* the key went, or only a read can tell */
+	WATCH_CREATED		/* the watch is in place */
+};
+
+/* What a line of a watch stream says. */
+static enum watch_line
+watch_line_kind(const char *line, size_t len)
 {
-	struct json_object	*obj, *result, *events, *ev, *type;
+	struct json_object	*obj, *result = NULL, *events, *ev, *type;
 	size_t			 i;
-	int			 deleted = 0;
+	enum watch_line		 kind = WATCH_OTHER;
 
 	if ((obj = json_tokener_parse(line)) == NULL)
-		return len > 0 ? 1 : 0;	/* unreadable: read the queue */
+		return len > 0 ? WATCH_DELETED : WATCH_OTHER;
 	if (json_object_object_get_ex(obj, "result", &result) &&
 	    json_object_object_get_ex(result, "events", &events) &&
 	    json_object_is_type(events, json_type_array)) {
@@ -540,17 +570,19 @@ watch_line_deleted(const char *line, size_t len)
 			ev = json_object_array_get_idx(events, i);
 			if (json_object_object_get_ex(ev, "type", &type) &&
 			    strcmp(json_object_get_string(type), "DELETE") == 0)
-				deleted = 1;
+				kind = WATCH_DELETED;
 		}
-	}
+	} else if (result != NULL && json_object_object_get_ex(result,
+	    "created", &ev) && json_object_get_boolean(ev))
+		kind = WATCH_CREATED;
 	/* A compaction or a cancel: only a new read can tell. */
 	if (json_object_object_get_ex(obj, "error", &ev) ||
 	    etcd_int64(result, "compact_revision") > 0 ||
 	    (json_object_object_get_ex(result, "canceled", &ev) &&
 	    json_object_get_boolean(ev)))
-		deleted = 1;
+		kind = WATCH_DELETED;
 	json_object_put(obj);
-	return deleted;
+	return kind;
 }
 
 /* Data on a watch stream: on the delete ahead, read the queue again. */
@@ -565,14 +597,27 @@ watch_chunk_cb(struct evhttp_request *req, void *arg)
 	    evhttp_request_get_input_buffer(req));
 	while ((line = evbuffer_readln(el->watch_buf, &len,
 	    EVBUFFER_EOL_LF)) != NULL) {
-		if (watch_line_deleted(line, len))
+		switch (watch_line_kind(line, len)) {
+		case WATCH_DELETED:
 			el->later_read = 1;
+			break;
+		case WATCH_CREATED:
+			/*
+			 * A delete before the watch was in place comes only
+			 * with etcd's unsynced watchers, up to 100 ms late:
+			 * a read now tells at once.
+			 */
+			el->later_check = 1;
+			break;
+		case WATCH_OTHER:
+			break;
+		}
 		free(line);
 	}
 	/* A line past the bound is not etcd's: read the queue instead. */
 	if (evbuffer_get_length(el->watch_buf) > 1 << 20)
 		el->later_read = 1;
-	if (el->later_read)
+	if (el->later_read || el->later_check)
 		el_defer(el);
 }
 
@@ -634,7 +679,7 @@ el_queue_answer(struct etcd_lock *el, struct json_object *range,
 {
 	struct store_etcd	*st = el->store;
 	struct etcd_queue	 q;
-	int			 held;
+	int			 held, first;
 
 	if ((held = el_queue_read(el, range, &q)) < 0) {
 		el_fail_later(el, -ENOLINK);
@@ -646,9 +691,16 @@ el_queue_answer(struct etcd_lock *el, struct json_object *range,
 		locktab_taken(st->base.tab, el->lock, 0);
 		return;
 	}
+	/* A check read that finds the same key ahead keeps its watch. */
+	if (el->phase == EL_WAITING && el->watch != NULL &&
+	    el->watched == q.blocker_revision)
+		return;
+	first = el->phase == EL_PUTTING;
 	el->phase = EL_WAITING;
+	el->watched = q.blocker_revision;
 	el_watch(el, q.blocker, revision);
-	if (st->hooks.queued != NULL)
+	/* Last: the hook may end the wait, and close the lock. */
+	if (first && st->hooks.queued != NULL)
 		st->hooks.queued(el->lock, st->hooks.arg);
 }
 
@@ -686,8 +738,8 @@ el_read_queue(struct etcd_lock *el)
 
 	lock_prefix(el->store, el->name, prefix, sizeof prefix);
 	el->refs++;
-	etcd_post(el->store, "/v3/kv/range", range_request(prefix),
-	    el_range_cb, el, el->gen);
+	etcd_post(el->store, el_lane(el), "/v3/kv/range",
+	    range_request(prefix), el_range_cb, el, el->gen);
 }
 
 /* The range response inside a txn reply's second response. */
@@ -726,7 +778,7 @@ el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 	if (!el_current(el, gen)) {
 		/* The txn's one write is the put: its revision is the key's. */
 		if (range != NULL)
-			store_delete_key(st, put->key, revision);
+			store_delete_key(st, el_lane(el), put->key, revision);
 	} else if (range == NULL)
 		el_fail_later(el, -EHOSTUNREACH);
 	else
@@ -787,7 +839,8 @@ el_start_put(struct etcd_lock *el)
 	pending->el = el;
 	memcpy(pending->key, el->key, sizeof pending->key);
 	el->refs++;
-	etcd_post(st, "/v3/kv/txn", txn, el_put_cb, pending, el->gen);
+	etcd_post(st, el_lane(el), "/v3/kv/txn", txn, el_put_cb, pending,
+	    el->gen);
 }
 
 /* Start the puts of every take that waited for the lease. */
@@ -866,7 +919,7 @@ lease_grant(struct store_etcd *st)
 	st->keepalive_sent = clock_monotonic();
 	body = obj_with(json_object_new_object(), "TTL",
 	    etcd_int64_new(st->ttl));
-	etcd_post(st, "/v3/lease/grant", body, lease_grant_cb, NULL, 0);
+	etcd_post(st, 0, "/v3/lease/grant", body, lease_grant_cb, NULL, 0);
 }
 
 /* The answer to a revoke of a lease lost before: done when it came. */
@@ -949,13 +1002,13 @@ keepalive_tick_cb(evutil_socket_t fd, short events, void *arg)
 		st->keepalive_sent = clock_monotonic();
 		body = obj_with(json_object_new_object(), "ID",
 		    etcd_int64_new(st->lease));
-		etcd_post(st, "/v3/lease/keepalive", body, keepalive_cb, NULL,
+		etcd_post(st, 0, "/v3/lease/keepalive", body, keepalive_cb, NULL,
 		    (uint64_t)st->lease);
 	}
 	if (st->old_lease != 0 && st->lease != 0) {
 		body = obj_with(json_object_new_object(), "ID",
 		    etcd_int64_new(st->old_lease));
-		etcd_post(st, "/v3/lease/revoke", body, lease_revoke_cb, NULL,
+		etcd_post(st, 0, "/v3/lease/revoke", body, lease_revoke_cb, NULL,
 		    (uint64_t)st->old_lease);
 	}
 }
@@ -1425,8 +1478,8 @@ store_etcd_list(struct store_etcd *st, const char *name,
 	else
 		snprintf(prefix, sizeof prefix, "%s", st->prefix);
 	/* In create order: list_from_range groups them by name. */
-	etcd_post(st, "/v3/kv/range", range_request(prefix), list_range_cb, lr,
-	    0);
+	etcd_post(st, 0, "/v3/kv/range", range_request(prefix), list_range_cb,
+	    lr, 0);
 	return lr;
 }
 
