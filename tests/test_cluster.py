@@ -42,22 +42,27 @@ def wait_for(what, predicate, seconds=SLOW):
 
 
 class Etcd:
-    """One etcd member on loopback, data in a temporary directory."""
+    """One etcd member on loopback, data in a temporary directory; with
+    peers, one of a cluster whose members all start before any is
+    healthy."""
 
-    def __init__(self, tmp):
-        self.port, peer = free_port(), free_port()
+    def __init__(self, tmp, name="m", port=None, peer=None, cluster=None,
+                 wait=True):
+        self.port, peer = port or free_port(), peer or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.dir = tempfile.mkdtemp(dir=tmp)
         self.log = open(os.path.join(self.dir, "log"), "w")
         self.proc = subprocess.Popen(
-            [ETCD, "--name", "m", "--data-dir", self.dir + "/data",
+            [ETCD, "--name", name, "--data-dir", self.dir + "/data",
              "--listen-client-urls", self.url,
              "--advertise-client-urls", self.url,
              "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
              "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % peer,
-             "--initial-cluster", "m=http://127.0.0.1:%d" % peer],
+             "--initial-cluster",
+             cluster or "%s=http://127.0.0.1:%d" % (name, peer)],
             stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for("etcd", self.healthy)
+        if wait:
+            wait_for("etcd", self.healthy)
 
     def healthy(self):
         try:
@@ -393,6 +398,68 @@ class ClusterTest(unittest.TestCase):
         # The old lease went with the reload, not 60 s later.
         self.assertGreater(self.assertGranted(alpha.client().acquire(
             "h", timeout=10)), token)
+
+    def three_members(self):
+        ports = [(free_port(), free_port()) for _ in range(3)]
+        cluster = ",".join("m%d=http://127.0.0.1:%d" % (i, peer)
+                           for i, (_, peer) in enumerate(ports))
+        members = [self.start(Etcd(self.tmp, "m%d" % i, port, peer, cluster,
+                                   wait=False))
+                   for i, (port, peer) in enumerate(ports)]
+        for m in members:
+            wait_for("etcd member", m.healthy)
+        return members
+
+    def test_one_member_of_three_killed_held_locks_survive(self):
+        m = self.three_members()
+        urls = [x.url for x in m]
+        alpha = self.start(Daemon(self.tmp, "alpha", ",".join(urls),
+                                  "--etcd-ttl", "5"))
+        beta = self.start(Daemon(self.tmp, "beta", ",".join(urls[1:] +
+                                                           urls[:1])))
+        a, b = alpha.client(), beta.client()
+        token = self.assertGranted(a.acquire("m"))
+        b.send("acquire", name="m", scope="cluster", notify_after=1e9)
+        self.assertTrue(b.quiet())
+        # alpha's member goes: its keepalives move on, the lock stays.
+        m[0].proc.kill()
+        self.assertTrue(a.quiet(5 + 3), "the holder heard something")
+        self.assertTrue(b.quiet())
+        self.assertTrue(a.release("m")["ok"])
+        self.assertGreater(self.assertGranted(b.reply()), token)
+        # And new grants go on, on both daemons.
+        self.assertTrue(b.release("m")["ok"])
+        self.assertGranted(a.acquire("m2", timeout=SLOW))
+        self.assertGranted(b.acquire("m3", timeout=SLOW))
+
+    def test_waiter_whose_member_dies_is_still_granted(self):
+        m = self.three_members()
+        urls = [x.url for x in m]
+        alpha = self.start(Daemon(self.tmp, "alpha", ",".join(urls)))
+        beta = self.start(Daemon(self.tmp, "beta", ",".join(urls[1:] +
+                                                           urls[:1])))
+        a, b = alpha.client(), beta.client()
+        self.assertGranted(a.acquire("w"))
+        b.send("acquire", name="w", scope="cluster", notify_after=1e9)
+        self.assertTrue(b.quiet())
+        m[1].proc.kill()        # beta's member, where its watch is
+        time.sleep(1)
+        self.assertTrue(a.release("w")["ok"])
+        self.assertGranted(b.reply())
+
+    def test_quorum_lost_holders_get_lost_within_the_ttl(self):
+        m = self.three_members()
+        alpha = self.start(Daemon(self.tmp, "alpha",
+                                  ",".join(x.url for x in m),
+                                  "--etcd-ttl", "4"))
+        a = alpha.client()
+        token = self.assertGranted(a.acquire("quorum"))
+        m[1].proc.kill()
+        m[2].proc.kill()
+        start = time.monotonic()
+        event = a.recv(4 + 10)
+        self.assertEqual((event["event"], event["token"]), ("lost", token))
+        self.assertLess(time.monotonic() - start, 4 + 5)
 
     def test_lost_when_etcd_stops_answering_then_a_new_lease(self):
         alpha = self.start(Daemon(self.tmp, "alpha", self.etcd.url,
