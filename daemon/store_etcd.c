@@ -452,6 +452,17 @@ el_defer(struct etcd_lock *el)
 	evtimer_add(el->later, &now);
 }
 
+/* Run the deferred steps after seconds, as for a read that failed. */
+static void
+el_defer_after(struct etcd_lock *el, double seconds)
+{
+	struct timeval	 tv;
+
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	evtimer_add(el->later, &tv);
+}
+
 /* End the table's wait for this lock with error. */
 static void
 el_fail_later(struct etcd_lock *el, int error)
@@ -720,9 +731,15 @@ el_range_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 
 	(void)st;
 	if (el_current(el, gen)) {
-		if (reply == NULL)
-			el_fail_later(el, -EHOSTUNREACH);
-		else
+		/*
+		 * Its key stays on the lease while the lease lives: keep the
+		 * place and read again, until the lease is lost (which fails
+		 * the wait) rather than give up on one endpoint's hiccup.
+		 */
+		if (reply == NULL) {
+			el->later_read = 1;
+			el_defer_after(el, 0.5);
+		} else
 			el_queue_answer(el, reply, etcd_int64(
 			    json_object_object_get(reply, "header"),
 			    "revision"));

@@ -359,27 +359,26 @@ class ClusterTest(unittest.TestCase):
         c.send("list", scope="cluster")
         self.assertError(c.reply(), "unavailable")
 
-    def test_kill9_holder_daemon_frees_the_lock_after_its_ttl(self):
-        doomed = self.start(Daemon(self.tmp, "doomed", self.etcd.url,
-                                   "--etcd-ttl", "3"))
+    def holder_and_waiter(self, name, ttl):
+        """A daemon (TTL ttl) holding name, and a waiter on another."""
+        holding = self.start(Daemon(self.tmp, "holding", self.etcd.url,
+                                    "--etcd-ttl", str(ttl)))
         beta = self.start(Daemon(self.tmp, "beta", self.etcd.url))
-        self.assertGranted(doomed.client().acquire("k"))
+        self.assertGranted(holding.client().acquire(name))
         b = beta.client()
-        b.send("acquire", name="k", scope="cluster", notify_after=1e9)
+        b.send("acquire", name=name, scope="cluster", notify_after=1e9)
         self.assertTrue(b.quiet())
+        return holding, b
+
+    def test_kill9_holder_daemon_frees_the_lock_after_its_ttl(self):
+        doomed, b = self.holder_and_waiter("k", 3)
         doomed.proc.kill()
         start = time.monotonic()
         self.assertGranted(b.reply())
         self.assertLess(time.monotonic() - start, 3 + 10)
 
     def test_sigterm_revokes_the_lease_at_once(self):
-        leaving = self.start(Daemon(self.tmp, "leaving", self.etcd.url,
-                                    "--etcd-ttl", "60"))
-        beta = self.start(Daemon(self.tmp, "beta", self.etcd.url))
-        self.assertGranted(leaving.client().acquire("s"))
-        b = beta.client()
-        b.send("acquire", name="s", scope="cluster", notify_after=1e9)
-        self.assertTrue(b.quiet())
+        leaving, b = self.holder_and_waiter("s", 60)
         leaving.proc.terminate()
         # Well before the 60 s TTL: the stop revoked the lease.
         self.assertGranted(b.reply(20))
