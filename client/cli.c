@@ -1012,7 +1012,9 @@ check_lock_options(const struct lock_args *la, int is_run)
 		    "command holds the connection, and no one watches it");
 	if (la->quiet && la->verbose)
 		usage_error("-q and --verbose contradict each other");
-	if (la->opts.scope == LOCKS_CLUSTER && (la->fallback || la->unlock))
+	/* As flock, falling back is the default: a cluster lock never does. */
+	if (la->opts.scope == LOCKS_CLUSTER && ((la->fallback &&
+	    !la->as_flock) || la->unlock))
 		usage_error("--cluster takes neither --fallback nor -u: a "
 		    "cluster lock lives in etcd, not in a file here");
 }
@@ -1156,7 +1158,7 @@ target_label(const struct run_target *rt)
  * Parse run's operands after the options into rt: the target, then the
  * command (ARGS, or -c 'COMMAND'), or nothing in the descriptor form.
  * Invoked as flock, a bare FILE is a file in the current directory, not
- * a name.
+ * a name, but for a cluster lock, which is only ever a name.
  */
 static void
 parse_run_operands(int argc, char **argv, const struct lock_args *la,
@@ -1193,7 +1195,8 @@ parse_run_operands(int argc, char **argv, const struct lock_args *la,
 			usage_error("--on-lost wants a command to watch");
 	} else if (la->unlock && !la->as_flock)
 		usage_error("-u unlocks a descriptor: locks run -u N");
-	else if (strchr(rt->target, '/') == NULL && la->as_flock) {
+	else if (strchr(rt->target, '/') == NULL && la->as_flock &&
+	    la->opts.scope != LOCKS_CLUSTER) {
 		len = strlen(rt->target) + 3;
 		rt->path = xmalloc(len);
 		snprintf(rt->path, len, "./%s", rt->target);

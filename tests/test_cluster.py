@@ -318,6 +318,16 @@ class ClusterTest(unittest.TestCase):
                               "--", "true"], env=env, timeout=SLOW,
                              capture_output=True)
         self.assertNotEqual(out.returncode, 0)
+        # The drop-in form: locks as flock takes --cluster NAME too.
+        flock = os.path.join(self.tmp, "flock")
+        os.symlink(os.path.abspath(LOCKS_CLI), flock)
+        out = subprocess.run([flock, "--cluster", "-n", "cli", "true"],
+                             env=env, timeout=SLOW)
+        self.assertEqual(out.returncode, 1)
+        out = subprocess.run([flock, "--cluster", "free-one", "-c",
+                              "test -n \"$LOCKS_TOKEN\""], env=env,
+                             timeout=SLOW)
+        self.assertEqual(out.returncode, 0)
         out = subprocess.run([LOCKS_CLI, "list", "--cluster"], env=env,
                              timeout=SLOW, capture_output=True, text=True)
         self.assertEqual(out.returncode, 0, out.stderr)
