@@ -1114,6 +1114,23 @@ handle_list(struct session *s, const struct proto_request *r,
 	conn_send(s->conn, reply);
 }
 
+/* The cluster's part of status: this node, its cluster grants and waits. */
+static struct json_object *
+cluster_status(struct session_host *host)
+{
+	struct json_object	*obj = json_object_new_object();
+
+	json_object_object_add(obj, "node",
+	    json_object_new_string(store_etcd_node(host->etcd)));
+	json_object_object_add(obj, "locks_held",
+	    json_object_new_int64((int64_t)locktab_nheld(host->cluster)));
+	json_object_object_add(obj, "waiters",
+	    json_object_new_int64((int64_t)locktab_nwaiting(host->cluster)));
+	json_object_object_add(obj, "acquired_total", json_object_new_int64(
+	    (int64_t)locktab_granted_total(host->cluster)));
+	return obj;
+}
+
 static void
 handle_status(struct session *s, const struct proto_request *r)
 {
@@ -1135,6 +1152,9 @@ handle_status(struct session *s, const struct proto_request *r)
 	    json_object_new_int64((int64_t)locktab_nwaiting(tab)));
 	json_object_object_add(reply, "acquired_total",
 	    json_object_new_int64((int64_t)locktab_granted_total(tab)));
+	if (host->cluster != NULL)
+		json_object_object_add(reply, "cluster",
+		    cluster_status(host));
 	conn_send(s->conn, reply);
 }
 

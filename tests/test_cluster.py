@@ -305,6 +305,9 @@ class ClusterTest(unittest.TestCase):
         # The local list is another scope: no cluster lock there.
         b.send("list")
         self.assertEqual(b.reply()["locks"], [])
+        b.send("status")
+        cluster = b.reply()["cluster"]
+        self.assertEqual((cluster["node"], cluster["waiters"]), ("beta", 1))
 
     def test_cli_run_and_list_cluster(self):
         alpha, beta = self.two_nodes()
