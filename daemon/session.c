@@ -554,7 +554,9 @@ session_cluster_lost(struct lock *lock, void *arg)
 	struct acquire		*a;
 
 	(void)arg;
-	while ((req = lock_first_holder(lock)) != NULL) {
+	/* Each is told first: dropping the last holder may close the lock. */
+	for (req = lock_first_holder(lock); req != NULL;
+	    req = lock_req_next(req)) {
 		a = lock_req_arg(req);
 		id = proto_id_parse(a->id_text, a->id_len);
 		event = proto_event_new(id, "lost");
@@ -566,6 +568,13 @@ session_cluster_lost(struct lock *lock, void *arg)
 		json_object_object_add(event, "token",
 		    json_object_new_int64(lock_req_token(req)));
 		conn_send(a->conn, event);
+	}
+	while ((req = lock_first_holder(lock)) != NULL) {
+		a = lock_req_arg(req);
+		if (lock_req_next(req) == NULL) {
+			acquire_drop(a);	/* the lock may go with it */
+			break;
+		}
 		acquire_drop(a);
 	}
 }

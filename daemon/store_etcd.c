@@ -71,6 +71,7 @@ struct etcd_lock {
 	int			 later_error;	/* to report, or 0 */
 	int			 later_read;	/* read the queue again */
 	int			 later_check;	/* read it, keeping the watch */
+	int			 lost_pending;	/* lease_lost has yet to see it */
 	int64_t			 watched;	/* the revision watched */
 	char			 name[];
 };
@@ -956,22 +957,27 @@ lease_revoke_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 static void
 lease_lost(struct store_etcd *st)
 {
-	struct etcd_lock	*el, *next;
+	struct etcd_lock	*el;
 
 	log_warnx("etcd: lease %" PRIx64 " lost: no keepalive succeeded "
 	    "within %d s", (uint64_t)st->lease, st->ttl);
 	st->old_lease = st->lease;
 	st->lease = 0;
-	for (el = TAILQ_FIRST(&st->locks); el != NULL; el = next) {
-		next = TAILQ_NEXT(el, entry);
-		if (el->lock == NULL || el->phase == EL_IDLE)
+	TAILQ_FOREACH(el, &st->locks, entry)
+		el->lost_pending = el->lock != NULL && el->phase != EL_IDLE;
+	/* From the head each time: a lost hook may free other idle locks. */
+again:
+	TAILQ_FOREACH(el, &st->locks, entry) {
+		if (!el->lost_pending)
 			continue;
+		el->lost_pending = 0;
 		if (el->phase == EL_OWNED) {
 			el->revision = 0;	/* gone with the lease */
 			if (st->hooks.lost != NULL)
 				st->hooks.lost(el->lock, st->hooks.arg);
-		} else
-			el_fail_later(el, -ENOLINK);
+			goto again;
+		}
+		el_fail_later(el, -ENOLINK);
 	}
 }
 
