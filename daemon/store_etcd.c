@@ -72,6 +72,9 @@ struct etcd_lock {
 	int			 later_read;	/* read the queue again */
 	int			 later_check;	/* read it, keeping the watch */
 	int			 lost_pending;	/* lease_lost has yet to see it */
+	uint64_t		 slot;		/* its keys' name, reused */
+	int			 puts;		/* puts not answered yet */
+	int			 fresh_name;	/* the next put takes a new slot */
 	int64_t			 watched;	/* the revision watched */
 	char			 name[];
 };
@@ -128,6 +131,7 @@ struct store_etcd {
 };
 
 static void	el_read_queue(struct etcd_lock *);
+static void	lease_grant(struct store_etcd *);
 static void	el_start_put(struct etcd_lock *);
 
 /* Parse "http://host:port" into ep; -1 if it is not such a URL. */
@@ -776,6 +780,37 @@ txn_range(struct json_object *reply)
 	return range;
 }
 
+/*
+ * Whether the put made the take's key anew (its create_revision is the
+ * txn's): a reused name may have met a key a stale put left, which the
+ * stale put's cleanup will delete.
+ */
+static int
+el_put_created(struct etcd_lock *el, struct json_object *range,
+    int64_t revision)
+{
+	struct etcd_queue	 q;
+
+	return el_queue_read(el, range, &q) >= 0 && el->revision == revision;
+}
+
+/* Queue the take again under a name of its own, the old key let go. */
+static void
+el_requeue(struct etcd_lock *el)
+{
+	enum proto_mode	 mode = el->mode;
+
+	el_let_go(el);
+	el->fresh_name = 1;
+	el->mode = mode;
+	el->store->nwaits++;
+	el->phase = EL_LEASING;
+	if (el->store->lease != 0)
+		el_start_put(el);
+	else
+		lease_grant(el->store);
+}
+
 /* A take's put in flight: its key, in case the take is gone by the answer. */
 struct etcd_put {
 	struct etcd_lock	*el;
@@ -793,12 +828,15 @@ el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 	int64_t			 revision = etcd_int64(json_object_object_get(
 	    reply, "header"), "revision");
 
+	el->puts--;
 	if (!el_current(el, gen)) {
 		/* The txn's one write is the put: its revision is the key's. */
 		if (range != NULL)
 			store_delete_key(st, el_lane(el), put->key, revision);
 	} else if (range == NULL)
 		el_fail_later(el, -EHOSTUNREACH);
+	else if (!el_put_created(el, range, revision))
+		el_requeue(el);
 	else
 		el_queue_answer(el, range, revision);
 	free(put);
@@ -830,8 +868,17 @@ el_start_put(struct etcd_lock *el)
 	char			 prefix[ETCD_KEY_MAX], text[ETCD_VALUE_MAX * 2];
 	const char		*raw;
 
+	/*
+	 * One name per lock and lease, reused take after take: etcd keeps
+	 * every name it saw in its index until a compaction.  Not while a
+	 * put of it is unanswered, which a stale cleanup could delete.
+	 */
+	if (el->puts > 0 || el->fresh_name || el->slot == 0)
+		el->slot = ++st->seq;
+	el->fresh_name = 0;
+	el->puts++;
 	if (etcd_key_format(el->key, sizeof el->key, st->prefix, el->name,
-	    st->lease, ++st->seq, el->mode) == -1)
+	    st->lease, el->slot, el->mode) == -1)
 		fatalx("%s: key of %s does not fit", __func__, el->name);
 	el->lease = st->lease;
 	el->revision = 0;
@@ -917,7 +964,6 @@ lease_grant_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 		return;
 	}
 	st->lease = id;
-	st->seq = 0;
 	st->lease_ok_sent = st->keepalive_sent;
 	lease_arm_deadline(st);
 	log_info("etcd: lease %" PRIx64 " granted, ttl %d s", (uint64_t)id,
