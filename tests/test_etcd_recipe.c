@@ -72,7 +72,7 @@ START_TEST(test_range_end_counts_the_last_byte_up)
 }
 END_TEST
 
-START_TEST(test_key_names_are_unique_per_take_and_carry_the_mode)
+START_TEST(test_key_names_are_unique_per_lease_and_slot_and_carry_the_mode)
 {
 	char		 a[ETCD_KEY_MAX], b[ETCD_KEY_MAX], name[64];
 	enum proto_mode	 mode;
@@ -195,7 +195,7 @@ etcd_recipe_suite(void)
 	tcase_add_test(tc, test_base64_refuses_bad_text_and_small_buffers);
 	tcase_add_test(tc, test_int64_from_strings_numbers_and_absence);
 	tcase_add_test(tc, test_range_end_counts_the_last_byte_up);
-	tcase_add_test(tc, test_key_names_are_unique_per_take_and_carry_the_mode);
+	tcase_add_test(tc, test_key_names_are_unique_per_lease_and_slot_and_carry_the_mode);
 	tcase_add_test(tc, test_kv_decodes_the_gateways_shape);
 	tcase_add_test(tc, test_first_key_holds);
 	tcase_add_test(tc, test_exclusive_watches_only_the_key_just_ahead);
