@@ -96,7 +96,8 @@ direct_cycles(const char *host, int port, double seconds, int lock_api)
 	double			 end;
 	long			 n = 0;
 
-	conn = evhttp_connection_base_new(base, NULL, host, (unsigned short)port);
+	conn = evhttp_connection_base_new(base, NULL, host,
+	    (unsigned short)port);
 	r = post(base, conn, host, "/v3/lease/grant", "{\"TTL\":30}");
 	snprintf(lease, sizeof lease, "%s", field(r, "ID"));
 	json_object_put(r);
@@ -104,8 +105,9 @@ direct_cycles(const char *host, int port, double seconds, int lock_api)
 	while (now() < end) {
 		if (lock_api) {
 			/* "benchlock" in base64. */
-			snprintf(body, sizeof body, "{\"name\":\"YmVuY2hsb2Nr\","
-			    "\"lease\":\"%s\"}", lease);
+			snprintf(body, sizeof body,
+			    "{\"name\":\"YmVuY2hsb2Nr\",\"lease\":\"%s\"}",
+			    lease);
 			r = post(base, conn, host, "/v3/lock/lock", body);
 			snprintf(body, sizeof body, "{\"key\":\"%s\"}",
 			    field(r, "key"));
@@ -157,9 +159,11 @@ daemon_cycles(const char *sock, double seconds)
 	}
 	end = now() + seconds;
 	while (now() < end) {
-		if (locks_acquire(conn, "bench-cycle", &opts, NULL) != LOCKS_OK ||
+		if (locks_acquire(conn, "bench-cycle", &opts, NULL) !=
+		    LOCKS_OK ||
 		    locks_release(conn, "bench-cycle") != LOCKS_OK) {
-			fprintf(stderr, "cycle: %s\n", locks_last_message(conn));
+			fprintf(stderr, "cycle: %s\n",
+			    locks_last_message(conn));
 			exit(1);
 		}
 		n++;
@@ -190,7 +194,8 @@ handoff_thread(void *arg)
 	if (locks_connect(h->sock, "etcd-bench", &conn) != LOCKS_OK)
 		return NULL;
 	while (now() < h->end) {
-		if (locks_acquire(conn, "bench-handoff", &opts, NULL) != LOCKS_OK)
+		if (locks_acquire(conn, "bench-handoff", &opts, NULL) !=
+		    LOCKS_OK)
 			break;
 		granted = now();
 		pthread_mutex_lock(h->mu);

@@ -104,8 +104,8 @@ static const char usage_text[] =
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
     "                 NAME|PATH\n"
     "       locks [--socket PATH] check [-q] NAME\n"
-    "       locks [--socket PATH] list [-a] [--cluster] [-o COLUMNS] [-n] [-r]\n"
-    "                 [--json]\n"
+    "       locks [--socket PATH] list [-a] [--cluster] [-o COLUMNS] [-n]\n"
+    "                 [-r] [--json]\n"
     "                 [NAME]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";

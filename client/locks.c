@@ -558,7 +558,8 @@ locks_acquire_fd(locks_conn *conn, int fd,
 	if ((error = acquire_check(conn, &opts)) != LOCKS_OK)
 		return error;
 	if (opts->scope == LOCKS_CLUSTER) {
-		error_msg(conn, "a cluster lock takes a name, not a descriptor");
+		error_msg(conn, "a cluster lock takes a name, not a "
+		    "descriptor");
 		return LOCKS_E_INVAL;
 	}
 	if (fd < 0 || fcntl(fd, F_GETFD) == -1) {

@@ -127,7 +127,9 @@ acquire_find_target(struct session *s, const char *target, int cluster)
 static struct locktab *
 acquire_table(const struct acquire *a)
 {
-	return a->cluster ? a->session->host->cluster : a->session->host->locktab;
+	struct session_host	*host = a->session->host;
+
+	return a->cluster ? host->cluster : host->locktab;
 }
 
 /* Stop the acquire's timers; it no longer waits. */
@@ -608,7 +610,7 @@ session_cluster_drop_all(struct session_host *host)
 			if (!a->cluster || a->req == NULL)
 				continue;
 			if (a->held) {
-				/* Takes every holder of the lock, maybe next. */
+				/* Takes every holder, maybe next too. */
 				lock = lock_req_lock(a->req);
 				session_cluster_lost(lock, host);
 				next = TAILQ_FIRST(&s->acquires);

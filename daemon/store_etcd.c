@@ -71,10 +71,10 @@ struct etcd_lock {
 	int			 later_error;	/* to report, or 0 */
 	int			 later_read;	/* read the queue again */
 	int			 later_check;	/* read it, keeping the watch */
-	int			 lost_pending;	/* lease_lost has yet to see it */
+	int			 lost_pending;	/* lease_lost is to see it */
 	uint64_t		 slot;		/* its keys' name, reused */
 	int			 puts;		/* puts not answered yet */
-	int			 fresh_name;	/* the next put takes a new slot */
+	int			 fresh_name;	/* the next put: a new slot */
 	int64_t			 watched;	/* the revision watched */
 	char			 name[];
 };
@@ -541,8 +541,8 @@ el_queue_read(struct etcd_lock *el, struct json_object *range,
 		kvs = NULL;
 	n = kvs != NULL ? json_object_array_length(kvs) : 0;
 	for (i = 0; i < n && !found; i++) {
-		if (etcd_kv_decode(json_object_array_get_idx(kvs, i), kv) == 0 &&
-		    strcmp(kv->key, el->key) == 0) {
+		if (etcd_kv_decode(json_object_array_get_idx(kvs, i),
+		    kv) == 0 && strcmp(kv->key, el->key) == 0) {
 			el->revision = kv->create_revision;
 			found = 1;
 		}
@@ -1071,14 +1071,14 @@ keepalive_tick_cb(evutil_socket_t fd, short events, void *arg)
 		st->keepalive_sent = clock_monotonic();
 		body = obj_with(json_object_new_object(), "ID",
 		    etcd_int64_new(st->lease));
-		etcd_post(st, 0, "/v3/lease/keepalive", body, keepalive_cb, NULL,
-		    (uint64_t)st->lease);
+		etcd_post(st, 0, "/v3/lease/keepalive", body, keepalive_cb,
+		    NULL, (uint64_t)st->lease);
 	}
 	if (st->old_lease != 0 && st->lease != 0) {
 		body = obj_with(json_object_new_object(), "ID",
 		    etcd_int64_new(st->old_lease));
-		etcd_post(st, 0, "/v3/lease/revoke", body, lease_revoke_cb, NULL,
-		    (uint64_t)st->old_lease);
+		etcd_post(st, 0, "/v3/lease/revoke", body, lease_revoke_cb,
+		    NULL, (uint64_t)st->old_lease);
 	}
 }
 
@@ -1360,7 +1360,8 @@ store_etcd_free(struct store_etcd *st)
 	for (i = 0; i < st->nendpoints; i++) {
 		for (j = 0; j < ETCD_POOL; j++) {
 			if (st->endpoints[i].pool[j] != NULL)
-				evhttp_connection_free(st->endpoints[i].pool[j]);
+				evhttp_connection_free(
+				    st->endpoints[i].pool[j]);
 		}
 		if (st->endpoints[i].keepalive != NULL)
 			evhttp_connection_free(st->endpoints[i].keepalive);
@@ -1497,9 +1498,9 @@ list_from_range(struct store_etcd *st, struct json_object *range)
 	names = json_object_new_object();
 	n = json_object_array_length(kvs);
 	for (i = 0; i < n; i++) {
-		if (etcd_kv_decode(json_object_array_get_idx(kvs, i), kv) != 0 ||
-		    etcd_key_parse(kv->key, st->prefix, name, sizeof name,
-		    &mode) != 0)
+		if (etcd_kv_decode(json_object_array_get_idx(kvs, i),
+		    kv) != 0 || etcd_key_parse(kv->key, st->prefix, name,
+		    sizeof name, &mode) != 0)
 			continue;
 		if (!json_object_object_get_ex(names, name, &keys)) {
 			keys = json_object_new_array();

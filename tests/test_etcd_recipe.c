@@ -15,7 +15,7 @@
 
 START_TEST(test_base64_round_trips_every_padding)
 {
-	const char	*texts[] = { "", "a", "ab", "abc", "/locks/job/0a-1-x" };
+	const char	*texts[] = { "", "a", "ab", "abc", "/l/job/0a-1-x" };
 	char		 enc[128], dec[128];
 	size_t		 i;
 
@@ -54,7 +54,8 @@ START_TEST(test_int64_from_strings_numbers_and_absence)
 	ck_assert_int_eq(etcd_int64(obj, "b"), 7);
 	ck_assert_int_eq(etcd_int64(obj, "c"), 0);
 	ck_assert_int_eq(etcd_int64(obj, "d"), 0);
-	ck_assert_int_eq(etcd_int64(obj, "missing"), 0);	/* zero: left out */
+	/* A zero is left out. */
+	ck_assert_int_eq(etcd_int64(obj, "missing"), 0);
 	ck_assert_int_eq(etcd_int64(NULL, "a"), 0);
 	json_object_put(obj);
 }
@@ -72,7 +73,7 @@ START_TEST(test_range_end_counts_the_last_byte_up)
 }
 END_TEST
 
-START_TEST(test_key_names_are_unique_per_lease_and_slot_and_carry_the_mode)
+START_TEST(test_key_names_carry_lease_slot_and_mode)
 {
 	char		 a[ETCD_KEY_MAX], b[ETCD_KEY_MAX], name[64];
 	enum proto_mode	 mode;
@@ -173,7 +174,7 @@ START_TEST(test_shared_waits_only_behind_an_exclusive_key)
 }
 END_TEST
 
-START_TEST(test_head_run_is_the_shared_keys_before_an_exclusive_one)
+START_TEST(test_head_run_is_the_shared_keys_first)
 {
 	struct etcd_queue	 q;
 
@@ -195,12 +196,12 @@ etcd_recipe_suite(void)
 	tcase_add_test(tc, test_base64_refuses_bad_text_and_small_buffers);
 	tcase_add_test(tc, test_int64_from_strings_numbers_and_absence);
 	tcase_add_test(tc, test_range_end_counts_the_last_byte_up);
-	tcase_add_test(tc, test_key_names_are_unique_per_lease_and_slot_and_carry_the_mode);
+	tcase_add_test(tc, test_key_names_carry_lease_slot_and_mode);
 	tcase_add_test(tc, test_kv_decodes_the_gateways_shape);
 	tcase_add_test(tc, test_first_key_holds);
 	tcase_add_test(tc, test_exclusive_watches_only_the_key_just_ahead);
 	tcase_add_test(tc, test_shared_waits_only_behind_an_exclusive_key);
-	tcase_add_test(tc, test_head_run_is_the_shared_keys_before_an_exclusive_one);
+	tcase_add_test(tc, test_head_run_is_the_shared_keys_first);
 	suite_add_tcase(s, tc);
 	return s;
 }
