@@ -58,7 +58,8 @@ enum {
 	OPT_JSON,
 	OPT_VERBOSE,
 	OPT_OWNER,
-	OPT_FALLBACK
+	OPT_FALLBACK,
+	OPT_CLUSTER
 };
 
 /* --on-lost: not given, term or ignore. */
@@ -95,7 +96,7 @@ static int invoked_as_flock;
 static const char usage_text[] =
     "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-F|-o]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
-    "                 [--on-lost=term|ignore] [--fallback]\n"
+    "                 [--on-lost=term|ignore] [--fallback] [--cluster]\n"
     "                 NAME|PATH [--] COMMAND [ARGS...] | NAME|PATH -c 'COMMAND'\n"
     "       locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-u]\n"
     "                 [--fallback] [-q|--verbose] N\n"
@@ -103,8 +104,8 @@ static const char usage_text[] =
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
     "                 NAME|PATH\n"
     "       locks [--socket PATH] check [-q] NAME|PATH\n"
-    "       locks [--socket PATH] list [-a] [-o COLUMNS] [-n] [-r] [--json]\n"
-    "                 [NAME|PATH]\n"
+    "       locks [--socket PATH] list [-a] [--cluster] [-o COLUMNS] [-n]\n"
+    "                 [-r] [--json] [NAME|PATH]\n"
     "       locks [--socket PATH] status [--json]\n"
     "       locks --help | --version\n";
 
@@ -161,6 +162,9 @@ static const char help_text[] =
     "                      (default 0)\n"
     "  --owner TEXT        text shown in listings (default: the command\n"
     "                      line, cut to " TEXT(LOCKS_MAX_OWNER) " bytes)\n"
+    "  --cluster           a cluster lock: NAME in the etcd cluster of a\n"
+    "                      locksd run with --etcd, one holder across every\n"
+    "                      machine on it (names only; no --fallback, -u)\n"
     "  -q, --quiet         say nothing about waiting or giving up\n"
     "  --verbose           say how long getting the lock took, or why it\n"
     "                      failed, on stderr\n"
@@ -183,7 +187,8 @@ static const char help_text[] =
     "                      would; for a NAME that is\n"
     "                      locks/NAME beside the socket; said under --verbose\n"
     "  --on-lost=term|ignore\n"
-    "                      if locksd dies while COMMAND runs, the lock is\n"
+    "                      if locksd dies while COMMAND runs (or, with\n"
+    "                      --cluster, loses its etcd lease), the lock is\n"
     "                      gone: term (the default) warns, sends SIGTERM to\n"
     "                      COMMAND and exits 75; ignore only warns\n"
     "SIGTERM and SIGHUP to run are passed on to COMMAND; SIGINT and SIGQUIT\n"
@@ -194,6 +199,8 @@ static const char help_text[] =
     "  --json              list: print the locks as one JSON array (the\n"
     "                      protocol's lock objects); status: the daemon's\n"
     "                      reply as one line of JSON\n"
+    "  --cluster           list: the cluster's locks, on every machine,\n"
+    "                      with a NODE column\n"
     "  -a, --all           list: also files of the lock directory held only\n"
     "                      by programs outside the broker\n"
     "  -o, --output COLUMNS\n"
@@ -219,6 +226,8 @@ static const char help_text[] =
     "  OWNER               the owner text; outside the broker, the command\n"
     "  UID                 its user's number\n"
     "  TOKEN               a holder's fencing token\n"
+    "  NODE                a cluster holder's machine (locksd --node); list\n"
+    "                      --cluster adds it to the default\n"
     "\n"
     "A name is 1 to " TEXT(LOCKS_MAX_NAME) " bytes of [A-Za-z0-9._:@+-] not "
     "starting with '.'.\n"
@@ -927,7 +936,8 @@ may_fall_back(int error, int fd, const struct lock_args *la)
 {
 	if (fd >= 0 && error == LOCKS_E_OPEN)
 		return 1;
-	if (!la->fallback)
+	/* A local flock(2) is no stand-in for a lock across machines. */
+	if (!la->fallback || la->opts.scope == LOCKS_CLUSTER)
 		return 0;
 	switch (error) {
 	case LOCKS_E_CONNECT:
@@ -994,6 +1004,7 @@ static const struct option lock_longopts[] = {
 	{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
 	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
 	{ "owner", required_argument, NULL, OPT_OWNER },
+	{ "cluster", no_argument, NULL, OPT_CLUSTER },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -1018,6 +1029,11 @@ check_lock_options(const struct lock_args *la, int is_run)
 		    "command holds the connection, and no one watches it");
 	if (la->quiet && la->verbose)
 		usage_error("-q and --verbose contradict each other");
+	/* As flock, falling back is the default: a cluster lock never does. */
+	if (la->opts.scope == LOCKS_CLUSTER && ((la->fallback &&
+	    !la->as_flock) || la->unlock))
+		usage_error("--cluster takes neither --fallback nor -u: a "
+		    "cluster lock lives in etcd, not in a file here");
 }
 
 /*
@@ -1073,6 +1089,9 @@ parse_lock_options(int argc, char **argv, const char **sock,
 		case OPT_NOTIFY_AFTER:
 			la->opts.notify_after = parse_seconds(optarg,
 			    "--notify-after");
+			break;
+		case OPT_CLUSTER:
+			la->opts.scope = LOCKS_CLUSTER;
 			break;
 		case OPT_OWNER:
 			if (strlen(optarg) > LOCKS_MAX_OWNER)
@@ -1156,7 +1175,7 @@ target_label(const struct run_target *rt)
  * Parse run's operands after the options into rt: the target, then the
  * command (ARGS, or -c 'COMMAND'), or nothing in the descriptor form.
  * Invoked as flock, a bare FILE is a file in the current directory, not
- * a name.
+ * a name, but for a cluster lock, which is only ever a name.
  */
 static void
 parse_run_operands(int argc, char **argv, const struct lock_args *la,
@@ -1193,7 +1212,8 @@ parse_run_operands(int argc, char **argv, const struct lock_args *la,
 			usage_error("--on-lost wants a command to watch");
 	} else if (la->unlock && !la->as_flock)
 		usage_error("-u unlocks a descriptor: locks run -u N");
-	else if (strchr(rt->target, '/') == NULL && la->as_flock) {
+	else if (strchr(rt->target, '/') == NULL && la->as_flock &&
+	    la->opts.scope != LOCKS_CLUSTER) {
 		len = strlen(rt->target) + 3;
 		rt->path = xmalloc(len);
 		snprintf(rt->path, len, "./%s", rt->target);
@@ -1749,6 +1769,7 @@ enum list_column {
 	COL_OWNER,
 	COL_UID,
 	COL_TOKEN,
+	COL_NODE,
 	COL_COUNT
 };
 
@@ -1768,6 +1789,7 @@ static const char *const list_column_names[COL_COUNT] = {
 	[COL_OWNER] = "OWNER",
 	[COL_UID] = "UID",
 	[COL_TOKEN] = "TOKEN",
+	[COL_NODE] = "NODE",
 };
 
 /* The options of list, and of check's printing of holders. */
@@ -1777,6 +1799,8 @@ struct list_opts {
 	int		 noheadings;	/* -n */
 	int		 raw;		/* -r: lslocks -r's format */
 	int		 table_given;	/* -o, -n or -r: not with --json */
+	int		 cluster;	/* --cluster: the cluster's locks */
+	int		 columns_given;	/* -o */
 	size_t		 ncolumns;
 	int		 columns[LIST_MAX_COLUMNS];	/* enum list_column */
 };
@@ -2042,6 +2066,7 @@ list_add_holder(struct list_view *v, const char *name, const locks_holder *h,
 	cells[COL_HELD] = since[0] != '\0' ? held : "";
 	cells[COL_OWNER] = locks_holder_owner(h);
 	cells[COL_TOKEN] = waiting ? "" : token;
+	cells[COL_NODE] = locks_holder_node(h);
 	if (locks_holder_external(h)) {
 		/* Outside the broker: no label, time or token; a uid if seen. */
 		cells[COL_STATE] = "external";
@@ -2206,6 +2231,7 @@ list_option(int ch, const char *arg, struct list_opts *lo)
 		return;
 	case 'o':
 		list_parse_columns(arg, lo);
+		lo->columns_given = 1;
 		break;
 	case 'n':
 		lo->noheadings = 1;
@@ -2232,6 +2258,7 @@ parse_view_options(int argc, char **argv, const char **sock,
 		{ "output", required_argument, NULL, 'o' },
 		{ "noheadings", no_argument, NULL, 'n' },
 		{ "raw", no_argument, NULL, 'r' },
+		{ "cluster", no_argument, NULL, OPT_CLUSTER },
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -2259,12 +2286,20 @@ parse_view_options(int argc, char **argv, const char **sock,
 		case OPT_SOCKET:
 			*sock = optarg;
 			break;
+		case OPT_CLUSTER:
+			if (ret_list == NULL)
+				usage_error("--cluster is an option of list");
+			lo.cluster = 1;
+			break;
 		case 'h':
 			help();
 		default:
 			usage_error(NULL);
 		}
 	}
+	/* Other machines' holders: say which, unless -o chose. */
+	if (lo.cluster && !lo.columns_given)
+		lo.columns[lo.ncolumns++] = COL_NODE;
 	if (lo.json && lo.table_given)
 		usage_error("--json prints every field: -o, -n and -r are "
 		    "for the table");
@@ -2307,8 +2342,9 @@ cmd_list(int argc, char **argv, const char *sock)
 		check_name(name = argv[optind]);
 
 	conn = connect_or_exit(sock, "locks list");
-	if ((error = locks_list_query(conn, name,
-	    lo.all || name != NULL ? LOCKS_LIST_ALL : 0, &list)) != LOCKS_OK) {
+	if ((error = locks_list_query(conn, name, lo.cluster ?
+	    LOCKS_LIST_CLUSTER : lo.all || name != NULL ? LOCKS_LIST_ALL : 0,
+	    &list)) != LOCKS_OK) {
 		status = report_query(error, conn);
 		locks_close(conn);
 		return status;

@@ -35,6 +35,7 @@ holders_free(locks_holder *holders, size_t n)
 		free(holders[i].client);
 		free(holders[i].owner);
 		free(holders[i].command);
+		free(holders[i].node);
 	}
 	free(holders);
 }
@@ -82,7 +83,8 @@ decode_holders(struct json_object *obj, const char *key,
 		h->token = ph.token;
 		if (decode_string(ph.client, &h->client) != LOCKS_OK ||
 		    decode_string(ph.owner, &h->owner) != LOCKS_OK ||
-		    decode_string(ph.command, &h->command) != LOCKS_OK) {
+		    decode_string(ph.command, &h->command) != LOCKS_OK ||
+		    decode_string(ph.node, &h->node) != LOCKS_OK) {
 			holders_free(holders, n);
 			return LOCKS_E_NOMEM;
 		}
@@ -316,6 +318,13 @@ const char *
 locks_holder_command(const locks_holder *h)
 {
 	return h->command;
+}
+
+/* Return a cluster holder's node, as its locksd's --node names it. */
+const char *
+locks_holder_node(const locks_holder *h)
+{
+	return h->node;
 }
 
 /* Return the protocol's name of a mode, or NULL for no mode of ours. */

@@ -14,7 +14,8 @@ _Static_assert(LOCKS_E_BAD_JSON == -PROTO_E_BAD_JSON &&
     LOCKS_E_TIMEOUT == -PROTO_E_TIMEOUT &&
     LOCKS_E_INTERNAL == -PROTO_E_INTERNAL &&
     LOCKS_E_UNSUPPORTED == -PROTO_E_UNSUPPORTED &&
-    PROTO_E_COUNT == PROTO_E_UNSUPPORTED + 1,
+    LOCKS_E_UNAVAILABLE == -PROTO_E_UNAVAILABLE &&
+    PROTO_E_COUNT == PROTO_E_UNAVAILABLE + 1,
     "locks_error must mirror enum proto_error");
 
 /* The last message of this thread, for errors with no connection to keep it. */
@@ -37,7 +38,7 @@ error_msg(locks_conn *conn, const char *fmt, ...)
 const char *
 locks_error_code(int error)
 {
-	if (error <= 0 && error >= LOCKS_E_UNSUPPORTED)
+	if (error <= 0 && error >= LOCKS_E_UNAVAILABLE)
 		return proto_error_code((enum proto_error)-error);
 	switch (error) {
 	case LOCKS_E_CONNECT:
@@ -92,7 +93,10 @@ locks_strerror(int error)
 	case LOCKS_E_INTERNAL:
 		return "Internal error in the daemon";
 	case LOCKS_E_UNSUPPORTED:
-		return "The lock daemon cannot lock that file correctly";
+		return "The lock daemon cannot lock that file correctly, or "
+		    "has no cluster (--etcd) for a cluster lock";
+	case LOCKS_E_UNAVAILABLE:
+		return "The lock daemon cannot reach etcd for a cluster lock";
 	case LOCKS_E_CONNECT:
 		return "Cannot connect to the lock daemon";
 	case LOCKS_E_LOST:

@@ -23,13 +23,33 @@ typedef int (*event_handler)(locks_conn *, struct json_object *,
 
 static int	 event_blocking(locks_conn *, struct json_object *,
 		    const struct blocking *);
+static int	 event_lost(locks_conn *, struct json_object *,
+		    const struct blocking *);
 
 static const struct {
 	const char	*name;
 	event_handler	 handle;
 } event_handlers[] = {
 	{ "blocking", event_blocking },
+	{ "lost", event_lost },
 };
+
+/*
+ * A cluster lock taken away (locksd's etcd lease lapsed): forget it, so
+ * that locks_held says no and locks_check returns LOCKS_E_LOST once.
+ */
+static int
+event_lost(locks_conn *conn, struct json_object *event,
+    const struct blocking *blk)
+{
+	struct json_object	*name;
+
+	(void)blk;
+	if (json_object_object_get_ex(event, "name", &name) &&
+	    json_object_is_type(name, json_type_string))
+		conn_cluster_lost(conn, json_object_get_string(name));
+	return LOCKS_OK;
+}
 
 /*
  * Hand a blocking event to the acquire's callback.  A malformed event is

@@ -44,13 +44,19 @@ struct locks_conn {
 
 	char			 msg[LOCKS_MSG_MAX];
 
-	char			**held;		/* granted, not released */
+	char			**held;		/* granted, not released;
+						   cluster ones after
+						   HELD_CLUSTER */
 	size_t			 nheld;
+	int			 cluster_lost;	/* a lost event came */
 
 	int			 send_fds[PROTO_MAX_FDS]; /* go with the next
 						   request, borrowed */
 	size_t			 nsend_fds;
 };
+
+/* The first byte of a cluster name in the held list: no name has it. */
+#define HELD_CLUSTER	'\x1f'
 
 struct locks_holder {
 	int			 external;
@@ -60,6 +66,7 @@ struct locks_holder {
 	char			*client;
 	char			*owner;
 	char			*command;
+	char			*node;		/* cluster holders: "" else */
 	enum locks_mode		 mode;
 	double			 since;
 	int64_t			 token;
@@ -128,6 +135,9 @@ int		 conn_drain(locks_conn *);
 /* event.c */
 int		 event_dispatch(locks_conn *, struct json_object *,
 		    const struct blocking *);
+
+/* locks.c */
+void		 conn_cluster_lost(locks_conn *, const char *);
 
 /* decode.c */
 int		 decode_string(const char *, char **);

@@ -287,6 +287,20 @@ check_acquire_opts(locks_conn *conn, const struct locks_acquire_opts *opts)
 	return LOCKS_OK;
 }
 
+/*
+ * The held-list spelling of a cluster name: a byte no name or path
+ * holds first, so both scopes share one list.  Returns a copy to free.
+ */
+static char *
+held_cluster_key(const char *name)
+{
+	char	*key;
+
+	if (asprintf(&key, "%c%s", HELD_CLUSTER, name) == -1)
+		return NULL;
+	return key;
+}
+
 /* Index of name among the held names, or -1. */
 static ssize_t
 held_find(const locks_conn *conn, const char *name)
@@ -318,6 +332,20 @@ held_add(locks_conn *conn, const char *name)
 	return LOCKS_OK;
 }
 
+/* Remember a granted cluster name. */
+static int
+held_add_cluster(locks_conn *conn, const char *name)
+{
+	char	*key;
+	int	 error;
+
+	if ((key = held_cluster_key(name)) == NULL)
+		return LOCKS_E_NOMEM;
+	error = held_add(conn, key);
+	free(key);
+	return error;
+}
+
 /* Forget a released name. */
 static void
 held_remove(locks_conn *conn, const char *name)
@@ -328,6 +356,41 @@ held_remove(locks_conn *conn, const char *name)
 		return;
 	free(conn->held[i]);
 	conn->held[i] = conn->held[--conn->nheld];
+}
+
+/* Whether the connection holds name in the cluster. */
+static int
+cluster_held(const locks_conn *conn, const char *name)
+{
+	char	*key;
+	int	 held;
+
+	if ((key = held_cluster_key(name)) == NULL)
+		return 0;
+	held = held_find(conn, key) != -1;
+	free(key);
+	return held;
+}
+
+/* Forget a cluster name released or lost. */
+static void
+cluster_forget(locks_conn *conn, const char *name)
+{
+	char	*key;
+
+	if ((key = held_cluster_key(name)) != NULL)
+		held_remove(conn, key);
+	free(key);
+}
+
+/* A cluster lock's lease lapsed: forget it, and have locks_check say. */
+void
+conn_cluster_lost(locks_conn *conn, const char *name)
+{
+	cluster_forget(conn, name);
+	conn->cluster_lost = 1;
+	error_msg(conn, "lost the cluster lock %s: locksd's etcd lease "
+	    "lapsed", name);
 }
 
 /*
@@ -357,6 +420,8 @@ acquire_send(locks_conn *conn, const char *name,
 	req.notify_after = opts->on_blocking != NULL ? opts->notify_after :
 	    PROTO_MAX_SECONDS;
 	req.owner = opts->owner;
+	req.scope = opts->scope == LOCKS_CLUSTER ? PROTO_SCOPE_CLUSTER :
+	    PROTO_SCOPE_LOCAL;
 	blk.name = name;
 	blk.cb = opts->on_blocking;
 	blk.arg = opts->arg;
@@ -380,7 +445,8 @@ acquire_send(locks_conn *conn, const char *name,
 		error_msg(conn, "acquire reply has no token");
 		return conn_break(conn, LOCKS_E_PROTOCOL);
 	}
-	if (held && held_add(conn, name) != LOCKS_OK) {
+	if (held && (opts->scope == LOCKS_CLUSTER ? held_add_cluster(conn,
+	    name) : held_add(conn, name)) != LOCKS_OK) {
 		/* Untracked locks would defeat locks_held: give it back. */
 		json_object_put(reply);
 		error_msg(conn, "out of memory");
@@ -443,6 +509,10 @@ locks_acquire(locks_conn *conn, const char *target,
 	if ((error = acquire_check(conn, &opts)) != LOCKS_OK ||
 	    (error = check_name(conn, target)) != LOCKS_OK)
 		return error;
+	if (proto_is_path(target) && opts->scope == LOCKS_CLUSTER) {
+		error_msg(conn, "a cluster lock takes a name, not a path");
+		return LOCKS_E_INVALID_NAME;
+	}
 	if (proto_is_path(target))
 		error = acquire_path(conn, target, opts, &value);
 	else
@@ -526,6 +596,11 @@ locks_acquire_fd(locks_conn *conn, int fd,
 
 	if ((error = acquire_check(conn, &opts)) != LOCKS_OK)
 		return error;
+	if (opts->scope == LOCKS_CLUSTER) {
+		error_msg(conn, "a cluster lock takes a name, not a "
+		    "descriptor");
+		return LOCKS_E_INVAL;
+	}
 	if (fd < 0 || fcntl(fd, F_GETFD) == -1) {
 		error_msg(conn, "descriptor %d is not open", fd);
 		return LOCKS_E_INVAL;
@@ -550,9 +625,20 @@ locks_acquire_fd(locks_conn *conn, int fd,
 	return error;
 }
 
-/* Release a lock this connection holds, or cancel its wait for it. */
+/* Release a lock held locally, else one of the name held in the cluster. */
 int
 locks_release(locks_conn *conn, const char *name)
+{
+	if (conn == NULL || name == NULL || held_find(conn, name) != -1 ||
+	    !cluster_held(conn, name))
+		return locks_release_scope(conn, name, LOCKS_LOCAL);
+	return locks_release_scope(conn, name, LOCKS_CLUSTER);
+}
+
+/* Release a lock of a scope this connection holds, or cancel its wait. */
+int
+locks_release_scope(locks_conn *conn, const char *name,
+    enum locks_scope scope)
 {
 	struct proto_request	 req;
 	char			*spelled;
@@ -571,9 +657,15 @@ locks_release(locks_conn *conn, const char *name)
 		return LOCKS_E_NOMEM;
 	}
 	req.name = spelled;
+	req.scope = scope == LOCKS_CLUSTER ? PROTO_SCOPE_CLUSTER :
+	    PROTO_SCOPE_LOCAL;
 	error = conn_simple(conn, &req);
-	if (error == LOCKS_OK || error == LOCKS_E_NOT_HELD)
-		held_remove(conn, spelled);
+	if (error == LOCKS_OK || error == LOCKS_E_NOT_HELD) {
+		if (scope == LOCKS_CLUSTER)
+			cluster_forget(conn, spelled);
+		else
+			held_remove(conn, spelled);
+	}
 	free(spelled);
 	return error;
 }
@@ -602,8 +694,13 @@ locks_check(locks_conn *conn)
 	}
 	if (conn->broken)
 		return LOCKS_E_LOST;
-	if ((error = conn_drain(conn)) == LOCKS_OK)
-		return LOCKS_OK;
+	if ((error = conn_drain(conn)) == LOCKS_OK) {
+		/* A lapsed cluster lease: said once, the connection lives. */
+		if (!conn->cluster_lost)
+			return LOCKS_OK;
+		conn->cluster_lost = 0;
+		return LOCKS_E_LOST;
+	}
 	/* A hang-up needs no more words; nonsense or no memory does. */
 	if (error == LOCKS_E_LOST)
 		error_msg(conn, "lost the connection to locksd at %s",
@@ -618,9 +715,13 @@ locks_check(locks_conn *conn)
 int
 locks_held(locks_conn *conn, const char *name)
 {
-	if (conn == NULL || name == NULL || held_find(conn, name) == -1)
+	if (conn == NULL || name == NULL || (held_find(conn, name) == -1 &&
+	    !cluster_held(conn, name)))
 		return 0;
-	return locks_check(conn) == LOCKS_OK;
+	/* A lost event read now forgets the name: look again after. */
+	if (locks_check(conn) == LOCKS_E_LOST && conn->broken)
+		return 0;
+	return held_find(conn, name) != -1 || cluster_held(conn, name);
 }
 
 /* Make a round trip to check the daemon is alive. */
@@ -737,7 +838,7 @@ locks_list_query(locks_conn *conn, const char *name, int flags,
 	}
 	if (name != NULL && (error = check_name(conn, name)) != LOCKS_OK)
 		return error;
-	if ((flags & ~LOCKS_LIST_ALL) != 0) {
+	if ((flags & ~(LOCKS_LIST_ALL | LOCKS_LIST_CLUSTER)) != 0) {
 		error_msg(conn, "unknown list flags 0x%x", (unsigned)flags);
 		return LOCKS_E_INVAL;
 	}
@@ -745,6 +846,8 @@ locks_list_query(locks_conn *conn, const char *name, int flags,
 	req.op = PROTO_OP_LIST;
 	req.name = name;
 	req.all = (flags & LOCKS_LIST_ALL) != 0;
+	req.scope = (flags & LOCKS_LIST_CLUSTER) != 0 ? PROTO_SCOPE_CLUSTER :
+	    PROTO_SCOPE_LOCAL;
 	if (name != NULL && proto_is_path(name))
 		return list_path(conn, &req, ret_list);
 	if ((error = list_fetch(conn, &req, -1, &reply)) != LOCKS_OK) {

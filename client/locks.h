@@ -27,7 +27,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 /*
- * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_UNSUPPORTED map one-to-one
+ * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_UNAVAILABLE map one-to-one
  * onto the protocol's error codes; the rest are the library's own.
  */
 enum locks_error {
@@ -45,6 +45,7 @@ enum locks_error {
 	LOCKS_E_PERMISSION_DENIED = -11, /* "permission_denied" */
 	LOCKS_E_INTERNAL = -12,		/* "internal" */
 	LOCKS_E_UNSUPPORTED = -13,	/* "unsupported" */
+	LOCKS_E_UNAVAILABLE = -14,	/* "unavailable": etcd unreachable */
 	LOCKS_E_CONNECT = -100,		/* could not reach the daemon */
 	LOCKS_E_LOST = -101,		/* the connection broke */
 	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */
@@ -148,6 +149,15 @@ const char	*locks_socket_path(const locks_conn *conn);
 typedef void (*locks_blocking_cb)(const locks_lock *lock, int position,
     void *arg);
 
+/*
+ * Where a lock lives: this machine's locksd (the default), or the etcd
+ * cluster of a locksd started with --etcd, across every machine on it.
+ */
+enum locks_scope {
+	LOCKS_LOCAL = 0,
+	LOCKS_CLUSTER = 1
+};
+
 struct locks_acquire_opts {
 	enum locks_mode	 mode;		/* LOCKS_EXCLUSIVE by default */
 	double		 timeout;	/* < 0: forever; 0: try once */
@@ -155,9 +165,11 @@ struct locks_acquire_opts {
 	const char	*owner;		/* free text, LOCKS_MAX_OWNER bytes */
 	locks_blocking_cb on_blocking;	/* may be NULL */
 	void		*arg;		/* passed to on_blocking */
+	enum locks_scope scope;		/* LOCKS_LOCAL by default */
 };
 
-#define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL }
+#define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL, \
+	LOCKS_LOCAL }
 
 /*
  * Take a lock; opts may be NULL for an exclusive lock waited for forever.
@@ -191,8 +203,13 @@ int		 locks_acquire(locks_conn *conn, const char *target,
  */
 int		 locks_acquire_fd(locks_conn *conn, int fd,
 		    const struct locks_acquire_opts *opts, int64_t *ret_token);
-/* Release a lock this connection holds, or cancel its wait for it. */
+/*
+ * Release a lock this connection holds, or cancel its wait for it.  A
+ * name held in both scopes is released locally; locks_release_scope says.
+ */
 int		 locks_release(locks_conn *conn, const char *target);
+int		 locks_release_scope(locks_conn *conn, const char *target,
+		    enum locks_scope scope);
 /* Make a round trip, to learn that the daemon answers. */
 int		 locks_ping(locks_conn *conn);
 
@@ -209,6 +226,12 @@ int		 locks_ping(locks_conn *conn);
  * next call.  locks_held() tells
  * whether a name taken on this connection is still held: granted, not
  * released, and the connection alive.
+ */
+/*
+ * A cluster lock is also lost when locksd's etcd lease lapses: the daemon
+ * sends a "lost" event, and locks_check() returns LOCKS_E_LOST once for
+ * it (the connection and its other locks live on); locks_held() of that
+ * name is 0 from then on.
  */
 int		 locks_fd(const locks_conn *conn);
 int		 locks_check(locks_conn *conn);
@@ -231,6 +254,7 @@ gid_t		 locks_holder_gid(const locks_holder *h);
 const char	*locks_holder_client(const locks_holder *h);
 const char	*locks_holder_owner(const locks_holder *h);
 const char	*locks_holder_command(const locks_holder *h);
+const char	*locks_holder_node(const locks_holder *h);	/* "" local */
 enum locks_mode	 locks_holder_mode(const locks_holder *h);
 double		 locks_holder_since(const locks_holder *h);
 int64_t		 locks_holder_token(const locks_holder *h);	/* 0: waiter */
@@ -243,6 +267,8 @@ int		 locks_list_get(locks_conn *conn, const char *name,
  * directory held only by programs outside the broker, with no waiters.
  */
 #define LOCKS_LIST_ALL	0x1
+/* LOCKS_LIST_CLUSTER lists the cluster's locks, of every node, instead. */
+#define LOCKS_LIST_CLUSTER	0x2
 int		 locks_list_query(locks_conn *conn, const char *name,
 		    int flags, locks_list **ret_list);
 size_t		 locks_list_count(const locks_list *list);

@@ -149,6 +149,50 @@ struct conn	*conn_restore(struct event_base *,
 		    const struct conn_cb *, void *);
 
 /*
+ * store_etcd.c: the lock store of cluster locks, keys in an etcd cluster
+ * on one lease of the daemon's (etcd.h holds its pure half).
+ */
+#define ETCD_ENDPOINTS_MAX	16	/* URLs in --etcd */
+
+struct store_etcd;
+struct etcd_list_req;
+
+struct etcd_config {
+	const char	*endpoints;	/* "URL[,URL...]" */
+	const char	*prefix;	/* keys under it */
+	int		 ttl;		/* the lease's, in seconds */
+	const char	*node;		/* this daemon, as others see it */
+	size_t		 max_waits;	/* cluster locks with a key */
+};
+
+/* The calls up into the daemon, each given arg. */
+struct store_etcd_hooks {
+	/* The holder a new key stands for: the lock's head request. */
+	struct json_object *(*describe)(struct lock *, void *);
+	/* A take waits behind another: try-only requests give up now. */
+	void		 (*queued)(struct lock *, void *);
+	/* The lease is lost: the lock's holders no longer hold it. */
+	void		 (*lost)(struct lock *, void *);
+	void		*arg;
+};
+
+typedef void (*store_etcd_list_cb)(struct json_object *, void *);
+
+struct store_etcd *store_etcd_new(struct event_base *,
+		    const struct etcd_config *, char *, size_t);
+void		 store_etcd_shutdown(struct store_etcd *);
+void		 store_etcd_free(struct store_etcd *);
+struct lock_store *store_etcd_base(struct store_etcd *);
+void		 store_etcd_set_hooks(struct store_etcd *,
+		    const struct store_etcd_hooks *);
+const char	*store_etcd_node(const struct store_etcd *);
+struct json_object *store_etcd_holders(struct lock *);
+int		 store_etcd_settled(struct lock *);
+struct etcd_list_req *store_etcd_list(struct store_etcd *, const char *,
+		    store_etcd_list_cb, void *);
+void		 store_etcd_list_cancel(struct etcd_list_req *);
+
+/*
  * session.c: one client's session over its conn: the tokener and the
  * parse, the client label, the acquires, and dispatch.  What all
  * sessions share, and the calls up into the daemon, are in a
@@ -178,6 +222,8 @@ struct holder_info {
 struct session_host {
 	struct event_base	*base;
 	struct locktab		*locktab;
+	struct locktab		*cluster;	/* over etcd, or NULL */
+	struct store_etcd	*etcd;		/* its store, or NULL */
 	struct listing		*listing;
 	size_t			 max_locks_per_client;
 	size_t			 max_lock_files;	/* 0: no bound */
@@ -210,6 +256,10 @@ struct snap_acquire;
 int		 session_restore_acquire(struct session *,
 		    struct snap_acquire *, struct lock *);
 void		 session_failed(struct lock_req *, int, void *);
+struct json_object *session_cluster_describe(struct lock *, void *);
+void		 session_cluster_queued(struct lock *, void *);
+void		 session_cluster_lost(struct lock *, void *);
+void		 session_cluster_drop_all(struct session_host *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct handoff;
@@ -407,6 +457,7 @@ struct server_config {
 	int64_t		 token_reserve;	/* tokens saved ahead; 0: 1e9 */
 	size_t		 max_lock_files; /* 0: no bound */
 	struct snap	*restore;	/* a reload's state, or NULL */
+	const struct etcd_config *etcd;	/* --etcd, or NULL: no cluster */
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);

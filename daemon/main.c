@@ -17,11 +17,15 @@
 #include <event2/event.h>
 
 #include "daemon.h"
+#include "etcd.h"
 
 #define DEFAULT_MAX_LOCKS_PER_CLIENT	4096
 #define DEFAULT_MAX_CLIENTS		10000
 #define DEFAULT_MAX_CLIENTS_PER_UID	1024
 #define DEFAULT_MAX_LOCK_FILES		65536
+#define DEFAULT_ETCD_PREFIX		"/locks/"
+#define DEFAULT_ETCD_TTL		10
+#define DEFAULT_ETCD_MAX_WAITS		1024
 
 static void
 usage(FILE *out)
@@ -31,6 +35,9 @@ usage(FILE *out)
 	    "              [--max-clients N] [--max-clients-per-uid N]\n"
 	    "              [--max-locks-per-client N] [--max-lock-files N]\n"
 	    "              [--allow-user USER]... [--allow-group GROUP]...\n"
+	    "              [--etcd URL[,URL...]] [--etcd-prefix PREFIX]\n"
+	    "              [--etcd-ttl SECS] [--etcd-max-waits N]\n"
+	    "              [--node NAME]\n"
 	    "              [--version] [--help]\n"
 	    "\n"
 	    "  --socket PATH   listen on PATH (default: $LOCKS_SOCKET, else\n"
@@ -61,11 +68,54 @@ usage(FILE *out)
 	    "                  supplementary) may connect, by name or number;\n"
 	    "                  repeatable; default: anyone who can reach the\n"
 	    "                  socket\n"
+	    "  --etcd URL[,URL...]\n"
+	    "                  serve cluster locks (\"scope\":\"cluster\") as\n"
+	    "                  keys in this etcd cluster: the members' client\n"
+	    "                  URLs, http://HOST:PORT, tried in turn\n"
+	    "  --etcd-prefix PREFIX\n"
+	    "                  the keys' prefix in etcd (default %s)\n"
+	    "  --etcd-ttl SECS the daemon's lease TTL (default %d); a holder\n"
+	    "                  whose keepalives fail that long gets \"lost\"\n"
+	    "  --etcd-max-waits N\n"
+	    "                  cluster locks held or awaited at once on this\n"
+	    "                  daemon, each a key and maybe a watch\n"
+	    "                  (default %d)\n"
+	    "  --node NAME     this machine as other nodes' lists show it\n"
+	    "                  (default: the hostname)\n"
 	    "  -v, --verbose   log every connection\n"
 	    "  --version       print the version and exit\n"
 	    "  --help          print this help and exit\n",
 	    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_UID,
-	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_LOCK_FILES);
+	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_LOCK_FILES,
+	    DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_TTL, DEFAULT_ETCD_MAX_WAITS);
+}
+
+/* Check the --etcd options, fill in the node's default; exit if bad. */
+static void
+etcd_config_finish(struct etcd_config *etcd, char *host, size_t host_size)
+{
+	if (etcd->endpoints == NULL)
+		return;
+	if (etcd->prefix[0] != '/' || strlen(etcd->prefix) >= ETCD_PREFIX_MAX) {
+		fprintf(stderr, "locksd: --etcd-prefix must start with '/' and "
+		    "be shorter than %d bytes\n", ETCD_PREFIX_MAX);
+		exit(2);
+	}
+	if (etcd->ttl < 3 || etcd->ttl > 3600) {
+		fprintf(stderr, "locksd: --etcd-ttl takes 3 to 3600 seconds\n");
+		exit(2);
+	}
+	if (etcd->node == NULL) {
+		if (gethostname(host, host_size) == -1)
+			snprintf(host, host_size, "localhost");
+		host[host_size - 1] = '\0';
+		etcd->node = host;
+	}
+	if (etcd->node[0] == '\0' || strlen(etcd->node) >= ETCD_NODE_MAX) {
+		fprintf(stderr, "locksd: --node takes 1 to %d bytes\n",
+		    ETCD_NODE_MAX - 1);
+		exit(2);
+	}
 }
 
 /* Parse a positive count option, or exit with a usage error. */
@@ -177,6 +227,11 @@ main(int argc, char **argv)
 		{ "max-lock-files", required_argument, NULL, 'F' },
 		{ "allow-user", required_argument, NULL, 'U' },
 		{ "allow-group", required_argument, NULL, 'G' },
+		{ "etcd", required_argument, NULL, 'E' },
+		{ "etcd-prefix", required_argument, NULL, 'X' },
+		{ "etcd-ttl", required_argument, NULL, 'T' },
+		{ "etcd-max-waits", required_argument, NULL, 'W' },
+		{ "node", required_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -188,6 +243,12 @@ main(int argc, char **argv)
 		.max_clients_per_uid = DEFAULT_MAX_CLIENTS_PER_UID,
 		.max_lock_files = DEFAULT_MAX_LOCK_FILES,
 	};
+	struct etcd_config	 etcd = {
+		.prefix = DEFAULT_ETCD_PREFIX,
+		.ttl = DEFAULT_ETCD_TTL,
+		.max_waits = DEFAULT_ETCD_MAX_WAITS,
+	};
+	char			 host_buf[256];
 	struct event_base	*base;
 	struct server		*srv;
 	struct snap		 snap;
@@ -227,6 +288,21 @@ main(int argc, char **argv)
 		case 'G':
 			allow(&config, optarg, access_allow_group, "group");
 			break;
+		case 'E':
+			etcd.endpoints = optarg;
+			break;
+		case 'X':
+			etcd.prefix = optarg;
+			break;
+		case 'T':
+			etcd.ttl = (int)parse_count(optarg);
+			break;
+		case 'W':
+			etcd.max_waits = parse_count(optarg);
+			break;
+		case 'N':
+			etcd.node = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -246,6 +322,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	etcd_config_finish(&etcd, host_buf, sizeof host_buf);
+	config.etcd = etcd.endpoints != NULL ? &etcd : NULL;
 	log_init(verbose);
 	/*
 	 * Socket activation: serve the sockets systemd passed, bind none;

@@ -43,6 +43,8 @@ struct server {
 	int			 nlink_known;	/* the fs counts dir links */
 	int			 failed;	/* exit non-zero */
 	struct locktab		*locktab;
+	struct store_etcd	*etcd;		/* --etcd's store, or NULL */
+	struct locktab		*cluster;	/* its table */
 	struct store_file	*store;		/* under the lock table */
 	struct outside_cache	*outside;	/* the last /proc/locks scan */
 	struct listing		 listing;
@@ -73,6 +75,8 @@ struct uid_count {
 };
 
 static void	server_host_init(struct server *, const struct server_config *);
+static void	server_cluster_init(struct server *,
+		    const struct server_config *);
 static void	server_restore(struct server *, struct snap *);
 static void	server_session_closed(const struct peer *, int, void *);
 
@@ -828,6 +832,7 @@ server_new(struct event_base *base, const struct server_config *config)
 		fatalx("%s", srv->token_msg);
 	if ((srv->outside = outside_cache_new()) == NULL)
 		fatal("outside_cache_new");
+	server_cluster_init(srv, config);
 	server_host_init(srv, config);
 	srv->socket_path = strdup(config->socket_path != NULL ?
 	    config->socket_path : "(no socket)");
@@ -862,11 +867,14 @@ server_free(struct server *srv)
 	for (i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	free(srv->listeners);
+	store_etcd_shutdown(srv->etcd);
 	if (srv->own_socket && !srv->handed_over &&
 	    unlink(srv->socket_path) == -1)
 		log_warn("unlink %s", srv->socket_path);
 	locktab_free(srv->locktab);
 	store_file_free(srv->store);
+	locktab_free(srv->cluster);
+	store_etcd_free(srv->etcd);
 	listing_free(&srv->listing);
 	outside_cache_free(srv->outside);
 	close(srv->claim_fd);
@@ -1073,6 +1081,31 @@ server_session_closed(const struct peer *peer, int counted, void *arg)
 	}
 }
 
+/* With --etcd: the etcd store and the cluster lock table over it. */
+static void
+server_cluster_init(struct server *srv, const struct server_config *config)
+{
+	struct store_etcd_hooks	 hooks = {
+		session_cluster_describe, session_cluster_queued,
+		session_cluster_lost, &srv->host
+	};
+	char			 err[256];
+
+	if (config->etcd == NULL)
+		return;
+	if ((srv->etcd = store_etcd_new(srv->base, config->etcd, err,
+	    sizeof err)) == NULL)
+		fatalx("%s", err);
+	store_etcd_set_hooks(srv->etcd, &hooks);
+	srv->cluster = locktab_new(store_etcd_base(srv->etcd),
+	    session_granted, session_failed, clock_realtime);
+	if (srv->cluster == NULL)
+		fatal("locktab_new");
+	log_info("cluster locks on etcd %s under %s, node %s, lease ttl %d s",
+	    config->etcd->endpoints, config->etcd->prefix, config->etcd->node,
+	    config->etcd->ttl);
+}
+
 /* Fill in what every session shares, and the calls up to the server. */
 static void
 server_host_init(struct server *srv, const struct server_config *config)
@@ -1083,6 +1116,8 @@ server_host_init(struct server *srv, const struct server_config *config)
 	    srv->lock_dirfd);
 	host->base = srv->base;
 	host->locktab = srv->locktab;
+	host->cluster = srv->cluster;
+	host->etcd = srv->etcd;
 	host->listing = &srv->listing;
 	host->max_locks_per_client = config->max_locks_per_client;
 	host->max_lock_files = config->max_lock_files;
@@ -1175,6 +1210,11 @@ server_snapshot(struct server *srv, struct snap *snap)
 {
 	size_t	 i;
 
+	/* Cluster locks live on this process's lease: they cannot go along. */
+	if (srv->etcd != NULL) {
+		session_cluster_drop_all(&srv->host);
+		store_etcd_shutdown(srv->etcd);
+	}
 	memset(snap, 0, sizeof *snap);
 	snap->version = STATE_VERSION;
 	snap->pid = getpid();

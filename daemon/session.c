@@ -39,6 +39,8 @@ struct session {
 	struct acquire_list	 acquires;
 	struct acquire		*acquiring;	/* in locktab_acquire; NULL
 						   once handed off there */
+	struct etcd_list_req	*listing;	/* a cluster list in flight */
+	struct json_object	*list_id;	/* its id */
 	int			 uid_counted;	/* for host->closed */
 	uint32_t		 snap_index;	/* in the state being saved */
 };
@@ -62,6 +64,9 @@ struct acquire {
 	double			 notify_at;	/* monotonic; 0: none, or sent */
 	uint32_t		 snap_index;	/* in the state being saved */
 	int			 held;
+	int			 cluster;	/* in the etcd store's table */
+	int			 try_only;	/* timeout 0 */
+	double			 notify_after;	/* cluster: once queued */
 	int			 handoff_fd;	/* descriptor form: the
 						   caller's, else -1 */
 	int			 by_path;	/* asked for the file below */
@@ -75,6 +80,10 @@ struct acquire {
 _Static_assert(offsetof(struct acquire, holder) == 0,
     "struct acquire must start with its holder_info");
 
+static void	acquire_arm_notify(struct acquire *);
+static int	acquire_arm(struct acquire *, struct event **,
+		    event_callback_fn, double);
+
 static size_t
 acquire_count(struct session *s)
 {
@@ -86,30 +95,41 @@ acquire_count(struct session *s)
 	return n;
 }
 
-/* Find the session's acquire of the lock named key, waiting or held. */
+/* Find the session's acquire of the lock named key in a scope. */
 static struct acquire *
-acquire_find(struct session *s, const char *key)
+acquire_find(struct session *s, const char *key, int cluster)
 {
 	struct acquire	*a;
 
 	TAILQ_FOREACH(a, &s->acquires, entry) {
-		if (a->req != NULL && strcmp(lock_req_name(a->req), key) == 0)
+		if (a->req != NULL && a->cluster == cluster &&
+		    strcmp(lock_req_name(a->req), key) == 0)
 			return a;
 	}
 	return NULL;
 }
 
-/* Find the session's acquire asked for as target (a name or a path). */
+/* Find the session's acquire asked for as target in a scope. */
 static struct acquire *
-acquire_find_target(struct session *s, const char *target)
+acquire_find_target(struct session *s, const char *target, int cluster)
 {
 	struct acquire	*a;
 
 	TAILQ_FOREACH(a, &s->acquires, entry) {
-		if (a->req != NULL && strcmp(a->target, target) == 0)
+		if (a->req != NULL && a->cluster == cluster &&
+		    strcmp(a->target, target) == 0)
 			return a;
 	}
 	return NULL;
+}
+
+/* The lock table an acquire is in: the local one, or the cluster's. */
+static struct locktab *
+acquire_table(const struct acquire *a)
+{
+	struct session_host	*host = a->session->host;
+
+	return a->cluster ? host->cluster : host->locktab;
 }
 
 /* Stop the acquire's timers; it no longer waits. */
@@ -141,13 +161,13 @@ acquire_free(struct acquire *a)
 static void
 acquire_drop(struct acquire *a)
 {
-	struct session_host	*host = a->session->host;
+	struct locktab		*tab = acquire_table(a);
 	struct lock_req		*req = a->req;
 
 	/* Unlink first: releasing may grant others, never this acquire. */
 	a->req = NULL;
 	acquire_free(a);
-	locktab_release(host->locktab, req);
+	locktab_release(tab, req);
 }
 
 /* Send an error reply echoing id, which it takes. */
@@ -187,6 +207,45 @@ reply_new(const struct proto_request *r)
 	return reply;
 }
 
+/* A cluster request's holder as list and blocking show it, but the node. */
+static void
+holder_fill(struct proto_holder *h, struct lock_req *req)
+{
+	const struct holder_info	*info = lock_req_arg(req);
+
+	memset(h, 0, sizeof *h);
+	h->pid = info->client->peer.pid;
+	h->uid = info->client->peer.uid;
+	h->gid = info->client->peer.gid;
+	h->client = info->client->label;
+	h->owner = info->owner;
+	h->mode = lock_req_mode(req);
+	h->since = lock_req_since(req);
+	h->token = lock_req_token(req);
+}
+
+/*
+ * The holders a cluster lock's blocking notice names: this node's own
+ * when it holds the lock, else the other nodes' that etcd showed.
+ */
+static struct json_object *
+cluster_holders(struct session_host *host, struct lock *lock)
+{
+	struct json_object		*holders;
+	struct lock_req			*req;
+	struct proto_holder		 h;
+
+	if ((req = lock_first_holder(lock)) == NULL)
+		return store_etcd_holders(lock);
+	holders = json_object_new_array();
+	for (; req != NULL; req = lock_req_next(req)) {
+		holder_fill(&h, req);
+		h.node = store_etcd_node(host->etcd);
+		json_object_array_add(holders, proto_holder_encode(&h));
+	}
+	return holders;
+}
+
 /* Send the one blocking event of a waiting acquire. */
 static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
@@ -202,7 +261,8 @@ acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 	json_object_put(id);
 	json_object_object_add(event, "name",
 	    json_object_new_string(a->target));
-	json_object_object_add(event, "holders",
+	json_object_object_add(event, "holders", a->cluster ?
+	    cluster_holders(a->session->host, lock_req_lock(a->req)) :
 	    listing_holders(a->session->host->listing,
 	    lock_req_lock(a->req)));
 	json_object_object_add(event, "position",
@@ -428,14 +488,140 @@ session_failed(struct lock_req *req, int error, void *arg)
 {
 	struct acquire	*a = arg;
 	char		 msg[PATH_MAX + 512];	/* the store's text */
+	enum proto_error code = PROTO_E_INTERNAL;
 
 	a->req = NULL;
-	if (locktab_explain(a->session->host->locktab, lock_req_name(req),
-	    error, msg, sizeof msg) <= 0)
+	if (locktab_explain(acquire_table(a), lock_req_name(req), error, msg,
+	    sizeof msg) <= 0)
 		snprintf(msg, sizeof msg, "cannot take the lock: %s",
 		    strerror(-error));
-	acquire_error(a, PROTO_E_INTERNAL, msg);
+	/* The etcd store's: etcd out of reach or the lease lost, a bound. */
+	if (a->cluster && (error == -EHOSTUNREACH || error == -ENOLINK))
+		code = PROTO_E_UNAVAILABLE;
+	else if (a->cluster && error == -EUSERS)
+		code = PROTO_E_LIMIT;
+	acquire_error(a, code, msg);
 	acquire_free(a);
+}
+
+/*
+ * The etcd store's describe hook: the holder a new key stands for, its
+ * lock's head request (pid, uid, client, owner, since), for other nodes.
+ */
+struct json_object *
+session_cluster_describe(struct lock *lock, void *arg)
+{
+	struct lock_req		*req = lock_first_waiter(lock);
+	struct proto_holder	 h;
+
+	(void)arg;
+	if (req == NULL)
+		return NULL;
+	holder_fill(&h, req);
+	h.since = clock_realtime();
+	return proto_holder_encode(&h);
+}
+
+/* The etcd store's queued hook: a take is ahead, so timeout 0 gives up. */
+void
+session_cluster_queued(struct lock *lock, void *arg)
+{
+	struct lock_req	*req, *next;
+	struct acquire	*a;
+
+	(void)arg;
+	for (req = lock_first_waiter(lock); req != NULL; req = next) {
+		next = lock_req_next(req);
+		a = lock_req_arg(req);
+		if (a->try_only) {
+			acquire_error(a, PROTO_E_TIMEOUT,
+			    "the cluster lock is held");
+			acquire_drop(a);
+		} else if (a->notify_ev == NULL && a->notify_after <
+		    PROTO_MAX_SECONDS && (a->timeout_ev == NULL ||
+		    a->started + a->notify_after < a->timeout_at))
+			acquire_arm_notify(a);
+	}
+}
+
+/*
+ * The etcd store's lost hook: the lease went, so the lock's holders no
+ * longer hold it.  Each gets a lost event and its acquire goes.
+ */
+void
+session_cluster_lost(struct lock *lock, void *arg)
+{
+	struct json_object	*event, *id;
+	struct lock_req		*req;
+	struct acquire		*a;
+
+	(void)arg;
+	/* Each is told first: dropping the last holder may close the lock. */
+	for (req = lock_first_holder(lock); req != NULL;
+	    req = lock_req_next(req)) {
+		a = lock_req_arg(req);
+		id = proto_id_parse(a->id_text, a->id_len);
+		event = proto_event_new(id, "lost");
+		json_object_put(id);
+		json_object_object_add(event, "name",
+		    json_object_new_string(a->target));
+		json_object_object_add(event, "scope",
+		    json_object_new_string("cluster"));
+		json_object_object_add(event, "token",
+		    json_object_new_int64(lock_req_token(req)));
+		conn_send(a->conn, event);
+	}
+	while ((req = lock_first_holder(lock)) != NULL) {
+		a = lock_req_arg(req);
+		if (lock_req_next(req) == NULL) {
+			acquire_drop(a);	/* the lock may go with it */
+			break;
+		}
+		acquire_drop(a);
+	}
+}
+
+/* Arm a cluster acquire's blocking notice once etcd says it waits. */
+static void
+acquire_arm_notify(struct acquire *a)
+{
+	double	 left = a->started + a->notify_after - clock_monotonic();
+
+	a->notify_at = a->started + a->notify_after;
+	if (acquire_arm(a, &a->notify_ev, acquire_notify_cb, left) == -1)
+		log_warnx("out of memory arming a blocking notice");
+}
+
+/*
+ * Before a reload or restart: cluster locks cannot be handed over (they
+ * live on this process's lease), so holders get lost and waiters
+ * unavailable, and every cluster acquire goes.
+ */
+void
+session_cluster_drop_all(struct session_host *host)
+{
+	struct session	*s;
+	struct acquire	*a, *next;
+	struct lock	*lock;
+
+	TAILQ_FOREACH(s, &host->sessions, entry) {
+		for (a = TAILQ_FIRST(&s->acquires); a != NULL; a = next) {
+			next = TAILQ_NEXT(a, entry);
+			if (!a->cluster || a->req == NULL)
+				continue;
+			if (a->held) {
+				/* Takes every holder, maybe next too. */
+				lock = lock_req_lock(a->req);
+				session_cluster_lost(lock, host);
+				next = TAILQ_FIRST(&s->acquires);
+				continue;
+			}
+			acquire_error(a, PROTO_E_UNAVAILABLE, "locksd is "
+			    "reloading: a cluster lock cannot be handed over; "
+			    "ask again");
+			acquire_drop(a);
+		}
+	}
 }
 
 static struct timeval
@@ -474,7 +660,8 @@ acquire_arm_timers(struct acquire *a, const struct proto_request *r)
 	}
 	/* The maximum, 1e9 s, is how a client says "never tell me". */
 	if ((r->timeout < 0 || r->notify_after < r->timeout) &&
-	    r->notify_after < PROTO_MAX_SECONDS) {
+	    r->notify_after < PROTO_MAX_SECONDS && (!a->cluster ||
+	    store_etcd_settled(lock_req_lock(a->req)))) {
 		a->notify_at = now + r->notify_after;
 		if (acquire_arm(a, &a->notify_ev, acquire_notify_cb,
 		    r->notify_after) == -1)
@@ -563,6 +750,26 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 		if (rc == -ENOENT)
 			host->lock_file_missing(host->arg);
 	}
+}
+
+/* Reply to a cluster acquire its table refused with errno -rc. */
+static void
+acquire_failed_cluster(struct session *s, const struct proto_request *r,
+    int rc)
+{
+	char	 msg[512];
+
+	if (rc == -EWOULDBLOCK) {
+		reply_error(s->conn, r, PROTO_E_TIMEOUT,
+		    "the cluster lock is held");
+		return;
+	}
+	if (locktab_explain(s->host->cluster, r->name, rc, msg,
+	    sizeof msg) <= 0)
+		snprintf(msg, sizeof msg, "cannot queue the cluster lock: %s",
+		    strerror(-rc));
+	reply_error(s->conn, r, rc == -ENOMEM ? PROTO_E_LIMIT :
+	    PROTO_E_INTERNAL, msg);
 }
 
 /*
@@ -690,6 +897,77 @@ acquire_note_file(struct acquire *a, const struct descriptors *fds)
 	return 0;
 }
 
+/* Check the bounds every acquire has; 0, or -1 after an error reply. */
+static int
+acquire_admit(struct session *s, const struct proto_request *r,
+    const char *name, int cluster)
+{
+	if (acquire_find(s, name, cluster) != NULL) {
+		reply_error(s->conn, r, PROTO_E_ALREADY_HELD,
+		    "this connection already holds or awaits that name");
+		return -1;
+	}
+	if (acquire_count(s) >= s->host->max_locks_per_client) {
+		reply_error(s->conn, r, PROTO_E_LIMIT,
+		    "too many locks held or awaited by this connection");
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether a cluster lock is held or awaited here: no need to ask etcd. */
+static int
+cluster_lock_busy(struct locktab *tab, const char *name)
+{
+	struct lock	*lock = locktab_find(tab, name);
+
+	return lock != NULL && (lock_first_holder(lock) != NULL ||
+	    lock_first_waiter(lock) != NULL);
+}
+
+/*
+ * A cluster acquire, in the etcd store's table.  A timeout of 0 waits
+ * for etcd's first answer: the store's queued hook ends it if a take is
+ * ahead (session_cluster_queued).
+ */
+static void
+handle_acquire_cluster(struct session *s, const struct proto_request *r)
+{
+	struct session_host	*host = s->host;
+	struct acquire		*a;
+	struct lock_req		*req;
+	int			 rc;
+
+	if (host->cluster == NULL) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "this locksd has "
+		    "no cluster: start it with --etcd URL for cluster locks");
+		return;
+	}
+	if (acquire_admit(s, r, r->name, 1) != 0)
+		return;
+	if ((a = acquire_new(s, r)) == NULL) {
+		reply_error(s->conn, r, PROTO_E_LIMIT, "out of memory");
+		return;
+	}
+	a->cluster = 1;
+	a->try_only = r->timeout == 0;
+	a->notify_after = r->notify_after;
+	s->acquiring = a;
+	rc = locktab_acquire(host->cluster, r->name, r->mode, a->try_only &&
+	    cluster_lock_busy(host->cluster, r->name), &a->holder, &req);
+	s->acquiring = NULL;
+	if (rc != 0) {
+		acquire_failed_cluster(s, r, rc);
+		acquire_free(a);
+		return;
+	}
+	a->req = req;
+	if (!a->held && acquire_arm_timers(a, r) == -1) {
+		reply_error(s->conn, r, PROTO_E_LIMIT, "out of memory");
+		acquire_drop(a);
+	}
+}
+
 static void
 handle_acquire(struct session *s, const struct proto_request *r,
     struct descriptors *fds)
@@ -702,6 +980,10 @@ handle_acquire(struct session *s, const struct proto_request *r,
 	enum proto_mode		 held;
 	int			 rc;
 
+	if (r->scope == PROTO_SCOPE_CLUSTER) {
+		handle_acquire_cluster(s, r);
+		return;
+	}
 	if (proto_is_path(r->name)) {
 		if (path_resolve(s, r, fds, r->handoff ? 2 : 1, key,
 		    sizeof key) != 0)
@@ -712,16 +994,8 @@ handle_acquire(struct session *s, const struct proto_request *r,
 		}
 		name = key;
 	}
-	if (acquire_find(s, name) != NULL) {
-		reply_error(s->conn, r, PROTO_E_ALREADY_HELD,
-		    "this connection already holds or awaits that name");
+	if (acquire_admit(s, r, name, 0) != 0)
 		return;
-	}
-	if (acquire_count(s) >= host->max_locks_per_client) {
-		reply_error(s->conn, r, PROTO_E_LIMIT,
-		    "too many locks held or awaited by this connection");
-		return;
-	}
 	if ((a = acquire_new(s, r)) == NULL) {
 		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
@@ -764,7 +1038,8 @@ handle_release(struct session *s, const struct proto_request *r)
 {
 	struct acquire	*a;
 
-	if ((a = acquire_find_target(s, r->name)) == NULL) {
+	if ((a = acquire_find_target(s, r->name,
+	    r->scope == PROTO_SCOPE_CLUSTER)) == NULL) {
 		reply_error(s->conn, r, PROTO_E_NOT_HELD,
 		    "this connection neither holds nor awaits that name");
 		return;
@@ -774,6 +1049,51 @@ handle_release(struct session *s, const struct proto_request *r)
 		    "the wait was cancelled by a release");
 	acquire_drop(a);
 	reply_ok(s->conn, r->id_text, r->id_len);
+}
+
+/* The answer to a cluster list: send it, or say etcd is out of reach. */
+static void
+list_cluster_cb(struct json_object *locks, void *arg)
+{
+	struct session		*s = arg;
+	struct json_object	*reply, *id = s->list_id;
+
+	s->listing = NULL;
+	s->list_id = NULL;
+	if (locks == NULL) {
+		reply_error_id(s->conn, id, PROTO_E_UNAVAILABLE, "etcd is not "
+		    "reachable: no endpoint of --etcd answered");
+		return;
+	}
+	reply = proto_reply_new(id, 1);
+	json_object_put(id);
+	json_object_object_add(reply, "locks", locks);
+	json_object_object_add(reply, "more", json_object_new_boolean(0));
+	conn_send(s->conn, reply);
+}
+
+/* list with "scope":"cluster": read every node's keys from etcd. */
+static void
+handle_list_cluster(struct session *s, const struct proto_request *r)
+{
+	if (s->host->etcd == NULL) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "this locksd has "
+		    "no cluster: start it with --etcd URL for cluster locks");
+		return;
+	}
+	/* One list in flight per connection bounds what etcd is asked. */
+	if (s->listing != NULL) {
+		reply_error(s->conn, r, PROTO_E_LIMIT, "a cluster list is "
+		    "already in flight on this connection (at most 1)");
+		return;
+	}
+	s->list_id = proto_request_id(r);
+	if ((s->listing = store_etcd_list(s->host->etcd, r->name,
+	    list_cluster_cb, s)) == NULL) {
+		reply_error_id(s->conn, s->list_id, PROTO_E_LIMIT,
+		    "out of memory");
+		s->list_id = NULL;
+	}
 }
 
 static void
@@ -786,6 +1106,10 @@ handle_list(struct session *s, const struct proto_request *r,
 	const char		*name = r->name;
 	int			 more;
 
+	if (r->scope == PROTO_SCOPE_CLUSTER) {
+		handle_list_cluster(s, r);
+		return;
+	}
 	if (name != NULL && proto_is_path(name)) {
 		if (path_resolve(s, r, fds, 1, key, sizeof key) != 0)
 			return;
@@ -799,6 +1123,23 @@ handle_list(struct session *s, const struct proto_request *r,
 	json_object_object_add(reply, "locks", locks);
 	json_object_object_add(reply, "more", json_object_new_boolean(more));
 	conn_send(s->conn, reply);
+}
+
+/* The cluster's part of status: this node, its cluster grants and waits. */
+static struct json_object *
+cluster_status(struct session_host *host)
+{
+	struct json_object	*obj = json_object_new_object();
+
+	json_object_object_add(obj, "node",
+	    json_object_new_string(store_etcd_node(host->etcd)));
+	json_object_object_add(obj, "locks_held",
+	    json_object_new_int64((int64_t)locktab_nheld(host->cluster)));
+	json_object_object_add(obj, "waiters",
+	    json_object_new_int64((int64_t)locktab_nwaiting(host->cluster)));
+	json_object_object_add(obj, "acquired_total", json_object_new_int64(
+	    (int64_t)locktab_granted_total(host->cluster)));
+	return obj;
 }
 
 static void
@@ -822,6 +1163,9 @@ handle_status(struct session *s, const struct proto_request *r)
 	    json_object_new_int64((int64_t)locktab_nwaiting(tab)));
 	json_object_object_add(reply, "acquired_total",
 	    json_object_new_int64((int64_t)locktab_granted_total(tab)));
+	if (host->cluster != NULL)
+		json_object_object_add(reply, "cluster",
+		    cluster_status(host));
 	conn_send(s->conn, reply);
 }
 
@@ -1037,6 +1381,8 @@ session_free(struct session *s)
 	log_debug("connection from pid %ld closed", (long)peer.pid);
 	TAILQ_REMOVE(&host->sessions, s, entry);
 	host->nsessions--;
+	store_etcd_list_cancel(s->listing);
+	json_object_put(s->list_id);
 	session_drop_all(s);
 	conn_free(s->conn);
 	session_free_parts(s);
@@ -1178,7 +1524,7 @@ session_restore_acquire(struct session *s, struct snap_acquire *sa,
 	int		 rc;
 
 	if (sa->target == NULL || sa->owner == NULL || sa->id_text == NULL ||
-	    acquire_find(s, lock_name(lock)) != NULL)
+	    acquire_find(s, lock_name(lock), 0) != NULL)
 		return -EINVAL;
 	/* Granted without the caller's descriptor, it would flock another. */
 	if (sa->had_handoff && sa->handoff_fd < 0)

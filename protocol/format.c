@@ -39,6 +39,13 @@ proto_mode_name(enum proto_mode mode)
 	return MODE_WORD(mode)->text;
 }
 
+/* Return the wire name of a scope. */
+const char *
+proto_scope_name(enum proto_scope scope)
+{
+	return scope == PROTO_SCOPE_CLUSTER ? "cluster" : "local";
+}
+
 /* Return the wire name of an op. */
 static const char *
 op_name(enum proto_op op)
@@ -61,6 +68,10 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 	if (req->name != NULL)
 		json_object_object_add(obj, "name",
 		    json_object_new_string(req->name));
+	/* Only a cluster request says its scope: local is the default. */
+	if (req->scope == PROTO_SCOPE_CLUSTER)
+		json_object_object_add(obj, "scope",
+		    json_object_new_string("cluster"));
 	switch (req->op) {
 	case PROTO_OP_LIST:
 		if (req->all)
@@ -294,6 +305,10 @@ proto_request_format(char *buf, size_t size, const struct proto_request *req,
 	if (req->name != NULL) {
 		out_key(&out, "name");
 		out_string(&out, req->name);
+	}
+	if (req->scope == PROTO_SCOPE_CLUSTER) {
+		out_key(&out, "scope");
+		out_string(&out, "cluster");
 	}
 	switch (req->op) {
 	case PROTO_OP_LIST:

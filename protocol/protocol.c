@@ -25,6 +25,7 @@ static const char *error_codes[PROTO_E_COUNT] = {
 	[PROTO_E_PERMISSION_DENIED] = "permission_denied",
 	[PROTO_E_INTERNAL] = "internal",
 	[PROTO_E_UNSUPPORTED] = "unsupported",
+	[PROTO_E_UNAVAILABLE] = "unavailable",
 };
 
 #define OP_NAME(op, text)	[PROTO_OP_##op] = text,
@@ -604,6 +605,35 @@ decode_handoff(struct json_object *obj, struct proto_request *req,
 	return PROTO_OK;
 }
 
+/* Read the optional scope of an acquire, release or list. */
+static enum proto_error
+decode_scope(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+	const char		*text;
+
+	if (!json_object_object_get_ex(obj, FIELD(SCOPE), &value) ||
+	    json_object_is_type(value, json_type_null))
+		return PROTO_OK;
+	text = json_object_is_type(value, json_type_string) ?
+	    json_object_get_string(value) : "";
+	if (strcmp(text, "local") == 0)
+		req->scope = PROTO_SCOPE_LOCAL;
+	else if (strcmp(text, "cluster") == 0)
+		req->scope = PROTO_SCOPE_CLUSTER;
+	else {
+		*ret_msg = "scope must be \"local\" or \"cluster\"";
+		return PROTO_E_BAD_REQUEST;
+	}
+	if (req->scope == PROTO_SCOPE_CLUSTER && req->name != NULL &&
+	    proto_is_path(req->name)) {
+		*ret_msg = "a cluster lock takes a name, not a path";
+		return PROTO_E_INVALID_NAME;
+	}
+	return PROTO_OK;
+}
+
 static enum proto_error
 decode_acquire(struct json_object *obj, struct proto_request *req,
     const char **ret_msg)
@@ -637,6 +667,8 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 		return PROTO_E_BAD_REQUEST;
 	}
+	if ((error = decode_scope(obj, req, ret_msg)) != PROTO_OK)
+		return error;
 	return decode_handoff(obj, req, ret_msg);
 }
 
@@ -750,9 +782,10 @@ decode_list(struct json_object *obj, struct proto_request *req,
 		}
 		req->all = json_object_get_boolean(value);
 	}
-	if ((error = decode_paging(obj, req, ret_msg)) != PROTO_OK)
+	if ((error = decode_paging(obj, req, ret_msg)) != PROTO_OK ||
+	    (error = get_name(obj, 0, &req->name, ret_msg)) != PROTO_OK)
 		return error;
-	return get_name(obj, 0, &req->name, ret_msg);
+	return decode_scope(obj, req, ret_msg);
 }
 
 /* Empty a request: every field absent, as a line without them decodes. */
@@ -798,7 +831,9 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 	case PROTO_OP_ACQUIRE:
 		return decode_acquire(obj, req, ret_msg);
 	case PROTO_OP_RELEASE:
-		return get_name(obj, 1, &req->name, ret_msg);
+		if ((error = get_name(obj, 1, &req->name, ret_msg)) != PROTO_OK)
+			return error;
+		return decode_scope(obj, req, ret_msg);
 	case PROTO_OP_LIST:
 		return decode_list(obj, req, ret_msg);
 	case PROTO_OP_PING:
@@ -914,6 +949,9 @@ proto_holder_encode(const struct proto_holder *h)
 	if (h->command != NULL)
 		json_object_object_add(obj, "command",
 		    json_object_new_string(h->command));
+	if (h->node != NULL)
+		json_object_object_add(obj, "node",
+		    json_object_new_string(h->node));
 	json_object_object_add(obj, "mode",
 	    json_object_new_string(proto_mode_name(h->mode)));
 	if (!h->external)
@@ -966,6 +1004,7 @@ proto_holder_decode(struct json_object *obj, struct proto_holder *h)
 	h->client = get_string(obj, "client");
 	h->owner = get_string(obj, "owner");
 	h->command = get_string(obj, "command");
+	h->node = get_string(obj, "node");
 	if (mode_parse(get_string(obj, "mode"), &h->mode) != 0)
 		return -1;
 	if (json_object_object_get_ex(obj, "since", &value) && is_number(value))

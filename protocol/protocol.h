@@ -44,6 +44,12 @@
 
 /* protocol.c */
 
+/* Where a lock lives: this machine's daemon, or the etcd cluster. */
+enum proto_scope {
+	PROTO_SCOPE_LOCAL = 0,
+	PROTO_SCOPE_CLUSTER
+};
+
 enum proto_error {
 	PROTO_OK = 0,
 	PROTO_E_BAD_JSON,
@@ -59,6 +65,7 @@ enum proto_error {
 	PROTO_E_PERMISSION_DENIED,
 	PROTO_E_INTERNAL,
 	PROTO_E_UNSUPPORTED,
+	PROTO_E_UNAVAILABLE,
 	PROTO_E_COUNT
 };
 
@@ -84,7 +91,8 @@ enum proto_op {
 	X(ID, "id") X(OP, "op") X(NAME, "name") X(MODE, "mode")		\
 	X(TIMEOUT, "timeout") X(NOTIFY_AFTER, "notify_after")		\
 	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
-	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")
+	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")	\
+	X(SCOPE, "scope")
 
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
@@ -104,6 +112,7 @@ struct proto_request {
 	const char		*after;		/* list: names past it */
 	int			 handoff;	/* acquire: flock the
 						   caller's descriptor */
+	enum proto_scope	 scope;		/* acquire, release, list */
 };
 
 /* Room for the strings of a request decoded on the fast path. */
@@ -124,6 +133,7 @@ struct proto_holder {
 	const char		*client;
 	const char		*owner;
 	const char		*command;	/* external holders only */
+	const char		*node;		/* cluster holders only */
 	enum proto_mode		 mode;
 	double			 since;		/* unix time, seconds */
 	int64_t			 token;		/* 0 for waiters */
@@ -181,6 +191,7 @@ int		 proto_holder_decode(struct json_object *,
 #define PROTO_REPLY_MAX		(PROTO_MAX_NAME + PROTO_REPLY_ID_INLINE + 128)
 
 const char	*proto_mode_name(enum proto_mode);
+const char	*proto_scope_name(enum proto_scope);
 int		 proto_name_plain(const char *);
 struct json_object *proto_request_encode(const struct proto_request *,
 		    int64_t);

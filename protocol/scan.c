@@ -66,6 +66,7 @@ static const unsigned char keys_by_first[128][2] = {
 	['m'] = { KEY_MODE },
 	['n'] = { KEY_NAME, KEY_NOTIFY_AFTER },
 	['o'] = { KEY_OP, KEY_OWNER },
+	['s'] = { KEY_SCOPE },
 	['t'] = { KEY_TIMEOUT },
 };
 
@@ -85,6 +86,11 @@ static const struct {
 	['p'] = { WORD("ping"), PROTO_OP_PING },
 	['r'] = { WORD("release"), PROTO_OP_RELEASE },
 	['s'] = { WORD("status"), PROTO_OP_STATUS },
+};
+
+static const struct scan_word scan_scopes[] = {
+	[PROTO_SCOPE_LOCAL] = WORD("local"),
+	[PROTO_SCOPE_CLUSTER] = WORD("cluster"),
 };
 
 static const struct scan_word scan_modes[] = {
@@ -509,27 +515,54 @@ scan_seconds(struct scan *s, enum scan_key key, double dflt,
 	return 0;
 }
 
+/* Which of n words a field holds: its index, n when absent, -1 if none. */
 static int
-scan_mode(struct scan *s, enum proto_mode *ret_mode)
+scan_choice(const struct scan *s, enum scan_key key,
+    const struct scan_word *words, size_t n)
 {
 	const struct scan_value	*v;
 	size_t			 i;
 
-	if ((v = scan_field(s, KEY_MODE)) == NULL)
-		return 0;
-	for (i = 0; i < sizeof scan_modes / sizeof scan_modes[0]; i++) {
-		if (value_is(v, &scan_modes[i])) {
-			*ret_mode = i;
-			return 0;
-		}
+	if ((v = scan_field(s, key)) == NULL)
+		return (int)n;
+	for (i = 0; i < n; i++) {
+		if (value_is(v, &words[i]))
+			return (int)i;
 	}
 	return -1;
 }
 
 static int
+scan_mode(struct scan *s, enum proto_mode *ret_mode)
+{
+	int	 i;
+
+	i = scan_choice(s, KEY_MODE, scan_modes, 2);
+	if (i < 0)
+		return -1;
+	if (i < 2)
+		*ret_mode = i;
+	return 0;
+}
+
+/* The scope of a name's request; a path's cluster scope is json-c's. */
+static int
+scan_scope(struct scan *s, struct proto_request *req)
+{
+	int	 i;
+
+	if ((i = scan_choice(s, KEY_SCOPE, scan_scopes, 2)) < 0)
+		return -1;
+	if (i < 2)
+		req->scope = i;
+	return req->scope == PROTO_SCOPE_CLUSTER && req->name != NULL &&
+	    proto_is_path(req->name) ? -1 : 0;
+}
+
+static int
 scan_acquire(struct scan *s, struct proto_request *req)
 {
-	if (scan_name(s, 1, &req->name) == -1 ||
+	if (scan_name(s, 1, &req->name) == -1 || scan_scope(s, req) == -1 ||
 	    scan_mode(s, &req->mode) == -1 ||
 	    scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
 	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1 ||
@@ -585,9 +618,9 @@ scan_list(struct scan *s, struct proto_request *req)
 			return -1;
 		req->all = all->type == SCAN_TRUE;
 	}
-	if (scan_paging(s, req) == -1)
+	if (scan_paging(s, req) == -1 || scan_name(s, 0, &req->name) == -1)
 		return -1;
-	return scan_name(s, 0, &req->name);
+	return scan_scope(s, req);
 }
 
 static int
@@ -601,7 +634,9 @@ scan_fields(struct scan *s, struct proto_request *req)
 	case PROTO_OP_ACQUIRE:
 		return scan_acquire(s, req);
 	case PROTO_OP_RELEASE:
-		return scan_name(s, 1, &req->name);
+		if (scan_name(s, 1, &req->name) == -1)
+			return -1;
+		return scan_scope(s, req);
 	case PROTO_OP_LIST:
 		return scan_list(s, req);
 	case PROTO_OP_PING:

@@ -189,7 +189,7 @@ test_unknown_column_is_a_usage_error_naming_it() {
 	grep -q 'unknown column "bogus"' "$TMP/err.col" ||
 	    fail "not named: $(cat "$TMP/err.col")"
 	all=$(sed -n 's/.*the columns are //p' "$TMP/err.col")
-	[ "$all" = "NAME,STATE,MODE,PID,USER,CLIENT,SINCE,HELD,OWNER,UID,TOKEN" ] ||
+	[ "$all" = "NAME,STATE,MODE,PID,USER,CLIENT,SINCE,HELD,OWNER,UID,TOKEN,NODE" ] ||
 	    fail "the valid columns: $(cat "$TMP/err.col")"
 	# --help lists the same columns (bash completion reads them there).
 	[ "$("$LOCKS" --help | awk '/^Columns of list/ { on = 1; next }

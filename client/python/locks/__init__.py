@@ -39,7 +39,8 @@ import threading
 import typing
 
 from . import _conn
-from ._errors import (AlreadyHeld, BadRequest, Cancelled, Error, Internal,
+from ._errors import (AlreadyHeld, BadRequest, Cancelled,
+                      ClusterUnavailable, Error, Internal,
                       InvalidName, LimitReached, Lost, NotHeld,
                       PermissionDenied, ProtocolError, Timeout, Unavailable,
                       Unsupported, Untrusted, from_reply)
@@ -51,7 +52,7 @@ __all__ = [
     'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
     'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
     'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',
-    'Unavailable', 'Untrusted', 'Lost',
+    'Unavailable', 'Untrusted', 'Lost', 'ClusterUnavailable',
 ]
 __title__ = 'locks'
 __version__ = '0.2.0'
@@ -87,10 +88,16 @@ class Mutex:
         on_lost (callable or None): called once, with no arguments, from a
             background thread if the broker goes away while this Mutex
             holds the lock.
+        scope (str): ``'local'`` (this machine's broker) or ``'cluster'``
+            (the etcd cluster of a locksd started with ``--etcd``, across
+            machines; names only).  A cluster lock whose lease lapses is
+            lost as if the broker went away: ``check()`` raises
+            :class:`Lost`.
 
     Attributes:
         path: the target as given (the seed's name for it).
-        timeout, callback, shared, owner, socket, on_lost: as given.
+        timeout, callback, shared, owner, socket, on_lost, scope: as
+            given.
         token (int or None): the fencing token while held, else ``None``.
         locked (bool): whether this Mutex, in this process, holds the lock.
 
@@ -103,10 +110,10 @@ class Mutex:
     """
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
-                 owner=None, socket=None, on_lost=None):
+                 owner=None, socket=None, on_lost=None, scope='local'):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost)
+                  on_lost, scope)
         self._mu = threading.RLock()
         self._mu_pid = os.getpid()
         self._busy = False
@@ -136,7 +143,7 @@ class Mutex:
         return {'target': self.path, 'timeout': self.timeout,
                 'callback': self.callback, 'shared': self.shared,
                 'owner': self.owner, 'socket': self.socket,
-                'on_lost': self.on_lost}
+                'on_lost': self.on_lost, 'scope': self.scope}
 
     def __setstate__(self, state):
         """Make an unheld Mutex from pickled arguments."""

@@ -562,13 +562,16 @@ class Conn:
             self.buf += data
             if len(self.buf) > MAX_REPLY:
                 raise self._lost('reply longer than %d bytes' % MAX_REPLY)
-        # Keep a partial line; drop whole ones (pushed events).
+        # Keep a partial line; drop whole ones (pushed events), but for
+        # "lost": the cluster lock this connection held is gone.
         nl = self.buf.rfind(b'\n')
         if nl >= 0:
-            for line in self.buf[:nl].split(b'\n'):
-                if line.strip():
-                    parse_line(line, self.path)
-            self.buf = self.buf[nl + 1:]
+            lines, self.buf = self.buf[:nl].split(b'\n'), self.buf[nl + 1:]
+            for line in lines:
+                if line.strip() and \
+                        parse_line(line, self.path).get('event') == 'lost':
+                    raise self._lost('locksd lost its etcd lease, and '
+                                     'with it the cluster lock')
 
 
 class Pool:

@@ -19,7 +19,7 @@ __all__ = [
     'Error', 'InvalidName', 'BadRequest', 'Timeout', 'Cancelled',
     'AlreadyHeld', 'NotHeld', 'LimitReached', 'PermissionDenied',
     'Unsupported', 'Internal', 'ProtocolError', 'Unavailable', 'Untrusted',
-    'Lost',
+    'Lost', 'ClusterUnavailable',
 ]
 
 
@@ -144,6 +144,16 @@ def from_reply(reply, about=None):
 
 class Unavailable(ConnectionError):
     """No broker answers; the message names every socket path tried."""
+
+
+class ClusterUnavailable(Error, Unavailable):
+    """``unavailable``: the broker cannot reach etcd for a cluster lock,
+    or lost its etcd lease while the request waited."""
+
+    code = 'unavailable'
+
+
+_BY_CODE[ClusterUnavailable.code] = ClusterUnavailable
 
 
 class Untrusted(Unavailable):

@@ -46,8 +46,13 @@ class Target:
         wire (str): the name or path spelling the requests carry.
     """
 
-    def __init__(self, target):
-        """Check target and work out how it goes on the wire."""
+    def __init__(self, target, scope='local'):
+        """Check target (and scope) and work out how it goes on the
+        wire."""
+        if scope not in ('local', 'cluster'):
+            raise ValueError("scope must be 'local' or 'cluster', not %r" %
+                             (scope,))
+        self.scope = scope
         self.given = target
         if isinstance(target, str) and '/' not in target:
             self.is_path = False
@@ -73,7 +78,14 @@ class Target:
             raise TypeError('a lock target is a name (str) or a path (str '
                             'with a /, bytes or os.PathLike), not %s' %
                             type(target).__name__)
+        if scope == 'cluster' and self.is_path:
+            raise InvalidName('a cluster lock takes a name, not a path: %r'
+                              % (target,))
         self.wire_json = json.dumps(self.wire, ensure_ascii=False)
+        # Only a cluster request says its scope: local is the default.
+        if scope == 'cluster':
+            self.wire_json += ',"scope":"cluster"'
+
 
     def open(self, create=True):
         """Open the path as flock(1) does: read-only, created 0666 (less
@@ -160,9 +172,10 @@ def acquire_line(target, rid, timeout, callback, shared, owner):
 
 
 def init_args(mutex, target, timeout, callback, shared, owner, socket,
-              on_lost):
+              on_lost, scope='local'):
     """Check and set a Mutex's arguments (locks.Mutex and locks.aio's)."""
-    mutex._target = Target(target)
+    mutex._target = Target(target, scope)
+    mutex.scope = scope
     mutex.path = target
     mutex.timeout = check_seconds('timeout', timeout)
     mutex.callback = callback

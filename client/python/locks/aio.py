@@ -277,10 +277,10 @@ class Mutex:
     """
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
-                 owner=None, socket=None, on_lost=None):
+                 owner=None, socket=None, on_lost=None, scope='local'):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost)
+                  on_lost, scope)
         self._alock = None
         self._aconn = None
         self._held = False
