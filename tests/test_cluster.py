@@ -357,6 +357,40 @@ class ClusterTest(unittest.TestCase):
         with self.assertRaises(locks.ClusterUnavailable):
             locks.Mutex("py", scope="cluster", socket=down.socket).lock()
 
+    def test_python_on_lost_called_when_etcd_stops(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "..", "client", "python"))
+        import asyncio
+        import threading
+        import locks
+        import locks.aio
+        alpha = self.start(Daemon(self.tmp, "alpha", self.etcd.url,
+                                  "--etcd-ttl", "3"))
+        lost = threading.Event()
+        m = locks.Mutex("pylost", scope="cluster", socket=alpha.socket,
+                        on_lost=lost.set)
+        m.lock()
+
+        async def aio_holder():
+            fired = asyncio.Event()
+            am = locks.aio.Mutex("aiolost", scope="cluster",
+                                 socket=alpha.socket, on_lost=fired.set)
+            await am.lock()
+            self.etcd.proc.send_signal(signal.SIGSTOP)
+            start = time.monotonic()
+            await asyncio.wait_for(fired.wait(), 3 + 5)
+            with self.assertRaises(locks.Lost):
+                am.check()
+            return time.monotonic() - start
+
+        try:
+            self.assertLess(asyncio.run(aio_holder()), 3 + 5)
+            self.assertTrue(lost.wait(2))
+            with self.assertRaises(locks.Lost):
+                m.check()
+        finally:
+            self.etcd.proc.send_signal(signal.SIGCONT)
+
     def test_unsupported_without_etcd(self):
         plain = self.start(Daemon(self.tmp, "plain"))
         c = plain.client()
