@@ -238,9 +238,6 @@ class ClusterTest(unittest.TestCase):
         self.assertLess(first, second)
         self.assertLess(second, third)
 
-    # Known gap (PROTOCOL.md, "Order"): a local shared joiner takes no key
-    # of its own, so its token is its daemon's grant's revision + 1.
-    @unittest.expectedFailure
     def test_tokens_rise_in_grant_order_with_shared_joiners(self):
         alpha, beta = self.two_nodes()
         a, b, c = alpha.client(), beta.client(), alpha.client()
@@ -249,10 +246,17 @@ class ClusterTest(unittest.TestCase):
         third = self.assertGranted(c.acquire("sj", mode="shared"))
         self.assertLess(first, second)
         self.assertLess(second, third)
+        # An exclusive take behind them all comes after every token, and
+        # the joiner's key goes with its daemon's take.
+        x = beta.client()
+        x.send("acquire", name="sj", scope="cluster", notify_after=1e9)
+        self.assertTrue(x.quiet())
+        for holder in (a, b, c):
+            self.assertTrue(holder.release("sj")["ok"])
+        self.assertLess(third, self.assertGranted(x.reply(5)))
+        self.assertTrue(x.release("sj")["ok"])
+        wait_for("no keys left", lambda: self.etcd.keys("/test/") == [], 5)
 
-    # Known gap: a local shared request joins its daemon's shared grant
-    # ahead of an exclusive request queued in etcd before it.
-    @unittest.expectedFailure
     def test_local_shared_waits_behind_earlier_remote_exclusive(self):
         alpha, beta = self.two_nodes()
         a, x, c = alpha.client(), beta.client(), alpha.client()
@@ -261,6 +265,15 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(x.quiet())
         self.assertError(c.acquire("sx", mode="shared", timeout=0),
                          "timeout")
+        # Without a timeout it waits behind the exclusive take, and after.
+        c.send("acquire", name="sx", scope="cluster", mode="shared",
+               notify_after=1e9)
+        self.assertTrue(c.quiet())
+        self.assertTrue(a.release("sx")["ok"])
+        token = self.assertGranted(x.reply(5))
+        self.assertTrue(c.quiet())
+        self.assertTrue(x.release("sx")["ok"])
+        self.assertLess(token, self.assertGranted(c.reply(5)))
 
     # Known gap: a daemon queues in etcd only for the head of its local
     # queue, so its next local waiter queues anew behind later remote ones.
