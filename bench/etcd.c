@@ -10,7 +10,8 @@
  *   then of etcd's own /v3/lock/lock + /v3/lock/unlock;
  * - handoff: with SOCKET2 (a second locksd on the same etcd), 2 and 16
  *   clients on one name, split across the two daemons: the time from a
- *   release to the next grant, p50 and p99.
+ *   release to the next grant, p50 and p99; then as many direct clients
+ *   of etcd's own /v3/lock/lock (a lease each), side by side.
  */
 
 #include <inttypes.h>
@@ -175,6 +176,8 @@ daemon_cycles(const char *sock, double seconds)
 /* The handoff run: each thread takes, notes, lets go, over and over. */
 struct handoff {
 	const char	*sock;
+	const char	*host;		/* the direct clients' etcd */
+	int		 port;
 	double		 end;
 	pthread_mutex_t	*mu;
 	double		*released;	/* when the last holder let go */
@@ -182,13 +185,60 @@ struct handoff {
 	size_t		*nsamples;
 };
 
+/* Note one grant's handoff time, and the release about to follow. */
+static void
+handoff_note(struct handoff *h, double granted)
+{
+	pthread_mutex_lock(h->mu);
+	if (*h->released > 0 && *h->nsamples < MAX_SAMPLES)
+		h->samples[(*h->nsamples)++] = granted - *h->released;
+	*h->released = now();
+	pthread_mutex_unlock(h->mu);
+}
+
+/* A direct client of etcd's lock API, with a lease of its own. */
+static void *
+handoff_lock_api_thread(void *arg)
+{
+	struct handoff		*h = arg;
+	struct event_base	*base = event_base_new();
+	struct evhttp_connection *conn;
+	struct json_object	*r;
+	char			 body[256], lease[32];
+
+	conn = evhttp_connection_base_new(base, NULL, h->host,
+	    (unsigned short)h->port);
+	r = post(base, conn, h->host, "/v3/lease/grant", "{\"TTL\":30}");
+	snprintf(lease, sizeof lease, "%s", field(r, "ID"));
+	json_object_put(r);
+	while (now() < h->end) {
+		/* "benchhandoff" in base64. */
+		snprintf(body, sizeof body, "{\"name\":\"YmVuY2hoYW5kb2Zm\","
+		    "\"lease\":\"%s\"}", lease);
+		if ((r = post(base, conn, h->host, "/v3/lock/lock",
+		    body)) == NULL)
+			break;
+		handoff_note(h, now());
+		snprintf(body, sizeof body, "{\"key\":\"%s\"}",
+		    field(r, "key"));
+		json_object_put(r);
+		json_object_put(post(base, conn, h->host, "/v3/lock/unlock",
+		    body));
+	}
+	snprintf(body, sizeof body, "{\"ID\":\"%s\"}", lease);
+	json_object_put(post(base, conn, h->host, "/v3/lease/revoke", body));
+	evhttp_connection_free(conn);
+	event_base_free(base);
+	return NULL;
+}
+
+/* A liblocks client of one of the two daemons. */
 static void *
 handoff_thread(void *arg)
 {
 	struct handoff		*h = arg;
 	struct locks_acquire_opts opts = LOCKS_ACQUIRE_OPTS_INIT;
 	locks_conn		*conn;
-	double			 granted;
 
 	opts.scope = LOCKS_CLUSTER;
 	if (locks_connect(h->sock, "etcd-bench", &conn) != LOCKS_OK)
@@ -197,12 +247,7 @@ handoff_thread(void *arg)
 		if (locks_acquire(conn, "bench-handoff", &opts, NULL) !=
 		    LOCKS_OK)
 			break;
-		granted = now();
-		pthread_mutex_lock(h->mu);
-		if (*h->released > 0 && *h->nsamples < MAX_SAMPLES)
-			h->samples[(*h->nsamples)++] = granted - *h->released;
-		*h->released = now();
-		pthread_mutex_unlock(h->mu);
+		handoff_note(h, now());
 		if (locks_release(conn, "bench-handoff") != LOCKS_OK)
 			break;
 	}
@@ -218,9 +263,13 @@ double_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * One handoff run of nclients on one name: through the two daemons, or
+ * (sock1 NULL) as direct clients of etcd's lock API at host:port.
+ */
 static void
-handoff_run(const char *sock1, const char *sock2, int nclients,
-    double seconds)
+handoff_run(const char *sock1, const char *sock2, const char *host,
+    int port, int nclients, double seconds)
 {
 	static double	 samples[MAX_SAMPLES];
 	pthread_t	 threads[64];
@@ -231,17 +280,20 @@ handoff_run(const char *sock1, const char *sock2, int nclients,
 	int		 i;
 
 	for (i = 0; i < nclients; i++) {
-		h[i] = (struct handoff){ i % 2 ? sock2 : sock1, now() + seconds,
-		    &mu, &released, samples, &nsamples };
-		pthread_create(&threads[i], NULL, handoff_thread, &h[i]);
+		h[i] = (struct handoff){ i % 2 ? sock2 : sock1, host, port,
+		    now() + seconds, &mu, &released, samples, &nsamples };
+		pthread_create(&threads[i], NULL, sock1 != NULL ?
+		    handoff_thread : handoff_lock_api_thread, &h[i]);
 	}
 	for (i = 0; i < nclients; i++)
 		pthread_join(threads[i], NULL);
 	qsort(samples, nsamples, sizeof *samples, double_cmp);
 	if (nsamples == 0)
 		return;
-	printf("handoff %2d clients: %zu handoffs, p50 %.2f ms, p99 %.2f ms\n",
-	    nclients, nsamples, samples[nsamples / 2] * 1e3,
+	printf("handoff %-24s %2d clients: %zu handoffs, p50 %.2f ms, "
+	    "p99 %.2f ms\n", sock1 != NULL ? "(locksd, two daemons)" :
+	    "(etcd /v3/lock/lock)", nclients, nsamples,
+	    samples[nsamples / 2] * 1e3,
 	    samples[nsamples * 99 / 100] * 1e3);
 }
 
@@ -265,8 +317,10 @@ main(int argc, char **argv)
 	printf("cycle direct (/v3/lock/lock + unlock): %.0f/s\n",
 	    direct_cycles(host, port, seconds, 1));
 	if (argc > 3 && strcmp(argv[3], "-") != 0) {
-		handoff_run(argv[2], argv[3], 2, seconds);
-		handoff_run(argv[2], argv[3], 16, seconds);
+		handoff_run(argv[2], argv[3], host, port, 2, seconds);
+		handoff_run(NULL, NULL, host, port, 2, seconds);
+		handoff_run(argv[2], argv[3], host, port, 16, seconds);
+		handoff_run(NULL, NULL, host, port, 16, seconds);
 	}
 	return 0;
 }

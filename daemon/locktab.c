@@ -370,6 +370,15 @@ lock_batch_next(struct lock *lock, enum proto_mode mode)
 	return req;
 }
 
+/* Whether the store lets a request in mode join the holders now. */
+static int
+lock_join(struct lock *lock, enum proto_mode mode)
+{
+	if (lock->tab->ops->join == NULL)
+		return 0;
+	return lock->tab->ops->join(lock->state, mode);
+}
+
 /* Make a request a holder and queue its granted callback. */
 static void
 lock_hold(struct lock *lock, struct lock_req *req)
@@ -405,12 +414,14 @@ lock_grant(struct lock *lock)
 	if (!lock_compatible(lock, req->mode))
 		return;
 	mode = req->mode;
-	/* Under shared holders the store has it shared already: no call. */
+	/* Under shared holders the store has it shared: it may let join. */
 	if (lock->nholders == 0 && lock->tab->ops->take(lock->state,
 	    mode) != 0) {
 		lock_set_blocked(lock, 1, mode);
 		return;
 	}
+	if (lock->nholders > 0 && lock_join(lock, mode) != 0)
+		return;
 	lock_set_blocked(lock, 0, mode);
 	do {
 		/* Out of tokens: keep the take, grant on a higher limit. */
@@ -420,7 +431,8 @@ lock_grant(struct lock *lock)
 		}
 		lock_dequeue(lock, req);
 		lock_hold(lock, req);
-	} while ((req = lock_batch_next(lock, mode)) != NULL);
+	} while ((req = lock_batch_next(lock, mode)) != NULL &&
+	    lock_join(lock, mode) == 0);
 }
 
 /*
@@ -629,10 +641,11 @@ locktab_acquire_object(struct locktab *tab, const char *name, void *object,
 	req->arg = arg;
 
 	if (TAILQ_EMPTY(&lock->waiters) && lock_compatible(lock, mode)) {
-		/* Under shared holders the store has it shared: no call. */
+		/* Under shared holders the store has it shared: a join. */
 		if (tab->store->next_token > tab->store->token_limit)
 			error = LOCKTAB_E_NO_TOKENS;
-		else if (lock->nholders > 0 ||
+		else if (lock->nholders > 0 ?
+		    (error = lock_join(lock, mode)) == 0 :
 		    (error = tab->ops->take(lock->state, mode)) == 0) {
 			lock_hold(lock, req);
 			*ret_req = req;
@@ -647,7 +660,9 @@ locktab_acquire_object(struct locktab *tab, const char *name, void *object,
 			return error;
 		}
 		lock_enqueue(lock, req);
-		lock_set_blocked(lock, 1, mode);
+		/* A join the store holds back needs no take of its own. */
+		if (lock->nholders == 0)
+			lock_set_blocked(lock, 1, mode);
 	} else if (try_only) {
 		/* The lock has holders or waiters, so it stays. */
 		req_free(tab, req);
@@ -740,6 +755,19 @@ locktab_taken(struct locktab *tab, struct lock *lock, int error)
 		lock_grant(lock);
 	locktab_dispatch(tab);
 	locktab_report_failed(tab);
+}
+
+/*
+ * The store would now let a request join the lock's holders (its join
+ * op): grant what the head of the queue allows.
+ */
+void
+locktab_joined(struct locktab *tab, struct lock *lock)
+{
+	if (lock == NULL || lock->nholders == 0 || lock->nwaiters == 0)
+		return;
+	lock_grant(lock);
+	locktab_dispatch(tab);
 }
 
 /*

@@ -44,6 +44,7 @@ int		 locktab_resolve(struct locktab *, void *, char *, size_t,
 		    char *, size_t);
 void		 locktab_release(struct locktab *, struct lock_req *);
 void		 locktab_taken(struct locktab *, struct lock *, int);
+void		 locktab_joined(struct locktab *, struct lock *);
 void		 locktab_retry(struct locktab *);
 void		 locktab_expire(struct locktab *);
 size_t		 locktab_nidle(const struct locktab *);
@@ -98,6 +99,14 @@ void		*lock_req_arg(const struct lock_req *);
  * take	    takes the lock in mode at once, or converts a take to mode:
  *	    0, or -errno (-EWOULDBLOCK while someone outside the table has
  *	    it).  A failed conversion may leave nothing taken.
+ * join	    optional: before a request joins holders already there (a
+ *	    shared request under shared holders, or the rest of a shared
+ *	    batch): 0 with next_token set for it, or -EWOULDBLOCK to keep
+ *	    it waiting.  The store may then call locktab_joined(tab, lock)
+ *	    when join would now succeed; if it never does, the request
+ *	    waits until the holders are gone and takes the lock anew.
+ *	    Without it, requests join at once with the tokens after the
+ *	    take's.
  * drop	    gives up the take; the state stays open for later use.
  * wait	    asks for a take in mode that the store ends in its own time,
  *	    from outside any table call: locktab_taken(tab, lock, 0) when
@@ -124,7 +133,7 @@ void		*lock_req_arg(const struct lock_req *);
  *	    the fix, written into buf as snprintf does; 0 when the store
  *	    has nothing to add to the errno text.
  *
- * wait and cancel must not call into the table.  The token source is the
+ * wait, cancel and join must not call into the table.  The token source is the
  * store's too: the table gives each grant next_token, and counts it up,
  * but never past token_limit.
  */
@@ -136,6 +145,7 @@ struct lock_store_ops {
 		    void *, void *);
 	void	(*close)(void *);
 	int	(*take)(void *, enum proto_mode);
+	int	(*join)(void *, enum proto_mode);
 	void	(*drop)(void *);
 	void	(*wait)(void *, enum proto_mode);
 	void	(*cancel)(void *);

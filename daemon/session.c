@@ -915,14 +915,25 @@ acquire_admit(struct session *s, const struct proto_request *r,
 	return 0;
 }
 
-/* Whether a cluster lock is held or awaited here: no need to ask etcd. */
+/*
+ * Whether a cluster request in mode must wait behind this daemon's own
+ * holders or waiters: no need to ask etcd.  A shared request under
+ * shared holders asks etcd whether it may join.
+ */
 static int
-cluster_lock_busy(struct locktab *tab, const char *name)
+cluster_lock_busy(struct locktab *tab, const char *name,
+    enum proto_mode mode)
 {
 	struct lock	*lock = locktab_find(tab, name);
+	struct lock_req	*holder;
 
-	return lock != NULL && (lock_first_holder(lock) != NULL ||
-	    lock_first_waiter(lock) != NULL);
+	if (lock == NULL)
+		return 0;
+	if (lock_first_waiter(lock) != NULL)
+		return 1;
+	holder = lock_first_holder(lock);
+	return holder != NULL && (mode != PROTO_SHARED ||
+	    lock_req_mode(holder) != PROTO_SHARED);
 }
 
 /*
@@ -954,7 +965,8 @@ handle_acquire_cluster(struct session *s, const struct proto_request *r)
 	a->notify_after = r->notify_after;
 	s->acquiring = a;
 	rc = locktab_acquire(host->cluster, r->name, r->mode, a->try_only &&
-	    cluster_lock_busy(host->cluster, r->name), &a->holder, &req);
+	    cluster_lock_busy(host->cluster, r->name, r->mode), &a->holder,
+	    &req);
 	s->acquiring = NULL;
 	if (rc != 0) {
 		acquire_failed_cluster(s, r, rc);

@@ -51,6 +51,12 @@ struct etcd_endpoint {
 	struct evhttp_connection *keepalive;
 };
 
+/* The key of a shared request that joined the lock's held take. */
+struct etcd_joiner {
+	char			 key[ETCD_KEY_MAX];
+	int64_t			 revision;
+};
+
 /* A lock's state underneath: lives as long as a call or watch needs it. */
 struct etcd_lock {
 	TAILQ_ENTRY(etcd_lock)	 entry;
@@ -76,6 +82,11 @@ struct etcd_lock {
 	int			 puts;		/* puts not answered yet */
 	int			 fresh_name;	/* the next put: a new slot */
 	int64_t			 watched;	/* the revision watched */
+	struct etcd_joiner	*joiners;	/* keys of joined holders */
+	size_t			 njoiners;
+	int64_t			 join_revision;	/* a join granted, not taken */
+	int			 joining;	/* a join's txn in flight */
+	int			 join_refused;	/* an exclusive key is ahead */
 	char			 name[];
 };
 TAILQ_HEAD(etcd_lock_list, etcd_lock);
@@ -414,6 +425,7 @@ el_unref(struct etcd_lock *el)
 	evbuffer_free(el->watch_buf);
 	event_free(el->later);
 	json_object_put(el->holders);
+	free(el->joiners);
 	free(el);
 }
 
@@ -428,6 +440,23 @@ el_unwatch(struct etcd_lock *el)
 	evbuffer_drain(el->watch_buf, evbuffer_get_length(el->watch_buf));
 }
 
+/* Delete the keys of the holders that joined, unless gone with the lease. */
+static void
+el_let_joiners_go(struct etcd_lock *el)
+{
+	size_t	 i;
+
+	for (i = 0; i < el->njoiners; i++) {
+		if (el->lease == el->store->lease)
+			store_delete_key(el->store, el_lane(el),
+			    el->joiners[i].key, el->joiners[i].revision);
+	}
+	el->njoiners = 0;
+	el->join_revision = 0;
+	el->joining = 0;
+	el->join_refused = 0;
+}
+
 /* Give up the lock's key, if it has one, and any wait for it. */
 static void
 el_let_go(struct etcd_lock *el)
@@ -438,6 +467,7 @@ el_let_go(struct etcd_lock *el)
 	if (el->revision > 0 && el->lease == el->store->lease)
 		store_delete_key(el->store, el_lane(el), el->key,
 		    el->revision);
+	el_let_joiners_go(el);
 	el->revision = 0;
 	el->key[0] = '\0';
 	el->phase = EL_IDLE;
@@ -814,10 +844,53 @@ el_requeue(struct etcd_lock *el)
 /* A take's put in flight: its key, in case the take is gone by the answer. */
 struct etcd_put {
 	struct etcd_lock	*el;
+	int			 join;		/* a joiner's, not the take's */
 	char			 key[ETCD_KEY_MAX];
 };
 
-/* The answer to a take's put and first read. */
+static void	el_join_answer(struct etcd_lock *, const char *,
+		    struct json_object *, int64_t);
+
+/* The revision of a txn's reply: of its one write, the put, if any. */
+static int64_t
+txn_revision(struct json_object *reply)
+{
+	return etcd_int64(json_object_object_get(reply, "header"),
+	    "revision");
+}
+
+/*
+ * Whether a put's answer came after its take (or join) was let go; the
+ * key it made, if it made one, is deleted then.
+ */
+static int
+put_stale(struct etcd_put *put, struct json_object *range,
+    int64_t revision, uint64_t gen)
+{
+	struct etcd_lock	*el = put->el;
+
+	if (el_current(el, gen))
+		return 0;
+	/* The txn's one write is the put: its revision is the key's. */
+	if (range != NULL)
+		store_delete_key(el->store, el_lane(el), put->key, revision);
+	return 1;
+}
+
+/* The answer to a take's put and first read, for a take still current. */
+static void
+el_put_answer(struct etcd_lock *el, struct json_object *range,
+    int64_t revision)
+{
+	if (range == NULL)
+		el_fail_later(el, -EHOSTUNREACH);
+	else if (!el_put_created(el, range, revision))
+		el_requeue(el);
+	else
+		el_queue_answer(el, range, revision);
+}
+
+/* The answer to a put and read: a take's, or a joiner's. */
 static void
 el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
     uint64_t gen)
@@ -825,20 +898,17 @@ el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 	struct etcd_put		*put = arg;
 	struct etcd_lock	*el = put->el;
 	struct json_object	*range = txn_range(reply);
-	int64_t			 revision = etcd_int64(json_object_object_get(
-	    reply, "header"), "revision");
+	int64_t			 revision = txn_revision(reply);
 
-	el->puts--;
-	if (!el_current(el, gen)) {
-		/* The txn's one write is the put: its revision is the key's. */
-		if (range != NULL)
-			store_delete_key(st, el_lane(el), put->key, revision);
-	} else if (range == NULL)
-		el_fail_later(el, -EHOSTUNREACH);
-	else if (!el_put_created(el, range, revision))
-		el_requeue(el);
-	else
-		el_queue_answer(el, range, revision);
+	(void)st;
+	if (!put->join)
+		el->puts--;
+	if (!put_stale(put, range, revision, gen)) {
+		if (put->join)
+			el_join_answer(el, put->key, range, revision);
+		else
+			el_put_answer(el, range, revision);
+	}
 	free(put);
 	el_unref(el);
 }
@@ -858,15 +928,40 @@ el_value(struct etcd_lock *el)
 	return value;
 }
 
+/* A txn that puts key on the lease, valued as el_value, and reads the queue. */
+static struct json_object *
+put_txn(struct etcd_lock *el, const char *key)
+{
+	struct store_etcd	*st = el->store;
+	struct json_object	*put, *ops, *value;
+	char			 prefix[ETCD_KEY_MAX], text[ETCD_VALUE_MAX * 2];
+	const char		*raw;
+
+	value = el_value(el);
+	raw = json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN);
+	if (etcd_b64_encode(raw, strlen(raw), text, sizeof text) == 0)
+		text[0] = '\0';
+	json_object_put(value);
+	put = json_object_new_object();
+	obj_with(put, "key", etcd_key_new(key));
+	obj_with(put, "value", json_object_new_string(text));
+	obj_with(put, "lease", etcd_int64_new(st->lease));
+	lock_prefix(st, el->name, prefix, sizeof prefix);
+	ops = json_object_new_array();
+	json_object_array_add(ops, obj_with(json_object_new_object(),
+	    "request_put", put));
+	json_object_array_add(ops, obj_with(json_object_new_object(),
+	    "request_range", range_request(prefix)));
+	return obj_with(json_object_new_object(), "success", ops);
+}
+
 /* Put the take's key on the lease and read the queue, in one txn. */
 static void
 el_start_put(struct etcd_lock *el)
 {
 	struct store_etcd	*st = el->store;
-	struct json_object	*put, *txn, *ops, *value;
+	struct json_object	*txn;
 	struct etcd_put		*pending;
-	char			 prefix[ETCD_KEY_MAX], text[ETCD_VALUE_MAX * 2];
-	const char		*raw;
 
 	/*
 	 * One name per lock and lease, reused take after take: etcd keeps
@@ -883,22 +978,7 @@ el_start_put(struct etcd_lock *el)
 	el->lease = st->lease;
 	el->revision = 0;
 	el->phase = EL_PUTTING;
-	value = el_value(el);
-	raw = json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN);
-	if (etcd_b64_encode(raw, strlen(raw), text, sizeof text) == 0)
-		text[0] = '\0';
-	json_object_put(value);
-	put = json_object_new_object();
-	obj_with(put, "key", etcd_key_new(el->key));
-	obj_with(put, "value", json_object_new_string(text));
-	obj_with(put, "lease", etcd_int64_new(st->lease));
-	lock_prefix(st, el->name, prefix, sizeof prefix);
-	ops = json_object_new_array();
-	json_object_array_add(ops, obj_with(json_object_new_object(),
-	    "request_put", put));
-	json_object_array_add(ops, obj_with(json_object_new_object(),
-	    "request_range", range_request(prefix)));
-	txn = obj_with(json_object_new_object(), "success", ops);
+	txn = put_txn(el, el->key);
 	if ((pending = calloc(1, sizeof *pending)) == NULL)
 		fatal("calloc");
 	pending->el = el;
@@ -1141,6 +1221,134 @@ etcd_lock_take(void *state, enum proto_mode mode)
 	return 0;
 }
 
+/*
+ * Whether a join's key, put at revision, holds now: no exclusive key
+ * before it (a shared take's rule in etcd_queue_add).
+ */
+static int
+join_granted(struct json_object *range, int64_t revision)
+{
+	struct json_object	*kvs;
+	struct etcd_queue	 q;
+	struct etcd_kv		*kv;
+	size_t			 i, n;
+
+	if (!json_object_object_get_ex(range, "kvs", &kvs) ||
+	    !json_object_is_type(kvs, json_type_array) ||
+	    (kv = malloc(sizeof *kv)) == NULL)
+		return 0;
+	etcd_queue_init(&q, revision, PROTO_SHARED);
+	n = json_object_array_length(kvs);
+	for (i = 0; i < n; i++) {
+		if (etcd_kv_decode(json_object_array_get_idx(kvs, i), kv) == 0)
+			etcd_queue_add(&q, kv);
+	}
+	free(kv);
+	return etcd_queue_granted(&q);
+}
+
+/* Keep a granted join's key, to delete with the take's. */
+static void
+el_add_joiner(struct etcd_lock *el, const char *key, int64_t revision)
+{
+	struct etcd_joiner	*j;
+
+	j = reallocarray(el->joiners, el->njoiners + 1, sizeof *j);
+	if (j == NULL)
+		fatal("reallocarray");
+	el->joiners = j;
+	snprintf(j[el->njoiners].key, sizeof j->key, "%s", key);
+	j[el->njoiners++].revision = revision;
+}
+
+/* A join's key holds: keep it, and have the table grant the joiner. */
+static void
+el_join_granted(struct etcd_lock *el, const char *key, int64_t revision)
+{
+	el_add_joiner(el, key, revision);
+	el->join_revision = revision;
+	locktab_joined(el->store->base.tab, el->lock);
+	/* Not taken (its waiter went): a later joiner asks anew. */
+	el->join_revision = 0;
+}
+
+/*
+ * A join's key is behind an exclusive one (or etcd did not answer): it
+ * goes, and joiners wait for this daemon's take to end.
+ */
+static void
+el_join_refused(struct etcd_lock *el, const char *key, int64_t revision)
+{
+	struct store_etcd	*st = el->store;
+
+	el->join_refused = 1;
+	if (key != NULL)
+		store_delete_key(st, el_lane(el), key, revision);
+	/* Last: the hook may end the wait, and close the lock. */
+	if (st->hooks.queued != NULL)
+		st->hooks.queued(el->lock, st->hooks.arg);
+}
+
+/*
+ * The answer to a join's put and read: a key with no exclusive one
+ * before it holds, and the table grants the joiner with its revision; one
+ * behind an exclusive key goes, and joiners wait for the take to end.
+ */
+static void
+el_join_answer(struct etcd_lock *el, const char *key,
+    struct json_object *range, int64_t revision)
+{
+	el->joining = 0;
+	if (range != NULL && join_granted(range, revision))
+		el_join_granted(el, key, revision);
+	else
+		el_join_refused(el, range != NULL ? key : NULL, revision);
+}
+
+/* Put a key of its own for a shared request that would join the take. */
+static void
+el_start_join(struct etcd_lock *el)
+{
+	struct store_etcd	*st = el->store;
+	struct etcd_put		*pending;
+
+	if ((pending = calloc(1, sizeof *pending)) == NULL)
+		fatal("calloc");
+	if (etcd_key_format(pending->key, sizeof pending->key, st->prefix,
+	    el->name, st->lease, ++st->seq, PROTO_SHARED) == -1)
+		fatalx("%s: key of %s does not fit", __func__, el->name);
+	pending->el = el;
+	pending->join = 1;
+	el->joining = 1;
+	el->refs++;
+	etcd_post(st, el_lane(el), "/v3/kv/txn", put_txn(el, pending->key),
+	    el_put_cb, pending, el->gen);
+}
+
+/*
+ * The store's join: a shared request joins the held take only with a
+ * key of its own that etcd says holds, so that its token is a revision
+ * of its own and it never passes an exclusive take queued before it.
+ */
+static int
+etcd_lock_join(void *state, enum proto_mode mode)
+{
+	struct etcd_lock	*el = state_lock(state);
+	struct store_etcd	*st = el->store;
+
+	(void)mode;
+	if (el->join_revision > 0) {
+		st->base.next_token = el->join_revision;
+		el->join_revision = 0;
+		return 0;
+	}
+	if (el->phase != EL_OWNED || el->lease != st->lease)
+		el->join_refused = 1;
+	if (!el->joining && !el->join_refused)
+		el_start_join(el);
+	return -EWOULDBLOCK;
+}
+
 /* The store's drop: nobody holds it now, so the key goes. */
 static void
 etcd_lock_drop(void *state)
@@ -1238,6 +1446,7 @@ static const struct lock_store_ops etcd_store_ops = {
 	.open = etcd_lock_open,
 	.close = etcd_lock_close,
 	.take = etcd_lock_take,
+	.join = etcd_lock_join,
 	.drop = etcd_lock_drop,
 	.wait = etcd_lock_wait,
 	.cancel = etcd_lock_cancel,

@@ -24,6 +24,7 @@ struct fake_lock {
 	const char		*name;		/* the lock's */
 	int			 mode;		/* taken in, or FAKE_NONE */
 	int			 waiting;	/* a take in, or FAKE_NONE */
+	int64_t			 join_token;	/* a join let through, or 0 */
 	LIST_ENTRY(fake_lock)	 entry;
 };
 
@@ -33,6 +34,7 @@ struct fake_store {
 	size_t			 nopen;
 	size_t			 nwaits;	/* waits ever asked for */
 	char			 busy[FAKE_BUSY_MAX][FAKE_NAME_MAX];
+	int			 hold_joins;	/* joins wait for the test */
 };
 
 /* The busy slot of name, or NULL. */
@@ -104,6 +106,21 @@ fake_take(void *state, enum proto_mode mode)
 	return 0;
 }
 
+/* A join waits while the test holds joins back, unless it let one through. */
+static int
+fake_join(void *state, enum proto_mode mode)
+{
+	struct fake_lock	*fl = state;
+
+	(void)mode;
+	if (fl->join_token > 0) {
+		fl->store->base.next_token = fl->join_token;
+		fl->join_token = 0;
+		return 0;
+	}
+	return fl->store->hold_joins ? -EWOULDBLOCK : 0;
+}
+
 static void
 fake_drop(void *state)
 {
@@ -149,6 +166,7 @@ static const struct lock_store_ops fake_store_ops = {
 	.open = fake_open,
 	.close = fake_close,
 	.take = fake_take,
+	.join = fake_join,
 	.drop = fake_drop,
 	.wait = fake_wait,
 	.cancel = fake_cancel,
@@ -230,6 +248,26 @@ fake_store_end_wait(struct lock_store *store, const char *name, int error)
 	}
 	fl->waiting = FAKE_NONE;
 	locktab_taken(store->tab, fl->lock, error);
+}
+
+/* Make joins of shared holders wait for fake_store_end_join, or stop that. */
+void
+fake_store_hold_joins(struct lock_store *store, int hold)
+{
+	((struct fake_store *)store)->hold_joins = hold;
+}
+
+/* Let one join of name through, with token, as a store ending it later. */
+void
+fake_store_end_join(struct lock_store *store, const char *name,
+    int64_t token)
+{
+	struct fake_lock	*fl = fake_find(store, name);
+
+	ck_assert_ptr_nonnull(fl);
+	fl->join_token = token;
+	locktab_joined(store->tab, fl->lock);
+	fl->join_token = 0;
 }
 
 /* How many locks the store has open. */

@@ -20,6 +20,9 @@ void		 fake_store_set_busy(struct lock_store *, const char *, int);
 int		 fake_store_mode(struct lock_store *, const char *);
 int		 fake_store_waiting(struct lock_store *, const char *);
 void		 fake_store_end_wait(struct lock_store *, const char *, int);
+void		 fake_store_hold_joins(struct lock_store *, int);
+void		 fake_store_end_join(struct lock_store *, const char *,
+		    int64_t);
 size_t		 fake_store_nopen(const struct lock_store *);
 size_t		 fake_store_nwaits(const struct lock_store *);
 

@@ -219,6 +219,56 @@ START_TEST(test_shared_granted_at_once_beside_shared_holders)
 }
 END_TEST
 
+/* A join the store holds back waits, in order, until locktab_joined. */
+START_TEST(test_shared_join_held_back_by_the_store_waits_for_joined)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq("db", PROTO_SHARED, 1);
+	fake_store_hold_joins(store, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	c = acq("db", PROTO_SHARED, 3);
+	ck_assert_uint_eq(ngrants, 1);
+	ck_assert(!lock_blocked(locktab_find(tab, "db")));
+	ck_assert_int_eq(fake_store_waiting(store, "db"), FAKE_NONE);
+	ck_assert_int_eq(lock_req_position(b), 1);
+
+	fake_store_end_join(store, "db", FIRST_TOKEN + 10);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(1, 2);
+	ck_assert_int_eq(lock_req_token(b), FIRST_TOKEN + 10);
+	ck_assert(!lock_req_held(c));
+	fake_store_end_join(store, "db", FIRST_TOKEN + 20);
+	assert_granted(2, 3);
+	ck_assert_int_eq(lock_req_token(c), FIRST_TOKEN + 20);
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+	locktab_release(tab, c);
+	ck_assert_uint_eq(nfailures, 0);
+}
+END_TEST
+
+/* The rest of a shared batch joins the take one by one, as the store lets. */
+START_TEST(test_shared_batch_past_its_take_joins_as_the_store_lets)
+{
+	struct lock_req	*x, *b, *c;
+
+	x = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	c = acq("db", PROTO_SHARED, 3);
+	fake_store_hold_joins(store, 1);
+	locktab_release(tab, x);
+	ck_assert_uint_eq(ngrants, 2);
+	assert_granted(1, 2);
+	ck_assert(!lock_req_held(c));
+	fake_store_end_join(store, "db", FIRST_TOKEN + 10);
+	assert_granted(2, 3);
+	ck_assert_int_eq(lock_req_token(c), FIRST_TOKEN + 10);
+	locktab_release(tab, b);
+	locktab_release(tab, c);
+}
+END_TEST
+
 START_TEST(test_shared_waits_behind_queued_exclusive)
 {
 	struct lock_req	*s1, *e2, *s3, *r = NULL;
@@ -819,6 +869,10 @@ locktab_suite(void)
 	tcase_add_test(tc, test_exclusive_waiters_granted_in_fifo_order);
 	tcase_add_test(tc, test_consecutive_shared_waiters_granted_together);
 	tcase_add_test(tc, test_shared_granted_at_once_beside_shared_holders);
+	tcase_add_test(tc,
+	    test_shared_join_held_back_by_the_store_waits_for_joined);
+	tcase_add_test(tc,
+	    test_shared_batch_past_its_take_joins_as_the_store_lets);
 	tcase_add_test(tc, test_shared_waits_behind_queued_exclusive);
 	tcase_add_test(tc, test_try_only_on_held_lock_would_block);
 	tcase_add_test(tc, test_try_only_on_free_lock_is_granted);

@@ -91,8 +91,8 @@ class Mutex:
         scope (str): ``'local'`` (this machine's broker) or ``'cluster'``
             (the etcd cluster of a locksd started with ``--etcd``, across
             machines; names only).  A cluster lock whose lease lapses is
-            lost as if the broker went away: ``check()`` raises
-            :class:`Lost`.
+            lost as if the broker went away: ``on_lost`` is called, and
+            ``check()`` and ``release()`` raise :class:`Lost`.
 
     Attributes:
         path: the target as given (the seed's name for it).

@@ -360,6 +360,31 @@ def parse_line(line, path):
     return obj
 
 
+# Why a connection is done with when its cluster lock was lost.
+LEASE_LOST_WHY = 'locksd lost its etcd lease, and with it the cluster lock'
+
+
+def is_lost_event(line, path):
+    """Whether one line is the daemon's ``lost`` event."""
+    return parse_line(line, path).get('event') == 'lost'
+
+
+def peek_lost(sock, path):
+    """Whether a whole ``lost`` line waits unread on sock, looked at
+    without taking it (the owner of the connection reads it later)."""
+    try:
+        data = sock.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    for line in data.split(b'\n')[:-1]:
+        try:
+            if line.strip() and is_lost_event(line, path):
+                return True
+        except ProtocolError:
+            return False
+    return False
+
+
 def forget_socket(conn):
     """Mark conn broken and close its descriptor without closing the
     socket object's idea of it twice (detach, then close the number)."""
@@ -568,10 +593,8 @@ class Conn:
         if nl >= 0:
             lines, self.buf = self.buf[:nl].split(b'\n'), self.buf[nl + 1:]
             for line in lines:
-                if line.strip() and \
-                        parse_line(line, self.path).get('event') == 'lost':
-                    raise self._lost('locksd lost its etcd lease, and '
-                                     'with it the cluster lock')
+                if line.strip() and is_lost_event(line, self.path):
+                    raise self._lost(LEASE_LOST_WHY)
 
 
 class Pool:
@@ -654,7 +677,9 @@ atexit.register(pool.close_idle)
 class Watcher:
     """One background thread per process that notices a broker going away
     under held locks with an ``on_lost`` callback, through epoll's
-    EPOLLRDHUP (so events the daemon pushes never wake it)."""
+    EPOLLRDHUP, and a ``lost`` event for a cluster lock, through an
+    edge-triggered EPOLLIN and a peek (so other pushed lines cost one
+    wake-up each, and are left to the connection's owner)."""
 
     def __init__(self):
         """No thread until the first registration."""
@@ -675,7 +700,8 @@ class Watcher:
             fd = conn.sock.fileno()
             self.watched[fd] = (conn, fire)
             self.ep.register(fd, select.EPOLLRDHUP | select.EPOLLHUP |
-                             select.EPOLLERR)
+                             select.EPOLLERR | select.EPOLLIN |
+                             select.EPOLLET)
 
     def unwatch(self, conn):
         """Stop watching conn (its lock was released)."""
@@ -699,21 +725,41 @@ class Watcher:
                 continue
             except (OSError, ValueError):
                 return
-            for fd, _mask in events:
-                with self.lock:
-                    item = self.watched.pop(fd, None)
-                    try:
-                        ep.unregister(fd)
-                    except (OSError, ValueError):
-                        pass
-                if item is not None:
-                    conn, fire = item
-                    conn.broken = True
-                    conn.lost_why = 'the daemon closed the connection'
-                    try:
-                        fire()
-                    except Exception:  # a callback's error is its own
-                        sys.excepthook(*sys.exc_info())
+            for fd, mask in events:
+                why = self._why_lost(fd, mask)
+                if why is not None:
+                    self._fire(ep, fd, why)
+
+    def _why_lost(self, fd, mask):
+        """Why the watched connection on fd is lost, or None if the
+        lines that woke us say nothing of it."""
+        if mask & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
+            return 'the daemon closed the connection'
+        with self.lock:
+            item = self.watched.get(fd)
+        conn = item[0] if item is not None else None
+        sock = conn.sock if conn is not None else None
+        if sock is not None and peek_lost(sock, conn.path):
+            return LEASE_LOST_WHY
+        return None
+
+    def _fire(self, ep, fd, why):
+        """Stop watching fd, mark its connection lost, call back once."""
+        with self.lock:
+            item = self.watched.pop(fd, None)
+            try:
+                ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+        if item is None:
+            return
+        conn, fire = item
+        conn.broken = True
+        conn.lost_why = why
+        try:
+            fire()
+        except Exception:  # a callback's error is its own
+            sys.excepthook(*sys.exc_info())
 
 
 watcher = Watcher()

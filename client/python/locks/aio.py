@@ -193,6 +193,10 @@ class _AConn:
             self._hangup(str(e))
             return
         rid = obj.get('id')
+        if obj.get('event') == 'lost' and rid not in self.pending:
+            # A held cluster lock is gone: as if the broker went away.
+            self._hangup(_conn.LEASE_LOST_WHY)
+            return
         if 'ok' not in obj:
             entry = self.pending.get(rid)
             if entry is not None and entry[1] is not None:
