@@ -133,9 +133,9 @@ void		*lock_req_arg(const struct lock_req *);
  *	    the fix, written into buf as snprintf does; 0 when the store
  *	    has nothing to add to the errno text.
  *
- * wait, cancel and join must not call into the table.  The token source is the
- * store's too: the table gives each grant next_token, and counts it up,
- * but never past token_limit.
+ * wait, cancel and join must not call into the table.  The token source
+ * is the store's too: the table gives each grant next_token, and counts
+ * it up, but never past token_limit.
  */
 #define LOCK_STORE_MOVED	1
 
