@@ -74,6 +74,7 @@ struct outside_holder {
 	enum proto_mode	 mode;
 	int		 own;		/* the daemon's: a client's */
 	char		 command[32];	/* "" until read for encoding */
+	uid_t		 uid;		/* read with command */
 };
 struct outside_cache;
 

@@ -347,12 +347,15 @@ outside_encode(struct outside_holder *h)
 {
 	struct proto_holder	 ph;
 
-	if (h->command[0] == '\0')
+	/* Once per reading of /proc/locks, however many lists show it. */
+	if (h->command[0] == '\0') {
 		outside_command(h->pid, h->command, sizeof h->command);
+		h->uid = outside_uid(h->pid);
+	}
 	memset(&ph, 0, sizeof ph);
 	ph.external = 1;
 	ph.pid = h->pid;
-	ph.uid = outside_uid(h->pid);
+	ph.uid = h->uid;
 	ph.mode = h->mode;
 	ph.command = h->command;
 	return proto_holder_encode(&ph);

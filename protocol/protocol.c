@@ -933,12 +933,11 @@ proto_holder_encode(const struct proto_holder *h)
 		json_object_object_add(obj, "external",
 		    json_object_new_boolean(1));
 	json_object_object_add(obj, "pid", json_object_new_int64(h->pid));
-	if (h->external && h->uid != PROTO_NO_UID)
+	/* An outside holder's uid only when the daemon saw its process. */
+	if (!h->external || h->uid != PROTO_NO_UID)
 		json_object_object_add(obj, "uid",
 		    json_object_new_int64(h->uid));
 	if (!h->external) {
-		json_object_object_add(obj, "uid",
-		    json_object_new_int64(h->uid));
 		json_object_object_add(obj, "gid",
 		    json_object_new_int64(h->gid));
 		json_object_object_add(obj, "client",
