@@ -41,23 +41,25 @@ struct systemd {
 int
 systemd_take_fd(int fd, const char *name, int restoring)
 {
+	char	 why[128];
 	int	 r, flags;
 
 	r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
-	if (r < 0 && !restoring)
-		fatalx("inherited fd %d (%s): %s", fd, name, strerror(-r));
-	if (r == 0 && !restoring)
-		fatalx("inherited fd %d (%s) is not a listening Unix stream "
-		    "socket", fd, name);
-	if (r <= 0 || (flags = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
-		log_warnx("inherited fd %d (%s) is not a listening Unix "
-		    "stream socket%s%s; closed", fd, name, r < 0 ? ": " : "",
-		    r < 0 ? strerror(-r) : "");
-		close(fd);
-		return -1;
-	}
-	return 0;
+	if (r > 0 && (flags = fcntl(fd, F_GETFL)) != -1 &&
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) != -1)
+		return 0;
+	if (r > 0)
+		snprintf(why, sizeof why, ": fcntl: %s", strerror(errno));
+	else if (r < 0)
+		snprintf(why, sizeof why, ": %s", strerror(-r));
+	else
+		snprintf(why, sizeof why, " is not a listening Unix stream "
+		    "socket");
+	if (!restoring)
+		fatalx("inherited fd %d (%s)%s", fd, name, why);
+	log_warnx("inherited fd %d (%s)%s; closed", fd, name, why);
+	close(fd);
+	return -1;
 }
 
 /* Put the path a listening socket is bound to in buf; -1 if it has none. */
