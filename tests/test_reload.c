@@ -699,7 +699,7 @@ END_TEST
 /* Every descriptor a handover kept is close-on-exec again after it. */
 START_TEST(test_kept_descriptors_are_close_on_exec)
 {
-	char		 dir[64], path[PATH_MAX], buf[512];
+	char		 dir[64], path[PATH_MAX], buf[512], *flags_line;
 	struct dirent	*de;
 	DIR		*d;
 	unsigned	 flags;
@@ -716,8 +716,8 @@ START_TEST(test_kept_descriptors_are_close_on_exec)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
 		if (h_slurp(path, buf, sizeof buf) < 0 ||
-		    sscanf(strstr(buf, "flags:") != NULL ? strstr(buf,
-		    "flags:") : "", "flags: %o", &flags) != 1)
+		    (flags_line = strstr(buf, "flags:")) == NULL ||
+		    sscanf(flags_line, "flags: %o", &flags) != 1)
 			continue;
 		ck_assert_msg(flags & O_CLOEXEC, "fd %d is not close-on-exec "
 		    "after the handover", fd);
