@@ -168,8 +168,8 @@ struct etcd_config {
 
 /* The calls up into the daemon, each given arg. */
 struct store_etcd_hooks {
-	/* The holder a new key stands for: the lock's head request. */
-	struct json_object *(*describe)(struct lock *, void *);
+	/* The holder a new key stands for: a waiting request. */
+	struct json_object *(*describe)(struct lock_req *, void *);
 	/* A take waits behind another: try-only requests give up now. */
 	void		 (*queued)(struct lock *, void *);
 	/* The lease is lost: the lock's holders no longer hold it. */
@@ -257,7 +257,7 @@ struct snap_acquire;
 int		 session_restore_acquire(struct session *,
 		    struct snap_acquire *, struct lock *);
 void		 session_failed(struct lock_req *, int, void *);
-struct json_object *session_cluster_describe(struct lock *, void *);
+struct json_object *session_cluster_describe(struct lock_req *, void *);
 void		 session_cluster_queued(struct lock *, void *);
 void		 session_cluster_lost(struct lock *, void *);
 void		 session_cluster_drop_all(struct session_host *);

@@ -344,6 +344,8 @@ lock_enqueue(struct lock *lock, struct lock_req *req)
 	TAILQ_INSERT_TAIL(&lock->waiters, req, entry);
 	lock->nwaiters++;
 	lock->tab->nwaiting++;
+	if (lock->tab->ops->queued != NULL)
+		lock->tab->ops->queued(lock->state, req, req->mode);
 }
 
 /* Take a request out of the lock's queue. */
@@ -353,6 +355,8 @@ lock_dequeue(struct lock *lock, struct lock_req *req)
 	TAILQ_REMOVE(&lock->waiters, req, entry);
 	lock->nwaiters--;
 	lock->tab->nwaiting--;
+	if (lock->tab->ops->left != NULL)
+		lock->tab->ops->left(lock->state, req);
 }
 
 /*

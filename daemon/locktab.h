@@ -128,14 +128,20 @@ void		*lock_req_arg(const struct lock_req *);
  * restore  optional: fills a new lock's state, as open does, from what
  *	    a reload kept of it (a struct lock_store_kept), taking its
  *	    descriptor: 0 or -errno, with the descriptor left to the caller.
+ * queued   optional: req starts to wait in the lock's queue, behind its
+ *	    take or holders unless it is the first waiter; the store may
+ *	    hold a place for it (a key in etcd's queue), to use when req's
+ *	    wait or join comes.  req is only a name for the request.
+ * left     optional: req left the queue, granted, failed or cancelled;
+ *	    the store lets any place it held for req go.
  * explain  optional: why name's object cannot be opened or taken with
  *	    -errno, as one sentence for the client naming the object and
  *	    the fix, written into buf as snprintf does; 0 when the store
  *	    has nothing to add to the errno text.
  *
- * wait, cancel and join must not call into the table.  The token source
- * is the store's too: the table gives each grant next_token, and counts
- * it up, but never past token_limit.
+ * wait, cancel, join, queued and left must not call into the table.
+ * The token source is the store's too: the table gives each grant
+ * next_token, and counts it up, but never past token_limit.
  */
 #define LOCK_STORE_MOVED	1
 
@@ -151,6 +157,8 @@ struct lock_store_ops {
 	void	(*cancel)(void *);
 	int	(*current)(void *);
 	int	(*refresh)(void *);
+	void	(*queued)(void *, struct lock_req *, enum proto_mode);
+	void	(*left)(void *, struct lock_req *);
 	int	(*explain)(struct lock_store *, const char *, int, char *,
 		    size_t);
 	int	(*restore)(struct lock_store *, struct lock *, const char *,

@@ -505,13 +505,12 @@ session_failed(struct lock_req *req, int error, void *arg)
 }
 
 /*
- * The etcd store's describe hook: the holder a new key stands for, its
- * lock's head request (pid, uid, client, owner, since), for other nodes.
+ * The etcd store's describe hook: the holder a new key stands for, a
+ * waiting request (pid, uid, client, owner, since), for other nodes.
  */
 struct json_object *
-session_cluster_describe(struct lock *lock, void *arg)
+session_cluster_describe(struct lock_req *req, void *arg)
 {
-	struct lock_req		*req = lock_first_waiter(lock);
 	struct proto_holder	 h;
 
 	(void)arg;

@@ -57,6 +57,26 @@ struct etcd_joiner {
 	int64_t			 revision;
 };
 
+/*
+ * A place in etcd's queue for a request that waits behind the lock's take
+ * on this daemon: its own key, put when it queued, which the take uses
+ * when the request's turn comes, so that it keeps its place in etcd's
+ * FIFO ahead of other machines' later requests.
+ */
+struct etcd_resv {
+	TAILQ_ENTRY(etcd_resv)	 entry;
+	struct lock_req		*req;		/* NULL once it left */
+	enum proto_mode		 mode;
+	char			 key[ETCD_KEY_MAX];
+	int64_t			 revision;	/* 0 until its put is answered */
+	int64_t			 lease;		/* the key's */
+	int			 putting;	/* its put is unanswered */
+	int			 listed;	/* in its lock's resvs */
+	int			 adopted;	/* the take's key now */
+	uint64_t		 adopted_gen;	/* the take's gen then */
+};
+TAILQ_HEAD(etcd_resv_list, etcd_resv);
+
 /* A lock's state underneath: lives as long as a call or watch needs it. */
 struct etcd_lock {
 	TAILQ_ENTRY(etcd_lock)	 entry;
@@ -87,6 +107,7 @@ struct etcd_lock {
 	int64_t			 join_revision;	/* a join granted, not taken */
 	int			 joining;	/* a join's txn in flight */
 	int			 join_refused;	/* an exclusive key is ahead */
+	struct etcd_resv_list	 resvs;		/* of waiters, in queue order */
 	char			 name[];
 };
 TAILQ_HEAD(etcd_lock_list, etcd_lock);
@@ -127,6 +148,7 @@ struct store_etcd {
 	int			 ttl;
 	size_t			 max_waits;
 	size_t			 nwaits;	/* locks with a key */
+	size_t			 nresvs;	/* waiters' places held */
 	int64_t			 lease;		/* 0: none */
 	int			 leasing;	/* a grant in flight */
 	int64_t			 old_lease;	/* to revoke when back */
@@ -413,12 +435,42 @@ el_lane(const struct etcd_lock *el)
 	return h;
 }
 
+/* Take a place out of its lock's list; one whose put is unanswered stays. */
+static void
+resv_unlist(struct etcd_lock *el, struct etcd_resv *r)
+{
+	TAILQ_REMOVE(&el->resvs, r, entry);
+	r->listed = 0;
+	el->store->nresvs--;
+	if (!r->putting)
+		free(r);
+}
+
+/*
+ * Give up a place: its key goes (unless gone with its lease), or, with
+ * its put unanswered, goes at the answer.
+ */
+static void
+resv_let_go(struct etcd_lock *el, struct etcd_resv *r)
+{
+	struct store_etcd	*st = el->store;
+
+	r->req = NULL;
+	if (r->revision > 0 && r->lease == st->lease)
+		store_delete_key(st, el_lane(el), r->key, r->revision);
+	resv_unlist(el, r);
+}
+
 /* Free a lock's state once nothing refers to it any more. */
 static void
 el_unref(struct etcd_lock *el)
 {
+	struct etcd_resv	*r;
+
 	if (--el->refs > 0)
 		return;
+	while ((r = TAILQ_FIRST(&el->resvs)) != NULL)
+		resv_unlist(el, r);
 	TAILQ_REMOVE(&el->store->locks, el, entry);
 	if (el->watch != NULL)
 		evhttp_connection_free(el->watch);
@@ -715,6 +767,34 @@ el_watch(struct etcd_lock *el, const char *key, int64_t after)
 }
 
 /*
+ * Whether the take waits behind a place this daemon holds for a request
+ * behind it (a take put anew after its places, as after a failed put):
+ * those places go, losing their turn in etcd rather than blocking their
+ * own head, and the queue is read again once they are deleted.
+ */
+static int
+el_behind_own_places(struct etcd_lock *el, const struct etcd_queue *q)
+{
+	struct etcd_resv	*r, *next;
+	int			 found = 0;
+
+	TAILQ_FOREACH(r, &el->resvs, entry) {
+		if (r->revision == q->blocker_revision)
+			found = 1;
+	}
+	if (!found)
+		return 0;
+	for (r = TAILQ_FIRST(&el->resvs); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, entry);
+		if (r->revision > 0 && r->revision < el->revision)
+			resv_let_go(el, r);
+	}
+	el->later_read = 1;
+	el_defer(el);
+	return 1;
+}
+
+/*
  * Act on a read of the lock's queue: hold (and tell the table), watch
  * the key ahead, or fail the wait if etcd cannot be read or the key is
  * gone.  Stale answers (an older take's, a closed lock's) are dropped.
@@ -737,6 +817,8 @@ el_queue_answer(struct etcd_lock *el, struct json_object *range,
 		locktab_taken(st->base.tab, el->lock, 0);
 		return;
 	}
+	if (el_behind_own_places(el, &q))
+		return;
 	/* A check read that finds the same key ahead keeps its watch. */
 	if (el->phase == EL_WAITING && el->watch != NULL &&
 	    el->watched == q.blocker_revision)
@@ -845,6 +927,7 @@ el_requeue(struct etcd_lock *el)
 struct etcd_put {
 	struct etcd_lock	*el;
 	int			 join;		/* a joiner's, not the take's */
+	struct etcd_resv	*resv;		/* a waiter's place's, or NULL */
 	char			 key[ETCD_KEY_MAX];
 };
 
@@ -890,7 +973,35 @@ el_put_answer(struct etcd_lock *el, struct json_object *range,
 		el_queue_answer(el, range, revision);
 }
 
-/* The answer to a put and read: a take's, or a joiner's. */
+/*
+ * The answer to a place's put: the place keeps the key's revision; one
+ * that went meanwhile has the key deleted, and one the take adopted goes
+ * on as the take's put.
+ */
+static void
+resv_put_answer(struct etcd_put *put, struct json_object *range,
+    int64_t revision)
+{
+	struct etcd_lock	*el = put->el;
+	struct etcd_resv	*r = put->resv;
+	uint64_t		 gen = r->adopted_gen;
+
+	r->putting = 0;
+	if (r->adopted) {
+		free(r);
+		el->puts--;
+		if (!put_stale(put, range, revision, gen))
+			el_put_answer(el, range, revision);
+	} else if (!r->listed || el->lock == NULL) {
+		if (range != NULL)
+			store_delete_key(el->store, el_lane(el), put->key,
+			    revision);
+		free(r);
+	} else if (range != NULL)
+		r->revision = revision;
+}
+
+/* The answer to a put and read: a take's, a joiner's or a place's. */
 static void
 el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
     uint64_t gen)
@@ -901,6 +1012,12 @@ el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 	int64_t			 revision = txn_revision(reply);
 
 	(void)st;
+	if (put->resv != NULL) {
+		resv_put_answer(put, range, revision);
+		free(put);
+		el_unref(el);
+		return;
+	}
 	if (!put->join)
 		el->puts--;
 	if (!put_stale(put, range, revision, gen)) {
@@ -913,31 +1030,31 @@ el_put_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 	el_unref(el);
 }
 
-/* The value of a take's key: who asks, as the table's head request says. */
+/* The value of a key: who asks, as the waiting request says. */
 static struct json_object *
-el_value(struct etcd_lock *el)
+el_value(struct etcd_lock *el, struct lock_req *who)
 {
 	struct store_etcd	*st = el->store;
 	struct json_object	*value = NULL;
 
-	if (st->hooks.describe != NULL)
-		value = st->hooks.describe(el->lock, st->hooks.arg);
+	if (st->hooks.describe != NULL && who != NULL)
+		value = st->hooks.describe(who, st->hooks.arg);
 	if (value == NULL)
 		value = json_object_new_object();
 	json_object_object_add(value, "node", json_object_new_string(st->node));
 	return value;
 }
 
-/* A txn that puts key on the lease, valued as el_value, and reads the queue. */
+/* A txn that puts key on the lease, valued for who, and reads the queue. */
 static struct json_object *
-put_txn(struct etcd_lock *el, const char *key)
+put_txn(struct etcd_lock *el, const char *key, struct lock_req *who)
 {
 	struct store_etcd	*st = el->store;
 	struct json_object	*put, *ops, *value;
 	char			 prefix[ETCD_KEY_MAX], text[ETCD_VALUE_MAX * 2];
 	const char		*raw;
 
-	value = el_value(el);
+	value = el_value(el, who);
 	raw = json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN);
 	if (etcd_b64_encode(raw, strlen(raw), text, sizeof text) == 0)
 		text[0] = '\0';
@@ -978,7 +1095,7 @@ el_start_put(struct etcd_lock *el)
 	el->lease = st->lease;
 	el->revision = 0;
 	el->phase = EL_PUTTING;
-	txn = put_txn(el, el->key);
+	txn = put_txn(el, el->key, lock_first_waiter(el->lock));
 	if ((pending = calloc(1, sizeof *pending)) == NULL)
 		fatal("calloc");
 	pending->el = el;
@@ -1185,6 +1302,7 @@ etcd_lock_open(struct lock_store *base, struct lock *lock, const char *name,
 	el->store = st;
 	el->lock = lock;
 	el->refs = 1;
+	TAILQ_INIT(&el->resvs);
 	TAILQ_INSERT_TAIL(&st->locks, el, entry);
 	*(struct etcd_lock **)state = el;
 	return 0;
@@ -1201,8 +1319,11 @@ static void
 etcd_lock_close(void *state)
 {
 	struct etcd_lock	*el = state_lock(state);
+	struct etcd_resv	*r;
 
 	el_let_go(el);
+	while ((r = TAILQ_FIRST(&el->resvs)) != NULL)
+		resv_let_go(el, r);
 	el->lock = NULL;
 	event_del(el->later);
 	el_unref(el);
@@ -1321,8 +1442,8 @@ el_start_join(struct etcd_lock *el)
 	pending->join = 1;
 	el->joining = 1;
 	el->refs++;
-	etcd_post(st, el_lane(el), "/v3/kv/txn", put_txn(el, pending->key),
-	    el_put_cb, pending, el->gen);
+	etcd_post(st, el_lane(el), "/v3/kv/txn", put_txn(el, pending->key,
+	    lock_first_waiter(el->lock)), el_put_cb, pending, el->gen);
 }
 
 /*
@@ -1356,6 +1477,45 @@ etcd_lock_drop(void *state)
 	el_let_go(state_lock(state));
 }
 
+/*
+ * Make the place held for the head of the table's queue the take's key,
+ * if it has one in the take's mode on the current lease: 1 if so, with
+ * the queue read (or the place's put) under way, 0 to put a new key.
+ */
+static int
+el_adopt(struct etcd_lock *el)
+{
+	struct store_etcd	*st = el->store;
+	struct lock_req		*head = lock_first_waiter(el->lock);
+	struct etcd_resv	*r;
+
+	TAILQ_FOREACH(r, &el->resvs, entry) {
+		if (r->req == head)
+			break;
+	}
+	if (r == NULL || head == NULL)
+		return 0;
+	if (r->mode != el->mode || r->lease != st->lease || st->lease == 0 ||
+	    (!r->putting && r->revision == 0)) {
+		resv_let_go(el, r);
+		return 0;
+	}
+	memcpy(el->key, r->key, sizeof el->key);
+	el->lease = r->lease;
+	el->revision = r->revision;
+	el->phase = EL_PUTTING;
+	if (r->putting) {
+		/* Its answer goes on as the take's put. */
+		r->adopted = 1;
+		r->adopted_gen = el->gen;
+		el->puts++;
+	}
+	resv_unlist(el, r);
+	if (el->revision > 0)
+		el_read_queue(el);
+	return 1;
+}
+
 /* The store's wait: queue a new key, or keep the one queued in mode. */
 static void
 etcd_lock_wait(void *state, enum proto_mode mode)
@@ -1372,6 +1532,10 @@ etcd_lock_wait(void *state, enum proto_mode mode)
 	}
 	el_let_go(el);
 	el->mode = mode;
+	if (el_adopt(el)) {
+		st->nwaits++;
+		return;
+	}
 	if (st->nwaits >= st->max_waits) {
 		el_fail_later(el, -EUSERS);
 		return;
@@ -1382,6 +1546,58 @@ etcd_lock_wait(void *state, enum proto_mode mode)
 		el_start_put(el);
 	else
 		lease_grant(st);
+}
+
+/*
+ * The store's queued: a request waits behind the lock's take, so hold its
+ * place in etcd's queue now, with a key of its own.  Without a take, a
+ * lease, or room under --etcd-max-waits, it queues in etcd only when
+ * its turn on this daemon comes.
+ */
+static void
+etcd_lock_queued(void *state, struct lock_req *req, enum proto_mode mode)
+{
+	struct etcd_lock	*el = state_lock(state);
+	struct store_etcd	*st = el->store;
+	struct etcd_resv	*r;
+	struct etcd_put		*pending;
+
+	if (el->lock == NULL || el->phase == EL_IDLE || st->lease == 0 ||
+	    st->nwaits + st->nresvs >= st->max_waits)
+		return;
+	if ((r = calloc(1, sizeof *r)) == NULL ||
+	    (pending = calloc(1, sizeof *pending)) == NULL)
+		fatal("calloc");
+	if (etcd_key_format(r->key, sizeof r->key, st->prefix, el->name,
+	    st->lease, ++st->seq, mode) == -1)
+		fatalx("%s: key of %s does not fit", __func__, el->name);
+	r->req = req;
+	r->mode = mode;
+	r->lease = st->lease;
+	r->putting = r->listed = 1;
+	TAILQ_INSERT_TAIL(&el->resvs, r, entry);
+	st->nresvs++;
+	pending->el = el;
+	pending->resv = r;
+	memcpy(pending->key, r->key, sizeof pending->key);
+	el->refs++;
+	etcd_post(st, el_lane(el), "/v3/kv/txn", put_txn(el, r->key, req),
+	    el_put_cb, pending, el->gen);
+}
+
+/* The store's left: a request left the queue, so its place goes. */
+static void
+etcd_lock_left(void *state, struct lock_req *req)
+{
+	struct etcd_lock	*el = state_lock(state);
+	struct etcd_resv	*r;
+
+	TAILQ_FOREACH(r, &el->resvs, entry) {
+		if (r->req == req) {
+			resv_let_go(el, r);
+			return;
+		}
+	}
 }
 
 /* The store's cancel: the table no longer waits, so the key goes. */
@@ -1452,6 +1668,8 @@ static const struct lock_store_ops etcd_store_ops = {
 	.cancel = etcd_lock_cancel,
 	.current = etcd_lock_current,
 	.refresh = etcd_lock_refresh,
+	.queued = etcd_lock_queued,
+	.left = etcd_lock_left,
 	.explain = etcd_lock_explain,
 };
 

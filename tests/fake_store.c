@@ -25,6 +25,8 @@ struct fake_lock {
 	int			 mode;		/* taken in, or FAKE_NONE */
 	int			 waiting;	/* a take in, or FAKE_NONE */
 	int64_t			 join_token;	/* a join let through, or 0 */
+	int			 places;	/* queued, not yet left */
+	int			 last_queued;	/* the mode, or FAKE_NONE */
 	LIST_ENTRY(fake_lock)	 entry;
 };
 
@@ -77,6 +79,8 @@ fake_open(struct lock_store *store, struct lock *lock, const char *name,
 	fl->name = name;
 	fl->mode = FAKE_NONE;
 	fl->waiting = FAKE_NONE;
+	fl->places = 0;
+	fl->last_queued = FAKE_NONE;
 	LIST_INSERT_HEAD(&fs->open, fl, entry);
 	fs->nopen++;
 	return 0;
@@ -161,6 +165,27 @@ fake_refresh(void *state)
 	return 0;
 }
 
+/* Count the places a store like etcd's would hold for waiters. */
+static void
+fake_queued(void *state, struct lock_req *req, enum proto_mode mode)
+{
+	struct fake_lock	*fl = state;
+
+	ck_assert(!lock_req_held(req));
+	fl->places++;
+	fl->last_queued = mode;
+}
+
+static void
+fake_left(void *state, struct lock_req *req)
+{
+	struct fake_lock	*fl = state;
+
+	(void)req;
+	ck_assert_int_gt(fl->places, 0);
+	fl->places--;
+}
+
 static const struct lock_store_ops fake_store_ops = {
 	.lock_size = sizeof(struct fake_lock),
 	.open = fake_open,
@@ -172,6 +197,8 @@ static const struct lock_store_ops fake_store_ops = {
 	.cancel = fake_cancel,
 	.current = fake_current,
 	.refresh = fake_refresh,
+	.queued = fake_queued,
+	.left = fake_left,
 };
 
 /* A fake store whose tokens start at first_token. */
@@ -282,4 +309,22 @@ size_t
 fake_store_nwaits(const struct lock_store *store)
 {
 	return ((const struct fake_store *)store)->nwaits;
+}
+
+/* How many of name's requests queued and have not left; -1 if not open. */
+int
+fake_store_places(struct lock_store *store, const char *name)
+{
+	struct fake_lock	*fl = fake_find(store, name);
+
+	return fl != NULL ? fl->places : -1;
+}
+
+/* The mode the last request that queued on name asked for. */
+int
+fake_store_last_queued(struct lock_store *store, const char *name)
+{
+	struct fake_lock	*fl = fake_find(store, name);
+
+	return fl != NULL ? fl->last_queued : FAKE_NONE;
 }

@@ -24,6 +24,8 @@ void		 fake_store_hold_joins(struct lock_store *, int);
 void		 fake_store_end_join(struct lock_store *, const char *,
 		    int64_t);
 size_t		 fake_store_nopen(const struct lock_store *);
+int		 fake_store_places(struct lock_store *, const char *);
+int		 fake_store_last_queued(struct lock_store *, const char *);
 size_t		 fake_store_nwaits(const struct lock_store *);
 
 #endif

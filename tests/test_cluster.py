@@ -275,9 +275,8 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(x.release("sx")["ok"])
         self.assertLess(token, self.assertGranted(c.reply(5)))
 
-    # Known gap: a daemon queues in etcd only for the head of its local
-    # queue, so its next local waiter queues anew behind later remote ones.
-    @unittest.expectedFailure
+    # A local waiter behind a local holder holds its place in etcd's
+    # queue from when it queued, ahead of a later remote waiter.
     def test_local_waiter_before_later_remote_waiter_goes_first(self):
         alpha, beta = self.two_nodes()
         a, c, b = alpha.client(), alpha.client(), beta.client()
@@ -289,6 +288,56 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(a.release("fo")["ok"])
         self.assertGranted(c.reply(5))
         self.assertTrue(b.quiet())
+
+    def test_local_shared_waiter_before_later_remote_exclusive_goes_first(self):
+        alpha, beta = self.two_nodes()
+        a, c, x = alpha.client(), alpha.client(), beta.client()
+        self.assertGranted(a.acquire("se"))
+        c.send("acquire", name="se", scope="cluster", mode="shared",
+               notify_after=1e9)
+        time.sleep(0.3)
+        x.send("acquire", name="se", scope="cluster", notify_after=1e9)
+        time.sleep(0.3)
+        self.assertTrue(a.release("se")["ok"])
+        shared = self.assertGranted(c.reply(5))
+        self.assertTrue(x.quiet())
+        self.assertTrue(c.release("se")["ok"])
+        self.assertLess(shared, self.assertGranted(x.reply(5)))
+
+    def test_waiter_behind_local_holder_is_listed_and_its_key_goes_with_it(self):
+        alpha, beta = self.two_nodes()
+        a, c, d = alpha.client(), alpha.client(), alpha.client()
+        self.assertGranted(a.acquire("wk"))
+        self.assertEqual(len(self.etcd.keys("/test/wk/")), 1)
+        c.send("hello", client="waiter-behind")
+        c.reply()
+        c.send("acquire", name="wk", scope="cluster", timeout=1.5)
+        d.send("acquire", name="wk", scope="cluster", notify_after=1e9)
+        wait_for("a key for each waiter",
+                 lambda: len(self.etcd.keys("/test/wk/")) == 3, 5)
+        # Another machine sees them in queue order, named as they are.
+        b = beta.client()
+        b.send("list", scope="cluster", name="wk")
+        lock, = b.reply()["locks"]
+        self.assertEqual([w["client"] for w in lock["waiters"]][:1],
+                         ["waiter-behind"])
+        self.assertEqual([w["node"] for w in lock["waiters"]],
+                         ["alpha", "alpha"])
+        # A timeout and a closed connection each take their key along.
+        self.assertError(c.reply(5), "timeout")
+        wait_for("the timed-out waiter's key gone",
+                 lambda: len(self.etcd.keys("/test/wk/")) == 2, 5)
+        d.close()
+        wait_for("the closed waiter's key gone",
+                 lambda: len(self.etcd.keys("/test/wk/")) == 1, 5)
+        # Nothing of theirs is left in the way of a later remote waiter.
+        x = beta.client()
+        x.send("acquire", name="wk", scope="cluster", notify_after=1e9)
+        self.assertTrue(x.quiet())
+        self.assertTrue(a.release("wk")["ok"])
+        self.assertGranted(x.reply(5))
+        self.assertTrue(x.release("wk")["ok"])
+        wait_for("no keys left", lambda: self.etcd.keys("/test/") == [], 5)
 
     def test_shared_across_daemons_and_exclusive_waits(self):
         alpha, beta = self.two_nodes()

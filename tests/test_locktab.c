@@ -130,6 +130,37 @@ START_TEST(test_second_exclusive_queues_until_release)
 }
 END_TEST
 
+/*
+ * The store hears of every request that queues, in its mode, and of its
+ * leaving, granted, cancelled or failed: where etcd's store holds places.
+ */
+START_TEST(test_store_told_as_each_waiter_queues_and_leaves)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_int_eq(fake_store_places(store, "db"), 0);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	c = acq("db", PROTO_SHARED, 3);
+	ck_assert_int_eq(fake_store_places(store, "db"), 2);
+	ck_assert_int_eq(fake_store_last_queued(store, "db"), PROTO_SHARED);
+	locktab_release(tab, b);		/* cancelled */
+	ck_assert_int_eq(fake_store_places(store, "db"), 1);
+	locktab_release(tab, a);		/* c granted */
+	ck_assert(lock_req_held(c));
+	ck_assert_int_eq(fake_store_places(store, "db"), 0);
+	locktab_release(tab, c);
+
+	fake_store_set_busy(store, "db", 1);
+	acq("db", PROTO_EXCLUSIVE, 4);
+	acq("db", PROTO_EXCLUSIVE, 5);
+	ck_assert_int_eq(fake_store_places(store, "db"), 2);
+	fake_store_end_wait(store, "db", -EIO);	/* 4 fails, 5 waits */
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(fake_store_places(store, "db"), 1);
+}
+END_TEST
+
 START_TEST(test_exclusive_waiters_granted_in_fifo_order)
 {
 	struct lock_req	*reqs[10];
@@ -877,6 +908,7 @@ locktab_suite(void)
 	tcase_add_test(tc, test_try_only_on_held_lock_would_block);
 	tcase_add_test(tc, test_try_only_on_free_lock_is_granted);
 	tcase_add_test(tc, test_cancel_waiter_removes_it_from_queue);
+	tcase_add_test(tc, test_store_told_as_each_waiter_queues_and_leaves);
 	tcase_add_test(tc,
 	    test_cancel_exclusive_head_lets_shared_run_join_holders);
 	tcase_add_test(tc, test_lock_entry_disappears_when_empty);
