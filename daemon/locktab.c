@@ -81,6 +81,9 @@ struct lock_req {
 	int			 held;
 	int			 pending;	/* callback not yet run */
 	int			 error;		/* failed with -errno */
+	int			 converting;	/* an upgrade of it waits */
+	int			 converted;	/* pending: an upgrade ended */
+	int			 convert_error;	/* its result */
 	int64_t			 token;		/* 0 while waiting */
 	double			 since;
 	void			*arg;
@@ -102,8 +105,11 @@ struct lock {
 	size_t			 nholders;
 	size_t			 nwaiters;
 	size_t			 nfailed;	/* failed requests not yet freed */
+	struct lock_req		*converter;	/* a holder's upgrade waits */
+	int			 convert_blocked; /* on the store, not holders */
 	TAILQ_ENTRY(lock)	 entry;
 	TAILQ_ENTRY(lock)	 blocked_entry;
+	TAILQ_ENTRY(lock)	 converting_entry;
 };
 TAILQ_HEAD(locks, lock);
 
@@ -118,10 +124,12 @@ struct locktab {
 	int			 token_starved;	/* a waiter held back */
 	locktab_granted_cb	 granted_cb;
 	locktab_failed_cb	 failed_cb;
+	locktab_converted_cb	 converted_cb;
 	locktab_clock		 clock;
 	void			*root;		/* tsearch(3) tree */
 	struct locks		 locks;
 	struct locks		 blocked;
+	struct locks		 converting;	/* upgrades the store holds up */
 	struct locks		 idle;		/* oldest first */
 	struct lock_reqs	 pending;	/* grants to report */
 	struct lock_reqs	 failed;	/* failures to report */
@@ -130,6 +138,7 @@ struct locktab {
 	unsigned		 epoch;		/* locktab_expire calls */
 	size_t			 nidle;
 	size_t			 nblocked;
+	size_t			 nconverting;
 	size_t			 nheld;
 	size_t			 nwaiting;
 	uint64_t		 granted_total;
@@ -323,7 +332,10 @@ lock_lookup(struct locktab *tab, const char *name)
 	return *(struct lock **)node;
 }
 
-/* Return nonzero if a request of mode may join the holders right now. */
+/*
+ * Return nonzero if a request of mode may join the holders right now: a
+ * holder's waiting upgrade comes first, so nobody joins past it.
+ */
 static int
 lock_compatible(struct lock *lock, enum proto_mode mode)
 {
@@ -331,6 +343,8 @@ lock_compatible(struct lock *lock, enum proto_mode mode)
 
 	if ((holder = TAILQ_FIRST(&lock->holders)) == NULL)
 		return 1;
+	if (lock->converter != NULL)
+		return 0;
 	return holder->mode == PROTO_SHARED && mode == PROTO_SHARED;
 }
 
@@ -474,7 +488,12 @@ locktab_dispatch(struct locktab *tab)
 	while ((req = TAILQ_FIRST(&tab->pending)) != NULL) {
 		TAILQ_REMOVE(&tab->pending, req, pending_entry);
 		req->pending = 0;
-		if (tab->granted_cb != NULL)
+		if (req->converted) {
+			req->converted = 0;
+			if (tab->converted_cb != NULL)
+				tab->converted_cb(req, req->convert_error,
+				    req->arg);
+		} else if (tab->granted_cb != NULL)
 			tab->granted_cb(req, req->arg);
 	}
 }
@@ -560,6 +579,7 @@ locktab_new(struct lock_store *store, locktab_granted_cb granted_cb,
 	tab->root = NULL;
 	TAILQ_INIT(&tab->locks);
 	TAILQ_INIT(&tab->blocked);
+	TAILQ_INIT(&tab->converting);
 	TAILQ_INIT(&tab->idle);
 	TAILQ_INIT(&tab->pending);
 	TAILQ_INIT(&tab->failed);
@@ -694,6 +714,201 @@ locktab_resolve(struct locktab *tab, void *object, char *key,
 }
 
 /*
+ * Mark the lock's waiting upgrade held up by the store (someone outside
+ * the table), to be tried again by locktab_retry, or no longer.
+ */
+static void
+lock_convert_blocked(struct lock *lock, int blocked)
+{
+	struct locktab	*tab = lock->tab;
+
+	if (lock->convert_blocked == blocked)
+		return;
+	if (blocked) {
+		TAILQ_INSERT_TAIL(&tab->converting, lock, converting_entry);
+		tab->nconverting++;
+	} else {
+		TAILQ_REMOVE(&tab->converting, lock, converting_entry);
+		tab->nconverting--;
+	}
+	lock->convert_blocked = blocked;
+}
+
+/* The lock's waiting upgrade is over, done or not: nobody converts. */
+static void
+lock_convert_end(struct lock *lock)
+{
+	lock_convert_blocked(lock, 0);
+	lock->converter->converting = 0;
+	lock->converter = NULL;
+}
+
+/*
+ * Have the store take the lock of its only holder, req, exclusive: 0,
+ * with a new token, as for a new grant; -EWOULDBLOCK while someone
+ * outside the table has it, the shared take kept; LOCKTAB_E_NO_TOKENS;
+ * or LOCKTAB_E_LOST if the store lost the take on the way.
+ */
+static int
+lock_upgrade(struct lock *lock, struct lock_req *req)
+{
+	struct locktab	*tab = lock->tab;
+	int		 error;
+
+	if (tab->store->next_token > tab->store->token_limit)
+		return LOCKTAB_E_NO_TOKENS;
+	if ((error = tab->ops->convert(lock->state, PROTO_EXCLUSIVE)) != 0)
+		return error == -EWOULDBLOCK ? error : LOCKTAB_E_LOST;
+	req->mode = PROTO_EXCLUSIVE;
+	req->token = tab->store->next_token++;
+	req->since = tab->clock();
+	return 0;
+}
+
+/*
+ * The store lost the take of req, the only holder, on an upgrade: it
+ * holds nothing now, so it goes out of the holders at once (nobody may
+ * join it) and is reported failed with LOCKTAB_E_LOST; the waiters wait
+ * for a take anew.
+ */
+static void
+lock_lose(struct lock *lock, struct lock_req *req)
+{
+	struct locktab	*tab = lock->tab;
+
+	TAILQ_REMOVE(&lock->holders, req, entry);
+	lock->nholders--;
+	tab->nheld--;
+	req->held = 0;
+	req->error = LOCKTAB_E_LOST;
+	req->pending = 1;
+	lock->nfailed++;
+	TAILQ_INSERT_TAIL(&tab->failed, req, pending_entry);
+}
+
+/*
+ * Try the lock's waiting upgrade, if its converter holds alone now; when
+ * it ends, done or failed, queue its converted callback.
+ */
+static void
+lock_convert_try(struct lock *lock)
+{
+	struct lock_req	*req = lock->converter;
+	int		 error;
+
+	if (lock->nholders != 1)
+		return;
+	if ((error = lock_upgrade(lock, req)) == -EWOULDBLOCK) {
+		lock_convert_blocked(lock, 1);
+		return;
+	}
+	lock_convert_end(lock);
+	if (error == LOCKTAB_E_LOST) {
+		lock_lose(lock, req);
+		return;
+	}
+	req->converted = 1;
+	req->convert_error = error;
+	req->pending = 1;
+	TAILQ_INSERT_TAIL(&lock->tab->pending, req, pending_entry);
+}
+
+/* A downgrade: the shared waiters at the head of the queue join at once. */
+static int
+lock_downgrade(struct lock *lock, struct lock_req *req)
+{
+	struct locktab	*tab = lock->tab;
+
+	if (tab->ops->convert(lock->state, PROTO_SHARED) != 0)
+		return LOCKTAB_E_LOST;
+	req->mode = PROTO_SHARED;
+	lock_grant(lock);
+	locktab_dispatch(tab);
+	return 0;
+}
+
+/*
+ * Convert a held request to mode.  A downgrade (exclusive to shared) is
+ * at once, keeps the token, and grants the shared waiters at the head of
+ * the queue.  An upgrade is at once if req holds alone and nobody
+ * outside the table has the lock; else it waits, keeping its shared
+ * take, ahead of every waiter, until the converted callback reports it.
+ * Returns 0 when done (an upgrade with a new, higher token), 1 when it
+ * waits; -EWOULDBLOCK instead of waiting with try_only;
+ * LOCKTAB_E_DEADLOCK when another holder's upgrade waits already (each
+ * would wait for the other: req keeps its shared take); -EALREADY if
+ * req's own upgrade waits; -EOPNOTSUPP if the store cannot convert;
+ * LOCKTAB_E_NO_TOKENS; LOCKTAB_E_LOST if the store lost the take, which
+ * req then no longer has underneath: release it.
+ */
+int
+locktab_convert(struct locktab *tab, struct lock_req *req,
+    enum proto_mode mode, int try_only)
+{
+	struct lock	*lock = req->lock;
+	int		 error;
+
+	if (!req->held || req->error != 0)
+		return -EINVAL;
+	if (tab->ops->convert == NULL)
+		return -EOPNOTSUPP;
+	if (req->converting)
+		return -EALREADY;
+	if (req->mode == mode)
+		return 0;
+	if (mode == PROTO_SHARED)
+		return lock_downgrade(lock, req);
+	if (lock->converter != NULL)
+		return LOCKTAB_E_DEADLOCK;
+	if (lock->nholders == 1 &&
+	    (error = lock_upgrade(lock, req)) != -EWOULDBLOCK)
+		return error;
+	if (try_only)
+		return -EWOULDBLOCK;
+	req->converting = 1;
+	lock->converter = req;
+	lock_convert_blocked(lock, lock->nholders == 1);
+	return 1;
+}
+
+/*
+ * Give up req's waiting upgrade (its timeout): it holds shared as
+ * before, and the shared waiters the upgrade held back join now.
+ */
+void
+locktab_convert_cancel(struct locktab *tab, struct lock_req *req)
+{
+	struct lock	*lock = req->lock;
+
+	if (!req->converting)
+		return;
+	lock_convert_end(lock);
+	lock_grant(lock);
+	locktab_dispatch(tab);
+}
+
+/* Whether req's upgrade waits. */
+int
+lock_req_converting(const struct lock_req *req)
+{
+	return req->converting;
+}
+
+/* How many upgrades wait for someone outside the table. */
+size_t
+locktab_nconverting(const struct locktab *tab)
+{
+	return tab->nconverting;
+}
+
+/* Set the callback that reports the end of a waiting upgrade. */
+void
+locktab_set_converted_cb(struct locktab *tab, locktab_converted_cb cb)
+{
+	tab->converted_cb = cb;
+}
+
+/*
  * Release a held request or cancel a waiting one, grant whatever that
  * lets through, and free the request.  A failed request not reported yet
  * is only freed.
@@ -718,6 +933,8 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 		TAILQ_REMOVE(&tab->pending, req, pending_entry);
 		req->pending = 0;
 	}
+	if (req->converting)
+		lock_convert_end(lock);
 	if (req->held) {
 		TAILQ_REMOVE(&lock->holders, req, entry);
 		lock->nholders--;
@@ -725,6 +942,9 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	} else
 		lock_dequeue(lock, req);
 	req_free(tab, req);
+	/* The holder an upgrade waited for went: it may hold alone now. */
+	if (lock->converter != NULL)
+		lock_convert_try(lock);
 
 	/*
 	 * With waiters left, keep the take and hand it straight over, so
@@ -739,6 +959,7 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 	} else if (lock->nholders > 0 || lock_refresh(lock) == 0)
 		lock_grant(lock);
 	locktab_dispatch(tab);
+	locktab_report_failed(tab);
 }
 
 /*
@@ -831,7 +1052,18 @@ locktab_retry(struct locktab *tab)
 		if (lock->nholders > 0 || lock_refresh(lock) == 0)
 			lock_grant(lock);
 	}
+	/* Each upgrade an outsider held up is tried once, as above. */
+	last = TAILQ_LAST(&tab->converting, locks);
+	for (lock = TAILQ_FIRST(&tab->converting); lock != NULL; lock = next) {
+		next = lock == last ? NULL : TAILQ_NEXT(lock, converting_entry);
+		lock_convert_try(lock);
+		/* A lost take: the waiters need a take of their own. */
+		if (lock->nholders == 0 && lock->nwaiters > 0 &&
+		    lock_refresh(lock) == 0)
+			lock_grant(lock);
+	}
 	locktab_dispatch(tab);
+	locktab_report_failed(tab);
 }
 
 /* Return how many locks are blocked. */

@@ -28,9 +28,12 @@ struct lock_store;
 #define LOCKTAB_E_MAX_FILES	(-100000)	/* past the lock file bound */
 #define LOCKTAB_E_NO_TOKENS	(-100001)	/* past the token limit */
 #define LOCKTAB_E_MAX_PATHS	(-100002)	/* past the path lock bound */
+#define LOCKTAB_E_DEADLOCK	(-100003)	/* two upgrades would wait */
+#define LOCKTAB_E_LOST		(-100004)	/* the store lost the take */
 
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef void (*locktab_failed_cb)(struct lock_req *, int, void *);
+typedef void (*locktab_converted_cb)(struct lock_req *, int, void *);
 typedef double (*locktab_clock)(void);
 
 struct locktab	*locktab_new(struct lock_store *, locktab_granted_cb,
@@ -43,6 +46,12 @@ int		 locktab_acquire_object(struct locktab *, const char *,
 int		 locktab_resolve(struct locktab *, void *, char *, size_t,
 		    char *, size_t);
 void		 locktab_release(struct locktab *, struct lock_req *);
+int		 locktab_convert(struct locktab *, struct lock_req *,
+		    enum proto_mode, int);
+void		 locktab_convert_cancel(struct locktab *, struct lock_req *);
+void		 locktab_set_converted_cb(struct locktab *,
+		    locktab_converted_cb);
+size_t		 locktab_nconverting(const struct locktab *);
 void		 locktab_taken(struct locktab *, struct lock *, int);
 void		 locktab_joined(struct locktab *, struct lock *);
 void		 locktab_retry(struct locktab *);
@@ -75,6 +84,7 @@ struct lock_req	*lock_first_waiter(struct lock *);
 
 struct lock_req	*lock_req_next(struct lock_req *);
 int		 lock_req_held(const struct lock_req *);
+int		 lock_req_converting(const struct lock_req *);
 enum proto_mode	 lock_req_mode(const struct lock_req *);
 int64_t		 lock_req_token(const struct lock_req *);
 double		 lock_req_since(const struct lock_req *);
@@ -134,6 +144,12 @@ void		*lock_req_arg(const struct lock_req *);
  *	    wait or join comes.  req is only a name for the request.
  * left     optional: req left the queue, granted, failed or cancelled;
  *	    the store lets any place it held for req go.
+ * convert  optional: changes the take of the lock's holders, all of
+ *	    the one request, to mode, never leaving it untaken on the way
+ *	    (an outsider must never get in between): 0; -EWOULDBLOCK while
+ *	    someone outside the table stands in the way, the take as it
+ *	    was; any other -errno if the take was lost, nothing taken.
+ *	    Without it, holders cannot convert.
  * explain  optional: why name's object cannot be opened or taken with
  *	    -errno, as one sentence for the client naming the object and
  *	    the fix, written into buf as snprintf does; 0 when the store
@@ -159,6 +175,7 @@ struct lock_store_ops {
 	int	(*refresh)(void *);
 	void	(*queued)(void *, struct lock_req *, enum proto_mode);
 	void	(*left)(void *, struct lock_req *);
+	int	(*convert)(void *, enum proto_mode);
 	int	(*explain)(struct lock_store *, const char *, int, char *,
 		    size_t);
 	int	(*restore)(struct lock_store *, struct lock *, const char *,

@@ -37,6 +37,8 @@ struct fake_store {
 	size_t			 nwaits;	/* waits ever asked for */
 	char			 busy[FAKE_BUSY_MAX][FAKE_NAME_MAX];
 	int			 hold_joins;	/* joins wait for the test */
+	int			 lose_converts;	/* upgrades lose the take */
+	size_t			 nconverts;	/* converts asked for */
 };
 
 /* The busy slot of name, or NULL. */
@@ -186,6 +188,28 @@ fake_left(void *state, struct lock_req *req)
 	fl->places--;
 }
 
+/*
+ * A conversion: an upgrade waits while the name is busy (someone outside
+ * holds it shared), and loses the take when the test says so.
+ */
+static int
+fake_convert(void *state, enum proto_mode mode)
+{
+	struct fake_lock	*fl = state;
+
+	fl->store->nconverts++;
+	ck_assert_int_ne(fl->mode, FAKE_NONE);
+	if (mode == PROTO_EXCLUSIVE && fl->store->lose_converts) {
+		fl->mode = FAKE_NONE;
+		return -EIO;
+	}
+	if (mode == PROTO_EXCLUSIVE &&
+	    fake_busy_slot(fl->store, fl->name) != NULL)
+		return -EWOULDBLOCK;
+	fl->mode = mode;
+	return 0;
+}
+
 static const struct lock_store_ops fake_store_ops = {
 	.lock_size = sizeof(struct fake_lock),
 	.open = fake_open,
@@ -199,6 +223,7 @@ static const struct lock_store_ops fake_store_ops = {
 	.refresh = fake_refresh,
 	.queued = fake_queued,
 	.left = fake_left,
+	.convert = fake_convert,
 };
 
 /* A fake store whose tokens start at first_token. */
@@ -327,4 +352,18 @@ fake_store_last_queued(struct lock_store *store, const char *name)
 	struct fake_lock	*fl = fake_find(store, name);
 
 	return fl != NULL ? fl->last_queued : FAKE_NONE;
+}
+
+/* Make upgrades lose the take, as a raced flock(2) conversion could. */
+void
+fake_store_lose_converts(struct lock_store *store, int lose)
+{
+	((struct fake_store *)store)->lose_converts = lose;
+}
+
+/* How many conversions the table asked of the store. */
+size_t
+fake_store_nconverts(const struct lock_store *store)
+{
+	return ((const struct fake_store *)store)->nconverts;
 }

@@ -26,6 +26,8 @@ void		 fake_store_end_join(struct lock_store *, const char *,
 size_t		 fake_store_nopen(const struct lock_store *);
 int		 fake_store_places(struct lock_store *, const char *);
 int		 fake_store_last_queued(struct lock_store *, const char *);
+void		 fake_store_lose_converts(struct lock_store *, int);
+size_t		 fake_store_nconverts(const struct lock_store *);
 size_t		 fake_store_nwaits(const struct lock_store *);
 
 #endif

@@ -886,6 +886,229 @@ END_TEST
 
 
 /* Collect the lock table tests into one suite. */
+/* One converted callback, as the test saw it. */
+static struct lock_req	*converted_req;
+static int		 converted_error;
+static size_t		 nconverted;
+
+static void
+record_converted(struct lock_req *req, int error, void *arg)
+{
+	(void)arg;
+	converted_req = req;
+	converted_error = error;
+	nconverted++;
+}
+
+static void
+convert_setup(void)
+{
+	setup();
+	converted_req = NULL;
+	converted_error = 0;
+	nconverted = 0;
+	locktab_set_converted_cb(tab, record_converted);
+}
+
+/* A downgrade keeps the token and lets the shared head of the queue in. */
+START_TEST(test_downgrade_keeps_token_and_grants_shared_head_waiters)
+{
+	struct lock_req	*a, *s2, *s3, *e4;
+	int64_t		 token;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	token = lock_req_token(a);
+	s2 = acq("db", PROTO_SHARED, 2);
+	s3 = acq("db", PROTO_SHARED, 3);
+	e4 = acq("db", PROTO_EXCLUSIVE, 4);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_SHARED, 0), 0);
+	ck_assert_int_eq(lock_req_mode(a), PROTO_SHARED);
+	ck_assert_int_eq(lock_req_token(a), token);
+	ck_assert_int_eq(fake_store_mode(store, "db"), PROTO_SHARED);
+	ck_assert(lock_req_held(s2));
+	ck_assert(lock_req_held(s3));
+	ck_assert(!lock_req_held(e4));
+	ck_assert_int_eq(outsider_try("db", LOCK_SH), 0);
+	ck_assert_int_eq(outsider_try("db", LOCK_EX), EWOULDBLOCK);
+}
+END_TEST
+
+/* A lone shared holder upgrades at once, with a new, higher token. */
+START_TEST(test_lone_upgrade_is_at_once_with_a_higher_token)
+{
+	struct lock_req	*a, *b;
+	int64_t		 token;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("other", PROTO_EXCLUSIVE, 2);
+	token = lock_req_token(b);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 0);
+	ck_assert_int_eq(lock_req_mode(a), PROTO_EXCLUSIVE);
+	ck_assert_int_gt(lock_req_token(a), token);
+	ck_assert_int_eq(fake_store_mode(store, "db"), PROTO_EXCLUSIVE);
+	/* The same mode again is nothing to do. */
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 0);
+	ck_assert_uint_eq(nconverted, 0);
+}
+END_TEST
+
+/*
+ * An upgrade under other shared holders waits, shared all along, ahead of
+ * requests that came before it; it holds once the others let go.
+ */
+START_TEST(test_upgrade_waits_ahead_of_the_queue_keeping_its_shared_hold)
+{
+	struct lock_req	*a, *b, *e3, *s4;
+	int64_t		 b_token;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	b_token = lock_req_token(b);
+	e3 = acq("db", PROTO_EXCLUSIVE, 3);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 1);
+	ck_assert(lock_req_converting(a));
+	ck_assert_int_eq(lock_req_mode(a), PROTO_SHARED);
+	ck_assert_int_eq(fake_store_mode(store, "db"), PROTO_SHARED);
+	/* A shared request no longer joins past the waiting upgrade. */
+	s4 = acq("db", PROTO_SHARED, 4);
+	ck_assert(!lock_req_held(s4));
+	locktab_release(tab, b);
+	ck_assert_uint_eq(nconverted, 1);
+	ck_assert_ptr_eq(converted_req, a);
+	ck_assert_int_eq(converted_error, 0);
+	ck_assert(!lock_req_converting(a));
+	ck_assert_int_eq(lock_req_mode(a), PROTO_EXCLUSIVE);
+	ck_assert_int_gt(lock_req_token(a), b_token);
+	ck_assert(!lock_req_held(e3));
+	locktab_release(tab, a);
+	ck_assert(lock_req_held(e3));
+	ck_assert(!lock_req_held(s4));
+}
+END_TEST
+
+/* The second of two shared holders to upgrade gets a deadlock, at once. */
+START_TEST(test_second_upgrade_is_a_deadlock_and_keeps_its_shared_hold)
+{
+	struct lock_req	*a, *b;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 1);
+	ck_assert_int_eq(locktab_convert(tab, b, PROTO_EXCLUSIVE, 0),
+	    LOCKTAB_E_DEADLOCK);
+	ck_assert(lock_req_held(b));
+	ck_assert_int_eq(lock_req_mode(b), PROTO_SHARED);
+	ck_assert(!lock_req_converting(b));
+	/* Its own upgrade pending, a holder cannot ask again. */
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0),
+	    -EALREADY);
+	locktab_release(tab, b);
+	ck_assert_uint_eq(nconverted, 1);
+	ck_assert_int_eq(lock_req_mode(a), PROTO_EXCLUSIVE);
+}
+END_TEST
+
+/*
+ * A cancelled upgrade (its timeout) leaves the shared hold as it was, and
+ * lets in the shared requests it held back; try-only never waits.
+ */
+START_TEST(test_cancelled_upgrade_keeps_shared_and_lets_shared_waiters_in)
+{
+	struct lock_req	*a, *b, *s3;
+	int64_t		 token;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	token = lock_req_token(a);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 1),
+	    -EWOULDBLOCK);
+	ck_assert(!lock_req_converting(a));
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 1);
+	s3 = acq("db", PROTO_SHARED, 3);
+	ck_assert(!lock_req_held(s3));
+	locktab_convert_cancel(tab, a);
+	ck_assert(!lock_req_converting(a));
+	ck_assert_int_eq(lock_req_mode(a), PROTO_SHARED);
+	ck_assert_int_eq(lock_req_token(a), token);
+	ck_assert(lock_req_held(s3));
+	ck_assert_uint_eq(nconverted, 0);
+	locktab_release(tab, b);
+	ck_assert_uint_eq(nconverted, 0);
+}
+END_TEST
+
+/* A converter that lets go ends its upgrade; the queue goes on. */
+START_TEST(test_released_converter_ends_its_upgrade)
+{
+	struct lock_req	*a, *b, *s3;
+
+	a = acq("db", PROTO_SHARED, 1);
+	b = acq("db", PROTO_SHARED, 2);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 1);
+	s3 = acq("db", PROTO_SHARED, 3);
+	locktab_release(tab, a);
+	ck_assert(lock_req_held(s3));
+	ck_assert_uint_eq(nconverted, 0);
+	ck_assert_int_eq(locktab_convert(tab, b, PROTO_EXCLUSIVE, 0), 1);
+}
+END_TEST
+
+/*
+ * An upgrade an outsider holds up waits for the retry, shared all along;
+ * one whose take the store loses fails as lost, and the waiters then
+ * wait for a take of their own.
+ */
+START_TEST(test_upgrade_held_up_outside_waits_for_retry_or_is_lost)
+{
+	struct lock_req	*a, *e2;
+
+	a = acq("db", PROTO_SHARED, 1);
+	fake_store_set_busy(store, "db", 1);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 1);
+	ck_assert_uint_eq(locktab_nconverting(tab), 1);
+	locktab_retry(tab);
+	ck_assert(lock_req_converting(a));
+	ck_assert_int_eq(fake_store_mode(store, "db"), PROTO_SHARED);
+	fake_store_set_busy(store, "db", 0);
+	locktab_retry(tab);
+	ck_assert_uint_eq(nconverted, 1);
+	ck_assert_int_eq(lock_req_mode(a), PROTO_EXCLUSIVE);
+	ck_assert_uint_eq(locktab_nconverting(tab), 0);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_SHARED, 0), 0);
+
+	/* Lost: out of the holders at once, failed, and the queue waits. */
+	e2 = acq("db", PROTO_EXCLUSIVE, 2);
+	fake_store_set_busy(store, "db", 1);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0), 1);
+	fake_store_lose_converts(store, 1);
+	locktab_retry(tab);
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(failures[0].id, 1);
+	ck_assert_int_eq(failures[0].error, LOCKTAB_E_LOST);
+	ck_assert_uint_eq(locktab_nheld(tab), 0);
+	ck_assert(!lock_req_held(e2));
+	ck_assert(lock_blocked(locktab_find(tab, "db")));
+	fake_store_lose_converts(store, 0);
+	fake_store_set_busy(store, "db", 0);
+	fake_store_end_wait(store, "db", 0);
+	ck_assert(lock_req_held(e2));
+}
+END_TEST
+
+/* An immediate upgrade whose take is lost says so; the caller releases. */
+START_TEST(test_lone_upgrade_that_loses_the_take_says_lost)
+{
+	struct lock_req	*a;
+
+	a = acq("db", PROTO_SHARED, 1);
+	fake_store_lose_converts(store, 1);
+	ck_assert_int_eq(locktab_convert(tab, a, PROTO_EXCLUSIVE, 0),
+	    LOCKTAB_E_LOST);
+	locktab_release(tab, a);
+	ck_assert_ptr_null(locktab_find(tab, "db"));
+}
+END_TEST
+
 static Suite *
 locktab_suite(void)
 {
@@ -935,6 +1158,23 @@ locktab_suite(void)
 	tcase_add_test(tc, test_try_only_never_asks_the_store_to_wait);
 	tcase_add_test(tc,
 	    test_idle_lock_keeps_its_state_until_the_second_expiry);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("convert");
+	tcase_add_checked_fixture(tc, convert_setup, teardown);
+	tcase_add_test(tc,
+	    test_downgrade_keeps_token_and_grants_shared_head_waiters);
+	tcase_add_test(tc, test_lone_upgrade_is_at_once_with_a_higher_token);
+	tcase_add_test(tc,
+	    test_upgrade_waits_ahead_of_the_queue_keeping_its_shared_hold);
+	tcase_add_test(tc,
+	    test_second_upgrade_is_a_deadlock_and_keeps_its_shared_hold);
+	tcase_add_test(tc,
+	    test_cancelled_upgrade_keeps_shared_and_lets_shared_waiters_in);
+	tcase_add_test(tc, test_released_converter_ends_its_upgrade);
+	tcase_add_test(tc,
+	    test_upgrade_held_up_outside_waits_for_retry_or_is_lost);
+	tcase_add_test(tc, test_lone_upgrade_that_loses_the_take_says_lost);
 	suite_add_tcase(s, tc);
 	return s;
 }
