@@ -15,7 +15,8 @@ _Static_assert(LOCKS_E_BAD_JSON == -PROTO_E_BAD_JSON &&
     LOCKS_E_INTERNAL == -PROTO_E_INTERNAL &&
     LOCKS_E_UNSUPPORTED == -PROTO_E_UNSUPPORTED &&
     LOCKS_E_UNAVAILABLE == -PROTO_E_UNAVAILABLE &&
-    PROTO_E_COUNT == PROTO_E_UNAVAILABLE + 1,
+    LOCKS_E_DEADLOCK == -PROTO_E_DEADLOCK &&
+    PROTO_E_COUNT == PROTO_E_DEADLOCK + 1,
     "locks_error must mirror enum proto_error");
 
 /* The last message of this thread, for errors with no connection to keep it. */
@@ -38,7 +39,7 @@ error_msg(locks_conn *conn, const char *fmt, ...)
 const char *
 locks_error_code(int error)
 {
-	if (error <= 0 && error >= LOCKS_E_UNAVAILABLE)
+	if (error <= 0 && error >= LOCKS_E_DEADLOCK)
 		return proto_error_code((enum proto_error)-error);
 	switch (error) {
 	case LOCKS_E_CONNECT:
@@ -97,6 +98,9 @@ locks_strerror(int error)
 		    "has no cluster (--etcd) for a cluster lock";
 	case LOCKS_E_UNAVAILABLE:
 		return "The lock daemon cannot reach etcd for a cluster lock";
+	case LOCKS_E_DEADLOCK:
+		return "The request would wait forever: another request that "
+		    "waits for this one's lock is ahead of it";
 	case LOCKS_E_CONNECT:
 		return "Cannot connect to the lock daemon";
 	case LOCKS_E_LOST:

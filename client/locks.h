@@ -27,7 +27,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 /*
- * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_UNAVAILABLE map one-to-one
+ * Errors.  Those from LOCKS_E_BAD_JSON to LOCKS_E_DEADLOCK map one-to-one
  * onto the protocol's error codes; the rest are the library's own.
  */
 enum locks_error {
@@ -46,6 +46,7 @@ enum locks_error {
 	LOCKS_E_INTERNAL = -12,		/* "internal" */
 	LOCKS_E_UNSUPPORTED = -13,	/* "unsupported" */
 	LOCKS_E_UNAVAILABLE = -14,	/* "unavailable": etcd unreachable */
+	LOCKS_E_DEADLOCK = -15,		/* "deadlock": it would wait forever */
 	LOCKS_E_CONNECT = -100,		/* could not reach the daemon */
 	LOCKS_E_LOST = -101,		/* the connection broke */
 	LOCKS_E_PROTOCOL = -102,	/* the daemon's reply made no sense */

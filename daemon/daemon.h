@@ -84,6 +84,7 @@ void		 outside_set_former(struct outside_cache *, const int32_t *,
 		    size_t);
 size_t		 outside_get(struct outside_cache *, int,
 		    struct outside_holder **, double *);
+ssize_t		 outside_flocks_on(dev_t, ino_t);
 struct outside_holder *outside_find(struct outside_holder *, size_t, dev_t,
 		    ino_t);
 size_t		 outside_count(struct outside_holder *, size_t, dev_t, ino_t,
@@ -261,6 +262,8 @@ struct json_object *session_cluster_describe(struct lock_req *, void *);
 void		 session_cluster_queued(struct lock *, void *);
 void		 session_cluster_lost(struct lock *, void *);
 void		 session_cluster_drop_all(struct session_host *);
+void		 session_converted(struct lock_req *, int, void *);
+void		 session_convert_drop_all(struct session_host *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct handoff;

@@ -167,6 +167,30 @@ outside_slurp(void)
 	return buf;
 }
 
+/*
+ * How many flocks /proc/locks shows on file dev:ino right now, whoever
+ * holds them, read afresh (an upgrade must not trust a cached scan);
+ * -1 if it cannot be read.
+ */
+ssize_t
+outside_flocks_on(dev_t dev, ino_t ino)
+{
+	struct outside_holder	 h;
+	char			*text, *line, *next;
+	ssize_t			 n = 0;
+
+	if ((text = outside_slurp()) == NULL)
+		return -1;
+	for (line = text; line != NULL; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if (outside_parse(line, &h) && h.dev == dev && h.ino == ino)
+			n++;
+	}
+	free(text);
+	return n;
+}
+
 /* Order holders by file, then pid and mode, so one file's are adjacent. */
 static int
 outside_cmp(const void *a, const void *b)

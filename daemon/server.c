@@ -820,6 +820,7 @@ server_new(struct event_base *base, const struct server_config *config)
 	    session_granted, session_failed, clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
+	locktab_set_converted_cb(srv->locktab, session_converted);
 	if (config->max_lock_files > 0 && (error = store_file_set_max_files(
 	    srv->store, config->max_lock_files)) != 0) {
 		errno = -error;
@@ -1210,6 +1211,7 @@ server_snapshot(struct server *srv, struct snap *snap)
 {
 	size_t	 i;
 
+	session_convert_drop_all(&srv->host);
 	/* Cluster locks live on this process's lease: they cannot go along. */
 	if (srv->etcd != NULL) {
 		session_cluster_drop_all(&srv->host);

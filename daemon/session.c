@@ -59,6 +59,10 @@ struct acquire {
 	size_t			 id_len;
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
+	char			*convert_id;	/* a waiting convert's id, as
+						   JSON text; NULL: none */
+	size_t			 convert_id_len;
+	struct event		*convert_ev;	/* its timeout */
 	double			 started;	/* monotonic */
 	double			 timeout_at;	/* monotonic; 0: none */
 	double			 notify_at;	/* monotonic; 0: none, or sent */
@@ -81,6 +85,7 @@ _Static_assert(offsetof(struct acquire, holder) == 0,
     "struct acquire must start with its holder_info");
 
 static void	acquire_arm_notify(struct acquire *);
+static void	convert_lost(struct acquire *, int64_t);
 static int	acquire_arm(struct acquire *, struct event **,
 		    event_callback_fn, double);
 
@@ -146,12 +151,25 @@ acquire_stop_timers(struct acquire *a)
 	}
 }
 
+/* Forget the acquire's waiting convert, answered or dropped. */
+static void
+acquire_convert_forget(struct acquire *a)
+{
+	if (a->convert_ev != NULL) {
+		event_free(a->convert_ev);
+		a->convert_ev = NULL;
+	}
+	free(a->convert_id);
+	a->convert_id = NULL;
+}
+
 /* Unlink and free an acquire whose lock_req is already gone. */
 static void
 acquire_free(struct acquire *a)
 {
 	TAILQ_REMOVE(&a->session->acquires, a, entry);
 	acquire_stop_timers(a);
+	acquire_convert_forget(a);
 	if (a->handoff_fd >= 0)
 		close(a->handoff_fd);
 	free(a);
@@ -491,6 +509,11 @@ session_failed(struct lock_req *req, int error, void *arg)
 	enum proto_error code = PROTO_E_INTERNAL;
 
 	a->req = NULL;
+	if (error == LOCKTAB_E_LOST) {
+		convert_lost(a, lock_req_token(req));
+		acquire_free(a);
+		return;
+	}
 	if (locktab_explain(acquire_table(a), lock_req_name(req), error, msg,
 	    sizeof msg) <= 0)
 		snprintf(msg, sizeof msg, "cannot take the lock: %s",
@@ -502,6 +525,97 @@ session_failed(struct lock_req *req, int error, void *arg)
 		code = PROTO_E_LIMIT;
 	acquire_error(a, code, msg);
 	acquire_free(a);
+}
+
+/*
+ * An upgrade lost the lock: an outside flock got in while the kernel
+ * converted it.  The holder gets a lost event, and its convert an error.
+ */
+static void
+convert_lost(struct acquire *a, int64_t token)
+{
+	struct json_object	*event, *id;
+
+	id = proto_id_parse(a->id_text, a->id_len);
+	event = proto_event_new(id, "lost");
+	json_object_put(id);
+	json_object_object_add(event, "name",
+	    json_object_new_string(a->target));
+	json_object_object_add(event, "scope", json_object_new_string("local"));
+	json_object_object_add(event, "token", json_object_new_int64(token));
+	conn_send(a->conn, event);
+	if (a->convert_id != NULL)
+		reply_error_id(a->conn, proto_id_parse(a->convert_id,
+		    a->convert_id_len), PROTO_E_CANCELLED, "the upgrade lost "
+		    "the lock: an outside flock got in while the kernel "
+		    "converted it; the lock is no longer held");
+	acquire_convert_forget(a);
+}
+
+/* A conversion's success reply: the lock's name, new mode and token. */
+static void
+convert_reply(struct acquire *a, const char *id_text, size_t id_len)
+{
+	struct json_object	*id, *reply;
+
+	id = proto_id_parse(id_text, id_len);
+	reply = proto_reply_new(id, 1);
+	json_object_put(id);
+	json_object_object_add(reply, "name",
+	    json_object_new_string(a->target));
+	json_object_object_add(reply, "mode",
+	    json_object_new_string(proto_mode_name(lock_req_mode(a->req))));
+	json_object_object_add(reply, "token",
+	    json_object_new_int64(lock_req_token(a->req)));
+	conn_send(a->conn, reply);
+}
+
+/* The lock table's converted callback: a waiting upgrade holds now. */
+void
+session_converted(struct lock_req *req, int error, void *arg)
+{
+	struct acquire	*a = arg;
+
+	(void)req;
+	if (a->convert_id == NULL)
+		return;
+	if (error == 0)
+		convert_reply(a, a->convert_id, a->convert_id_len);
+	else
+		reply_error_id(a->conn, proto_id_parse(a->convert_id,
+		    a->convert_id_len), PROTO_E_INTERNAL,
+		    a->session->host->tokens_exhausted(a->session->host->arg));
+	acquire_convert_forget(a);
+}
+
+/* A waiting upgrade's timeout: it gives up, and the shared hold stays. */
+static void
+convert_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct acquire	*a = arg;
+
+	(void)fd;
+	(void)events;
+	reply_error_id(a->conn, proto_id_parse(a->convert_id,
+	    a->convert_id_len), PROTO_E_TIMEOUT, "timed out waiting to "
+	    "convert the lock to exclusive; it is still held shared");
+	acquire_convert_forget(a);
+	locktab_convert_cancel(acquire_table(a), a->req);
+}
+
+/*
+ * End a waiting convert with an error, its upgrade given up and the hold
+ * kept as it was: before a reload, which cannot carry it along.
+ */
+static void
+convert_abandon(struct acquire *a, enum proto_error code, const char *msg)
+{
+	if (a->convert_id == NULL)
+		return;
+	reply_error_id(a->conn, proto_id_parse(a->convert_id,
+	    a->convert_id_len), code, msg);
+	acquire_convert_forget(a);
+	locktab_convert_cancel(acquire_table(a), a->req);
 }
 
 /*
@@ -1058,8 +1172,130 @@ handle_release(struct session *s, const struct proto_request *r)
 	if (!a->held)
 		acquire_error(a, PROTO_E_CANCELLED,
 		    "the wait was cancelled by a release");
+	if (a->convert_id != NULL)
+		reply_error_id(a->conn, proto_id_parse(a->convert_id,
+		    a->convert_id_len), PROTO_E_CANCELLED,
+		    "the conversion was cancelled by a release");
 	acquire_drop(a);
 	reply_ok(s->conn, r->id_text, r->id_len);
+}
+
+/* Keep a waiting convert's id, and arm its timeout; -1 if out of memory. */
+static int
+convert_wait(struct acquire *a, const struct proto_request *r)
+{
+	if ((a->convert_id = malloc(r->id_len + 1)) == NULL)
+		return -1;
+	memcpy(a->convert_id, r->id_text, r->id_len);
+	a->convert_id[r->id_len] = '\0';
+	a->convert_id_len = r->id_len;
+	if (r->timeout > 0 && acquire_arm(a, &a->convert_ev,
+	    convert_timeout_cb, r->timeout) == -1) {
+		acquire_convert_forget(a);
+		return -1;
+	}
+	return 0;
+}
+
+/* Answer a convert the lock table did not take on, or could not. */
+static void
+convert_failed(struct session *s, const struct proto_request *r,
+    struct acquire *a, int rc)
+{
+	char	 msg[PROTO_MAX_PATH + 256];
+
+	switch (rc) {
+	case -EWOULDBLOCK:
+		reply_error(s->conn, r, PROTO_E_TIMEOUT, "the lock has other "
+		    "holders, or an outside flock: an upgrade with timeout 0 "
+		    "does not wait");
+		break;
+	case LOCKTAB_E_DEADLOCK:
+		snprintf(msg, sizeof msg, "another holder of %s already waits "
+		    "to convert it to exclusive: each would wait for the "
+		    "other; this connection keeps its shared hold", a->target);
+		reply_error(s->conn, r, PROTO_E_DEADLOCK, msg);
+		break;
+	case -EALREADY:
+		reply_error(s->conn, r, PROTO_E_BAD_REQUEST, "a conversion of "
+		    "that lock already waits on this connection");
+		break;
+	case LOCKTAB_E_NO_TOKENS:
+		reply_error(s->conn, r, PROTO_E_INTERNAL,
+		    s->host->tokens_exhausted(s->host->arg));
+		break;
+	case LOCKTAB_E_LOST:
+		/* Not held underneath any more: it goes. */
+		convert_lost(a, lock_req_token(a->req));
+		reply_error(s->conn, r, PROTO_E_CANCELLED, "the upgrade lost "
+		    "the lock: an outside flock got in while the kernel "
+		    "converted it; the lock is no longer held");
+		acquire_drop(a);
+		break;
+	default:
+		reply_error(s->conn, r, PROTO_E_LIMIT, "out of memory");
+		break;
+	}
+}
+
+/*
+ * Convert a lock this connection holds to the other mode, atomically: a
+ * downgrade at once, an upgrade at once or once the other holders let go,
+ * its shared hold kept all along.
+ */
+static void
+handle_convert(struct session *s, const struct proto_request *r)
+{
+	struct acquire	*a;
+	int		 rc;
+
+	a = acquire_find_target(s, r->name, r->scope == PROTO_SCOPE_CLUSTER);
+	if (a == NULL || !a->held) {
+		reply_error(s->conn, r, PROTO_E_NOT_HELD, a == NULL ?
+		    "this connection does not hold that name" :
+		    "this connection still waits for that name: only a held "
+		    "lock converts");
+		return;
+	}
+	if (a->cluster) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "a cluster lock "
+		    "does not convert: release it and acquire it in the "
+		    "other mode");
+		return;
+	}
+	if (a->convert_id != NULL) {
+		convert_failed(s, r, a, -EALREADY);
+		return;
+	}
+	rc = locktab_convert(acquire_table(a), a->req, r->mode,
+	    r->timeout == 0);
+	if (rc == 0)
+		convert_reply(a, r->id_text, r->id_len);
+	else if (rc == 1) {
+		if (convert_wait(a, r) == -1) {
+			locktab_convert_cancel(acquire_table(a), a->req);
+			convert_failed(s, r, a, -ENOMEM);
+		}
+	} else
+		convert_failed(s, r, a, rc);
+}
+
+/*
+ * Before a reload: a waiting upgrade cannot go along (the state keeps
+ * holds and waits, not conversions), so each gets an error, its hold kept.
+ */
+void
+session_convert_drop_all(struct session_host *host)
+{
+	struct session	*s;
+	struct acquire	*a;
+
+	TAILQ_FOREACH(s, &host->sessions, entry) {
+		TAILQ_FOREACH(a, &s->acquires, entry)
+			convert_abandon(a, PROTO_E_UNAVAILABLE, "locksd is "
+			    "reloading: the conversion was given up and the "
+			    "lock is still held as before; convert again");
+	}
 }
 
 /* The answer to a cluster list: send it, or say etcd is out of reach. */
@@ -1260,6 +1496,9 @@ session_dispatch(struct session *s, const struct proto_request *r,
 		break;
 	case PROTO_OP_STATUS:
 		handle_status(s, r);
+		break;
+	case PROTO_OP_CONVERT:
+		handle_convert(s, r);
 		break;
 	}
 }

@@ -13,6 +13,16 @@
  * An exclusive-to-exclusive handoff keeps the flock, so no outsider can
  * slip in between two broker holders.
  *
+ * Conversions.  Linux converts a flock in one step when it can, but a
+ * LOCK_EX | LOCK_NB that fails has already dropped the LOCK_SH it was to
+ * replace, so an outsider's flock -x could get in, and an outsider's
+ * flock -s would see the broker holding nothing.  An upgrade is therefore
+ * tried only when /proc/locks shows no flock on the file but the broker's
+ * own; while an outsider holds it, the table waits, shared, and polls.  If
+ * one comes in between the look and the try (a window of two system
+ * calls), LOCK_SH is taken back at once; only if an outsider got LOCK_EX
+ * in that window too is the take lost (file_lock_convert).
+ *
  * Idle locks keep their fd, without a flock, so a name used again soon
  * costs no open(2) and close(2).  The broker never unlinks a lock file;
  * if someone else did (or renamed another over it), the kept fd no longer
@@ -230,6 +240,51 @@ file_lock_take(void *state, enum proto_mode mode)
 	}
 	fl->flock = want;
 	return 0;
+}
+
+/* Arm the retry poll now, for an upgrade an outsider holds up. */
+static void
+store_file_poll_now(struct store_file *sf)
+{
+	struct timeval	 tv = { 0, RETRY_USEC };
+
+	if (sf->retry_ev != NULL && !sf->retry_armed) {
+		evtimer_add(sf->retry_ev, &tv);
+		sf->retry_armed = 1;
+	}
+}
+
+/*
+ * The store's convert, for the table's only holder: a downgrade cannot
+ * fail (nobody else holds the file while the broker has it exclusive)
+ * and the kernel makes it in one step; an upgrade, see "Conversions".
+ */
+static int
+file_lock_convert(void *state, enum proto_mode mode)
+{
+	struct file_lock	*fl = state;
+
+	if (mode == PROTO_SHARED)
+		return file_lock_take(fl, mode);
+	if (fl->flock == LOCK_FLOCK_EX)
+		return 0;
+	if (outside_flocks_on(fl->file.dev, fl->file.ino) != 1) {
+		store_file_poll_now(fl->store);
+		return -EWOULDBLOCK;
+	}
+	if (flock(fl->fd, LOCK_EX | LOCK_NB) == 0) {
+		fl->flock = LOCK_FLOCK_EX;
+		return 0;
+	}
+	if (errno == EWOULDBLOCK && flock(fl->fd, LOCK_SH | LOCK_NB) == 0) {
+		log_warnx("upgrade of %s: an outside flock came in between, "
+		    "shared lock taken back", fl->name);
+		store_file_poll_now(fl->store);
+		return -EWOULDBLOCK;
+	}
+	log_warnx("upgrade of %s: lost to an outside flock", fl->name);
+	fl->flock = LOCK_FLOCK_NONE;
+	return -ENOLCK;
 }
 
 /*
@@ -454,7 +509,8 @@ store_file_poll(struct store_file *sf)
 	if (sf->retry_ev == NULL || sf->base.tab == NULL)
 		return;
 	/* A flag, not libevent, says if it is armed: this runs often. */
-	if (locktab_nblocked(sf->base.tab) <= watcher_nwatching(sf->watcher)) {
+	if (locktab_nblocked(sf->base.tab) <= watcher_nwatching(sf->watcher) &&
+	    locktab_nconverting(sf->base.tab) == 0) {
 		if (sf->retry_armed)
 			evtimer_del(sf->retry_ev);
 		sf->retry_armed = 0;
@@ -724,6 +780,7 @@ static const struct lock_store_ops store_file_ops = {
 	.open = file_lock_open,
 	.close = file_lock_close,
 	.take = file_lock_take,
+	.convert = file_lock_convert,
 	.drop = file_lock_drop,
 	.wait = file_lock_wait,
 	.cancel = file_lock_cancel,

@@ -26,6 +26,7 @@ static const char *error_codes[PROTO_E_COUNT] = {
 	[PROTO_E_INTERNAL] = "internal",
 	[PROTO_E_UNSUPPORTED] = "unsupported",
 	[PROTO_E_UNAVAILABLE] = "unavailable",
+	[PROTO_E_DEADLOCK] = "deadlock",
 };
 
 #define OP_NAME(op, text)	[PROTO_OP_##op] = text,
@@ -634,17 +635,18 @@ decode_scope(struct json_object *obj, struct proto_request *req,
 	return PROTO_OK;
 }
 
+/*
+ * The mode (required, or exclusive when absent) and the timeout of an
+ * acquire or a convert.
+ */
 static enum proto_error
-decode_acquire(struct json_object *obj, struct proto_request *req,
-    const char **ret_msg)
+decode_mode_timeout(struct json_object *obj, struct proto_request *req,
+    int mode_required, const char **ret_msg)
 {
-	struct json_object	*value;
-	enum proto_error	 error;
+	struct json_object	*value = NULL;
 
-	if ((error = get_name(obj, 1, &req->name, ret_msg)) != PROTO_OK)
-		return error;
-	if (json_object_object_get_ex(obj, FIELD(MODE), &value) &&
-	    !json_object_is_type(value, json_type_null)) {
+	if ((json_object_object_get_ex(obj, FIELD(MODE), &value) &&
+	    !json_object_is_type(value, json_type_null)) || mode_required) {
 		if (!json_object_is_type(value, json_type_string) ||
 		    mode_parse(json_object_get_string(value),
 		    &req->mode) != 0) {
@@ -657,6 +659,18 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 		    "from 0 to " PROTO_TEXT(PROTO_MAX_SECONDS);
 		return PROTO_E_BAD_REQUEST;
 	}
+	return PROTO_OK;
+}
+
+static enum proto_error
+decode_acquire(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	enum proto_error	 error;
+
+	if ((error = get_name(obj, 1, &req->name, ret_msg)) != PROTO_OK ||
+	    (error = decode_mode_timeout(obj, req, 0, ret_msg)) != PROTO_OK)
+		return error;
 	if (get_seconds(obj, FIELD(NOTIFY_AFTER), 0, &req->notify_after) != 0) {
 		*ret_msg = "notify_after must be a number of seconds "
 		    "from 0 to " PROTO_TEXT(PROTO_MAX_SECONDS);
@@ -836,6 +850,12 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 		return decode_scope(obj, req, ret_msg);
 	case PROTO_OP_LIST:
 		return decode_list(obj, req, ret_msg);
+	case PROTO_OP_CONVERT:
+		if ((error = get_name(obj, 1, &req->name, ret_msg)) !=
+		    PROTO_OK || (error = decode_mode_timeout(obj, req, 1,
+		    ret_msg)) != PROTO_OK)
+			return error;
+		return decode_scope(obj, req, ret_msg);
 	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
 		return PROTO_OK;

@@ -66,6 +66,7 @@ enum proto_error {
 	PROTO_E_INTERNAL,
 	PROTO_E_UNSUPPORTED,
 	PROTO_E_UNAVAILABLE,
+	PROTO_E_DEADLOCK,
 	PROTO_E_COUNT
 };
 
@@ -75,7 +76,8 @@ enum proto_op {
 	PROTO_OP_ACQUIRE,
 	PROTO_OP_RELEASE,
 	PROTO_OP_LIST,
-	PROTO_OP_STATUS
+	PROTO_OP_STATUS,
+	PROTO_OP_CONVERT
 };
 
 /*
@@ -86,7 +88,8 @@ enum proto_op {
  */
 #define PROTO_OPS(X)							\
 	X(HELLO, "hello") X(PING, "ping") X(ACQUIRE, "acquire")	\
-	X(RELEASE, "release") X(LIST, "list") X(STATUS, "status")
+	X(RELEASE, "release") X(LIST, "list") X(STATUS, "status")	\
+	X(CONVERT, "convert")
 #define PROTO_FIELDS(X)							\
 	X(ID, "id") X(OP, "op") X(NAME, "name") X(MODE, "mode")		\
 	X(TIMEOUT, "timeout") X(NOTIFY_AFTER, "notify_after")		\

@@ -81,6 +81,7 @@ static const struct {
 	enum proto_op		 op;
 } ops_by_first[128] = {
 	['a'] = { WORD("acquire"), PROTO_OP_ACQUIRE },
+	['c'] = { WORD("convert"), PROTO_OP_CONVERT },
 	['h'] = { WORD("hello"), PROTO_OP_HELLO },
 	['l'] = { WORD("list"), PROTO_OP_LIST },
 	['p'] = { WORD("ping"), PROTO_OP_PING },
@@ -642,6 +643,8 @@ scan_fields(struct scan *s, struct proto_request *req)
 	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
 		return 0;
+	case PROTO_OP_CONVERT:
+		return -1;	/* rare: json-c reads it */
 	}
 	return -1;
 }
