@@ -58,17 +58,14 @@ VERSION=$(sed -n 's/^project(locks VERSION \([0-9.]*\).*/\1/p' \
     "$SRC/CMakeLists.txt")
 DPID=
 
-# Purge whatever is still installed of ours, then finish (the EXIT trap).
+# Purge whatever is still installed of ours, then stop the daemon and
+# finish with the script's status (the EXIT trap).
 purge_and_finish() {
-	local rc=$? pid
-	trap - EXIT
-	for pid in ${DPID:-}; do
-		kill -TERM "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
+	local rc=$?
 	# shellcheck disable=SC2086
 	dpkg --purge $PACKAGES >/dev/null 2>&1
-	finish "$rc"
+	(exit "$rc")
+	stop_daemon_and_finish
 }
 trap purge_and_finish EXIT
 trap 'exit 130' INT TERM
