@@ -137,6 +137,7 @@ test_files_are_where_they_should_be() {
 	owned_by liblocks-dev "/usr/lib/$MULTIARCH/pkgconfig/locks.pc"
 	owned_by liblocks-dev "/usr/lib/$MULTIARCH/cmake/locks/locksConfig.cmake"
 	owned_by python3-locks /usr/lib/python3/dist-packages/locks/__init__.py
+	# shellcheck disable=SC2086
 	! dpkg -L $PACKAGES | grep -v -e '^/usr/' -e "^$UNITDIR/" \
 	    -e "^$UNITDIR$" -e '^/usr$' -e '^/\.$' -e '^/lib$' \
 	    -e '^/lib/systemd$' -e '^$' ||
