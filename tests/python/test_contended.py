@@ -2,14 +2,19 @@
 holder that asked with notify_contended hears when a request queues
 behind it (with the waiter count and the first waiter, in list's waiter
 shape), again as the queue changes (at most once a second), and never
-when it did not ask; bad uses are refused by name."""
+when it did not ask; bad uses are refused by name.  Then the Python
+client's side: Mutex(on_contended=) and locks.aio's contended()."""
 
+import asyncio
 import json
+import queue
 import os
 import socket
 import time
 import unittest
 
+import locks
+import locks.aio
 from support import BrokerCase
 
 
@@ -170,6 +175,103 @@ class TestContendedEvent(BrokerCase):
                    'scope': 'cluster', 'notify_contended': True})
         reply = conn.read()
         self.assertEqual(reply['error']['code'], 'unsupported')
+
+
+class TestPythonClient(BrokerCase):
+    """Mutex(on_contended=) and locks.aio.Mutex.contended()."""
+
+    def queue_waiter(self, name, label='waiter'):
+        """A raw waiter queued behind name, closed at the test's end."""
+        w = Raw(self.broker.socket, label)
+        self.addCleanup(w.close)
+        w.send({'id': 1, 'op': 'acquire', 'name': name, 'owner': 'late',
+                'notify_after': 1e9})
+        return w
+
+    def test_on_contended_is_called_from_the_background(self):
+        name = self.name()
+        seen = queue.Queue()
+        m = locks.Mutex(name, on_contended=seen.put)
+        m.lock()
+        self.addCleanup(m.release)
+        self.assertTrue(seen.empty())
+        w = self.queue_waiter(name)
+        info = seen.get(timeout=5)
+        self.assertIsInstance(info, locks.Contended)
+        self.assertEqual(info.name, name)
+        self.assertEqual(info.waiters, 1)
+        self.assertIsInstance(info.first, locks.Waiter)
+        self.assertEqual(info.first.pid, os.getpid())
+        self.assertEqual(info.first.client, 'waiter')
+        self.assertEqual(info.first.owner, 'late')
+        self.assertTrue(m.check())
+        m.release()
+        self.assertTrue(w.read(5)['ok'])
+        w.send({'id': 2, 'op': 'release', 'name': name})
+        self.assertTrue(w.read(5)['ok'])
+        # Released, then taken again without asking anew: no more calls.
+        other = locks.Mutex(name)
+        other.lock()
+        other.release()
+        self.assertTrue(seen.empty())
+
+    def test_on_contended_may_release_the_lock(self):
+        name = self.name()
+        done = queue.Queue()
+        m = None
+
+        def yield_lock(info):
+            m.release()
+            done.put(info.waiters)
+
+        m = locks.Mutex(name, on_contended=yield_lock)
+        m.lock()
+        w = self.queue_waiter(name)
+        self.assertEqual(done.get(timeout=5), 1)
+        self.assertTrue(w.read(5)['ok'])
+        self.assertFalse(m.locked)
+
+    def test_on_contended_refuses_what_cannot_work(self):
+        with self.assertRaises(ValueError):
+            locks.Mutex('x', on_contended=print, scope='cluster')
+        with self.assertRaises(TypeError):
+            locks.Mutex('x', on_contended=True)
+        with self.assertRaises(ValueError):
+            locks.aio.Mutex('x', on_contended=True, scope='cluster')
+
+    def test_aio_contended_returns_the_event(self):
+        name = self.name()
+        called = []
+
+        async def scenario():
+            async def note(info):
+                called.append(info.waiters)
+
+            m = locks.aio.Mutex(name, on_contended=note)
+            with self.assertRaises(locks.NotHeld):
+                await m.contended()
+            await m.lock()
+            waiter = asyncio.ensure_future(
+                asyncio.get_running_loop().run_in_executor(
+                    None, self.queue_waiter, name))
+            info = await asyncio.wait_for(m.contended(), 5)
+            await waiter
+            self.assertEqual(info.waiters, 1)
+            self.assertEqual(info.first.client, 'waiter')
+            # A wait for the next one ends with the release.
+            pending = asyncio.ensure_future(m.contended())
+            await asyncio.sleep(0.1)
+            await m.release()
+            with self.assertRaises(locks.NotHeld):
+                await pending
+            plain = locks.aio.Mutex(name + 'x')
+            await plain.lock()
+            with self.assertRaises(RuntimeError):
+                await plain.contended()
+            await plain.release()
+
+        asyncio.run(scenario())
+        self.assertEqual(called, [1])
 
 
 if __name__ == '__main__':
