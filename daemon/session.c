@@ -246,21 +246,31 @@ cluster_holders(struct session_host *host, struct lock *lock)
 	return holders;
 }
 
+/* A new event of kind about an acquire: its id, and its name as asked. */
+static struct json_object *
+acquire_event_new(const struct acquire *a, const char *kind)
+{
+	struct json_object	*event, *id;
+
+	id = proto_id_parse(a->id_text, a->id_len);
+	event = proto_event_new(id, kind);
+	json_object_put(id);
+	json_object_object_add(event, "name",
+	    json_object_new_string(a->target));
+	return event;
+}
+
 /* Send the one blocking event of a waiting acquire. */
 static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct acquire		*a = arg;
-	struct json_object	*event, *id;
+	struct json_object	*event;
 
 	(void)fd;
 	(void)events;
 	a->notify_at = 0;
-	id = proto_id_parse(a->id_text, a->id_len);
-	event = proto_event_new(id, "blocking");
-	json_object_put(id);
-	json_object_object_add(event, "name",
-	    json_object_new_string(a->target));
+	event = acquire_event_new(a, "blocking");
 	json_object_object_add(event, "holders", a->cluster ?
 	    cluster_holders(a->session->host, lock_req_lock(a->req)) :
 	    listing_holders(a->session->host->listing,
@@ -513,14 +523,10 @@ session_contended(struct lock_req *holder, size_t nwaiters,
     struct lock_req *first, void *arg)
 {
 	struct acquire		*a = arg;
-	struct json_object	*event, *id;
+	struct json_object	*event;
 
 	(void)holder;
-	id = proto_id_parse(a->id_text, a->id_len);
-	event = proto_event_new(id, "contended");
-	json_object_put(id);
-	json_object_object_add(event, "name",
-	    json_object_new_string(a->target));
+	event = acquire_event_new(a, "contended");
 	json_object_object_add(event, "waiters",
 	    json_object_new_int64((int64_t)nwaiters));
 	json_object_object_add(event, "first", listing_request(first));
@@ -574,7 +580,7 @@ session_cluster_queued(struct lock *lock, void *arg)
 void
 session_cluster_lost(struct lock *lock, void *arg)
 {
-	struct json_object	*event, *id;
+	struct json_object	*event;
 	struct lock_req		*req;
 	struct acquire		*a;
 
@@ -583,11 +589,7 @@ session_cluster_lost(struct lock *lock, void *arg)
 	for (req = lock_first_holder(lock); req != NULL;
 	    req = lock_req_next(req)) {
 		a = lock_req_arg(req);
-		id = proto_id_parse(a->id_text, a->id_len);
-		event = proto_event_new(id, "lost");
-		json_object_put(id);
-		json_object_object_add(event, "name",
-		    json_object_new_string(a->target));
+		event = acquire_event_new(a, "lost");
 		json_object_object_add(event, "scope",
 		    json_object_new_string("cluster"));
 		json_object_object_add(event, "token",

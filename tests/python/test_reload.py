@@ -118,17 +118,21 @@ class Handover:
         waiter.release()
         self.assertEqual(self.lost, [])
 
+    def raw(self, label, request):
+        """A bare connection that sent request, closed at the end."""
+        conn = Raw(self.broker.socket, label)
+        self.addCleanup(conn.close)
+        conn.send(request)
+        return conn
+
     def test_contended_holder_still_told_after_the_handover(self):
-        holder = Raw(self.broker.socket, 'holder')
-        self.addCleanup(holder.close)
-        holder.send({'id': 'h', 'op': 'acquire', 'name': 'py-contended',
-                     'notify_contended': True})
+        holder = self.raw('holder', {'id': 'h', 'op': 'acquire',
+                                     'name': 'py-contended',
+                                     'notify_contended': True})
         self.assertTrue(holder.read()['ok'])
         self.hand_over()
-        waiter = Raw(self.broker.socket, 'waiter')
-        self.addCleanup(waiter.close)
-        waiter.send({'id': 1, 'op': 'acquire', 'name': 'py-contended',
-                     'notify_after': 1e9})
+        self.raw('waiter', {'id': 1, 'op': 'acquire', 'name': 'py-contended',
+                            'notify_after': 1e9})
         event = holder.read(5)
         self.assertEqual(event['event'], 'contended')
         self.assertEqual(event['id'], 'h')
@@ -136,10 +140,8 @@ class Handover:
         self.assertEqual(event['first']['client'], 'waiter')
         # And again across a second handover, for the queue's change.
         self.hand_over()
-        other = Raw(self.broker.socket, 'other')
-        self.addCleanup(other.close)
-        other.send({'id': 1, 'op': 'acquire', 'name': 'py-contended',
-                    'notify_after': 1e9})
+        self.raw('other', {'id': 1, 'op': 'acquire', 'name': 'py-contended',
+                           'notify_after': 1e9})
         event = holder.read(5)
         self.assertEqual(event['waiters'], 2)
         self.assertEqual(event['first']['client'], 'waiter')
