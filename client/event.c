@@ -38,8 +38,9 @@ static const struct {
 
 /*
  * Someone waits behind a lock this connection holds: hand the count and
- * the first waiter to the lock's on_contended.  A malformed event is a
- * protocol error; out of memory only skips the notice.
+ * the first waiter to the lock's on_contended.  An event for no lock that
+ * asked is dropped; a malformed one for a lock that did is a protocol
+ * error; out of memory only skips the notice.
  */
 static int
 event_contended(locks_conn *conn, struct json_object *event,
@@ -52,7 +53,9 @@ event_contended(locks_conn *conn, struct json_object *event,
 	(void)blk;
 	if (!json_object_object_get_ex(event, "name", &name) ||
 	    !json_object_is_type(name, json_type_string) ||
-	    !json_object_object_get_ex(event, "waiters", &waiters) ||
+	    !conn_contended_watched(conn, json_object_get_string(name)))
+		return LOCKS_OK;
+	if (!json_object_object_get_ex(event, "waiters", &waiters) ||
 	    !json_object_is_type(waiters, json_type_int) ||
 	    !json_object_object_get_ex(event, "first", &first)) {
 		error_msg(conn, "malformed contended event");

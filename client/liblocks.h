@@ -149,6 +149,7 @@ int		 event_dispatch(locks_conn *, struct json_object *,
 
 /* locks.c */
 void		 conn_cluster_lost(locks_conn *, const char *);
+int		 conn_contended_watched(const locks_conn *, const char *);
 void		 conn_contended(locks_conn *, const char *, int,
 		    const locks_holder *);
 void		 contended_forget_all(locks_conn *);

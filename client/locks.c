@@ -455,6 +455,13 @@ contended_forget_all(locks_conn *conn)
 	conn->contended = NULL;
 }
 
+/* Whether name is a held lock whose contended events have a callback. */
+int
+conn_contended_watched(const locks_conn *conn, const char *name)
+{
+	return contended_find(conn, name) != -1;
+}
+
 /*
  * A contended event for name: call its lock's callback, with requests
  * on the connection refused meanwhile (locks_check and the transaction
