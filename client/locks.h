@@ -150,6 +150,21 @@ typedef void (*locks_blocking_cb)(const locks_lock *lock, int position,
     void *arg);
 
 /*
+ * Called for a lock this connection holds, if it asked (on_contended in
+ * its options), when a request queues behind it, and again as that
+ * queue changes, at most once a second: name is the lock as acquired,
+ * waiters how many wait, first the first of them (valid only during the
+ * call).  The daemon pushes these between requests: they are read, and
+ * the callback called, inside any later call on the connection, and by
+ * locks_check (watch locks_fd for POLLIN to call it in time).  arg is the
+ * arg of the acquire's options.  The callback must not make requests on
+ * the connection (they fail with LOCKS_E_INVAL), but it may note what to
+ * do after: release the lock once locks_check returns, say.
+ */
+typedef void (*locks_contended_cb)(const char *name, int waiters,
+    const locks_holder *first, void *arg);
+
+/*
  * Where a lock lives: this machine's locksd (the default), or the etcd
  * cluster of a locksd started with --etcd, across every machine on it.
  */
@@ -164,12 +179,14 @@ struct locks_acquire_opts {
 	double		 notify_after;	/* seconds before on_blocking */
 	const char	*owner;		/* free text, LOCKS_MAX_OWNER bytes */
 	locks_blocking_cb on_blocking;	/* may be NULL */
-	void		*arg;		/* passed to on_blocking */
+	void		*arg;		/* passed to on_blocking, on_contended */
 	enum locks_scope scope;		/* LOCKS_LOCAL by default */
+	/* Local locks only: not cluster ones, nor the descriptor form. */
+	locks_contended_cb on_contended; /* may be NULL: not told */
 };
 
 #define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL, \
-	LOCKS_LOCAL }
+	LOCKS_LOCAL, NULL }
 
 /*
  * Take a lock; opts may be NULL for an exclusive lock waited for forever.

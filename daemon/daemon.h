@@ -257,6 +257,8 @@ struct snap_acquire;
 int		 session_restore_acquire(struct session *,
 		    struct snap_acquire *, struct lock *);
 void		 session_failed(struct lock_req *, int, void *);
+void		 session_contended(struct lock_req *, size_t,
+		    struct lock_req *, void *);
 struct json_object *session_cluster_describe(struct lock_req *, void *);
 void		 session_cluster_queued(struct lock *, void *);
 void		 session_cluster_lost(struct lock *, void *);
@@ -290,6 +292,7 @@ void		 listing_free(struct listing *);
 void		 listing_handoff_add(struct listing *,
 		    const struct handoff_info *);
 struct json_object *listing_holders(struct listing *, struct lock *);
+struct json_object *listing_request(struct lock_req *);
 struct snap_handoff;
 size_t		 listing_handoffs_export(struct listing *,
 		    struct snap_handoff **);
@@ -314,7 +317,7 @@ struct json_object *listing_locks(struct listing *, const char *,
  * Every fd field is -1 when absent.  Bump STATE_VERSION on any change of
  * the format.
  */
-#define STATE_VERSION	1
+#define STATE_VERSION	2
 #define STATE_ENV	"LOCKSD_STATE_FD"	/* the memfd, on a reload */
 #define STATE_FDNAME	"~=state"	/* the memfd, on a restart */
 
@@ -340,6 +343,8 @@ struct snap_acquire {
 	uint64_t		 path_ino;
 	int			 handoff_fd;
 	int			 had_handoff;	/* the state named one */
+	uint32_t		 notify_contended; /* version 2 on */
+	double			 told_at;	/* monotonic; 0: never */
 };
 
 #define SNAP_FD_GROUPS	4		/* conn.c's CONN_FD_GROUPS */

@@ -225,6 +225,13 @@ holders_array(struct listing *listing, struct lock_req *first,
 	return array;
 }
 
+/* One broker request as list shows it, for the contended event's first. */
+struct json_object *
+listing_request(struct lock_req *req)
+{
+	return holder_encode(req);
+}
+
 /* The holders of one lock, broker and outside, for a blocking event. */
 struct json_object *
 listing_holders(struct listing *listing, struct lock *lock)

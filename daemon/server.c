@@ -616,6 +616,7 @@ server_tick_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	server_reserve_tokens(srv);
 	locktab_expire(srv->locktab);
+	locktab_contended_tick(srv->locktab);
 	server_status(srv, status, sizeof status);
 	systemd_status(srv->sd, status);
 }
@@ -820,6 +821,8 @@ server_new(struct event_base *base, const struct server_config *config)
 	    session_granted, session_failed, clock_realtime);
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
+	locktab_set_contended(srv->locktab, session_contended,
+	    clock_monotonic);
 	if (config->max_lock_files > 0 && (error = store_file_set_max_files(
 	    srv->store, config->max_lock_files)) != 0) {
 		errno = -error;

@@ -246,21 +246,31 @@ cluster_holders(struct session_host *host, struct lock *lock)
 	return holders;
 }
 
+/* A new event of kind about an acquire: its id, and its name as asked. */
+static struct json_object *
+acquire_event_new(const struct acquire *a, const char *kind)
+{
+	struct json_object	*event, *id;
+
+	id = proto_id_parse(a->id_text, a->id_len);
+	event = proto_event_new(id, kind);
+	json_object_put(id);
+	json_object_object_add(event, "name",
+	    json_object_new_string(a->target));
+	return event;
+}
+
 /* Send the one blocking event of a waiting acquire. */
 static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct acquire		*a = arg;
-	struct json_object	*event, *id;
+	struct json_object	*event;
 
 	(void)fd;
 	(void)events;
 	a->notify_at = 0;
-	id = proto_id_parse(a->id_text, a->id_len);
-	event = proto_event_new(id, "blocking");
-	json_object_put(id);
-	json_object_object_add(event, "name",
-	    json_object_new_string(a->target));
+	event = acquire_event_new(a, "blocking");
 	json_object_object_add(event, "holders", a->cluster ?
 	    cluster_holders(a->session->host, lock_req_lock(a->req)) :
 	    listing_holders(a->session->host->listing,
@@ -505,6 +515,25 @@ session_failed(struct lock_req *req, int error, void *arg)
 }
 
 /*
+ * The lock table's contended report: a holder that asked is told how many
+ * wait behind it and who is first, in the waiter shape list uses.
+ */
+void
+session_contended(struct lock_req *holder, size_t nwaiters,
+    struct lock_req *first, void *arg)
+{
+	struct acquire		*a = arg;
+	struct json_object	*event;
+
+	(void)holder;
+	event = acquire_event_new(a, "contended");
+	json_object_object_add(event, "waiters",
+	    json_object_new_int64((int64_t)nwaiters));
+	json_object_object_add(event, "first", listing_request(first));
+	conn_send(a->conn, event);
+}
+
+/*
  * The etcd store's describe hook: the holder a new key stands for, a
  * waiting request (pid, uid, client, owner, since), for other nodes.
  */
@@ -550,7 +579,7 @@ session_cluster_queued(struct lock *lock, void *arg)
 void
 session_cluster_lost(struct lock *lock, void *arg)
 {
-	struct json_object	*event, *id;
+	struct json_object	*event;
 	struct lock_req		*req;
 	struct acquire		*a;
 
@@ -559,11 +588,7 @@ session_cluster_lost(struct lock *lock, void *arg)
 	for (req = lock_first_holder(lock); req != NULL;
 	    req = lock_req_next(req)) {
 		a = lock_req_arg(req);
-		id = proto_id_parse(a->id_text, a->id_len);
-		event = proto_event_new(id, "lost");
-		json_object_put(id);
-		json_object_object_add(event, "name",
-		    json_object_new_string(a->target));
+		event = acquire_event_new(a, "lost");
 		json_object_object_add(event, "scope",
 		    json_object_new_string("cluster"));
 		json_object_object_add(event, "token",
@@ -953,6 +978,12 @@ handle_acquire_cluster(struct session *s, const struct proto_request *r)
 		    "no cluster: start it with --etcd URL for cluster locks");
 		return;
 	}
+	if (r->notify_contended) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "notify_contended "
+		    "is for local locks: a cluster lock's waiters on other "
+		    "nodes queue in etcd, where this locksd does not see them");
+		return;
+	}
 	if (acquire_admit(s, r, r->name, 1) != 0)
 		return;
 	if ((a = acquire_new(s, r)) == NULL) {
@@ -1037,6 +1068,8 @@ handle_acquire(struct session *s, const struct proto_request *r,
 		return;		/* granted at once and handed off: a is gone */
 	s->acquiring = NULL;
 	a->req = req;
+	if (r->notify_contended)
+		lock_req_notify_contended(req, 0);
 	if (!a->held && acquire_arm_timers(a, r) == -1) {
 		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
@@ -1452,6 +1485,8 @@ session_export(struct session *s, uint32_t index, struct snap_session *ss)
 		sa->path_dev = a->path_dev;
 		sa->path_ino = a->path_ino;
 		sa->handoff_fd = a->handoff_fd;
+		sa->notify_contended = a->req != NULL &&
+		    lock_req_notifies(a->req, &sa->told_at);
 	}
 	return 0;
 }
@@ -1554,6 +1589,8 @@ session_restore_acquire(struct session *s, struct snap_acquire *sa,
 		return rc;
 	}
 	a->req = req;
+	if (sa->notify_contended)
+		lock_req_notify_contended(req, sa->told_at);
 	a->handoff_fd = sa->handoff_fd;
 	sa->handoff_fd = -1;
 	if (!a->held && acquire_rearm(a, sa) == -1) {

@@ -101,6 +101,9 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		if (req->handoff)
 			json_object_object_add(obj, "handoff",
 			    json_object_new_boolean(1));
+		if (req->notify_contended)
+			json_object_object_add(obj, "notify_contended",
+			    json_object_new_boolean(1));
 		break;
 	default:
 		break;
@@ -270,6 +273,8 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 	out_string(out, req->owner ? req->owner : "");
 	if (req->handoff)
 		out_text(out, ",\"handoff\":true");
+	if (req->notify_contended)
+		out_text(out, ",\"notify_contended\":true");
 }
 
 static void

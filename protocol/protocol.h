@@ -92,7 +92,7 @@ enum proto_op {
 	X(TIMEOUT, "timeout") X(NOTIFY_AFTER, "notify_after")		\
 	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
 	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")	\
-	X(SCOPE, "scope")
+	X(SCOPE, "scope") X(NOTIFY_CONTENDED, "notify_contended")
 
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
@@ -113,6 +113,8 @@ struct proto_request {
 	int			 handoff;	/* acquire: flock the
 						   caller's descriptor */
 	enum proto_scope	 scope;		/* acquire, release, list */
+	int			 notify_contended; /* acquire: tell the
+						   holder of waiters */
 };
 
 /* Room for the strings of a request decoded on the fast path. */

@@ -96,9 +96,12 @@ test_list_output_completes_columns_from_the_help() {
 test_new_options_and_paths() {
 	local out
 	out=$(complete_words run --)
-	for opt in --unlock --fallback --close --no-fork; do
+	for opt in --unlock --fallback --close --no-fork --on-contended; do
 		has "$opt" <<<"$out"
 	done
+	out=$(complete_words run --on-contended '')
+	has term <<<"$out"
+	has ignore <<<"$out"
 	has -u <<<"$(complete_words run -)"
 	mkdir -p "$TMP/dir.c"
 	touch "$TMP/dir.c/lockfile"

@@ -647,6 +647,7 @@ assert_decodes_to(const struct proto_request *out,
 	assert_same_bits(out->timeout, in->timeout < 0 ? -1 : in->timeout);
 	assert_same_bits(out->notify_after, in->notify_after);
 	ck_assert_str_eq(out->owner, in->owner != NULL ? in->owner : "");
+	ck_assert_int_eq(out->notify_contended, in->notify_contended);
 }
 
 /*
@@ -769,6 +770,7 @@ START_TEST(test_format_matches_json_c_for_acquire)
 			req.notify_after = format_seconds[n];
 			req.name = format_names[k % NELEMS(format_names)];
 			req.mode = k % 2 ? PROTO_SHARED : PROTO_EXCLUSIVE;
+			req.notify_contended = k % 3 == 0;
 			req.owner = k % 7 == 0 ? NULL :
 			    format_labels[k % NELEMS(format_labels)];
 			check_format(tok, &req, format_ids[k %
@@ -1186,6 +1188,46 @@ START_TEST(test_ids_come_back_exactly_or_are_refused)
 }
 END_TEST
 
+/* acquire's notify_contended, on both paths, with what each refuses. */
+START_TEST(test_notify_contended_decodes)
+{
+	static const char *const bad_request[] = {
+	    "\"name\":\"db\",\"notify_contended\":1",
+	    "\"name\":\"db\",\"notify_contended\":\"true\"",
+	    "\"name\":\"db\",\"notify_contended\":[true]",
+	    "\"name\":\"/tmp/x\",\"handoff\":true,\"notify_contended\":true" };
+	struct both		 b;
+	char			 line[256];
+	size_t			 i;
+
+	b.obj = NULL;
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\"}"), PROTO_OK,
+	    NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 0);
+	expect_both(&b, L("{\"id\":1,\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":false}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 0);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":null}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 0);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"/tmp/x\","
+	    "\"notify_contended\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":7}"), PROTO_E_BAD_REQUEST,
+	    "notify_contended must be a boolean", 0);
+	for (i = 0; i < NELEMS(bad_request); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"acquire\",%s}",
+		    bad_request[i]);
+		expect_line(line, PROTO_E_BAD_REQUEST, 0);
+	}
+	json_object_put(b.obj);
+}
+END_TEST
+
 /* list's limit and after, on both paths, with what each refuses. */
 START_TEST(test_list_paging_fields_decode)
 {
@@ -1557,6 +1599,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_id_longer_than_cap_is_bad_request);
 	tcase_add_test(tc, test_ids_come_back_exactly_or_are_refused);
 	tcase_add_test(tc, test_list_paging_fields_decode);
+	tcase_add_test(tc, test_notify_contended_decodes);
 	tcase_add_test(tc, test_format_writes_list_paging_fields);
 	tcase_add_test(tc, test_format_writes_an_acquire_to_the_byte);
 	tcase_add_test(tc, test_ok_line_is_json_c_to_the_byte);
