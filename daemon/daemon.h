@@ -111,6 +111,7 @@ int		 access_allows(const struct access *, int, const struct peer *);
 int	 token_read_ceiling(int, int64_t *);
 int	 token_seed(int, double, int64_t *);
 int	 token_reserve(int, int64_t, const char **);
+int	 fd_write_all(int, const char *, size_t);	/* also metrics.c's */
 
 /*
  * conn.c: one client connection's transport: line framing, output with

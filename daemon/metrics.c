@@ -386,24 +386,6 @@ metrics_file_free(struct metrics_file *mf)
 	free(mf);
 }
 
-/* Write all of len bytes; -errno on failure. */
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t	 n;
-
-	while (len > 0) {
-		if ((n = write(fd, buf, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Write text to a temp file beside the metrics file, then rename it in. */
 static int
 metrics_file_replace(struct metrics_file *mf, const char *text, size_t len)
@@ -417,7 +399,7 @@ metrics_file_replace(struct metrics_file *mf, const char *text, size_t len)
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1)
 		return -errno;
 	/* node_exporter reads it as another user. */
-	error = fchmod(fd, 0644) == -1 ? -errno : write_all(fd, text, len);
+	error = fchmod(fd, 0644) == -1 ? -errno : fd_write_all(fd, text, len);
 	if (close(fd) == -1 && error == 0)
 		error = -errno;
 	if (error == 0 && rename(tmp, mf->path) == -1)

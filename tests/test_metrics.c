@@ -418,13 +418,20 @@ START_TEST(test_refused_connections_are_counted_by_reason)
 	struct h_conn		*c, *refused;
 	static const char *const opts[] = { "--max-clients", "1" };
 	int64_t			 before, accepted;
+	double			 end;
 
 	memset(&h_srv, 0, sizeof h_srv);
 	h_srv.extra[0] = opts[0];
 	h_srv.extra[1] = opts[1];
 	ck_assert_msg(h_daemon_start(&h_srv) == 0, "%s", h_error());
-	c = h_connect();
-	m = metrics_until(c, "connections", NULL, 1);
+	/* The harness's probe may not have left yet: then c is refused. */
+	for (end = h_now() + h_slow(5);; h_sleep(0.05)) {
+		c = h_connect();
+		if (h_ok(h_request(c, "{\"op\":\"ping\"}")) || h_now() > end)
+			break;
+		h_conn_close(c);
+	}
+	m = metrics(c);
 	/* The harness's own probes may have been refused already. */
 	before = at(m, "connections_refused_total", "max_clients");
 	accepted = h_int(m, "connections_accepted_total");
@@ -477,6 +484,24 @@ metrics_dir(char *dir, size_t size)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
+/*
+ * Start the test's daemon with --metrics-file locksd.prom in a directory
+ * of its own, rewritten every second; the directory and file in dir, path.
+ */
+static void
+metrics_file_daemon(char *dir, size_t dir_size, char *path,
+    size_t path_size)
+{
+	metrics_dir(dir, dir_size);
+	snprintf(path, path_size, "%s/locksd.prom", dir);
+	memset(&h_srv, 0, sizeof h_srv);
+	h_srv.extra[0] = "--metrics-file";
+	h_srv.extra[1] = path;
+	h_srv.extra[2] = "--metrics-interval";
+	h_srv.extra[3] = "1";
+	ck_assert_msg(h_daemon_start(&h_srv) == 0, "%s", h_error());
+}
+
 /* Read path whole; 1 if it is a complete metrics text. */
 static int
 file_whole(const char *path, char *buf, size_t size)
@@ -502,14 +527,7 @@ START_TEST(test_metrics_file_is_rewritten_and_always_whole)
 	double		 end;
 	int		 reads = 0, seen_held = 0;
 
-	metrics_dir(dir, sizeof dir);
-	snprintf(path, sizeof path, "%s/locksd.prom", dir);
-	memset(&h_srv, 0, sizeof h_srv);
-	h_srv.extra[0] = "--metrics-file";
-	h_srv.extra[1] = path;
-	h_srv.extra[2] = "--metrics-interval";
-	h_srv.extra[3] = "1";
-	ck_assert_msg(h_daemon_start(&h_srv) == 0, "%s", h_error());
+	metrics_file_daemon(dir, sizeof dir, path, sizeof path);
 	/* Written before the daemon answers. */
 	ck_assert_msg(file_whole(path, buf, sizeof buf), "%s", buf);
 	ck_assert_int_eq(stat(path, &sb), 0);
@@ -562,40 +580,40 @@ START_TEST(test_metrics_file_in_a_missing_directory_stops_the_start)
 }
 END_TEST
 
+/* Wait up to 5 s for the daemon's log, read into log, to say text. */
+static int
+log_says(const char *text, char *log, size_t size)
+{
+	double	 end = h_now() + h_slow(5);
+
+	for (;;) {
+		log[0] = '\0';
+		h_slurp(h_srv.log_path, log, size);
+		if (strstr(log, text) != NULL)
+			return 1;
+		if (h_now() > end)
+			return 0;
+		h_sleep(0.1);
+	}
+}
+
 START_TEST(test_metrics_file_that_cannot_be_written_later_is_logged)
 {
 	char		 dir[256], path[512], log[8192];
 	struct h_conn	*c;
-	double		 end;
 
-	metrics_dir(dir, sizeof dir);
-	snprintf(path, sizeof path, "%s/locksd.prom", dir);
-	memset(&h_srv, 0, sizeof h_srv);
-	h_srv.extra[0] = "--metrics-file";
-	h_srv.extra[1] = path;
-	h_srv.extra[2] = "--metrics-interval";
-	h_srv.extra[3] = "1";
-	ck_assert_msg(h_daemon_start(&h_srv) == 0, "%s", h_error());
+	metrics_file_daemon(dir, sizeof dir, path, sizeof path);
 	ck_assert_int_eq(unlink(path), 0);
 	ck_assert_int_eq(rmdir(dir), 0);
-	for (end = h_now() + h_slow(5); h_now() < end; h_sleep(0.1)) {
-		h_slurp(h_srv.log_path, log, sizeof log);
-		if (strstr(log, "cannot write the metrics file ") != NULL)
-			break;
-	}
-	ck_assert_msg(strstr(log, path) != NULL, "not logged: %s", log);
+	ck_assert_msg(log_says("cannot write the metrics file ", log,
+	    sizeof log) && strstr(log, path) != NULL, "not logged: %s", log);
 	/* The daemon goes on serving. */
 	c = h_connect();
 	EXPECT_OK(h_request(c, "{\"op\":\"ping\"}"));
 	/* And writes again, saying so, once it can. */
 	ck_assert_int_eq(mkdir(dir, 0755), 0);
-	for (end = h_now() + h_slow(5); h_now() < end; h_sleep(0.1)) {
-		h_slurp(h_srv.log_path, log, sizeof log);
-		if (strstr(log, "wrote the metrics file ") != NULL)
-			break;
-	}
-	ck_assert_msg(strstr(log, "wrote the metrics file ") != NULL, "%s",
-	    log);
+	ck_assert_msg(log_says("wrote the metrics file ", log, sizeof log),
+	    "%s", log);
 	ck_assert_int_eq(access(path, R_OK), 0);
 	h_own_daemon_stop();
 }
