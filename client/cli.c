@@ -61,7 +61,8 @@ enum {
 	OPT_OWNER,
 	OPT_FALLBACK,
 	OPT_CLUSTER,
-	OPT_ON_CONTENDED
+	OPT_ON_CONTENDED,
+	OPT_OPENMETRICS
 };
 
 /* --on-lost: not given, term or ignore. */
@@ -131,6 +132,7 @@ static const char usage_text[] =
     "       locks [--socket PATH] list [-a] [--cluster] [-o COLUMNS] [-n]\n"
     "                 [-r] [--json] [NAME|PATH]\n"
     "       locks [--socket PATH] status [--json]\n"
+    "       locks [--socket PATH] metrics [--openmetrics|--json]\n"
     "       locks --help | --version\n";
 
 static const char help_text[] =
@@ -162,6 +164,9 @@ static const char help_text[] =
     "  list [NAME|PATH]    show holders and waiters; of that lock only, with\n"
     "                      its holders outside the broker, or \"NAME: free\"\n"
     "  status              show the daemon's version and counters\n"
+    "  metrics             print the daemon's metrics for a scraper, in\n"
+    "                      Prometheus' text format (promtool check metrics\n"
+    "                      takes it), ending in \"# EOF\"\n"
     "\n"
     "Options:\n"
     "  --socket PATH       the daemon's socket (default: $LOCKS_SOCKET,\n"
@@ -241,6 +246,11 @@ static const char help_text[] =
     "                      blanks, \\, control and non-ASCII bytes as \\xNN,\n"
     "                      as lslocks -r\n"
     "\n"
+    "Options of metrics:\n"
+    "  --openmetrics       the OpenMetrics 1.0 text format instead\n"
+    "  --json              the metrics object of the daemon's status reply,\n"
+    "                      as one line of JSON\n"
+    "\n"
     "Columns of list (the first nine are the default):\n"
     "  NAME                the lock's name\n"
     "  STATE               held, waiting, or external (held outside the\n"
@@ -263,7 +273,8 @@ static const char help_text[] =
     "starting with '.'.\n"
     "\n"
     "Exit status:\n"
-    "  0      success (list, status, hold); check: the lock is free\n"
+    "  0      success (list, status, metrics, hold); check: the lock is\n"
+    "         free\n"
     "  N      run: the command's status, or 128+SIG if a signal killed it\n"
     "  1      run, hold: the lock is taken (-n) or the wait timed out (see\n"
     "         -E); check: the lock is held (and only then); status: a\n"
@@ -2605,6 +2616,63 @@ cmd_status(int argc, char **argv, const char *sock)
 	return 0;
 }
 
+/* Print the daemon's metrics: Prometheus or OpenMetrics text, or JSON. */
+static int
+cmd_metrics(int argc, char **argv, const char *sock)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "openmetrics", no_argument, NULL, OPT_OPENMETRICS },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	enum locks_metrics_format format = LOCKS_METRICS_PROMETHEUS;
+	locks_conn	*conn;
+	locks_metrics	*m;
+	const char	*text;
+	int		 ch, error, json = 0, status;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_JSON:
+			json = 1;
+			break;
+		case OPT_OPENMETRICS:
+			format = LOCKS_METRICS_OPENMETRICS;
+			break;
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (optind < argc)
+		usage_error("metrics takes no arguments");
+	if (json && format == LOCKS_METRICS_OPENMETRICS)
+		usage_error("--json and --openmetrics are two formats: "
+		    "give one");
+	conn = connect_or_exit(sock, "locks metrics");
+	if ((error = locks_metrics_get(conn, &m)) != LOCKS_OK) {
+		status = report(error, conn, locks_socket_path(conn));
+		locks_close(conn);
+		return status;
+	}
+	if (json)
+		printf("%s\n", locks_metrics_json(m));
+	else if ((text = locks_metrics_text(m, format)) != NULL)
+		fputs(text, stdout);
+	else
+		die(EX_OSERR, "out of memory");
+	locks_metrics_free(m);
+	locks_close(conn);
+	return 0;
+}
+
 /* Parse the global options, then hand the rest to the subcommand. */
 int
 main(int argc, char **argv)
@@ -2659,6 +2727,8 @@ main(int argc, char **argv)
 		status = cmd_list(argc, argv, sock);
 	else if (strcmp(cmd, "status") == 0)
 		status = cmd_status(argc, argv, sock);
+	else if (strcmp(cmd, "metrics") == 0)
+		status = cmd_metrics(argc, argv, sock);
 	else
 		usage_error("unknown command \"%s\"", cmd);
 	fflush(stdout);

@@ -474,3 +474,36 @@ locks_status_free(locks_status *status)
 	free(status->json);
 	free(status);
 }
+
+/* The metrics object, as one line of JSON. */
+const char *
+locks_metrics_json(const locks_metrics *metrics)
+{
+	return metrics->json;
+}
+
+/* The metrics as text in format (protocol/metrics.c), made once. */
+const char *
+locks_metrics_text(locks_metrics *metrics, enum locks_metrics_format format)
+{
+	int	 i = format == LOCKS_METRICS_OPENMETRICS;
+
+	if (metrics->text[i] == NULL)
+		metrics->text[i] = proto_metrics_text(metrics->obj, i ?
+		    PROTO_METRICS_OPENMETRICS : PROTO_METRICS_PROMETHEUS,
+		    NULL);
+	return metrics->text[i];
+}
+
+/* Free metrics. */
+void
+locks_metrics_free(locks_metrics *metrics)
+{
+	if (metrics == NULL)
+		return;
+	json_object_put(metrics->obj);
+	free(metrics->json);
+	free(metrics->text[0]);
+	free(metrics->text[1]);
+	free(metrics);
+}

@@ -107,6 +107,12 @@ struct locks_status {
 	char			*json;
 };
 
+struct locks_metrics {
+	struct json_object	*obj;		/* the reply's metrics */
+	char			*json;
+	char			*text[2];	/* by locks_metrics_format */
+};
+
 /* A blocking callback and what it needs, for the duration of one acquire. */
 struct blocking {
 	const char		*name;

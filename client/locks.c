@@ -1030,3 +1030,47 @@ locks_status_get(locks_conn *conn, locks_status **ret_status)
 	return LOCKS_OK;
 }
 
+/* Ask the daemon for its metrics: a status with "metrics":true. */
+int
+locks_metrics_get(locks_conn *conn, locks_metrics **ret_metrics)
+{
+	struct proto_request	 req;
+	struct json_object	*reply, *obj;
+	locks_metrics		*m;
+	const char		*json;
+	int			 error;
+
+	if (conn == NULL || ret_metrics == NULL) {
+		error_msg(conn, "no connection or no result pointer");
+		return LOCKS_E_INVAL;
+	}
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_STATUS;
+	req.metrics = 1;
+	if ((error = conn_transact(conn, &req, NULL, &reply, NULL,
+	    NULL)) != LOCKS_OK)
+		return error;
+	if ((error = conn_reply_error(conn, reply)) != LOCKS_OK) {
+		json_object_put(reply);
+		return error;
+	}
+	if (!json_object_object_get_ex(reply, "metrics", &obj) ||
+	    !json_object_is_type(obj, json_type_object)) {
+		json_object_put(reply);
+		error_msg(conn, "this locksd reports no metrics: it is older "
+		    "than the status request's \"metrics\" field");
+		return LOCKS_E_UNSUPPORTED;
+	}
+	json = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+	if ((m = calloc(1, sizeof *m)) == NULL ||
+	    (m->json = strdup(json)) == NULL) {
+		free(m);
+		json_object_put(reply);
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	m->obj = json_object_get(obj);
+	json_object_put(reply);
+	*ret_metrics = m;
+	return LOCKS_OK;
+}

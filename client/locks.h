@@ -71,6 +71,7 @@ typedef struct locks_lock locks_lock;
 typedef struct locks_holder locks_holder;
 typedef struct locks_list locks_list;
 typedef struct locks_status locks_status;
+typedef struct locks_metrics locks_metrics;
 
 /* The protocol code of an error ("timeout"), or the library's own name. */
 const char	*locks_error_code(int error);
@@ -305,6 +306,28 @@ int64_t		 locks_status_waiters(const locks_status *status);
 int64_t		 locks_status_acquired_total(const locks_status *status);
 const char	*locks_status_json(const locks_status *status);
 void		 locks_status_free(locks_status *status);
+
+/*
+ * Ask the daemon for its metrics (status with "metrics"; PROTOCOL.md has
+ * the shape): counters, gauges, histograms, the busiest names.  A daemon
+ * too old to have them gives LOCKS_E_UNSUPPORTED.
+ */
+enum locks_metrics_format {
+	LOCKS_METRICS_PROMETHEUS = 0,	/* text format 0.0.4, promtool's */
+	LOCKS_METRICS_OPENMETRICS = 1	/* OpenMetrics 1.0 */
+};
+
+int		 locks_metrics_get(locks_conn *conn,
+		    locks_metrics **ret_metrics);
+/* The metrics object, as one line of JSON. */
+const char	*locks_metrics_json(const locks_metrics *metrics);
+/*
+ * The metrics as a scraper reads them, ending in "# EOF"; it lives as
+ * long as metrics.  NULL if out of memory.
+ */
+const char	*locks_metrics_text(locks_metrics *metrics,
+		    enum locks_metrics_format format);
+void		 locks_metrics_free(locks_metrics *metrics);
 
 #pragma GCC visibility pop
 

@@ -105,6 +105,11 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 			json_object_object_add(obj, "notify_contended",
 			    json_object_new_boolean(1));
 		break;
+	case PROTO_OP_STATUS:
+		if (req->metrics)
+			json_object_object_add(obj, "metrics",
+			    json_object_new_boolean(1));
+		break;
 	default:
 		break;
 	}
@@ -325,6 +330,12 @@ proto_request_format(char *buf, size_t size, const struct proto_request *req,
 		break;
 	case PROTO_OP_ACQUIRE:
 		out_acquire(&out, req);
+		break;
+	case PROTO_OP_STATUS:
+		if (req->metrics) {
+			out_key(&out, "metrics");
+			out_text(&out, "true");
+		}
 		break;
 	default:
 		break;

@@ -700,6 +700,24 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 	return decode_notify_contended(obj, req, ret_msg);
 }
 
+/* Read status's optional metrics flag. */
+static enum proto_error
+decode_status(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, FIELD(METRICS), &value) ||
+	    json_object_is_type(value, json_type_null))
+		return PROTO_OK;
+	if (!json_object_is_type(value, json_type_boolean)) {
+		*ret_msg = "metrics must be a boolean";
+		return PROTO_E_BAD_REQUEST;
+	}
+	req->metrics = json_object_get_boolean(value);
+	return PROTO_OK;
+}
+
 static enum proto_error
 decode_op(struct json_object *obj, struct proto_request *req,
     const char **ret_msg)
@@ -864,8 +882,9 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 		return decode_scope(obj, req, ret_msg);
 	case PROTO_OP_LIST:
 		return decode_list(obj, req, ret_msg);
-	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
+		return decode_status(obj, req, ret_msg);
+	case PROTO_OP_PING:
 		return PROTO_OK;
 	}
 	*ret_msg = "unknown op";

@@ -65,7 +65,7 @@ static const unsigned char keys_by_first[128][KEYS_PER_FIRST] = {
 	['h'] = { KEY_HANDOFF },
 	['i'] = { KEY_ID },
 	['l'] = { KEY_LIMIT },
-	['m'] = { KEY_MODE },
+	['m'] = { KEY_MODE, KEY_METRICS },
 	['n'] = { KEY_NAME, KEY_NOTIFY_AFTER, KEY_NOTIFY_CONTENDED },
 	['o'] = { KEY_OP, KEY_OWNER },
 	['s'] = { KEY_SCOPE },
@@ -641,6 +641,20 @@ scan_list(struct scan *s, struct proto_request *req)
 	return scan_scope(s, req);
 }
 
+/* Status's metrics flag: a boolean, or null. */
+static int
+scan_status(struct scan *s, struct proto_request *req)
+{
+	const struct scan_value	*v;
+
+	if ((v = scan_field(s, KEY_METRICS)) == NULL)
+		return 0;
+	if (v->type != SCAN_TRUE && v->type != SCAN_FALSE)
+		return -1;
+	req->metrics = v->type == SCAN_TRUE;
+	return 0;
+}
+
 static int
 scan_fields(struct scan *s, struct proto_request *req)
 {
@@ -657,8 +671,9 @@ scan_fields(struct scan *s, struct proto_request *req)
 		return scan_scope(s, req);
 	case PROTO_OP_LIST:
 		return scan_list(s, req);
-	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
+		return scan_status(s, req);
+	case PROTO_OP_PING:
 		return 0;
 	}
 	return -1;

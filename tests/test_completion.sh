@@ -46,7 +46,7 @@ has() {
 test_subcommands_come_from_the_help() {
 	local out
 	out=$(complete_words "")
-	for cmd in run hold check list status; do
+	for cmd in run hold check list status metrics; do
 		has "$cmd" <<<"$out"
 	done
 	[ "$(grep -cx run <<<"$out")" = 1 ] || fail "run offered twice"

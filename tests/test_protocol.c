@@ -732,6 +732,10 @@ START_TEST(test_format_matches_json_c_for_plain_requests)
 		check_format(tok, &req, format_ids[i]);
 	}
 	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_STATUS;
+	req.metrics = 1;
+	check_format(tok, &req, 3);
+	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_HELLO;
 	check_format(tok, &req, 1);
 	for (i = 0; i < NELEMS(format_labels); i++) {
@@ -1560,6 +1564,43 @@ START_TEST(test_fast_path_knows_every_op_and_field)
 }
 END_TEST
 
+START_TEST(test_status_metrics_flag_decodes_on_both_paths)
+{
+	static const struct {
+		const char	*line;
+		int		 metrics;
+	} cases[] = {
+		{ "{\"id\":1,\"op\":\"status\"}", 0 },
+		{ "{\"id\":1,\"op\":\"status\",\"metrics\":true}", 1 },
+		{ "{\"id\":1,\"op\":\"status\",\"metrics\":false}", 0 },
+		{ "{\"metrics\":true,\"op\":\"status\"}", 1 },
+	};
+	struct proto_request	 r;
+	struct proto_scratch	 sc;
+	struct json_object	*obj;
+	const char		*msg;
+	size_t			 i;
+
+	for (i = 0; i < NELEMS(cases); i++) {
+		ck_assert_int_eq(scan(cases[i].line, &r, &sc), 0);
+		ck_assert_int_eq(r.metrics, cases[i].metrics);
+		ck_assert_int_eq(decode(cases[i].line, &obj, &r, &msg),
+		    PROTO_OK);
+		ck_assert_int_eq(r.metrics, cases[i].metrics);
+		json_object_put(obj);
+	}
+	/* The json-c path judges what is not a boolean, null aside. */
+	ck_assert_int_eq(scan("{\"op\":\"status\",\"metrics\":1}", &r, &sc),
+	    -1);
+	ck_assert_int_eq(decode_error("{\"op\":\"status\",\"metrics\":1}"),
+	    PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode("{\"op\":\"status\",\"metrics\":null}", &obj,
+	    &r, &msg), PROTO_OK);
+	ck_assert_int_eq(r.metrics, 0);
+	json_object_put(obj);
+}
+END_TEST
+
 static Suite *
 protocol_suite(void)
 {
@@ -1606,6 +1647,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_grant_line_is_exact_and_decodes);
 	tcase_add_test(tc, test_grant_line_writes_numbers_of_every_length);
 	tcase_add_test(tc, test_fast_path_knows_every_op_and_field);
+	tcase_add_test(tc, test_status_metrics_flag_decodes_on_both_paths);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -437,6 +437,8 @@ class Status:
     locks_held: int
     waiters: int
     acquired_total: int
+    metrics: typing.Optional[dict] = None
+    """The metrics object, with ``status(metrics=True)`` only."""
 
 
 def _pick(cls, obj):
@@ -513,9 +515,21 @@ def list(target=None, all=False, *, socket=None):  # noqa: A001
             os.close(fd)
 
 
-def status(*, socket=None):
-    """The broker's counters, as a :class:`Status`."""
+def status(*, socket=None, metrics=False):
+    """The broker's counters, as a :class:`Status`.
+
+    With *metrics* true, its ``metrics`` is the daemon's metrics object
+    (PROTOCOL.md, *status*), a dict; a daemon too old to have one raises
+    :class:`Unsupported`.
+    """
+    request = {'op': 'status'}
+    if metrics:
+        request['metrics'] = True
     conn = _conn.pool.take(socket)
-    reply = _transact(conn, {'op': 'status'})
+    reply = _transact(conn, request)
+    if metrics and not isinstance(reply.get('metrics'), dict):
+        _conn.pool.give(conn)
+        raise Unsupported('this locksd reports no metrics: it is older '
+                          'than the status request\'s "metrics" field')
     _conn.pool.give(conn)
     return _pick(Status, reply)
