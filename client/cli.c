@@ -7,6 +7,7 @@
 
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -59,7 +60,9 @@ enum {
 	OPT_VERBOSE,
 	OPT_OWNER,
 	OPT_FALLBACK,
-	OPT_CLUSTER
+	OPT_CLUSTER,
+	OPT_ON_CONTENDED,
+	OPT_OPENMETRICS
 };
 
 /* --on-lost: not given, term or ignore. */
@@ -67,6 +70,26 @@ enum {
 	ON_LOST_UNSET = -1,
 	ON_LOST_IGNORE,
 	ON_LOST_TERM
+};
+
+/* --on-contended: not given, term or ignore. */
+enum {
+	ON_CONTENDED_UNSET = -1,
+	ON_CONTENDED_IGNORE,
+	ON_CONTENDED_TERM
+};
+
+/*
+ * What run's on_contended callback needs: the command, once it runs, and
+ * the socket whose other end it has as $LOCKS_CONTENDED_FD.
+ */
+struct contended_run {
+	int		 mode;		/* ON_CONTENDED_* */
+	int		 fd;		/* ours, or -1 */
+	int		 child_fd;	/* the command's, or -1 */
+	pid_t		 pid;		/* the command, once forked */
+	int		 early;		/* told before the command ran */
+	int		 termed;	/* SIGTERM sent */
 };
 
 /* The options run and hold share, and what the blocking notice needs. */
@@ -82,10 +105,11 @@ struct lock_args {
 	int		 unlock;	/* -u */
 	int		 fallback;	/* --fallback: no broker, plain flock(2) */
 	int		 as_flock;	/* invoked as flock: its exit statuses */
+	struct contended_run contended;	/* --on-contended */
 };
 
 #define LOCK_ARGS_INIT { LOCKS_ACQUIRE_OPTS_INIT, 0, EXIT_CONFLICT, 0, 0, 0, \
-	0, ON_LOST_UNSET, 0, 0, 0 }
+	0, ON_LOST_UNSET, 0, 0, 0, { ON_CONTENDED_UNSET, -1, -1, 0, 0, 0 } }
 
 /*
  * Set once in main when invoked as flock (a symlink flock -> locks); it
@@ -96,7 +120,8 @@ static int invoked_as_flock;
 static const char usage_text[] =
     "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-F|-o]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
-    "                 [--on-lost=term|ignore] [--fallback] [--cluster]\n"
+    "                 [--on-lost=term|ignore] [--on-contended=term|ignore]\n"
+    "                 [--fallback] [--cluster]\n"
     "                 NAME|PATH [--] COMMAND [ARGS...] | NAME|PATH -c 'COMMAND'\n"
     "       locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-u]\n"
     "                 [--fallback] [-q|--verbose] N\n"
@@ -107,6 +132,7 @@ static const char usage_text[] =
     "       locks [--socket PATH] list [-a] [--cluster] [-o COLUMNS] [-n]\n"
     "                 [-r] [--json] [NAME|PATH]\n"
     "       locks [--socket PATH] status [--json]\n"
+    "       locks [--socket PATH] metrics [--openmetrics|--json]\n"
     "       locks --help | --version\n";
 
 static const char help_text[] =
@@ -138,6 +164,9 @@ static const char help_text[] =
     "  list [NAME|PATH]    show holders and waiters; of that lock only, with\n"
     "                      its holders outside the broker, or \"NAME: free\"\n"
     "  status              show the daemon's version and counters\n"
+    "  metrics             print the daemon's metrics for a scraper, in\n"
+    "                      Prometheus' text format (promtool check metrics\n"
+    "                      takes it), ending in \"# EOF\"\n"
     "\n"
     "Options:\n"
     "  --socket PATH       the daemon's socket (default: $LOCKS_SOCKET,\n"
@@ -191,6 +220,12 @@ static const char help_text[] =
     "                      --cluster, loses its etcd lease), the lock is\n"
     "                      gone: term (the default) warns, sends SIGTERM to\n"
     "                      COMMAND and exits 75; ignore only warns\n"
+    "  --on-contended=term|ignore\n"
+    "                      ask to be told when someone queues behind the\n"
+    "                      lock: term sends SIGTERM to COMMAND the first\n"
+    "                      time, for jobs that should yield; either way\n"
+    "                      COMMAND reads one line \"contended WAITERS PID\"\n"
+    "                      per notice on descriptor $LOCKS_CONTENDED_FD\n"
     "SIGTERM and SIGHUP to run are passed on to COMMAND; SIGINT and SIGQUIT\n"
     "end run itself, as they end flock(1), and COMMAND keeps the lock.\n"
     "\n"
@@ -210,6 +245,11 @@ static const char help_text[] =
     "  -r, --raw           list: one space between cells, no alignment;\n"
     "                      blanks, \\, control and non-ASCII bytes as \\xNN,\n"
     "                      as lslocks -r\n"
+    "\n"
+    "Options of metrics:\n"
+    "  --openmetrics       the OpenMetrics 1.0 text format instead\n"
+    "  --json              the metrics object of the daemon's status reply,\n"
+    "                      as one line of JSON\n"
     "\n"
     "Columns of list (the first nine are the default):\n"
     "  NAME                the lock's name\n"
@@ -233,7 +273,8 @@ static const char help_text[] =
     "starting with '.'.\n"
     "\n"
     "Exit status:\n"
-    "  0      success (list, status, hold); check: the lock is free\n"
+    "  0      success (list, status, metrics, hold); check: the lock is\n"
+    "         free\n"
     "  N      run: the command's status, or 128+SIG if a signal killed it\n"
     "  1      run, hold: the lock is taken (-n) or the wait timed out (see\n"
     "         -E); check: the lock is held (and only then); status: a\n"
@@ -658,6 +699,72 @@ blocking_notice(const locks_lock *lock, int position, void *arg)
 	}
 }
 
+/* --on-contended=term: stop the command once, as someone waits. */
+static void
+contended_term(struct contended_run *cr)
+{
+	if (cr->mode != ON_CONTENDED_TERM || cr->termed)
+		return;
+	if (cr->pid <= 0) {
+		cr->early = 1;
+		return;
+	}
+	cr->termed = 1;
+	kill(cr->pid, SIGTERM);
+}
+
+/*
+ * The on_contended callback of run: a line for the command on its
+ * $LOCKS_CONTENDED_FD (dropped if it reads none and the socket is full,
+ * or it closed its end), and with term a SIGTERM.
+ */
+static void
+contended_notice(const char *name, int waiters, const locks_holder *first,
+    void *arg)
+{
+	struct lock_args	*la = arg;
+	struct contended_run	*cr = &la->contended;
+	char			 line[64];
+	int			 len;
+
+	(void)name;
+	len = snprintf(line, sizeof line, "contended %d %ld\n", waiters,
+	    (long)locks_holder_pid(first));
+	if (cr->fd >= 0 && len > 0 && (size_t)len < sizeof line)
+		(void)send(cr->fd, line, (size_t)len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	contended_term(cr);
+}
+
+/*
+ * The socket run writes contended lines on: ours close-on-exec and
+ * non-blocking, the command's end inherited as $LOCKS_CONTENDED_FD.
+ */
+static void
+contended_open(struct contended_run *cr)
+{
+	int	 sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		die(EX_OSERR, "socketpair: %s", strerror(errno));
+	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) == -1 ||
+	    shutdown(sv[0], SHUT_RD) == -1)
+		die(EX_OSERR, "socketpair: %s", strerror(errno));
+	cr->fd = sv[0];
+	cr->child_fd = sv[1];
+}
+
+/* Close both ends of the contended socket that are still open. */
+static void
+contended_close(struct contended_run *cr)
+{
+	if (cr->fd >= 0)
+		close(cr->fd);
+	if (cr->child_fd >= 0)
+		close(cr->child_fd);
+	cr->fd = cr->child_fd = -1;
+}
+
 /*
  * What the command finds: its argv, LOCKS_NAME and LOCKS_TOKEN, the
  * descriptors it inherits and the one it must not (-o without a broker).
@@ -666,9 +773,10 @@ struct command_env {
 	char		**argv;
 	const char	 *name;		/* LOCKS_NAME: the target as given */
 	int64_t		  token;	/* LOCKS_TOKEN; 0: no broker, unset */
-	int		  inherit[2];	/* made inheritable in the child, or -1 */
+	int		  inherit[3];	/* made inheritable in the child, or -1 */
 	int		  close_fd;	/* closed in the child, or -1 */
 	int		  as_flock;	/* cannot run: 69, as flock(1) exits */
+	int		  contended_fd;	/* LOCKS_CONTENDED_FD, or -1: unset */
 };
 
 /*
@@ -683,7 +791,7 @@ exec_command(const struct command_env *env, const sigset_t *mask)
 
 	sigprocmask(SIG_SETMASK, mask, NULL);
 	/* liblocks opens its socket close-on-exec: clear that here only. */
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		if (env->inherit[i] >= 0 &&
 		    ((flags = fcntl(env->inherit[i], F_GETFD)) == -1 ||
 		    fcntl(env->inherit[i], F_SETFD, flags & ~FD_CLOEXEC) ==
@@ -699,6 +807,10 @@ exec_command(const struct command_env *env, const sigset_t *mask)
 		error = errno;
 	else if (env->token > 0 ? setenv("LOCKS_TOKEN", buf, 1) == -1 :
 	    unsetenv("LOCKS_TOKEN") == -1)
+		error = errno;
+	else if (snprintf(buf, sizeof buf, "%d", env->contended_fd) < 0 ||
+	    (env->contended_fd >= 0 ? setenv("LOCKS_CONTENDED_FD", buf, 1) :
+	    unsetenv("LOCKS_CONTENDED_FD")) == -1)
 		error = errno;
 	if (error != 0) {
 		fprintf(stderr, "locks: setenv: %s\n", strerror(error));
@@ -796,7 +908,7 @@ still_inherited(int fd)
  */
 static int
 run_command(struct command_env *env, locks_conn *conn, int inherit_conn,
-    int on_lost_term, int *ret_left_behind)
+    int on_lost_term, struct contended_run *cr, int *ret_left_behind)
 {
 	struct signalfd_siginfo	 si;
 	struct pollfd		 pfd[2];
@@ -826,6 +938,13 @@ run_command(struct command_env *env, locks_conn *conn, int inherit_conn,
 		exec_command(env, &orig);
 	if (sentinel[1] != -1)
 		close(sentinel[1]);
+	if (cr != NULL && cr->child_fd >= 0) {
+		close(cr->child_fd);
+		cr->child_fd = -1;
+	}
+	/* Told while the grant came: stop it now, as it was asked. */
+	if (cr != NULL && (cr->pid = pid) > 0 && cr->early)
+		contended_term(cr);
 
 	pfd[0].fd = sfd;
 	pfd[0].events = POLLIN;
@@ -1003,6 +1122,7 @@ static const struct option lock_longopts[] = {
 	{ "fallback", no_argument, NULL, OPT_FALLBACK },
 	{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
 	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
+	{ "on-contended", required_argument, NULL, OPT_ON_CONTENDED },
 	{ "owner", required_argument, NULL, OPT_OWNER },
 	{ "cluster", no_argument, NULL, OPT_CLUSTER },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -1018,9 +1138,17 @@ static void
 check_lock_options(const struct lock_args *la, int is_run)
 {
 	if (!is_run && (la->no_fork || la->close || la->unlock ||
-	    la->fallback || la->on_lost != ON_LOST_UNSET))
-		usage_error("-F, -o, -u, --fallback and --on-lost are "
-		    "options of run");
+	    la->fallback || la->on_lost != ON_LOST_UNSET ||
+	    la->contended.mode != ON_CONTENDED_UNSET))
+		usage_error("-F, -o, -u, --fallback, --on-lost and "
+		    "--on-contended are options of run");
+	if (la->no_fork && la->contended.mode != ON_CONTENDED_UNSET)
+		usage_error("--on-contended cannot apply with --no-fork: the "
+		    "command holds the connection, and no one reads it");
+	if (la->opts.scope == LOCKS_CLUSTER &&
+	    la->contended.mode != ON_CONTENDED_UNSET)
+		usage_error("--on-contended is for local locks: a cluster "
+		    "lock's waiters on other machines queue in etcd");
 	if (la->no_fork && la->close)
 		usage_error("the --no-fork and --close options are "
 		    "incompatible");
@@ -1086,6 +1214,15 @@ parse_lock_options(int argc, char **argv, const char **sock,
 			else
 				usage_error("--on-lost wants term or ignore");
 			break;
+		case OPT_ON_CONTENDED:
+			if (strcmp(optarg, "term") == 0)
+				la->contended.mode = ON_CONTENDED_TERM;
+			else if (strcmp(optarg, "ignore") == 0)
+				la->contended.mode = ON_CONTENDED_IGNORE;
+			else
+				usage_error("--on-contended wants term or "
+				    "ignore");
+			break;
 		case OPT_NOTIFY_AFTER:
 			la->opts.notify_after = parse_seconds(optarg,
 			    "--notify-after");
@@ -1121,6 +1258,8 @@ parse_lock_options(int argc, char **argv, const char **sock,
 		la->opts.timeout = 0;
 	la->opts.on_blocking = la->quiet ? NULL : blocking_notice;
 	la->opts.arg = la;
+	if (la->contended.mode != ON_CONTENDED_UNSET)
+		la->opts.on_contended = contended_notice;
 }
 
 /* The shell for -c: $SHELL, else /bin/sh, as flock(1) chooses. */
@@ -1210,6 +1349,9 @@ parse_run_operands(int argc, char **argv, const struct lock_args *la,
 		snprintf(rt->label, sizeof rt->label, "descriptor %d", rt->fd);
 		if (la->on_lost != ON_LOST_UNSET)
 			usage_error("--on-lost wants a command to watch");
+		if (la->contended.mode != ON_CONTENDED_UNSET)
+			usage_error("--on-contended wants a command to tell: "
+			    "the descriptor form hands the lock over");
 	} else if (la->unlock && !la->as_flock)
 		usage_error("-u unlocks a descriptor: locks run -u N");
 	else if (strchr(rt->target, '/') == NULL && la->as_flock &&
@@ -1396,8 +1538,8 @@ static int
 run_plain(struct run_target *rt, struct lock_args *la, const char *sock,
     const char *why)
 {
-	struct command_env env = { rt->command, rt->target, 0, { -1, -1 }, -1,
-	    la->as_flock };
+	struct command_env env = { rt->command, rt->target, 0, { -1, -1, -1 },
+	    -1, la->as_flock, -1 };
 	struct timespec	 start;
 	char		*path = NULL;
 	int		 fd, op, status, left_behind;
@@ -1428,7 +1570,7 @@ run_plain(struct run_target *rt, struct lock_args *la, const char *sock,
 	say_executing(la, &env);
 	if (la->no_fork)
 		exec_in_place(&env);
-	status = run_command(&env, NULL, 0, 0, &left_behind);
+	status = run_command(&env, NULL, 0, 0, NULL, &left_behind);
 	free(path);
 	return status;
 }
@@ -1483,8 +1625,8 @@ static int
 run_with_broker(struct run_target *rt, struct lock_args *la,
     const char *sock)
 {
-	struct command_env env = { rt->command, rt->target, 0, { -1, -1 }, -1,
-	    la->as_flock };
+	struct command_env env = { rt->command, rt->target, 0, { -1, -1, -1 },
+	    -1, la->as_flock, -1 };
 	char		 buf[PATH_MAX];
 	locks_conn	*conn;
 	char		*owner = NULL;
@@ -1506,10 +1648,17 @@ run_with_broker(struct run_target *rt, struct lock_args *la,
 	if (la->opts.owner == NULL && rt->command != NULL)
 		la->opts.owner = owner = default_owner(rt->shell_argv[0] !=
 		    NULL ? rt->shell_argv + 2 : rt->command);
+	/* Before the grant: a notice may come along with it. */
+	if (la->contended.mode != ON_CONTENDED_UNSET) {
+		contended_open(&la->contended);
+		env.contended_fd = env.inherit[2] = la->contended.child_fd;
+	}
 	error = take_lock(conn, target_label(rt), rt->target, rt->fd, la,
 	    &env.token, &status);
 	free(owner);
 	la->opts.owner = NULL;
+	if (error != LOCKS_OK)
+		contended_close(&la->contended);
 	if (error != LOCKS_OK && may_fall_back(error, rt->fd, la)) {
 		snprintf(buf, sizeof buf, "%s", locks_last_message(conn));
 		locks_close(conn);
@@ -1525,7 +1674,8 @@ run_with_broker(struct run_target *rt, struct lock_args *la,
 		exec_in_place(&env);
 	}
 	status = run_command(&env, conn, !la->close,
-	    la->on_lost != ON_LOST_IGNORE, &left_behind);
+	    la->on_lost != ON_LOST_IGNORE, &la->contended, &left_behind);
+	contended_close(&la->contended);
 	end_run(conn, rt, la, left_behind);
 	return status;
 }
@@ -2466,6 +2616,63 @@ cmd_status(int argc, char **argv, const char *sock)
 	return 0;
 }
 
+/* Print the daemon's metrics: Prometheus or OpenMetrics text, or JSON. */
+static int
+cmd_metrics(int argc, char **argv, const char *sock)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "openmetrics", no_argument, NULL, OPT_OPENMETRICS },
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	enum locks_metrics_format format = LOCKS_METRICS_PROMETHEUS;
+	locks_conn	*conn;
+	locks_metrics	*m;
+	const char	*text;
+	int		 ch, error, json = 0, status;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_JSON:
+			json = 1;
+			break;
+		case OPT_OPENMETRICS:
+			format = LOCKS_METRICS_OPENMETRICS;
+			break;
+		case OPT_SOCKET:
+			sock = optarg;
+			break;
+		case 'h':
+			help();
+		default:
+			usage_error(NULL);
+		}
+	}
+	if (optind < argc)
+		usage_error("metrics takes no arguments");
+	if (json && format == LOCKS_METRICS_OPENMETRICS)
+		usage_error("--json and --openmetrics are two formats: "
+		    "give one");
+	conn = connect_or_exit(sock, "locks metrics");
+	if ((error = locks_metrics_get(conn, &m)) != LOCKS_OK) {
+		status = report(error, conn, locks_socket_path(conn));
+		locks_close(conn);
+		return status;
+	}
+	if (json)
+		printf("%s\n", locks_metrics_json(m));
+	else if ((text = locks_metrics_text(m, format)) != NULL)
+		fputs(text, stdout);
+	else
+		die(EX_OSERR, "out of memory");
+	locks_metrics_free(m);
+	locks_close(conn);
+	return 0;
+}
+
 /* Parse the global options, then hand the rest to the subcommand. */
 int
 main(int argc, char **argv)
@@ -2520,6 +2727,8 @@ main(int argc, char **argv)
 		status = cmd_list(argc, argv, sock);
 	else if (strcmp(cmd, "status") == 0)
 		status = cmd_status(argc, argv, sock);
+	else if (strcmp(cmd, "metrics") == 0)
+		status = cmd_metrics(argc, argv, sock);
 	else
 		usage_error("unknown command \"%s\"", cmd);
 	fflush(stdout);

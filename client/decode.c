@@ -40,15 +40,53 @@ holders_free(locks_holder *holders, size_t n)
 	free(holders);
 }
 
+/*
+ * Decode one holder or waiter object into h, zeroed first; on an error
+ * what h got is for decode_holder_clear.
+ */
+int
+decode_holder(struct json_object *obj, locks_holder *h)
+{
+	struct proto_holder	 ph;
+
+	memset(h, 0, sizeof *h);
+	if (proto_holder_decode(obj, &ph) != 0)
+		return LOCKS_E_PROTOCOL;
+	h->external = ph.external;
+	h->pid = ph.pid;
+	h->uid = ph.uid;
+	h->gid = ph.gid;
+	h->mode = ph.mode == PROTO_SHARED ? LOCKS_SHARED : LOCKS_EXCLUSIVE;
+	h->since = ph.since;
+	h->token = ph.token;
+	if (decode_string(ph.client, &h->client) != LOCKS_OK ||
+	    decode_string(ph.owner, &h->owner) != LOCKS_OK ||
+	    decode_string(ph.command, &h->command) != LOCKS_OK ||
+	    decode_string(ph.node, &h->node) != LOCKS_OK)
+		return LOCKS_E_NOMEM;
+	return LOCKS_OK;
+}
+
+/* Free the strings of one holder decode_holder filled. */
+void
+decode_holder_clear(locks_holder *h)
+{
+	free(h->client);
+	free(h->owner);
+	free(h->command);
+	free(h->node);
+	memset(h, 0, sizeof *h);
+}
+
 /* Decode a JSON array of holders (absent: none) into an owned array. */
 int
 decode_holders(struct json_object *obj, const char *key,
     locks_holder **ret_holders, size_t *ret_n)
 {
 	struct json_object	*array;
-	struct proto_holder	 ph;
-	locks_holder		*holders, *h;
+	locks_holder		*holders;
 	size_t			 i, n;
+	int			 error;
 
 	if (!json_object_object_get_ex(obj, key, &array) ||
 	    json_object_is_type(array, json_type_null)) {
@@ -67,26 +105,10 @@ decode_holders(struct json_object *obj, const char *key,
 	if ((holders = calloc(n, sizeof *holders)) == NULL)
 		return LOCKS_E_NOMEM;
 	for (i = 0; i < n; i++) {
-		h = &holders[i];
-		if (proto_holder_decode(json_object_array_get_idx(array, i),
-		    &ph) != 0) {
+		if ((error = decode_holder(json_object_array_get_idx(array, i),
+		    &holders[i])) != LOCKS_OK) {
 			holders_free(holders, n);
-			return LOCKS_E_PROTOCOL;
-		}
-		h->external = ph.external;
-		h->pid = ph.pid;
-		h->uid = ph.uid;
-		h->gid = ph.gid;
-		h->mode = ph.mode == PROTO_SHARED ? LOCKS_SHARED :
-		    LOCKS_EXCLUSIVE;
-		h->since = ph.since;
-		h->token = ph.token;
-		if (decode_string(ph.client, &h->client) != LOCKS_OK ||
-		    decode_string(ph.owner, &h->owner) != LOCKS_OK ||
-		    decode_string(ph.command, &h->command) != LOCKS_OK ||
-		    decode_string(ph.node, &h->node) != LOCKS_OK) {
-			holders_free(holders, n);
-			return LOCKS_E_NOMEM;
+			return error;
 		}
 	}
 	*ret_holders = holders;
@@ -451,4 +473,37 @@ locks_status_free(locks_status *status)
 	free(status->version);
 	free(status->json);
 	free(status);
+}
+
+/* The metrics object, as one line of JSON. */
+const char *
+locks_metrics_json(const locks_metrics *metrics)
+{
+	return metrics->json;
+}
+
+/* The metrics as text in format (protocol/metrics.c), made once. */
+const char *
+locks_metrics_text(locks_metrics *metrics, enum locks_metrics_format format)
+{
+	int	 i = format == LOCKS_METRICS_OPENMETRICS;
+
+	if (metrics->text[i] == NULL)
+		metrics->text[i] = proto_metrics_text(metrics->obj, i ?
+		    PROTO_METRICS_OPENMETRICS : PROTO_METRICS_PROMETHEUS,
+		    NULL);
+	return metrics->text[i];
+}
+
+/* Free metrics. */
+void
+locks_metrics_free(locks_metrics *metrics)
+{
+	if (metrics == NULL)
+		return;
+	json_object_put(metrics->obj);
+	free(metrics->json);
+	free(metrics->text[0]);
+	free(metrics->text[1]);
+	free(metrics);
 }

@@ -5,8 +5,7 @@
  * carries that request's id (else NULL); and between requests, from
  * conn_drain (locks_check, locks_held), always with NULL.
  *
- * A new event (the coming "contended" for holders, "lost" for a lock
- * taken away) is a row in event_handlers and its handler here.  An event
+ * A new event is a row in event_handlers and its handler here.  An event
  * with no row is dropped, as PROTOCOL.md asks of clients.  An event
  * read along with a final reply is handed over before the transaction
  * returns (conn_handle_buffered), also with NULL, so nothing waits in the
@@ -25,6 +24,8 @@ static int	 event_blocking(locks_conn *, struct json_object *,
 		    const struct blocking *);
 static int	 event_lost(locks_conn *, struct json_object *,
 		    const struct blocking *);
+static int	 event_contended(locks_conn *, struct json_object *,
+		    const struct blocking *);
 
 static const struct {
 	const char	*name;
@@ -32,7 +33,45 @@ static const struct {
 } event_handlers[] = {
 	{ "blocking", event_blocking },
 	{ "lost", event_lost },
+	{ "contended", event_contended },
 };
+
+/*
+ * Someone waits behind a lock this connection holds: hand the count and
+ * the first waiter to the lock's on_contended.  An event for no lock that
+ * asked is dropped; a malformed one for a lock that did is a protocol
+ * error; out of memory only skips the notice.
+ */
+static int
+event_contended(locks_conn *conn, struct json_object *event,
+    const struct blocking *blk)
+{
+	struct json_object	*name, *waiters, *first;
+	locks_holder		 h;
+	int			 error;
+
+	(void)blk;
+	if (!json_object_object_get_ex(event, "name", &name) ||
+	    !json_object_is_type(name, json_type_string) ||
+	    !conn_contended_watched(conn, json_object_get_string(name)))
+		return LOCKS_OK;
+	if (!json_object_object_get_ex(event, "waiters", &waiters) ||
+	    !json_object_is_type(waiters, json_type_int) ||
+	    !json_object_object_get_ex(event, "first", &first)) {
+		error_msg(conn, "malformed contended event");
+		return conn_break(conn, LOCKS_E_PROTOCOL);
+	}
+	error = decode_holder(first, &h);
+	if (error == LOCKS_OK)
+		conn_contended(conn, json_object_get_string(name),
+		    json_object_get_int(waiters), &h);
+	decode_holder_clear(&h);
+	if (error == LOCKS_E_PROTOCOL) {
+		error_msg(conn, "malformed contended event");
+		return conn_break(conn, LOCKS_E_PROTOCOL);
+	}
+	return LOCKS_OK;
+}
 
 /*
  * A cluster lock taken away (locksd's etcd lease lapsed): forget it, so

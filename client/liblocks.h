@@ -50,9 +50,20 @@ struct locks_conn {
 	size_t			 nheld;
 	int			 cluster_lost;	/* a lost event came */
 
+	struct contended_watch	*contended;	/* held locks that asked */
+	size_t			 ncontended;
+	int			 in_contended;	/* a callback runs */
+
 	int			 send_fds[PROTO_MAX_FDS]; /* go with the next
 						   request, borrowed */
 	size_t			 nsend_fds;
+};
+
+/* A lock whose contended events go to a callback, while it is held. */
+struct contended_watch {
+	char			*name;		/* as acquired */
+	locks_contended_cb	 cb;
+	void			*arg;
 };
 
 /* The first byte of a cluster name in the held list: no name has it. */
@@ -94,6 +105,12 @@ struct locks_status {
 	int64_t			 waiters;
 	int64_t			 acquired_total;
 	char			*json;
+};
+
+struct locks_metrics {
+	struct json_object	*obj;		/* the reply's metrics */
+	char			*json;
+	char			*text[2];	/* by locks_metrics_format */
 };
 
 /* A blocking callback and what it needs, for the duration of one acquire. */
@@ -138,9 +155,15 @@ int		 event_dispatch(locks_conn *, struct json_object *,
 
 /* locks.c */
 void		 conn_cluster_lost(locks_conn *, const char *);
+int		 conn_contended_watched(const locks_conn *, const char *);
+void		 conn_contended(locks_conn *, const char *, int,
+		    const locks_holder *);
+void		 contended_forget_all(locks_conn *);
 
 /* decode.c */
 int		 decode_string(const char *, char **);
+int		 decode_holder(struct json_object *, locks_holder *);
+void		 decode_holder_clear(locks_holder *);
 int		 decode_holders(struct json_object *, const char *,
 		    locks_holder **, size_t *);
 void		 decode_lock_clear(locks_lock *);

@@ -393,6 +393,93 @@ conn_cluster_lost(locks_conn *conn, const char *name)
 	    "lapsed", name);
 }
 
+/* Index of name among the locks watched for contended events, or -1. */
+static ssize_t
+contended_find(const locks_conn *conn, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < conn->ncontended; i++) {
+		if (strcmp(conn->contended[i].name, name) == 0)
+			return (ssize_t)i;
+	}
+	return -1;
+}
+
+/*
+ * Watch name for contended events, before its acquire is sent: its grant
+ * may bring one along in the same read.
+ */
+static int
+contended_watch(locks_conn *conn, const char *name, locks_contended_cb cb,
+    void *arg)
+{
+	struct contended_watch	*grown;
+	char			*copy;
+
+	if ((copy = strdup(name)) == NULL)
+		return LOCKS_E_NOMEM;
+	grown = reallocarray(conn->contended, conn->ncontended + 1,
+	    sizeof *grown);
+	if (grown == NULL) {
+		free(copy);
+		return LOCKS_E_NOMEM;
+	}
+	conn->contended = grown;
+	grown[conn->ncontended].name = copy;
+	grown[conn->ncontended].cb = cb;
+	grown[conn->ncontended].arg = arg;
+	conn->ncontended++;
+	return LOCKS_OK;
+}
+
+/* Stop watching name for contended events. */
+static void
+contended_forget(locks_conn *conn, const char *name)
+{
+	ssize_t	 i;
+
+	if ((i = contended_find(conn, name)) == -1)
+		return;
+	free(conn->contended[i].name);
+	conn->contended[i] = conn->contended[--conn->ncontended];
+}
+
+/* Stop watching every lock, as the connection goes. */
+void
+contended_forget_all(locks_conn *conn)
+{
+	while (conn->ncontended > 0)
+		free(conn->contended[--conn->ncontended].name);
+	free(conn->contended);
+	conn->contended = NULL;
+}
+
+/* Whether name is a held lock whose contended events have a callback. */
+int
+conn_contended_watched(const locks_conn *conn, const char *name)
+{
+	return contended_find(conn, name) != -1;
+}
+
+/*
+ * A contended event for name: call its lock's callback, with requests
+ * on the connection refused meanwhile (locks_check and the transaction
+ * that read the event are not reentrant).
+ */
+void
+conn_contended(locks_conn *conn, const char *name, int waiters,
+    const locks_holder *first)
+{
+	ssize_t	 i;
+
+	if ((i = contended_find(conn, name)) == -1)
+		return;
+	conn->in_contended = 1;
+	conn->contended[i].cb(name, waiters, first, conn->contended[i].arg);
+	conn->in_contended = 0;
+}
+
 /*
  * Send an acquire (with the descriptors set on conn, if any) and take its
  * grant; the token goes to *ret_value.  held says whether the connection
@@ -422,15 +509,23 @@ acquire_send(locks_conn *conn, const char *name,
 	req.owner = opts->owner;
 	req.scope = opts->scope == LOCKS_CLUSTER ? PROTO_SCOPE_CLUSTER :
 	    PROTO_SCOPE_LOCAL;
+	req.notify_contended = opts->on_contended != NULL;
 	blk.name = name;
 	blk.cb = opts->on_blocking;
 	blk.arg = opts->arg;
+	if (req.notify_contended && contended_watch(conn, name,
+	    opts->on_contended, opts->arg) != LOCKS_OK) {
+		conn->nsend_fds = 0;
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
 	error = conn_transact_fast(conn, &req, &blk, &reply, &value);
 	conn->nsend_fds = 0;
-	if (error != LOCKS_OK)
-		return error;
-	if (reply != NULL &&
-	    (error = conn_reply_error(conn, reply)) != LOCKS_OK) {
+	if (error == LOCKS_OK && reply != NULL)
+		error = conn_reply_error(conn, reply);
+	if (error != LOCKS_OK) {
+		if (req.notify_contended)
+			contended_forget(conn, name);
 		json_object_put(reply);
 		return error;
 	}
@@ -605,6 +700,12 @@ locks_acquire_fd(locks_conn *conn, int fd,
 		error_msg(conn, "descriptor %d is not open", fd);
 		return LOCKS_E_INVAL;
 	}
+	if (opts->on_contended != NULL) {
+		error_msg(conn, "on_contended cannot go with the descriptor "
+		    "form: the lock is handed over, and the broker no longer "
+		    "sees who waits behind it");
+		return LOCKS_E_INVAL;
+	}
 	again = *opts;
 	deadline = monotonic_now() + opts->timeout;
 	/*
@@ -663,8 +764,10 @@ locks_release_scope(locks_conn *conn, const char *name,
 	if (error == LOCKS_OK || error == LOCKS_E_NOT_HELD) {
 		if (scope == LOCKS_CLUSTER)
 			cluster_forget(conn, spelled);
-		else
+		else {
 			held_remove(conn, spelled);
+			contended_forget(conn, spelled);
+		}
 	}
 	free(spelled);
 	return error;
@@ -927,3 +1030,47 @@ locks_status_get(locks_conn *conn, locks_status **ret_status)
 	return LOCKS_OK;
 }
 
+/* Ask the daemon for its metrics: a status with "metrics":true. */
+int
+locks_metrics_get(locks_conn *conn, locks_metrics **ret_metrics)
+{
+	struct proto_request	 req;
+	struct json_object	*reply, *obj;
+	locks_metrics		*m;
+	const char		*json;
+	int			 error;
+
+	if (conn == NULL || ret_metrics == NULL) {
+		error_msg(conn, "no connection or no result pointer");
+		return LOCKS_E_INVAL;
+	}
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_STATUS;
+	req.metrics = 1;
+	if ((error = conn_transact(conn, &req, NULL, &reply, NULL,
+	    NULL)) != LOCKS_OK)
+		return error;
+	if ((error = conn_reply_error(conn, reply)) != LOCKS_OK) {
+		json_object_put(reply);
+		return error;
+	}
+	if (!json_object_object_get_ex(reply, "metrics", &obj) ||
+	    !json_object_is_type(obj, json_type_object)) {
+		json_object_put(reply);
+		error_msg(conn, "this locksd reports no metrics: it is older "
+		    "than the status request's \"metrics\" field");
+		return LOCKS_E_UNSUPPORTED;
+	}
+	json = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+	if ((m = calloc(1, sizeof *m)) == NULL ||
+	    (m->json = strdup(json)) == NULL) {
+		free(m);
+		json_object_put(reply);
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	m->obj = json_object_get(obj);
+	json_object_put(reply);
+	*ret_metrics = m;
+	return LOCKS_OK;
+}

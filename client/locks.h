@@ -72,6 +72,7 @@ typedef struct locks_lock locks_lock;
 typedef struct locks_holder locks_holder;
 typedef struct locks_list locks_list;
 typedef struct locks_status locks_status;
+typedef struct locks_metrics locks_metrics;
 
 /* The protocol code of an error ("timeout"), or the library's own name. */
 const char	*locks_error_code(int error);
@@ -151,6 +152,21 @@ typedef void (*locks_blocking_cb)(const locks_lock *lock, int position,
     void *arg);
 
 /*
+ * Called for a lock this connection holds, if it asked (on_contended in
+ * its options), when a request queues behind it, and again as that
+ * queue changes, at most once a second: name is the lock as acquired,
+ * waiters how many wait, first the first of them (valid only during the
+ * call).  The daemon pushes these between requests: they are read, and
+ * the callback called, inside any later call on the connection, and by
+ * locks_check (watch locks_fd for POLLIN to call it in time).  arg is the
+ * arg of the acquire's options.  The callback must not make requests on
+ * the connection (they fail with LOCKS_E_INVAL), but it may note what to
+ * do after: release the lock once locks_check returns, say.
+ */
+typedef void (*locks_contended_cb)(const char *name, int waiters,
+    const locks_holder *first, void *arg);
+
+/*
  * Where a lock lives: this machine's locksd (the default), or the etcd
  * cluster of a locksd started with --etcd, across every machine on it.
  */
@@ -165,12 +181,14 @@ struct locks_acquire_opts {
 	double		 notify_after;	/* seconds before on_blocking */
 	const char	*owner;		/* free text, LOCKS_MAX_OWNER bytes */
 	locks_blocking_cb on_blocking;	/* may be NULL */
-	void		*arg;		/* passed to on_blocking */
+	void		*arg;		/* passed to on_blocking, on_contended */
 	enum locks_scope scope;		/* LOCKS_LOCAL by default */
+	/* Local locks only: not cluster ones, nor the descriptor form. */
+	locks_contended_cb on_contended; /* may be NULL: not told */
 };
 
 #define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL, \
-	LOCKS_LOCAL }
+	LOCKS_LOCAL, NULL }
 
 /*
  * Take a lock; opts may be NULL for an exclusive lock waited for forever.
@@ -289,6 +307,28 @@ int64_t		 locks_status_waiters(const locks_status *status);
 int64_t		 locks_status_acquired_total(const locks_status *status);
 const char	*locks_status_json(const locks_status *status);
 void		 locks_status_free(locks_status *status);
+
+/*
+ * Ask the daemon for its metrics (status with "metrics"; PROTOCOL.md has
+ * the shape): counters, gauges, histograms, the busiest names.  A daemon
+ * too old to have them gives LOCKS_E_UNSUPPORTED.
+ */
+enum locks_metrics_format {
+	LOCKS_METRICS_PROMETHEUS = 0,	/* text format 0.0.4, promtool's */
+	LOCKS_METRICS_OPENMETRICS = 1	/* OpenMetrics 1.0 */
+};
+
+int		 locks_metrics_get(locks_conn *conn,
+		    locks_metrics **ret_metrics);
+/* The metrics object, as one line of JSON. */
+const char	*locks_metrics_json(const locks_metrics *metrics);
+/*
+ * The metrics as a scraper reads them, ending in "# EOF"; it lives as
+ * long as metrics.  NULL if out of memory.
+ */
+const char	*locks_metrics_text(locks_metrics *metrics,
+		    enum locks_metrics_format format);
+void		 locks_metrics_free(locks_metrics *metrics);
 
 #pragma GCC visibility pop
 

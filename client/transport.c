@@ -211,6 +211,7 @@ conn_free(locks_conn *conn)
 	while (conn->nheld > 0)
 		free(conn->held[--conn->nheld]);
 	free(conn->held);
+	contended_forget_all(conn);
 	free(conn->buf);
 	free(conn->path);
 	free(conn);
@@ -579,8 +580,11 @@ conn_wait_reply(locks_conn *conn, const struct proto_request *req,
 		    "earlier error");
 		return LOCKS_E_LOST;
 	}
-	/* A request from a callback would take the waiting one's reply. */
-	if (conn->waiting) {
+	/*
+	 * A request from a callback would take the waiting one's reply, or
+	 * read on under conn_drain's feet.
+	 */
+	if (conn->waiting || conn->in_contended) {
 		error_msg(conn, "a request was made from inside a callback of "
 		    "another request on the same connection");
 		return LOCKS_E_INVAL;

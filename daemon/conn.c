@@ -66,6 +66,7 @@ struct conn {
 	size_t			 output_high;	/* unread bytes that throttle */
 	const struct conn_cb	*cb;
 	void			*cb_arg;
+	struct conn_counters	*counters;	/* the owner's, or NULL */
 	struct event		*read_ev;	/* persistent while reading */
 	struct event		*write_ev;	/* while output is backed up */
 	struct event		*flush_ev;	/* flushes out, once a pass */
@@ -221,6 +222,36 @@ conn_new(struct event_base *base, int fd, size_t output_high,
 	conn->cb = cb;
 	conn->cb_arg = arg;
 	return conn;
+}
+
+/* Count this conn's throttles and errors into counters from now on. */
+void
+conn_set_counters(struct conn *conn, struct conn_counters *counters)
+{
+	conn->counters = counters;
+}
+
+/* Count an error reply the owner sends on this conn. */
+void
+conn_note_error(struct conn *conn, enum proto_error error)
+{
+	if (conn->counters != NULL && error < PROTO_E_COUNT)
+		conn->counters->errors[error]++;
+}
+
+/* Whether reading is paused until the peer reads its replies. */
+int
+conn_throttled(const struct conn *conn)
+{
+	return conn->throttled;
+}
+
+/* The reply bytes queued and not yet written. */
+size_t
+conn_unsent(const struct conn *conn)
+{
+	return evbuffer_get_length(conn->out) +
+	    (conn_reply_owner == conn ? conn_reply_len : 0);
 }
 
 /* Close the socket and free the connection; only its owner calls this. */
@@ -403,6 +434,7 @@ conn_start_closing(struct conn *conn)
 void
 conn_close_with(struct conn *conn, enum proto_error error, const char *msg)
 {
+	conn_note_error(conn, error);
 	conn_send(conn, proto_reply_error(NULL, error, msg));
 	conn_start_closing(conn);
 }
@@ -413,6 +445,8 @@ conn_throttle(struct conn *conn)
 {
 	if (evbuffer_get_length(conn->out) <= conn->output_high)
 		return 0;
+	if (!conn->throttled && conn->counters != NULL)
+		conn->counters->throttles++;
 	conn->throttled = 1;
 	event_del(conn->read_ev);
 	return 1;

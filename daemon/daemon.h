@@ -51,6 +51,7 @@ struct lock_store *store_file_base(struct store_file *);
 int		 store_file_set_max_files(struct store_file *, size_t);
 size_t		 store_file_nfiles(const struct store_file *);
 size_t		 store_file_max_paths(const struct store_file *);
+size_t		 store_file_nwatching(const struct store_file *);
 void		 store_file_set_blocked_cb(struct store_file *,
 		    store_file_blocked_cb, void *);
 void		 store_file_adopt(struct store_file *, struct lock *, int,
@@ -111,6 +112,7 @@ int		 access_allows(const struct access *, int, const struct peer *);
 int	 token_read_ceiling(int, int64_t *);
 int	 token_seed(int, double, int64_t *);
 int	 token_reserve(int, int64_t, const char **);
+int	 fd_write_all(int, const char *, size_t);	/* also metrics.c's */
 
 /*
  * conn.c: one client connection's transport: line framing, output with
@@ -136,9 +138,19 @@ struct conn_cb {
 	void	(*gone)(void *);
 };
 
+/* What conns count, into a struct their owner keeps (metrics.c's). */
+struct conn_counters {
+	uint64_t	 throttles;		/* reading paused for output */
+	uint64_t	 errors[PROTO_E_COUNT];	/* error replies, by code */
+};
+
 struct conn	*conn_new(struct event_base *, int, size_t,
 		    const struct conn_cb *, void *);
 void		 conn_free(struct conn *);
+void		 conn_set_counters(struct conn *, struct conn_counters *);
+void		 conn_note_error(struct conn *, enum proto_error);
+int		 conn_throttled(const struct conn *);
+size_t		 conn_unsent(const struct conn *);
 void		 conn_send(struct conn *, struct json_object *);
 void		 conn_write(struct conn *, const char *, size_t);
 void		 conn_close_with(struct conn *, enum proto_error,
@@ -195,6 +207,63 @@ struct etcd_list_req *store_etcd_list(struct store_etcd *, const char *,
 void		 store_etcd_list_cancel(struct etcd_list_req *);
 
 /*
+ * metrics.c: the counters and gauges an operator scrapes (status with
+ * "metrics":true, locks metrics, --metrics-file).  Plain numbers in the
+ * session host, which the hot paths only add to: no lock, no allocation.
+ * Gauges that the lock table and the sessions know already are read at
+ * scrape time instead.
+ */
+enum metrics_refusal {
+	METRICS_REFUSED_NOT_ALLOWED,	/* --allow-user, --allow-group */
+	METRICS_REFUSED_MAX_CLIENTS,
+	METRICS_REFUSED_PER_UID,	/* --max-clients-per-uid */
+	METRICS_REFUSED_FD_LIMIT,	/* accept(2): out of descriptors */
+	METRICS_REFUSED_NO_MEMORY,
+	METRICS_REFUSED_COUNT
+};
+
+enum metrics_cancel {
+	METRICS_CANCEL_RELEASE,		/* the client released the wait */
+	METRICS_CANCEL_DISCONNECT,	/* its connection closed */
+	METRICS_CANCEL_COUNT
+};
+
+/* A histogram of seconds, over proto_metrics_bounds; not cumulative. */
+struct metrics_hist {
+	uint64_t	 bucket[PROTO_METRICS_BUCKETS + 1]; /* last: past all */
+	double		 sum;
+};
+
+/* What is counted per scope (enum proto_scope). */
+struct metrics_scope {
+	uint64_t		 grants[2];	/* by enum proto_mode */
+	uint64_t		 timeouts;
+	struct metrics_hist	 wait;
+	struct metrics_hist	 hold;
+};
+
+struct metrics {
+	uint64_t		 accepted;
+	uint64_t		 refused[METRICS_REFUSED_COUNT];
+	uint64_t		 cancels[METRICS_CANCEL_COUNT];
+	struct metrics_scope	 scope[2];
+	struct conn_counters	 conn;
+	int64_t			 token_ceiling;	/* saved; server.c sets it */
+	int			 token_failing;	/* the last save failed */
+};
+
+struct session_host;
+struct metrics_file;
+
+void		 metrics_observe(struct metrics_hist *, double);
+struct json_object *metrics_encode(struct session_host *);
+struct metrics_file *metrics_file_new(const char *, double, char *, size_t);
+void		 metrics_file_free(struct metrics_file *);
+void		 metrics_file_tick(struct metrics_file *, struct session_host *);
+int		 metrics_file_write(struct metrics_file *,
+		    struct session_host *, char *, size_t);
+
+/*
  * session.c: one client's session over its conn: the tokener and the
  * parse, the client label, the acquires, and dispatch.  What all
  * sessions share, and the calls up into the daemon, are in a
@@ -224,6 +293,7 @@ struct holder_info {
 struct session_host {
 	struct event_base	*base;
 	struct locktab		*locktab;
+	struct store_file	*store;		/* under locktab */
 	struct locktab		*cluster;	/* over etcd, or NULL */
 	struct store_etcd	*etcd;		/* its store, or NULL */
 	struct listing		*listing;
@@ -234,6 +304,7 @@ struct session_host {
 	struct session_list	 sessions;	/* kept by session.c */
 	struct json_tokener	*tok;		/* session.c's, shared */
 	size_t			 nsessions;
+	struct metrics		 metrics;	/* metrics.c's counters */
 	/* Calls up into the daemon, each given arg. */
 	void		 (*closed)(const struct peer *, int, void *);
 	const char	*(*tokens_exhausted)(void *);
@@ -258,12 +329,15 @@ struct snap_acquire;
 int		 session_restore_acquire(struct session *,
 		    struct snap_acquire *, struct lock *);
 void		 session_failed(struct lock_req *, int, void *);
+void		 session_contended(struct lock_req *, size_t,
+		    struct lock_req *, void *);
 struct json_object *session_cluster_describe(struct lock_req *, void *);
 void		 session_cluster_queued(struct lock *, void *);
 void		 session_cluster_lost(struct lock *, void *);
 void		 session_cluster_drop_all(struct session_host *);
 void		 session_converted(struct lock_req *, int, void *);
 void		 session_convert_drop_all(struct session_host *);
+void		 session_output(struct session_host *, size_t *, size_t *);
 
 /* listing.c: holders and locks as list and blocking events show them. */
 struct handoff;
@@ -293,6 +367,8 @@ void		 listing_free(struct listing *);
 void		 listing_handoff_add(struct listing *,
 		    const struct handoff_info *);
 struct json_object *listing_holders(struct listing *, struct lock *);
+struct json_object *listing_request(struct lock_req *);
+void		 listing_outside_counts(struct listing *, size_t *, size_t *);
 struct snap_handoff;
 size_t		 listing_handoffs_export(struct listing *,
 		    struct snap_handoff **);
@@ -317,7 +393,7 @@ struct json_object *listing_locks(struct listing *, const char *,
  * Every fd field is -1 when absent.  Bump STATE_VERSION on any change of
  * the format.
  */
-#define STATE_VERSION	1
+#define STATE_VERSION	2
 #define STATE_ENV	"LOCKSD_STATE_FD"	/* the memfd, on a reload */
 #define STATE_FDNAME	"~=state"	/* the memfd, on a restart */
 
@@ -343,6 +419,8 @@ struct snap_acquire {
 	uint64_t		 path_ino;
 	int			 handoff_fd;
 	int			 had_handoff;	/* the state named one */
+	uint32_t		 notify_contended; /* version 2 on */
+	double			 told_at;	/* monotonic; 0: never */
 };
 
 #define SNAP_FD_GROUPS	4		/* conn.c's CONN_FD_GROUPS */
@@ -462,6 +540,8 @@ struct server_config {
 	size_t		 max_lock_files; /* 0: no bound */
 	struct snap	*restore;	/* a reload's state, or NULL */
 	const struct etcd_config *etcd;	/* --etcd, or NULL: no cluster */
+	const char	*metrics_file;	/* --metrics-file, or NULL */
+	double		 metrics_interval; /* its rewrites, in seconds */
 };
 
 struct server	*server_new(struct event_base *, const struct server_config *);

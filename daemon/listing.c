@@ -225,6 +225,13 @@ holders_array(struct listing *listing, struct lock_req *first,
 	return array;
 }
 
+/* One broker request as list shows it, for the contended event's first. */
+struct json_object *
+listing_request(struct lock_req *req)
+{
+	return holder_encode(req);
+}
+
 /* The holders of one lock, broker and outside, for a blocking event. */
 struct json_object *
 listing_holders(struct listing *listing, struct lock *lock)
@@ -708,4 +715,37 @@ listing_handoff_restore(struct listing *listing, const struct snap_handoff *s)
 	info.holder.token = s->token;
 	info.parent = s->parent;
 	listing_handoff_add(listing, &info);
+}
+
+/*
+ * For metrics: how many flocks processes outside the broker hold on the
+ * files of the table's locks, and how many handed-over locks are still
+ * held (ended ones pruned, as list prunes them).  /proc/locks is read
+ * only when there is a lock to look at.
+ */
+void
+listing_outside_counts(struct listing *listing, size_t *ret_outside,
+    size_t *ret_handoffs)
+{
+	struct outside	 out;
+	struct lock	*lock;
+	size_t		 n = 0;
+	dev_t		 dev;
+	ino_t		 ino;
+
+	if (locktab_first(listing->locktab) == NULL &&
+	    TAILQ_EMPTY(&listing->handoffs)) {
+		*ret_outside = 0;
+		*ret_handoffs = 0;
+		return;
+	}
+	outside_read(listing, &out, NULL, 0, 1);
+	handoffs_prune_all(listing, &out, NULL);
+	for (lock = locktab_first(listing->locktab); lock != NULL;
+	    lock = locktab_next(lock)) {
+		lock_file_id(lock, &dev, &ino);
+		n += outside_count(out.holders, out.n, dev, ino, 0);
+	}
+	*ret_outside = n;
+	*ret_handoffs = listing->nhandoffs;
 }

@@ -40,6 +40,15 @@
  * the next acquire, so a stale pointer may name another request.  Failed
  * requests are reported the same way, after the grants, through
  * failed_cb; the table frees each when its callback returns.
+ *
+ * Contended reports.  A lock counts its holders that asked to be told of
+ * waiters (ncontend), so that a queue change costs a request that did not
+ * ask one test of that count.  A change under such a holder puts the lock
+ * on the table's contended_now list (once); locktab_dispatch reports it
+ * after the grants, so a holder hears of its grant first.  A holder told
+ * less than LOCKTAB_CONTENDED_EVERY seconds ago, or whose grant is not
+ * reported yet, is held back: the lock moves to contended_later, which
+ * locktab_contended_tick (every second) tries again.
  */
 
 #include <sys/queue.h>
@@ -75,6 +84,13 @@
 #define LOCK_IDLE_MAX 1024	/* idle locks whose state stays open */
 #define REQ_SPARE_MAX 64	/* freed requests kept for reuse */
 
+/* Which contended list a lock is on. */
+enum lock_contended {
+	CONTENDED_NONE = 0,
+	CONTENDED_NOW,		/* for the next locktab_dispatch */
+	CONTENDED_LATER		/* held back, for locktab_contended_tick */
+};
+
 struct lock_req {
 	struct lock		*lock;
 	enum proto_mode		 mode;
@@ -84,6 +100,8 @@ struct lock_req {
 	int			 converting;	/* an upgrade of it waits */
 	int			 converted;	/* pending: an upgrade ended */
 	int			 convert_error;	/* its result */
+	int			 notify;	/* asked for contended reports */
+	double			 told_at;	/* last report; 0: none */
 	int64_t			 token;		/* 0 while waiting */
 	double			 since;
 	void			*arg;
@@ -107,9 +125,12 @@ struct lock {
 	size_t			 nfailed;	/* failed requests not yet freed */
 	struct lock_req		*converter;	/* a holder's upgrade waits */
 	int			 convert_blocked; /* on the store, not holders */
+	size_t			 ncontend;	/* holders with notify */
+	enum lock_contended	 contended;	/* on which list */
 	TAILQ_ENTRY(lock)	 entry;
 	TAILQ_ENTRY(lock)	 blocked_entry;
 	TAILQ_ENTRY(lock)	 converting_entry;
+	TAILQ_ENTRY(lock)	 contended_entry;
 };
 TAILQ_HEAD(locks, lock);
 
@@ -126,6 +147,11 @@ struct locktab {
 	locktab_failed_cb	 failed_cb;
 	locktab_converted_cb	 converted_cb;
 	locktab_clock		 clock;
+	locktab_contended_cb	 contended_cb;
+	locktab_clock		 contended_clock;	/* monotonic */
+	struct locks		 contended_now;
+	struct locks		 contended_later;
+	size_t			 ncontended_later;
 	void			*root;		/* tsearch(3) tree */
 	struct locks		 locks;
 	struct locks		 blocked;
@@ -144,6 +170,8 @@ struct locktab {
 	uint64_t		 granted_total;
 };
 
+static void	lock_contended_unlink(struct lock *);
+
 /* Return the realtime clock in seconds, the default clock. */
 static double
 locktab_realtime(void)
@@ -151,6 +179,16 @@ locktab_realtime(void)
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Return the monotonic clock in seconds, the contended reports' default. */
+static double
+locktab_monotonic(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -246,6 +284,7 @@ lock_free(struct lock *lock)
 
 	lock_set_blocked(lock, 0, PROTO_EXCLUSIVE);
 	tdelete(lock, &tab->root, lock_cmp);
+	lock_contended_unlink(lock);
 	if (lock->idle) {
 		TAILQ_REMOVE(&tab->idle, lock, entry);
 		tab->nidle--;
@@ -268,6 +307,7 @@ lock_retire(struct lock *lock)
 		lock_free(lock);
 		return;
 	}
+	lock_contended_unlink(lock);
 	tab->ops->drop(lock->state);
 	TAILQ_REMOVE(&tab->locks, lock, entry);
 	TAILQ_INSERT_TAIL(&tab->idle, lock, entry);
@@ -348,6 +388,65 @@ lock_compatible(struct lock *lock, enum proto_mode mode)
 	return holder->mode == PROTO_SHARED && mode == PROTO_SHARED;
 }
 
+/* Take a lock off the contended list it is on, if any. */
+static void
+lock_contended_unlink(struct lock *lock)
+{
+	struct locktab	*tab = lock->tab;
+
+	if (lock->contended == CONTENDED_NOW)
+		TAILQ_REMOVE(&tab->contended_now, lock, contended_entry);
+	else if (lock->contended == CONTENDED_LATER) {
+		TAILQ_REMOVE(&tab->contended_later, lock, contended_entry);
+		tab->ncontended_later--;
+	}
+	lock->contended = CONTENDED_NONE;
+}
+
+/* The lock's queue changed under a holder that asked: report it soon. */
+static void
+lock_contended_mark(struct lock *lock)
+{
+	if (lock->contended != CONTENDED_NONE)
+		return;
+	lock->contended = CONTENDED_NOW;
+	TAILQ_INSERT_TAIL(&lock->tab->contended_now, lock, contended_entry);
+}
+
+/*
+ * Tell each holder of the lock that asked how its queue stands now, but
+ * those told too recently or not yet told of their grant: for them the
+ * lock waits on contended_later.  An empty queue tells nobody.
+ */
+static void
+lock_contended_report(struct lock *lock, double now)
+{
+	struct locktab	*tab = lock->tab;
+	struct lock_req	*req, *first = TAILQ_FIRST(&lock->waiters);
+	int		 later = 0;
+
+	lock_contended_unlink(lock);
+	if (first == NULL || lock->ncontend == 0 || tab->contended_cb == NULL)
+		return;
+	TAILQ_FOREACH(req, &lock->holders, entry) {
+		if (!req->notify)
+			continue;
+		if (req->pending || (req->told_at != 0 &&
+		    now - req->told_at < LOCKTAB_CONTENDED_EVERY)) {
+			later = 1;
+			continue;
+		}
+		req->told_at = now;
+		tab->contended_cb(req, lock->nwaiters, first, req->arg);
+	}
+	if (later) {
+		lock->contended = CONTENDED_LATER;
+		TAILQ_INSERT_TAIL(&tab->contended_later, lock,
+		    contended_entry);
+		tab->ncontended_later++;
+	}
+}
+
 /* Append a request to the lock's queue. */
 static void
 lock_enqueue(struct lock *lock, struct lock_req *req)
@@ -371,6 +470,8 @@ lock_dequeue(struct lock *lock, struct lock_req *req)
 	lock->tab->nwaiting--;
 	if (lock->tab->ops->left != NULL)
 		lock->tab->ops->left(lock->state, req);
+	if (lock->ncontend > 0)
+		lock_contended_mark(lock);
 }
 
 /*
@@ -410,6 +511,11 @@ lock_hold(struct lock *lock, struct lock_req *req)
 	lock->nholders++;
 	tab->nheld++;
 	tab->granted_total++;
+	if (req->notify) {
+		lock->ncontend++;
+		if (lock->nwaiters > 0)
+			lock_contended_mark(lock);
+	}
 	req->pending = 1;
 	TAILQ_INSERT_TAIL(&tab->pending, req, pending_entry);
 }
@@ -478,11 +584,16 @@ lock_fail(struct lock *lock, int error)
 		lock_grant(lock);
 }
 
-/* Run the granted callbacks of every pending grant, in grant order. */
+/*
+ * Run the granted callbacks of every pending grant, in grant order, then
+ * the contended reports the operation made.
+ */
 static void
 locktab_dispatch(struct locktab *tab)
 {
 	struct lock_req	*req;
+	struct lock	*lock;
+	double		 now;
 
 	/* Reread the head each time: a callback may change the list. */
 	while ((req = TAILQ_FIRST(&tab->pending)) != NULL) {
@@ -496,6 +607,11 @@ locktab_dispatch(struct locktab *tab)
 		} else if (tab->granted_cb != NULL)
 			tab->granted_cb(req, req->arg);
 	}
+	if (TAILQ_EMPTY(&tab->contended_now))
+		return;
+	now = tab->contended_clock();
+	while ((lock = TAILQ_FIRST(&tab->contended_now)) != NULL)
+		lock_contended_report(lock, now);
 }
 
 /* A zeroed request, reused if one is spare: a cycle then needs no malloc. */
@@ -583,8 +699,43 @@ locktab_new(struct lock_store *store, locktab_granted_cb granted_cb,
 	TAILQ_INIT(&tab->idle);
 	TAILQ_INIT(&tab->pending);
 	TAILQ_INIT(&tab->failed);
+	TAILQ_INIT(&tab->contended_now);
+	TAILQ_INIT(&tab->contended_later);
+	tab->contended_clock = locktab_monotonic;
 	store->tab = tab;
 	return tab;
+}
+
+/*
+ * Report contended locks through cb, timed by clock (NULL: the monotonic
+ * clock).  Without a callback no holder is told.
+ */
+void
+locktab_set_contended(struct locktab *tab, locktab_contended_cb cb,
+    locktab_clock clock)
+{
+	tab->contended_cb = cb;
+	tab->contended_clock = clock != NULL ? clock : locktab_monotonic;
+}
+
+/*
+ * Try again the contended reports held back, called every second (and
+ * make any not made yet); each lock held back now is tried once.
+ */
+void
+locktab_contended_tick(struct locktab *tab)
+{
+	struct lock	*lock;
+	size_t		 n = tab->ncontended_later;
+	double		 now;
+
+	if (n == 0 && TAILQ_EMPTY(&tab->contended_now))
+		return;
+	now = tab->contended_clock();
+	while ((lock = TAILQ_FIRST(&tab->contended_now)) != NULL)
+		lock_contended_report(lock, now);
+	while (n-- > 0 && (lock = TAILQ_FIRST(&tab->contended_later)) != NULL)
+		lock_contended_report(lock, now);
 }
 
 /* Free a lock table, its locks and requests, without any callback. */
@@ -694,6 +845,11 @@ locktab_acquire_object(struct locktab *tab, const char *name, void *object,
 	} else
 		lock_enqueue(lock, req);
 	*ret_req = req;
+	/* A holder that asked hears of its new waiter: one test if none. */
+	if (lock->ncontend > 0) {
+		lock_contended_mark(lock);
+		locktab_dispatch(tab);
+	}
 	return 0;
 }
 
@@ -939,6 +1095,8 @@ locktab_release(struct locktab *tab, struct lock_req *req)
 		TAILQ_REMOVE(&lock->holders, req, entry);
 		lock->nholders--;
 		tab->nheld--;
+		if (req->notify)
+			lock->ncontend--;
 	} else
 		lock_dequeue(lock, req);
 	req_free(tab, req);
@@ -1272,6 +1430,40 @@ void *
 lock_req_arg(const struct lock_req *req)
 {
 	return req->arg;
+}
+
+/*
+ * Ask for contended reports while the request holds its lock; told_at is
+ * when it was last told (clock of locktab_set_contended), 0 if never.  A
+ * holder that was never told, with a queue behind it already, is told at
+ * the next dispatch.
+ */
+void
+lock_req_notify_contended(struct lock_req *req, double told_at)
+{
+	struct lock	*lock = req->lock;
+
+	if (req->notify)
+		return;
+	req->notify = 1;
+	req->told_at = told_at;
+	if (!req->held)
+		return;		/* lock_hold counts it */
+	lock->ncontend++;
+	if (lock->nwaiters > 0 && told_at == 0)
+		lock_contended_mark(lock);
+}
+
+/*
+ * Whether the request asked for contended reports, and (told_at) when it
+ * was last told, for a reload to carry.
+ */
+int
+lock_req_notifies(const struct lock_req *req, double *ret_told_at)
+{
+	if (ret_told_at != NULL)
+		*ret_told_at = req->told_at;
+	return req->notify;
 }
 
 /*

@@ -35,10 +35,26 @@ typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef void (*locktab_failed_cb)(struct lock_req *, int, void *);
 typedef void (*locktab_converted_cb)(struct lock_req *, int, void *);
 typedef double (*locktab_clock)(void);
+typedef void (*locktab_contended_cb)(struct lock_req *, size_t,
+    struct lock_req *, void *);
+
+/*
+ * Contended reports: a holder that asked (lock_req_notify_contended) is
+ * told, through the contended callback (holder, waiters, first waiter,
+ * the holder's arg), when a request queues behind it, and again as the
+ * queue changes, at most once per LOCKTAB_CONTENDED_EVERY seconds of the
+ * clock given to locktab_set_contended; a report held back by that waits
+ * for locktab_contended_tick.  An empty queue is never reported.  The
+ * callback must not call into the table.
+ */
+#define LOCKTAB_CONTENDED_EVERY	1.0
 
 struct locktab	*locktab_new(struct lock_store *, locktab_granted_cb,
 		    locktab_failed_cb, locktab_clock);
 void		 locktab_free(struct locktab *);
+void		 locktab_set_contended(struct locktab *,
+		    locktab_contended_cb, locktab_clock);
+void		 locktab_contended_tick(struct locktab *);
 int		 locktab_acquire(struct locktab *, const char *,
 		    enum proto_mode, int, void *, struct lock_req **);
 int		 locktab_acquire_object(struct locktab *, const char *,
@@ -92,6 +108,8 @@ int		 lock_req_position(const struct lock_req *);
 struct lock	*lock_req_lock(struct lock_req *);
 const char	*lock_req_name(const struct lock_req *);
 void		*lock_req_arg(const struct lock_req *);
+void		 lock_req_notify_contended(struct lock_req *, double);
+int		 lock_req_notifies(const struct lock_req *, double *);
 
 /*
  * A lock store: what a lock is underneath the grant rules (a file in the

@@ -26,6 +26,7 @@
 #define DEFAULT_ETCD_PREFIX		"/locks/"
 #define DEFAULT_ETCD_TTL		10
 #define DEFAULT_ETCD_MAX_WAITS		1024
+#define DEFAULT_METRICS_INTERVAL	5
 
 static void
 usage(FILE *out)
@@ -38,6 +39,7 @@ usage(FILE *out)
 	    "              [--etcd URL[,URL...]] [--etcd-prefix PREFIX]\n"
 	    "              [--etcd-ttl SECS] [--etcd-max-waits N]\n"
 	    "              [--node NAME]\n"
+	    "              [--metrics-file PATH] [--metrics-interval SECS]\n"
 	    "              [--version] [--help]\n"
 	    "\n"
 	    "  --socket PATH   listen on PATH (default: $LOCKS_SOCKET, else\n"
@@ -82,12 +84,20 @@ usage(FILE *out)
 	    "                  (default %d)\n"
 	    "  --node NAME     this machine as other nodes' lists show it\n"
 	    "                  (default: the hostname)\n"
+	    "  --metrics-file PATH\n"
+	    "                  write the metrics, as Prometheus text, to PATH\n"
+	    "                  (for node_exporter's textfile collector),\n"
+	    "                  replaced whole every --metrics-interval; its\n"
+	    "                  directory must exist\n"
+	    "  --metrics-interval SECS\n"
+	    "                  seconds between rewrites (default %d)\n"
 	    "  -v, --verbose   log every connection\n"
 	    "  --version       print the version and exit\n"
 	    "  --help          print this help and exit\n",
 	    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_UID,
 	    DEFAULT_MAX_LOCKS_PER_CLIENT, DEFAULT_MAX_LOCK_FILES,
-	    DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_TTL, DEFAULT_ETCD_MAX_WAITS);
+	    DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_TTL, DEFAULT_ETCD_MAX_WAITS,
+	    DEFAULT_METRICS_INTERVAL);
 }
 
 /* Check the --etcd options, fill in the node's default; exit if bad. */
@@ -232,6 +242,8 @@ main(int argc, char **argv)
 		{ "etcd-ttl", required_argument, NULL, 'T' },
 		{ "etcd-max-waits", required_argument, NULL, 'W' },
 		{ "node", required_argument, NULL, 'N' },
+		{ "metrics-file", required_argument, NULL, 'M' },
+		{ "metrics-interval", required_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -242,6 +254,7 @@ main(int argc, char **argv)
 		.max_clients = DEFAULT_MAX_CLIENTS,
 		.max_clients_per_uid = DEFAULT_MAX_CLIENTS_PER_UID,
 		.max_lock_files = DEFAULT_MAX_LOCK_FILES,
+		.metrics_interval = DEFAULT_METRICS_INTERVAL,
 	};
 	struct etcd_config	 etcd = {
 		.prefix = DEFAULT_ETCD_PREFIX,
@@ -302,6 +315,17 @@ main(int argc, char **argv)
 			break;
 		case 'N':
 			etcd.node = optarg;
+			break;
+		case 'M':
+			config.metrics_file = optarg;
+			break;
+		case 'I':
+			if ((config.metrics_interval = parse_count(optarg)) >
+			    3600) {
+				fprintf(stderr, "locksd: --metrics-interval "
+				    "takes 1 to 3600 seconds\n");
+				return 2;
+			}
 			break;
 		case 'v':
 			verbose = 1;

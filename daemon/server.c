@@ -63,6 +63,7 @@ struct server {
 	struct event		*tick_ev;
 	struct event		*resume_ev;
 	struct systemd		*sd;
+	struct metrics_file	*metrics_file;	/* --metrics-file, or NULL */
 	int			 handed_over;	/* to a next instance */
 	int32_t			 former[SNAP_FORMER_MAX]; /* restored from */
 	size_t			 nformer;
@@ -367,6 +368,8 @@ server_accept_error_cb(struct evconnlistener *listener, void *arg)
 	int		 error = errno;
 
 	log_warn("accept");
+	if (error == EMFILE || error == ENFILE)
+		srv->host.metrics.refused[METRICS_REFUSED_FD_LIMIT]++;
 	/* Idle lock files are the descriptors that can go at once. */
 	if ((error == EMFILE || error == ENFILE) &&
 	    locktab_close_idle(srv->locktab) > 0)
@@ -444,6 +447,7 @@ server_save_tokens(struct server *srv)
 		return error;
 	}
 	srv->token_ceiling = ceiling;
+	srv->host.metrics.token_ceiling = ceiling;
 	locktab_set_token_limit(srv->locktab, ceiling);
 	return 0;
 }
@@ -460,6 +464,7 @@ server_reserve_tokens(struct server *srv)
 			    "can be saved", srv->token_msg,
 			    (long long)srv->token_ceiling);
 		srv->token_error = -error;
+		srv->host.metrics.token_failing = 1;
 		return error;
 	}
 	if (srv->token_error != 0)
@@ -467,6 +472,7 @@ server_reserve_tokens(struct server *srv)
 		    "tokens up to %lld", srv->lock_dir, TOKEN_FILE,
 		    (long long)srv->token_ceiling);
 	srv->token_error = 0;
+	srv->host.metrics.token_failing = 0;
 	return 0;
 }
 
@@ -616,6 +622,8 @@ server_tick_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	server_reserve_tokens(srv);
 	locktab_expire(srv->locktab);
+	locktab_contended_tick(srv->locktab);
+	metrics_file_tick(srv->metrics_file, &srv->host);
 	server_status(srv, status, sizeof status);
 	systemd_status(srv->sd, status);
 }
@@ -780,6 +788,30 @@ server_kept_claim(const struct snap *snap, int dirfd, const char *path)
 	return snap->claim_fd;
 }
 
+/*
+ * With --metrics-file, write it once now: a path it cannot be written to
+ * stops a plain start, with the path named.  A reload or restart, which
+ * holds clients' locks, only logs it and goes on; so do later failures.
+ */
+static void
+server_metrics_file(struct server *srv, const struct server_config *config)
+{
+	char	 err[PATH_MAX + 128];
+
+	if (config->metrics_file == NULL)
+		return;
+	if ((srv->metrics_file = metrics_file_new(config->metrics_file,
+	    config->metrics_interval, err, sizeof err)) == NULL) {
+		if (config->restore == NULL)
+			fatalx("%s", err);
+		log_warnx("%s; not writing it", err);
+		return;
+	}
+	if (metrics_file_write(srv->metrics_file, &srv->host, err,
+	    sizeof err) != 0 && config->restore == NULL)
+		fatalx("%s", err);
+}
+
 /* Set up the lock table, the socket, signals and timers. */
 struct server *
 server_new(struct event_base *base, const struct server_config *config)
@@ -821,6 +853,8 @@ server_new(struct event_base *base, const struct server_config *config)
 	if (srv->locktab == NULL)
 		fatal("locktab_new");
 	locktab_set_converted_cb(srv->locktab, session_converted);
+	locktab_set_contended(srv->locktab, session_contended,
+	    clock_monotonic);
 	if (config->max_lock_files > 0 && (error = store_file_set_max_files(
 	    srv->store, config->max_lock_files)) != 0) {
 		errno = -error;
@@ -842,6 +876,7 @@ server_new(struct event_base *base, const struct server_config *config)
 	server_listen(srv, config);
 	if (config->restore != NULL)
 		server_restore(srv, config->restore);
+	server_metrics_file(srv, config);
 	server_signals(srv);
 	srv->sd = systemd_new(base);
 	server_timers(srv);
@@ -888,6 +923,7 @@ server_free(struct server *srv)
 	event_free(srv->tick_ev);
 	event_free(srv->resume_ev);
 	systemd_free(srv->sd);
+	metrics_file_free(srv->metrics_file);
 	free(srv->socket_path);
 	free(srv);
 }
@@ -968,17 +1004,22 @@ server_may_admit(struct server *srv, int fd, const struct peer *peer,
 {
 	struct uid_count	*count;
 
+	uint64_t		*refused = srv->host.metrics.refused;
+
 	if (!access_allows(srv->access, fd, peer)) {
+		refused[METRICS_REFUSED_NOT_ALLOWED]++;
 		*ret_msg = "this user may not use the lock broker";
 		return PROTO_E_PERMISSION_DENIED;
 	}
 	if (srv->host.nsessions >= srv->max_clients) {
+		refused[METRICS_REFUSED_MAX_CLIENTS]++;
 		*ret_msg = "too many clients are connected";
 		return PROTO_E_LIMIT;
 	}
 	if (srv->max_clients_per_uid > 0 &&
 	    (count = uid_count_find(srv, peer->uid)) != NULL &&
 	    count->n >= srv->max_clients_per_uid) {
+		refused[METRICS_REFUSED_PER_UID]++;
 		*ret_msg = "too many connections from this user";
 		return PROTO_E_LIMIT;
 	}
@@ -1053,9 +1094,11 @@ server_accept_peer(struct server *srv, int fd)
 	}
 	counted = server_count_uid(srv, peer.uid);
 	if (session_new(&srv->host, fd, &peer, counted) == NULL) {
+		srv->host.metrics.refused[METRICS_REFUSED_NO_MEMORY]++;
 		server_session_closed(&peer, counted, srv);
 		return;
 	}
+	srv->host.metrics.accepted++;
 	log_debug("connection from pid %ld uid %ld", (long)peer.pid,
 	    (long)peer.uid);
 }
@@ -1117,6 +1160,7 @@ server_host_init(struct server *srv, const struct server_config *config)
 	    srv->lock_dirfd);
 	host->base = srv->base;
 	host->locktab = srv->locktab;
+	host->store = srv->store;
 	host->cluster = srv->cluster;
 	host->etcd = srv->etcd;
 	host->listing = &srv->listing;

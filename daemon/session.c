@@ -66,6 +66,7 @@ struct acquire {
 	double			 started;	/* monotonic */
 	double			 timeout_at;	/* monotonic; 0: none */
 	double			 notify_at;	/* monotonic; 0: none, or sent */
+	double			 granted_at;	/* monotonic; 0: not held here */
 	uint32_t		 snap_index;	/* in the state being saved */
 	int			 held;
 	int			 cluster;	/* in the etcd store's table */
@@ -137,6 +138,13 @@ acquire_table(const struct acquire *a)
 	return a->cluster ? host->cluster : host->locktab;
 }
 
+/* The metrics of the acquire's scope. */
+static struct metrics_scope *
+acquire_metrics(const struct acquire *a)
+{
+	return &a->session->host->metrics.scope[a->cluster];
+}
+
 /* Stop the acquire's timers; it no longer waits. */
 static void
 acquire_stop_timers(struct acquire *a)
@@ -182,6 +190,9 @@ acquire_drop(struct acquire *a)
 	struct locktab		*tab = acquire_table(a);
 	struct lock_req		*req = a->req;
 
+	if (a->granted_at > 0)
+		metrics_observe(&acquire_metrics(a)->hold,
+		    clock_monotonic() - a->granted_at);
 	/* Unlink first: releasing may grant others, never this acquire. */
 	a->req = NULL;
 	acquire_free(a);
@@ -193,6 +204,7 @@ static void
 reply_error_id(struct conn *conn, struct json_object *id,
     enum proto_error error, const char *msg)
 {
+	conn_note_error(conn, error);
 	conn_send(conn, proto_reply_error(id, error, msg));
 	json_object_put(id);
 }
@@ -264,21 +276,31 @@ cluster_holders(struct session_host *host, struct lock *lock)
 	return holders;
 }
 
+/* A new event of kind about an acquire: its id, and its name as asked. */
+static struct json_object *
+acquire_event_new(const struct acquire *a, const char *kind)
+{
+	struct json_object	*event, *id;
+
+	id = proto_id_parse(a->id_text, a->id_len);
+	event = proto_event_new(id, kind);
+	json_object_put(id);
+	json_object_object_add(event, "name",
+	    json_object_new_string(a->target));
+	return event;
+}
+
 /* Send the one blocking event of a waiting acquire. */
 static void
 acquire_notify_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct acquire		*a = arg;
-	struct json_object	*event, *id;
+	struct json_object	*event;
 
 	(void)fd;
 	(void)events;
 	a->notify_at = 0;
-	id = proto_id_parse(a->id_text, a->id_len);
-	event = proto_event_new(id, "blocking");
-	json_object_put(id);
-	json_object_object_add(event, "name",
-	    json_object_new_string(a->target));
+	event = acquire_event_new(a, "blocking");
 	json_object_object_add(event, "holders", a->cluster ?
 	    cluster_holders(a->session->host, lock_req_lock(a->req)) :
 	    listing_holders(a->session->host->listing,
@@ -296,6 +318,7 @@ acquire_timeout_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	acquire_metrics(a)->timeouts++;
 	acquire_error(a, PROTO_E_TIMEOUT, "timed out waiting for the lock");
 	acquire_drop(a);
 }
@@ -446,6 +469,7 @@ acquire_hand_off(struct acquire *a, struct lock_req *req, uint64_t waited_us)
 		listing_handoff_add(a->session->host->listing, &h);
 		grant_reply(a, req, waited_us);
 	}
+	a->granted_at = 0;	/* held on the caller's descriptor now */
 	acquire_drop(a);
 }
 
@@ -479,17 +503,21 @@ acquire_same_file(struct acquire *a, struct lock_req *req)
 void
 session_granted(struct lock_req *req, void *arg)
 {
-	struct acquire	*a = arg;
-	double		 waited;
+	struct acquire		*a = arg;
+	struct metrics_scope	*m = acquire_metrics(a);
+	double			 waited;
 
 	a->req = req;
 	a->held = 1;
 	acquire_stop_timers(a);
 	if (a->by_path && !acquire_same_file(a, req))
 		return;
-	waited = clock_monotonic() - a->started;
+	a->granted_at = clock_monotonic();
+	waited = a->granted_at - a->started;
 	if (!(waited >= 0 && waited < PROTO_MAX_SECONDS * 10))
 		waited = 0;
+	m->grants[lock_req_mode(req)]++;
+	metrics_observe(&m->wait, waited);
 	if (a->handoff_fd >= 0) {
 		acquire_hand_off(a, req, (uint64_t)(waited * 1e6 + 0.5));
 		return;
@@ -534,13 +562,9 @@ session_failed(struct lock_req *req, int error, void *arg)
 static void
 convert_lost(struct acquire *a, int64_t token)
 {
-	struct json_object	*event, *id;
+	struct json_object	*event;
 
-	id = proto_id_parse(a->id_text, a->id_len);
-	event = proto_event_new(id, "lost");
-	json_object_put(id);
-	json_object_object_add(event, "name",
-	    json_object_new_string(a->target));
+	event = acquire_event_new(a, "lost");
 	json_object_object_add(event, "scope", json_object_new_string("local"));
 	json_object_object_add(event, "token", json_object_new_int64(token));
 	conn_send(a->conn, event);
@@ -619,6 +643,25 @@ convert_abandon(struct acquire *a, enum proto_error code, const char *msg)
 }
 
 /*
+ * The lock table's contended report: a holder that asked is told how many
+ * wait behind it and who is first, in the waiter shape list uses.
+ */
+void
+session_contended(struct lock_req *holder, size_t nwaiters,
+    struct lock_req *first, void *arg)
+{
+	struct acquire		*a = arg;
+	struct json_object	*event;
+
+	(void)holder;
+	event = acquire_event_new(a, "contended");
+	json_object_object_add(event, "waiters",
+	    json_object_new_int64((int64_t)nwaiters));
+	json_object_object_add(event, "first", listing_request(first));
+	conn_send(a->conn, event);
+}
+
+/*
  * The etcd store's describe hook: the holder a new key stands for, a
  * waiting request (pid, uid, client, owner, since), for other nodes.
  */
@@ -647,6 +690,7 @@ session_cluster_queued(struct lock *lock, void *arg)
 		next = lock_req_next(req);
 		a = lock_req_arg(req);
 		if (a->try_only) {
+			acquire_metrics(a)->timeouts++;
 			acquire_error(a, PROTO_E_TIMEOUT,
 			    "the cluster lock is held");
 			acquire_drop(a);
@@ -664,7 +708,7 @@ session_cluster_queued(struct lock *lock, void *arg)
 void
 session_cluster_lost(struct lock *lock, void *arg)
 {
-	struct json_object	*event, *id;
+	struct json_object	*event;
 	struct lock_req		*req;
 	struct acquire		*a;
 
@@ -673,11 +717,7 @@ session_cluster_lost(struct lock *lock, void *arg)
 	for (req = lock_first_holder(lock); req != NULL;
 	    req = lock_req_next(req)) {
 		a = lock_req_arg(req);
-		id = proto_id_parse(a->id_text, a->id_len);
-		event = proto_event_new(id, "lost");
-		json_object_put(id);
-		json_object_object_add(event, "name",
-		    json_object_new_string(a->target));
+		event = acquire_event_new(a, "lost");
 		json_object_object_add(event, "scope",
 		    json_object_new_string("cluster"));
 		json_object_object_add(event, "token",
@@ -834,6 +874,7 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 	char			 msg[PATH_MAX + 512];	/* the store's text */
 
 	if (rc == -EWOULDBLOCK) {
+		host->metrics.scope[PROTO_SCOPE_LOCAL].timeouts++;
 		reply_error(s->conn, r, PROTO_E_TIMEOUT, "the lock is held");
 	} else if (rc == LOCKTAB_E_NO_TOKENS) {
 		/* No token left under the ceiling saved on disk. */
@@ -873,6 +914,7 @@ acquire_failed_cluster(struct session *s, const struct proto_request *r,
 	char	 msg[512];
 
 	if (rc == -EWOULDBLOCK) {
+		s->host->metrics.scope[PROTO_SCOPE_CLUSTER].timeouts++;
 		reply_error(s->conn, r, PROTO_E_TIMEOUT,
 		    "the cluster lock is held");
 		return;
@@ -942,6 +984,8 @@ handoff_again(struct session *s, const struct proto_request *r,
 		handoff_holder(&h, &s->client, r->owner, r->mode, token);
 		listing_handoff_add(s->host->listing, &h);
 	}
+	s->host->metrics.scope[PROTO_SCOPE_LOCAL].grants[r->mode]++;
+	metrics_observe(&s->host->metrics.scope[PROTO_SCOPE_LOCAL].wait, 0);
 	reply = reply_new(r);
 	json_object_object_add(reply, "name", json_object_new_string(r->name));
 	json_object_object_add(reply, "mode",
@@ -1067,6 +1111,12 @@ handle_acquire_cluster(struct session *s, const struct proto_request *r)
 		    "no cluster: start it with --etcd URL for cluster locks");
 		return;
 	}
+	if (r->notify_contended) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "notify_contended "
+		    "is for local locks: a cluster lock's waiters on other "
+		    "nodes queue in etcd, where this locksd does not see them");
+		return;
+	}
 	if (acquire_admit(s, r, r->name, 1) != 0)
 		return;
 	if ((a = acquire_new(s, r)) == NULL) {
@@ -1151,6 +1201,8 @@ handle_acquire(struct session *s, const struct proto_request *r,
 		return;		/* granted at once and handed off: a is gone */
 	s->acquiring = NULL;
 	a->req = req;
+	if (r->notify_contended)
+		lock_req_notify_contended(req, 0);
 	if (!a->held && acquire_arm_timers(a, r) == -1) {
 		reply_error(s->conn, r, PROTO_E_LIMIT,
 		    "out of memory");
@@ -1169,9 +1221,11 @@ handle_release(struct session *s, const struct proto_request *r)
 		    "this connection neither holds nor awaits that name");
 		return;
 	}
-	if (!a->held)
+	if (!a->held) {
+		s->host->metrics.cancels[METRICS_CANCEL_RELEASE]++;
 		acquire_error(a, PROTO_E_CANCELLED,
 		    "the wait was cancelled by a release");
+	}
 	if (a->convert_id != NULL)
 		reply_error_id(a->conn, proto_id_parse(a->convert_id,
 		    a->convert_id_len), PROTO_E_CANCELLED,
@@ -1413,6 +1467,9 @@ handle_status(struct session *s, const struct proto_request *r)
 	if (host->cluster != NULL)
 		json_object_object_add(reply, "cluster",
 		    cluster_status(host));
+	if (r->metrics)
+		json_object_object_add(reply, "metrics",
+		    metrics_encode(host));
 	conn_send(s->conn, reply);
 }
 
@@ -1552,8 +1609,11 @@ session_drop_all(struct session *s)
 {
 	struct acquire	*a;
 
-	while ((a = TAILQ_FIRST(&s->acquires)) != NULL)
+	while ((a = TAILQ_FIRST(&s->acquires)) != NULL) {
+		if (!a->held)
+			s->host->metrics.cancels[METRICS_CANCEL_DISCONNECT]++;
 		acquire_drop(a);
+	}
 }
 
 /* The conn's closing callback: the peer's locks go at once. */
@@ -1608,6 +1668,7 @@ session_new(struct session_host *host, int fd, const struct peer *peer,
 		session_free_parts(s);
 		return NULL;
 	}
+	conn_set_counters(s->conn, &host->metrics.conn);
 	s->host = host;
 	s->client.peer = *peer;
 	s->uid_counted = counted;
@@ -1691,6 +1752,8 @@ session_export(struct session *s, uint32_t index, struct snap_session *ss)
 		sa->path_dev = a->path_dev;
 		sa->path_ino = a->path_ino;
 		sa->handoff_fd = a->handoff_fd;
+		sa->notify_contended = a->req != NULL &&
+		    lock_req_notifies(a->req, &sa->told_at);
 	}
 	return 0;
 }
@@ -1732,11 +1795,21 @@ session_restore(struct session_host *host, const struct snap_session *ss,
 		session_free_parts(s);
 		return NULL;
 	}
+	conn_set_counters(s->conn, &host->metrics.conn);
 	s->client.peer = ss->peer;
 	s->uid_counted = counted;
 	TAILQ_INSERT_TAIL(&host->sessions, s, entry);
 	host->nsessions++;
 	return s;
+}
+
+/* A restored grant's monotonic time, from when (realtime) it was made. */
+static double
+restored_grant_time(double since)
+{
+	double	 now = clock_monotonic(), age = clock_realtime() - since;
+
+	return age > 0 && age < now ? now - age : now;
 }
 
 /* Re-arm a restored waiter's timers for what is left of them. */
@@ -1793,13 +1866,38 @@ session_restore_acquire(struct session *s, struct snap_acquire *sa,
 		return rc;
 	}
 	a->req = req;
+	if (sa->notify_contended)
+		lock_req_notify_contended(req, sa->told_at);
 	a->handoff_fd = sa->handoff_fd;
 	sa->handoff_fd = -1;
+	if (a->held)
+		a->granted_at = restored_grant_time(sa->since);
 	if (!a->held && acquire_rearm(a, sa) == -1) {
 		acquire_drop(a);
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+/*
+ * For metrics: how many connections are throttled (reading paused for
+ * unread replies), and how many reply bytes those have not read.
+ */
+void
+session_output(struct session_host *host, size_t *ret_conns,
+    size_t *ret_bytes)
+{
+	struct session	*s;
+	size_t		 n = 0, bytes = 0;
+
+	TAILQ_FOREACH(s, &host->sessions, entry) {
+		if (conn_throttled(s->conn)) {
+			n++;
+			bytes += conn_unsent(s->conn);
+		}
+	}
+	*ret_conns = n;
+	*ret_bytes = bytes;
 }
 
 /* Export every session into s->sessions (session_export); -1 if no memory. */

@@ -2,11 +2,14 @@
  * The state handed over across a reload or a restart, and its format:
  * the one place that knows it (daemon.h has the plain data).
  *
- * Format, version 1, all integers little-endian:
+ * Format, version 2, all integers little-endian:
  *   "LOCKSDST" magic, u32 version, u32 header length (16 so far);
  *   then sections, each a u32 tag and a u32 byte length, so that a
  *   reader skips what it does not know: header fields, listeners,
- *   sessions, locks, handoffs.  Every count is checked against the bytes
+ *   sessions, locks, handoffs, and (version 2) the contended section
+ *   after the sessions: the acquires that asked for contended events,
+ *   as (session, acquire) indexes with when each was last told.  A
+ *   version 1 reader skips it, so a downgrade only loses the asking.  Every count is checked against the bytes
  *   left, so a cut or corrupt state ends the section it is in, never
  *   the reader.  A string is a u32 length and its bytes; an fd is an
  *   i32, -1 for none.
@@ -36,7 +39,8 @@ enum state_tag {
 	TAG_LISTENERS,
 	TAG_SESSIONS,
 	TAG_LOCKS,
-	TAG_HANDOFFS
+	TAG_HANDOFFS,
+	TAG_CONTENDED		/* version 2 */
 };
 
 /* A growing output buffer; failed is set once memory runs out. */
@@ -343,6 +347,32 @@ write_locks(struct wbuf *w, const struct snap *s)
 	section_end(w, at);
 }
 
+/* The acquires that asked for contended events: a section of its own. */
+static void
+write_contended(struct wbuf *w, const struct snap *s)
+{
+	size_t		 at;
+	uint32_t	 i, j, n = 0;
+
+	for (i = 0; i < s->nsessions; i++)
+		for (j = 0; j < s->sessions[i].nacquires; j++)
+			n += s->sessions[i].acquires[j].notify_contended != 0;
+	if (n == 0)
+		return;
+	at = section_begin(w, TAG_CONTENDED);
+	put_u32(w, n);
+	for (i = 0; i < s->nsessions; i++) {
+		for (j = 0; j < s->sessions[i].nacquires; j++) {
+			if (!s->sessions[i].acquires[j].notify_contended)
+				continue;
+			put_u32(w, i);
+			put_u32(w, j);
+			put_f64(w, s->sessions[i].acquires[j].told_at);
+		}
+	}
+	section_end(w, at);
+}
+
 static void
 write_handoffs(struct wbuf *w, const struct snap *s)
 {
@@ -394,6 +424,7 @@ state_write(int fd, const struct snap *s)
 	write_header(&w, s);
 	write_listeners(&w, s);
 	write_sessions(&w, s);
+	write_contended(&w, s);
 	write_locks(&w, s);
 	write_handoffs(&w, s);
 	rc = w.failed ? -ENOMEM : write_all(fd, w.data, w.len);
@@ -599,6 +630,30 @@ read_handoffs(struct rbuf *r, struct snap *s)
 	}
 }
 
+/*
+ * The contended section: flags on acquires of the sessions read before
+ * it; an index past them is ignored.
+ */
+static void
+read_contended(struct rbuf *r, struct snap *s)
+{
+	struct snap_acquire	*a;
+	uint32_t		 i, si, ai, n = get_count(r, 16, UINT32_MAX);
+	double			 told_at;
+
+	for (i = 0; i < n && !r->bad; i++) {
+		si = get_u32(r);
+		ai = get_u32(r);
+		told_at = get_f64(r);
+		if (r->bad || si >= s->nsessions ||
+		    ai >= s->sessions[si].nacquires)
+			continue;
+		a = &s->sessions[si].acquires[ai];
+		a->notify_contended = 1;
+		a->told_at = told_at;
+	}
+}
+
 /* Read one section into s; -1 once the sections end or go bad. */
 static int
 read_section(struct rbuf *r, struct snap *s)
@@ -628,6 +683,9 @@ read_section(struct rbuf *r, struct snap *s)
 		break;
 	case TAG_HANDOFFS:
 		read_handoffs(&sec, s);
+		break;
+	case TAG_CONTENDED:
+		read_contended(&sec, s);
 		break;
 	default:
 		break;		/* a later version's: skipped */

@@ -833,6 +833,13 @@ store_file_max_paths(const struct store_file *sf)
 	return sf->max_paths;
 }
 
+/* How many watch threads wait in flock(2) on outside holders now. */
+size_t
+store_file_nwatching(const struct store_file *sf)
+{
+	return sf->watcher != NULL ? watcher_nwatching(sf->watcher) : 0;
+}
+
 /*
  * A file store over an open lock directory (dir is its path, borrowed
  * for messages), its tokens from first_token on.  With an event loop,

@@ -90,9 +90,9 @@ token_seed(int dirfd, double realtime, int64_t *ret_first)
 	return 0;
 }
 
-/* Write all of buf to fd and make it durable; -errno on failure. */
-static int
-token_write(int fd, const char *buf, size_t len)
+/* Write all of buf to fd, as often as write(2) takes; -errno on failure. */
+int
+fd_write_all(int fd, const char *buf, size_t len)
 {
 	ssize_t	 n;
 
@@ -105,6 +105,17 @@ token_write(int fd, const char *buf, size_t len)
 		buf += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+/* Write all of buf to fd and make it durable; -errno on failure. */
+static int
+token_write(int fd, const char *buf, size_t len)
+{
+	int	 error;
+
+	if ((error = fd_write_all(fd, buf, len)) != 0)
+		return error;
 	return fsync(fd) == -1 ? -errno : 0;
 }
 

@@ -101,6 +101,14 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		if (req->handoff)
 			json_object_object_add(obj, "handoff",
 			    json_object_new_boolean(1));
+		if (req->notify_contended)
+			json_object_object_add(obj, "notify_contended",
+			    json_object_new_boolean(1));
+		break;
+	case PROTO_OP_STATUS:
+		if (req->metrics)
+			json_object_object_add(obj, "metrics",
+			    json_object_new_boolean(1));
 		break;
 	default:
 		break;
@@ -270,6 +278,8 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 	out_string(out, req->owner ? req->owner : "");
 	if (req->handoff)
 		out_text(out, ",\"handoff\":true");
+	if (req->notify_contended)
+		out_text(out, ",\"notify_contended\":true");
 }
 
 static void
@@ -320,6 +330,12 @@ proto_request_format(char *buf, size_t size, const struct proto_request *req,
 		break;
 	case PROTO_OP_ACQUIRE:
 		out_acquire(&out, req);
+		break;
+	case PROTO_OP_STATUS:
+		if (req->metrics) {
+			out_key(&out, "metrics");
+			out_text(&out, "true");
+		}
 		break;
 	default:
 		break;

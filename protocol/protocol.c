@@ -606,6 +606,33 @@ decode_handoff(struct json_object *obj, struct proto_request *req,
 	return PROTO_OK;
 }
 
+/*
+ * Read acquire's notify_contended flag: the broker must keep the lock to
+ * see its waiters, so the descriptor form (handoff) cannot ask.
+ */
+static enum proto_error
+decode_notify_contended(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, FIELD(NOTIFY_CONTENDED), &value) ||
+	    json_object_is_type(value, json_type_null))
+		return PROTO_OK;
+	if (!json_object_is_type(value, json_type_boolean)) {
+		*ret_msg = "notify_contended must be a boolean";
+		return PROTO_E_BAD_REQUEST;
+	}
+	req->notify_contended = json_object_get_boolean(value);
+	if (req->notify_contended && req->handoff) {
+		*ret_msg = "notify_contended cannot go with handoff: the "
+		    "descriptor form hands the lock over, and the broker no "
+		    "longer sees who waits behind it";
+		return PROTO_E_BAD_REQUEST;
+	}
+	return PROTO_OK;
+}
+
 /* Read the optional scope of an acquire, release or list. */
 static enum proto_error
 decode_scope(struct json_object *obj, struct proto_request *req,
@@ -681,9 +708,28 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 		return PROTO_E_BAD_REQUEST;
 	}
-	if ((error = decode_scope(obj, req, ret_msg)) != PROTO_OK)
+	if ((error = decode_scope(obj, req, ret_msg)) != PROTO_OK ||
+	    (error = decode_handoff(obj, req, ret_msg)) != PROTO_OK)
 		return error;
-	return decode_handoff(obj, req, ret_msg);
+	return decode_notify_contended(obj, req, ret_msg);
+}
+
+/* Read status's optional metrics flag. */
+static enum proto_error
+decode_status(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, FIELD(METRICS), &value) ||
+	    json_object_is_type(value, json_type_null))
+		return PROTO_OK;
+	if (!json_object_is_type(value, json_type_boolean)) {
+		*ret_msg = "metrics must be a boolean";
+		return PROTO_E_BAD_REQUEST;
+	}
+	req->metrics = json_object_get_boolean(value);
+	return PROTO_OK;
 }
 
 static enum proto_error
@@ -856,8 +902,9 @@ proto_request_decode(struct json_object *obj, struct proto_request *req,
 		    ret_msg)) != PROTO_OK)
 			return error;
 		return decode_scope(obj, req, ret_msg);
-	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
+		return decode_status(obj, req, ret_msg);
+	case PROTO_OP_PING:
 		return PROTO_OK;
 	}
 	*ret_msg = "unknown op";

@@ -95,7 +95,8 @@ enum proto_op {
 	X(TIMEOUT, "timeout") X(NOTIFY_AFTER, "notify_after")		\
 	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
 	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")	\
-	X(SCOPE, "scope")
+	X(SCOPE, "scope") X(NOTIFY_CONTENDED, "notify_contended")	\
+	X(METRICS, "metrics")
 
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
@@ -116,6 +117,9 @@ struct proto_request {
 	int			 handoff;	/* acquire: flock the
 						   caller's descriptor */
 	enum proto_scope	 scope;		/* acquire, release, list */
+	int			 notify_contended; /* acquire: tell the
+						   holder of waiters */
+	int			 metrics;	/* status: with its metrics */
 };
 
 /* Room for the strings of a request decoded on the fast path. */
@@ -204,6 +208,24 @@ char		*proto_uint_digits(char *, uint64_t, int);
 size_t		 proto_format_ok(char *, size_t, const char *, size_t);
 size_t		 proto_format_grant(char *, size_t, const char *, size_t,
 		    const char *, enum proto_mode, uint64_t, uint64_t);
+
+/*
+ * metrics.c: the metrics of a status reply (its "metrics" object) as the
+ * text an operator's scraper reads: Prometheus' text format (0.0.4), or
+ * OpenMetrics 1.0.  One formatter, for locks metrics and --metrics-file.
+ */
+#define PROTO_METRICS_BUCKETS	14	/* finite bounds of a histogram */
+#define PROTO_METRICS_BUSIEST	10	/* names with series of their own */
+
+enum proto_metrics_format {
+	PROTO_METRICS_PROMETHEUS = 0,
+	PROTO_METRICS_OPENMETRICS
+};
+
+extern const double proto_metrics_bounds[PROTO_METRICS_BUCKETS];
+
+char		*proto_metrics_text(struct json_object *,
+		    enum proto_metrics_format, size_t *);
 
 /* scan.c */
 

@@ -57,14 +57,16 @@ _Static_assert(KEY_COUNT <= 32, "struct scan has a bit per key in seen");
  * A key missing here is skipped, unread: test_protocol.c checks that
  * every one of PROTO_FIELDS is here.
  */
-static const unsigned char keys_by_first[128][2] = {
+#define KEYS_PER_FIRST	3	/* the most known keys one byte starts */
+
+static const unsigned char keys_by_first[128][KEYS_PER_FIRST] = {
 	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
 	['h'] = { KEY_HANDOFF },
 	['i'] = { KEY_ID },
 	['l'] = { KEY_LIMIT },
-	['m'] = { KEY_MODE },
-	['n'] = { KEY_NAME, KEY_NOTIFY_AFTER },
+	['m'] = { KEY_MODE, KEY_METRICS },
+	['n'] = { KEY_NAME, KEY_NOTIFY_AFTER, KEY_NOTIFY_CONTENDED },
 	['o'] = { KEY_OP, KEY_OWNER },
 	['s'] = { KEY_SCOPE },
 	['t'] = { KEY_TIMEOUT },
@@ -387,7 +389,8 @@ scan_key(const char *p, const char *end, enum scan_key *ret_key)
 
 	if (p < end && (unsigned char)*p < 128) {
 		candidates = keys_by_first[(unsigned char)*p];
-		for (i = 0; i < 2 && candidates[i] != KEY_OTHER; i++) {
+		for (i = 0; i < KEYS_PER_FIRST && candidates[i] != KEY_OTHER;
+		    i++) {
 			if ((q = key_at(p, end, candidates[i])) != NULL) {
 				*ret_key = candidates[i];
 				return q;
@@ -560,10 +563,25 @@ scan_scope(struct scan *s, struct proto_request *req)
 	    proto_is_path(req->name) ? -1 : 0;
 }
 
+/* Acquire's notify_contended: true or false (a bad one is json-c's). */
+static int
+scan_notify_contended(struct scan *s, struct proto_request *req)
+{
+	const struct scan_value	*v;
+
+	if ((v = scan_field(s, KEY_NOTIFY_CONTENDED)) == NULL)
+		return 0;
+	if (v->type != SCAN_TRUE && v->type != SCAN_FALSE)
+		return -1;
+	req->notify_contended = v->type == SCAN_TRUE;
+	return 0;
+}
+
 static int
 scan_acquire(struct scan *s, struct proto_request *req)
 {
 	if (scan_name(s, 1, &req->name) == -1 || scan_scope(s, req) == -1 ||
+	    scan_notify_contended(s, req) == -1 ||
 	    scan_mode(s, &req->mode) == -1 ||
 	    scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
 	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1 ||
@@ -624,6 +642,20 @@ scan_list(struct scan *s, struct proto_request *req)
 	return scan_scope(s, req);
 }
 
+/* Status's metrics flag: a boolean, or null. */
+static int
+scan_status(struct scan *s, struct proto_request *req)
+{
+	const struct scan_value	*v;
+
+	if ((v = scan_field(s, KEY_METRICS)) == NULL)
+		return 0;
+	if (v->type != SCAN_TRUE && v->type != SCAN_FALSE)
+		return -1;
+	req->metrics = v->type == SCAN_TRUE;
+	return 0;
+}
+
 static int
 scan_fields(struct scan *s, struct proto_request *req)
 {
@@ -640,8 +672,9 @@ scan_fields(struct scan *s, struct proto_request *req)
 		return scan_scope(s, req);
 	case PROTO_OP_LIST:
 		return scan_list(s, req);
-	case PROTO_OP_PING:
 	case PROTO_OP_STATUS:
+		return scan_status(s, req);
+	case PROTO_OP_PING:
 		return 0;
 	case PROTO_OP_CONVERT:
 		return -1;	/* rare: json-c reads it */

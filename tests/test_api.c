@@ -541,6 +541,137 @@ START_TEST(test_default_socket_path_follows_the_documented_order)
 }
 END_TEST
 
+/* What the on_contended callback saw. */
+struct contended_seen {
+	int		 calls;
+	char		 name[64];
+	int		 waiters;
+	pid_t		 pid;
+	char		 client[64];
+	char		 owner[64];
+	enum locks_mode	 mode;
+	int64_t		 token;
+	locks_conn	*conn;		/* pinged from the callback */
+	int		 ping;
+};
+
+static void
+on_contended(const char *name, int waiters, const locks_holder *first,
+    void *arg)
+{
+	struct contended_seen	*seen = arg;
+
+	seen->calls++;
+	snprintf(seen->name, sizeof seen->name, "%s", name);
+	seen->waiters = waiters;
+	seen->pid = locks_holder_pid(first);
+	snprintf(seen->client, sizeof seen->client, "%s",
+	    locks_holder_client(first));
+	snprintf(seen->owner, sizeof seen->owner, "%s",
+	    locks_holder_owner(first));
+	seen->mode = locks_holder_mode(first);
+	seen->token = locks_holder_token(first);
+	if (seen->conn != NULL)
+		seen->ping = locks_ping(seen->conn);
+}
+
+/* Call locks_check until the callback ran calls times, or 5 s pass. */
+static void
+check_until(locks_conn *c, const struct contended_seen *seen, int calls)
+{
+	int	 i;
+
+	for (i = 0; i < 500 && seen->calls < calls; i++) {
+		ck_assert_int_eq(locks_check(c), LOCKS_OK);
+		if (seen->calls < calls)
+			h_sleep(0.01);
+	}
+}
+
+START_TEST(test_liblocks_on_contended_hears_of_the_first_waiter)
+{
+	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct contended_seen		 seen;
+	struct h_conn			*w;
+	locks_conn			*c = NULL;
+
+	memset(&seen, 0, sizeof seen);
+	opts.on_contended = on_contended;
+	opts.arg = &seen;
+	ck_assert_int_eq(locks_connect(h_srv.socket_path, "holder", &c),
+	    LOCKS_OK);
+	ck_assert_int_eq(locks_acquire(c, "ll-cont", &opts, NULL), LOCKS_OK);
+	ck_assert_int_eq(locks_check(c), LOCKS_OK);
+	ck_assert_int_eq(seen.calls, 0);
+	ck_assert_ptr_nonnull(w = h_conn_open(h_srv.socket_path));
+	ck_assert_int_eq(h_send(w, "{\"id\":1,\"op\":\"hello\","
+	    "\"client\":\"waiter\"}"), 0);
+	ck_assert(h_ok(h_recv(w, 5)));
+	ck_assert_int_eq(h_send(w, "{\"id\":2,\"op\":\"acquire\","
+	    "\"name\":\"ll-cont\",\"owner\":\"job\",\"mode\":\"shared\","
+	    "\"notify_after\":1e9}"), 0);
+	check_until(c, &seen, 1);
+	ck_assert_int_eq(seen.calls, 1);
+	ck_assert_str_eq(seen.name, "ll-cont");
+	ck_assert_int_eq(seen.waiters, 1);
+	ck_assert_int_eq(seen.pid, getpid());
+	ck_assert_str_eq(seen.client, "waiter");
+	ck_assert_str_eq(seen.owner, "job");
+	ck_assert_int_eq(seen.mode, LOCKS_SHARED);
+	ck_assert_int_eq(seen.token, 0);
+	ck_assert_int_eq(locks_release(c, "ll-cont"), LOCKS_OK);
+	ck_assert(h_ok(h_recv(w, 5)));
+	h_conn_close(w);
+	locks_close(c);
+}
+END_TEST
+
+START_TEST(test_liblocks_on_contended_refuses_requests_from_inside)
+{
+	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct contended_seen		 seen;
+	locks_conn			*c = NULL, *w = NULL;
+	struct h_conn			*q;
+	int				 fd;
+
+	memset(&seen, 0, sizeof seen);
+	opts.on_contended = on_contended;
+	opts.arg = &seen;
+	ck_assert_int_eq(locks_connect(h_srv.socket_path, "holder", &c),
+	    LOCKS_OK);
+	seen.conn = c;
+	seen.ping = 1;
+	ck_assert_int_eq(locks_acquire(c, "ll-cont2", &opts, NULL),
+	    LOCKS_OK);
+	ck_assert_int_eq(locks_connect(h_srv.socket_path, "w", &w), LOCKS_OK);
+	/* A try-once waiter never queues: nobody is told. */
+	opts.timeout = 0;
+	opts.on_contended = NULL;
+	ck_assert_int_eq(locks_acquire(w, "ll-cont2", &opts, NULL),
+	    LOCKS_E_TIMEOUT);
+	ck_assert_int_eq(seen.calls, 0);
+	/* A waiter's event, read within a later request on c. */
+	ck_assert_ptr_nonnull(q = h_conn_open(h_srv.socket_path));
+	ck_assert_int_eq(h_send(q, "{\"id\":2,\"op\":\"acquire\","
+	    "\"name\":\"ll-cont2\",\"notify_after\":1e9}"), 0);
+	h_sleep(0.3);
+	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
+	check_until(c, &seen, 1);
+	ck_assert_int_eq(seen.calls, 1);
+	ck_assert_int_eq(seen.ping, LOCKS_E_INVAL);
+	ck_assert_int_eq(locks_ping(c), LOCKS_OK);
+	/* The descriptor form is handed over: it cannot ask. */
+	ck_assert_int_ge(fd = open("/dev/null", O_RDONLY), 0);
+	opts.on_contended = on_contended;
+	ck_assert_int_eq(locks_acquire_fd(w, fd, &opts, NULL), LOCKS_E_INVAL);
+	ck_assert_ptr_nonnull(strstr(locks_last_message(w), "on_contended"));
+	close(fd);
+	h_conn_close(q);
+	locks_close(w);
+	locks_close(c);
+}
+END_TEST
+
 /*
  * When the daemon dies.
  */
@@ -585,6 +716,10 @@ api_suite(void)
 	tcase_add_test(tc, test_liblocks_uses_locks_socket_when_path_is_null);
 	tcase_add_test(tc,
 	    test_default_socket_path_follows_the_documented_order);
+	tcase_add_test(tc,
+	    test_liblocks_on_contended_hears_of_the_first_waiter);
+	tcase_add_test(tc,
+	    test_liblocks_on_contended_refuses_requests_from_inside);
 	suite_add_tcase(s, tc);
 
 	/* This one kills its daemon, so it starts one of its own. */

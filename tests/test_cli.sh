@@ -345,6 +345,11 @@ run 9x
 run -u cli-usage -- touch $TMP/ran.2
 run -u
 run --on-lost=term 9
+run --on-contended=term 9
+run --on-contended=bogus cli-usage -- touch $TMP/ran.2
+run -F --on-contended=term cli-usage -- touch $TMP/ran.2
+run --cluster --on-contended=ignore cli-usage -- touch $TMP/ran.2
+hold --on-contended=term cli-usage
 hold -u cli-usage
 hold --fallback cli-usage
 run -w abc cli-usage -- touch $TMP/ran.2
@@ -612,7 +617,51 @@ test_lock_files_stay_after_release() {
 	    fail "mode $(stat -c %a "$LOCKDIR/cli-file")"
 }
 
+test_on_contended_term_stops_the_command_when_someone_waits() {
+	local out=$TMP/out.ct ready=$TMP/ready.ct rc start took wpid
+	lk run --on-contended=term cli-cont -- sh -c \
+	    'trap "echo got-term; kill \$! 2>/dev/null; exit 0" TERM
+	    touch "$0"; sleep 30 & wait' "$ready" >"$out" 2>&1 &
+	RUN_PID=$!
+	wait_until test -e "$ready" || fail "the command did not run"
+	start=$(ms)
+	lk run -q cli-cont -- true &
+	wpid=$!
+	wait "$RUN_PID"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat "$out")"
+	grep -q got-term "$out" || fail "no SIGTERM: $(cat "$out")"
+	[ "$took" -lt $((5000 * SLOW)) ] || fail "SIGTERM after $took ms"
+	wait "$wpid" || fail "the waiter did not get the lock"
+}
+
+test_on_contended_fd_gets_one_line_per_notice() {
+	local out=$TMP/out.cf ready=$TMP/ready.cf rc wpid line
+	lk run --on-contended=ignore cli-cont-fd -- sh -c \
+	    'touch "$0"; read -r word n pid <&"$LOCKS_CONTENDED_FD"
+	    echo "$word $n $pid"' "$ready" >"$out" 2>&1 &
+	RUN_PID=$!
+	wait_until test -e "$ready" || fail "the command did not run"
+	# Not through lk: $! must be the waiting locks itself.
+	"$LOCKS" --socket "$SOCK" run -q cli-cont-fd -- true &
+	wpid=$!
+	wait "$RUN_PID"
+	rc=$?
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat "$out")"
+	line=$(cat "$out")
+	[ "$line" = "contended 1 $wpid" ] ||
+	    fail "read: $line, not contended 1 $wpid"
+	wait "$wpid" || fail "the waiter did not get the lock"
+	line=$(lk run cli-cont-fd -- sh -c 'echo "${LOCKS_CONTENDED_FD-unset}"')
+	[ "$line" = unset ] || fail "LOCKS_CONTENDED_FD=$line without the option"
+}
+
 start_daemon
+t "--on-contended=term: SIGTERM to the command once someone waits" \
+    test_on_contended_term_stops_the_command_when_someone_waits
+t "--on-contended: LOCKS_CONTENDED_FD reads contended WAITERS PID" \
+    test_on_contended_fd_gets_one_line_per_notice
 t "run gives the command LOCKS_NAME and a numeric LOCKS_TOKEN" \
     test_run_gives_the_command_name_and_token
 t "run exits with the command's status" \

@@ -2,9 +2,9 @@
  * liblocks and the locks CLI against a fake daemon: a process of the
  * test that listens on a Unix socket, answers hello, acquire, release and
  * ping the way locksd does, and says things locksd does not say yet, on
- * cue: events pushed between requests (the coming "contended"), events
- * during an acquire, a half line, garbage, another protocol version, and
- * a hang-up.  The point is that a client which reads those whenever they
+ * cue: events pushed between requests (contended ones, for a lock that
+ * did not ask), events during an acquire, a half line, garbage, another
+ * protocol version, and a hang-up.  The point is that a client which reads those whenever they
  * come neither spins nor stalls, and still notices a real loss.
  *
  * The fake serves one connection.  It is a forked child that dies with

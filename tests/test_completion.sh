@@ -46,7 +46,7 @@ has() {
 test_subcommands_come_from_the_help() {
 	local out
 	out=$(complete_words "")
-	for cmd in run hold check list status; do
+	for cmd in run hold check list status metrics; do
 		has "$cmd" <<<"$out"
 	done
 	[ "$(grep -cx run <<<"$out")" = 1 ] || fail "run offered twice"
@@ -96,9 +96,12 @@ test_list_output_completes_columns_from_the_help() {
 test_new_options_and_paths() {
 	local out
 	out=$(complete_words run --)
-	for opt in --unlock --fallback --close --no-fork; do
+	for opt in --unlock --fallback --close --no-fork --on-contended; do
 		has "$opt" <<<"$out"
 	done
+	out=$(complete_words run --on-contended '')
+	has term <<<"$out"
+	has ignore <<<"$out"
 	has -u <<<"$(complete_words run -)"
 	mkdir -p "$TMP/dir.c"
 	touch "$TMP/dir.c/lockfile"

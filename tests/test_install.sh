@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 #
 # Install the build into a temporary DESTDIR the way a package would, and
-# use only what was installed: the files are where GNUInstallDirs and
-# pkg-config's systemd say, liblocks has its SONAME, and a program built
+# use only what was installed: the files are where GNUInstallDirs and the
+# SYSTEMD_* directories say, liblocks has its SONAME, and a program built
 # with the installed locks.h and `pkg-config --cflags --libs locks` (and
 # one linked with the static liblocks.a) takes a lock from the installed
-# locksd.  Prints one "ok N - ..." or "not ok N - ..." line per test (TAP)
-# and exits non-zero if any failed.
+# locksd.  Then, as a user other than root (nobody, when run as root), a
+# build of the tree installed with cmake --install --prefix into a
+# directory of that user's: locks.pc, the CMake package
+# (find_package(locks), locks::locks) and the unit's ExecStart follow the
+# prefix given at install time, and the uninstall target removes every
+# file the install made.  Prints one "ok N - ..." or "not ok N - ..." line
+# per test (TAP) and exits non-zero if any failed.
 #
 # usage: test_install.sh CMAKE BUILD_DIR SOURCE_DIR
 #
 # The environment names the configured install locations, as CMake
 # knows them: INSTALL_PREFIX, INSTALL_SBINDIR, INSTALL_BINDIR,
 # INSTALL_LIBDIR, INSTALL_INCLUDEDIR, INSTALL_MANDIR (all absolute),
-# SYSTEMD_UNITDIR and SYSTEMD_SYSUSERSDIR; CC and PROBE_CFLAGS, the
+# SYSTEMD_UNITDIR, SYSTEMD_SYSUSERSDIR and SYSTEMD_TMPFILESDIR (relative
+# to the prefix, or absolute); LOCKS_RELOCATABLE_PC (ON or OFF, as
+# configured); CC and PROBE_CFLAGS, the
 # compiler and flags (such as sanitizers) liblocks was built with; and
 # PYTHON3 and LOCKS_PYTHON_SITEDIR, the interpreter and where the Python
 # package goes (empty without python3: its tests are skipped).
@@ -27,7 +34,8 @@ CMAKE=$1
 BUILD=$2
 SRC=$3
 for var in INSTALL_PREFIX INSTALL_SBINDIR INSTALL_BINDIR INSTALL_LIBDIR \
-    INSTALL_INCLUDEDIR INSTALL_MANDIR SYSTEMD_UNITDIR SYSTEMD_SYSUSERSDIR; do
+    INSTALL_INCLUDEDIR INSTALL_MANDIR SYSTEMD_UNITDIR SYSTEMD_SYSUSERSDIR \
+    SYSTEMD_TMPFILESDIR LOCKS_RELOCATABLE_PC; do
 	if [ -z "${!var:-}" ]; then
 		echo "Bail out! $var is not set (run this through ctest)"
 		exit 1
@@ -37,14 +45,13 @@ CC=${CC:-cc}
 PROBE_CFLAGS=${PROBE_CFLAGS:-}
 need_tools "$CC" pkg-config readelf groff man
 # install() puts a relative directory under the prefix.
-case $SYSTEMD_UNITDIR in
-/*) ;;
-*) SYSTEMD_UNITDIR=$INSTALL_PREFIX/$SYSTEMD_UNITDIR ;;
-esac
-case $SYSTEMD_SYSUSERSDIR in
-/*) ;;
-*) SYSTEMD_SYSUSERSDIR=$INSTALL_PREFIX/$SYSTEMD_SYSUSERSDIR ;;
-esac
+for var in SYSTEMD_UNITDIR SYSTEMD_SYSUSERSDIR SYSTEMD_TMPFILESDIR \
+    LOCKS_PYTHON_SITEDIR; do
+	case ${!var:-} in
+	/* | '') ;;
+	*) printf -v "$var" %s "$INSTALL_PREFIX/${!var}" ;;
+	esac
+done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/locks-install.XXXXXX") || exit 1
 DEST=$TMP/dest
@@ -59,10 +66,13 @@ installed() {
 	LD_LIBRARY_PATH=$DEST$INSTALL_LIBDIR "$@"
 }
 
-# pkg-config, seeing only the installed locks.pc.
+# pkg-config, seeing only the installed locks.pc.  A relocatable one
+# finds the DESTDIR by itself; else the sysroot puts it in front.
 pc() {
+	local sysroot=
+	[ "$LOCKS_RELOCATABLE_PC" = ON ] || sysroot=$DEST
 	PKG_CONFIG_PATH=$DEST$INSTALL_LIBDIR/pkgconfig \
-	    PKG_CONFIG_SYSROOT_DIR=$DEST pkg-config "$@"
+	    PKG_CONFIG_SYSROOT_DIR=$sysroot pkg-config "$@"
 }
 
 test_cmake_install_into_destdir() {
@@ -77,7 +87,10 @@ test_files_are_in_the_gnu_places() {
 	    "$INSTALL_LIBDIR/liblocks.a" "$INSTALL_INCLUDEDIR/locks.h" \
 	    "$INSTALL_LIBDIR/pkgconfig/locks.pc" \
 	    "$SYSTEMD_UNITDIR/locksd.service" "$SYSTEMD_UNITDIR/locksd.socket" \
-	    "$SYSTEMD_SYSUSERSDIR/locksd.conf" \
+	    "$SYSTEMD_SYSUSERSDIR/locksd.conf" "$SYSTEMD_TMPFILESDIR/locksd.conf" \
+	    "$INSTALL_LIBDIR/cmake/locks/locksConfig.cmake" \
+	    "$INSTALL_LIBDIR/cmake/locks/locksConfigVersion.cmake" \
+	    "$INSTALL_LIBDIR/cmake/locks/locksTargets.cmake" \
 	    "$INSTALL_MANDIR/man8/locksd.8" "$INSTALL_MANDIR/man1/locks.1" \
 	    "$INSTALL_PREFIX/share/bash-completion/completions/locks"; do
 		[ -f "$DEST$f" ] || fail "missing $f"
@@ -93,6 +106,9 @@ test_files_are_in_the_gnu_places() {
 	for f in "$INSTALL_LIBDIR/pkgconfig/locks.pc" \
 	    "$SYSTEMD_UNITDIR/locksd.service" "$INSTALL_INCLUDEDIR/locks.h"; do
 		! grep -qF "$BUILD" "$DEST$f" || fail "$f names the build dir"
+	done
+	for f in "$DEST$INSTALL_LIBDIR"/cmake/locks/*.cmake; do
+		! grep -qF "$BUILD" "$f" || fail "$f names the build dir"
 	done
 }
 
@@ -116,6 +132,9 @@ test_installed_units_run_the_installed_locksd() {
 	    fail "locksd.service differs from the tree's"
 	cmp -s "$DEST$SYSTEMD_UNITDIR/locksd.socket" "$SRC/systemd/locksd.socket" ||
 	    fail "locksd.socket differs from the tree's"
+	cmp -s "$DEST$SYSTEMD_TMPFILESDIR/locksd.conf" \
+	    "$SRC/systemd/locksd.tmpfiles" ||
+	    fail "tmpfiles.d/locksd.conf differs from the tree's"
 }
 
 test_man_pages_render_and_are_found() {
@@ -130,6 +149,28 @@ test_man_pages_render_and_are_found() {
 	    fail "man does not find locks(1)"
 }
 
+# The -I and -L directories in the flags $1, one a line, as -Idir or
+# -Ldir, each with its ".." resolved (a relocatable locks.pc gives
+# ${pcfiledir}/../../include).
+flag_dirs() {
+	local flag
+	for flag in $1; do
+		case $flag in
+		-I* | -L*) echo "${flag:0:2}$(realpath -m "${flag:2}")" ;;
+		esac
+	done
+}
+
+# Succeed if pkg-config's flags $1 hold -I$2 and -L$3 (once resolved) and
+# -llocks.
+flags_point_at() {
+	local dirs
+	dirs=$(flag_dirs "$1")
+	grep -qxF -- "-I$2" <<<"$dirs" || fail "no -I$2 in: $1"
+	grep -qxF -- "-L$3" <<<"$dirs" || fail "no -L$3 in: $1"
+	[[ " $1 " == *" -llocks "* ]] || fail "no -llocks: $1"
+}
+
 test_pkg_config_points_into_the_install() {
 	local flags
 	pc --exists locks || fail "pkg-config does not find locks"
@@ -137,11 +178,7 @@ test_pkg_config_points_into_the_install() {
 	    's/^project(locks VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")" ] ||
 	    fail "version $(pc --modversion locks)"
 	flags=$(pc --cflags --libs locks) || fail "pkg-config failed"
-	[[ " $flags " == *" -I$DEST$INSTALL_INCLUDEDIR "* ]] ||
-	    fail "no -I into the install: $flags"
-	[[ " $flags " == *" -L$DEST$INSTALL_LIBDIR "* ]] ||
-	    fail "no -L into the install: $flags"
-	[[ " $flags " == *" -llocks "* ]] || fail "no -llocks: $flags"
+	flags_point_at "$flags" "$DEST$INSTALL_INCLUDEDIR" "$DEST$INSTALL_LIBDIR"
 }
 
 start_installed_daemon() {
@@ -251,6 +288,141 @@ test_pip_installs_the_package_offline() {
 	[[ $out =~ ^token\ [0-9]+$ ]] || fail "printed: $out"
 }
 
+# The prefix install: a build of the tree by a user other than root,
+# configured for /usr/local and installed with --prefix into $PFX.
+USER_DIR=$TMP/user
+UBUILD=$USER_DIR/build
+PFX=$USER_DIR/prefix
+
+# Run a command as that user: nobody when we are root, else ourselves.
+as_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u nobody -- env HOME="$USER_DIR" "$@"
+	else
+		env HOME="$USER_DIR" "$@"
+	fi
+}
+
+# The value of the variable $1 in the user's build's CMakeCache.txt.
+ucache() {
+	sed -n "s/^$1:[A-Z]*=//p" "$UBUILD/CMakeCache.txt"
+}
+
+test_user_builds_the_tree() {
+	mkdir -p "$USER_DIR/src" && chmod 0755 "$TMP" || fail "mkdir"
+	# The user's own copy: the tree may lie where only we can read.
+	tar -C "$SRC" --exclude=./.git --exclude='./build*' \
+	    --exclude='./obj-*' -cf - . | tar -C "$USER_DIR/src" -xf - ||
+	    fail "cannot copy the tree"
+	if [ "$(id -u)" -eq 0 ]; then
+		chown -R nobody "$USER_DIR" || fail "chown nobody"
+	fi
+	[ "$(as_user id -u)" -ne 0 ] || fail "the user is root"
+	as_user "$CMAKE" -S "$USER_DIR/src" -B "$UBUILD" -DCMAKE_C_COMPILER="$CC" \
+	    -DCMAKE_INSTALL_PREFIX=/usr/local -DBUILD_TESTING=OFF \
+	    -DLOCKS_BUILD_BENCH=OFF >"$USER_DIR/configure.log" 2>&1 ||
+	    fail "configure: $(cat "$USER_DIR/configure.log")"
+	as_user "$CMAKE" --build "$UBUILD" -j2 >"$USER_DIR/build.log" 2>&1 ||
+	    fail "build: $(tail -n 30 "$USER_DIR/build.log")"
+}
+
+test_cmake_install_prefix_without_root() {
+	as_user "$CMAKE" --install "$UBUILD" --prefix "$PFX" \
+	    >"$USER_DIR/install.log" 2>&1 ||
+	    fail "exit $?: $(cat "$USER_DIR/install.log")"
+	[ -s "$UBUILD/install_manifest.txt" ] || fail "no install_manifest.txt"
+}
+
+test_prefix_install_is_all_under_the_prefix() {
+	local libdir site f
+	libdir=$(ucache CMAKE_INSTALL_LIBDIR)
+	site=$(ucache LOCKS_PYTHON_SITEDIR)
+	for f in sbin/locksd bin/locks "$libdir/liblocks.so.0" include/locks.h \
+	    lib/systemd/system/locksd.service lib/systemd/system/locksd.socket \
+	    lib/sysusers.d/locksd.conf lib/tmpfiles.d/locksd.conf \
+	    "$libdir/cmake/locks/locksConfig.cmake" \
+	    ${site:+"$site/locks/__init__.py"}; do
+		[ -f "$PFX/$f" ] || fail "missing $PFX/$f"
+	done
+	while read -r f; do
+		[[ $f == "$PFX"/* ]] || fail "installed outside the prefix: $f"
+	done <"$UBUILD/install_manifest.txt"
+	# Nothing installed names the prefix configured, only the one given.
+	! grep -rlF /usr/local "$PFX/$libdir/pkgconfig" "$PFX/$libdir/cmake" \
+	    "$PFX/lib/systemd" || fail "names /usr/local"
+}
+
+test_prefix_unit_runs_the_prefix_locksd() {
+	grep -qx "ExecStart=$PFX/sbin/locksd --socket /run/locksd/locksd.sock --lock-dir /run/locksd/locks" \
+	    "$PFX/lib/systemd/system/locksd.service" ||
+	    fail "$(grep ExecStart "$PFX/lib/systemd/system/locksd.service")"
+}
+
+test_prefix_locks_pc_is_relocated() {
+	local libdir flags
+	libdir=$(ucache CMAKE_INSTALL_LIBDIR)
+	flags=$(PKG_CONFIG_PATH=$PFX/$libdir/pkgconfig pkg-config \
+	    --cflags --libs locks) || fail "pkg-config failed"
+	flags_point_at "$flags" "$(realpath "$PFX/include")" \
+	    "$(realpath "$PFX/$libdir")"
+	grep -qxF 'prefix=${pcfiledir}/../..' "$PFX/$libdir/pkgconfig/locks.pc" ||
+	    fail "$(grep '^prefix=' "$PFX/$libdir/pkgconfig/locks.pc")"
+}
+
+# A project of the user's own: find_package(locks), locks::locks.
+write_consumer() {
+	mkdir -p "$USER_DIR/consumer" &&
+	    cp "$SRC/tests/install_probe.c" "$USER_DIR/consumer/" &&
+	    cat >"$USER_DIR/consumer/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.18)
+project(consumer LANGUAGES C)
+find_package(locks 0.1 REQUIRED)
+add_executable(probe install_probe.c)
+target_link_libraries(probe PRIVATE locks::locks)
+get_target_property(inc locks::locks INTERFACE_INCLUDE_DIRECTORIES)
+file(GENERATE OUTPUT found.txt CONTENT "${inc}\n$<TARGET_FILE:locks::locks>\n")
+EOF
+}
+
+test_find_package_locks_builds_and_links() {
+	local libdir out
+	libdir=$(ucache CMAKE_INSTALL_LIBDIR)
+	write_consumer || fail "cannot write the project"
+	[ "$(id -u)" -ne 0 ] || chown -R nobody "$USER_DIR/consumer"
+	as_user "$CMAKE" -S "$USER_DIR/consumer" -B "$USER_DIR/consumer/build" \
+	    -DCMAKE_C_COMPILER="$CC" -DCMAKE_PREFIX_PATH="$PFX" \
+	    >"$USER_DIR/consumer.log" 2>&1 &&
+	    as_user "$CMAKE" --build "$USER_DIR/consumer/build" \
+	    >>"$USER_DIR/consumer.log" 2>&1 ||
+	    fail "$(cat "$USER_DIR/consumer.log")"
+	out=$(cat "$USER_DIR/consumer/build/found.txt")
+	[ "$out" = "$(realpath "$PFX/include")
+$(realpath "$PFX/$libdir")/liblocks.so.$(ucache CMAKE_PROJECT_VERSION)" ] ||
+	    fail "locks::locks is: $out"
+	# Our own daemon, in our own directory (locksd checks who owns it).
+	"$PFX/sbin/locksd" --socket "$TMP/prefix.sock" \
+	    --lock-dir "$TMP/prefix-locks" 2>"$TMP/prefix-locksd.log" &
+	wait_until env LD_LIBRARY_PATH="$PFX/$libdir" "$PFX/bin/locks" \
+	    --socket "$TMP/prefix.sock" status \
+	    >/dev/null 2>&1 || fail "locksd: $(cat "$TMP/prefix-locksd.log")"
+	out=$("$USER_DIR/consumer/build/probe" "$TMP/prefix.sock") ||
+	    fail "probe failed: $out"
+	[[ $out =~ ^acquired\ install-probe\ token\ [0-9]+$ ]] ||
+	    fail "printed: $out"
+}
+
+test_uninstall_removes_what_was_installed() {
+	local f left
+	as_user "$CMAKE" --build "$UBUILD" --target uninstall \
+	    >"$USER_DIR/uninstall.log" 2>&1 ||
+	    fail "exit $?: $(cat "$USER_DIR/uninstall.log")"
+	while read -r f; do
+		[ ! -e "$f" ] && [ ! -L "$f" ] || fail "left $f"
+	done <"$UBUILD/install_manifest.txt"
+	left=$(find "$PFX" ! -type d)
+	[ -z "$left" ] || fail "left: $left"
+}
+
 t "cmake --install into a DESTDIR" test_cmake_install_into_destdir
 t "locksd, locks, liblocks, locks.h, locks.pc, units, man pages, completion" \
     test_files_are_in_the_gnu_places
@@ -278,3 +450,17 @@ if [ -n "${PYTHON3:-}" ] && [ -n "${LOCKS_PYTHON_SITEDIR:-}" ]; then
 	t "pip installs client/python offline (--no-build-isolation)" \
 	    test_pip_installs_the_package_offline
 fi
+t "as a user other than root, configure and build the tree" \
+    test_user_builds_the_tree
+t "cmake --install --prefix DIR, not as root" \
+    test_cmake_install_prefix_without_root
+t "every file is under the prefix given at install time" \
+    test_prefix_install_is_all_under_the_prefix
+t "the unit's ExecStart names locksd under that prefix" \
+    test_prefix_unit_runs_the_prefix_locksd
+t "locks.pc's paths resolve under that prefix" \
+    test_prefix_locks_pc_is_relocated
+t "find_package(locks) and locks::locks build, link and take a lock" \
+    test_find_package_locks_builds_and_links
+t "the uninstall target removes every file in install_manifest.txt" \
+    test_uninstall_removes_what_was_installed

@@ -885,6 +885,288 @@ START_TEST(test_idle_lock_keeps_its_state_until_the_second_expiry)
 END_TEST
 
 
+/* One contended report, as the test saw it. */
+struct contended {
+	struct lock_req	*holder;
+	intptr_t	 id;
+	size_t		 nwaiters;
+	struct lock_req	*first;
+	size_t		 ngrants;	/* grants reported before it */
+};
+
+#define MAX_CONTENDED 32
+
+static struct contended	 reports[MAX_CONTENDED];
+static size_t		 nreports;
+static double		 fake_mono;	/* the contended reports' clock */
+
+/* The injected monotonic clock of the contended reports. */
+static double
+fake_mono_clock(void)
+{
+	return fake_mono;
+}
+
+/* Record a contended report; the holder must hold, first must wait. */
+static void
+record_contended(struct lock_req *holder, size_t nwaiters,
+    struct lock_req *first, void *arg)
+{
+	ck_assert(lock_req_held(holder));
+	ck_assert(!lock_req_held(first));
+	ck_assert_ptr_eq(lock_req_lock(holder), lock_req_lock(first));
+	ck_assert_uint_lt(nreports, MAX_CONTENDED);
+	reports[nreports].holder = holder;
+	reports[nreports].id = (intptr_t)arg;
+	reports[nreports].nwaiters = nwaiters;
+	reports[nreports].first = first;
+	reports[nreports].ngrants = ngrants;
+	nreports++;
+}
+
+/* The core fixture, with contended reports on the injected clock. */
+static void
+setup_contended(void)
+{
+	setup();
+	nreports = 0;
+	fake_mono = 100.0;
+	locktab_set_contended(tab, record_contended, fake_mono_clock);
+}
+
+/* Acquire name and ask for contended reports while it holds. */
+static struct lock_req *
+acq_notify(const char *name, enum proto_mode mode, intptr_t id)
+{
+	struct lock_req	*req = acq(name, mode, id);
+
+	lock_req_notify_contended(req, 0);
+	return req;
+}
+
+START_TEST(test_contended_told_once_when_the_first_waiter_queues)
+{
+	struct lock_req	*a, *b;
+	double		 told_at;
+
+	a = acq_notify("db", PROTO_EXCLUSIVE, 1);
+	ck_assert_uint_eq(nreports, 0);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_uint_eq(nreports, 1);
+	ck_assert_ptr_eq(reports[0].holder, a);
+	ck_assert_int_eq(reports[0].id, 1);
+	ck_assert_uint_eq(reports[0].nwaiters, 1);
+	ck_assert_ptr_eq(reports[0].first, b);
+	ck_assert_int_eq(lock_req_notifies(a, &told_at), 1);
+	ck_assert_double_eq(told_at, 100.0);
+	ck_assert_int_eq(lock_req_notifies(b, NULL), 0);
+	/* Nothing changed: ticks long after tell nobody again. */
+	fake_mono += 10;
+	locktab_contended_tick(tab);
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 1);
+	locktab_release(tab, b);
+	locktab_release(tab, a);
+}
+END_TEST
+
+START_TEST(test_contended_not_told_to_holders_that_did_not_ask)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	c = acq("db", PROTO_EXCLUSIVE, 3);
+	fake_mono += 5;
+	locktab_contended_tick(tab);
+	locktab_release(tab, b);
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 0);
+	/* c asked while waiting: it is told only once it holds. */
+	lock_req_notify_contended(c, 0);
+	ck_assert_uint_eq(nreports, 0);
+	locktab_release(tab, a);
+	ck_assert_uint_eq(nreports, 0);
+	locktab_release(tab, c);
+}
+END_TEST
+
+START_TEST(test_contended_queue_changes_told_at_most_once_a_second)
+{
+	struct lock_req	*a, *b, *c, *d;
+
+	a = acq_notify("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_uint_eq(nreports, 1);
+	fake_mono += 0.3;
+	c = acq("db", PROTO_SHARED, 3);
+	fake_mono += 0.3;
+	d = acq("db", PROTO_SHARED, 4);
+	ck_assert_uint_eq(nreports, 1);
+	fake_mono += 0.3;		/* 0.9 s since the report */
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 1);
+	fake_mono += 0.2;
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 2);
+	ck_assert_ptr_eq(reports[1].holder, a);
+	ck_assert_uint_eq(reports[1].nwaiters, 3);
+	ck_assert_ptr_eq(reports[1].first, b);
+	/* The head leaves: told of the new head a second later. */
+	locktab_release(tab, b);
+	ck_assert_uint_eq(nreports, 2);
+	fake_mono += 1.0;
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 3);
+	ck_assert_uint_eq(reports[2].nwaiters, 2);
+	ck_assert_ptr_eq(reports[2].first, c);
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 3);
+	locktab_release(tab, a);
+	locktab_release(tab, c);
+	locktab_release(tab, d);
+}
+END_TEST
+
+START_TEST(test_contended_shared_holders_that_asked_are_each_told)
+{
+	struct lock_req	*s1, *s2, *s3, *x;
+	int		 told1 = 0, told2 = 0;
+	size_t		 i;
+
+	s1 = acq_notify("db", PROTO_SHARED, 1);
+	s2 = acq_notify("db", PROTO_SHARED, 2);
+	s3 = acq("db", PROTO_SHARED, 3);
+	ck_assert_uint_eq(ngrants, 3);
+	x = acq("db", PROTO_EXCLUSIVE, 4);
+	ck_assert_uint_eq(nreports, 2);
+	for (i = 0; i < nreports; i++) {
+		ck_assert_uint_eq(reports[i].nwaiters, 1);
+		ck_assert_ptr_eq(reports[i].first, x);
+		told1 += reports[i].holder == s1;
+		told2 += reports[i].holder == s2;
+	}
+	ck_assert_int_eq(told1, 1);
+	ck_assert_int_eq(told2, 1);
+	locktab_release(tab, s1);
+	locktab_release(tab, s2);
+	locktab_release(tab, s3);
+	locktab_release(tab, x);
+}
+END_TEST
+
+START_TEST(test_contended_a_grant_with_a_queue_behind_is_told_after_it)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	lock_req_notify_contended(b, 0);
+	c = acq("db", PROTO_EXCLUSIVE, 3);
+	ck_assert_uint_eq(nreports, 0);
+	locktab_release(tab, a);
+	assert_granted(1, 2);
+	ck_assert_uint_eq(nreports, 1);
+	ck_assert_ptr_eq(reports[0].holder, b);
+	ck_assert_uint_eq(reports[0].nwaiters, 1);
+	ck_assert_ptr_eq(reports[0].first, c);
+	ck_assert_uint_eq(reports[0].ngrants, 2);	/* after b's grant */
+	locktab_release(tab, b);
+	ck_assert_uint_eq(nreports, 1);
+	locktab_release(tab, c);
+}
+END_TEST
+
+START_TEST(test_contended_an_emptied_queue_tells_nobody)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq_notify("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	ck_assert_uint_eq(nreports, 1);
+	fake_mono += 0.5;
+	locktab_release(tab, b);
+	fake_mono += 1.0;
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 1);
+	/* The next request to queue is the first again. */
+	c = acq("db", PROTO_EXCLUSIVE, 3);
+	ck_assert_uint_eq(nreports, 2);
+	ck_assert_uint_eq(reports[1].nwaiters, 1);
+	ck_assert_ptr_eq(reports[1].first, c);
+	locktab_release(tab, a);
+	locktab_release(tab, c);
+}
+END_TEST
+
+START_TEST(test_contended_held_back_report_dies_with_its_holder)
+{
+	struct lock_req	*a, *b, *c;
+
+	a = acq_notify("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	c = acq("db", PROTO_EXCLUSIVE, 3);
+	ck_assert_uint_eq(nreports, 1);
+	/* Held back, then the lock empties and goes idle before the tick. */
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+	locktab_release(tab, c);
+	ck_assert_uint_eq(locktab_nidle(tab), 1);
+	fake_mono += 2;
+	locktab_contended_tick(tab);
+	locktab_expire(tab);
+	locktab_expire(tab);
+	ck_assert_uint_eq(locktab_nidle(tab), 0);
+	ck_assert_uint_eq(nreports, 1);
+	/* A new holder of the name starts with nobody to tell. */
+	a = acq("db", PROTO_EXCLUSIVE, 4);
+	b = acq("db", PROTO_EXCLUSIVE, 5);
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 1);
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+}
+END_TEST
+
+START_TEST(test_contended_restored_holder_keeps_its_rate)
+{
+	struct lock_req	*a, *b;
+	double		 told_at;
+
+	/* As a reload puts it back: told 0.5 s ago, a waiter behind. */
+	a = acq("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	lock_req_notify_contended(a, fake_mono - 0.5);
+	ck_assert_int_eq(lock_req_notifies(a, &told_at), 1);
+	ck_assert_double_eq(told_at, 99.5);
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 0);
+	locktab_release(tab, b);
+	b = acq("db", PROTO_EXCLUSIVE, 3);
+	ck_assert_uint_eq(nreports, 0);		/* within the second */
+	fake_mono += 0.6;
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 1);
+	ck_assert_ptr_eq(reports[0].first, b);
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+}
+END_TEST
+
+START_TEST(test_contended_without_a_callback_tells_nobody)
+{
+	struct lock_req	*a, *b;
+
+	locktab_set_contended(tab, NULL, fake_mono_clock);
+	a = acq_notify("db", PROTO_EXCLUSIVE, 1);
+	b = acq("db", PROTO_EXCLUSIVE, 2);
+	locktab_contended_tick(tab);
+	ck_assert_uint_eq(nreports, 0);
+	locktab_release(tab, a);
+	locktab_release(tab, b);
+}
+END_TEST
+
 /* Collect the lock table tests into one suite. */
 /* One converted callback, as the test saw it. */
 static struct lock_req	*converted_req;
@@ -1158,6 +1440,23 @@ locktab_suite(void)
 	tcase_add_test(tc, test_try_only_never_asks_the_store_to_wait);
 	tcase_add_test(tc,
 	    test_idle_lock_keeps_its_state_until_the_second_expiry);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("contended");
+	tcase_add_checked_fixture(tc, setup_contended, teardown);
+	tcase_add_test(tc, test_contended_told_once_when_the_first_waiter_queues);
+	tcase_add_test(tc, test_contended_not_told_to_holders_that_did_not_ask);
+	tcase_add_test(tc,
+	    test_contended_queue_changes_told_at_most_once_a_second);
+	tcase_add_test(tc,
+	    test_contended_shared_holders_that_asked_are_each_told);
+	tcase_add_test(tc,
+	    test_contended_a_grant_with_a_queue_behind_is_told_after_it);
+	tcase_add_test(tc, test_contended_an_emptied_queue_tells_nobody);
+	tcase_add_test(tc,
+	    test_contended_held_back_report_dies_with_its_holder);
+	tcase_add_test(tc, test_contended_restored_holder_keeps_its_rate);
+	tcase_add_test(tc, test_contended_without_a_callback_tells_nobody);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("convert");

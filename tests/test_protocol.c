@@ -647,6 +647,7 @@ assert_decodes_to(const struct proto_request *out,
 	assert_same_bits(out->timeout, in->timeout < 0 ? -1 : in->timeout);
 	assert_same_bits(out->notify_after, in->notify_after);
 	ck_assert_str_eq(out->owner, in->owner != NULL ? in->owner : "");
+	ck_assert_int_eq(out->notify_contended, in->notify_contended);
 }
 
 /*
@@ -731,6 +732,10 @@ START_TEST(test_format_matches_json_c_for_plain_requests)
 		check_format(tok, &req, format_ids[i]);
 	}
 	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_STATUS;
+	req.metrics = 1;
+	check_format(tok, &req, 3);
+	memset(&req, 0, sizeof req);
 	req.op = PROTO_OP_HELLO;
 	check_format(tok, &req, 1);
 	for (i = 0; i < NELEMS(format_labels); i++) {
@@ -769,6 +774,7 @@ START_TEST(test_format_matches_json_c_for_acquire)
 			req.notify_after = format_seconds[n];
 			req.name = format_names[k % NELEMS(format_names)];
 			req.mode = k % 2 ? PROTO_SHARED : PROTO_EXCLUSIVE;
+			req.notify_contended = k % 3 == 0;
 			req.owner = k % 7 == 0 ? NULL :
 			    format_labels[k % NELEMS(format_labels)];
 			check_format(tok, &req, format_ids[k %
@@ -1186,6 +1192,46 @@ START_TEST(test_ids_come_back_exactly_or_are_refused)
 }
 END_TEST
 
+/* acquire's notify_contended, on both paths, with what each refuses. */
+START_TEST(test_notify_contended_decodes)
+{
+	static const char *const bad_request[] = {
+	    "\"name\":\"db\",\"notify_contended\":1",
+	    "\"name\":\"db\",\"notify_contended\":\"true\"",
+	    "\"name\":\"db\",\"notify_contended\":[true]",
+	    "\"name\":\"/tmp/x\",\"handoff\":true,\"notify_contended\":true" };
+	struct both		 b;
+	char			 line[256];
+	size_t			 i;
+
+	b.obj = NULL;
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\"}"), PROTO_OK,
+	    NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 0);
+	expect_both(&b, L("{\"id\":1,\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":false}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 0);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":null}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 0);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"/tmp/x\","
+	    "\"notify_contended\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.notify_contended, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"notify_contended\":7}"), PROTO_E_BAD_REQUEST,
+	    "notify_contended must be a boolean", 0);
+	for (i = 0; i < NELEMS(bad_request); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"acquire\",%s}",
+		    bad_request[i]);
+		expect_line(line, PROTO_E_BAD_REQUEST, 0);
+	}
+	json_object_put(b.obj);
+}
+END_TEST
+
 /* list's limit and after, on both paths, with what each refuses. */
 START_TEST(test_list_paging_fields_decode)
 {
@@ -1518,6 +1564,43 @@ START_TEST(test_fast_path_knows_every_op_and_field)
 }
 END_TEST
 
+START_TEST(test_status_metrics_flag_decodes_on_both_paths)
+{
+	static const struct {
+		const char	*line;
+		int		 metrics;
+	} cases[] = {
+		{ "{\"id\":1,\"op\":\"status\"}", 0 },
+		{ "{\"id\":1,\"op\":\"status\",\"metrics\":true}", 1 },
+		{ "{\"id\":1,\"op\":\"status\",\"metrics\":false}", 0 },
+		{ "{\"metrics\":true,\"op\":\"status\"}", 1 },
+	};
+	struct proto_request	 r;
+	struct proto_scratch	 sc;
+	struct json_object	*obj;
+	const char		*msg;
+	size_t			 i;
+
+	for (i = 0; i < NELEMS(cases); i++) {
+		ck_assert_int_eq(scan(cases[i].line, &r, &sc), 0);
+		ck_assert_int_eq(r.metrics, cases[i].metrics);
+		ck_assert_int_eq(decode(cases[i].line, &obj, &r, &msg),
+		    PROTO_OK);
+		ck_assert_int_eq(r.metrics, cases[i].metrics);
+		json_object_put(obj);
+	}
+	/* The json-c path judges what is not a boolean, null aside. */
+	ck_assert_int_eq(scan("{\"op\":\"status\",\"metrics\":1}", &r, &sc),
+	    -1);
+	ck_assert_int_eq(decode_error("{\"op\":\"status\",\"metrics\":1}"),
+	    PROTO_E_BAD_REQUEST);
+	ck_assert_int_eq(decode("{\"op\":\"status\",\"metrics\":null}", &obj,
+	    &r, &msg), PROTO_OK);
+	ck_assert_int_eq(r.metrics, 0);
+	json_object_put(obj);
+}
+END_TEST
+
 static Suite *
 protocol_suite(void)
 {
@@ -1557,12 +1640,14 @@ protocol_suite(void)
 	tcase_add_test(tc, test_id_longer_than_cap_is_bad_request);
 	tcase_add_test(tc, test_ids_come_back_exactly_or_are_refused);
 	tcase_add_test(tc, test_list_paging_fields_decode);
+	tcase_add_test(tc, test_notify_contended_decodes);
 	tcase_add_test(tc, test_format_writes_list_paging_fields);
 	tcase_add_test(tc, test_format_writes_an_acquire_to_the_byte);
 	tcase_add_test(tc, test_ok_line_is_json_c_to_the_byte);
 	tcase_add_test(tc, test_grant_line_is_exact_and_decodes);
 	tcase_add_test(tc, test_grant_line_writes_numbers_of_every_length);
 	tcase_add_test(tc, test_fast_path_knows_every_op_and_field);
+	tcase_add_test(tc, test_status_metrics_flag_decodes_on_both_paths);
 	suite_add_tcase(s, tc);
 	return s;
 }

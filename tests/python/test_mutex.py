@@ -173,6 +173,29 @@ class TestNames(BrokerCase):
             self.assertEqual(locks.status().locks_held, st.locks_held + 1)
             self.assertIn('py-status', [lk.name for lk in locks.list()])
 
+    def test_status_metrics_only_when_asked(self):
+        self.assertIsNone(locks.status().metrics)
+        before = locks.status(metrics=True).metrics
+        with Mutex('py-metrics'):
+            pass
+        after = locks.status(metrics=True).metrics
+        grants = (after['grants_total']['local']['exclusive'] -
+                  before['grants_total']['local']['exclusive'])
+        self.assertGreaterEqual(grants, 1)
+        self.assertEqual(after['hold_seconds']['local']['count'] -
+                         before['hold_seconds']['local']['count'], grants)
+
+    def test_status_metrics_from_an_old_daemon_is_unsupported(self):
+        def old_status(n, req):
+            return [{'id': req['id'], 'ok': True, 'version': '0.0',
+                     'pid': 1, 'uptime': 1.0, 'connections': 1,
+                     'locks_held': 0, 'waiters': 0, 'acquired_total': 0}]
+        fake = FakeBroker(old_status)
+        self.addCleanup(fake.stop)
+        with self.assertRaises(locks.Unsupported):
+            locks.status(socket=fake.socket, metrics=True)
+        self.assertEqual(fake.requests[-1][1].get('metrics'), True)
+
 
 class TestFifoAndThreads(BrokerCase):
     """Order across processes, and threads."""

@@ -2,8 +2,9 @@
 again in place, keeping every connection and lock) and across a restart
 through systemd's descriptor store (its test double, tests/fdstore.c,
 driven by fdstore_run): a holder keeps its lock and token, a waiter keeps
-waiting and gets it, an asyncio holder keeps its lock, and none of them
-sees an error or an on_lost call."""
+waiting and gets it, an asyncio holder keeps its lock, a holder that asked for contended
+events still gets them, and none of them sees an error or an
+on_lost call."""
 
 import asyncio
 import os
@@ -18,6 +19,7 @@ import unittest
 import locks.aio
 from locks import Mutex
 from support import Broker, TREE
+from test_contended import Raw
 
 FDSTORE_RUN = os.environ.get('FDSTORE_RUN') or os.path.join(
     TREE, 'build', 'tests', 'fdstore_run')
@@ -115,6 +117,34 @@ class Handover:
         self.assertTrue(waiter.check())
         waiter.release()
         self.assertEqual(self.lost, [])
+
+    def raw(self, label, request):
+        """A bare connection that sent request, closed at the end."""
+        conn = Raw(self.broker.socket, label)
+        self.addCleanup(conn.close)
+        conn.send(request)
+        return conn
+
+    def test_contended_holder_still_told_after_the_handover(self):
+        holder = self.raw('holder', {'id': 'h', 'op': 'acquire',
+                                     'name': 'py-contended',
+                                     'notify_contended': True})
+        self.assertTrue(holder.read()['ok'])
+        self.hand_over()
+        self.raw('waiter', {'id': 1, 'op': 'acquire', 'name': 'py-contended',
+                            'notify_after': 1e9})
+        event = holder.read(5)
+        self.assertEqual(event['event'], 'contended')
+        self.assertEqual(event['id'], 'h')
+        self.assertEqual(event['waiters'], 1)
+        self.assertEqual(event['first']['client'], 'waiter')
+        # And again across a second handover, for the queue's change.
+        self.hand_over()
+        self.raw('other', {'id': 1, 'op': 'acquire', 'name': 'py-contended',
+                           'notify_after': 1e9})
+        event = holder.read(5)
+        self.assertEqual(event['waiters'], 2)
+        self.assertEqual(event['first']['client'], 'waiter')
 
     def test_asyncio_holder_keeps_its_lock(self):
         async def scenario():

@@ -48,7 +48,7 @@ from ._target import Target, acquire_line, init_args
 
 # Not 'list': a star-import would shadow the builtin (locks.list works).
 __all__ = [
-    'Mutex', 'status', 'default_socket', 'Holder', 'Waiter',
+    'Mutex', 'status', 'default_socket', 'Holder', 'Waiter', 'Contended',
     'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
     'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
     'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',
@@ -88,6 +88,12 @@ class Mutex:
         on_lost (callable or None): called once, with no arguments, from a
             background thread if the broker goes away while this Mutex
             holds the lock.
+        on_contended (callable or None): while this Mutex holds the
+            lock, called with a :class:`Contended` when a request queues
+            behind it, and again as that queue changes, at most once a
+            second; from a background thread (or from ``lock()`` or
+            ``check()``, whichever read the broker's event).  Local locks
+            only (``ValueError`` for a cluster one).
         scope (str): ``'local'`` (this machine's broker) or ``'cluster'``
             (the etcd cluster of a locksd started with ``--etcd``, across
             machines; names only).  A cluster lock whose lease lapses is
@@ -96,8 +102,8 @@ class Mutex:
 
     Attributes:
         path: the target as given (the seed's name for it).
-        timeout, callback, shared, owner, socket, on_lost, scope: as
-            given.
+        timeout, callback, shared, owner, socket, on_lost, on_contended,
+            scope: as given.
         token (int or None): the fencing token while held, else ``None``.
         locked (bool): whether this Mutex, in this process, holds the lock.
 
@@ -110,10 +116,13 @@ class Mutex:
     """
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
-                 owner=None, socket=None, on_lost=None, scope='local'):
+                 owner=None, socket=None, on_lost=None, scope='local',
+                 on_contended=None):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
+        if on_contended is not None and not callable(on_contended):
+            raise TypeError('on_contended must be callable')
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost, scope)
+                  on_lost, scope, on_contended)
         self._mu = threading.RLock()
         self._mu_pid = os.getpid()
         self._busy = False
@@ -143,7 +152,8 @@ class Mutex:
         return {'target': self.path, 'timeout': self.timeout,
                 'callback': self.callback, 'shared': self.shared,
                 'owner': self.owner, 'socket': self.socket,
-                'on_lost': self.on_lost, 'scope': self.scope}
+                'on_lost': self.on_lost, 'scope': self.scope,
+                'on_contended': self.on_contended}
 
     def __setstate__(self, state):
         """Make an unheld Mutex from pickled arguments."""
@@ -266,8 +276,14 @@ class Mutex:
         self._conn = conn
         self._token = token
         self._pid = os.getpid()
-        if self.on_lost is not None:
+        if self.on_contended is not None:
+            on_contended = self.on_contended
+            conn.on_push = lambda event: on_contended(_contended_info(event))
+        if self.on_lost is not None or self.on_contended is not None:
             _conn.watcher.watch(conn, self.on_lost)
+        if conn.on_push is not None and b'\n' in conn.buf:
+            # Read along with the grant: no wake-up will come for it.
+            conn.drain()
         return token
 
     def _request(self, conn, fd, deadline, called):
@@ -290,7 +306,8 @@ class Mutex:
                     self._busy = False
 
         line = acquire_line(self._target, rid, self.timeout, callback,
-                            self.shared, self.owner)
+                            self.shared, self.owner,
+                            self.on_contended is not None)
         return conn.request(line, rid, on_event, fd, deadline)
 
     def release(self):
@@ -307,6 +324,7 @@ class Mutex:
             if conn.broken:
                 self._lost()
             _conn.watcher.unwatch(conn)
+            conn.on_push = None
             rid = conn.new_id()
             try:
                 reply = conn.request(self._target.release_line(rid), rid)
@@ -379,6 +397,25 @@ class Holder(Waiter):
 
 
 @dataclasses.dataclass
+class Contended:
+    """A ``contended`` event (PROTOCOL.md, *acquire*): someone waits
+    behind a held lock.  ``name`` is the lock as acquired, ``waiters`` how
+    many wait, ``first`` the first of them as ``list`` shows it."""
+
+    name: str
+    waiters: int
+    first: Waiter
+
+
+def _contended_info(event):
+    """The Contended of one event."""
+    first = event.get('first')
+    return Contended(name=event.get('name'), waiters=event.get('waiters'),
+                     first=_pick(Waiter, first if isinstance(first, dict)
+                                 else {}))
+
+
+@dataclasses.dataclass
 class LockInfo:
     """One lock with holders or waiters: its name (a path lock's is the
     path the broker sees), holders in grant order, waiters in queue
@@ -400,6 +437,8 @@ class Status:
     locks_held: int
     waiters: int
     acquired_total: int
+    metrics: typing.Optional[dict] = None
+    """The metrics object, with ``status(metrics=True)`` only."""
 
 
 def _pick(cls, obj):
@@ -476,9 +515,21 @@ def list(target=None, all=False, *, socket=None):  # noqa: A001
             os.close(fd)
 
 
-def status(*, socket=None):
-    """The broker's counters, as a :class:`Status`."""
+def status(*, socket=None, metrics=False):
+    """The broker's counters, as a :class:`Status`.
+
+    With *metrics* true, its ``metrics`` is the daemon's metrics object
+    (PROTOCOL.md, *status*), a dict; a daemon too old to have one raises
+    :class:`Unsupported`.
+    """
+    request = {'op': 'status'}
+    if metrics:
+        request['metrics'] = True
     conn = _conn.pool.take(socket)
-    reply = _transact(conn, {'op': 'status'})
+    reply = _transact(conn, request)
+    if metrics and not isinstance(reply.get('metrics'), dict):
+        _conn.pool.give(conn)
+        raise Unsupported('this locksd reports no metrics: it is older '
+                          'than the status request\'s "metrics" field')
     _conn.pool.give(conn)
     return _pick(Status, reply)

@@ -422,6 +422,12 @@ class Conn:
         self.deadline = deadline
         self.heard = False
         self._poll = None
+        # Contended events of the held lock: on_push(event) is called
+        # for each, by whoever read it, outside io; io serialises the
+        # reads of the owner and of the watcher thread.
+        self.on_push = None
+        self.pushed = []
+        self.io = threading.Lock()
         _all_conns.add(self)
         try:
             send_all(self.sock, hello_line(client_label()))
@@ -542,8 +548,29 @@ class Conn:
                 continue
             if oid == rid and on_event is not None:
                 on_event(obj)
+            elif obj.get('event') == 'contended':
+                self.pushed.append(obj)
+
+    def deliver(self):
+        """Hand the contended events read so far to on_push (called
+        outside io, so the callback may use the connection's Mutex)."""
+        pushed, self.pushed = self.pushed, []
+        on_push = self.on_push
+        for event in pushed:
+            if on_push is not None:
+                try:
+                    on_push(event)
+                except Exception:  # a callback's error is its own
+                    sys.excepthook(*sys.exc_info())
 
     def request(self, line, rid, on_event=None, fd=None, deadline=None):
+        """request_locked under io, then the contended events it read."""
+        with self.io:
+            reply = self.request_locked(line, rid, on_event, fd, deadline)
+        self.deliver()
+        return reply
+
+    def request_locked(self, line, rid, on_event=None, fd=None, deadline=None):
         """Send a request line with id rid and return its final reply,
         waiting no later than deadline (a Deadline) if given; on_event
         may set self.deadline to None to wait on without one.
@@ -569,8 +596,17 @@ class Conn:
         return rid
 
     def drain(self):
+        """drain_locked under io, then the contended events it read."""
+        try:
+            with self.io:
+                self.drain_locked()
+        finally:
+            self.deliver()
+
+    def drain_locked(self):
         """Read without waiting what came between requests (events are
-        dropped); raise Lost if the daemon has gone."""
+        dropped, but contended ones kept for deliver); raise Lost if the
+        daemon has gone."""
         if not self.usable():
             raise Lost('lost the connection to locksd at %s%s' %
                        (self.path, ': ' + self.lost_why
@@ -593,8 +629,13 @@ class Conn:
         if nl >= 0:
             lines, self.buf = self.buf[:nl].split(b'\n'), self.buf[nl + 1:]
             for line in lines:
-                if line.strip() and is_lost_event(line, self.path):
+                if not line.strip():
+                    continue
+                event = parse_line(line, self.path).get('event')
+                if event == 'lost':
                     raise self._lost(LEASE_LOST_WHY)
+                if event == 'contended':
+                    self.pushed.append(parse_line(line, self.path))
 
 
 class Pool:
@@ -689,7 +730,10 @@ class Watcher:
         self.pid = os.getpid()
 
     def watch(self, conn, fire):
-        """Call fire() once, from the watcher thread, if conn is lost."""
+        """Call fire() once, from the watcher thread, if conn is lost
+        (fire may be None: conn.on_push alone is wanted).  With
+        conn.on_push set, the thread also reads what comes and hands
+        contended events to it."""
         with self.lock:
             if self.ep is None or self.pid != os.getpid():
                 self.ep = select.epoll()
@@ -739,8 +783,27 @@ class Watcher:
             item = self.watched.get(fd)
         conn = item[0] if item is not None else None
         sock = conn.sock if conn is not None else None
+        if sock is not None and conn.on_push is not None:
+            return self._pump(conn)
         if sock is not None and peek_lost(sock, conn.path):
             return LEASE_LOST_WHY
+        return None
+
+    @staticmethod
+    def _pump(conn):
+        """Read what came on a held connection whose contended events
+        are wanted, and hand them on; why it is lost, or None."""
+        try:
+            with conn.io:
+                if conn.sock is None:
+                    return None
+                conn.drain_locked()
+        except Lost:
+            return conn.lost_why or 'the daemon closed the connection'
+        except ProtocolError as e:
+            return str(e)
+        finally:
+            conn.deliver()
         return None
 
     def _fire(self, ep, fd, why):
@@ -756,6 +819,8 @@ class Watcher:
         conn, fire = item
         conn.broken = True
         conn.lost_why = why
+        if fire is None:
+            return
         try:
             fire()
         except Exception:  # a callback's error is its own

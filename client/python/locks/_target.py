@@ -145,7 +145,8 @@ def check_label(what, value):
     return value
 
 
-def acquire_line(target, rid, timeout, callback, shared, owner):
+def acquire_line(target, rid, timeout, callback, shared, owner,
+                 notify_contended=False):
     """The acquire request for the seed's four cases.
 
     - neither timeout nor callback: wait forever, no blocking event;
@@ -154,6 +155,8 @@ def acquire_line(target, rid, timeout, callback, shared, owner):
     - callback: no timeout, ``notify_after: 0``: the broker sends one
       ``blocking`` event at once if it cannot grant at once;
     - both: no timeout, ``notify_after: T``.
+
+    With notify_contended, the holder asks for ``contended`` events.
     """
     parts = ['{"id":%d,"op":"acquire","name":%s' % (rid, target.wire_json)]
     if shared:
@@ -167,13 +170,19 @@ def acquire_line(target, rid, timeout, callback, shared, owner):
                      json.dumps(wire_seconds(timeout or 0)))
     if owner is not None:
         parts.append(',"owner":%s' % json.dumps(owner, ensure_ascii=False))
+    if notify_contended:
+        parts.append(',"notify_contended":true')
     parts.append('}\n')
     return ''.join(parts).encode('utf-8')
 
 
 def init_args(mutex, target, timeout, callback, shared, owner, socket,
-              on_lost, scope='local'):
+              on_lost, scope='local', on_contended=None):
     """Check and set a Mutex's arguments (locks.Mutex and locks.aio's)."""
+    if on_contended is not None and scope == 'cluster':
+        raise ValueError('on_contended is for local locks: a cluster '
+                         "lock's waiters on other machines queue in etcd")
+    mutex.on_contended = on_contended
     mutex._target = Target(target, scope)
     mutex.scope = scope
     mutex.path = target

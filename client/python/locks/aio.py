@@ -28,7 +28,8 @@ import os
 import socket
 
 from . import _conn
-from ._errors import Lost, ProtocolError, from_reply
+from . import _contended_info
+from ._errors import Lost, NotHeld, ProtocolError, from_reply
 from ._target import acquire_line, init_args
 
 __all__ = ['Mutex']
@@ -108,6 +109,7 @@ class _AConn:
         self.next_id = 1
         self.pending = {}
         self.on_lost = None
+        self.on_contended = None
         _conn._all_conns.add(self)
         loop.add_reader(sock.fileno(), self._readable)
 
@@ -193,6 +195,10 @@ class _AConn:
             self._hangup(str(e))
             return
         rid = obj.get('id')
+        if obj.get('event') == 'contended' and rid not in self.pending:
+            if self.on_contended is not None:
+                self.on_contended(obj)
+            return
         if obj.get('event') == 'lost' and rid not in self.pending:
             # A held cluster lock is gone: as if the broker went away.
             self._hangup(_conn.LEASE_LOST_WHY)
@@ -218,7 +224,10 @@ class _AConn:
     def _hangup(self, why):
         """The broker went away: fail what waits and tell the holder."""
         on_lost, self.on_lost = self.on_lost, None
+        on_contended, self.on_contended = self.on_contended, None
         self.close(why)
+        if on_contended is not None:
+            on_contended(None)
         if on_lost is not None:
             result = on_lost()
             if inspect.isawaitable(result):
@@ -275,16 +284,21 @@ class Mutex:
     ``await m.lock()``, ``await m.release()`` and ``async with``.
 
     Each aio Mutex keeps its own connection, on the loop that first used
-    it, across lock and release.  ``callback`` and ``on_lost`` may be
-    plain functions or coroutine functions; ``on_lost`` is called from the
-    event loop.  Calls of one Mutex are serialised by an asyncio lock.
+    it, across lock and release.  ``callback``, ``on_lost`` and
+    ``on_contended`` may be plain functions or coroutine functions, called
+    from the event loop.  ``on_contended=True`` asks for contended events
+    with no callback, for :meth:`contended` alone.  Calls of one Mutex are
+    serialised by an asyncio lock.
     """
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
-                 owner=None, socket=None, on_lost=None, scope='local'):
+                 owner=None, socket=None, on_lost=None, scope='local',
+                 on_contended=None):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost, scope)
+                  on_lost, scope, on_contended)
+        self._contended = []        # events not yet awaited
+        self._contended_waits = []  # futures of contended() calls
         self._alock = None
         self._aconn = None
         self._held = False
@@ -325,11 +339,61 @@ class Mutex:
         return self._alock
 
     def _drop(self):
-        """Forget the held state."""
+        """Forget the held state; contended() waits end in NotHeld."""
         self._held = False
         self._token = None
         if self._aconn is not None:
             self._aconn.on_lost = None
+            self._aconn.on_contended = None
+        self._contended = []
+        waits, self._contended_waits = self._contended_waits, []
+        for fut in waits:
+            if not fut.done():
+                fut.set_exception(NotHeld('%s is no longer held' %
+                                          self._target.wire))
+
+    def _on_contended(self, event):
+        """A contended event of the held lock (None: the lock is lost):
+        to the callback, and to contended() or for the next one."""
+        if event is None:
+            waits, self._contended_waits = self._contended_waits, []
+            for fut in waits:
+                if not fut.done():
+                    fut.set_exception(Lost('lost the lock on %s' %
+                                           self._target.wire))
+            return
+        info = _contended_info(event)
+        waits, self._contended_waits = self._contended_waits, []
+        waits = [fut for fut in waits if not fut.done()]
+        for fut in waits:
+            fut.set_result(info)
+        if not waits:
+            self._contended = [info]    # only the latest is kept
+        if callable(self.on_contended):
+            result = self.on_contended(info)
+            if inspect.isawaitable(result):
+                asyncio.ensure_future(result)
+
+    async def contended(self):
+        """Wait until someone waits behind the held lock; return the
+        :class:`locks.Contended` of the broker's event (one that came
+        since the last call, at once).
+
+        The Mutex must have asked, with ``on_contended``.  Raises
+        ``RuntimeError`` if it did not, :class:`locks.NotHeld` if the
+        lock is not held (or is released meanwhile), and :class:`Lost`
+        if the broker goes away.
+        """
+        if self.on_contended is None:
+            raise RuntimeError('contended() needs a Mutex made with '
+                               'on_contended (True, or a callback)')
+        if not self.locked:
+            raise NotHeld('%s is not held' % self._target.wire)
+        if self._contended:
+            return self._contended.pop()
+        fut = asyncio.get_running_loop().create_future()
+        self._contended_waits.append(fut)
+        return await fut
 
     def _lost(self):
         """The connection was lost while held: forget it, raise Lost."""
@@ -369,6 +433,10 @@ class Mutex:
                                                        deadline)
             target = self._target
             fd = target.open() if target.is_path else None
+            # Before the grant: an event may come in the same read.
+            self._contended = []
+            if self.on_contended is not None:
+                conn.on_contended = self._on_contended
             try:
                 reply = await self._request(conn, fd, deadline)
             except BaseException:
@@ -381,6 +449,7 @@ class Mutex:
                 if fd is not None:
                     os.close(fd)
             if not reply.get('ok'):
+                conn.on_contended = None
                 raise from_reply(reply, '%s (locksd at %s)' %
                                  (target.wire, conn.path))
             token = reply.get('token')
@@ -410,7 +479,8 @@ class Mutex:
                     blocking.set_result(None)
 
         line = acquire_line(self._target, rid, self.timeout, callback,
-                            self.shared, self.owner)
+                            self.shared, self.owner,
+                            self.on_contended is not None)
         reply = asyncio.ensure_future(conn.request(line, rid, on_event, fd))
         try:
             if blocking is not None:
@@ -443,6 +513,7 @@ class Mutex:
             if conn.broken:
                 self._lost()
             conn.on_lost = None
+            conn.on_contended = None
             rid = conn.new_id()
             try:
                 reply = await conn.request(self._target.release_line(rid),
