@@ -213,8 +213,8 @@ decode_list_page(struct json_object *reply, struct json_object *all,
 }
 
 /* Read an optional integer field of a reply; 0 when absent. */
-static int64_t
-reply_int(struct json_object *reply, const char *key)
+int64_t
+decode_reply_int(struct json_object *reply, const char *key)
 {
 	struct json_object	*value;
 
@@ -251,10 +251,10 @@ decode_status(struct json_object *reply, locks_status *status)
 	if (decode_string(version, &status->version) != LOCKS_OK)
 		return LOCKS_E_NOMEM;
 	status->uptime = reply_double(reply, "uptime");
-	status->connections = reply_int(reply, "connections");
-	status->locks_held = reply_int(reply, "locks_held");
-	status->waiters = reply_int(reply, "waiters");
-	status->acquired_total = reply_int(reply, "acquired_total");
+	status->connections = decode_reply_int(reply, "connections");
+	status->locks_held = decode_reply_int(reply, "locks_held");
+	status->waiters = decode_reply_int(reply, "waiters");
+	status->acquired_total = decode_reply_int(reply, "acquired_total");
 	return LOCKS_OK;
 }
 

@@ -74,18 +74,25 @@ event_contended(locks_conn *conn, struct json_object *event,
 }
 
 /*
- * A cluster lock taken away (locksd's etcd lease lapsed): forget it, so
- * that locks_held says no and locks_check returns LOCKS_E_LOST once.
+ * A lock taken away: a cluster lock whose etcd lease lapsed, or a local
+ * one an upgrade lost to an outside flock.  Forget it, so that
+ * locks_held says no and locks_check returns LOCKS_E_LOST once.
  */
 static int
 event_lost(locks_conn *conn, struct json_object *event,
     const struct blocking *blk)
 {
-	struct json_object	*name;
+	struct json_object	*name, *scope;
 
 	(void)blk;
-	if (json_object_object_get_ex(event, "name", &name) &&
-	    json_object_is_type(name, json_type_string))
+	if (!json_object_object_get_ex(event, "name", &name) ||
+	    !json_object_is_type(name, json_type_string))
+		return LOCKS_OK;
+	if (json_object_object_get_ex(event, "scope", &scope) &&
+	    json_object_is_type(scope, json_type_string) &&
+	    strcmp(json_object_get_string(scope), "local") == 0)
+		conn_local_lost(conn, json_object_get_string(name));
+	else
 		conn_cluster_lost(conn, json_object_get_string(name));
 	return LOCKS_OK;
 }

@@ -155,6 +155,7 @@ int		 event_dispatch(locks_conn *, struct json_object *,
 
 /* locks.c */
 void		 conn_cluster_lost(locks_conn *, const char *);
+void		 conn_local_lost(locks_conn *, const char *);
 int		 conn_contended_watched(const locks_conn *, const char *);
 void		 conn_contended(locks_conn *, const char *, int,
 		    const locks_holder *);
@@ -162,6 +163,7 @@ void		 contended_forget_all(locks_conn *);
 
 /* decode.c */
 int		 decode_string(const char *, char **);
+int64_t		 decode_reply_int(struct json_object *, const char *);
 int		 decode_holder(struct json_object *, locks_holder *);
 void		 decode_holder_clear(locks_holder *);
 int		 decode_holders(struct json_object *, const char *,

@@ -455,6 +455,17 @@ contended_forget_all(locks_conn *conn)
 	conn->contended = NULL;
 }
 
+/* A local lock an upgrade lost: forget it, and have locks_check say. */
+void
+conn_local_lost(locks_conn *conn, const char *name)
+{
+	held_remove(conn, name);
+	contended_forget(conn, name);
+	conn->cluster_lost = 1;
+	error_msg(conn, "lost the lock %s: an outside flock got in while "
+	    "locksd upgraded it", name);
+}
+
 /* Whether name is a held lock whose contended events have a callback. */
 int
 conn_contended_watched(const locks_conn *conn, const char *name)
@@ -770,6 +781,46 @@ locks_release_scope(locks_conn *conn, const char *name,
 		}
 	}
 	free(spelled);
+	return error;
+}
+
+/* Convert a held local lock to mode, atomically (see locks.h). */
+int
+locks_convert(locks_conn *conn, const char *target, enum locks_mode mode,
+    double timeout, int64_t *ret_token)
+{
+	struct proto_request	 req;
+	struct json_object	*reply = NULL;
+	char			*spelled;
+	int64_t			 token = 0;
+	int			 error;
+
+	if (conn == NULL || (mode != LOCKS_EXCLUSIVE && mode != LOCKS_SHARED) ||
+	    timeout > LOCKS_MAX_SECONDS) {
+		error_msg(conn, conn == NULL ? "no connection" :
+		    "bad mode or timeout");
+		return LOCKS_E_INVAL;
+	}
+	if ((error = check_name(conn, target)) != LOCKS_OK)
+		return error;
+	if ((spelled = path_spelling(target)) == NULL) {
+		error_msg(conn, "out of memory");
+		return LOCKS_E_NOMEM;
+	}
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_CONVERT;
+	req.name = spelled;
+	req.mode = mode == LOCKS_SHARED ? PROTO_SHARED : PROTO_EXCLUSIVE;
+	req.timeout = timeout < 0 ? -1 : timeout;
+	error = conn_transact_fast(conn, &req, NULL, &reply, &token);
+	free(spelled);
+	if (error == LOCKS_OK && reply != NULL)
+		error = conn_reply_error(conn, reply);
+	if (error == LOCKS_OK && reply != NULL)
+		token = decode_reply_int(reply, "token");
+	json_object_put(reply);
+	if (error == LOCKS_OK && ret_token != NULL)
+		*ret_token = token;
 	return error;
 }
 

@@ -229,6 +229,24 @@ int		 locks_acquire_fd(locks_conn *conn, int fd,
 int		 locks_release(locks_conn *conn, const char *target);
 int		 locks_release_scope(locks_conn *conn, const char *target,
 		    enum locks_scope scope);
+/*
+ * Convert a local lock this connection holds (a name or a path, as it was
+ * acquired) to mode, atomically: the lock stays held all along, and no
+ * process outside the broker gets in on the way.  A downgrade (exclusive
+ * to shared) is at once, keeps the token, and lets the shared waiters at
+ * the head of the queue in.  An upgrade holds shared while it waits for
+ * the other holders to let go, ahead of every waiter, timeout seconds at
+ * most (< 0: forever; 0: not at all, LOCKS_E_TIMEOUT), then holds
+ * exclusive with a new, higher token.  On success *ret_token (may be
+ * NULL) is the token held now.  LOCKS_E_DEADLOCK at once if another
+ * holder's upgrade waits already (each would wait for the other; this
+ * one keeps its shared hold); LOCKS_E_TIMEOUT leaves the shared hold as
+ * it was; LOCKS_E_NOT_HELD if not held; LOCKS_E_UNSUPPORTED for a cluster
+ * lock; LOCKS_E_CANCELLED if the upgrade lost the lock to an outside
+ * flock (the daemon then holds nothing for it: locks_held is 0).
+ */
+int		 locks_convert(locks_conn *conn, const char *target,
+		    enum locks_mode mode, double timeout, int64_t *ret_token);
 /* Make a round trip, to learn that the daemon answers. */
 int		 locks_ping(locks_conn *conn);
 

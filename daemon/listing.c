@@ -119,6 +119,7 @@ holder_encode(struct lock_req *req)
 	h.mode = lock_req_mode(req);
 	h.since = lock_req_since(req);
 	h.token = lock_req_held(req) ? lock_req_token(req) : 0;
+	h.converting = lock_req_converting(req);
 	return proto_holder_encode(&h);
 }
 

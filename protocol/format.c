@@ -72,6 +72,13 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 	if (req->scope == PROTO_SCOPE_CLUSTER)
 		json_object_object_add(obj, "scope",
 		    json_object_new_string("cluster"));
+	if (req->op == PROTO_OP_ACQUIRE || req->op == PROTO_OP_CONVERT) {
+		json_object_object_add(obj, "mode",
+		    json_object_new_string(proto_mode_name(req->mode)));
+		if (req->timeout >= 0)
+			json_object_object_add(obj, "timeout",
+			    json_object_new_double(req->timeout));
+	}
 	switch (req->op) {
 	case PROTO_OP_LIST:
 		if (req->all)
@@ -89,11 +96,6 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		    json_object_new_string(req->client ? req->client : ""));
 		break;
 	case PROTO_OP_ACQUIRE:
-		json_object_object_add(obj, "mode",
-		    json_object_new_string(proto_mode_name(req->mode)));
-		if (req->timeout >= 0)
-			json_object_object_add(obj, "timeout",
-			    json_object_new_double(req->timeout));
 		json_object_object_add(obj, "notify_after",
 		    json_object_new_double(req->notify_after));
 		json_object_object_add(obj, "owner",
@@ -263,8 +265,9 @@ out_key(struct line_out *out, const char *key)
 	out_bytes(out, "\":", 2);
 }
 
+/* The mode and timeout an acquire and a convert both carry. */
 static void
-out_acquire(struct line_out *out, const struct proto_request *req)
+out_mode_timeout(struct line_out *out, const struct proto_request *req)
 {
 	out_key(out, "mode");
 	out_string(out, proto_mode_name(req->mode));
@@ -272,6 +275,12 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 		out_key(out, "timeout");
 		out_double(out, req->timeout);
 	}
+}
+
+static void
+out_acquire(struct line_out *out, const struct proto_request *req)
+{
+	out_mode_timeout(out, req);
 	out_key(out, "notify_after");
 	out_double(out, req->notify_after);
 	out_key(out, "owner");
@@ -330,6 +339,9 @@ proto_request_format(char *buf, size_t size, const struct proto_request *req,
 		break;
 	case PROTO_OP_ACQUIRE:
 		out_acquire(&out, req);
+		break;
+	case PROTO_OP_CONVERT:
+		out_mode_timeout(&out, req);
 		break;
 	case PROTO_OP_STATUS:
 		if (req->metrics) {

@@ -1026,6 +1026,9 @@ proto_holder_encode(const struct proto_holder *h)
 	if (h->token > 0)
 		json_object_object_add(obj, "token",
 		    json_object_new_int64(h->token));
+	if (h->converting)
+		json_object_object_add(obj, "converting",
+		    json_object_new_string("exclusive"));
 	return obj;
 }
 

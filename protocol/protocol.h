@@ -144,6 +144,7 @@ struct proto_holder {
 	enum proto_mode		 mode;
 	double			 since;		/* unix time, seconds */
 	int64_t			 token;		/* 0 for waiters */
+	int			 converting;	/* an upgrade of it waits */
 };
 
 const char	*proto_error_code(enum proto_error);

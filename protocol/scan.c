@@ -590,6 +590,18 @@ scan_acquire(struct scan *s, struct proto_request *req)
 	return scan_label(s, KEY_OWNER, &req->owner);
 }
 
+/* A convert: a name, the mode it goes to (required), a timeout. */
+static int
+scan_convert(struct scan *s, struct proto_request *req)
+{
+	if (scan_field(s, KEY_MODE) == NULL)
+		return -1;	/* json-c says what is missing */
+	if (scan_name(s, 1, &req->name) == -1 || scan_scope(s, req) == -1 ||
+	    scan_mode(s, &req->mode) == -1)
+		return -1;
+	return scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout);
+}
+
 /* Which op this is: its first byte leaves one to compare. */
 static int
 scan_op(struct scan *s, struct proto_request *req)
@@ -677,7 +689,7 @@ scan_fields(struct scan *s, struct proto_request *req)
 	case PROTO_OP_PING:
 		return 0;
 	case PROTO_OP_CONVERT:
-		return -1;	/* rare: json-c reads it */
+		return scan_convert(s, req);
 	}
 	return -1;
 }

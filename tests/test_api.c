@@ -676,6 +676,74 @@ END_TEST
  * When the daemon dies.
  */
 
+/* Wait (5 s at most) until list shows an upgrade of name waiting. */
+static void
+wait_until_converting(locks_conn *c, const char *name)
+{
+	locks_list	*list;
+	int		 i, seen = 0;
+
+	for (i = 0; i < 500 && !seen; i++) {
+		ck_assert_int_eq(locks_list_get(c, name, &list), LOCKS_OK);
+		seen = strstr(locks_list_json(list),
+		    "\"converting\":\"exclusive\"") != NULL;
+		locks_list_free(list);
+		if (!seen)
+			h_sleep(0.01);
+	}
+	ck_assert_msg(seen, "no upgrade of %s shows in list", name);
+}
+
+/*
+ * locks_convert: a downgrade keeps the token; an upgrade under another
+ * shared holder times out (still held shared); with the other holder's
+ * upgrade waiting, a second is LOCKS_E_DEADLOCK; a lone upgrade holds at
+ * once with a higher token; converting what is not held is
+ * LOCKS_E_NOT_HELD, and a bad mode LOCKS_E_INVAL.
+ */
+START_TEST(test_liblocks_convert_down_and_up)
+{
+	struct h_conn	*w;
+	locks_conn	*a = NULL;
+	int64_t		 token, now;
+
+	ck_assert_int_eq(locks_connect(h_srv.socket_path, "a", &a), LOCKS_OK);
+	ck_assert_int_eq(locks_convert(a, "ll-conv", LOCKS_SHARED, -1, NULL),
+	    LOCKS_E_NOT_HELD);
+	ck_assert_int_eq(locks_acquire(a, "ll-conv", NULL, &token), LOCKS_OK);
+	ck_assert_int_eq(locks_convert(a, "ll-conv", LOCKS_SHARED, -1, &now),
+	    LOCKS_OK);
+	ck_assert_int_eq(now, token);
+	ck_assert_ptr_nonnull(w = h_conn_open(h_srv.socket_path));
+	ck_assert_int_eq(h_send(w, "{\"id\":1,\"op\":\"acquire\","
+	    "\"name\":\"ll-conv\",\"mode\":\"shared\"}"), 0);
+	ck_assert(h_ok(h_recv(w, 5)));
+	ck_assert_int_eq(locks_convert(a, "ll-conv", LOCKS_EXCLUSIVE, 0.2,
+	    &now), LOCKS_E_TIMEOUT);
+	ck_assert(locks_held(a, "ll-conv"));
+	/* w's upgrade waits on a's hold: a's own would wait on w's. */
+	ck_assert_int_eq(h_send(w, "{\"id\":2,\"op\":\"convert\","
+	    "\"name\":\"ll-conv\",\"mode\":\"exclusive\"}"), 0);
+	wait_until_converting(a, "ll-conv");
+	ck_assert_int_eq(locks_convert(a, "ll-conv", LOCKS_EXCLUSIVE, -1,
+	    &now), LOCKS_E_DEADLOCK);
+	ck_assert_ptr_nonnull(strstr(locks_last_message(a), "ll-conv"));
+	ck_assert(locks_held(a, "ll-conv"));
+	ck_assert_int_eq(locks_release(a, "ll-conv"), LOCKS_OK);
+	ck_assert(h_ok(h_recv(w, 5)));		/* w's upgrade holds */
+	h_conn_close(w);
+	ck_assert_int_eq(locks_acquire(a, "ll-conv2", NULL, &token), LOCKS_OK);
+	ck_assert_int_eq(locks_convert(a, "ll-conv2", LOCKS_SHARED, 0, NULL),
+	    LOCKS_OK);
+	ck_assert_int_eq(locks_convert(a, "ll-conv2", LOCKS_EXCLUSIVE, 0,
+	    &now), LOCKS_OK);
+	ck_assert_int_gt(now, token);
+	ck_assert_int_eq(locks_convert(a, "ll-conv2", (enum locks_mode)7, -1,
+	    NULL), LOCKS_E_INVAL);
+	locks_close(a);
+}
+END_TEST
+
 START_TEST(test_liblocks_reports_a_lost_connection)
 {
 	struct h_daemon	 d;
@@ -720,6 +788,7 @@ api_suite(void)
 	    test_liblocks_on_contended_hears_of_the_first_waiter);
 	tcase_add_test(tc,
 	    test_liblocks_on_contended_refuses_requests_from_inside);
+	tcase_add_test(tc, test_liblocks_convert_down_and_up);
 	suite_add_tcase(s, tc);
 
 	/* This one kills its daemon, so it starts one of its own. */

@@ -1232,6 +1232,53 @@ START_TEST(test_notify_contended_decodes)
 }
 END_TEST
 
+/*
+ * convert on both paths: its mode is required, its timeout optional;
+ * and the formatter writes it as json-c does.
+ */
+START_TEST(test_convert_decodes_on_both_paths_and_formats)
+{
+	struct json_tokener	*tok = proto_tokener_new();
+	struct proto_request	 req;
+	struct both		 b;
+	size_t			 t;
+
+	b.obj = NULL;
+	expect_both(&b, L("{\"id\":1,\"op\":\"convert\",\"name\":\"db\","
+	    "\"mode\":\"exclusive\",\"timeout\":2.5}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.op, PROTO_OP_CONVERT);
+	ck_assert_int_eq(b.r.mode, PROTO_EXCLUSIVE);
+	ck_assert_double_eq(b.r.timeout, 2.5);
+	expect_both(&b, L("{\"op\":\"convert\",\"name\":\"/tmp/x\","
+	    "\"mode\":\"shared\"}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.mode, PROTO_SHARED);
+	ck_assert_double_eq(b.r.timeout, -1);
+	expect_both(&b, L("{\"op\":\"convert\",\"name\":\"db\"}"),
+	    PROTO_E_BAD_REQUEST, "mode must be \"exclusive\" or \"shared\"",
+	    0);
+	expect_both(&b, L("{\"op\":\"convert\",\"name\":\"db\","
+	    "\"mode\":null}"), PROTO_E_BAD_REQUEST,
+	    "mode must be \"exclusive\" or \"shared\"", 0);
+	expect_both(&b, L("{\"op\":\"convert\",\"mode\":\"shared\"}"),
+	    PROTO_E_BAD_REQUEST, NULL, 0);
+	expect_both(&b, L("{\"op\":\"convert\",\"name\":\"db\","
+	    "\"mode\":\"shared\",\"timeout\":-1}"), PROTO_E_BAD_REQUEST,
+	    NULL, 0);
+	json_object_put(b.obj);
+
+	memset(&req, 0, sizeof req);
+	req.op = PROTO_OP_CONVERT;
+	for (t = 0; t <= NELEMS(format_seconds); t++) {
+		req.timeout = t < NELEMS(format_seconds) ?
+		    format_seconds[t] : -1;
+		req.name = format_names[t % NELEMS(format_names)];
+		req.mode = t % 2 ? PROTO_SHARED : PROTO_EXCLUSIVE;
+		check_format(tok, &req, format_ids[t % NELEMS(format_ids)]);
+	}
+	json_tokener_free(tok);
+}
+END_TEST
+
 /* list's limit and after, on both paths, with what each refuses. */
 START_TEST(test_list_paging_fields_decode)
 {
@@ -1545,8 +1592,9 @@ START_TEST(test_fast_path_knows_every_op_and_field)
 	size_t			 i;
 
 	for (i = 0; i < NELEMS(ops); i++) {
+		/* A convert needs its mode; the others skip it. */
 		snprintf(line, sizeof line, "{\"id\":1,\"op\":\"%s\","
-		    "\"name\":\"x\"}", ops[i].text);
+		    "\"name\":\"x\",\"mode\":\"shared\"}", ops[i].text);
 		ck_assert_msg(scan(line, &r, &sc) == 0,
 		    "the fast path does not know op \"%s\"", ops[i].text);
 		ck_assert_int_eq(r.op, ops[i].op);
@@ -1641,6 +1689,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_ids_come_back_exactly_or_are_refused);
 	tcase_add_test(tc, test_list_paging_fields_decode);
 	tcase_add_test(tc, test_notify_contended_decodes);
+	tcase_add_test(tc, test_convert_decodes_on_both_paths_and_formats);
 	tcase_add_test(tc, test_format_writes_list_paging_fields);
 	tcase_add_test(tc, test_format_writes_an_acquire_to_the_byte);
 	tcase_add_test(tc, test_ok_line_is_json_c_to_the_byte);

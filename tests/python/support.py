@@ -4,6 +4,7 @@ ctest passes the daemon as $LOCKSD and the CLI as $LOCKS_CLI; run by
 hand, they default to build/locksd and build/locks of the tree.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -179,3 +180,43 @@ class FakeBroker:
             except OSError:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Raw:
+    """A bare protocol connection: lines out, lines in, nothing hidden."""
+
+    def __init__(self, path, label):
+        """Connect and say hello as label."""
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.sock.settimeout(10)
+        self.buf = b''
+        self.send({'id': 0, 'op': 'hello', 'client': label})
+        assert self.read()['ok']
+
+    def send(self, obj):
+        """Send one request."""
+        self.sock.sendall(json.dumps(obj).encode() + b'\n')
+
+    def read(self, timeout=10):
+        """The next line, as a dict; socket.timeout if none comes."""
+        self.sock.settimeout(timeout)
+        while b'\n' not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError('locksd closed the connection')
+            self.buf += data
+        line, self.buf = self.buf.split(b'\n', 1)
+        return json.loads(line)
+
+    def quiet(self, secs):
+        """Assert that nothing comes within secs."""
+        try:
+            line = self.read(secs)
+        except socket.timeout:
+            return
+        raise AssertionError('unexpected line: %r' % line)
+
+    def close(self):
+        """Hang up: the broker drops what this connection had."""
+        self.sock.close()

@@ -40,11 +40,12 @@ import typing
 
 from . import _conn
 from ._errors import (AlreadyHeld, BadRequest, Cancelled,
-                      ClusterUnavailable, Error, Internal,
+                      ClusterUnavailable, Deadlock, Error, Internal,
                       InvalidName, LimitReached, Lost, NotHeld,
                       PermissionDenied, ProtocolError, Timeout, Unavailable,
                       Unsupported, Untrusted, from_reply)
-from ._target import Target, acquire_line, init_args
+from ._target import (Target, acquire_line, check_seconds, convert_line,
+                      init_args)
 
 # Not 'list': a star-import would shadow the builtin (locks.list works).
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
     'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
     'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
     'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',
-    'Unavailable', 'Untrusted', 'Lost', 'ClusterUnavailable',
+    'Unavailable', 'Untrusted', 'Lost', 'ClusterUnavailable', 'Deadlock',
 ]
 __title__ = 'locks'
 __version__ = '0.2.0'
@@ -340,6 +341,62 @@ class Mutex:
             if not reply.get('ok'):
                 raise from_reply(reply, '%s (locksd at %s)' % (
                     self._target.wire, conn.path))
+        finally:
+            self._mu.release()
+
+    def convert(self, shared, timeout=None):
+        """Convert the held lock to shared (True) or exclusive (False),
+        atomically: it stays held all along, and no process outside the
+        broker gets in on the way.
+
+        A downgrade is at once and keeps the token, and lets in the shared
+        requests at the head of the queue.  An upgrade holds shared while
+        it waits for the other holders to let go, ahead of every waiter,
+        at most timeout seconds (None: forever; 0: not at all), then holds
+        exclusive with a new, higher token.  Returns the token held now;
+        ``shared`` says the mode held from then on (and asked by a later
+        ``lock()``).
+
+        Raises :class:`NotHeld` if this Mutex holds nothing;
+        ``BlockingIOError`` (:class:`Timeout`) when the timeout passes
+        and :class:`Deadlock` at once when another holder's upgrade waits
+        already, the lock still held shared either way;
+        :class:`Unsupported` for a cluster lock; and :class:`Lost` if the
+        broker went away, or the upgrade lost the lock to an outside
+        flock (this Mutex then holds nothing).
+        """
+        timeout = check_seconds('timeout', timeout)
+        self._enter()
+        try:
+            if self._conn is None:
+                raise NotHeld('convert %s: this Mutex does not hold it' %
+                              self._target.wire)
+            self._still_held()
+            conn = self._conn
+            rid = conn.new_id()
+            line = convert_line(self._target, rid, bool(shared), timeout)
+            try:
+                reply = conn.request(line, rid, deadline=(
+                    _conn.Deadline.for_timeout(timeout)))
+            except Lost:
+                self._lost()
+            except BaseException:
+                # Interrupted, the connection was closed, which let the
+                # lock go.
+                self._forget()
+                raise
+            about = '%s (locksd at %s)' % (self._target.wire, conn.path)
+            if reply.get('ok'):
+                self._token = reply.get('token', self._token)
+                self.shared = bool(shared)
+                return self._token
+            err = from_reply(reply, about)
+            if err.code == 'cancelled':
+                self._forget()
+                _conn.watcher.unwatch(conn)
+                conn.close()
+                raise Lost('lost the lock on %s: %s' % (about, err))
+            raise err
         finally:
             self._mu.release()
 

@@ -127,6 +127,17 @@ def wire_seconds(value):
     return MAX_SECONDS if value == math.inf else value
 
 
+def convert_line(target, rid, shared, timeout):
+    """The convert request: to shared or exclusive, waiting at most
+    timeout seconds (None: forever)."""
+    parts = ['{"id":%d,"op":"convert","name":%s,"mode":"%s"' % (
+        rid, target.wire_json, 'shared' if shared else 'exclusive')]
+    if timeout is not None:
+        parts.append(',"timeout":%s' % json.dumps(wire_seconds(timeout)))
+    parts.append('}\n')
+    return ''.join(parts).encode('utf-8')
+
+
 def check_label(what, value):
     """Check an owner label: None, or at most 256 bytes of UTF-8, no NUL."""
     if value is None:
