@@ -250,7 +250,7 @@ class TestConvertHammer(BrokerCase):
                                     'sleep', '60'])
         self.addCleanup(outside.wait)
         self.addCleanup(outside.kill)
-        self.wait_until(lambda: not outside_flock(path, '-x'),
+        self.wait_until(lambda: self.holds(outside.pid, ino),
                         'flock -s holds')
         seen_without = 0
         for i in range(20):
@@ -267,9 +267,19 @@ class TestConvertHammer(BrokerCase):
             self.assertFalse(outside_flock(path, '-x'))
         self.assertEqual(seen_without, 0)
 
+    def holds(self, pid, ino):
+        """Whether /proc/locks shows pid with a FLOCK on ino now."""
+        with open('/proc/locks', 'rb') as f:
+            return self.flock_of(f.read(), pid, ino)
+
     def broker_holds(self, proc_locks, ino):
         """Whether /proc/locks shows locksd's pid with a FLOCK on ino."""
-        pid = str(self.broker.proc.pid).encode()
+        return self.flock_of(proc_locks, self.broker.proc.pid, ino)
+
+    @staticmethod
+    def flock_of(proc_locks, pid, ino):
+        """Whether a /proc/locks text has pid's FLOCK on ino."""
+        pid = str(pid).encode()
         for line in proc_locks.splitlines():
             f = line.split()
             if (len(f) > 5 and f[1] == b'FLOCK' and f[4] == pid and
