@@ -1213,6 +1213,13 @@ locktab_cycle(const struct locktab *tab,
 	return tab->cycle_len;
 }
 
+/* Whether the request asked for deadlock detection. */
+int
+lock_req_detects(const struct lock_req *req)
+{
+	return req->detect;
+}
+
 /* How many waiting requests asked for deadlock detection. */
 size_t
 locktab_ndetecting(const struct locktab *tab)

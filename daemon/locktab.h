@@ -84,6 +84,7 @@ struct lock_owner *locktab_owner_new(void *);
 void		 locktab_owner_free(struct lock_owner *);
 void		 lock_req_set_owner(struct lock_req *, struct lock_owner *,
 		    int);
+int		 lock_req_detects(const struct lock_req *);
 size_t		 locktab_cycle(const struct locktab *,
 		    const struct locktab_cycle_step **);
 size_t		 locktab_ndetecting(const struct locktab *);

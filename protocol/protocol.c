@@ -633,6 +633,34 @@ decode_notify_contended(struct json_object *obj, struct proto_request *req,
 	return PROTO_OK;
 }
 
+/*
+ * Read acquire's detect_deadlock flag: the descriptor form hands its
+ * lock over to a descriptor, which no connection of the graph holds, so
+ * it cannot ask.
+ */
+static enum proto_error
+decode_detect_deadlock(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	struct json_object	*value;
+
+	if (!json_object_object_get_ex(obj, FIELD(DETECT_DEADLOCK), &value) ||
+	    json_object_is_type(value, json_type_null))
+		return PROTO_OK;
+	if (!json_object_is_type(value, json_type_boolean)) {
+		*ret_msg = "detect_deadlock must be a boolean";
+		return PROTO_E_BAD_REQUEST;
+	}
+	req->detect_deadlock = json_object_get_boolean(value);
+	if (req->detect_deadlock && req->handoff) {
+		*ret_msg = "detect_deadlock cannot go with handoff: the "
+		    "descriptor form hands the lock over to a descriptor, "
+		    "which the broker cannot tell waiting for anything";
+		return PROTO_E_BAD_REQUEST;
+	}
+	return PROTO_OK;
+}
+
 /* Read the optional scope of an acquire, release or list. */
 static enum proto_error
 decode_scope(struct json_object *obj, struct proto_request *req,
@@ -711,7 +739,9 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 	if ((error = decode_scope(obj, req, ret_msg)) != PROTO_OK ||
 	    (error = decode_handoff(obj, req, ret_msg)) != PROTO_OK)
 		return error;
-	return decode_notify_contended(obj, req, ret_msg);
+	if ((error = decode_notify_contended(obj, req, ret_msg)) != PROTO_OK)
+		return error;
+	return decode_detect_deadlock(obj, req, ret_msg);
 }
 
 /* Read status's optional metrics flag. */

@@ -62,6 +62,7 @@ _Static_assert(KEY_COUNT <= 32, "struct scan has a bit per key in seen");
 static const unsigned char keys_by_first[128][KEYS_PER_FIRST] = {
 	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
+	['d'] = { KEY_DETECT_DEADLOCK },
 	['h'] = { KEY_HANDOFF },
 	['i'] = { KEY_ID },
 	['l'] = { KEY_LIMIT },
@@ -577,11 +578,26 @@ scan_notify_contended(struct scan *s, struct proto_request *req)
 	return 0;
 }
 
+/* Acquire's detect_deadlock: true or false (a bad one is json-c's). */
+static int
+scan_detect_deadlock(struct scan *s, struct proto_request *req)
+{
+	const struct scan_value	*v;
+
+	if ((v = scan_field(s, KEY_DETECT_DEADLOCK)) == NULL)
+		return 0;
+	if (v->type != SCAN_TRUE && v->type != SCAN_FALSE)
+		return -1;
+	req->detect_deadlock = v->type == SCAN_TRUE;
+	return 0;
+}
+
 static int
 scan_acquire(struct scan *s, struct proto_request *req)
 {
 	if (scan_name(s, 1, &req->name) == -1 || scan_scope(s, req) == -1 ||
 	    scan_notify_contended(s, req) == -1 ||
+	    scan_detect_deadlock(s, req) == -1 ||
 	    scan_mode(s, &req->mode) == -1 ||
 	    scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
 	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1 ||
