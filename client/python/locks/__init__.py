@@ -40,7 +40,7 @@ import typing
 
 from . import _conn
 from ._errors import (AlreadyHeld, BadRequest, Cancelled,
-                      ClusterUnavailable, Error, Internal,
+                      ClusterUnavailable, Deadlock, Error, Internal,
                       InvalidName, LimitReached, Lost, NotHeld,
                       PermissionDenied, ProtocolError, Timeout, Unavailable,
                       Unsupported, Untrusted, from_reply)
@@ -52,7 +52,7 @@ __all__ = [
     'LockInfo', 'Status', 'Error', 'InvalidName', 'BadRequest', 'Timeout',
     'Cancelled', 'AlreadyHeld', 'NotHeld', 'LimitReached',
     'PermissionDenied', 'Unsupported', 'Internal', 'ProtocolError',
-    'Unavailable', 'Untrusted', 'Lost', 'ClusterUnavailable',
+    'Unavailable', 'Untrusted', 'Lost', 'ClusterUnavailable', 'Deadlock',
 ]
 __title__ = 'locks'
 __version__ = '0.2.0'
@@ -94,6 +94,14 @@ class Mutex:
             second; from a background thread (or from ``lock()`` or
             ``check()``, whichever read the broker's event).  Local locks
             only (``ValueError`` for a cluster one).
+        detect_deadlock (bool): if waiting for the lock would close a
+            cycle of connections to the broker waiting for each other
+            (this one holds a lock another waits for, which holds or
+            awaits the one this waits for, and so on), ``lock()`` raises
+            :class:`Deadlock` at once instead of waiting forever, naming
+            the cycle's pids and locks; of the waits in the cycle that
+            asked, the youngest fails.  Local locks only (``ValueError``
+            for a cluster one).
         scope (str): ``'local'`` (this machine's broker) or ``'cluster'``
             (the etcd cluster of a locksd started with ``--etcd``, across
             machines; names only).  A cluster lock whose lease lapses is
@@ -103,7 +111,7 @@ class Mutex:
     Attributes:
         path: the target as given (the seed's name for it).
         timeout, callback, shared, owner, socket, on_lost, on_contended,
-            scope: as given.
+            detect_deadlock, scope: as given.
         token (int or None): the fencing token while held, else ``None``.
         locked (bool): whether this Mutex, in this process, holds the lock.
 
@@ -117,12 +125,12 @@ class Mutex:
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
                  owner=None, socket=None, on_lost=None, scope='local',
-                 on_contended=None):
+                 on_contended=None, detect_deadlock=False):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
         if on_contended is not None and not callable(on_contended):
             raise TypeError('on_contended must be callable')
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost, scope, on_contended)
+                  on_lost, scope, on_contended, detect_deadlock)
         self._mu = threading.RLock()
         self._mu_pid = os.getpid()
         self._busy = False
@@ -153,7 +161,8 @@ class Mutex:
                 'callback': self.callback, 'shared': self.shared,
                 'owner': self.owner, 'socket': self.socket,
                 'on_lost': self.on_lost, 'scope': self.scope,
-                'on_contended': self.on_contended}
+                'on_contended': self.on_contended,
+                'detect_deadlock': self.detect_deadlock}
 
     def __setstate__(self, state):
         """Make an unheld Mutex from pickled arguments."""
@@ -307,7 +316,8 @@ class Mutex:
 
         line = acquire_line(self._target, rid, self.timeout, callback,
                             self.shared, self.owner,
-                            self.on_contended is not None)
+                            self.on_contended is not None,
+                            self.detect_deadlock)
         return conn.request(line, rid, on_event, fd, deadline)
 
     def release(self):

@@ -118,6 +118,13 @@ class Internal(Error, OSError):
     code = 'internal'
 
 
+class Deadlock(Error):
+    """``deadlock``: the request would wait forever, as when another
+    holder's upgrade already waits (the lock is still held as before)."""
+
+    code = 'deadlock'
+
+
 class ProtocolError(Error):
     """The broker said something this client does not understand."""
 
@@ -126,7 +133,7 @@ class ProtocolError(Error):
 
 _BY_CODE = {cls.code: cls for cls in (
     InvalidName, BadRequest, Timeout, Cancelled, AlreadyHeld, NotHeld,
-    LimitReached, PermissionDenied, Unsupported, Internal)}
+    LimitReached, PermissionDenied, Unsupported, Internal, Deadlock)}
 
 
 def from_reply(reply, about=None):
