@@ -1841,7 +1841,7 @@ session_restore(struct session_host *host, const struct snap_session *ss,
 
 	if ((s = calloc(1, sizeof *s)) == NULL ||
 	    (s->client.label = strdup(ss->label != NULL ? ss->label : "")) ==
-	    NULL) {
+	    NULL || (s->owner = locktab_owner_new(s)) == NULL) {
 		log_warnx("out of memory restoring a connection");
 		if (s != NULL)
 			session_free_parts(s);
