@@ -62,7 +62,8 @@ enum {
 	OPT_FALLBACK,
 	OPT_CLUSTER,
 	OPT_ON_CONTENDED,
-	OPT_OPENMETRICS
+	OPT_OPENMETRICS,
+	OPT_DETECT_DEADLOCK
 };
 
 /* --on-lost: not given, term or ignore. */
@@ -121,13 +122,13 @@ static const char usage_text[] =
     "usage: locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-F|-o]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
     "                 [--on-lost=term|ignore] [--on-contended=term|ignore]\n"
-    "                 [--fallback] [--cluster]\n"
+    "                 [--detect-deadlock] [--fallback] [--cluster]\n"
     "                 NAME|PATH [--] COMMAND [ARGS...] | NAME|PATH -c 'COMMAND'\n"
     "       locks [--socket PATH] run [-s|-x] [-n] [-w SECS] [-E CODE] [-u]\n"
     "                 [--fallback] [-q|--verbose] N\n"
     "       locks [--socket PATH] hold [-s|-x] [-n] [-w SECS] [-E CODE]\n"
     "                 [--notify-after SECS] [--owner TEXT] [-q|--verbose]\n"
-    "                 NAME|PATH\n"
+    "                 [--detect-deadlock] NAME|PATH\n"
     "       locks [--socket PATH] check [-q] NAME|PATH\n"
     "       locks [--socket PATH] list [-a] [--cluster] [-o COLUMNS] [-n]\n"
     "                 [-r] [--json] [NAME|PATH]\n"
@@ -226,6 +227,11 @@ static const char help_text[] =
     "                      time, for jobs that should yield; either way\n"
     "                      COMMAND reads one line \"contended WAITERS PID\"\n"
     "                      per notice on descriptor $LOCKS_CONTENDED_FD\n"
+    "  --detect-deadlock   run, hold: fail at once, with the conflict status,\n"
+    "                      if the wait would never end: the lock is held by\n"
+    "                      an ancestor of this process (a nested locks run),\n"
+    "                      or the wait closes a cycle of connections waiting\n"
+    "                      for each other; the message names who\n"
     "SIGTERM and SIGHUP to run are passed on to COMMAND; SIGINT and SIGQUIT\n"
     "end run itself, as they end flock(1), and COMMAND keeps the lock.\n"
     "\n"
@@ -326,6 +332,7 @@ static const char flock_help_text[] =
     "  -F, --no-fork       execute COMMAND without forking\n"
     "  --verbose           say how long getting the lock took, or why not,\n"
     "                      and when there is no broker\n"
+    "  --detect-deadlock   fail at once if an ancestor holds the lock\n"
     "  -h, --help          display this help\n"
     "  -V, --version       display the version\n"
     "The options of \"locks run\" (--owner, --socket, --notify-after,\n"
@@ -665,6 +672,21 @@ print_holder(const char *name, const locks_holder *h, int position)
 }
 
 /*
+ * --detect-deadlock: the lock we wait for is held by our own ancestor,
+ * which waits for us in turn.  Say so and exit with the conflict status;
+ * the connection closes, which cancels the wait.
+ */
+static void
+deadlock_ancestor(const struct lock_args *la, const char *name, pid_t pid)
+{
+	fprintf(stderr, "locks: deadlock: %s is held by pid %ld, an ancestor "
+	    "of this process (the lock is nested in itself): it waits for "
+	    "this process, which would wait for it forever\n", name,
+	    (long)pid);
+	exit(la->conflict);
+}
+
+/*
  * The on_blocking callback of run and hold: say who holds the lock when
  * asked to or when a person watches stderr, as flock(1) stays silent for
  * cron.  A holder that is our own ancestor waits for us in turn, so that
@@ -678,6 +700,14 @@ blocking_notice(const locks_lock *lock, int position, void *arg)
 	size_t			 i, n;
 	int			 show;
 
+	n = locks_lock_nholders(lock);
+	for (i = 0; i < n && la->opts.detect_deadlock; i++) {
+		h = locks_lock_holder(lock, i);
+		if (!locks_holder_external(h) &&
+		    is_ancestor(locks_holder_pid(h)))
+			deadlock_ancestor(la, locks_lock_name(lock),
+			    locks_holder_pid(h));
+	}
 	if (la->quiet)
 		return;
 	show = la->verbose || isatty(STDERR_FILENO);
@@ -1096,6 +1126,13 @@ take_lock(locks_conn *conn, const char *label, const char *target, int fd,
 		*ret_status = la->conflict;
 		return error;
 	}
+	if (error == LOCKS_E_DEADLOCK) {
+		/* The daemon's message names the cycle. */
+		fprintf(stderr, "locks: deadlock: %s: %s\n", label,
+		    locks_last_message(conn));
+		*ret_status = la->conflict;
+		return error;
+	}
 	if (may_fall_back(error, fd, la))
 		return error;
 	if (error != LOCKS_OK) {
@@ -1123,6 +1160,7 @@ static const struct option lock_longopts[] = {
 	{ "notify-after", required_argument, NULL, OPT_NOTIFY_AFTER },
 	{ "on-lost", required_argument, NULL, OPT_ON_LOST },
 	{ "on-contended", required_argument, NULL, OPT_ON_CONTENDED },
+	{ "detect-deadlock", no_argument, NULL, OPT_DETECT_DEADLOCK },
 	{ "owner", required_argument, NULL, OPT_OWNER },
 	{ "cluster", no_argument, NULL, OPT_CLUSTER },
 	{ "quiet", no_argument, NULL, 'q' },
@@ -1149,6 +1187,10 @@ check_lock_options(const struct lock_args *la, int is_run)
 	    la->contended.mode != ON_CONTENDED_UNSET)
 		usage_error("--on-contended is for local locks: a cluster "
 		    "lock's waiters on other machines queue in etcd");
+	if (la->opts.scope == LOCKS_CLUSTER && la->opts.detect_deadlock)
+		usage_error("--detect-deadlock covers the local daemon's locks "
+		    "only: who waits for a cluster lock elsewhere is not known "
+		    "here");
 	if (la->no_fork && la->close)
 		usage_error("the --no-fork and --close options are "
 		    "incompatible");
@@ -1227,6 +1269,9 @@ parse_lock_options(int argc, char **argv, const char **sock,
 			la->opts.notify_after = parse_seconds(optarg,
 			    "--notify-after");
 			break;
+		case OPT_DETECT_DEADLOCK:
+			la->opts.detect_deadlock = 1;
+			break;
 		case OPT_CLUSTER:
 			la->opts.scope = LOCKS_CLUSTER;
 			break;
@@ -1256,7 +1301,9 @@ parse_lock_options(int argc, char **argv, const char **sock,
 	check_lock_options(la, is_run);
 	if (la->nonblock)
 		la->opts.timeout = 0;
-	la->opts.on_blocking = la->quiet ? NULL : blocking_notice;
+	/* The notice shows the holders: detection looks for an ancestor. */
+	la->opts.on_blocking = la->quiet && !la->opts.detect_deadlock ? NULL :
+	    blocking_notice;
 	la->opts.arg = la;
 	if (la->contended.mode != ON_CONTENDED_UNSET)
 		la->opts.on_contended = contended_notice;
@@ -1352,6 +1399,10 @@ parse_run_operands(int argc, char **argv, const struct lock_args *la,
 		if (la->contended.mode != ON_CONTENDED_UNSET)
 			usage_error("--on-contended wants a command to tell: "
 			    "the descriptor form hands the lock over");
+		if (la->opts.detect_deadlock)
+			usage_error("--detect-deadlock wants a command: the "
+			    "descriptor form hands the lock over to the "
+			    "descriptor, which the broker cannot see wait");
 	} else if (la->unlock && !la->as_flock)
 		usage_error("-u unlocks a descriptor: locks run -u N");
 	else if (strchr(rt->target, '/') == NULL && la->as_flock &&

@@ -521,6 +521,7 @@ acquire_send(locks_conn *conn, const char *name,
 	req.scope = opts->scope == LOCKS_CLUSTER ? PROTO_SCOPE_CLUSTER :
 	    PROTO_SCOPE_LOCAL;
 	req.notify_contended = opts->on_contended != NULL;
+	req.detect_deadlock = opts->detect_deadlock != 0;
 	blk.name = name;
 	blk.cb = opts->on_blocking;
 	blk.arg = opts->arg;
@@ -715,6 +716,12 @@ locks_acquire_fd(locks_conn *conn, int fd,
 		error_msg(conn, "on_contended cannot go with the descriptor "
 		    "form: the lock is handed over, and the broker no longer "
 		    "sees who waits behind it");
+		return LOCKS_E_INVAL;
+	}
+	if (opts->detect_deadlock) {
+		error_msg(conn, "detect_deadlock cannot go with the descriptor "
+		    "form: the lock is handed over to a descriptor, which the "
+		    "broker cannot see waiting for anything");
 		return LOCKS_E_INVAL;
 	}
 	again = *opts;

@@ -185,10 +185,21 @@ struct locks_acquire_opts {
 	enum locks_scope scope;		/* LOCKS_LOCAL by default */
 	/* Local locks only: not cluster ones, nor the descriptor form. */
 	locks_contended_cb on_contended; /* may be NULL: not told */
+	/*
+	 * Nonzero: if waiting would close a cycle of connections to this
+	 * daemon waiting for each other (this connection holds what another
+	 * waits for, which holds or awaits what this waits for, ...), fail
+	 * with LOCKS_E_DEADLOCK at once instead, the message naming the
+	 * cycle's pids and locks; of the cycle's waits that asked, the
+	 * youngest fails, possibly an earlier wait of another connection.
+	 * Every waiting acquire counts as its connection waiting.  Local
+	 * locks only: not cluster ones, nor the descriptor form.
+	 */
+	int		 detect_deadlock;
 };
 
 #define LOCKS_ACQUIRE_OPTS_INIT { LOCKS_EXCLUSIVE, -1, 0, NULL, NULL, NULL, \
-	LOCKS_LOCAL, NULL }
+	LOCKS_LOCAL, NULL, 0 }
 
 /*
  * Take a lock; opts may be NULL for an exclusive lock waited for forever.

@@ -393,7 +393,7 @@ struct json_object *listing_locks(struct listing *, const char *,
  * Every fd field is -1 when absent.  Bump STATE_VERSION on any change of
  * the format.
  */
-#define STATE_VERSION	2
+#define STATE_VERSION	3
 #define STATE_ENV	"LOCKSD_STATE_FD"	/* the memfd, on a reload */
 #define STATE_FDNAME	"~=state"	/* the memfd, on a restart */
 
@@ -421,6 +421,7 @@ struct snap_acquire {
 	int			 had_handoff;	/* the state named one */
 	uint32_t		 notify_contended; /* version 2 on */
 	double			 told_at;	/* monotonic; 0: never */
+	uint32_t		 detect_deadlock; /* version 3 on */
 };
 
 #define SNAP_FD_GROUPS	4		/* conn.c's CONN_FD_GROUPS */

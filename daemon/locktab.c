@@ -105,10 +105,39 @@ struct lock_req {
 	int64_t			 token;		/* 0 while waiting */
 	double			 since;
 	void			*arg;
+	struct lock_owner	*owner;		/* its connection, or NULL */
+	int			 detect;	/* asked for deadlock detection */
+	int			 owner_linked;	/* on owner->waits */
+	uint64_t		 wait_seq;	/* when it queued: the table's */
 	TAILQ_ENTRY(lock_req)	 entry;		/* holders or waiters */
 	TAILQ_ENTRY(lock_req)	 pending_entry;	/* pending or failed */
+	TAILQ_ENTRY(lock_req)	 owner_entry;	/* owner->waits */
 };
 TAILQ_HEAD(lock_reqs, lock_req);
+
+/*
+ * A node of the wait-for graph: one connection, with its waiting
+ * requests and its waiting upgrade.  The rest is the search's, valid
+ * while mark is the table's search epoch.
+ */
+struct lock_owner {
+	void			*arg;
+	struct lock_reqs	 waits;
+	unsigned		 mark;		/* search epoch it was seen */
+	unsigned		 scc_mark;	/* in the root's component */
+	unsigned		 path_mark;	/* reached by the cycle's walk */
+	int			 on_stack;
+	size_t			 index, low;
+	size_t			 edge_first, edge_end, edge_next;
+	struct lock_owner	*path_prev;	/* the walk's, back to start */
+	struct lock_req		*path_via;	/* the wait of path_prev */
+};
+
+/* One edge of the wait-for graph: via's owner waits for to. */
+struct wait_edge {
+	struct lock_owner	*to;
+	struct lock_req		*via;
+};
 
 struct lock {
 	const char		*name;		/* first: lock_cmp */
@@ -168,6 +197,17 @@ struct locktab {
 	size_t			 nheld;
 	size_t			 nwaiting;
 	uint64_t		 granted_total;
+	size_t			 ndetect;	/* waiters that asked */
+	uint64_t		 wait_seq;	/* queued so far */
+	unsigned		 search_epoch;
+	struct wait_edge	*edges;		/* the search's, reused */
+	size_t			 edges_size;
+	struct lock_owner	**nodes;	/* its component stack */
+	size_t			 nodes_size;
+	struct lock_owner	**calls;	/* its visits, then its walk */
+	size_t			 calls_size;
+	struct locktab_cycle_step cycle[LOCKTAB_CYCLE_MAX];
+	size_t			 cycle_len;	/* the last cycle's, whole */
 };
 
 static void	lock_contended_unlink(struct lock *);
@@ -447,6 +487,33 @@ lock_contended_report(struct lock *lock, double now)
 	}
 }
 
+/*
+ * Put a request that starts to wait (queued, or an upgrade) on its
+ * owner's list of waits, counting it if it asked for detection.
+ */
+static void
+owner_link(struct locktab *tab, struct lock_req *req)
+{
+	if (req->owner == NULL || req->owner_linked)
+		return;
+	TAILQ_INSERT_TAIL(&req->owner->waits, req, owner_entry);
+	req->owner_linked = 1;
+	if (req->detect && !req->held)
+		tab->ndetect++;
+}
+
+/* Take a request that no longer waits off its owner's list of waits. */
+static void
+owner_unlink(struct locktab *tab, struct lock_req *req)
+{
+	if (!req->owner_linked)
+		return;
+	TAILQ_REMOVE(&req->owner->waits, req, owner_entry);
+	req->owner_linked = 0;
+	if (req->detect && !req->held)
+		tab->ndetect--;
+}
+
 /* Append a request to the lock's queue. */
 static void
 lock_enqueue(struct lock *lock, struct lock_req *req)
@@ -457,6 +524,8 @@ lock_enqueue(struct lock *lock, struct lock_req *req)
 	TAILQ_INSERT_TAIL(&lock->waiters, req, entry);
 	lock->nwaiters++;
 	lock->tab->nwaiting++;
+	req->wait_seq = ++lock->tab->wait_seq;
+	owner_link(lock->tab, req);
 	if (lock->tab->ops->queued != NULL)
 		lock->tab->ops->queued(lock->state, req, req->mode);
 }
@@ -468,6 +537,7 @@ lock_dequeue(struct lock *lock, struct lock_req *req)
 	TAILQ_REMOVE(&lock->waiters, req, entry);
 	lock->nwaiters--;
 	lock->tab->nwaiting--;
+	owner_unlink(lock->tab, req);
 	if (lock->tab->ops->left != NULL)
 		lock->tab->ops->left(lock->state, req);
 	if (lock->ncontend > 0)
@@ -768,8 +838,393 @@ locktab_free(struct locktab *tab)
 		ASAN_UNPOISON_MEMORY_REGION(req, sizeof *req);
 		free(req);
 	}
+	free(tab->edges);
+	free(tab->nodes);
+	free(tab->calls);
 	tab->store->tab = NULL;
 	free(tab);
+}
+
+/*
+ * Deadlock detection.  The wait-for graph's nodes are owners (one per
+ * connection); an owner waits for the owners of:
+ *  - for each of its waiting requests W on lock L: L's holders that W
+ *    is incompatible with (all, if either is exclusive), L's waiting
+ *    upgrade (which goes first), and the waiters ahead of W that W is
+ *    incompatible with (FIFO: they are granted first);
+ *  - for its waiting upgrade on L: L's other holders.
+ * Only a new wait adds edges (grants and releases only take them away),
+ * so a new cycle goes through the owner whose wait just started: the
+ * search runs from it, and only while some waiter asked (ndetect).  It
+ * is Tarjan's, iterative, over the part of the graph that owner reaches:
+ * edges are gathered per owner as it is first seen, into an array the
+ * table keeps, so it allocates nothing per search but growth.  Any edge
+ * inside the start's strongly connected component lies on a cycle; of
+ * the waiting requests that asked and whose edge does, the youngest
+ * (latest queued) fails, and a walk inside the component from its
+ * blocker back to it gives the cycle to name.
+ */
+
+/* Make room for n more entries in a search array; -1 if out of memory. */
+static int
+search_reserve(void **array, size_t *size, size_t used, size_t n,
+    size_t elem)
+{
+	size_t	 want = *size > 0 ? *size : 16;
+	void	*p;
+
+	if (used + n <= *size)
+		return 0;
+	while (want < used + n)
+		want *= 2;
+	if ((p = realloc(*array, want * elem)) == NULL)
+		return -1;
+	*array = p;
+	*size = want;
+	return 0;
+}
+
+/* Add the edge from via's owner to to's, unless to is nobody or itself. */
+static int
+edge_add(struct locktab *tab, size_t *n, struct lock_req *via,
+    struct lock_req *to)
+{
+	if (to->owner == NULL || to->owner == via->owner)
+		return 0;
+	if (search_reserve((void **)&tab->edges, &tab->edges_size, *n, 1,
+	    sizeof *tab->edges) == -1)
+		return -1;
+	tab->edges[*n].to = to->owner;
+	tab->edges[*n].via = via;
+	(*n)++;
+	return 0;
+}
+
+/* Add the edges of one wait of an owner: a queued request or an upgrade. */
+static int
+edges_of_wait(struct locktab *tab, size_t *n, struct lock_req *w)
+{
+	struct lock	*lock = w->lock;
+	struct lock_req	*r;
+
+	TAILQ_FOREACH(r, &lock->holders, entry) {
+		if (r == w)
+			continue;
+		if ((w->held || w->mode == PROTO_EXCLUSIVE ||
+		    r->mode == PROTO_EXCLUSIVE || r == lock->converter) &&
+		    edge_add(tab, n, w, r) == -1)
+			return -1;
+	}
+	if (w->held)
+		return 0;
+	TAILQ_FOREACH(r, &lock->waiters, entry) {
+		if (r == w)
+			break;
+		if ((w->mode == PROTO_EXCLUSIVE || r->mode ==
+		    PROTO_EXCLUSIVE) && edge_add(tab, n, w, r) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Tarjan's visit of an owner first seen: number it, stack it, and gather
+ * its edges at the end of the edge array.
+ */
+static int
+search_visit(struct locktab *tab, struct lock_owner *o, size_t *index,
+    size_t *nedges, size_t *nstack)
+{
+	struct lock_req	*w;
+
+	o->mark = tab->search_epoch;
+	o->scc_mark = o->path_mark = 0;
+	o->index = o->low = (*index)++;
+	o->on_stack = 1;
+	o->edge_first = o->edge_next = *nedges;
+	TAILQ_FOREACH(w, &o->waits, owner_entry)
+		if (edges_of_wait(tab, nedges, w) == -1)
+			return -1;
+	o->edge_end = *nedges;
+	if (search_reserve((void **)&tab->nodes, &tab->nodes_size, *nstack, 1,
+	    sizeof *tab->nodes) == -1)
+		return -1;
+	tab->nodes[(*nstack)++] = o;
+	return 0;
+}
+
+/*
+ * Mark start's strongly connected component (scc_mark): Tarjan's from
+ * start, its component stack in tab->nodes and its call stack in
+ * tab->calls.  Returns how many owners the component has (its members
+ * are tab->nodes[0..n-1]), or 0 if out of memory: then nothing is found.
+ */
+static size_t
+search_component(struct locktab *tab, struct lock_owner *start)
+{
+	struct lock_owner	*o, *to;
+	size_t			 index = 0, nedges = 0, nstack = 0, ncalls = 0;
+	size_t			 i;
+
+	if (++tab->search_epoch == 0)
+		tab->search_epoch = 1;
+	if (search_visit(tab, start, &index, &nedges, &nstack) == -1 ||
+	    search_reserve((void **)&tab->calls, &tab->calls_size, 0, 1,
+	    sizeof *tab->calls) == -1)
+		goto fail;
+	tab->calls[ncalls++] = start;
+	while (ncalls > 0) {
+		o = tab->calls[ncalls - 1];
+		if (o->edge_next < o->edge_end) {
+			to = tab->edges[o->edge_next++].to;
+			if (to->mark != tab->search_epoch) {
+				if (search_visit(tab, to, &index, &nedges,
+				    &nstack) == -1 || search_reserve(
+				    (void **)&tab->calls, &tab->calls_size,
+				    ncalls, 1, sizeof *tab->calls) == -1)
+					goto fail;
+				tab->calls[ncalls++] = to;
+			} else if (to->on_stack && to->index < o->low)
+				o->low = to->index;
+			continue;
+		}
+		ncalls--;
+		if (ncalls > 0 && o->low < tab->calls[ncalls - 1]->low)
+			tab->calls[ncalls - 1]->low = o->low;
+		if (o->low != o->index || o == start)
+			continue;
+		/* A component that is not start's: off the stack. */
+		do {
+			to = tab->nodes[--nstack];
+			to->on_stack = 0;
+		} while (to != o);
+	}
+	/* What is left on the stack is start's component. */
+	for (i = 0; i < nstack; i++) {
+		tab->nodes[i]->scc_mark = tab->search_epoch;
+		tab->nodes[i]->on_stack = 0;
+	}
+	return nstack;
+fail:
+	for (i = 0; i < nstack; i++)
+		tab->nodes[i]->on_stack = 0;
+	return 0;
+}
+
+/*
+ * The youngest waiting request that asked, among those whose edge lies
+ * inside the component (so on a cycle), or NULL; *ret_to is its blocker.
+ */
+static struct lock_req *
+search_victim(struct locktab *tab, size_t n, struct lock_owner **ret_to)
+{
+	struct lock_owner	*o;
+	struct wait_edge	*e;
+	struct lock_req		*best = NULL;
+	size_t			 i, j;
+
+	for (i = 0; i < n; i++) {
+		o = tab->nodes[i];
+		for (j = o->edge_first; j < o->edge_end; j++) {
+			e = &tab->edges[j];
+			if (e->to->scc_mark != tab->search_epoch ||
+			    !e->via->detect || e->via->held)
+				continue;
+			if (best == NULL || e->via->wait_seq > best->wait_seq) {
+				best = e->via;
+				*ret_to = e->to;
+			}
+		}
+	}
+	return best;
+}
+
+/* Note one step of the cycle, at place i, if it fits. */
+static void
+cycle_note(struct locktab *tab, size_t i, struct lock_owner *o,
+    struct lock_req *via)
+{
+	if (i >= LOCKTAB_CYCLE_MAX)
+		return;
+	tab->cycle[i].owner = o->arg;
+	tab->cycle[i].name = via->lock->name;
+}
+
+/*
+ * Note the cycle through victim's edge to from: a breadth-first walk
+ * inside the component (n owners) from from back to victim's owner,
+ * which the component holds, so the walk gets there.
+ */
+static void
+search_cycle(struct locktab *tab, size_t n, struct lock_req *victim,
+    struct lock_owner *from)
+{
+	struct lock_owner	*o, *target = victim->owner;
+	struct wait_edge	*e;
+	size_t			 head = 0, tail = 0, len, j;
+
+	tab->cycle_len = 0;
+	/* The calls stack is free again, and was reserved to n already. */
+	if (search_reserve((void **)&tab->calls, &tab->calls_size, 0, n,
+	    sizeof *tab->calls) == -1)
+		return;
+	from->path_mark = tab->search_epoch;
+	from->path_prev = NULL;
+	tab->calls[tail++] = from;
+	while (head < tail && (o = tab->calls[head++]) != target) {
+		for (j = o->edge_first; j < o->edge_end; j++) {
+			e = &tab->edges[j];
+			if (e->to->scc_mark != tab->search_epoch ||
+			    e->to->path_mark == tab->search_epoch)
+				continue;
+			e->to->path_mark = tab->search_epoch;
+			e->to->path_prev = o;
+			e->to->path_via = e->via;
+			tab->calls[tail++] = e->to;
+		}
+	}
+	if (target->path_mark != tab->search_epoch)
+		return;		/* cannot be: the component is connected */
+	/* victim's owner first, then from and on, back to it. */
+	for (len = 1, o = target; o != from; o = o->path_prev)
+		len++;
+	cycle_note(tab, 0, target, victim);
+	for (j = len - 1, o = target; o != from; o = o->path_prev, j--)
+		cycle_note(tab, j, o->path_prev, o->path_via);
+	tab->cycle_len = len;
+}
+
+/*
+ * A waiting request failed as a deadlock's youngest: out of its queue,
+ * reported through failed_cb with LOCKTAB_E_CYCLE; its queue moves on.
+ */
+static void
+lock_deadlock_fail(struct lock_req *req)
+{
+	struct lock	*lock = req->lock;
+	struct locktab	*tab = lock->tab;
+
+	lock_dequeue(lock, req);
+	req->error = LOCKTAB_E_CYCLE;
+	req->pending = 1;
+	lock->nfailed++;
+	TAILQ_INSERT_TAIL(&tab->failed, req, pending_entry);
+	if (lock->nwaiters > 0 && (lock->nholders > 0 ||
+	    lock_refresh(lock) == 0))
+		lock_grant(lock);
+}
+
+/*
+ * req's wait (queued, or an upgrade) just started: if some waiter asked
+ * for detection and the wait closes a cycle, fail the cycle's youngest
+ * request that asked, unless that is req itself, and return it (NULL if
+ * none); locktab_cycle then names the cycle.  The caller dispatches.
+ */
+static struct lock_req *
+lock_deadlock_check(struct locktab *tab, struct lock_req *req)
+{
+	struct lock_req		*victim;
+	struct lock_owner	*to = NULL;
+	size_t			 n;
+
+	if (tab->ndetect == 0 || req->owner == NULL ||
+	    (n = search_component(tab, req->owner)) < 2 ||
+	    (victim = search_victim(tab, n, &to)) == NULL)
+		return NULL;
+	search_cycle(tab, n, victim, to);
+	if (victim != req)
+		lock_deadlock_fail(victim);
+	return victim;
+}
+
+/*
+ * The new request req closed a cycle as its youngest that asked: it
+ * leaves the queue and is freed, as if never made.
+ */
+static void
+lock_cycle_self(struct lock *lock, struct lock_req *req)
+{
+	struct locktab	*tab = lock->tab;
+
+	lock_dequeue(lock, req);
+	req_free(tab, req);
+	if (lock->nholders == 0 && lock->nwaiters == 0 && lock->nfailed == 0)
+		lock_retire(lock);
+	locktab_dispatch(tab);
+}
+
+/* A node of the wait-for graph, for one connection; arg is the caller's. */
+struct lock_owner *
+locktab_owner_new(void *arg)
+{
+	struct lock_owner	*o;
+
+	if ((o = calloc(1, sizeof *o)) == NULL)
+		return NULL;
+	o->arg = arg;
+	TAILQ_INIT(&o->waits);
+	return o;
+}
+
+/* Free an owner; any request still waiting has no owner afterwards. */
+void
+locktab_owner_free(struct lock_owner *o)
+{
+	struct lock_req	*req;
+
+	if (o == NULL)
+		return;
+	while ((req = TAILQ_FIRST(&o->waits)) != NULL) {
+		owner_unlink(req->lock->tab, req);
+		req->owner = NULL;
+		req->detect = 0;
+	}
+	free(o);
+}
+
+/*
+ * Set a request's owner and whether it asked for detection, for a
+ * restored one (locktab_restore_req); nothing is searched for.
+ */
+void
+lock_req_set_owner(struct lock_req *req, struct lock_owner *owner,
+    int detect)
+{
+	struct locktab	*tab = req->lock->tab;
+
+	owner_unlink(tab, req);
+	req->owner = owner;
+	req->detect = detect && owner != NULL;
+	if (req->error == 0 && (!req->held || req->converting))
+		owner_link(tab, req);
+}
+
+/*
+ * The cycle the last deadlock found, its owners' args and the names of
+ * the locks they wait for, the failed request's first: up to
+ * LOCKTAB_CYCLE_MAX steps in *ret_steps; returns its whole length.
+ * Valid until the next call into the table.
+ */
+size_t
+locktab_cycle(const struct locktab *tab,
+    const struct locktab_cycle_step **ret_steps)
+{
+	*ret_steps = tab->cycle;
+	return tab->cycle_len;
+}
+
+/* Whether the request asked for deadlock detection. */
+int
+lock_req_detects(const struct lock_req *req)
+{
+	return req->detect;
+}
+
+/* How many waiting requests asked for deadlock detection. */
+size_t
+locktab_ndetecting(const struct locktab *tab)
+{
+	return tab->ndetect;
 }
 
 /*
@@ -798,8 +1253,26 @@ int
 locktab_acquire_object(struct locktab *tab, const char *name, void *object,
     enum proto_mode mode, int try_only, void *arg, struct lock_req **ret_req)
 {
+	return locktab_acquire_as(tab, name, object, mode, try_only, NULL, 0,
+	    arg, ret_req);
+}
+
+/*
+ * As locktab_acquire_object, for a request of owner (a connection, NULL
+ * for none), which may ask to detect deadlocks: when its wait, or any
+ * owner's wait while some waiter asked, closes a cycle in the wait-for
+ * graph, the youngest waiting request of the cycle that asked fails
+ * (see lock_deadlock_check).  If that is this request, it returns
+ * LOCKTAB_E_CYCLE, with nothing left behind and the cycle in
+ * locktab_cycle; any other is reported through failed_cb.
+ */
+int
+locktab_acquire_as(struct locktab *tab, const char *name, void *object,
+    enum proto_mode mode, int try_only, struct lock_owner *owner, int detect,
+    void *arg, struct lock_req **ret_req)
+{
 	struct lock	*lock;
-	struct lock_req	*req;
+	struct lock_req	*req, *victim = NULL;
 	int		 error;
 
 	if ((req = req_new(tab)) == NULL)
@@ -814,6 +1287,8 @@ locktab_acquire_object(struct locktab *tab, const char *name, void *object,
 	req->lock = lock;
 	req->mode = mode;
 	req->arg = arg;
+	req->owner = owner;
+	req->detect = detect && owner != NULL;
 
 	if (TAILQ_EMPTY(&lock->waiters) && lock_compatible(lock, mode)) {
 		/* Under shared holders the store has it shared: a join. */
@@ -844,11 +1319,19 @@ locktab_acquire_object(struct locktab *tab, const char *name, void *object,
 		return -EWOULDBLOCK;
 	} else
 		lock_enqueue(lock, req);
+	/* Only when some waiter asked: else one test. */
+	if (tab->ndetect > 0 && (victim = lock_deadlock_check(tab, req)) ==
+	    req) {
+		lock_cycle_self(lock, req);
+		return LOCKTAB_E_CYCLE;
+	}
 	*ret_req = req;
 	/* A holder that asked hears of its new waiter: one test if none. */
-	if (lock->ncontend > 0) {
+	if (lock->ncontend > 0)
 		lock_contended_mark(lock);
+	if (lock->ncontend > 0 || victim != NULL) {
 		locktab_dispatch(tab);
+		locktab_report_failed(tab);
 	}
 	return 0;
 }
@@ -895,6 +1378,7 @@ static void
 lock_convert_end(struct lock *lock)
 {
 	lock_convert_blocked(lock, 0);
+	owner_unlink(lock->tab, lock->converter);
 	lock->converter->converting = 0;
 	lock->converter = NULL;
 }
@@ -1024,6 +1508,11 @@ locktab_convert(struct locktab *tab, struct lock_req *req,
 	req->converting = 1;
 	lock->converter = req;
 	lock_convert_blocked(lock, lock->nholders == 1);
+	/* A waiting upgrade adds edges: it may close a cycle. */
+	owner_link(tab, req);
+	lock_deadlock_check(tab, req);
+	locktab_dispatch(tab);
+	locktab_report_failed(tab);
 	return 1;
 }
 

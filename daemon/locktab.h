@@ -30,6 +30,24 @@ struct lock_store;
 #define LOCKTAB_E_MAX_PATHS	(-100002)	/* past the path lock bound */
 #define LOCKTAB_E_DEADLOCK	(-100003)	/* two upgrades would wait */
 #define LOCKTAB_E_LOST		(-100004)	/* the store lost the take */
+#define LOCKTAB_E_CYCLE		(-100005)	/* a wait closed a cycle */
+
+/*
+ * Deadlock detection.  A lock_owner is one node of the wait-for graph
+ * (a connection): requests given one (locktab_acquire_as) wait for the
+ * owners of what they wait behind.  A request may ask for detection;
+ * while any waiting one has, each new wait searches the part of the
+ * graph it reaches, and a cycle fails its youngest request that asked
+ * with LOCKTAB_E_CYCLE.  locktab_cycle names it, the failed request's
+ * owner first, each with the name of the lock it waits for there.
+ */
+struct lock_owner;
+#define LOCKTAB_CYCLE_MAX	16	/* steps of a cycle kept to name */
+
+struct locktab_cycle_step {
+	void		*owner;		/* the owner's arg */
+	const char	*name;		/* the lock it waits for */
+};
 
 typedef void (*locktab_granted_cb)(struct lock_req *, void *);
 typedef void (*locktab_failed_cb)(struct lock_req *, int, void *);
@@ -59,6 +77,17 @@ int		 locktab_acquire(struct locktab *, const char *,
 		    enum proto_mode, int, void *, struct lock_req **);
 int		 locktab_acquire_object(struct locktab *, const char *,
 		    void *, enum proto_mode, int, void *, struct lock_req **);
+int		 locktab_acquire_as(struct locktab *, const char *,
+		    void *, enum proto_mode, int, struct lock_owner *, int,
+		    void *, struct lock_req **);
+struct lock_owner *locktab_owner_new(void *);
+void		 locktab_owner_free(struct lock_owner *);
+void		 lock_req_set_owner(struct lock_req *, struct lock_owner *,
+		    int);
+int		 lock_req_detects(const struct lock_req *);
+size_t		 locktab_cycle(const struct locktab *,
+		    const struct locktab_cycle_step **);
+size_t		 locktab_ndetecting(const struct locktab *);
 int		 locktab_resolve(struct locktab *, void *, char *, size_t,
 		    char *, size_t);
 void		 locktab_release(struct locktab *, struct lock_req *);

@@ -39,6 +39,8 @@ struct session {
 	struct acquire_list	 acquires;
 	struct acquire		*acquiring;	/* in locktab_acquire; NULL
 						   once handed off there */
+	struct lock_owner	*owner;		/* its node in the local
+						   table's wait-for graph */
 	struct etcd_list_req	*listing;	/* a cluster list in flight */
 	struct json_object	*list_id;	/* its id */
 	int			 uid_counted;	/* for host->closed */
@@ -526,6 +528,40 @@ session_granted(struct lock_req *req, void *arg)
 }
 
 /*
+ * The cycle the lock table found, for the deadlock error's message: each
+ * connection by its pid and the lock it waits for there, the failed
+ * request's first.
+ */
+static void
+deadlock_message(struct locktab *tab, char *msg, size_t size)
+{
+	const struct locktab_cycle_step	*steps;
+	const struct session		*s;
+	size_t				 n, i, kept, len;
+
+	n = locktab_cycle(tab, &steps);
+	kept = n < LOCKTAB_CYCLE_MAX ? n : LOCKTAB_CYCLE_MAX;
+	len = (size_t)snprintf(msg, size, "waiting would deadlock: this "
+	    "wait closes a cycle of %zu connections waiting for each "
+	    "other, and is the youngest in it that asked detect_deadlock:",
+	    n);
+	for (i = 0; i < kept && len < size; i++) {
+		s = steps[i].owner;
+		len += (size_t)snprintf(msg + len, size - len, "%s pid %ld "
+		    "waits for %s", i == 0 ? "" : ",",
+		    (long)s->client.peer.pid, steps[i].name);
+	}
+	if (len < size && kept < n)
+		len += (size_t)snprintf(msg + len, size - len, ", and %zu "
+		    "more", n - kept);
+	if (len < size && n > 0)
+		snprintf(msg + len, size - len, ", held or queued ahead by pid "
+		    "%ld; the locks held stay held",
+		    (long)((const struct session *)steps[0].owner)->
+		    client.peer.pid);
+}
+
+/*
  * The lock store could not take the lock for a waiting acquire: say why,
  * and forget the request, which the lock table frees.
  */
@@ -539,6 +575,12 @@ session_failed(struct lock_req *req, int error, void *arg)
 	a->req = NULL;
 	if (error == LOCKTAB_E_LOST) {
 		convert_lost(a, lock_req_token(req));
+		acquire_free(a);
+		return;
+	}
+	if (error == LOCKTAB_E_CYCLE) {
+		deadlock_message(acquire_table(a), msg, sizeof msg);
+		acquire_error(a, PROTO_E_DEADLOCK, msg);
 		acquire_free(a);
 		return;
 	}
@@ -876,6 +918,9 @@ acquire_failed(struct session *s, const struct proto_request *r, int rc)
 	if (rc == -EWOULDBLOCK) {
 		host->metrics.scope[PROTO_SCOPE_LOCAL].timeouts++;
 		reply_error(s->conn, r, PROTO_E_TIMEOUT, "the lock is held");
+	} else if (rc == LOCKTAB_E_CYCLE) {
+		deadlock_message(host->locktab, msg, sizeof msg);
+		reply_error(s->conn, r, PROTO_E_DEADLOCK, msg);
 	} else if (rc == LOCKTAB_E_NO_TOKENS) {
 		/* No token left under the ceiling saved on disk. */
 		reply_error(s->conn, r, PROTO_E_INTERNAL,
@@ -1117,6 +1162,12 @@ handle_acquire_cluster(struct session *s, const struct proto_request *r)
 		    "nodes queue in etcd, where this locksd does not see them");
 		return;
 	}
+	if (r->detect_deadlock) {
+		reply_error(s->conn, r, PROTO_E_UNSUPPORTED, "detect_deadlock "
+		    "covers this daemon's local locks only: who waits for a "
+		    "cluster lock on other nodes is not known here");
+		return;
+	}
 	if (acquire_admit(s, r, r->name, 1) != 0)
 		return;
 	if ((a = acquire_new(s, r)) == NULL) {
@@ -1188,9 +1239,9 @@ handle_acquire(struct session *s, const struct proto_request *r,
 	}
 	/* The lock table's arg is the holder, the acquire's first member. */
 	s->acquiring = a;
-	rc = locktab_acquire_object(host->locktab, name, fds->n > 0 ?
-	    &fds->fd[fds->n - 1] : NULL, r->mode, r->timeout == 0,
-	    &a->holder, &req);
+	rc = locktab_acquire_as(host->locktab, name, fds->n > 0 ?
+	    &fds->fd[fds->n - 1] : NULL, r->mode, r->timeout == 0, s->owner,
+	    r->detect_deadlock, &a->holder, &req);
 	if (rc != 0) {
 		s->acquiring = NULL;
 		acquire_failed(s, r, rc);
@@ -1640,6 +1691,7 @@ static const struct conn_cb session_conn_cb = {
 static void
 session_free_parts(struct session *s)
 {
+	locktab_owner_free(s->owner);
 	free(s->client.label);
 	free(s);
 }
@@ -1660,6 +1712,12 @@ session_new(struct session_host *host, int fd, const struct peer *peer,
 		log_warnx("out of memory accepting a connection");
 		if (s != NULL)
 			session_free_parts(s);
+		close(fd);
+		return NULL;
+	}
+	if ((s->owner = locktab_owner_new(s)) == NULL) {
+		log_warnx("out of memory accepting a connection");
+		session_free_parts(s);
 		close(fd);
 		return NULL;
 	}
@@ -1754,6 +1812,8 @@ session_export(struct session *s, uint32_t index, struct snap_session *ss)
 		sa->handoff_fd = a->handoff_fd;
 		sa->notify_contended = a->req != NULL &&
 		    lock_req_notifies(a->req, &sa->told_at);
+		sa->detect_deadlock = !a->cluster && a->req != NULL &&
+		    lock_req_detects(a->req);
 	}
 	return 0;
 }
@@ -1781,7 +1841,7 @@ session_restore(struct session_host *host, const struct snap_session *ss,
 
 	if ((s = calloc(1, sizeof *s)) == NULL ||
 	    (s->client.label = strdup(ss->label != NULL ? ss->label : "")) ==
-	    NULL) {
+	    NULL || (s->owner = locktab_owner_new(s)) == NULL) {
 		log_warnx("out of memory restoring a connection");
 		if (s != NULL)
 			session_free_parts(s);
@@ -1868,6 +1928,7 @@ session_restore_acquire(struct session *s, struct snap_acquire *sa,
 	a->req = req;
 	if (sa->notify_contended)
 		lock_req_notify_contended(req, sa->told_at);
+	lock_req_set_owner(req, s->owner, sa->detect_deadlock != 0);
 	a->handoff_fd = sa->handoff_fd;
 	sa->handoff_fd = -1;
 	if (a->held)

@@ -2,14 +2,17 @@
  * The state handed over across a reload or a restart, and its format:
  * the one place that knows it (daemon.h has the plain data).
  *
- * Format, version 2, all integers little-endian:
+ * Format, version 3, all integers little-endian:
  *   "LOCKSDST" magic, u32 version, u32 header length (16 so far);
  *   then sections, each a u32 tag and a u32 byte length, so that a
  *   reader skips what it does not know: header fields, listeners,
  *   sessions, locks, handoffs, and (version 2) the contended section
  *   after the sessions: the acquires that asked for contended events,
  *   as (session, acquire) indexes with when each was last told.  A
- *   version 1 reader skips it, so a downgrade only loses the asking.  Every count is checked against the bytes
+ *   version 1 reader skips it, so a downgrade only loses the asking;
+ *   and (version 3) the detecting section after it: the acquires that
+ *   asked for deadlock detection, as (session, acquire) indexes, which
+ *   older readers skip as well.  Every count is checked against the bytes
  *   left, so a cut or corrupt state ends the section it is in, never
  *   the reader.  A string is a u32 length and its bytes; an fd is an
  *   i32, -1 for none.
@@ -40,7 +43,8 @@ enum state_tag {
 	TAG_SESSIONS,
 	TAG_LOCKS,
 	TAG_HANDOFFS,
-	TAG_CONTENDED		/* version 2 */
+	TAG_CONTENDED,		/* version 2 */
+	TAG_DETECTING		/* version 3 */
 };
 
 /* A growing output buffer; failed is set once memory runs out. */
@@ -373,6 +377,31 @@ write_contended(struct wbuf *w, const struct snap *s)
 	section_end(w, at);
 }
 
+/* The acquires that asked for deadlock detection: a section of its own. */
+static void
+write_detecting(struct wbuf *w, const struct snap *s)
+{
+	size_t		 at;
+	uint32_t	 i, j, n = 0;
+
+	for (i = 0; i < s->nsessions; i++)
+		for (j = 0; j < s->sessions[i].nacquires; j++)
+			n += s->sessions[i].acquires[j].detect_deadlock != 0;
+	if (n == 0)
+		return;
+	at = section_begin(w, TAG_DETECTING);
+	put_u32(w, n);
+	for (i = 0; i < s->nsessions; i++) {
+		for (j = 0; j < s->sessions[i].nacquires; j++) {
+			if (!s->sessions[i].acquires[j].detect_deadlock)
+				continue;
+			put_u32(w, i);
+			put_u32(w, j);
+		}
+	}
+	section_end(w, at);
+}
+
 static void
 write_handoffs(struct wbuf *w, const struct snap *s)
 {
@@ -425,6 +454,7 @@ state_write(int fd, const struct snap *s)
 	write_listeners(&w, s);
 	write_sessions(&w, s);
 	write_contended(&w, s);
+	write_detecting(&w, s);
 	write_locks(&w, s);
 	write_handoffs(&w, s);
 	rc = w.failed ? -ENOMEM : write_all(fd, w.data, w.len);
@@ -654,6 +684,25 @@ read_contended(struct rbuf *r, struct snap *s)
 	}
 }
 
+/*
+ * The detecting section: flags on acquires of the sessions read before
+ * it; an index past them is ignored.
+ */
+static void
+read_detecting(struct rbuf *r, struct snap *s)
+{
+	uint32_t	 i, si, ai, n = get_count(r, 8, UINT32_MAX);
+
+	for (i = 0; i < n && !r->bad; i++) {
+		si = get_u32(r);
+		ai = get_u32(r);
+		if (r->bad || si >= s->nsessions ||
+		    ai >= s->sessions[si].nacquires)
+			continue;
+		s->sessions[si].acquires[ai].detect_deadlock = 1;
+	}
+}
+
 /* Read one section into s; -1 once the sections end or go bad. */
 static int
 read_section(struct rbuf *r, struct snap *s)
@@ -686,6 +735,9 @@ read_section(struct rbuf *r, struct snap *s)
 		break;
 	case TAG_CONTENDED:
 		read_contended(&sec, s);
+		break;
+	case TAG_DETECTING:
+		read_detecting(&sec, s);
 		break;
 	default:
 		break;		/* a later version's: skipped */

@@ -106,6 +106,9 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		if (req->notify_contended)
 			json_object_object_add(obj, "notify_contended",
 			    json_object_new_boolean(1));
+		if (req->detect_deadlock)
+			json_object_object_add(obj, "detect_deadlock",
+			    json_object_new_boolean(1));
 		break;
 	case PROTO_OP_STATUS:
 		if (req->metrics)
@@ -289,6 +292,8 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 		out_text(out, ",\"handoff\":true");
 	if (req->notify_contended)
 		out_text(out, ",\"notify_contended\":true");
+	if (req->detect_deadlock)
+		out_text(out, ",\"detect_deadlock\":true");
 }
 
 static void

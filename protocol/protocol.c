@@ -607,30 +607,53 @@ decode_handoff(struct json_object *obj, struct proto_request *req,
 }
 
 /*
- * Read acquire's notify_contended flag: the broker must keep the lock to
- * see its waiters, so the descriptor form (handoff) cannot ask.
+ * Read an optional boolean flag of acquire, which the descriptor form
+ * (handoff) cannot ask for: why not is with_handoff.
  */
 static enum proto_error
-decode_notify_contended(struct json_object *obj, struct proto_request *req,
+decode_flag(struct json_object *obj, const char *field, const char *not_bool,
+    const char *with_handoff, struct proto_request *req, int *ret_flag,
     const char **ret_msg)
 {
 	struct json_object	*value;
 
-	if (!json_object_object_get_ex(obj, FIELD(NOTIFY_CONTENDED), &value) ||
+	if (!json_object_object_get_ex(obj, field, &value) ||
 	    json_object_is_type(value, json_type_null))
 		return PROTO_OK;
 	if (!json_object_is_type(value, json_type_boolean)) {
-		*ret_msg = "notify_contended must be a boolean";
+		*ret_msg = not_bool;
 		return PROTO_E_BAD_REQUEST;
 	}
-	req->notify_contended = json_object_get_boolean(value);
-	if (req->notify_contended && req->handoff) {
-		*ret_msg = "notify_contended cannot go with handoff: the "
-		    "descriptor form hands the lock over, and the broker no "
-		    "longer sees who waits behind it";
+	*ret_flag = json_object_get_boolean(value);
+	if (*ret_flag && req->handoff) {
+		*ret_msg = with_handoff;
 		return PROTO_E_BAD_REQUEST;
 	}
 	return PROTO_OK;
+}
+
+/*
+ * Read acquire's notify_contended flag (the broker must keep the lock to
+ * see its waiters) and detect_deadlock flag (a handed-over lock is held
+ * by a descriptor, which no connection of the graph is).
+ */
+static enum proto_error
+decode_acquire_flags(struct json_object *obj, struct proto_request *req,
+    const char **ret_msg)
+{
+	enum proto_error	 error;
+
+	if ((error = decode_flag(obj, FIELD(NOTIFY_CONTENDED),
+	    "notify_contended must be a boolean", "notify_contended cannot "
+	    "go with handoff: the descriptor form hands the lock over, and "
+	    "the broker no longer sees who waits behind it", req,
+	    &req->notify_contended, ret_msg)) != PROTO_OK)
+		return error;
+	return decode_flag(obj, FIELD(DETECT_DEADLOCK),
+	    "detect_deadlock must be a boolean", "detect_deadlock cannot go "
+	    "with handoff: the descriptor form hands the lock over to a "
+	    "descriptor, which the broker cannot tell waiting for anything",
+	    req, &req->detect_deadlock, ret_msg);
 }
 
 /* Read the optional scope of an acquire, release or list. */
@@ -711,7 +734,7 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 	if ((error = decode_scope(obj, req, ret_msg)) != PROTO_OK ||
 	    (error = decode_handoff(obj, req, ret_msg)) != PROTO_OK)
 		return error;
-	return decode_notify_contended(obj, req, ret_msg);
+	return decode_acquire_flags(obj, req, ret_msg);
 }
 
 /* Read status's optional metrics flag. */

@@ -96,7 +96,7 @@ enum proto_op {
 	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
 	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")	\
 	X(SCOPE, "scope") X(NOTIFY_CONTENDED, "notify_contended")	\
-	X(METRICS, "metrics")
+	X(METRICS, "metrics") X(DETECT_DEADLOCK, "detect_deadlock")
 
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
@@ -120,6 +120,8 @@ struct proto_request {
 	int			 notify_contended; /* acquire: tell the
 						   holder of waiters */
 	int			 metrics;	/* status: with its metrics */
+	int			 detect_deadlock; /* acquire: fail a wait
+						   that closes a cycle */
 };
 
 /* Room for the strings of a request decoded on the fast path. */

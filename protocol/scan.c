@@ -62,6 +62,7 @@ _Static_assert(KEY_COUNT <= 32, "struct scan has a bit per key in seen");
 static const unsigned char keys_by_first[128][KEYS_PER_FIRST] = {
 	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
+	['d'] = { KEY_DETECT_DEADLOCK },
 	['h'] = { KEY_HANDOFF },
 	['i'] = { KEY_ID },
 	['l'] = { KEY_LIMIT },
@@ -563,17 +564,17 @@ scan_scope(struct scan *s, struct proto_request *req)
 	    proto_is_path(req->name) ? -1 : 0;
 }
 
-/* Acquire's notify_contended: true or false (a bad one is json-c's). */
+/* An optional boolean flag of key: true or false (a bad one is json-c's). */
 static int
-scan_notify_contended(struct scan *s, struct proto_request *req)
+scan_flag(struct scan *s, enum scan_key key, int *ret_flag)
 {
 	const struct scan_value	*v;
 
-	if ((v = scan_field(s, KEY_NOTIFY_CONTENDED)) == NULL)
+	if ((v = scan_field(s, key)) == NULL)
 		return 0;
 	if (v->type != SCAN_TRUE && v->type != SCAN_FALSE)
 		return -1;
-	req->notify_contended = v->type == SCAN_TRUE;
+	*ret_flag = v->type == SCAN_TRUE;
 	return 0;
 }
 
@@ -581,7 +582,8 @@ static int
 scan_acquire(struct scan *s, struct proto_request *req)
 {
 	if (scan_name(s, 1, &req->name) == -1 || scan_scope(s, req) == -1 ||
-	    scan_notify_contended(s, req) == -1 ||
+	    scan_flag(s, KEY_NOTIFY_CONTENDED, &req->notify_contended) == -1 ||
+	    scan_flag(s, KEY_DETECT_DEADLOCK, &req->detect_deadlock) == -1 ||
 	    scan_mode(s, &req->mode) == -1 ||
 	    scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
 	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1 ||

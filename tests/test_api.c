@@ -762,6 +762,54 @@ START_TEST(test_liblocks_reports_a_lost_connection)
 }
 END_TEST
 
+/*
+ * detect_deadlock: c holds x; another connection holds y and waits for
+ * x; c's wait for y would close the cycle, so it fails at once, naming
+ * both locks, and c keeps x.  The descriptor form cannot ask.
+ */
+START_TEST(test_liblocks_detect_deadlock_fails_a_closing_wait)
+{
+	struct locks_acquire_opts	 opts = LOCKS_ACQUIRE_OPTS_INIT;
+	struct h_conn			*w;
+	locks_conn			*c = NULL;
+	const char			*msg;
+	int				 fd;
+
+	ck_assert_int_eq(locks_connect(h_srv.socket_path, "dl", &c), LOCKS_OK);
+	ck_assert_int_eq(locks_acquire(c, "ll-dl-x", NULL, NULL), LOCKS_OK);
+	ck_assert_ptr_nonnull(w = h_conn_open(h_srv.socket_path));
+	ck_assert_int_eq(h_send(w, "{\"id\":1,\"op\":\"acquire\","
+	    "\"name\":\"ll-dl-y\"}"), 0);
+	ck_assert(h_ok(h_recv(w, 5)));
+	ck_assert_int_eq(h_send(w, "{\"id\":2,\"op\":\"acquire\","
+	    "\"name\":\"ll-dl-x\",\"notify_after\":1e9}"), 0);
+	h_sleep(0.3);
+	opts.detect_deadlock = 1;
+	ck_assert_int_eq(locks_acquire(c, "ll-dl-y", &opts, NULL),
+	    LOCKS_E_DEADLOCK);
+	msg = locks_last_message(c);
+	ck_assert_ptr_nonnull(strstr(msg, "waits for ll-dl-y"));
+	ck_assert_ptr_nonnull(strstr(msg, "waits for ll-dl-x"));
+	ck_assert_int_eq(locks_held(c, "ll-dl-x"), 1);
+	ck_assert_int_eq(locks_held(c, "ll-dl-y"), 0);
+	/* Without asking, the same wait would wait: try once shows it. */
+	opts.detect_deadlock = 0;
+	opts.timeout = 0;
+	ck_assert_int_eq(locks_acquire(c, "ll-dl-y", &opts, NULL),
+	    LOCKS_E_TIMEOUT);
+	ck_assert_int_ge(fd = open("/dev/null", O_RDONLY), 0);
+	opts.detect_deadlock = 1;
+	ck_assert_int_eq(locks_acquire_fd(c, fd, &opts, NULL), LOCKS_E_INVAL);
+	ck_assert_ptr_nonnull(strstr(locks_last_message(c),
+	    "detect_deadlock"));
+	close(fd);
+	ck_assert_int_eq(locks_release(c, "ll-dl-x"), LOCKS_OK);
+	ck_assert(h_ok(h_recv(w, 5)));
+	h_conn_close(w);
+	locks_close(c);
+}
+END_TEST
+
 static Suite *
 api_suite(void)
 {
@@ -789,6 +837,7 @@ api_suite(void)
 	tcase_add_test(tc,
 	    test_liblocks_on_contended_refuses_requests_from_inside);
 	tcase_add_test(tc, test_liblocks_convert_down_and_up);
+	tcase_add_test(tc, test_liblocks_detect_deadlock_fails_a_closing_wait);
 	suite_add_tcase(s, tc);
 
 	/* This one kills its daemon, so it starts one of its own. */

@@ -881,6 +881,45 @@ test_refused_user_exits_77_with_one_line() {
 	    "$OWN_DIR/locksd.log" || fail "refusal not logged"
 }
 
+test_detect_deadlock_nested_run_fails_at_once_naming_the_ancestor() {
+	local err=$TMP/err.dl rc pid start took
+	start=$(ms)
+	"$LOCKS" --socket "$SOCK" run cli-dl -- \
+	    "$LOCKS" --socket "$SOCK" run --detect-deadlock -w 60 cli-dl -- \
+	    touch "$TMP/ran.dl" 2>"$err" &
+	pid=$!
+	wait "$pid"
+	rc=$?
+	took=$(($(ms) - start))
+	[ "$rc" -eq 1 ] || fail "exit $rc, not 1: $(cat "$err")"
+	[ "$took" -lt $((5000 * SLOW)) ] || fail "it waited ${took} ms"
+	[ ! -e "$TMP/ran.dl" ] || fail "the inner command ran"
+	grep -q "deadlock: cli-dl is held by pid $pid, an ancestor of this" \
+	    "$err" || fail "pid $pid not named: $(cat "$err")"
+	# -E sets the status, and -q does not hide the deadlock.
+	"$LOCKS" --socket "$SOCK" run cli-dl -- \
+	    "$LOCKS" --socket "$SOCK" run -q -E 7 --detect-deadlock -w 60 \
+	    cli-dl -- true 2>"$err"
+	rc=$?
+	[ "$rc" -eq 7 ] || fail "-E 7: exit $rc: $(cat "$err")"
+	grep -q "deadlock: cli-dl" "$err" || fail "-q: $(cat "$err")"
+	# A holder that is no ancestor is waited for, as ever.
+	hold cli-dl 5 || return 1
+	lk run --detect-deadlock -w 0.3 cli-dl -- true 2>"$err"
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "no ancestor: exit $rc"
+	grep -q deadlock "$err" && fail "not a deadlock: $(cat "$err")"
+	# The descriptor form and cluster locks cannot ask.
+	lk run --detect-deadlock 9 9</dev/null 2>"$err"
+	rc=$?
+	[ "$rc" -eq 64 ] || fail "descriptor form: exit $rc"
+	grep -q "detect-deadlock" "$err" || fail "no reason: $(cat "$err")"
+	lk run --detect-deadlock --cluster cli-dl -- true 2>"$err"
+	rc=$?
+	[ "$rc" -eq 64 ] || fail "--cluster: exit $rc"
+	return 0
+}
+
 test_client_past_max_clients_exits_75() {
 	local rc err=$TMP/err.mc ready=$TMP/ready.mc
 	own_daemon max-clients --max-clients 1
@@ -911,3 +950,5 @@ t "a user locksd does not allow: exit 77 and one line" \
     test_refused_user_exits_77_with_one_line
 t "past --max-clients: exit 75 until a client leaves" \
     test_client_past_max_clients_exits_75
+t "--detect-deadlock: a nested run fails at once, naming the ancestor" \
+    test_detect_deadlock_nested_run_fails_at_once_naming_the_ancestor

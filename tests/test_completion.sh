@@ -96,7 +96,8 @@ test_list_output_completes_columns_from_the_help() {
 test_new_options_and_paths() {
 	local out
 	out=$(complete_words run --)
-	for opt in --unlock --fallback --close --no-fork --on-contended; do
+	for opt in --unlock --fallback --close --no-fork --on-contended \
+	    --detect-deadlock; do
 		has "$opt" <<<"$out"
 	done
 	out=$(complete_words run --on-contended '')

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -1391,6 +1392,405 @@ START_TEST(test_lone_upgrade_that_loses_the_take_says_lost)
 }
 END_TEST
 
+/*
+ * Deadlock detection: owners stand for connections; owner[i]'s arg is
+ * i, so a cycle's steps name owners by number.
+ */
+#define NOWNERS 4
+static struct lock_owner	*owner[NOWNERS];
+
+static void
+deadlock_setup(void)
+{
+	intptr_t	 i;
+
+	convert_setup();
+	for (i = 0; i < NOWNERS; i++)
+		ck_assert_ptr_nonnull(owner[i] = locktab_owner_new((void *)i));
+}
+
+static void
+deadlock_teardown(void)
+{
+	size_t	 i;
+
+	teardown();
+	for (i = 0; i < NOWNERS; i++) {
+		locktab_owner_free(owner[i]);
+		owner[i] = NULL;
+	}
+}
+
+/* An acquire of owner o that must be granted or queue. */
+static struct lock_req *
+dacq(const char *name, enum proto_mode mode, intptr_t id, int o, int detect)
+{
+	struct lock_req	*req = NULL;
+
+	ck_assert_int_eq(locktab_acquire_as(tab, name, NULL, mode, 0,
+	    owner[o], detect, (void *)id, &req), 0);
+	ck_assert_ptr_nonnull(req);
+	return req;
+}
+
+/* Assert the i-th step of the last cycle: owner o waits for name. */
+static void
+assert_step(size_t i, intptr_t o, const char *name)
+{
+	const struct locktab_cycle_step	*steps;
+
+	ck_assert_uint_gt(locktab_cycle(tab, &steps), i);
+	ck_assert_int_eq((intptr_t)steps[i].owner, o);
+	ck_assert_str_eq(steps[i].name, name);
+}
+
+/* A holds x, waits for y; B holds y, waits for x: B's wait fails. */
+START_TEST(test_deadlock_of_two_fails_the_wait_that_closes_it)
+{
+	const struct locktab_cycle_step	*steps;
+	struct lock_req	*ax, *ay, *by, *bx = NULL;
+
+	ax = dacq("x", PROTO_EXCLUSIVE, 1, 0, 1);
+	by = dacq("y", PROTO_EXCLUSIVE, 2, 1, 1);
+	ay = dacq("y", PROTO_EXCLUSIVE, 3, 0, 1);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 1);
+	ck_assert_int_eq(locktab_acquire_as(tab, "x", NULL, PROTO_EXCLUSIVE, 0,
+	    owner[1], 1, (void *)4, &bx), LOCKTAB_E_CYCLE);
+	ck_assert_ptr_null(bx);
+	ck_assert_uint_eq(locktab_cycle(tab, &steps), 2);
+	assert_step(0, 1, "x");
+	assert_step(1, 0, "y");
+	/* Nothing else moved: no callback, A still waits, B still holds. */
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_uint_eq(ngrants, 2);
+	ck_assert(!lock_req_held(ay));
+	ck_assert_int_eq(lock_req_position(ay), 1);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 1);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 1);
+	locktab_release(tab, by);
+	assert_granted(2, 3);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 0);
+	locktab_release(tab, ay);
+	locktab_release(tab, ax);
+}
+END_TEST
+
+/* Three connections in a ring: the last wait fails, naming all three. */
+START_TEST(test_deadlock_of_three_names_the_ring)
+{
+	struct lock_req	*ax, *by, *cz, *ay, *bz, *cx = NULL;
+
+	ax = dacq("x", PROTO_EXCLUSIVE, 1, 0, 1);
+	by = dacq("y", PROTO_EXCLUSIVE, 2, 1, 1);
+	cz = dacq("z", PROTO_EXCLUSIVE, 3, 2, 1);
+	ay = dacq("y", PROTO_EXCLUSIVE, 4, 0, 1);
+	bz = dacq("z", PROTO_EXCLUSIVE, 5, 1, 1);
+	ck_assert_int_eq(locktab_acquire_as(tab, "x", NULL, PROTO_EXCLUSIVE, 0,
+	    owner[2], 1, (void *)6, &cx), LOCKTAB_E_CYCLE);
+	{
+		const struct locktab_cycle_step	*steps;
+
+		ck_assert_uint_eq(locktab_cycle(tab, &steps), 3);
+	}
+	assert_step(0, 2, "x");
+	assert_step(1, 0, "y");
+	assert_step(2, 1, "z");
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+	locktab_release(tab, cz);
+	assert_granted(3, 5);
+	locktab_release(tab, bz);
+	locktab_release(tab, by);
+	assert_granted(4, 4);
+	locktab_release(tab, ay);
+	locktab_release(tab, ax);
+}
+END_TEST
+
+/*
+ * Of the requests in the cycle that asked, the youngest fails, through
+ * the failed callback, even when the wait that closes it did not ask.
+ */
+START_TEST(test_deadlock_fails_the_youngest_that_asked)
+{
+	struct lock_req	*ax, *by, *cz, *ay, *bz, *cx;
+
+	ax = dacq("x", PROTO_EXCLUSIVE, 1, 0, 1);
+	by = dacq("y", PROTO_EXCLUSIVE, 2, 1, 1);
+	cz = dacq("z", PROTO_EXCLUSIVE, 3, 2, 1);
+	ay = dacq("y", PROTO_EXCLUSIVE, 4, 0, 1);	/* asked, older */
+	bz = dacq("z", PROTO_EXCLUSIVE, 5, 1, 1);	/* asked, younger */
+	cx = dacq("x", PROTO_EXCLUSIVE, 6, 2, 0);	/* did not ask */
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(failures[0].id, 5);
+	ck_assert_int_eq(failures[0].error, LOCKTAB_E_CYCLE);
+	assert_step(0, 1, "z");
+	assert_step(1, 2, "x");
+	assert_step(2, 0, "y");
+	/* The older one and the one that closed it still wait. */
+	ck_assert(!lock_req_held(ay));
+	ck_assert(!lock_req_held(cx));
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 1);
+	(void)bz;
+	locktab_release(tab, by);
+	assert_granted(3, 4);
+	locktab_release(tab, ay);
+	locktab_release(tab, ax);
+	assert_granted(4, 6);
+	locktab_release(tab, cx);
+	locktab_release(tab, cz);
+}
+END_TEST
+
+/* A(asks) holds x, waits for y; B holds y, then waits for x: A fails. */
+START_TEST(test_deadlock_closed_by_a_wait_that_did_not_ask)
+{
+	struct lock_req	*ax, *by, *ay, *bx;
+
+	ax = dacq("x", PROTO_EXCLUSIVE, 1, 0, 0);
+	by = dacq("y", PROTO_EXCLUSIVE, 2, 1, 0);
+	ay = dacq("y", PROTO_EXCLUSIVE, 3, 0, 1);
+	bx = dacq("x", PROTO_EXCLUSIVE, 4, 1, 0);
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(failures[0].id, 3);
+	ck_assert_int_eq(failures[0].error, LOCKTAB_E_CYCLE);
+	assert_step(0, 0, "y");
+	assert_step(1, 1, "x");
+	(void)ay;
+	ck_assert_uint_eq(locktab_ndetecting(tab), 0);
+	ck_assert(!lock_req_held(bx));
+	locktab_release(tab, ax);
+	assert_granted(2, 4);
+	locktab_release(tab, bx);
+	locktab_release(tab, by);
+}
+END_TEST
+
+/*
+ * Nobody asked: nothing is counted, and a cycle is left alone; one that
+ * asks later but is on no cycle itself does not break it either.
+ */
+START_TEST(test_deadlock_left_alone_when_nobody_in_it_asked)
+{
+	struct lock_req	*ax, *by, *ay, *bx, *cx;
+
+	ax = dacq("x", PROTO_EXCLUSIVE, 1, 0, 0);
+	by = dacq("y", PROTO_EXCLUSIVE, 2, 1, 0);
+	ay = dacq("y", PROTO_EXCLUSIVE, 3, 0, 0);
+	bx = dacq("x", PROTO_EXCLUSIVE, 4, 1, 0);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 0);
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 2);
+	/* C waits behind the cycle, but is on none. */
+	cx = dacq("x", PROTO_EXCLUSIVE, 5, 2, 1);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 1);
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_uint_eq(locktab_nwaiting(tab), 3);
+	locktab_release(tab, cx);
+	locktab_release(tab, bx);
+	locktab_release(tab, ay);
+	locktab_release(tab, by);
+	locktab_release(tab, ax);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 0);
+}
+END_TEST
+
+/* Requests without an owner are no part of the graph. */
+START_TEST(test_deadlock_ignores_requests_without_owner)
+{
+	struct lock_req	*ax, *by, *ay, *bx;
+
+	ax = acq("x", PROTO_EXCLUSIVE, 1);
+	by = acq("y", PROTO_EXCLUSIVE, 2);
+	ay = dacq("y", PROTO_EXCLUSIVE, 3, 0, 1);
+	bx = acq("x", PROTO_EXCLUSIVE, 4);
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_uint_eq(locktab_ndetecting(tab), 1);
+	locktab_release(tab, bx);
+	locktab_release(tab, ay);
+	locktab_release(tab, by);
+	locktab_release(tab, ax);
+}
+END_TEST
+
+/*
+ * Shared holders and a queued exclusive between them: A holds x shared,
+ * B waits for x exclusive behind it, C (holding y) waits for x shared
+ * behind B, so for B; A then waits for y: A -> C -> B -> A.
+ */
+START_TEST(test_deadlock_through_a_queued_exclusive_between_shared)
+{
+	const struct locktab_cycle_step	*steps;
+	struct lock_req	*ax, *cy, *bx, *cx, *ay = NULL;
+
+	ax = dacq("x", PROTO_SHARED, 1, 0, 1);
+	cy = dacq("y", PROTO_EXCLUSIVE, 2, 2, 1);
+	bx = dacq("x", PROTO_EXCLUSIVE, 3, 1, 1);
+	cx = dacq("x", PROTO_SHARED, 4, 2, 1);
+	ck_assert(!lock_req_held(cx));
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_int_eq(locktab_acquire_as(tab, "y", NULL, PROTO_EXCLUSIVE, 0,
+	    owner[0], 1, (void *)5, &ay), LOCKTAB_E_CYCLE);
+	ck_assert_uint_eq(locktab_cycle(tab, &steps), 3);
+	assert_step(0, 0, "y");
+	assert_step(1, 2, "x");
+	assert_step(2, 1, "x");
+	ck_assert_uint_eq(nfailures, 0);
+	locktab_release(tab, ax);
+	assert_granted(2, 3);
+	locktab_release(tab, bx);
+	assert_granted(3, 4);
+	locktab_release(tab, cx);
+	locktab_release(tab, cy);
+}
+END_TEST
+
+/*
+ * Two shared holders with no exclusive between them wait for nobody:
+ * A holds x shared and waits for y, C holds y and asks x shared, and is
+ * granted, not failed.
+ */
+START_TEST(test_deadlock_shared_with_shared_is_no_edge)
+{
+	struct lock_req	*ax, *cy, *ay, *cx;
+
+	ax = dacq("x", PROTO_SHARED, 1, 0, 1);
+	cy = dacq("y", PROTO_EXCLUSIVE, 2, 2, 1);
+	ay = dacq("y", PROTO_EXCLUSIVE, 3, 0, 1);
+	cx = dacq("x", PROTO_SHARED, 4, 2, 1);
+	ck_assert(lock_req_held(cx));
+	ck_assert_uint_eq(nfailures, 0);
+	locktab_release(tab, cx);
+	locktab_release(tab, cy);
+	assert_granted(3, 3);
+	locktab_release(tab, ay);
+	locktab_release(tab, ax);
+}
+END_TEST
+
+/*
+ * An upgrade that starts to wait closes a cycle: A and B hold x shared,
+ * B holds y, A waits for y (asked); B's upgrade of x waits for A.  A's
+ * wait fails, and B's upgrade goes through once A lets x go.
+ */
+START_TEST(test_deadlock_closed_by_a_waiting_upgrade)
+{
+	struct lock_req	*ax, *bx, *by, *ay;
+
+	ax = dacq("x", PROTO_SHARED, 1, 0, 0);
+	bx = dacq("x", PROTO_SHARED, 2, 1, 0);
+	by = dacq("y", PROTO_EXCLUSIVE, 3, 1, 0);
+	ay = dacq("y", PROTO_EXCLUSIVE, 4, 0, 1);
+	ck_assert_int_eq(locktab_convert(tab, bx, PROTO_EXCLUSIVE, 0), 1);
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(failures[0].id, 4);
+	ck_assert_int_eq(failures[0].error, LOCKTAB_E_CYCLE);
+	assert_step(0, 0, "y");
+	assert_step(1, 1, "x");
+	(void)ay;
+	ck_assert(lock_req_converting(bx));
+	locktab_release(tab, ax);
+	ck_assert_uint_eq(nconverted, 1);
+	ck_assert_int_eq(lock_req_mode(bx), PROTO_EXCLUSIVE);
+	locktab_release(tab, bx);
+	locktab_release(tab, by);
+}
+END_TEST
+
+/*
+ * The conversion queue goes first: A and B hold x shared and A's upgrade
+ * waits for B; B waits for y, held by C; C's shared request for x waits
+ * for the upgrade, so for A: C -> A -> B -> C, and C's wait fails.
+ */
+START_TEST(test_deadlock_through_the_conversion_queue)
+{
+	const struct locktab_cycle_step	*steps;
+	struct lock_req	*ax, *bx, *cy, *by, *cx = NULL;
+
+	ax = dacq("x", PROTO_SHARED, 1, 0, 1);
+	bx = dacq("x", PROTO_SHARED, 2, 1, 1);
+	cy = dacq("y", PROTO_EXCLUSIVE, 3, 2, 1);
+	ck_assert_int_eq(locktab_convert(tab, ax, PROTO_EXCLUSIVE, 0), 1);
+	by = dacq("y", PROTO_EXCLUSIVE, 4, 1, 1);
+	ck_assert_uint_eq(nfailures, 0);
+	ck_assert_int_eq(locktab_acquire_as(tab, "x", NULL, PROTO_SHARED, 0,
+	    owner[2], 1, (void *)5, &cx), LOCKTAB_E_CYCLE);
+	ck_assert_uint_eq(locktab_cycle(tab, &steps), 3);
+	assert_step(0, 2, "x");
+	assert_step(1, 0, "x");
+	assert_step(2, 1, "y");
+	ck_assert(lock_req_converting(ax));
+	locktab_release(tab, cy);
+	assert_granted(3, 4);
+	locktab_release(tab, by);
+	locktab_release(tab, bx);
+	ck_assert_uint_eq(nconverted, 1);
+	locktab_release(tab, ax);
+}
+END_TEST
+
+/* The failed request leaves its queue: those behind it move up. */
+START_TEST(test_deadlock_failed_waiter_lets_the_queue_move)
+{
+	struct lock_req	*ax, *by, *ay, *dy, *bx;
+
+	ax = dacq("x", PROTO_EXCLUSIVE, 1, 0, 1);
+	by = dacq("y", PROTO_SHARED, 2, 1, 0);
+	ay = dacq("y", PROTO_EXCLUSIVE, 3, 0, 1);	/* ahead of D */
+	dy = dacq("y", PROTO_SHARED, 4, 3, 0);		/* behind A */
+	ck_assert(!lock_req_held(dy));
+	bx = dacq("x", PROTO_EXCLUSIVE, 5, 1, 0);
+	ck_assert_uint_eq(nfailures, 1);
+	ck_assert_int_eq(failures[0].id, 3);
+	(void)ay;
+	/* A's exclusive wait is gone: D joins B's shared hold. */
+	ck_assert(lock_req_held(dy));
+	assert_granted(2, 4);
+	locktab_release(tab, ax);
+	assert_granted(3, 5);
+	locktab_release(tab, bx);
+	locktab_release(tab, by);
+	locktab_release(tab, dy);
+}
+END_TEST
+
+/* A cycle of more owners than the steps kept: its whole length counts. */
+START_TEST(test_deadlock_longer_than_the_steps_kept)
+{
+	struct lock_owner		*ring[LOCKTAB_CYCLE_MAX + 4];
+	struct lock_req			*held[LOCKTAB_CYCLE_MAX + 4];
+	struct lock_req			*waits[LOCKTAB_CYCLE_MAX + 4];
+	const struct locktab_cycle_step	*steps;
+	char				 names[LOCKTAB_CYCLE_MAX + 4][8];
+	size_t				 n = LOCKTAB_CYCLE_MAX + 4, i;
+	struct lock_req			*last = NULL;
+
+	for (i = 0; i < n; i++) {
+		snprintf(names[i], sizeof names[i], "n%zu", i);
+		ck_assert_ptr_nonnull(ring[i] = locktab_owner_new(
+		    (void *)(intptr_t)(100 + i)));
+		ck_assert_int_eq(locktab_acquire_as(tab, names[i], NULL,
+		    PROTO_EXCLUSIVE, 0, ring[i], 1, NULL, &held[i]), 0);
+	}
+	for (i = 0; i + 1 < n; i++)
+		ck_assert_int_eq(locktab_acquire_as(tab, names[i + 1], NULL,
+		    PROTO_EXCLUSIVE, 0, ring[i], 1, NULL, &waits[i]), 0);
+	ck_assert_int_eq(locktab_acquire_as(tab, names[0], NULL,
+	    PROTO_EXCLUSIVE, 0, ring[n - 1], 1, NULL, &last),
+	    LOCKTAB_E_CYCLE);
+	ck_assert_uint_eq(locktab_cycle(tab, &steps), n);
+	assert_step(0, (intptr_t)(100 + n - 1), "n0");
+	assert_step(1, 100, "n1");
+	for (i = 0; i + 1 < n; i++)
+		locktab_release(tab, waits[i]);
+	for (i = 0; i < n; i++) {
+		locktab_release(tab, held[i]);
+		locktab_owner_free(ring[i]);
+	}
+}
+END_TEST
+
 static Suite *
 locktab_suite(void)
 {
@@ -1474,6 +1874,22 @@ locktab_suite(void)
 	tcase_add_test(tc,
 	    test_upgrade_held_up_outside_waits_for_retry_or_is_lost);
 	tcase_add_test(tc, test_lone_upgrade_that_loses_the_take_says_lost);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("deadlock");
+	tcase_add_checked_fixture(tc, deadlock_setup, deadlock_teardown);
+	tcase_add_test(tc, test_deadlock_of_two_fails_the_wait_that_closes_it);
+	tcase_add_test(tc, test_deadlock_of_three_names_the_ring);
+	tcase_add_test(tc, test_deadlock_fails_the_youngest_that_asked);
+	tcase_add_test(tc, test_deadlock_closed_by_a_wait_that_did_not_ask);
+	tcase_add_test(tc, test_deadlock_left_alone_when_nobody_in_it_asked);
+	tcase_add_test(tc, test_deadlock_ignores_requests_without_owner);
+	tcase_add_test(tc,
+	    test_deadlock_through_a_queued_exclusive_between_shared);
+	tcase_add_test(tc, test_deadlock_shared_with_shared_is_no_edge);
+	tcase_add_test(tc, test_deadlock_closed_by_a_waiting_upgrade);
+	tcase_add_test(tc, test_deadlock_through_the_conversion_queue);
+	tcase_add_test(tc, test_deadlock_failed_waiter_lets_the_queue_move);
+	tcase_add_test(tc, test_deadlock_longer_than_the_steps_kept);
 	suite_add_tcase(s, tc);
 	return s;
 }

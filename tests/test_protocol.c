@@ -648,6 +648,7 @@ assert_decodes_to(const struct proto_request *out,
 	assert_same_bits(out->notify_after, in->notify_after);
 	ck_assert_str_eq(out->owner, in->owner != NULL ? in->owner : "");
 	ck_assert_int_eq(out->notify_contended, in->notify_contended);
+	ck_assert_int_eq(out->detect_deadlock, in->detect_deadlock);
 }
 
 /*
@@ -775,6 +776,7 @@ START_TEST(test_format_matches_json_c_for_acquire)
 			req.name = format_names[k % NELEMS(format_names)];
 			req.mode = k % 2 ? PROTO_SHARED : PROTO_EXCLUSIVE;
 			req.notify_contended = k % 3 == 0;
+			req.detect_deadlock = k % 5 < 2;
 			req.owner = k % 7 == 0 ? NULL :
 			    format_labels[k % NELEMS(format_labels)];
 			check_format(tok, &req, format_ids[k %
@@ -1187,6 +1189,50 @@ START_TEST(test_ids_come_back_exactly_or_are_refused)
 			ck_assert_ptr_null(b.r.id);
 			ck_assert_str_eq(b.id, "null");
 		}
+	}
+	json_object_put(b.obj);
+}
+END_TEST
+
+/* acquire's detect_deadlock, on both paths, with what each refuses. */
+START_TEST(test_detect_deadlock_decodes)
+{
+	static const char *const bad_request[] = {
+	    "\"name\":\"db\",\"detect_deadlock\":1",
+	    "\"name\":\"db\",\"detect_deadlock\":\"true\"",
+	    "\"name\":\"db\",\"detect_deadlock\":{}",
+	    "\"name\":\"/tmp/x\",\"handoff\":true,\"detect_deadlock\":true" };
+	struct both		 b;
+	char			 line[256];
+	size_t			 i;
+
+	b.obj = NULL;
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\"}"), PROTO_OK,
+	    NULL, 1);
+	ck_assert_int_eq(b.r.detect_deadlock, 0);
+	expect_both(&b, L("{\"id\":1,\"op\":\"acquire\",\"name\":\"db\","
+	    "\"detect_deadlock\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.detect_deadlock, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"detect_deadlock\":true,"
+	    "\"name\":\"db\",\"notify_contended\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.detect_deadlock, 1);
+	ck_assert_int_eq(b.r.notify_contended, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"detect_deadlock\":false}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.detect_deadlock, 0);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"detect_deadlock\":null}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.detect_deadlock, 0);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"/tmp/x\","
+	    "\"detect_deadlock\":true}"), PROTO_OK, NULL, 1);
+	ck_assert_int_eq(b.r.detect_deadlock, 1);
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"detect_deadlock\":7}"), PROTO_E_BAD_REQUEST,
+	    "detect_deadlock must be a boolean", 0);
+	for (i = 0; i < NELEMS(bad_request); i++) {
+		snprintf(line, sizeof line, "{\"op\":\"acquire\",%s}",
+		    bad_request[i]);
+		expect_line(line, PROTO_E_BAD_REQUEST, 0);
 	}
 	json_object_put(b.obj);
 }
@@ -1690,6 +1736,7 @@ protocol_suite(void)
 	tcase_add_test(tc, test_list_paging_fields_decode);
 	tcase_add_test(tc, test_notify_contended_decodes);
 	tcase_add_test(tc, test_convert_decodes_on_both_paths_and_formats);
+	tcase_add_test(tc, test_detect_deadlock_decodes);
 	tcase_add_test(tc, test_format_writes_list_paging_fields);
 	tcase_add_test(tc, test_format_writes_an_acquire_to_the_byte);
 	tcase_add_test(tc, test_ok_line_is_json_c_to_the_byte);

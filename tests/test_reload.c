@@ -360,7 +360,7 @@ START_TEST(test_liblocks_clients_notice_nothing)
 	ck_assert_int_eq(locks_connect(h_srv.socket_path, "t", &c), LOCKS_OK);
 	ck_assert_int_eq(locks_acquire(c, "rl-lib", &(struct
 	    locks_acquire_opts){ LOCKS_EXCLUSIVE, 0, 0, NULL, NULL, NULL,
-	    LOCKS_LOCAL, NULL },
+	    LOCKS_LOCAL, NULL, 0 },
 	    NULL), LOCKS_E_TIMEOUT);
 	/* b was forked after a, so it has a's control pipe: b goes first. */
 	ck_assert_msg(h_holder_release(&b) == 0, "%s", h_error());

@@ -78,6 +78,26 @@ class Handover:
         return Mutex(name, socket=self.broker.socket, on_lost=self.on_lost,
                      **kwargs)
 
+    def test_waiter_that_asked_for_detection_keeps_asking(self):
+        a = Raw(self.broker.socket, 'a')
+        b = Raw(self.broker.socket, 'b')
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        for conn, name in ((a, 'py-dl-x'), (b, 'py-dl-y')):
+            conn.send({'id': 1, 'op': 'acquire', 'name': name})
+            self.assertTrue(conn.read()['ok'])
+        a.send({'id': 2, 'op': 'acquire', 'name': 'py-dl-y',
+                'notify_after': 1e9, 'detect_deadlock': True})
+        a.quiet(0.3)
+        self.hand_over()
+        # A wait that did not ask closes the cycle: a's (which did) fails.
+        b.send({'id': 2, 'op': 'acquire', 'name': 'py-dl-x',
+                'notify_after': 1e9})
+        reply = a.read(10)
+        self.assertEqual(reply['id'], 2)
+        self.assertEqual(reply['error']['code'], 'deadlock')
+        b.quiet(0.3)
+
     def test_holder_keeps_its_lock_and_token(self):
         m = self.mutex('py-handover')
         m.lock()

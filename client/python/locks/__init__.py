@@ -95,6 +95,14 @@ class Mutex:
             second; from a background thread (or from ``lock()`` or
             ``check()``, whichever read the broker's event).  Local locks
             only (``ValueError`` for a cluster one).
+        detect_deadlock (bool): if waiting for the lock would close a
+            cycle of connections to the broker waiting for each other
+            (this one holds a lock another waits for, which holds or
+            awaits the one this waits for, and so on), ``lock()`` raises
+            :class:`Deadlock` at once instead of waiting forever, naming
+            the cycle's pids and locks; of the waits in the cycle that
+            asked, the youngest fails.  Local locks only (``ValueError``
+            for a cluster one).
         scope (str): ``'local'`` (this machine's broker) or ``'cluster'``
             (the etcd cluster of a locksd started with ``--etcd``, across
             machines; names only).  A cluster lock whose lease lapses is
@@ -104,7 +112,7 @@ class Mutex:
     Attributes:
         path: the target as given (the seed's name for it).
         timeout, callback, shared, owner, socket, on_lost, on_contended,
-            scope: as given.
+            detect_deadlock, scope: as given.
         token (int or None): the fencing token while held, else ``None``.
         locked (bool): whether this Mutex, in this process, holds the lock.
 
@@ -118,12 +126,12 @@ class Mutex:
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
                  owner=None, socket=None, on_lost=None, scope='local',
-                 on_contended=None):
+                 on_contended=None, detect_deadlock=False):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
         if on_contended is not None and not callable(on_contended):
             raise TypeError('on_contended must be callable')
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost, scope, on_contended)
+                  on_lost, scope, on_contended, detect_deadlock)
         self._mu = threading.RLock()
         self._mu_pid = os.getpid()
         self._busy = False
@@ -154,7 +162,8 @@ class Mutex:
                 'callback': self.callback, 'shared': self.shared,
                 'owner': self.owner, 'socket': self.socket,
                 'on_lost': self.on_lost, 'scope': self.scope,
-                'on_contended': self.on_contended}
+                'on_contended': self.on_contended,
+                'detect_deadlock': self.detect_deadlock}
 
     def __setstate__(self, state):
         """Make an unheld Mutex from pickled arguments."""
@@ -308,7 +317,8 @@ class Mutex:
 
         line = acquire_line(self._target, rid, self.timeout, callback,
                             self.shared, self.owner,
-                            self.on_contended is not None)
+                            self.on_contended is not None,
+                            self.detect_deadlock)
         return conn.request(line, rid, on_event, fd, deadline)
 
     def release(self):

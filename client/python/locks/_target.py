@@ -157,7 +157,7 @@ def check_label(what, value):
 
 
 def acquire_line(target, rid, timeout, callback, shared, owner,
-                 notify_contended=False):
+                 notify_contended=False, detect_deadlock=False):
     """The acquire request for the seed's four cases.
 
     - neither timeout nor callback: wait forever, no blocking event;
@@ -167,7 +167,9 @@ def acquire_line(target, rid, timeout, callback, shared, owner,
       ``blocking`` event at once if it cannot grant at once;
     - both: no timeout, ``notify_after: T``.
 
-    With notify_contended, the holder asks for ``contended`` events.
+    With notify_contended, the holder asks for ``contended`` events;
+    with detect_deadlock, the wait fails with ``deadlock`` if it closes a
+    cycle of connections waiting for each other.
     """
     parts = ['{"id":%d,"op":"acquire","name":%s' % (rid, target.wire_json)]
     if shared:
@@ -183,17 +185,25 @@ def acquire_line(target, rid, timeout, callback, shared, owner,
         parts.append(',"owner":%s' % json.dumps(owner, ensure_ascii=False))
     if notify_contended:
         parts.append(',"notify_contended":true')
+    if detect_deadlock:
+        parts.append(',"detect_deadlock":true')
     parts.append('}\n')
     return ''.join(parts).encode('utf-8')
 
 
 def init_args(mutex, target, timeout, callback, shared, owner, socket,
-              on_lost, scope='local', on_contended=None):
+              on_lost, scope='local', on_contended=None,
+              detect_deadlock=False):
     """Check and set a Mutex's arguments (locks.Mutex and locks.aio's)."""
     if on_contended is not None and scope == 'cluster':
         raise ValueError('on_contended is for local locks: a cluster '
                          "lock's waiters on other machines queue in etcd")
+    if detect_deadlock and scope == 'cluster':
+        raise ValueError("detect_deadlock covers one broker's local locks: "
+                         'who waits for a cluster lock on other machines is '
+                         'not known there')
     mutex.on_contended = on_contended
+    mutex.detect_deadlock = bool(detect_deadlock)
     mutex._target = Target(target, scope)
     mutex.scope = scope
     mutex.path = target

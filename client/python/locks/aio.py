@@ -293,10 +293,10 @@ class Mutex:
 
     def __init__(self, target, timeout=None, callback=None, *, shared=False,
                  owner=None, socket=None, on_lost=None, scope='local',
-                 on_contended=None):
+                 on_contended=None, detect_deadlock=False):
         """Make a Mutex; nothing is locked, or connected, until lock()."""
         init_args(self, target, timeout, callback, shared, owner, socket,
-                  on_lost, scope, on_contended)
+                  on_lost, scope, on_contended, detect_deadlock)
         self._contended = []        # events not yet awaited
         self._contended_waits = []  # futures of contended() calls
         self._alock = None
@@ -480,7 +480,8 @@ class Mutex:
 
         line = acquire_line(self._target, rid, self.timeout, callback,
                             self.shared, self.owner,
-                            self.on_contended is not None)
+                            self.on_contended is not None,
+                            self.detect_deadlock)
         reply = asyncio.ensure_future(conn.request(line, rid, on_event, fd))
         try:
             if blocking is not None:
