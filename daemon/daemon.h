@@ -302,6 +302,7 @@ struct session_host {
 	size_t			 output_high;	/* unread reply bytes */
 	double			 started;	/* monotonic, for uptime */
 	struct session_list	 sessions;	/* kept by session.c */
+	TAILQ_HEAD(, deadlock_group) groups;	/* session.c's */
 	struct json_tokener	*tok;		/* session.c's, shared */
 	size_t			 nsessions;
 	struct metrics		 metrics;	/* metrics.c's counters */

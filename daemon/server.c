@@ -1170,6 +1170,7 @@ server_host_init(struct server *srv, const struct server_config *config)
 	    OUTPUT_HIGH;
 	host->started = clock_monotonic();
 	TAILQ_INIT(&host->sessions);
+	TAILQ_INIT(&host->groups);
 	host->closed = server_session_closed;
 	host->tokens_exhausted = server_tokens_exhausted;
 	host->lock_file_missing = server_lock_file_missing;

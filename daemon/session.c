@@ -61,6 +61,7 @@ struct acquire {
 	size_t			 id_len;
 	struct event		*timeout_ev;
 	struct event		*notify_ev;
+	struct deadlock_group	*group;		/* its node, if it named one */
 	char			*convert_id;	/* a waiting convert's id, as
 						   JSON text; NULL: none */
 	size_t			 convert_id_len;
@@ -173,6 +174,58 @@ acquire_convert_forget(struct acquire *a)
 	a->convert_id = NULL;
 }
 
+/*
+ * The acquires of one process that named one deadlock_group, whichever
+ * connections they came on: one node of the wait-for graph, for clients
+ * (as Python's, a connection per lock) whose thread holds locks on
+ * several connections.  It lives while an acquire of it does.
+ */
+struct deadlock_group {
+	TAILQ_ENTRY(deadlock_group) entry;
+	struct peer		 peer;		/* the process, for messages */
+	struct lock_owner	*owner;
+	size_t			 refs;		/* acquires in it */
+	char			 name[];
+};
+
+/* The group name of peer's process, made if new; NULL if out of memory. */
+static struct deadlock_group *
+group_get(struct session_host *host, const struct peer *peer,
+    const char *name)
+{
+	struct deadlock_group	*g;
+	size_t			 len = strlen(name) + 1;
+
+	TAILQ_FOREACH(g, &host->groups, entry) {
+		if (g->peer.pid == peer->pid && strcmp(g->name, name) == 0) {
+			g->refs++;
+			return g;
+		}
+	}
+	if ((g = calloc(1, sizeof *g + len)) == NULL)
+		return NULL;
+	g->peer = *peer;
+	if ((g->owner = locktab_owner_new(&g->peer)) == NULL) {
+		free(g);
+		return NULL;
+	}
+	memcpy(g->name, name, len);
+	g->refs = 1;
+	TAILQ_INSERT_TAIL(&host->groups, g, entry);
+	return g;
+}
+
+/* An acquire of the group is gone; the last one frees it. */
+static void
+group_put(struct session_host *host, struct deadlock_group *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	TAILQ_REMOVE(&host->groups, g, entry);
+	locktab_owner_free(g->owner);
+	free(g);
+}
+
 /* Unlink and free an acquire whose lock_req is already gone. */
 static void
 acquire_free(struct acquire *a)
@@ -182,6 +235,7 @@ acquire_free(struct acquire *a)
 	acquire_convert_forget(a);
 	if (a->handoff_fd >= 0)
 		close(a->handoff_fd);
+	group_put(a->session->host, a->group);
 	free(a);
 }
 
@@ -189,16 +243,22 @@ acquire_free(struct acquire *a)
 static void
 acquire_drop(struct acquire *a)
 {
+	struct session_host	*host = a->session->host;
 	struct locktab		*tab = acquire_table(a);
 	struct lock_req		*req = a->req;
+	struct deadlock_group	*group;
 
 	if (a->granted_at > 0)
 		metrics_observe(&acquire_metrics(a)->hold,
 		    clock_monotonic() - a->granted_at);
 	/* Unlink first: releasing may grant others, never this acquire. */
 	a->req = NULL;
+	group = a->group;
+	a->group = NULL;
 	acquire_free(a);
 	locktab_release(tab, req);
+	/* After: the request's owner may be the group's. */
+	group_put(host, group);
 }
 
 /* Send an error reply echoing id, which it takes. */
@@ -536,7 +596,7 @@ static void
 deadlock_message(struct locktab *tab, char *msg, size_t size)
 {
 	const struct locktab_cycle_step	*steps;
-	const struct session		*s;
+	const struct peer		*peer;
 	size_t				 n, i, kept, len;
 
 	n = locktab_cycle(tab, &steps);
@@ -546,10 +606,10 @@ deadlock_message(struct locktab *tab, char *msg, size_t size)
 	    "other, and is the youngest in it that asked detect_deadlock:",
 	    n);
 	for (i = 0; i < kept && len < size; i++) {
-		s = steps[i].owner;
+		peer = steps[i].owner;
 		len += (size_t)snprintf(msg + len, size - len, "%s pid %ld "
-		    "waits for %s", i == 0 ? "" : ",",
-		    (long)s->client.peer.pid, steps[i].name);
+		    "waits for %s", i == 0 ? "" : ",", (long)peer->pid,
+		    steps[i].name);
 	}
 	if (len < size && kept < n)
 		len += (size_t)snprintf(msg + len, size - len, ", and %zu "
@@ -557,8 +617,7 @@ deadlock_message(struct locktab *tab, char *msg, size_t size)
 	if (len < size && n > 0)
 		snprintf(msg + len, size - len, ", held or queued ahead by pid "
 		    "%ld; the locks held stay held",
-		    (long)((const struct session *)steps[0].owner)->
-		    client.peer.pid);
+		    (long)((const struct peer *)steps[0].owner)->pid);
 }
 
 /*
@@ -1237,10 +1296,17 @@ handle_acquire(struct session *s, const struct proto_request *r,
 		a->handoff_fd = fds->fd[0];	/* the caller's, to flock */
 		fds->fd[0] = -1;
 	}
+	if (*r->deadlock_group != '\0' && (a->group = group_get(host,
+	    &s->client.peer, r->deadlock_group)) == NULL) {
+		reply_error(s->conn, r, PROTO_E_LIMIT, "out of memory");
+		acquire_free(a);
+		return;
+	}
 	/* The lock table's arg is the holder, the acquire's first member. */
 	s->acquiring = a;
 	rc = locktab_acquire_as(host->locktab, name, fds->n > 0 ?
-	    &fds->fd[fds->n - 1] : NULL, r->mode, r->timeout == 0, s->owner,
+	    &fds->fd[fds->n - 1] : NULL, r->mode, r->timeout == 0,
+	    a->group != NULL ? a->group->owner : s->owner,
 	    r->detect_deadlock, &a->holder, &req);
 	if (rc != 0) {
 		s->acquiring = NULL;
@@ -1715,7 +1781,7 @@ session_new(struct session_host *host, int fd, const struct peer *peer,
 		close(fd);
 		return NULL;
 	}
-	if ((s->owner = locktab_owner_new(s)) == NULL) {
+	if ((s->owner = locktab_owner_new(&s->client.peer)) == NULL) {
 		log_warnx("out of memory accepting a connection");
 		session_free_parts(s);
 		close(fd);
@@ -1841,7 +1907,7 @@ session_restore(struct session_host *host, const struct snap_session *ss,
 
 	if ((s = calloc(1, sizeof *s)) == NULL ||
 	    (s->client.label = strdup(ss->label != NULL ? ss->label : "")) ==
-	    NULL || (s->owner = locktab_owner_new(s)) == NULL) {
+	    NULL || (s->owner = locktab_owner_new(&s->client.peer)) == NULL) {
 		log_warnx("out of memory restoring a connection");
 		if (s != NULL)
 			session_free_parts(s);

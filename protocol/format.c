@@ -106,6 +106,9 @@ proto_request_encode(const struct proto_request *req, int64_t id)
 		if (req->notify_contended)
 			json_object_object_add(obj, "notify_contended",
 			    json_object_new_boolean(1));
+		if (req->deadlock_group != NULL && *req->deadlock_group)
+			json_object_object_add(obj, "deadlock_group",
+			    json_object_new_string(req->deadlock_group));
 		if (req->detect_deadlock)
 			json_object_object_add(obj, "detect_deadlock",
 			    json_object_new_boolean(1));
@@ -292,6 +295,10 @@ out_acquire(struct line_out *out, const struct proto_request *req)
 		out_text(out, ",\"handoff\":true");
 	if (req->notify_contended)
 		out_text(out, ",\"notify_contended\":true");
+	if (req->deadlock_group != NULL && *req->deadlock_group) {
+		out_key(out, "deadlock_group");
+		out_string(out, req->deadlock_group);
+	}
 	if (req->detect_deadlock)
 		out_text(out, ",\"detect_deadlock\":true");
 }

@@ -731,6 +731,12 @@ decode_acquire(struct json_object *obj, struct proto_request *req,
 		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
 		return PROTO_E_BAD_REQUEST;
 	}
+	if (get_label(obj, FIELD(DEADLOCK_GROUP), PROTO_MAX_LABEL,
+	    &req->deadlock_group) != 0) {
+		*ret_msg = "deadlock_group must be a string of at most "
+		    PROTO_TEXT(PROTO_MAX_LABEL) " bytes without NUL";
+		return PROTO_E_BAD_REQUEST;
+	}
 	if ((error = decode_scope(obj, req, ret_msg)) != PROTO_OK ||
 	    (error = decode_handoff(obj, req, ret_msg)) != PROTO_OK)
 		return error;
@@ -877,7 +883,7 @@ proto_request_reset(struct proto_request *req)
 {
 	memset(req, 0, sizeof *req);
 	req->timeout = -1;
-	req->owner = req->client = "";
+	req->owner = req->client = req->deadlock_group = "";
 	req->id_text = proto_id_text(NULL, &req->id_len);
 }
 

@@ -96,7 +96,8 @@ enum proto_op {
 	X(OWNER, "owner") X(CLIENT, "client") X(ALL, "all")		\
 	X(LIMIT, "limit") X(AFTER, "after") X(HANDOFF, "handoff")	\
 	X(SCOPE, "scope") X(NOTIFY_CONTENDED, "notify_contended")	\
-	X(METRICS, "metrics") X(DETECT_DEADLOCK, "detect_deadlock")
+	X(METRICS, "metrics") X(DETECT_DEADLOCK, "detect_deadlock")	\
+	X(DEADLOCK_GROUP, "deadlock_group")
 
 /* One decoded request; strings are borrowed from the json or the scratch. */
 struct proto_request {
@@ -122,6 +123,9 @@ struct proto_request {
 	int			 metrics;	/* status: with its metrics */
 	int			 detect_deadlock; /* acquire: fail a wait
 						   that closes a cycle */
+	const char		*deadlock_group; /* acquire: its process's
+						   node in the wait-for graph;
+						   "" when absent */
 };
 
 /* Room for the strings of a request decoded on the fast path. */

@@ -62,7 +62,7 @@ _Static_assert(KEY_COUNT <= 32, "struct scan has a bit per key in seen");
 static const unsigned char keys_by_first[128][KEYS_PER_FIRST] = {
 	['a'] = { KEY_ALL, KEY_AFTER },
 	['c'] = { KEY_CLIENT },
-	['d'] = { KEY_DETECT_DEADLOCK },
+	['d'] = { KEY_DETECT_DEADLOCK, KEY_DEADLOCK_GROUP },
 	['h'] = { KEY_HANDOFF },
 	['i'] = { KEY_ID },
 	['l'] = { KEY_LIMIT },
@@ -587,7 +587,8 @@ scan_acquire(struct scan *s, struct proto_request *req)
 	    scan_mode(s, &req->mode) == -1 ||
 	    scan_seconds(s, KEY_TIMEOUT, -1, &req->timeout) == -1 ||
 	    scan_seconds(s, KEY_NOTIFY_AFTER, 0, &req->notify_after) == -1 ||
-	    scan_field(s, KEY_HANDOFF) != NULL)
+	    scan_field(s, KEY_HANDOFF) != NULL ||
+	    scan_label(s, KEY_DEADLOCK_GROUP, &req->deadlock_group) == -1)
 		return -1;	/* a handoff is for paths, which json-c reads */
 	return scan_label(s, KEY_OWNER, &req->owner);
 }

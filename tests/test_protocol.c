@@ -776,6 +776,8 @@ START_TEST(test_format_matches_json_c_for_acquire)
 			req.name = format_names[k % NELEMS(format_names)];
 			req.mode = k % 2 ? PROTO_SHARED : PROTO_EXCLUSIVE;
 			req.notify_contended = k % 3 == 0;
+			req.deadlock_group = k % 5 == 0 ?
+			    format_labels[k % NELEMS(format_labels)] : NULL;
 			req.detect_deadlock = k % 5 < 2;
 			req.owner = k % 7 == 0 ? NULL :
 			    format_labels[k % NELEMS(format_labels)];
@@ -1226,6 +1228,15 @@ START_TEST(test_detect_deadlock_decodes)
 	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"/tmp/x\","
 	    "\"detect_deadlock\":true}"), PROTO_OK, NULL, 1);
 	ck_assert_int_eq(b.r.detect_deadlock, 1);
+	ck_assert_str_eq(b.r.deadlock_group, "");
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"deadlock_group\":\"thread:42\",\"detect_deadlock\":true}"),
+	    PROTO_OK, NULL, 1);
+	ck_assert_str_eq(b.r.deadlock_group, "thread:42");
+	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
+	    "\"deadlock_group\":7}"), PROTO_E_BAD_REQUEST,
+	    "deadlock_group must be a string of at most 256 bytes without NUL",
+	    0);
 	expect_both(&b, L("{\"op\":\"acquire\",\"name\":\"db\","
 	    "\"detect_deadlock\":7}"), PROTO_E_BAD_REQUEST,
 	    "detect_deadlock must be a boolean", 0);

@@ -11,12 +11,12 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import unittest
 
 import locks
 import locks.aio
-from support import BrokerCase, FakeBroker
-from test_contended import Raw
+from support import BrokerCase, FakeBroker, Raw
 
 
 class TestDeadlockOnTheWire(BrokerCase):
@@ -65,6 +65,36 @@ class TestDeadlockOnTheWire(BrokerCase):
         grant = a.read(5)
         self.assertTrue(grant['ok'])
         self.assertEqual(grant['id'], 2)
+
+    def test_connections_of_one_deadlock_group_are_one_node(self):
+        x, y = self.name() + '-x', self.name() + '-y'
+        a1, a2, b1, b2 = (self.raw(n) for n in ('a1', 'a2', 'b1', 'b2'))
+        self.hold(a1, 1, x, deadlock_group='a')
+        self.hold(b1, 1, y, deadlock_group='b')
+        self.wait(a2, 1, y, deadlock_group='a', detect_deadlock=True)
+        b2.send({'id': 1, 'op': 'acquire', 'name': x, 'notify_after': 1e9,
+                 'deadlock_group': 'b', 'detect_deadlock': True})
+        reply = b2.read(5)
+        self.assertEqual(reply['error']['code'], 'deadlock', reply)
+        self.assertIn('2 connections', reply['error']['message'])
+
+    def test_without_a_group_each_connection_is_its_own_node(self):
+        x, y = self.name() + '-x', self.name() + '-y'
+        a1, a2, b1, b2 = (self.raw(n) for n in ('a1', 'a2', 'b1', 'b2'))
+        self.hold(a1, 1, x)
+        self.hold(b1, 1, y)
+        self.wait(a2, 1, y, detect_deadlock=True)
+        self.wait(b2, 1, x, detect_deadlock=True)     # no cycle seen
+        self.assertEqual(self.waiters(x), 1)
+        self.assertEqual(self.waiters(y), 1)
+
+    def test_a_bad_deadlock_group_is_refused(self):
+        a = self.raw('a')
+        a.send({'id': 1, 'op': 'acquire', 'name': self.name(),
+                'deadlock_group': 7})
+        reply = a.read()
+        self.assertEqual(reply['error']['code'], 'bad_request')
+        self.assertIn('deadlock_group', reply['error']['message'])
 
     def test_a_wait_that_did_not_ask_fails_the_one_that_did(self):
         x, y = self.name() + '-x', self.name() + '-y'
@@ -208,6 +238,35 @@ class TestMutexDetectDeadlock(BrokerCase):
 
         asyncio.run(go())
         self.assertIs(fake.requests[-1][1].get('detect_deadlock'), True)
+
+    def test_two_threads_in_opposite_order_one_gets_deadlock(self):
+        x, y = self.name() + '-x', self.name() + '-y'
+        got = {}
+        a_has_x, b_has_y = threading.Event(), threading.Event()
+
+        def take_both(first, second, mine, theirs, key, before_second):
+            with locks.Mutex(first, detect_deadlock=True):
+                mine.set()
+                theirs.wait(10)
+                before_second()
+                try:
+                    with locks.Mutex(second, detect_deadlock=True):
+                        got[key] = 'held'
+                except locks.Deadlock as e:
+                    got[key] = e
+
+        a = threading.Thread(daemon=True, target=take_both, args=(
+            x, y, a_has_x, b_has_y, 'a', lambda: None))
+        b = threading.Thread(daemon=True, target=take_both, args=(
+            y, x, b_has_y, a_has_x, 'b', lambda: self.wait_until(
+                lambda: self.waiters(y) == 1, 'thread a waits for y')))
+        a.start()
+        b.start()
+        a.join(20)
+        b.join(20)
+        self.assertEqual(got.get('a'), 'held')
+        self.assertIsInstance(got.get('b'), locks.Deadlock)
+        self.assertIn('waits for %s' % x, str(got['b']))
 
     def test_real_broker_grants_as_usual(self):
         m = locks.Mutex(self.name(), socket=self.broker.socket,

@@ -101,7 +101,10 @@ class Mutex:
             awaits the one this waits for, and so on), ``lock()`` raises
             :class:`Deadlock` at once instead of waiting forever, naming
             the cycle's pids and locks; of the waits in the cycle that
-            asked, the youngest fails.  Local locks only (``ValueError``
+            asked, the youngest fails.  The calling thread is the graph's
+            node (``locks.aio``: the task): its Mutexes that ask are one,
+            though each has a connection of its own; a Mutex that does not
+            ask is a node of its own.  Local locks only (``ValueError``
             for a cluster one).
         scope (str): ``'local'`` (this machine's broker) or ``'cluster'``
             (the etcd cluster of a locksd started with ``--etcd``, across
@@ -315,10 +318,12 @@ class Mutex:
                 finally:
                     self._busy = False
 
+        # The thread is the node: its Mutexes hold on connections apart.
+        group = ('thread:%d' % threading.get_ident()
+                 if self.detect_deadlock else None)
         line = acquire_line(self._target, rid, self.timeout, callback,
                             self.shared, self.owner,
-                            self.on_contended is not None,
-                            self.detect_deadlock)
+                            self.on_contended is not None, group)
         return conn.request(line, rid, on_event, fd, deadline)
 
     def release(self):

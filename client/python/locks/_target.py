@@ -168,8 +168,10 @@ def acquire_line(target, rid, timeout, callback, shared, owner,
     - both: no timeout, ``notify_after: T``.
 
     With notify_contended, the holder asks for ``contended`` events;
-    with detect_deadlock, the wait fails with ``deadlock`` if it closes a
-    cycle of connections waiting for each other.
+    with detect_deadlock, a group name (the calling thread's or task's),
+    the wait fails with ``deadlock`` if it closes a cycle of waits, the
+    acquires of one group in this process being one node of the graph
+    whatever their connections.
     """
     parts = ['{"id":%d,"op":"acquire","name":%s' % (rid, target.wire_json)]
     if shared:
@@ -186,7 +188,8 @@ def acquire_line(target, rid, timeout, callback, shared, owner,
     if notify_contended:
         parts.append(',"notify_contended":true')
     if detect_deadlock:
-        parts.append(',"detect_deadlock":true')
+        parts.append(',"detect_deadlock":true,"deadlock_group":%s' %
+                     json.dumps(detect_deadlock, ensure_ascii=False))
     parts.append('}\n')
     return ''.join(parts).encode('utf-8')
 

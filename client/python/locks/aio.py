@@ -478,10 +478,12 @@ class Mutex:
                 if event.get('event') == 'blocking' and not blocking.done():
                     blocking.set_result(None)
 
+        # The task is the node: its Mutexes hold on connections apart.
+        group = ('task:%d' % id(asyncio.current_task())
+                 if self.detect_deadlock else None)
         line = acquire_line(self._target, rid, self.timeout, callback,
                             self.shared, self.owner,
-                            self.on_contended is not None,
-                            self.detect_deadlock)
+                            self.on_contended is not None, group)
         reply = asyncio.ensure_future(conn.request(line, rid, on_event, fd))
         try:
             if blocking is not None:
