@@ -6,6 +6,8 @@ hand, they default to build/locksd and build/locks of the tree.
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ LOCKS_CLI = os.environ.get('LOCKS_CLI') or os.path.join(TREE, 'build',
                                                         'locks')
 
 
-def wait_for_socket(path, proc, log, secs=10):
+def wait_for_socket(path, proc, log, secs=30):
     """Wait until something accepts on path (or the daemon died)."""
     deadline = time.monotonic() + secs
     while True:
@@ -48,11 +50,13 @@ class Broker:
         self.socket = sock or os.path.join(self.dir, 'locksd.sock')
         self.lock_dir = os.path.join(os.path.dirname(self.socket), 'locks')
         self.log = os.path.join(self.dir, 'locksd-%d.log' % id(self))
+        # CI's valgrind run wraps every locksd, as ctest's harness does.
+        wrapper = shlex.split(os.environ.get('LOCKSD_WRAPPER', ''))
         with open(self.log, 'w') as log:
             self.proc = subprocess.Popen(
-                [LOCKSD, '--socket', self.socket, '--lock-dir',
-                 self.lock_dir], stdout=log, stderr=log, user=user,
-                group=group)
+                wrapper + [LOCKSD, '--socket', self.socket, '--lock-dir',
+                           self.lock_dir], stdout=log, stderr=log,
+                user=user, group=group)
         wait_for_socket(self.socket, self.proc, self.log)
         self.own_dir = base is None
 
@@ -63,10 +67,16 @@ class Broker:
         self.proc.wait()
 
     def stop(self):
-        """Stop it (SIGTERM) and remove its directory if it made it."""
+        """Stop it (SIGTERM) and remove its directory if it made it;
+        AssertionError if valgrind or a sanitizer reported on it."""
         self.kill(signal.SIGTERM)
+        with open(self.log) as f:
+            log = f.read()
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if (re.search(r'^==\d+== ', log, re.M) or 'Sanitizer' in log or
+                'runtime error' in log):
+            raise AssertionError('locksd reported:\n' + log)
 
 
 class BrokerCase(unittest.TestCase):
