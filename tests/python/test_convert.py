@@ -195,46 +195,86 @@ class TestConvertOp(BrokerCase):
 
 
 class TestConvertHammer(BrokerCase):
-    """No outside flock gets in on any conversion."""
+    """No outside flock gets in on any conversion unseen."""
 
     ROUNDS = 2000
 
-    def test_no_outside_flock_gets_in_while_converting(self):
-        name = self.name()
-        path = os.path.join(self.broker.lock_dir, name)
+    def loop(self, path, script):
+        """Run script (sh, $1 the lock file) over and over until the
+        test's end; its output, once stopped, from stop()."""
+        proc = subprocess.Popen(
+            ['sh', '-c', 'while [ ! -e "$1.stop" ]; do %s; done' % script,
+             'sh', path], stdout=subprocess.PIPE, text=True)
+
+        def stop():
+            with open(path + '.stop', 'w'):
+                pass
+            out, _ = proc.communicate(timeout=30)
+            os.unlink(path + '.stop')
+            return out
+        self.addCleanup(lambda: proc.returncode is None and stop())
+        return stop
+
+    def hammer(self, name, rounds, outsiders):
+        """Take name shared on one connection, start the outsiders
+        (outsiders() returns what stops them), and convert it up and down
+        rounds times; stop at a lost event.  Returns how many conversions
+        were done, whether the lock was lost, and outsiders()'s value."""
         a = Raw(self.broker.socket, 'hammer')
         self.addCleanup(a.close)
-        a.send({'id': 0, 'op': 'acquire', 'name': name, 'mode': 'shared'})
-        self.assertTrue(a.read()['ok'])
-        # One outsider tries flock -x -n as fast as it can, all along;
-        # another takes flock -s -n for an instant, over and over, so that
-        # upgrades race it between their look and their try.
-        tries = subprocess.Popen(
-            ['sh', '-c', 'while [ ! -e "$1.stop" ]; do '
-             'if flock -x -n "$1" true; then echo GOT; fi; done', 'sh',
-             path], stdout=subprocess.PIPE, text=True)
-        sharers = subprocess.Popen(
-            ['sh', '-c', 'while [ ! -e "$1.stop" ]; do '
-             'flock -s -n "$1" true; done', 'sh', path])
-        self.addCleanup(sharers.wait)
-        self.addCleanup(lambda: os.path.exists(path + '.stop') and
-                        os.unlink(path + '.stop'))
-        try:
-            for i in range(self.ROUNDS):
-                mode = 'exclusive' if i % 2 == 0 else 'shared'
-                a.send({'id': i + 1, 'op': 'convert', 'name': name,
-                        'mode': mode, 'timeout': 5})
-                reply = a.read(10)
-                self.assertTrue(reply.get('ok'), reply)
-                self.assertEqual(reply['mode'], mode)
-        finally:
-            open(path + '.stop', 'w').close()
-            out, _ = tries.communicate(timeout=30)
-        self.assertNotIn('GOT', out)
+        # The outsiders may hold it for an instant: wait for it.
+        a.send({'id': 0, 'op': 'acquire', 'name': name, 'mode': 'shared',
+                'notify_after': 1e9})
+        self.assertTrue(a.read(10)['ok'])
+        stops = outsiders()
+        for i in range(rounds):
+            mode = 'exclusive' if i % 2 == 0 else 'shared'
+            a.send({'id': i + 1, 'op': 'convert', 'name': name,
+                    'mode': mode, 'timeout': 5})
+            reply = a.read(10)
+            if reply.get('event') == 'lost':
+                self.assertEqual(a.read(10)['error']['code'], 'cancelled')
+                return i, True, stops
+            self.assertTrue(reply.get('ok'), reply)
+            self.assertEqual(reply['mode'], mode)
+        return rounds, False, stops
+
+    def raced(self):
+        """How many upgrades the broker's log says an outsider raced."""
         with open(self.broker.log) as f:
-            raced = f.read().count('came in between')
-        print('\n%d conversions, %d upgrades raced an outside flock -s' %
-              (self.ROUNDS, raced))
+            return f.read().count('came in between')
+
+    def test_no_outside_flock_x_gets_in_while_converting(self):
+        """The issue's hammer: an outsider tries flock -x -n as fast as
+        it can while upgrades and downgrades follow each other."""
+        name = self.name()
+        path = os.path.join(self.broker.lock_dir, name)
+        done, lost, stop_tries = self.hammer(name, self.ROUNDS, lambda: (
+            self.loop(path, 'if flock -x -n "$1" true; then echo GOT; fi')))
+        self.assertNotIn('GOT', stop_tries())
+        self.assertEqual((done, lost), (self.ROUNDS, False))
+
+    def test_outside_flock_x_gets_in_only_with_a_lost_event(self):
+        """With a second outsider taking flock -s -n for an instant over
+        and over, an upgrade may race it between its look at /proc/locks
+        and its flock(2) (then it takes its shared lock back at once);
+        only if that instant's shared holder also let go and the flock
+        -x outsider got in does the broker lose the lock, and then it
+        says so: never an outsider in while the client thinks it holds.
+        """
+        name = self.name()
+        path = os.path.join(self.broker.lock_dir, name)
+        done, lost, (stop_tries, stop_sharers) = self.hammer(
+            name, self.ROUNDS, lambda: (
+                self.loop(path, 'if flock -x -n "$1" true; then echo GOT; '
+                          'fi'),
+                self.loop(path, 'flock -s -n "$1" true')))
+        got = 'GOT' in stop_tries()
+        stop_sharers()
+        print('\n%d conversions, %d upgrades raced an outside flock -s, '
+              'lost: %s' % (done, self.raced(), lost))
+        if got:
+            self.assertTrue(lost, 'an outside flock -x got in unseen')
 
     def test_shared_outsider_never_sees_the_broker_let_go(self):
         """Upgrades tried while an outside flock -s holds: each waits and
