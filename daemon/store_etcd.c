@@ -2,9 +2,12 @@
  * The etcd lock store: a cluster lock's take is one key in etcd, under
  * "<prefix><name>/", on the daemon's one lease.  Takes queue in etcd by
  * create_revision; a take that is not at the head watches only the key
- * just ahead of it (from the revision after its read, which etcd serves
- * at once, unlike a watch from the current revision).  The grant rules
- * stay in the lock table: this store only says when a take holds.
+ * just ahead of it, from etcd's next revision (a watch from a revision
+ * already past, even the one after its read when others wrote since,
+ * joins etcd's unsynced watchers, served every 100 ms), and reads the
+ * queue once more when the watch is in place, for a delete before it.
+ * The grant rules stay in the lock table: this store only says when a
+ * take holds.
  *
  * Transport: etcd's v3 JSON gateway over HTTP/1.1 (evhttp), one pool of
  * connections per endpoint, a connection of its own for the keepalive,
@@ -730,9 +733,13 @@ watch_done_cb(struct evhttp_request *req, void *arg)
 	el_defer(el);
 }
 
-/* Watch the key ahead of the lock's take, from the revision after read. */
+/*
+ * Watch the key ahead of the lock's take, from etcd's next revision: a
+ * start in the past would make it an unsynced watcher, and the read when
+ * the watch is in place (WATCH_CREATED) covers a delete before it.
+ */
 static void
-el_watch(struct etcd_lock *el, const char *key, int64_t after)
+el_watch(struct etcd_lock *el, const char *key)
 {
 	struct store_etcd	*st = el->store;
 	struct etcd_endpoint	*ep = &st->endpoints[st->current];
@@ -743,7 +750,6 @@ el_watch(struct etcd_lock *el, const char *key, int64_t after)
 	el_unwatch(el);
 	create = json_object_new_object();
 	obj_with(create, "key", etcd_key_new(key));
-	obj_with(create, "start_revision", etcd_int64_new(after + 1));
 	body = obj_with(json_object_new_object(), "create_request", create);
 	el->watch = endpoint_conn(st, ep, &el->watch, ETCD_WATCH_TIMEOUT);
 	if (el->watch == NULL || (req = evhttp_request_new(watch_done_cb,
@@ -800,8 +806,7 @@ el_behind_own_places(struct etcd_lock *el, const struct etcd_queue *q)
  * gone.  Stale answers (an older take's, a closed lock's) are dropped.
  */
 static void
-el_queue_answer(struct etcd_lock *el, struct json_object *range,
-    int64_t revision)
+el_queue_answer(struct etcd_lock *el, struct json_object *range)
 {
 	struct store_etcd	*st = el->store;
 	struct etcd_queue	 q;
@@ -826,7 +831,7 @@ el_queue_answer(struct etcd_lock *el, struct json_object *range,
 	first = el->phase == EL_PUTTING;
 	el->phase = EL_WAITING;
 	el->watched = q.blocker_revision;
-	el_watch(el, q.blocker, revision);
+	el_watch(el, q.blocker);
 	/* Last: the hook may end the wait, and close the lock. */
 	if (first && st->hooks.queued != NULL)
 		st->hooks.queued(el->lock, st->hooks.arg);
@@ -857,9 +862,7 @@ el_range_cb(struct store_etcd *st, struct json_object *reply, void *arg,
 			el->later_read = 1;
 			el_defer_after(el, 0.5);
 		} else
-			el_queue_answer(el, reply, etcd_int64(
-			    json_object_object_get(reply, "header"),
-			    "revision"));
+			el_queue_answer(el, reply);
 	}
 	el_unref(el);
 }
@@ -970,7 +973,7 @@ el_put_answer(struct etcd_lock *el, struct json_object *range,
 	else if (!el_put_created(el, range, revision))
 		el_requeue(el);
 	else
-		el_queue_answer(el, range, revision);
+		el_queue_answer(el, range);
 }
 
 /*
