@@ -168,6 +168,29 @@ outside_slurp(void)
 }
 
 /*
+ * The next granted FLOCK of /proc/locks' text at *cursor, into *ret (all
+ * else zeroed), moving *cursor past its line (the text is cut at each
+ * line end); 0 at the end.
+ */
+static int
+outside_next(char **cursor, struct outside_holder *ret)
+{
+	char	*line, *next;
+
+	for (line = *cursor; line != NULL; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		memset(ret, 0, sizeof *ret);
+		if (outside_parse(line, ret)) {
+			*cursor = next;
+			return 1;
+		}
+	}
+	*cursor = NULL;
+	return 0;
+}
+
+/*
  * How many flocks /proc/locks shows on file dev:ino right now, whoever
  * holds them, read afresh (an upgrade must not trust a cached scan);
  * -1 if it cannot be read.
@@ -176,15 +199,13 @@ ssize_t
 outside_flocks_on(dev_t dev, ino_t ino)
 {
 	struct outside_holder	 h;
-	char			*text, *line, *next;
+	char			*text, *line;
 	ssize_t			 n = 0;
 
 	if ((text = outside_slurp()) == NULL)
 		return -1;
-	for (line = text; line != NULL; line = next) {
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if (outside_parse(line, &h) && h.dev == dev && h.ino == ino)
+	for (line = text; outside_next(&line, &h); ) {
+		if (h.dev == dev && h.ino == ino)
 			n++;
 	}
 	free(text);
@@ -238,17 +259,12 @@ outside_scan(pid_t self, const struct outside_cache *cache,
 {
 	struct outside_holder	*holders = NULL, *grown, h;
 	size_t			 n = 0, cap = 0;
-	char			*text, *line, *next;
+	char			*text, *line;
 
 	*ret = NULL;
 	if ((text = outside_slurp()) == NULL)
 		return 0;
-	for (line = text; line != NULL && n < OUTSIDE_MAX; line = next) {
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		memset(&h, 0, sizeof h);
-		if (!outside_parse(line, &h))
-			continue;
+	for (line = text; n < OUTSIDE_MAX && outside_next(&line, &h); ) {
 		/* A restart's flocks still show the pid that took them. */
 		h.own = h.pid == self || outside_former(cache, h.pid);
 		if (n == cap) {

@@ -90,6 +90,11 @@ _Static_assert(offsetof(struct acquire, holder) == 0,
 
 static void	acquire_arm_notify(struct acquire *);
 static void	convert_lost(struct acquire *, int64_t);
+
+/* A lost upgrade's answer, to a waiting convert or one just asked. */
+static const char convert_lost_msg[] = "the upgrade lost the lock: an "
+    "outside flock got in while the kernel converted it; the lock is no "
+    "longer held";
 static int	acquire_arm(struct acquire *, struct event **,
 		    event_callback_fn, double);
 
@@ -671,9 +676,7 @@ convert_lost(struct acquire *a, int64_t token)
 	conn_send(a->conn, event);
 	if (a->convert_id != NULL)
 		reply_error_id(a->conn, proto_id_parse(a->convert_id,
-		    a->convert_id_len), PROTO_E_CANCELLED, "the upgrade lost "
-		    "the lock: an outside flock got in while the kernel "
-		    "converted it; the lock is no longer held");
+		    a->convert_id_len), PROTO_E_CANCELLED, convert_lost_msg);
 	acquire_convert_forget(a);
 }
 
@@ -1398,9 +1401,7 @@ convert_failed(struct session *s, const struct proto_request *r,
 	case LOCKTAB_E_LOST:
 		/* Not held underneath any more: it goes. */
 		convert_lost(a, lock_req_token(a->req));
-		reply_error(s->conn, r, PROTO_E_CANCELLED, "the upgrade lost "
-		    "the lock: an outside flock got in while the kernel "
-		    "converted it; the lock is no longer held");
+		reply_error(s->conn, r, PROTO_E_CANCELLED, convert_lost_msg);
 		acquire_drop(a);
 		break;
 	default:

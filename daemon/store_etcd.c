@@ -1498,7 +1498,8 @@ el_adopt(struct etcd_lock *el)
 	}
 	if (r == NULL || head == NULL)
 		return 0;
-	if (r->mode != el->mode || r->lease != st->lease || st->lease == 0 ||
+	/* A place's lease is never 0: none is held without a lease. */
+	if (r->mode != el->mode || r->lease != st->lease ||
 	    (!r->putting && r->revision == 0)) {
 		resv_let_go(el, r);
 		return 0;
