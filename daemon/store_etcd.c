@@ -35,6 +35,8 @@
 #define ETCD_CALL_TIMEOUT	3	/* seconds for one unary request */
 #define ETCD_WATCH_TIMEOUT	60	/* seconds a quiet watch lasts */
 #define ETCD_QUEUE_MAX		10000	/* keys read of one lock's queue */
+#define ETCD_OWN_WATCH_DELAY	1.0	/* seconds held before its key is
+					   watched, so short holds make none */
 
 enum el_phase {
 	EL_IDLE,	/* no key */
@@ -100,6 +102,9 @@ struct etcd_lock {
 	int			 later_error;	/* to report, or 0 */
 	int			 later_read;	/* read the queue again */
 	int			 later_check;	/* read it, keeping the watch */
+	int			 later_verify;	/* see that its held key is there */
+	int			 own_watch;	/* the watch is on its own key */
+	int			 later_own;	/* watch its held key */
 	int			 lost_pending;	/* lease_lost is to see it */
 	uint64_t		 slot;		/* its keys' name, reused */
 	int			 puts;		/* puts not answered yet */
@@ -492,6 +497,7 @@ el_unwatch(struct etcd_lock *el)
 		return;
 	evhttp_connection_free(el->watch);
 	el->watch = NULL;
+	el->own_watch = 0;
 	evbuffer_drain(el->watch_buf, evbuffer_get_length(el->watch_buf));
 }
 
@@ -530,6 +536,8 @@ el_let_go(struct etcd_lock *el)
 	el->gen++;
 	el->later_read = 0;
 	el->later_check = 0;
+	el->later_verify = 0;
+	el->later_own = 0;
 	el->later_error = 0;
 }
 
@@ -561,6 +569,9 @@ el_fail_later(struct etcd_lock *el, int error)
 	el_defer(el);
 }
 
+static void	el_verify_own(struct etcd_lock *);
+static void	el_watch_own(struct etcd_lock *);
+
 /* The deferred steps: a failure to report, or the queue to read again. */
 static void
 el_later_cb(evutil_socket_t fd, short events, void *arg)
@@ -576,14 +587,25 @@ el_later_cb(evutil_socket_t fd, short events, void *arg)
 	if (error != 0) {
 		el_let_go(el);
 		locktab_taken(st->base.tab, el->lock, error);
-	} else if (el->later_read) {
+		return;
+	}
+	if (el->later_read) {
 		el->later_read = el->later_check = 0;
 		el_unwatch(el);
 		el_read_queue(el);
 	} else if (el->later_check) {
 		el->later_check = 0;
 		el_read_queue(el);
+	} else if (el->later_verify) {
+		el->later_verify = 0;
+		el_verify_own(el);
+	} else if (el->later_own) {
+		/* Last: another step that moved the timer up runs first. */
+		el->later_own = 0;
+		el_watch_own(el);
 	}
+	if (el->later_own)
+		el_defer_after(el, ETCD_OWN_WATCH_DELAY);
 }
 
 /* The holders at the head of a queue as list shows them, from each value. */
@@ -698,6 +720,13 @@ watch_chunk_cb(struct evhttp_request *req, void *arg)
 	    evhttp_request_get_input_buffer(req));
 	while ((line = evbuffer_readln(el->watch_buf, &len,
 	    EVBUFFER_EOL_LF)) != NULL) {
+		if (el->own_watch) {
+			/* Its history is replayed: only a delete is news. */
+			if (watch_line_kind(line, len) == WATCH_DELETED)
+				el->later_verify = 1;
+			free(line);
+			continue;
+		}
 		switch (watch_line_kind(line, len)) {
 		case WATCH_DELETED:
 			el->later_read = 1;
@@ -716,9 +745,13 @@ watch_chunk_cb(struct evhttp_request *req, void *arg)
 		free(line);
 	}
 	/* A line past the bound is not etcd's: read the queue instead. */
-	if (evbuffer_get_length(el->watch_buf) > 1 << 20)
-		el->later_read = 1;
-	if (el->later_read || el->later_check)
+	if (evbuffer_get_length(el->watch_buf) > 1 << 20) {
+		if (el->own_watch)
+			el->later_verify = 1;
+		else
+			el->later_read = 1;
+	}
+	if (el->later_read || el->later_check || el->later_verify)
 		el_defer(el);
 }
 
@@ -729,17 +762,21 @@ watch_done_cb(struct evhttp_request *req, void *arg)
 	struct etcd_lock	*el = arg;
 
 	(void)req;
-	el->later_read = 1;
+	if (el->own_watch) {
+		el->own_watch = 0;	/* the read makes it anew */
+		el->later_verify = 1;
+	} else
+		el->later_read = 1;
 	el_defer(el);
 }
 
 /*
- * Watch the key ahead of the lock's take, from etcd's next revision: a
- * start in the past would make it an unsynced watcher, and the read when
- * the watch is in place (WATCH_CREATED) covers a delete before it.
+ * Watch key from start_revision, or with 0 from etcd's next revision; own
+ * says it is the lock's own held key.  -1 if out of memory.
  */
-static void
-el_watch(struct etcd_lock *el, const char *key)
+static int
+el_watch(struct etcd_lock *el, const char *key, int64_t start_revision,
+    int own)
 {
 	struct store_etcd	*st = el->store;
 	struct etcd_endpoint	*ep = &st->endpoints[st->current];
@@ -748,15 +785,18 @@ el_watch(struct etcd_lock *el, const char *key)
 	const char		*text;
 
 	el_unwatch(el);
+	el->own_watch = own;
 	create = json_object_new_object();
 	obj_with(create, "key", etcd_key_new(key));
+	if (start_revision > 0)
+		obj_with(create, "start_revision",
+		    etcd_int64_new(start_revision));
 	body = obj_with(json_object_new_object(), "create_request", create);
 	el->watch = endpoint_conn(st, ep, &el->watch, ETCD_WATCH_TIMEOUT);
 	if (el->watch == NULL || (req = evhttp_request_new(watch_done_cb,
 	    el)) == NULL) {
 		json_object_put(body);
-		el_fail_later(el, -ENOMEM);
-		return;
+		return -1;
 	}
 	evhttp_request_set_chunked_cb(req, watch_chunk_cb);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host",
@@ -767,8 +807,41 @@ el_watch(struct etcd_lock *el, const char *key)
 	json_object_put(body);
 	if (evhttp_make_request(el->watch, req, EVHTTP_REQ_POST,
 	    "/v3/watch") != 0) {
-		el->later_read = 1;
+		if (own)
+			el->later_verify = 1;
+		else
+			el->later_read = 1;
 		el_defer(el);
+	}
+	return 0;
+}
+
+/*
+ * Watch the key ahead of the lock's take, from etcd's next revision: a
+ * start in the past would make it an unsynced watcher, and the read when
+ * the watch is in place (WATCH_CREATED) covers a delete before it.
+ */
+static void
+el_watch_ahead(struct etcd_lock *el, const char *key)
+{
+	if (el_watch(el, key, 0, 0) == -1)
+		el_fail_later(el, -ENOMEM);
+}
+
+/*
+ * Watch the held key for a delete that did not come from this daemon (by
+ * hand, or another client's txn), from the revision after its creation so
+ * that one before the watch is replayed: an unsynced watcher's 100 ms
+ * are nothing to a holder that would otherwise never hear of it.
+ */
+static void
+el_watch_own(struct etcd_lock *el)
+{
+	if (el->phase != EL_OWNED || el->revision <= 0)
+		return;
+	if (el_watch(el, el->key, el->revision + 1, 1) == -1) {
+		el->later_verify = 1;	/* try again, later */
+		el_defer_after(el, ETCD_OWN_WATCH_DELAY);
 	}
 }
 
@@ -819,6 +892,9 @@ el_queue_answer(struct etcd_lock *el, struct json_object *range)
 	if (held) {
 		el->phase = EL_OWNED;
 		el->fresh = 1;
+		el_unwatch(el);
+		el->later_own = 1;
+		el_defer_after(el, ETCD_OWN_WATCH_DELAY);
 		locktab_taken(st->base.tab, el->lock, 0);
 		return;
 	}
@@ -831,7 +907,7 @@ el_queue_answer(struct etcd_lock *el, struct json_object *range)
 	first = el->phase == EL_PUTTING;
 	el->phase = EL_WAITING;
 	el->watched = q.blocker_revision;
-	el_watch(el, q.blocker);
+	el_watch_ahead(el, q.blocker);
 	/* Last: the hook may end the wait, and close the lock. */
 	if (first && st->hooks.queued != NULL)
 		st->hooks.queued(el->lock, st->hooks.arg);
@@ -877,6 +953,87 @@ el_read_queue(struct etcd_lock *el)
 	el->refs++;
 	etcd_post(el->store, el_lane(el), "/v3/kv/range",
 	    range_request(prefix), el_range_cb, el, el->gen);
+}
+
+/* Whether a range reply shows the lock's held key, the same incarnation. */
+static int
+el_key_there(const struct etcd_lock *el, struct json_object *reply)
+{
+	struct json_object	*kvs;
+	struct etcd_kv		*kv;
+	size_t			 i, n;
+	int			 there = 0;
+
+	if (!json_object_object_get_ex(reply, "kvs", &kvs) ||
+	    !json_object_is_type(kvs, json_type_array))
+		return 0;
+	if ((kv = malloc(sizeof *kv)) == NULL)
+		return 1;	/* no news is not a loss */
+	n = json_object_array_length(kvs);
+	for (i = 0; i < n && !there; i++) {
+		there = etcd_kv_decode(json_object_array_get_idx(kvs, i),
+		    kv) == 0 && strcmp(kv->key, el->key) == 0 &&
+		    kv->create_revision == el->revision;
+	}
+	free(kv);
+	return there;
+}
+
+/*
+ * The held key went, and not by this daemon's hand: its holders are told
+ * as when the lease goes (the hooks' lost), for etcd may grant it anew.
+ */
+static void
+el_own_key_gone(struct etcd_lock *el)
+{
+	struct store_etcd	*st = el->store;
+
+	log_warnx("etcd: key %s of held lock %s was deleted outside locksd: "
+	    "its holders lost it", el->key, el->name);
+	el_unwatch(el);
+	el->revision = 0;	/* nothing of it left to delete */
+	el->refs++;
+	if (st->hooks.lost != NULL)
+		st->hooks.lost(el->lock, st->hooks.arg);
+	if (el->lock != NULL && el->phase == EL_OWNED)
+		el_let_go(el);
+	el_unref(el);
+}
+
+/* The answer to a read of the held key: watch on, or tell its loss. */
+static void
+el_verify_cb(struct store_etcd *st, struct json_object *reply, void *arg,
+    uint64_t gen)
+{
+	struct etcd_lock	*el = arg;
+
+	(void)st;
+	if (el_current(el, gen) && el->phase == EL_OWNED) {
+		/* No endpoint answered: the lease's deadline decides. */
+		if (reply == NULL) {
+			el->later_verify = 1;
+			el_defer_after(el, 0.5);
+		} else if (el_key_there(el, reply))
+			el_watch_own(el);
+		else
+			el_own_key_gone(el);
+	}
+	el_unref(el);
+}
+
+/* Read the held key, after its watch saw a delete or ended. */
+static void
+el_verify_own(struct etcd_lock *el)
+{
+	struct json_object	*range;
+
+	if (el->phase != EL_OWNED || el->revision <= 0)
+		return;
+	range = obj_with(json_object_new_object(), "key",
+	    etcd_key_new(el->key));
+	el->refs++;
+	etcd_post(el->store, el_lane(el), "/v3/kv/range", range,
+	    el_verify_cb, el, el->gen);
 }
 
 /* The range response inside a txn reply's second response. */

@@ -86,6 +86,28 @@ class Etcd:
         return [base64.b64decode(kv["key"]).decode()
                 for kv in reply.get("kvs", [])]
 
+    def delete_created_at(self, prefix, revision):
+        """Delete, as an operator's etcdctl del would, the key under
+        prefix that was created at revision (a cluster grant's token)."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        body = json.dumps({
+            "key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode(end.encode()).decode()}).encode()
+        with urllib.request.urlopen(self.url + "/v3/kv/range", body,
+                                    timeout=5) as r:
+            kvs = json.load(r).get("kvs", [])
+        key, = [kv["key"] for kv in kvs
+                if int(kv["create_revision"]) == revision]
+        body = json.dumps({"key": key}).encode()
+        with urllib.request.urlopen(self.url + "/v3/kv/deleterange", body,
+                                    timeout=5) as r:
+            self.assertDeleted(json.load(r))
+
+    @staticmethod
+    def assertDeleted(reply):
+        if int(reply.get("deleted", 0)) != 1:
+            raise AssertionError("etcd deleted nothing: %r" % reply)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
@@ -395,6 +417,39 @@ class ClusterTest(unittest.TestCase):
         self.assertGranted(b.reply())
         self.assertTrue(b.release("c")["ok"])
         wait_for("the keys to go", lambda: self.etcd.keys("/test/c/") == [])
+
+    def deleted_key_is_lost(self, name, held_for):
+        """A holder whose key is deleted in etcd after held_for seconds
+        gets lost, and the waiter on the other node is granted."""
+        alpha, beta = self.two_nodes()
+        a, b = alpha.client(), beta.client()
+        token = self.assertGranted(a.acquire(name))
+        b.send("acquire", name=name, scope="cluster", notify_after=1e9)
+        time.sleep(held_for)
+        self.etcd.delete_created_at("/test/%s/" % name, token)
+        event = a.recv(10)
+        self.assertEqual((event["event"], event["name"], event["token"]),
+                         ("lost", name, token), event)
+        self.assertGreater(self.assertGranted(b.reply()), token)
+        # The lost lock is not held here: a new acquire waits behind b.
+        self.assertError(a.acquire(name, timeout=0), "timeout")
+
+    def test_a_held_key_deleted_at_once_is_lost(self):
+        # Before the holder's watch starts: etcd replays the delete.
+        self.deleted_key_is_lost("del-early", 0)
+
+    def test_a_held_key_deleted_later_is_lost(self):
+        # Well after the holder's watch is in place.
+        self.deleted_key_is_lost("del-late", 2.5)
+
+    def test_a_release_after_a_long_hold_is_not_lost(self):
+        alpha = self.start(Daemon(self.tmp, "alpha", self.etcd.url))
+        a = alpha.client()
+        self.assertGranted(a.acquire("long"))
+        self.assertTrue(a.quiet(2.5))       # the key's watch is in place
+        self.assertTrue(a.release("long")["ok"])
+        self.assertTrue(a.quiet(1.5))
+        self.assertGranted(a.acquire("long"))
 
     def test_list_cluster_shows_both_nodes(self):
         alpha, beta = self.two_nodes()
