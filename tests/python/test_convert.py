@@ -20,6 +20,17 @@ def outside_flock(path, mode):
     return subprocess.run(['flock', mode, '-n', path, 'true']).returncode == 0
 
 
+def holds_a_flock(pid):
+    """Whether /proc/locks shows a flock(2) held by pid."""
+    with open('/proc/locks') as f:
+        for line in f:
+            fields = line.split()
+            if ('FLOCK' in fields and '->' not in fields and
+                    len(fields) > 4 and fields[4] == str(pid)):
+                return True
+    return False
+
+
 def holders_of(path, name):
     """The holders of name, as list shows them."""
     c = Raw(path, 'lister')
@@ -157,7 +168,9 @@ class TestConvertOp(BrokerCase):
                                     'sleep', '30'])
         self.addCleanup(outside.wait)
         self.addCleanup(outside.kill)
-        self.wait_until(lambda: not outside_flock(self.path(), '-x') and
+        # Its own flock, not the broker's shared hold, which alone would
+        # already make an outside flock -x -n fail.
+        self.wait_until(lambda: holds_a_flock(outside.pid) and
                         outside.poll() is None, 'flock -s holds')
         self.convert(a, 'exclusive', 2)
         a.quiet(0.5)
